@@ -1,0 +1,59 @@
+"""Vehicle twins: the model, merge and delta, the ingest pipeline and the stores.
+
+`twin` knows nothing of MQTT or HTTP; the broker and the API adapt to it.
+"""
+
+from twin.document import DeltaMessage, TwinDocument, to_document
+from twin.errors import (
+    ConfigError,
+    FleethubError,
+    InvalidPayload,
+    LimitExceeded,
+    NotFound,
+    StoreError,
+    TwinError,
+    VersionConflict,
+)
+from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind, VehicleChannel
+from twin.limits import Limits
+from twin.memory_store import MemoryStore
+from twin.metrics import IngestMetrics
+from twin.model import HistoryRow, TwinState
+from twin.service import HealthReport, IngestSettings, TwinService, running
+from twin.sqlite_store import SqliteStore
+from twin.store import HistoryQuery, Order, Store, StoreInfo, TwinFilter
+
+__all__ = [
+    "Channel",
+    "ConfigError",
+    "DeltaMessage",
+    "DisconnectReason",
+    "FleethubError",
+    "HealthReport",
+    "HistoryQuery",
+    "HistoryRow",
+    "Inbound",
+    "InboundSink",
+    "IngestMetrics",
+    "IngestSettings",
+    "InvalidPayload",
+    "LimitExceeded",
+    "Limits",
+    "MemoryStore",
+    "MessageKind",
+    "NotFound",
+    "Order",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreInfo",
+    "TwinDocument",
+    "TwinError",
+    "TwinFilter",
+    "TwinService",
+    "TwinState",
+    "VehicleChannel",
+    "VersionConflict",
+    "running",
+    "to_document",
+]

@@ -1,0 +1,84 @@
+"""The twin document as vehicles and operators see it (DESIGN.md, "The twin document")."""
+
+from __future__ import annotations
+
+import msgspec
+
+from twin.merge import compute_delta
+from twin.model import Json, TwinState
+from twin.paths import materialise, set_path, split
+from twin.telemetry import isoformat
+
+
+class ConnectionView(msgspec.Struct, omit_defaults=True):
+    connected: bool = False
+    since: str | None = None
+    last_seen: str | None = None
+    disconnect_reason: str | None = None
+
+
+class Metadata(msgspec.Struct):
+    desired: dict[str, Json]
+    reported: dict[str, Json]
+
+
+class TwinDocument(msgspec.Struct):
+    vehicle_id: str
+    fleet: str
+    version: int
+    tags: dict[str, Json]
+    desired: dict[str, Json]
+    reported: dict[str, Json]
+    delta: dict[str, Json]
+    metadata: Metadata
+    connection: ConnectionView
+    created_at: str | None
+    updated_at: str | None
+
+
+class DeltaMessage(msgspec.Struct):
+    """Payload of `vehicles/{vid}/twin/delta`."""
+
+    version: int
+    delta: dict[str, Json]
+
+
+def to_document(state: TwinState) -> TwinDocument:
+    reported, stamps = materialise(state.reported)
+    desired_meta: dict[str, Json] = {}
+    for key, meta in state.desired_meta.items():
+        leaf: dict[str, Json] = {"ts": isoformat(meta.ts), "status": meta.status.value}
+        if meta.reason is not None:
+            leaf["reason"] = meta.reason
+        if meta.expires_at is not None:
+            leaf["expires_at"] = isoformat(meta.expires_at)
+        set_path(desired_meta, split(key), leaf)
+    conn = state.connection
+    return TwinDocument(
+        vehicle_id=state.vehicle_id,
+        fleet=state.fleet,
+        version=state.version,
+        tags=state.tags,
+        desired=state.desired,
+        reported=reported,
+        delta=compute_delta(state),
+        metadata=Metadata(desired=desired_meta, reported=_iso_stamps(stamps)),
+        connection=ConnectionView(
+            connected=conn.connected,
+            since=isoformat(conn.since),
+            last_seen=isoformat(conn.last_seen),
+            disconnect_reason=conn.disconnect_reason,
+        ),
+        created_at=isoformat(state.created_at),
+        updated_at=isoformat(state.updated_at),
+    )
+
+
+def _iso_stamps(stamps: dict[str, Json]) -> dict[str, Json]:
+    out: dict[str, Json] = {}
+    for key, value in stamps.items():
+        if isinstance(value, dict) and set(value) == {"ts"} and isinstance(value["ts"], float):
+            out[key] = {"ts": isoformat(value["ts"])}
+        elif isinstance(value, dict):
+            out[key] = _iso_stamps(value)
+    return out

@@ -1,0 +1,67 @@
+"""Limits on what a vehicle or operator may write, checked before anything is applied."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from twin.errors import LimitExceeded
+from twin.model import PATH_SEP, Json
+
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every limit has a default that suits vehicle telemetry; all are settings."""
+
+    # Bytes of one MQTT payload or HTTP patch body.
+    max_payload_bytes: int = 65_536
+    # Bytes of the whole twin document (desired + reported + tags, encoded).
+    max_document_bytes: int = 65_536
+    # Levels of nested objects in one patch.
+    max_depth: int = 10
+    # Leaves in one patch.
+    max_keys_per_patch: int = 500
+    max_key_length: int = 128
+    max_string_length: int = 4_096
+
+
+def check_patch(patch: Mapping[str, Json], limits: Limits, *, where: str = "") -> None:
+    """Raise `LimitExceeded` naming the first offending key; otherwise return quietly."""
+    leaves = _walk(patch, limits, 1, where)
+    if leaves > limits.max_keys_per_patch:
+        raise LimitExceeded("too_many_keys", f"patch has {leaves} keys, the limit is {limits.max_keys_per_patch}")
+
+
+def _walk(node: Mapping[str, Json], limits: Limits, depth: int, where: str) -> int:
+    if depth > limits.max_depth:
+        raise LimitExceeded("too_deep", f"nesting deeper than {limits.max_depth} levels at '{where}'")
+    leaves = 0
+    for key, value in node.items():
+        path = f"{where}.{key}" if where else key
+        if not key or len(key) > limits.max_key_length:
+            raise LimitExceeded("bad_key", f"key '{path[:80]}' must be 1-{limits.max_key_length} characters")
+        if PATH_SEP in key or any(ord(c) < 0x20 for c in key):
+            raise LimitExceeded("bad_key", f"key '{path[:80]!r}' contains control characters")
+        if isinstance(value, dict) and value:
+            leaves += _walk(value, limits, depth + 1, path)
+            continue
+        leaves += 1
+        _check_value(value, limits, depth, path)
+    return leaves
+
+
+def _check_value(value: Json, limits: Limits, depth: int, path: str) -> None:
+    if isinstance(value, str):
+        if len(value) > limits.max_string_length:
+            raise LimitExceeded(
+                "string_too_long",
+                f"value of '{path}' has {len(value)} characters, the limit is {limits.max_string_length}",
+            )
+    elif isinstance(value, list):
+        if depth + 1 > limits.max_depth:
+            raise LimitExceeded("too_deep", f"nesting deeper than {limits.max_depth} levels at '{path}'")
+        for item in value:
+            if isinstance(item, dict):
+                _walk(item, limits, depth + 1, path)
+            else:
+                _check_value(item, limits, depth + 1, path)

@@ -1,0 +1,474 @@
+"""The twin service: one ordered consumer that owns every twin write.
+
+Vehicle messages, presence changes and operator writes all pass through one queue and
+one consumer, so there is a single writer and no lock. The consumer applies what it
+takes to in-memory twins, then commits the whole batch in one transaction and only
+then acknowledges: resolves QoS 1 futures (the broker sends PUBACK), answers API
+callers and sends deltas. While a commit is in flight new items pile up and form the
+next batch, so batches grow with load and latency stays low when idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+
+from twin.document import DeltaMessage, TwinDocument, to_document
+from twin.errors import InvalidPayload, NotFound, StoreError, VersionConflict
+from twin.inbound import Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel
+from twin.limits import Limits, check_patch
+from twin.merge import (
+    apply_desired,
+    apply_reported,
+    compute_delta,
+    merge_patch,
+    refresh_desired_status,
+    reject_desired,
+)
+from twin.metrics import IngestMetrics
+from twin.model import Connection, HistoryRow, Json, TwinState
+from twin.paths import flatten, prune_empty
+from twin.store import HistoryQuery, Store, TwinFilter
+from twin.telemetry import decode_object, isoformat, split_envelope
+
+log = structlog.get_logger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+
+
+class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Items waiting for the consumer; when full, publishers wait (delayed PUBACK).
+    queue_max: int = 10_000
+    # Items applied per group commit at most.
+    batch_max: int = 1_000
+    # Device timestamps further ahead of the hub's clock are refused.
+    max_clock_ahead_s: float = 300.0
+    # Longest pause between retries of a failed commit.
+    commit_retry_max_s: float = 5.0
+
+
+class ErrorMessage(msgspec.Struct):
+    """Payload of `vehicles/{vid}/errors`."""
+
+    error: str
+    detail: str
+    topic: str
+    ts: str | None
+
+
+class HealthReport(msgspec.Struct):
+    running: bool
+    queue_depth: int
+    queue_max: int
+    last_commit_at: str | None
+    last_commit_error: str | None
+    twins_cached: int
+
+
+@dataclass(slots=True)
+class _Op:
+    """An operator write run inside the consumer; `fn` mutates and returns the result."""
+
+    vehicle_id: str
+    fn: Callable[[TwinState], Any]
+    done: asyncio.Future[Any]
+    create: bool = False
+
+
+@dataclass(slots=True)
+class _Batch:
+    dirty: dict[str, TwinState] = field(default_factory=dict)
+    history: list[HistoryRow] = field(default_factory=list)
+    acks: list[asyncio.Future[None]] = field(default_factory=list)
+    results: list[tuple[asyncio.Future[Any], Any]] = field(default_factory=list)
+    # Messages to vehicles, sent only after the data they reflect is committed.
+    outbox: list[tuple[str, Channel, bytes]] = field(default_factory=list)
+    accepted: int = 0
+
+
+_STOP = object()
+
+
+class TwinService:
+    """Owns twins in memory, persists them through a `Store`, talks back through a channel."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        limits: Limits | None = None,
+        settings: IngestSettings | None = None,
+        metrics: IngestMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.limits = limits or Limits()
+        self.settings = settings or IngestSettings()
+        self.metrics = metrics
+        self.clock = clock
+        self.channel: VehicleChannel | None = None
+        self._queue: asyncio.Queue[Inbound | _Op | object] = asyncio.Queue(self.settings.queue_max)
+        self._twins: dict[str, TwinState] = {}
+        # Vehicles with an open session, including ones that have no twin yet.
+        self._online: dict[str, float] = {}
+        self._running = False
+        self._last_commit_at: float | None = None
+        self._last_commit_error: str | None = None
+
+    # -- the inbound side ------------------------------------------------------------
+
+    async def submit(self, item: Inbound) -> None:
+        await self._queue.put(item)
+
+    def try_submit(self, item: Inbound) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Ask `run` to finish what is queued, commit it and return."""
+        # The stop marker may wait behind a full queue; a task keeps the caller non-blocking.
+        if not self.try_submit(_STOP):  # type: ignore[arg-type]
+            self._stopper = asyncio.get_running_loop().create_task(self._queue.put(_STOP))
+
+    async def run(self) -> None:
+        """The consumer; returns after `stop()` once everything before it is committed."""
+        self._running = True
+        try:
+            stopping = False
+            while not stopping:
+                first = await self._queue.get()
+                items = [first]
+                while len(items) < self.settings.batch_max:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except asyncio.QueueEmpty:
+                        break
+                if self.metrics:
+                    self.metrics.queue_depth.set(self._queue.qsize())
+                if any(i is _STOP for i in items):
+                    stopping = True
+                    items = [i for i in items if i is not _STOP]
+                await self._process(items)
+        finally:
+            self._running = False
+
+    async def _process(self, items: list[Inbound | _Op | object]) -> None:
+        batch = _Batch()
+        for item in items:
+            if isinstance(item, Inbound):
+                await self._apply_inbound(item, batch)
+            elif isinstance(item, _Op):
+                await self._apply_op(item, batch)
+        if batch.dirty or batch.history:
+            await self._commit(batch)
+        for ack in batch.acks:
+            if not ack.done():
+                ack.set_result(None)
+        for fut, result in batch.results:
+            if not fut.done():
+                fut.set_result(result)
+        if self.channel is not None:
+            for vid, channel, payload in batch.outbox:
+                self.channel.send(vid, channel, payload)
+        if self.metrics and batch.accepted:
+            self.metrics.accepted.inc(batch.accepted)
+
+    async def _commit(self, batch: _Batch) -> None:
+        delay = 0.05
+        twins = list(batch.dirty.values())
+        while True:
+            started = time.perf_counter()
+            try:
+                await self.store.write_batch(twins, batch.history)
+            except Exception as exc:
+                self._last_commit_error = f"{type(exc).__name__}: {exc}"
+                if self.metrics:
+                    self.metrics.commit_failures.inc()
+                log.error("commit failed, retrying", error=self._last_commit_error, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.commit_retry_max_s)
+                continue
+            self._last_commit_at = self.clock()
+            self._last_commit_error = None
+            if self.metrics:
+                self.metrics.commit_seconds.observe(time.perf_counter() - started)
+                self.metrics.batch_size.observe(len(batch.history) + len(twins))
+            return
+
+    # -- applying vehicle messages ---------------------------------------------------
+
+    async def _apply_inbound(self, item: Inbound, batch: _Batch) -> None:
+        if item.ack is not None:
+            batch.acks.append(item.ack)
+        try:
+            match item.kind:
+                case MessageKind.TELEMETRY:
+                    await self._telemetry(item, batch)
+                case MessageKind.TWIN_GET:
+                    await self._twin_get(item, batch)
+                case MessageKind.TWIN_REJECTED:
+                    await self._twin_rejected(item, batch)
+                case MessageKind.CONNECTED:
+                    await self._connected(item, batch)
+                case MessageKind.DISCONNECTED:
+                    await self._disconnected(item, batch)
+                case MessageKind.SUBSCRIBED:
+                    await self._subscribed(item, batch)
+                case MessageKind.COMMAND_RESULT:
+                    # Commands arrive with the command queue; until then a result has no command.
+                    raise InvalidPayload("unknown_command", f"no command '{item.subtopic}' is waiting for a result")
+        except InvalidPayload as exc:
+            self._refuse(item, exc, batch)
+        except StoreError as exc:
+            log.error("store error while applying message", vehicle_id=item.vehicle_id, error=str(exc))
+
+    def _refuse(self, item: Inbound, exc: InvalidPayload, batch: _Batch) -> None:
+        log.warning(
+            "message refused",
+            vehicle_id=item.vehicle_id,
+            kind=item.kind.value,
+            reason=exc.reason,
+            detail=exc.detail,
+        )
+        if self.metrics:
+            self.metrics.refused.labels(exc.reason).inc()
+        topic = item.kind.value if not item.subtopic else f"commands/{item.subtopic}/result"
+        payload = _encode(ErrorMessage(exc.reason, exc.detail, topic, isoformat(self.clock())))
+        batch.outbox.append((item.vehicle_id, Channel.ERRORS, payload))
+
+    async def _telemetry(self, item: Inbound, batch: _Batch) -> None:
+        obj = decode_object(item.payload)
+        check_patch(obj, self.limits)
+        env = split_envelope(obj, item.received_at, self.settings.max_clock_ahead_s)
+        state = await self._twin(item.vehicle_id, create=True)
+        if state is None:  # pragma: no cover - create=True always yields a twin
+            raise StoreError("twin could not be created")
+        change = apply_reported(state, flatten(env.data), env.ts)
+        if change.changed:
+            state.version += 1
+            refresh_desired_status(state, item.received_at)
+        state.connection.last_seen = item.received_at
+        state.updated_at = item.received_at
+        batch.dirty[state.vehicle_id] = state
+        batch.history.append(HistoryRow(state.vehicle_id, env.ts, item.received_at, env.seq, env.data))
+        batch.accepted += 1
+
+    async def _twin_get(self, item: Inbound, batch: _Batch) -> None:
+        request_id: str | None = None
+        if item.payload.strip():
+            obj = decode_object(item.payload)
+            raw = obj.get("request_id")
+            if raw is not None and not isinstance(raw, str):
+                raise InvalidPayload("bad_request_id", "'request_id' must be a string")
+            request_id = raw
+        state = await self._twin(item.vehicle_id)
+        if state is None:
+            raise InvalidPayload("unknown_vehicle", "no twin exists yet; publish telemetry first")
+        doc = msgspec.to_builtins(to_document(state))
+        if request_id is not None:
+            doc["request_id"] = request_id
+        batch.outbox.append((item.vehicle_id, Channel.DOCUMENT, _encode(doc)))
+
+    async def _twin_rejected(self, item: Inbound, batch: _Batch) -> None:
+        obj = decode_object(item.payload)
+        reasons = {k: v if isinstance(v, str) else _encode(v).decode() for k, v in obj.items()}
+        state = await self._twin(item.vehicle_id)
+        if state is None:
+            raise InvalidPayload("unknown_vehicle", "no twin exists yet; publish telemetry first")
+        unknown = reject_desired(state, reasons)
+        if len(unknown) < len(reasons):
+            state.version += 1
+            state.updated_at = item.received_at
+            batch.dirty[state.vehicle_id] = state
+        if unknown:
+            raise InvalidPayload("unknown_desired_key", f"no desired value at {', '.join(sorted(unknown))}")
+
+    async def _connected(self, item: Inbound, batch: _Batch) -> None:
+        self._online[item.vehicle_id] = item.received_at
+        if self.metrics:
+            self.metrics.connected_vehicles.set(len(self._online))
+        state = await self._twin(item.vehicle_id)
+        if state is None:
+            return
+        state.connection = Connection(connected=True, since=item.received_at, last_seen=item.received_at)
+        batch.dirty[state.vehicle_id] = state
+        self._queue_delta(state, batch)
+
+    async def _disconnected(self, item: Inbound, batch: _Batch) -> None:
+        self._online.pop(item.vehicle_id, None)
+        if self.metrics:
+            self.metrics.connected_vehicles.set(len(self._online))
+        state = await self._twin(item.vehicle_id)
+        if state is None:
+            return
+        reason = item.extra.get("reason", DisconnectReason.CONNECTION_LOST.value)
+        state.connection = Connection(
+            connected=False,
+            since=item.received_at,
+            last_seen=state.connection.last_seen,
+            disconnect_reason=reason,
+        )
+        batch.dirty[state.vehicle_id] = state
+
+    async def _subscribed(self, item: Inbound, batch: _Batch) -> None:
+        if item.subtopic != Channel.DELTA.value:
+            return
+        state = await self._twin(item.vehicle_id)
+        if state is not None:
+            self._queue_delta(state, batch)
+
+    def _queue_delta(self, state: TwinState, batch: _Batch, *, even_if_empty: bool = False) -> None:
+        delta = compute_delta(state)
+        if delta or even_if_empty:
+            payload = _encode(DeltaMessage(version=state.version, delta=delta))
+            batch.outbox.append((state.vehicle_id, Channel.DELTA, payload))
+
+    async def _twin(self, vehicle_id: str, *, create: bool = False) -> TwinState | None:
+        state = self._twins.get(vehicle_id)
+        if state is not None:
+            return state
+        state = await self.store.load_twin(vehicle_id)
+        if state is None:
+            if not create:
+                return None
+            now = self.clock()
+            state = TwinState(vehicle_id=vehicle_id, created_at=now, updated_at=now)
+        online_since = self._online.get(vehicle_id)
+        if online_since is not None and not state.connection.connected:
+            state.connection = Connection(connected=True, since=online_since, last_seen=state.connection.last_seen)
+        elif online_since is None and state.connection.connected:
+            # The hub restarted or the vehicle left while it was down: the stored flag is stale.
+            state.connection = Connection(
+                connected=False,
+                since=self.clock(),
+                last_seen=state.connection.last_seen,
+                disconnect_reason=DisconnectReason.CONNECTION_LOST.value,
+            )
+        self._twins[vehicle_id] = state
+        return state
+
+    # -- operator writes -------------------------------------------------------------
+
+    async def _apply_op(self, op: _Op, batch: _Batch) -> None:
+        try:
+            state = await self._twin(op.vehicle_id, create=op.create)
+            if state is None:
+                raise NotFound(f"vehicle '{op.vehicle_id}' not found")
+            result = op.fn(state)
+        except Exception as exc:
+            if not op.done.done():
+                op.done.set_exception(exc)
+            return
+        batch.dirty[state.vehicle_id] = state
+        if isinstance(result, _DeltaChanged):
+            self._queue_delta(state, batch, even_if_empty=True)
+        batch.results.append((op.done, to_document(state)))
+
+    async def _run_op(self, vehicle_id: str, fn: Callable[[TwinState], Any], *, create: bool = False) -> TwinDocument:
+        if not self._running:
+            raise StoreError("the twin service is not running")
+        done: asyncio.Future[TwinDocument] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Op(vehicle_id, fn, done, create))
+        return await done
+
+    async def patch_desired(
+        self,
+        vehicle_id: str,
+        patch: Mapping[str, Json],
+        *,
+        if_match: int | None = None,
+        ttl_s: float | None = None,
+    ) -> TwinDocument:
+        """Merge `patch` into desired; the new delta goes to the vehicle once committed."""
+        check_patch(patch, self.limits)
+
+        def apply(state: TwinState) -> _DeltaChanged:
+            _check_version(state, if_match)
+            now = self.clock()
+            apply_desired(state, patch, now, ttl_s)
+            state.version += 1
+            state.updated_at = now
+            return _DeltaChanged()
+
+        return await self._run_op(vehicle_id, apply)
+
+    async def patch_tags(
+        self, vehicle_id: str, patch: Mapping[str, Json], *, if_match: int | None = None
+    ) -> TwinDocument:
+        check_patch(patch, self.limits)
+
+        def apply(state: TwinState) -> None:
+            _check_version(state, if_match)
+            state.tags = prune_empty(merge_patch(state.tags, patch))
+            state.version += 1
+            state.updated_at = self.clock()
+
+        return await self._run_op(vehicle_id, apply)
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def get_twin(self, vehicle_id: str) -> TwinDocument:
+        state = self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)
+        if state is None:
+            raise NotFound(f"vehicle '{vehicle_id}' not found")
+        return to_document(state)
+
+    async def list_twins(self, query: TwinFilter) -> list[TwinDocument]:
+        states = await self.store.list_twins(query)
+        docs = []
+        for stored in states:
+            # The in-memory twin may hold a change whose commit is still in flight.
+            docs.append(to_document(self._twins.get(stored.vehicle_id, stored)))
+        return docs
+
+    async def history(self, query: HistoryQuery) -> list[HistoryRow]:
+        if vehicle_id_unknown := (
+            query.vehicle_id not in self._twins and await self.store.load_twin(query.vehicle_id) is None
+        ):
+            del vehicle_id_unknown
+            raise NotFound(f"vehicle '{query.vehicle_id}' not found")
+        return await self.store.history(query)
+
+    def health(self) -> HealthReport:
+        return HealthReport(
+            running=self._running,
+            queue_depth=self._queue.qsize(),
+            queue_max=self.settings.queue_max,
+            last_commit_at=isoformat(self._last_commit_at),
+            last_commit_error=self._last_commit_error,
+            twins_cached=len(self._twins),
+        )
+
+    @property
+    def online_vehicles(self) -> int:
+        return len(self._online)
+
+
+class _DeltaChanged:
+    """Marks an operator write after which the vehicle must get its new delta."""
+
+
+def _check_version(state: TwinState, if_match: int | None) -> None:
+    if if_match is not None and state.version != if_match:
+        raise VersionConflict(expected=if_match, current=state.version)
+
+
+@contextlib.asynccontextmanager
+async def running(service: TwinService) -> Any:
+    """Run the consumer for the duration of a block; drains and commits on exit."""
+    task = asyncio.get_running_loop().create_task(service.run())
+    try:
+        yield service
+    finally:
+        service.stop()
+        await task

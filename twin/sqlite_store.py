@@ -1,0 +1,214 @@
+"""The zero-setup store: SQLite in WAL mode through aiosqlite.
+
+One connection writes (group-committed batches), another reads, so API reads never
+queue behind a write batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+import msgspec
+
+from twin.errors import StoreError
+from twin.migrate import load_migrations, split_statements
+from twin.model import HistoryRow, Json, TwinState
+from twin.paths import get_path
+from twin.store import HistoryQuery, Order, StoreInfo, TwinFilter
+
+_encode = msgspec.json.Encoder().encode
+_decode_state = msgspec.json.Decoder(TwinState).decode
+_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
+
+_UPSERT_TWIN = """
+INSERT INTO twins (vehicle_id, fleet, version, connected, last_seen, created_at, updated_at, state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (vehicle_id) DO UPDATE SET
+    fleet = excluded.fleet, version = excluded.version, connected = excluded.connected,
+    last_seen = excluded.last_seen, updated_at = excluded.updated_at, state = excluded.state
+"""
+_INSERT_HISTORY = "INSERT OR IGNORE INTO history (vehicle_id, ts, received_at, seq, data) VALUES (?, ?, ?, ?, ?)"
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative/or/absolute.db` (or `sqlite://:memory:`) to a filesystem path."""
+    if not url.startswith("sqlite://"):
+        raise StoreError(f"not a SQLite URL: {url!r}; expected sqlite:///path/to.db")
+    path = url.removeprefix("sqlite://")
+    if path in {":memory:", "/:memory:"}:
+        return ":memory:"
+    # As in SQLAlchemy: three slashes start a relative path, four an absolute one.
+    return path[1:] if path.startswith("/") else path
+
+
+class SqliteStore:
+    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._synchronous = synchronous
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._schema_version = 0
+
+    async def __aenter__(self) -> Self:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._migrate(self._writer)
+        # An in-memory database is private to its connection, so reads share the writer.
+        self._reader = self._writer if self.path == ":memory:" else await self._connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
+            await conn.close()
+        self._reader = self._writer = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for migration in load_migrations("sqlite"):
+            if migration.version <= current:
+                continue
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in split_statements(migration.sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+            current = migration.version
+        self._schema_version = current
+
+    @property
+    def _w(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise StoreError("the SQLite store is not open")
+        return self._writer
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreError("the SQLite store is not open")
+        return self._reader
+
+    async def load_twin(self, vehicle_id: str) -> TwinState | None:
+        async with self._r.execute("SELECT state FROM twins WHERE vehicle_id = ?", (vehicle_id,)) as cur:
+            row = await cur.fetchone()
+        return _decode_state(row[0]) if row else None
+
+    async def write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+        conn = self._w
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if history:
+                await conn.executemany(
+                    _INSERT_HISTORY,
+                    [(h.vehicle_id, h.ts, h.received_at, h.seq, _encode(h.data).decode()) for h in history],
+                )
+            if twins:
+                await conn.executemany(
+                    _UPSERT_TWIN,
+                    [
+                        (
+                            t.vehicle_id,
+                            t.fleet,
+                            t.version,
+                            int(t.connection.connected),
+                            t.connection.last_seen,
+                            t.created_at,
+                            t.updated_at,
+                            _encode(t).decode(),
+                        )
+                        for t in twins
+                    ],
+                )
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+    async def list_twins(self, query: TwinFilter) -> list[TwinState]:
+        where, args = ["1=1"], list[Any]()
+        if query.fleet is not None:
+            where.append("fleet = ?")
+            args.append(query.fleet)
+        if query.connected is not None:
+            where.append("connected = ?")
+            args.append(int(query.connected))
+        if query.after is not None:
+            where.append("vehicle_id > ?")
+            args.append(query.after)
+        sql = f"SELECT state FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id LIMIT ?"
+        async with self._r.execute(sql, (*args, query.limit)) as cur:
+            rows = await cur.fetchall()
+        return [_decode_state(r[0]) for r in rows]
+
+    async def count_twins(self, fleet: str | None = None) -> int:
+        sql, args = "SELECT COUNT(*) FROM twins", tuple[str, ...]()
+        if fleet is not None:
+            sql, args = sql + " WHERE fleet = ?", (fleet,)
+        async with self._r.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def history(self, query: HistoryQuery) -> list[HistoryRow]:
+        where, args = ["vehicle_id = ?"], list[Any]([query.vehicle_id])
+        if query.start is not None:
+            where.append("ts >= ?")
+            args.append(query.start)
+        if query.end is not None:
+            where.append("ts < ?")
+            args.append(query.end)
+        direction = "ASC" if query.order is Order.ASC else "DESC"
+        sql = (
+            f"SELECT ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {direction}, id {direction} LIMIT ?"
+        )
+        async with self._r.execute(sql, (*args, query.limit)) as cur:
+            rows = await cur.fetchall()
+        return [HistoryRow(query.vehicle_id, r[0], r[1], r[2], project(_decode_data(r[3]), query.fields)) for r in rows]
+
+    async def info(self) -> StoreInfo:
+        return StoreInfo(backend="sqlite", url=self.url, schema_version=self._schema_version, detail="WAL")
+
+    async def ping(self) -> None:
+        async with self._r.execute("SELECT 1") as cur:
+            await cur.fetchone()
+
+
+def project(data: dict[str, Json], fields: tuple[str, ...] | None) -> dict[str, Json]:
+    """Keep only the requested (dotted) field paths of a history row's data."""
+    if fields is None:
+        return data
+    out: dict[str, Json] = {}
+    for name in fields:
+        found, value = get_path(data, tuple(name.split(".")))
+        if found:
+            out[name] = value
+    return out

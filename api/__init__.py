@@ -1,0 +1,6 @@
+"""The HTTP API: a Litestar app over the twin service."""
+
+from api.app import create_app
+from api.deps import ApiDeps, ComponentHealth, Health
+
+__all__ = ["ApiDeps", "ComponentHealth", "Health", "create_app"]

@@ -1,0 +1,31 @@
+"""What the API needs from the rest of the hub, handed over by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from twin import TwinService
+
+
+class ComponentHealth(msgspec.Struct):
+    status: str
+    detail: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+class Health(msgspec.Struct):
+    status: str
+    components: dict[str, ComponentHealth]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiDeps:
+    service: TwinService
+    registry: CollectorRegistry
+    health: Callable[[], Awaitable[Health]]
+    max_page_size: int = 1000
+    max_history_rows: int = 10_000
+    max_body_bytes: int = 65_536

@@ -1,0 +1,19 @@
+"""Operational endpoints: health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ApiDeps, Health
+
+
+@get("/healthz", tags=["operations"], summary="Health of the broker, store and ingest")
+async def healthz(deps: ApiDeps) -> Response[Health]:
+    report = await deps.health()
+    return Response(report, status_code=200 if report.status == "ok" else 503)
+
+
+@get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
+async def metrics(deps: ApiDeps) -> Response[bytes]:
+    return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,144 @@
+"""Vehicles and their twins: list, read, change desired state and tags, read history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, get, patch
+from litestar.params import Parameter
+
+from api.deps import ApiDeps
+from twin import HistoryQuery, InvalidPayload, Order, TwinDocument, TwinFilter
+from twin.telemetry import isoformat, parse_time
+
+VehicleId = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")]
+
+
+class VehiclePage(msgspec.Struct):
+    items: list[TwinDocument]
+    # Pass as `cursor` to get the next page; null on the last page.
+    next_cursor: str | None
+
+
+class HistoryPoint(msgspec.Struct):
+    ts: str
+    received_at: str
+    seq: int | None
+    data: dict[str, Any]
+
+
+class HistoryPage(msgspec.Struct):
+    vehicle_id: str
+    items: list[HistoryPoint]
+
+
+def _etag(doc: TwinDocument) -> dict[str, str]:
+    return {"ETag": f'"{doc.version}"'}
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None or value.strip() == "*":
+        return None
+    raw = value.strip().removeprefix("W/").strip('"')
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidPayload("bad_if_match", f"If-Match must be a twin version number, got {value!r}") from None
+
+
+def _time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(float(value) if _is_number(value) else value, field=name)
+    except InvalidPayload as exc:
+        raise InvalidPayload("bad_query", exc.detail) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class VehicleController(Controller):
+    path = "/api/v1/vehicles"
+    tags = ["vehicles"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @get("/", summary="List vehicles with their twins")
+    async def list_vehicles(
+        self,
+        deps: ApiDeps,
+        connected: bool | None = None,
+        fleet: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
+        cursor: str | None = None,
+    ) -> VehiclePage:
+        limit = min(limit, deps.max_page_size)
+        query = TwinFilter(fleet=fleet, connected=connected, after=cursor, limit=limit + 1)
+        docs = await deps.service.list_twins(query)
+        more = len(docs) > limit
+        docs = docs[:limit]
+        return VehiclePage(items=docs, next_cursor=docs[-1].vehicle_id if more else None)
+
+    @get("/{vehicle_id:str}/twin", summary="Read a vehicle's twin document")
+    async def get_twin(self, deps: ApiDeps, vehicle_id: VehicleId) -> Response[TwinDocument]:
+        doc = await deps.service.get_twin(vehicle_id)
+        return Response(doc, headers=_etag(doc))
+
+    @patch("/{vehicle_id:str}/twin/desired", summary="Merge a patch into desired state")
+    async def patch_desired(
+        self,
+        deps: ApiDeps,
+        vehicle_id: VehicleId,
+        data: dict[str, Any],
+        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+        ttl_s: Annotated[float | None, Parameter(gt=0, description="Expire pending values after this long")] = None,
+    ) -> Response[TwinDocument]:
+        doc = await deps.service.patch_desired(vehicle_id, data, if_match=_if_match(if_match), ttl_s=ttl_s)
+        return Response(doc, headers=_etag(doc))
+
+    @patch("/{vehicle_id:str}/tags", summary="Merge a patch into the vehicle's tags")
+    async def patch_tags(
+        self,
+        deps: ApiDeps,
+        vehicle_id: VehicleId,
+        data: dict[str, Any],
+        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+    ) -> Response[TwinDocument]:
+        doc = await deps.service.patch_tags(vehicle_id, data, if_match=_if_match(if_match))
+        return Response(doc, headers=_etag(doc))
+
+    @get("/{vehicle_id:str}/history", summary="Telemetry history, one row per accepted message")
+    async def history(
+        self,
+        deps: ApiDeps,
+        vehicle_id: VehicleId,
+        from_: Annotated[str | None, Parameter(query="from", description="RFC 3339 or epoch seconds")] = None,
+        to: Annotated[str | None, Parameter(description="RFC 3339 or epoch seconds, exclusive")] = None,
+        fields: Annotated[str | None, Parameter(description="Comma-separated field paths, e.g. soc,gps.lat")] = None,
+        limit: Annotated[int, Parameter(ge=1)] = 1000,
+        order: Order = Order.ASC,
+    ) -> HistoryPage:
+        wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
+        query = HistoryQuery(
+            vehicle_id=vehicle_id,
+            start=_time(from_, "from"),
+            end=_time(to, "to"),
+            fields=wanted,
+            limit=min(limit, deps.max_history_rows),
+            order=order,
+        )
+        rows = await deps.service.history(query)
+        return HistoryPage(
+            vehicle_id=vehicle_id,
+            items=[
+                HistoryPoint(
+                    ts=isoformat(r.ts) or "", received_at=isoformat(r.received_at) or "", seq=r.seq, data=r.data
+                )
+                for r in rows
+            ],
+        )

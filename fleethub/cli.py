@@ -1,0 +1,114 @@
+"""`fleethub`: serve, demo, migrate and sim."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import structlog
+
+from fleethub.logs import configure_logging
+from fleethub.settings import Settings, load_settings
+from twin import ConfigError
+
+log = structlog.get_logger("fleethub")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    parser.add_argument("--host", help="address the MQTT and HTTP listeners bind to (default 0.0.0.0)")
+    parser.add_argument("--mqtt-port", type=int, help="MQTT TCP port (default 1883)")
+    parser.add_argument("--http-port", type=int, help="HTTP API port (default 8080)")
+    parser.add_argument("--database", metavar="URL", help="store URL, e.g. sqlite:///var/fleethub.db")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["auto", "console", "json"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleethub", description="MQTT hub with device twins for vehicle fleets")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the hub: MQTT broker, twin ingest and HTTP API")
+    _common(serve)
+    demo = sub.add_parser("demo", help="run the hub with simulated vehicles")
+    _common(demo)
+    demo.add_argument("--vehicles", type=int, help="simulated vehicles (default 50)")
+    demo.add_argument("--interval", type=float, help="seconds between reports per vehicle (default 2)")
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    _common(migrate)
+    sub.add_parser("sim", help="run simulated vehicles against a hub (see fleethub sim --help)", add_help=False)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "mqtt.host": args.host,
+        "http.host": args.host,
+        "mqtt.port": args.mqtt_port,
+        "http.port": args.http_port,
+        "store.url": args.database,
+        "log.level": args.log_level,
+        "log.format": args.log_format,
+    }
+    if args.command == "demo":
+        overrides |= {"demo.vehicles": args.vehicles, "demo.interval_s": args.interval}
+    return load_settings(args.config, overrides=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "sim":
+        from firmware_sim.cli import main as sim_main
+
+        return sim_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"fleethub: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(settings))
+        if args.command == "demo":
+            from fleethub.demo import run_demo
+
+            return asyncio.run(run_demo(settings))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+    except ConfigError as exc:
+        log.error("cannot start", error=str(exc))
+        print(f"fleethub: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _serve(settings: Settings) -> int:
+    from fleethub.hub import Hub
+
+    stop = stop_on_signals()
+    async with Hub(settings) as hub:
+        await hub.wait(stop)
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from fleethub.stores import open_store
+
+    async with open_store(settings.store) as store:
+        info = await store.info()
+    print(msgspec.json.encode(info).decode())
+    return 0

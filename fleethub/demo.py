@@ -1,0 +1,91 @@
+"""`fleethub demo`: the hub plus simulated vehicles, in one command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import msgspec
+import structlog
+
+from broker import PortInUse
+from firmware_sim import Fleet, SimConfig
+from fleethub.cli import stop_on_signals
+from fleethub.http_server import HttpPortInUse
+from fleethub.hub import Hub
+from fleethub.settings import Settings
+
+log = structlog.get_logger("fleethub.demo")
+
+
+def _with_free_ports(settings: Settings, *, mqtt: bool, http: bool) -> Settings:
+    return msgspec.structs.replace(
+        settings,
+        mqtt=msgspec.structs.replace(settings.mqtt, port=0) if mqtt else settings.mqtt,
+        http=msgspec.structs.replace(settings.http, port=0) if http else settings.http,
+    )
+
+
+async def _start_hub(settings: Settings) -> Hub:
+    """Start a hub, moving to free ports when the configured ones are taken (another broker on 1883)."""
+    for _ in range(3):
+        hub = Hub(settings)
+        try:
+            await hub.__aenter__()
+        except PortInUse:
+            print(f"MQTT port {settings.mqtt.port} is taken; using a free port instead.", file=sys.stderr)
+            settings = _with_free_ports(settings, mqtt=True, http=False)
+            continue
+        except HttpPortInUse:
+            print(f"HTTP port {settings.http.port} is taken; using a free port instead.", file=sys.stderr)
+            settings = _with_free_ports(settings, mqtt=False, http=True)
+            continue
+        return hub
+    raise RuntimeError("could not find free ports for the demo")
+
+
+def banner(hub: Hub, vehicles: int, prefix: str) -> str:
+    http = f"http://localhost:{hub.http_port}"
+    first = f"{prefix}0001"
+    return f"""
+fleethub demo is running with {vehicles} simulated vehicles.
+
+  HTTP API      {http}/api/v1/vehicles
+  API docs      {http}/schema/swagger
+  Health        {http}/healthz
+  Metrics       {http}/metrics
+  MQTT broker   localhost:{hub.mqtt_port}
+
+Try:
+  curl -s '{http}/api/v1/vehicles?limit=3'
+  curl -s {http}/api/v1/vehicles/{first}/twin
+  curl -s -X PATCH {http}/api/v1/vehicles/{first}/twin/desired \\
+       -H 'Content-Type: application/json' -d '{{"charge_limit": 80}}'
+  mosquitto_sub -p {hub.mqtt_port} -t 'vehicles/{first}/#' -v
+
+Press Ctrl-C to stop.
+"""
+
+
+async def run_demo(settings: Settings) -> int:
+    stop = stop_on_signals()
+    hub = await _start_hub(settings)
+    try:
+        config = SimConfig(
+            vehicles=settings.demo.vehicles,
+            interval_s=settings.demo.interval_s,
+            host="127.0.0.1",
+            port=hub.mqtt_port,
+            city=settings.demo.city,
+        )
+        print(banner(hub, config.vehicles, config.prefix), file=sys.stderr, flush=True)
+        async with Fleet(config) as fleet:
+            waiter = asyncio.ensure_future(hub.wait(stop))
+            while not waiter.done():
+                await asyncio.wait([waiter], timeout=10)
+                stats = fleet.stats()
+                log.info("demo fleet", **msgspec.structs.asdict(stats))
+            await waiter
+    finally:
+        await hub.__aexit__(None, None, None)
+    return 0

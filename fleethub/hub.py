@@ -1,0 +1,157 @@
+"""The composition root: every part of the hub, started and stopped in order.
+
+Start: store (migrated) -> twin consumer -> broker -> HTTP. Stop in reverse: stop
+accepting HTTP, stop the broker (no new messages), drain and commit the ingest queue,
+close the store. Nothing is fire-and-forget: every task is held and awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from typing import Self
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from api import ApiDeps, ComponentHealth, Health, create_app
+from broker import BrokerMetrics, EmbeddedBroker
+from fleethub.http_server import HttpServer
+from fleethub.settings import Settings
+from fleethub.stores import open_store
+from twin import IngestMetrics, Store, TwinService
+
+log = structlog.get_logger(__name__)
+
+
+class Hub:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.store: Store = open_store(settings.store)
+        self.service = TwinService(
+            self.store,
+            limits=settings.limits,
+            settings=settings.ingest,
+            metrics=IngestMetrics(self.registry),
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self._consumer: asyncio.Task[None] | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.http: HttpServer | None = None
+
+    @property
+    def mqtt_port(self) -> int:
+        if self.broker is None:
+            raise RuntimeError("the hub is not started")
+        return self.broker.port
+
+    @property
+    def http_port(self) -> int:
+        if self.http is None:
+            raise RuntimeError("the hub is not started")
+        return self.http.port
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        s = self.settings
+        await self._stack.enter_async_context(self.store)
+        self._consumer = asyncio.get_running_loop().create_task(self.service.run(), name="twin-consumer")
+        self._stack.push_async_callback(self._drain_ingest)
+        self.broker = EmbeddedBroker(
+            self.service,
+            host=s.mqtt.host,
+            port=s.mqtt.port,
+            max_payload_bytes=s.limits.max_payload_bytes,
+            allow_anonymous=s.mqtt.allow_anonymous,
+            metrics=BrokerMetrics(self.registry),
+        )
+        await self._stack.enter_async_context(self.broker)
+        self.service.channel = self.broker.channel
+        deps = ApiDeps(
+            service=self.service,
+            registry=self.registry,
+            health=self.health,
+            max_page_size=s.http.max_page_size,
+            max_history_rows=s.http.max_history_rows,
+            max_body_bytes=s.limits.max_payload_bytes,
+        )
+        self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
+        await self._stack.enter_async_context(self.http)
+        info = await self.store.info()
+        log.info(
+            "hub started",
+            mqtt_port=self.mqtt_port,
+            http_port=self.http_port,
+            store=info.backend,
+            schema_version=info.schema_version,
+        )
+
+    async def _drain_ingest(self) -> None:
+        if self._consumer is None:
+            return
+        if not self._consumer.done():
+            self.service.stop()
+        await self._consumer
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        log.info("hub stopping")
+        await self._stack.aclose()
+        log.info("hub stopped")
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Return when `stop` is set; raise if a part of the hub died on its own."""
+        watched: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
+        for task in (self._consumer, self.http.task if self.http else None):
+            if task is not None:
+                watched.append(task)  # type: ignore[arg-type]
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if watched[0] not in done:
+            watched[0].cancel()
+            failed = next(iter(done))
+            failed.result()
+            raise RuntimeError("a part of the hub stopped unexpectedly")
+
+    async def health(self) -> Health:
+        components: dict[str, ComponentHealth] = {}
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=2)
+            info = await self.store.info()
+            components["store"] = ComponentHealth(
+                "ok", {"backend": info.backend, "schema_version": info.schema_version, "detail": info.detail}
+            )
+        except Exception as exc:
+            components["store"] = ComponentHealth("failing", {"error": f"{type(exc).__name__}: {exc}"})
+        ingest = self.service.health()
+        ingest_ok = ingest.running and ingest.last_commit_error is None
+        components["ingest"] = ComponentHealth(
+            "ok" if ingest_ok else "failing",
+            {
+                "queue_depth": ingest.queue_depth,
+                "queue_max": ingest.queue_max,
+                "last_commit_at": ingest.last_commit_at,
+                "last_commit_error": ingest.last_commit_error,
+                "twins_cached": ingest.twins_cached,
+            },
+        )
+        broker_ok = self.broker is not None and self.broker.running
+        components["broker"] = ComponentHealth(
+            "ok" if broker_ok else "failing",
+            {
+                "port": self.broker.port if self.broker else None,
+                "connected_clients": self.broker.connected_clients() if self.broker else 0,
+                "connected_vehicles": self.service.online_vehicles,
+            },
+        )
+        status = "ok" if all(c.status == "ok" for c in components.values()) else "failing"
+        return Health(status=status, components=components)

@@ -1,0 +1,180 @@
+"""All settings in one Struct: defaults, then a TOML file, then FLEETHUB_* variables, then flags."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from twin import ConfigError, IngestSettings, Limits
+
+ENV_PREFIX = "FLEETHUB_"
+
+
+class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "0.0.0.0"
+    # 0 picks a free port (tests); `demo` also falls back to a free port when this one is taken.
+    port: int = 1883
+    # Anonymous MQTT clients are accepted until per-vehicle credentials exist.
+    allow_anonymous: bool = True
+
+
+class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # Items per page of GET /api/v1/vehicles at most.
+    max_page_size: int = 1000
+    # Rows of one history query at most.
+    max_history_rows: int = 10_000
+
+
+class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str = "sqlite:///var/fleethub.db"
+    # NORMAL survives a crash of the hub (kill -9); FULL also survives power loss, at a write cost.
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+
+
+class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: readable on a terminal, JSON lines otherwise.
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class DemoSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    vehicles: int = 50
+    interval_s: float = 2.0
+    city: str = "mexico-city"
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
+
+
+_SECTIONS = {f for f in Settings.__struct_fields__}
+_ENV_ALIASES = {"DATABASE": ("store", "url")}
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from every source and validate them; raises ConfigError naming the setting.
+
+    `overrides` maps dotted names ("mqtt.port") to values from CLI flags.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        _merge(raw, _read_toml(Path(config_file)))
+    _merge(raw, _from_env(env))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            raw.setdefault(section, {})[key] = value
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name.removeprefix(ENV_PREFIX)
+        if rest in _ENV_ALIASES:
+            section, key = _ENV_ALIASES[rest]
+        else:
+            section, _, key = rest.lower().partition("_")
+            if section not in _SECTIONS or not key:
+                continue
+        out.setdefault(section, {})[key] = _coerce_env(value)
+    return out
+
+
+def _coerce_env(value: str) -> Any:
+    # Environment values are strings; booleans need help, numbers are converted by msgspec.
+    lowered = value.strip().lower()
+    if lowered in {"true", "yes", "on"}:
+        return True
+    if lowered in {"false", "no", "off"}:
+        return False
+    return value
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    match = re.search(r" - at `\$\.([^`]+)`", message)
+    if match:
+        where = match.group(1).replace("[", ".").replace("]", "").replace("'", "").replace('"', "")
+        what = message[: match.start()]
+        if what.startswith("Object contains unknown field"):
+            return f"unknown setting '{where}' ({what})"
+        return f"setting '{where}': {what}"
+    if message.startswith("Object contains unknown field"):
+        return f"unknown settings section: {message}"
+    return f"invalid settings: {message}"
+
+
+def _check(ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"setting '{name}' must be {rule}, got {value!r}")
+
+
+def validate(settings: Settings) -> None:
+    """Cross-field and range checks msgspec types cannot express."""
+    for name, port in (("mqtt.port", settings.mqtt.port), ("http.port", settings.http.port)):
+        _check(0 <= port <= 65535, name, "0-65535 (0 picks a free port)", port)
+    url = settings.store.url
+    _check(
+        url.startswith(("sqlite://", "postgresql://", "postgres://")),
+        "store.url",
+        "a sqlite:///path.db or postgresql://... URL",
+        url,
+    )
+    ingest = settings.ingest
+    _check(ingest.queue_max >= 1, "ingest.queue_max", "at least 1", ingest.queue_max)
+    _check(ingest.batch_max >= 1, "ingest.batch_max", "at least 1", ingest.batch_max)
+    _check(ingest.max_clock_ahead_s >= 0, "ingest.max_clock_ahead_s", "0 or more", ingest.max_clock_ahead_s)
+    _check(ingest.commit_retry_max_s > 0, "ingest.commit_retry_max_s", "positive", ingest.commit_retry_max_s)
+    for field in Limits.__struct_fields__:
+        value = getattr(settings.limits, field)
+        _check(value >= 1, f"limits.{field}", "at least 1", value)
+    _check(settings.http.max_page_size >= 1, "http.max_page_size", "at least 1", settings.http.max_page_size)
+    _check(settings.http.max_history_rows >= 1, "http.max_history_rows", "at least 1", settings.http.max_history_rows)
+    _check(settings.demo.vehicles >= 0, "demo.vehicles", "0 or more", settings.demo.vehicles)
+    _check(settings.demo.interval_s > 0, "demo.interval_s", "positive", settings.demo.interval_s)

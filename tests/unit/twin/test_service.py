@@ -1,0 +1,221 @@
+import asyncio
+import json
+import time
+
+import pytest
+
+from twin import (
+    Channel,
+    Inbound,
+    InvalidPayload,
+    LimitExceeded,
+    Limits,
+    MemoryStore,
+    MessageKind,
+    NotFound,
+    TwinService,
+    VersionConflict,
+    running,
+)
+
+
+class RecordingChannel:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Channel, dict]] = []
+
+    def send(self, vehicle_id: str, channel: Channel, payload: bytes, qos: int = 1, subtopic: str = "") -> None:
+        self.sent.append((vehicle_id, channel, json.loads(payload)))
+
+    def on(self, channel: Channel) -> list[dict]:
+        return [p for _, c, p in self.sent if c is channel]
+
+
+def telemetry(vid: str, body: object, *, ack: bool = False) -> Inbound:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    fut = asyncio.get_running_loop().create_future() if ack else None
+    return Inbound(vid, MessageKind.TELEMETRY, payload, received_at=time.time(), qos=1 if ack else 0, ack=fut)
+
+
+@pytest.fixture
+async def hub():
+    store = MemoryStore()
+    service = TwinService(store, limits=Limits(max_depth=4, max_keys_per_patch=10))
+    channel = RecordingChannel()
+    service.channel = channel
+    async with running(service):
+        yield service, store, channel
+
+
+async def test_first_telemetry_creates_the_twin_and_history(hub) -> None:
+    """A vehicle's first message creates its twin; every message is one history row."""
+    service, store, _ = hub
+    await service.submit(telemetry("veh-1", {"soc": 50, "gps": {"lat": 1.0, "lon": 2.0}, "ts": 100, "seq": 1}))
+    await service.submit(telemetry("veh-1", {"soc": 49, "ts": 101, "seq": 2}))
+    item = telemetry("veh-1", {"speed": 3, "ts": 102, "seq": 3}, ack=True)
+    await service.submit(item)
+    await item.ack
+    doc = await service.get_twin("veh-1")
+    assert doc.reported == {"soc": 49, "gps": {"lat": 1.0, "lon": 2.0}, "speed": 3}
+    assert doc.version == 3
+    assert [r.seq for r in store.rows] == [1, 2, 3]
+    assert store.twins["veh-1"].version == 3
+
+
+async def test_ack_resolves_only_after_commit(hub) -> None:
+    """The QoS 1 future is resolved after the batch holding its message is in the store."""
+    service, store, _ = hub
+    item = telemetry("veh-2", {"soc": 10}, ack=True)
+    await service.submit(item)
+    await item.ack
+    assert store.rows and store.rows[-1].vehicle_id == "veh-2"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "not_json"),
+        (b"[1, 2]", "not_object"),
+        (b'"text"', "not_object"),
+        (b'{"a": {"b": {"c": {"d": {"e": 1}}}}}', "too_deep"),
+        (json.dumps({f"k{i}": i for i in range(20)}).encode(), "too_many_keys"),
+        (b'{"ts": "yesterday"}', "bad_timestamp"),
+        (b'{"ts": 99999999999, "soc": 1}', "clock_ahead"),
+        (b'{"seq": -1}', "bad_seq"),
+    ],
+)
+async def test_bad_telemetry_is_refused_with_a_reason(hub, payload: bytes, reason: str) -> None:
+    """Bad input gets an error on the vehicle's errors channel and nothing is applied."""
+    service, store, channel = hub
+    item = telemetry("veh-bad", payload, ack=True)
+    await service.submit(item)
+    await item.ack
+    errors = channel.on(Channel.ERRORS)
+    assert errors and errors[-1]["error"] == reason
+    assert errors[-1]["topic"] == "telemetry"
+    assert not store.rows
+    with pytest.raises(NotFound):
+        await service.get_twin("veh-bad")
+
+
+async def test_other_vehicles_unaffected_by_bad_input(hub) -> None:
+    """A refused message in the same batch does not stop the good ones around it."""
+    service, store, _ = hub
+    await service.submit(telemetry("veh-a", {"soc": 1}))
+    await service.submit(telemetry("veh-b", b"garbage"))
+    last = telemetry("veh-c", {"soc": 3}, ack=True)
+    await service.submit(last)
+    await last.ack
+    assert {r.vehicle_id for r in store.rows} == {"veh-a", "veh-c"}
+
+
+async def test_desired_patch_sends_delta_and_shrinks_when_reported(hub) -> None:
+    """A desired change is sent as a delta; matching telemetry removes it from the twin's delta."""
+    service, _, channel = hub
+    first = telemetry("veh-3", {"charge_limit": 90}, ack=True)
+    await service.submit(first)
+    await first.ack
+    doc = await service.patch_desired("veh-3", {"charge_limit": 80, "mode": "eco"})
+    assert doc.delta == {"charge_limit": 80, "mode": "eco"}
+    assert channel.on(Channel.DELTA)[-1] == {"version": doc.version, "delta": {"charge_limit": 80, "mode": "eco"}}
+    done = telemetry("veh-3", {"charge_limit": 80}, ack=True)
+    await service.submit(done)
+    await done.ack
+    doc = await service.get_twin("veh-3")
+    assert doc.delta == {"mode": "eco"}
+    assert doc.metadata.desired["charge_limit"]["status"] == "applied"
+
+
+async def test_if_match_conflict(hub) -> None:
+    """A desired patch with a stale If-Match version is refused with the current version."""
+    service, _, _ = hub
+    first = telemetry("veh-4", {"soc": 1}, ack=True)
+    await service.submit(first)
+    await first.ack
+    doc = await service.patch_desired("veh-4", {"a": 1}, if_match=1)
+    with pytest.raises(VersionConflict) as info:
+        await service.patch_desired("veh-4", {"a": 2}, if_match=1)
+    assert info.value.current == doc.version
+
+
+async def test_desired_patch_for_unknown_vehicle_is_not_found(hub) -> None:
+    """Desired state is only accepted for vehicles the hub knows."""
+    service, _, _ = hub
+    with pytest.raises(NotFound):
+        await service.patch_desired("nobody", {"a": 1})
+
+
+async def test_desired_patch_over_limits_is_refused_whole(hub) -> None:
+    """A desired patch breaking a limit changes nothing."""
+    service, _, _ = hub
+    first = telemetry("veh-5", {"soc": 1}, ack=True)
+    await service.submit(first)
+    await first.ack
+    with pytest.raises(LimitExceeded):
+        await service.patch_desired("veh-5", {"a": {"b": {"c": {"d": {"e": 1}}}}})
+    assert (await service.get_twin("veh-5")).desired == {}
+
+
+async def test_presence_and_delta_on_connect(hub) -> None:
+    """Connecting marks the twin connected and pushes the pending delta; disconnecting records why."""
+    service, _, channel = hub
+    first = telemetry("veh-6", {"soc": 1}, ack=True)
+    await service.submit(first)
+    await first.ack
+    await service.patch_desired("veh-6", {"charge_limit": 70})
+    channel.sent.clear()
+    now = time.time()
+    await service.submit(Inbound("veh-6", MessageKind.CONNECTED, b"", received_at=now))
+    await service.submit(Inbound("veh-6", MessageKind.SUBSCRIBED, b"", received_at=now, subtopic="twin/delta"))
+    marker = telemetry("veh-other", {"x": 1}, ack=True)
+    await service.submit(marker)
+    await marker.ack
+    assert [d["delta"] for d in channel.on(Channel.DELTA)] == [{"charge_limit": 70}, {"charge_limit": 70}]
+    assert (await service.get_twin("veh-6")).connection.connected is True
+    await service.submit(
+        Inbound("veh-6", MessageKind.DISCONNECTED, b"", received_at=now + 1, extra={"reason": "keepalive_timeout"})
+    )
+    marker = telemetry("veh-other", {"x": 2}, ack=True)
+    await service.submit(marker)
+    await marker.ack
+    conn = (await service.get_twin("veh-6")).connection
+    assert conn.connected is False and conn.disconnect_reason == "keepalive_timeout"
+
+
+async def test_twin_get_answers_with_the_document(hub) -> None:
+    """twin/get is answered on the document channel, echoing the request id."""
+    service, _, channel = hub
+    first = telemetry("veh-7", {"soc": 42}, ack=True)
+    await service.submit(first)
+    await first.ack
+    ask = Inbound("veh-7", MessageKind.TWIN_GET, b'{"request_id": "r1"}', received_at=time.time(), qos=1)
+    ask.ack = asyncio.get_running_loop().create_future()
+    await service.submit(ask)
+    await ask.ack
+    doc = channel.on(Channel.DOCUMENT)[-1]
+    assert doc["request_id"] == "r1" and doc["reported"] == {"soc": 42}
+
+
+async def test_rejected_marks_desired_and_leaves_delta(hub) -> None:
+    """A vehicle's rejection is recorded with its reason and the key leaves the delta."""
+    service, _, _ = hub
+    first = telemetry("veh-8", {"soc": 1}, ack=True)
+    await service.submit(first)
+    await first.ack
+    await service.patch_desired("veh-8", {"charge_limit": 120})
+    rej = Inbound("veh-8", MessageKind.TWIN_REJECTED, b'{"charge_limit": "max is 100"}', received_at=time.time())
+    rej.ack = asyncio.get_running_loop().create_future()
+    await service.submit(rej)
+    await rej.ack
+    doc = await service.get_twin("veh-8")
+    assert doc.delta == {}
+    assert doc.metadata.desired["charge_limit"] == {
+        "ts": doc.metadata.desired["charge_limit"]["ts"],
+        "status": "rejected",
+        "reason": "max is 100",
+    }
+
+
+async def test_invalid_payload_type_is_exported() -> None:
+    """InvalidPayload carries a machine reason and a human detail."""
+    exc = InvalidPayload("not_json", "payload is not valid JSON")
+    assert exc.reason == "not_json" and "JSON" in exc.detail

@@ -61,7 +61,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 
 
-_SECTIONS = {f for f in Settings.__struct_fields__}
+_SECTIONS = set(Settings.__struct_fields__)
 _ENV_ALIASES = {"DATABASE": ("store", "url")}
 
 

@@ -54,7 +54,8 @@ def test_replaying_the_same_message_changes_nothing() -> None:
     state = _twin()
     _report(state, {"soc": 60}, ts=20)
     change = _report(state, {"soc": 60}, ts=20)
-    assert change.changed == [] and change.stale == []
+    assert change.changed == []
+    assert change.stale == []
 
 
 def test_scalar_replaced_by_object_and_back_by_time() -> None:
@@ -113,4 +114,5 @@ def test_deleting_a_desired_subtree_clears_its_lifecycle() -> None:
     state = _twin()
     apply_desired(state, {"config": {"a": 1, "b": 2}}, now=1)
     apply_desired(state, {"config": None}, now=2)
-    assert state.desired == {} and state.desired_meta == {}
+    assert state.desired == {}
+    assert state.desired_meta == {}

@@ -67,7 +67,8 @@ async def test_ack_resolves_only_after_commit(hub) -> None:
     item = telemetry("veh-2", {"soc": 10}, ack=True)
     await service.submit(item)
     await item.ack
-    assert store.rows and store.rows[-1].vehicle_id == "veh-2"
+    assert store.rows
+    assert store.rows[-1].vehicle_id == "veh-2"
 
 
 @pytest.mark.parametrize(
@@ -90,7 +91,8 @@ async def test_bad_telemetry_is_refused_with_a_reason(hub, payload: bytes, reaso
     await service.submit(item)
     await item.ack
     errors = channel.on(Channel.ERRORS)
-    assert errors and errors[-1]["error"] == reason
+    assert errors
+    assert errors[-1]["error"] == reason
     assert errors[-1]["topic"] == "telemetry"
     assert not store.rows
     with pytest.raises(NotFound):
@@ -178,7 +180,8 @@ async def test_presence_and_delta_on_connect(hub) -> None:
     await service.submit(marker)
     await marker.ack
     conn = (await service.get_twin("veh-6")).connection
-    assert conn.connected is False and conn.disconnect_reason == "keepalive_timeout"
+    assert conn.connected is False
+    assert conn.disconnect_reason == "keepalive_timeout"
 
 
 async def test_twin_get_answers_with_the_document(hub) -> None:
@@ -192,7 +195,8 @@ async def test_twin_get_answers_with_the_document(hub) -> None:
     await service.submit(ask)
     await ask.ack
     doc = channel.on(Channel.DOCUMENT)[-1]
-    assert doc["request_id"] == "r1" and doc["reported"] == {"soc": 42}
+    assert doc["request_id"] == "r1"
+    assert doc["reported"] == {"soc": 42}
 
 
 async def test_rejected_marks_desired_and_leaves_delta(hub) -> None:
@@ -218,4 +222,5 @@ async def test_rejected_marks_desired_and_leaves_delta(hub) -> None:
 async def test_invalid_payload_type_is_exported() -> None:
     """InvalidPayload carries a machine reason and a human detail."""
     exc = InvalidPayload("not_json", "payload is not valid JSON")
-    assert exc.reason == "not_json" and "JSON" in exc.detail
+    assert exc.reason == "not_json"
+    assert "JSON" in exc.detail

@@ -1,0 +1,431 @@
+"""amqtt's Broker, changed to hand each PUBLISH and presence change to ingest, in order.
+
+amqtt serves each client in one task (`_client_message_loop`); this subclass replaces
+that loop so that, per client, CONNECTED, every message, every SUBSCRIBED and finally
+DISCONNECTED reach the sink in the order they happened, each `submit` awaited before
+the next packet is handled (that wait is the backpressure on the publisher).
+
+Plugin event hooks are not used for any of this: amqtt runs them as background tasks
+whose exceptions are lost and which finish out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.broker import Broker
+from amqtt.contexts import Action, ListenerType
+from amqtt.errors import BrokerError
+from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import ApplicationMessage, Session
+
+from broker import refusals, topics
+from broker.errors import PortInUse
+from broker.handler import DISCONNECT_REASON, AckedMessage, HubProtocolHandler, resolve
+from broker.metrics import BrokerMetrics
+from broker.topics import Refusal
+from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
+
+log = structlog.get_logger(__name__)
+
+# How long a newcomer waits for the connection it takes over to finish closing, and how
+# long shutdown waits for connections to say goodbye before cancelling them.
+TAKE_OVER_TIMEOUT: Final = 5.0
+SHUTDOWN_GRACE: Final = 5.0
+
+
+@dataclass(slots=True, eq=False)
+class _Connection:
+    session: Session
+    handler: BrokerProtocolHandler
+    vehicle_id: str | None
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def peer(self) -> str:
+        return f"{self.session.remote_address}:{self.session.remote_port}"
+
+
+class _DropPortInUse(logging.Filter):
+    """amqtt logs a traceback for any start-up failure; PortInUse already says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        return not isinstance(failure, PortInUse)
+
+
+class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type information
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        sink: InboundSink,
+        metrics: BrokerMetrics,
+        max_payload_bytes: int,
+    ) -> None:
+        super().__init__(config)
+        self._sink = sink
+        self._metrics = metrics
+        self._max_payload_bytes = max_payload_bytes
+        self._live: dict[str, _Connection] = {}
+        self._connection_tasks: set[asyncio.Task[Any]] = set()
+        self._connected = 0
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        amqtt_log = logging.getLogger("amqtt.broker")
+        quiet = _DropPortInUse()
+        amqtt_log.addFilter(quiet)
+        busy: PortInUse | None = None
+        try:
+            await super().start()
+        except BrokerError as exc:
+            # amqtt leaves the listeners that did bind open when a later one fails.
+            for server in self._servers.values():
+                await server.close_instance()
+            if not isinstance(exc.__cause__, PortInUse):
+                raise
+            busy = exc.__cause__
+        finally:
+            amqtt_log.removeFilter(quiet)
+        if busy is not None:
+            raise busy
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        for server in self._servers.values():
+            server.instance.close()
+        for connection in list(self._live.values()):
+            await connection.handler.handle_connection_closed()
+        # amqtt does not wait for its connection tasks; they still owe the sink a
+        # DISCONNECTED and must not outlive the broker.
+        if self._connection_tasks:
+            _, pending = await asyncio.wait(self._connection_tasks, timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await super().shutdown()
+
+    def bound_ports(self, listener_name: str) -> list[int]:
+        server = self._servers.get(listener_name)
+        if server is None or server.instance is None:
+            return []
+        return [sock.getsockname()[1] for sock in server.instance.sockets]
+
+    @property
+    def connected_clients(self) -> int:
+        return self._connected
+
+    async def _create_server_instance(
+        self,
+        listener_name: str,
+        listener_type: ListenerType,
+        address: str | None,
+        port: int,
+        ssl_context: Any,
+    ) -> Any:
+        # amqtt keeps the brackets of an IPv6 bind address, which getaddrinfo rejects.
+        host = address[1:-1] if address and address.startswith("[") else address
+        try:
+            return await super()._create_server_instance(listener_name, listener_type, host, port, ssl_context)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            kind = "ws" if listener_type == ListenerType.WS else "tcp"
+            raise PortInUse(host or "*", port, kind) from exc
+
+    # -- hub-originated messages -----------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return bool(self.transitions.state == "started")
+
+    def send_nowait(self, topic: str, payload: bytes, qos: int) -> None:
+        """Queue a message for subscribers without waiting (the broadcast queue is unbounded)."""
+        if not self.running:
+            log.debug("mqtt_send_dropped", topic=topic, reason="broker is not running")
+            return
+        self._broadcast_queue.put_nowait({"session": None, "topic": topic, "data": payload, "qos": qos})
+
+    async def publish_from_hub(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        await self._broadcast_message(None, topic, payload, force_qos=qos)
+        if retain:
+            await self.retain_message(None, topic, payload, qos)
+
+    # -- connections -----------------------------------------------------------------
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        finally:
+            # amqtt leaves the socket open when a client fails before its session starts
+            # (no CONNECT, bad CONNECT) or when the task is cancelled at shutdown.
+            writer.close()
+
+    async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connection_tasks.add(task)
+        try:
+            if self._stopping:
+                await writer.close()
+                return
+            await super()._client_connected(listener_name, reader, writer)
+        finally:
+            if task is not None:
+                self._connection_tasks.discard(task)
+
+    async def _initialize_client_session(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        # amqtt builds the handler inside a classmethod with no factory to override.
+        handler.__class__ = HubProtocolHandler
+        if session.keep_alive > 0:
+            # MQTT 3.1.1 (3.1.2.10): a client is gone after one and a half keep-alives.
+            session.keep_alive = math.ceil(session.keep_alive * 1.5)
+        return handler, session
+
+    def create_offline_session(self, client_id: str) -> tuple[BrokerProtocolHandler, Session]:
+        handler, session = super().create_offline_session(client_id)
+        handler.__class__ = HubProtocolHandler
+        return handler, session
+
+    async def _authenticate(self, session: Session, listener: Any) -> bool:
+        allowed: bool = await super()._authenticate(session, listener)
+        # amqtt has no hook between authentication and attaching the session, and its own
+        # take-over only covers persistent sessions (a clean one leaves both connected).
+        # Taking over here means only an authenticated newcomer can evict a connection.
+        if allowed:
+            await self._take_over(session.client_id)
+        return allowed
+
+    async def _take_over(self, client_id: str) -> None:
+        previous = self._live.get(client_id)
+        if previous is None:
+            return
+        previous.session.attributes[DISCONNECT_REASON] = DisconnectReason.TAKEN_OVER
+        await previous.handler.handle_connection_closed()
+        # Waiting keeps the old DISCONNECTED ahead of the new CONNECTED, and stops the old
+        # loop from marking a shared (persistent) session disconnected under the newcomer.
+        try:
+            await asyncio.wait_for(previous.closed.wait(), TAKE_OVER_TIMEOUT)
+        except TimeoutError:
+            log.warning("mqtt_take_over_slow", client_id=client_id, waited_s=TAKE_OVER_TIMEOUT)
+
+    async def _client_message_loop(self, session: Session, handler: BrokerProtocolHandler) -> None:
+        connection = _Connection(session, handler, topics.vehicle_id_of(session.username, session.client_id))
+        session.attributes.pop(DISCONNECT_REASON, None)
+        self._live[session.client_id] = connection
+        self._connected += 1
+        self._metrics.connected_clients.inc()
+        try:
+            if self._stopping:
+                await handler.handle_connection_closed()
+            await self._presence(connection, MessageKind.CONNECTED)
+            packet, leftovers = await self._serve(connection)
+            await self._end(connection, packet, leftovers)
+        except Exception:
+            log.exception("mqtt_connection_failed", client_id=session.client_id, vehicle_id=connection.vehicle_id)
+            await self._handle_disconnect(session, handler, _settled(None))
+        finally:
+            self._connected -= 1
+            self._metrics.connected_clients.dec()
+            if self._live.get(session.client_id) is connection:
+                del self._live[session.client_id]
+            connection.closed.set()
+
+    async def _serve(self, connection: _Connection) -> tuple[DisconnectPacket | None, list[ApplicationMessage]]:
+        """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages."""
+        session, handler = connection.session, connection.handler
+        disconnect = asyncio.ensure_future(handler.wait_disconnect())
+        subscribe = asyncio.ensure_future(handler.get_next_pending_subscription())
+        unsubscribe = asyncio.ensure_future(handler.get_next_pending_unsubscription())
+        deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
+        leftovers: list[ApplicationMessage] = []
+        packet: DisconnectPacket | None = None
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    (disconnect, subscribe, unsubscribe, deliver), return_when=asyncio.FIRST_COMPLETED
+                )
+                # Messages first: whatever was read before a disconnect goes to the sink before it.
+                if deliver in done:
+                    if not await self._deliver(connection, deliver.result()):
+                        session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
+                        return None, leftovers
+                    deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
+                if subscribe in done:
+                    await self._subscribe(connection, subscribe.result())
+                    subscribe = asyncio.ensure_future(handler.get_next_pending_subscription())
+                if unsubscribe in done:
+                    await self._handle_unsubscription(session, handler, unsubscribe)
+                    unsubscribe = asyncio.ensure_future(handler.get_next_pending_unsubscription())
+                if disconnect in done:
+                    packet = disconnect.result()
+                    break
+        finally:
+            waiters = (disconnect, subscribe, unsubscribe, deliver)
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        # A message can be taken off the queue just as the disconnect wins the race.
+        if deliver.done() and not deliver.cancelled() and deliver.exception() is None:
+            taken = deliver.result()
+            if taken is not None:
+                leftovers.append(taken)
+        return packet, leftovers
+
+    async def _end(
+        self, connection: _Connection, packet: DisconnectPacket | None, leftovers: list[ApplicationMessage]
+    ) -> None:
+        session = connection.session
+        reason = self._disconnect_reason(session, packet)
+        # amqtt's own ending: the will message, stopping the handler, the session state.
+        await self._handle_disconnect(session, connection.handler, _settled(packet))
+        # The handler is stopped, so nothing more is queued: route what was read but not yet routed.
+        queue = session.delivered_message_queue
+        while not queue.empty():
+            leftovers.append(queue.get_nowait())
+        for message in leftovers:
+            await self._deliver(connection, message)
+        await self._presence(connection, MessageKind.DISCONNECTED, extra={"reason": reason.value})
+
+    def _disconnect_reason(self, session: Session, packet: DisconnectPacket | None) -> DisconnectReason:
+        told: DisconnectReason | None = session.attributes.pop(DISCONNECT_REASON, None)
+        if told is not None:
+            return told
+        if isinstance(packet, DisconnectPacket):
+            return DisconnectReason.CLEAN
+        if self._stopping:
+            return DisconnectReason.SHUTDOWN
+        return DisconnectReason.CONNECTION_LOST
+
+    async def _subscribe(self, connection: _Connection, subscription: Any) -> None:
+        session = connection.session
+        await self._handle_subscription(session, connection.handler, _settled(subscription))
+        if connection.vehicle_id is None:
+            return
+        delta_topic = topics.downlink(connection.vehicle_id, Channel.DELTA)
+        # amqtt has already sent the SUBACK; report only the filters it granted.
+        for topic_filter, _qos in subscription.topics:
+            granted = self._subscriptions.get(topic_filter, ())
+            if any(other.client_id == session.client_id for other, _ in granted):
+                # The subtopic names the delta channel when the filter covers it, however
+                # it is spelt (`.../twin/delta`, `.../twin/+`, `.../#`), so ingest need not
+                # know MQTT wildcards to push the current delta.
+                covers_delta = self._matches(delta_topic, topic_filter)
+                await self._presence(
+                    connection,
+                    MessageKind.SUBSCRIBED,
+                    topic_filter.encode(),
+                    subtopic=Channel.DELTA.value if covers_delta else "",
+                )
+
+    async def _presence(
+        self,
+        connection: _Connection,
+        kind: MessageKind,
+        payload: bytes = b"",
+        subtopic: str = "",
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Tell ingest what happened to a vehicle's connection; other clients have no presence."""
+        if connection.vehicle_id is None:
+            return
+        await self._sink.submit(
+            Inbound(
+                connection.vehicle_id,
+                kind,
+                payload,
+                received_at=time.time(),
+                subtopic=subtopic,
+                client_id=connection.session.client_id,
+                peer=connection.peer,
+                extra=extra or {},
+            )
+        )
+
+    # -- messages ---------------------------------------------------------------------
+
+    async def _deliver(self, connection: _Connection, message: ApplicationMessage | None) -> bool:
+        """Refuse, ingest and/or route one PUBLISH; False on a protocol violation."""
+        if message is None:
+            return True
+        session = connection.session
+        topic: str = message.topic
+        if not topic or "#" in topic or "+" in topic:
+            # MQTT 3.1.1 (3.3.2-2, 4.7.3-1): the server closes the connection.
+            log.warning("mqtt_protocol_error", client_id=session.client_id, topic=topic, detail="bad PUBLISH topic")
+            return False
+        self._metrics.messages_received.inc()
+        ack = message.committed if isinstance(message, AckedMessage) else None
+        data: bytes = message.data
+        route = topics.parse(topic)
+        vehicle_id = route.vehicle_id if route is not None else ""
+        if len(data) > self._max_payload_bytes:
+            self._refuse(connection, vehicle_id, topic, Refusal.PAYLOAD_TOO_LARGE, len(data))
+        elif topic.startswith("$") or not await self._topic_filtering(session, topic=topic, action=Action.PUBLISH):
+            self._refuse(connection, vehicle_id, topic, Refusal.TOPIC_NOT_ALLOWED, len(data))
+        elif route is not None and route.refusal is not None:
+            self._refuse(connection, vehicle_id, topic, route.refusal, len(data))
+        elif route is not None and route.kind is not None:
+            await self._sink.submit(
+                Inbound(
+                    route.vehicle_id,
+                    route.kind,
+                    bytes(data),
+                    received_at=time.time(),
+                    qos=message.qos or 0,
+                    ack=ack,
+                    subtopic=route.subtopic,
+                    client_id=session.client_id,
+                    peer=connection.peer,
+                )
+            )
+            # Ingested messages still reach other subscribers (a dashboard on vehicles/+/telemetry).
+            await self._route(session, message)
+            return True
+        else:
+            await self._route(session, message)
+        # MQTT 3.1.1 has no negative PUBACK: a refused message is acknowledged and dropped.
+        resolve(ack)
+        return True
+
+    async def _route(self, session: Session, message: ApplicationMessage) -> None:
+        await self._broadcast_message(session, message.topic, message.data)
+        if message.publish_packet is not None and message.publish_packet.retain_flag:
+            await self.retain_message(session, message.topic, message.data, message.qos)
+
+    def _refuse(self, connection: _Connection, vehicle_id: str, topic: str, reason: Refusal, size: int) -> None:
+        self._metrics.messages_refused[reason].inc()
+        log.warning(
+            "mqtt_message_refused",
+            vehicle_id=vehicle_id or None,
+            reason=reason.value,
+            topic=topic,
+            client_id=connection.session.client_id,
+        )
+        if vehicle_id:
+            notice = refusals.notice(reason, topic, size, self._max_payload_bytes)
+            self.send_nowait(topics.downlink(vehicle_id, Channel.ERRORS), notice, qos=1)
+
+
+def _settled(result: Any) -> asyncio.Future[Any]:
+    """A finished future, for amqtt methods that take the waiter they were woken by."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future

@@ -1,0 +1,170 @@
+"""The embedded MQTT broker as one async context manager."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+from prometheus_client import CollectorRegistry
+
+from broker import topics
+from broker.hub_broker import HubBroker
+from broker.metrics import BrokerMetrics
+from twin.errors import ConfigError
+from twin.inbound import Channel, InboundSink, VehicleChannel
+
+_TCP_LISTENER = "default"
+_WS_LISTENER = "ws"
+
+
+class BrokerChannel:
+    """Sends to one vehicle through the embedded broker, never waiting."""
+
+    def __init__(self, broker: HubBroker) -> None:
+        self._broker = broker
+
+    def send(self, vehicle_id: str, channel: Channel, payload: bytes, qos: int = 1, subtopic: str = "") -> None:
+        self._broker.send_nowait(topics.downlink(vehicle_id, channel, subtopic), payload, qos)
+
+
+class EmbeddedBroker:
+    """amqtt serving MQTT (and optionally MQTT over WebSocket), feeding `sink`.
+
+    Every PUBLISH on a vehicle's up topics and every vehicle's connect, subscribe and
+    disconnect reach `sink` in order per client; a QoS 1 PUBLISH is acknowledged once
+    ingest resolves its `ack`. Port 0 binds a free port; read it back from `port`.
+    """
+
+    def __init__(
+        self,
+        sink: InboundSink,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 1883,
+        max_payload_bytes: int = 65536,
+        allow_anonymous: bool = True,
+        metrics: BrokerMetrics | None = None,
+        ws_port: int | None = None,
+    ) -> None:
+        _check_port("MQTT port", port)
+        if ws_port is not None:
+            _check_port("MQTT WebSocket port", ws_port)
+        if max_payload_bytes < 1:
+            msg = f"the MQTT payload limit must be at least 1 byte, got {max_payload_bytes}"
+            raise ConfigError(msg)
+        self._sink = sink
+        self._host = host
+        self._port = port
+        self._ws_port = ws_port
+        self._max_payload_bytes = max_payload_bytes
+        self._allow_anonymous = allow_anonymous
+        # Without a registry of the caller's, count anyway so the code path is the same.
+        self._metrics = metrics or BrokerMetrics(CollectorRegistry())
+        self._broker: HubBroker | None = None
+        self._channel: BrokerChannel | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._broker is not None:
+            msg = "the embedded broker is already running"
+            raise RuntimeError(msg)
+        _quiet_amqtt_logging()
+        broker = HubBroker(
+            self._config(),
+            sink=self._sink,
+            metrics=self._metrics,
+            max_payload_bytes=self._max_payload_bytes,
+        )
+        await broker.start()
+        self._broker = broker
+        self._channel = BrokerChannel(broker)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        broker, self._broker, self._channel = self._broker, None, None
+        if broker is not None:
+            await broker.shutdown()
+
+    @property
+    def running(self) -> bool:
+        """True between a successful start and the beginning of shutdown."""
+        return self._broker is not None and self._broker.running
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        return self._running().bound_ports(_TCP_LISTENER)[0]
+
+    @property
+    def ws_port(self) -> int | None:
+        """The WebSocket port actually bound, when a WebSocket listener was asked for."""
+        if self._ws_port is None:
+            return None
+        return self._running().bound_ports(_WS_LISTENER)[0]
+
+    @property
+    def channel(self) -> VehicleChannel:
+        """Where the twin service sends deltas, documents, errors and commands."""
+        if self._channel is None:
+            raise _not_running()
+        return self._channel
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish a hub-originated message (an alert, an event) to every subscriber of `topic`."""
+        if not topic or "#" in topic or "+" in topic:
+            msg = f"cannot publish on {topic!r}: a topic name is non-empty and has no wildcards"
+            raise ValueError(msg)
+        if qos not in (0, 1, 2):
+            msg = f"qos must be 0, 1 or 2, got {qos}"
+            raise ValueError(msg)
+        await self._running().publish_from_hub(topic, payload, qos, retain)
+
+    def connected_clients(self) -> int:
+        return self._running().connected_clients
+
+    def _running(self) -> HubBroker:
+        if self._broker is None:
+            raise _not_running()
+        return self._broker
+
+    def _config(self) -> dict[str, Any]:
+        listeners: dict[str, Any] = {
+            _TCP_LISTENER: {"type": "tcp", "bind": _bind(self._host, self._port)},
+        }
+        if self._ws_port is not None:
+            listeners[_WS_LISTENER] = {"type": "ws", "bind": _bind(self._host, self._ws_port)}
+        return {
+            "listeners": listeners,
+            # Only what fleethub wants: amqtt's defaults add an allow-everyone auth plugin,
+            # a $SYS publisher and loggers that write at INFO per connection.
+            "plugins": {"broker.auth.VehicleAuthPlugin": {"allow_anonymous": self._allow_anonymous}},
+            "timeout_disconnect_delay": 0,
+        }
+
+
+def _not_running() -> RuntimeError:
+    return RuntimeError("the embedded broker is not running; use it inside `async with`")
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_port(what: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        msg = f"{what} must be 0-65535 (0 picks a free port), got {port}"
+        raise ConfigError(msg)
+
+
+def _quiet_amqtt_logging() -> None:
+    # amqtt logs at INFO on every connection and `transitions` on every session state
+    # change; an application that configured these loggers itself keeps its choice.
+    for name in ("amqtt", "transitions"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)

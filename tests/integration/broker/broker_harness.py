@@ -1,0 +1,155 @@
+"""Helpers for driving the real embedded broker: a recording sink and MQTT clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from twin.inbound import Inbound, MessageKind
+
+MAX_PAYLOAD = 1024
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `predicate()` holds, failing the test after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"condition not met within {within} s")
+        await asyncio.sleep(0.01)
+
+
+class RecordingSink:
+    """An InboundSink that keeps every item; the test resolves acks itself.
+
+    `hold(vid)` makes `submit` wait for that vehicle, as a full pipeline would.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[Inbound] = []
+        self._held: dict[str, asyncio.Event] = {}
+
+    async def submit(self, item: Inbound) -> None:
+        gate = self._held.get(item.vehicle_id)
+        if gate is not None:
+            await gate.wait()
+        self.items.append(item)
+
+    def try_submit(self, item: Inbound) -> bool:
+        if item.vehicle_id in self._held:
+            return False
+        self.items.append(item)
+        return True
+
+    def hold(self, vehicle_id: str) -> None:
+        self._held[vehicle_id] = asyncio.Event()
+
+    def release(self, vehicle_id: str) -> None:
+        self._held.pop(vehicle_id).set()
+
+    def of(self, vehicle_id: str, kind: MessageKind | None = None) -> list[Inbound]:
+        return [i for i in self.items if i.vehicle_id == vehicle_id and (kind is None or i.kind is kind)]
+
+    async def wait_for(self, vehicle_id: str, kind: MessageKind, count: int = 1) -> list[Inbound]:
+        await eventually(lambda: len(self.of(vehicle_id, kind)) >= count)
+        return self.of(vehicle_id, kind)
+
+
+class Client:
+    """A paho 2.x client whose callbacks record what the broker sent back."""
+
+    def __init__(self, client_id: str, username: str | None = None) -> None:
+        self.client_id = client_id
+        self.paho = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
+        if username is not None:
+            self.paho.username_pw_set(username)
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self.acked: set[int] = set()
+        self.subacked: set[int] = set()
+        self.received: list[mqtt.MQTTMessage] = []
+        self.paho.on_connect = self._on_connect
+        self.paho.on_publish = self._on_publish
+        self.paho.on_subscribe = self._on_subscribe
+        self.paho.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not reason.is_failure:
+            self.connected.set()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._lock:
+            self.acked.add(mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        with self._lock:
+            self.subacked.add(mid)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.received.append(message)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> int:
+        info = self.paho.publish(topic, payload, qos=qos)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+        return info.mid
+
+    def is_acked(self, mid: int) -> bool:
+        with self._lock:
+            return mid in self.acked
+
+    async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        rc, mid = self.paho.subscribe(topic_filter, qos=qos)
+        assert rc == mqtt.MQTT_ERR_SUCCESS
+        await eventually(lambda: mid in self.subacked)
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [m.payload for m in self.received if m.topic == topic]
+
+
+ClientFactory = Callable[..., Awaitable[Client]]
+
+
+def connect_packet(client_id: str, keepalive: int = 30) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a clean session, for clients paho cannot imitate."""
+    encoded = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02" + keepalive.to_bytes(2, "big") + len(encoded).to_bytes(2, "big") + encoded
+    assert len(body) < 128
+    return bytes([0x10, len(body)]) + body
+
+
+class RawClient:
+    """A bare socket speaking just enough MQTT to connect and then misbehave."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int, client_id: str, keepalive: int = 30) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(connect_packet(client_id, keepalive))
+        await writer.drain()
+        connack = await asyncio.wait_for(reader.readexactly(4), 5)
+        assert connack[0] == 0x20
+        assert connack[3] == 0, "connection refused"
+        return cls(reader, writer)
+
+    async def closed_by_broker(self) -> bool:
+        """True once the broker has closed the connection (EOF)."""
+        data = await asyncio.wait_for(self.reader.read(1024), 5)
+        return data == b""
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()

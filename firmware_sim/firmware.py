@@ -1,0 +1,95 @@
+"""What a vehicle's firmware says and how it answers the hub, without the network.
+
+`Firmware` turns the vehicle model into MQTT messages (topic, payload, QoS) and turns
+messages from the hub into changes to the model plus the messages that answer them.
+A transport only has to move `Outbound` messages, so the same firmware runs over the
+paho links of `Fleet` or any leaner transport.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from firmware_sim import topics
+from firmware_sim.errors import InvalidDelta
+from firmware_sim.vehicle import Vehicle
+
+# Answers to the hub are rare and matter to an operator waiting on them.
+CONTROL_QOS = 1
+
+
+class Outbound(msgspec.Struct, frozen=True):
+    topic: str
+    payload: bytes
+    qos: int
+
+
+class DeltaMessage(msgspec.Struct):
+    """Payload of `vehicles/{vid}/twin/delta`; unknown fields are ignored."""
+
+    version: int
+    delta: dict[str, Any]
+
+
+class DeltaHandled(msgspec.Struct, frozen=True):
+    """What became of one delta, and the messages that report it."""
+
+    version: int
+    # Dotted path to the value now in effect / to why it cannot be applied.
+    applied: dict[str, Any]
+    rejected: dict[str, str]
+    messages: list[Outbound]
+    # An older version than one already handled: a redelivery that would undo newer values.
+    stale: bool = False
+
+
+_decode_delta = msgspec.json.Decoder(DeltaMessage).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class Firmware:
+    """One vehicle's side of the MQTT contract."""
+
+    def __init__(self, vehicle_id: str, vehicle: Vehicle, *, telemetry_qos: int = 1) -> None:
+        self.vehicle_id = vehicle_id
+        self.vehicle = vehicle
+        self.telemetry_qos = telemetry_qos
+        self.telemetry_topic = topics.telemetry(vehicle_id)
+        self.delta_topic = topics.twin_delta(vehicle_id)
+        self.rejected_topic = topics.twin_rejected(vehicle_id)
+        self._delta_version: int | None = None
+
+    @property
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.delta_topic, CONTROL_QOS)]
+
+    def report(self, now: float) -> Outbound:
+        """Advance the vehicle to `now` and encode its telemetry."""
+        self.vehicle.step(now)
+        payload = _encode(self.vehicle.telemetry(now))
+        return Outbound(self.telemetry_topic, payload, self.telemetry_qos)
+
+    def on_delta(self, payload: bytes, now: float) -> DeltaHandled:
+        """Apply a `twin/delta` payload.
+
+        Applied values are reported at once in a fresh telemetry message; values the
+        vehicle cannot apply go back on `twin/rejected`, one reason per dotted path.
+        Raises `InvalidDelta` when the payload is not a delta at all.
+        """
+        try:
+            message = _decode_delta(payload)
+        except msgspec.DecodeError as exc:
+            raise InvalidDelta(f"twin/delta payload is not {{'version': n, 'delta': {{...}}}}: {exc}") from None
+        if self._delta_version is not None and message.version < self._delta_version:
+            return DeltaHandled(message.version, applied={}, rejected={}, messages=[], stale=True)
+        self._delta_version = message.version
+
+        result = self.vehicle.apply_desired(message.delta)
+        messages: list[Outbound] = []
+        if result.rejected:
+            messages.append(Outbound(self.rejected_topic, _encode(result.rejected), CONTROL_QOS))
+        if result.applied:
+            messages.append(self.report(now))
+        return DeltaHandled(message.version, result.applied, result.rejected, messages)

@@ -160,7 +160,7 @@ class _Checker:
         left, right = self.visit(node.left), self.visit(node.right)
         problem = _incomparable(left, right, ordering)
         if problem is not None:
-            raise self.error(f"{problem} with '{node.op}'", node)
+            raise self.error(f"{problem} using '{node.op}'", node)
 
     def _membership(self, node: Membership) -> None:
         operand = self.visit(node.operand)
@@ -205,6 +205,9 @@ class _Checker:
                 raise self.error(f"{where} must be {param.value}", arg)
             self.visit(arg)
         elif param is Param.PATH:
+            if isinstance(arg, Field) and arg.source is Source.REPORTED:
+                dotted = ".".join(arg.path)
+                raise self.error(f'{where} is a path written as a string: {signature.name}("{dotted}")', arg)
             if not isinstance(arg, StringLit):
                 raise self.error(f"{where} must be {param.value}", arg)
             try:

@@ -89,8 +89,7 @@ class _Lexer:
                     self.line_start = self.pos + 1
                 self.pos += 1
             elif char == "#":
-                end = source.find("\n", self.pos)
-                self.pos = len(source) if end < 0 else end
+                self._comment()
             elif (number := _NUMBER.match(source, self.pos)) is not None:
                 self._number(number)
             elif (name := NAME.match(source, self.pos)) is not None:
@@ -111,6 +110,15 @@ class _Lexer:
     def _add(self, kind: TokenKind, end: int, value: float | str | None = None) -> None:
         text = self.source[self.pos : end]
         self.tokens.append(Token(kind, text, self.line, self._column(), value))
+        self.pos = end
+
+    def _comment(self) -> None:
+        end = self.source.find("\n", self.pos)
+        end = len(self.source) if end < 0 else end
+        for pos in range(self.pos, end):
+            char = self.source[pos]
+            if not (char.isprintable() or char in "\t\r"):
+                raise self._error(f"character {describe_char(char)} is not allowed in a comment", pos)
         self.pos = end
 
     def _number(self, match: re.Match[str]) -> None:

@@ -104,6 +104,7 @@ Expr = (
     | Call
 )
 
+
 def children(node: Expr) -> tuple[Expr, ...]:
     """The direct subexpressions of `node`, left to right."""
     match node:

@@ -120,14 +120,16 @@ class Compiler:
         """The syntax tree of `text`, unchecked. Raises `RuleSyntaxError`."""
         return parse(text, self.limits)
 
-    def compile(self, text: str, *, zones: Collection[str] | None = None) -> CompiledExpr:
+    def compile(self, text: str, *, zones: Collection[str] | None = None, condition: bool = True) -> CompiledExpr:
         """Parse, type-check and compile a rule. Raises `RuleSyntaxError` (or `RuleTypeError`).
 
         With `zones`, the known zone names, a rule naming any other zone is refused;
         without, an unknown zone is noticed only at evaluation, where it is MISSING.
+        With `condition=False` the result may be of any type, for expressions whose
+        `value` is wanted (a number to show in an alert) rather than a condition.
         """
         tree = parse(text, self.limits)
-        analysis = check(tree, text, position=self._paths, zones=zones)
+        analysis = check(tree, text, position=self._paths, zones=zones, condition=condition)
         return CompiledExpr(
             text,
             tree,

@@ -238,6 +238,8 @@ class _Parser:
             if token.kind is not TokenKind.NAME:
                 raise self._error(f"expected a field name after '.', got {token.describe()}", token)
             segments.append(token.text)
+            if len(segments) > self.limits.max_path_length:
+                raise self._error(f"field path is too long: more than {self.limits.max_path_length} names", token)
         self._count(first)
         if self._is("("):
             if len(segments) > 1:

@@ -20,6 +20,7 @@ _CEILINGS = {
     "max_depth": 100,
     "max_nodes": 10_000,
     "max_list_length": 10_000,
+    "max_path_length": 64,
     "max_message_length": 65_536,
 }
 
@@ -33,6 +34,7 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     - `max_nodes`: values, names, operators and calls in a rule, counted after
       parsing.
     - `max_list_length`: items in one `in [...]` list.
+    - `max_path_length`: names in one field path (`battery.temp_c` has two).
     - `max_message_length`: characters in a message template.
     """
 
@@ -40,6 +42,7 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_depth: int = 32
     max_nodes: int = 500
     max_list_length: int = 100
+    max_path_length: int = 16
     max_message_length: int = 1024
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
+from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry
 
 from twin import TwinService
@@ -29,3 +30,7 @@ class ApiDeps:
     max_page_size: int = 1000
     max_history_rows: int = 10_000
     max_body_bytes: int = 65_536
+
+
+# How handlers ask for the dependencies: `deps: Deps`.
+Deps = NamedDependency[ApiDeps]

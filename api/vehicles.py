@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, patch
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
-from api.deps import ApiDeps
+from api.deps import Deps
 from twin import HistoryQuery, InvalidPayload, Order, TwinDocument, TwinFilter
 from twin.telemetry import isoformat, parse_time
 
-VehicleId = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")]
+VehicleId = Annotated[
+    str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")
+]
 
 
 class VehiclePage(msgspec.Struct):
@@ -71,11 +73,11 @@ class VehicleController(Controller):
     @get("/", summary="List vehicles with their twins")
     async def list_vehicles(
         self,
-        deps: ApiDeps,
-        connected: bool | None = None,
-        fleet: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
-        cursor: str | None = None,
+        deps: Deps,
+        connected: Annotated[bool | None, QueryParameter(description="Only vehicles (not) connected now")] = None,
+        fleet: Annotated[str | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
     ) -> VehiclePage:
         limit = min(limit, deps.max_page_size)
         query = TwinFilter(fleet=fleet, connected=connected, after=cursor, limit=limit + 1)
@@ -85,18 +87,20 @@ class VehicleController(Controller):
         return VehiclePage(items=docs, next_cursor=docs[-1].vehicle_id if more else None)
 
     @get("/{vehicle_id:str}/twin", summary="Read a vehicle's twin document")
-    async def get_twin(self, deps: ApiDeps, vehicle_id: VehicleId) -> Response[TwinDocument]:
+    async def get_twin(self, deps: Deps, vehicle_id: VehicleId) -> Response[TwinDocument]:
         doc = await deps.service.get_twin(vehicle_id)
         return Response(doc, headers=_etag(doc))
 
     @patch("/{vehicle_id:str}/twin/desired", summary="Merge a patch into desired state")
     async def patch_desired(
         self,
-        deps: ApiDeps,
+        deps: Deps,
         vehicle_id: VehicleId,
-        data: dict[str, Any],
-        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
-        ttl_s: Annotated[float | None, Parameter(gt=0, description="Expire pending values after this long")] = None,
+        data: JSONBody[dict[str, Any]],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
+        ttl_s: Annotated[
+            float | None, QueryParameter(gt=0, description="Expire pending values after this long")
+        ] = None,
     ) -> Response[TwinDocument]:
         doc = await deps.service.patch_desired(vehicle_id, data, if_match=_if_match(if_match), ttl_s=ttl_s)
         return Response(doc, headers=_etag(doc))
@@ -104,10 +108,10 @@ class VehicleController(Controller):
     @patch("/{vehicle_id:str}/tags", summary="Merge a patch into the vehicle's tags")
     async def patch_tags(
         self,
-        deps: ApiDeps,
+        deps: Deps,
         vehicle_id: VehicleId,
-        data: dict[str, Any],
-        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+        data: JSONBody[dict[str, Any]],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
     ) -> Response[TwinDocument]:
         doc = await deps.service.patch_tags(vehicle_id, data, if_match=_if_match(if_match))
         return Response(doc, headers=_etag(doc))
@@ -115,13 +119,15 @@ class VehicleController(Controller):
     @get("/{vehicle_id:str}/history", summary="Telemetry history, one row per accepted message")
     async def history(
         self,
-        deps: ApiDeps,
+        deps: Deps,
         vehicle_id: VehicleId,
-        from_: Annotated[str | None, Parameter(query="from", description="RFC 3339 or epoch seconds")] = None,
-        to: Annotated[str | None, Parameter(description="RFC 3339 or epoch seconds, exclusive")] = None,
-        fields: Annotated[str | None, Parameter(description="Comma-separated field paths, e.g. soc,gps.lat")] = None,
-        limit: Annotated[int, Parameter(ge=1)] = 1000,
-        order: Order = Order.ASC,
+        from_: Annotated[str | None, QueryParameter(name="from", description="RFC 3339 or epoch seconds")] = None,
+        to: Annotated[str | None, QueryParameter(description="RFC 3339 or epoch seconds, exclusive")] = None,
+        fields: Annotated[
+            str | None, QueryParameter(description="Comma-separated field paths, e.g. soc,gps.lat")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1)] = 1000,
+        order: Annotated[Order, QueryParameter(description="asc (oldest first) or desc")] = Order.ASC,
     ) -> HistoryPage:
         wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
         query = HistoryQuery(

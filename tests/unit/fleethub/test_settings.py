@@ -1,0 +1,59 @@
+import pytest
+
+from fleethub.settings import load_settings
+from twin import ConfigError
+
+
+def test_defaults_run_with_no_file() -> None:
+    """With no file, variables or flags the hub has working defaults."""
+    s = load_settings(environ={})
+    assert (s.mqtt.port, s.http.port, s.store.url) == (1883, 8080, "sqlite:///var/fleethub.db")
+
+
+def test_precedence_file_env_flags(tmp_path) -> None:
+    """A TOML file is overridden by FLEETHUB_* variables, which are overridden by flags."""
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[mqtt]\nport = 1000\n[http]\nport = 2000\n[limits]\nmax_depth = 5\n")
+    s = load_settings(
+        cfg, environ={"FLEETHUB_HTTP_PORT": "3000", "FLEETHUB_MQTT_PORT": "4000"}, overrides={"mqtt.port": 5000}
+    )
+    assert s.mqtt.port == 5000
+    assert s.http.port == 3000
+    assert s.limits.max_depth == 5
+
+
+def test_database_alias_and_booleans() -> None:
+    """FLEETHUB_DATABASE sets the store URL; boolean variables accept true/false."""
+    s = load_settings(environ={"FLEETHUB_DATABASE": "sqlite:///x.db", "FLEETHUB_MQTT_ALLOW_ANONYMOUS": "false"})
+    assert s.store.url == "sqlite:///x.db"
+    assert s.mqtt.allow_anonymous is False
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FLEETHUB_MQTT_PORT": "70000"}, "setting 'mqtt.port' must be 0-65535"),
+        ({"FLEETHUB_MQTT_PORT": "abc"}, "setting 'mqtt.port'"),
+        ({"FLEETHUB_DATABASE": "mysql://x"}, "setting 'store.url'"),
+        ({"FLEETHUB_LIMITS_MAX_DEPTH": "0"}, "setting 'limits.max_depth' must be at least 1"),
+        ({"FLEETHUB_INGEST_BATCH_MAX": "0"}, "setting 'ingest.batch_max'"),
+    ],
+)
+def test_invalid_settings_name_the_setting(environ, message) -> None:
+    """Invalid values fail at start-up with a message naming the setting."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=environ)
+
+
+def test_unknown_key_in_file_is_named(tmp_path) -> None:
+    """A typo in the TOML file is reported, not ignored."""
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[mqtt]\nprot = 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings(cfg, environ={})
+
+
+def test_missing_file_is_an_error(tmp_path) -> None:
+    """A --config path that does not exist fails clearly."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "none.toml", environ={})

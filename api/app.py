@@ -9,6 +9,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.deps import ApiDeps
+from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
@@ -23,7 +24,7 @@ def create_app(deps: ApiDeps) -> Litestar:
         return deps
 
     return Litestar(
-        route_handlers=[VehicleController, healthz, metrics],
+        route_handlers=[VehicleController, HistoryController, healthz, metrics],
         dependencies={"deps": Provide(provide_deps, use_cache=True, sync_to_thread=False)},
         exception_handlers={
             FleethubError: fleethub_error_handler,

@@ -9,8 +9,7 @@ from litestar import Controller, Response, get, patch
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from api.deps import Deps
-from twin import HistoryQuery, InvalidPayload, Order, TwinDocument, TwinFilter
-from twin.telemetry import isoformat, parse_time
+from twin import InvalidPayload, TwinDocument, TwinFilter
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")
@@ -21,18 +20,6 @@ class VehiclePage(msgspec.Struct):
     items: list[TwinDocument]
     # Pass as `cursor` to get the next page; null on the last page.
     next_cursor: str | None
-
-
-class HistoryPoint(msgspec.Struct):
-    ts: str
-    received_at: str
-    seq: int | None
-    data: dict[str, Any]
-
-
-class HistoryPage(msgspec.Struct):
-    vehicle_id: str
-    items: list[HistoryPoint]
 
 
 def _etag(doc: TwinDocument) -> dict[str, str]:
@@ -47,23 +34,6 @@ def _if_match(value: str | None) -> int | None:
         return int(raw)
     except ValueError:
         raise InvalidPayload("bad_if_match", f"If-Match must be a twin version number, got {value!r}") from None
-
-
-def _time(value: str | None, name: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(float(value) if _is_number(value) else value, field=name)
-    except InvalidPayload as exc:
-        raise InvalidPayload("bad_query", exc.detail) from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 class VehicleController(Controller):
@@ -115,36 +85,3 @@ class VehicleController(Controller):
     ) -> Response[TwinDocument]:
         doc = await deps.service.patch_tags(vehicle_id, data, if_match=_if_match(if_match))
         return Response(doc, headers=_etag(doc))
-
-    @get("/{vehicle_id:str}/history", summary="Telemetry history, one row per accepted message")
-    async def history(
-        self,
-        deps: Deps,
-        vehicle_id: VehicleId,
-        from_: Annotated[str | None, QueryParameter(name="from", description="RFC 3339 or epoch seconds")] = None,
-        to: Annotated[str | None, QueryParameter(description="RFC 3339 or epoch seconds, exclusive")] = None,
-        fields: Annotated[
-            str | None, QueryParameter(description="Comma-separated field paths, e.g. soc,gps.lat")
-        ] = None,
-        limit: Annotated[int, QueryParameter(ge=1)] = 1000,
-        order: Annotated[Order, QueryParameter(description="asc (oldest first) or desc")] = Order.ASC,
-    ) -> HistoryPage:
-        wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
-        query = HistoryQuery(
-            vehicle_id=vehicle_id,
-            start=_time(from_, "from"),
-            end=_time(to, "to"),
-            fields=wanted,
-            limit=min(limit, deps.max_history_rows),
-            order=order,
-        )
-        rows = await deps.service.history(query)
-        return HistoryPage(
-            vehicle_id=vehicle_id,
-            items=[
-                HistoryPoint(
-                    ts=isoformat(r.ts) or "", received_at=isoformat(r.received_at) or "", seq=r.seq, data=r.data
-                )
-                for r in rows
-            ],
-        )

@@ -40,5 +40,7 @@ def create_app(deps: ApiDeps) -> Litestar:
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
         ),
         request_max_body_size=deps.max_body_bytes,
+        # The hub configures logging once (fleethub.logs); Litestar must not reconfigure the root logger.
+        logging_config=None,
         debug=False,
     )

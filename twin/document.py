@@ -10,7 +10,7 @@ from twin.paths import materialise, set_path, split
 from twin.telemetry import isoformat
 
 
-class ConnectionView(msgspec.Struct, omit_defaults=True):
+class ConnectionView(msgspec.Struct):
     connected: bool = False
     since: str | None = None
     last_seen: str | None = None

@@ -68,7 +68,7 @@ class EmbeddedBroker:
         if self._broker is not None:
             msg = "the embedded broker is already running"
             raise RuntimeError(msg)
-        _quiet_amqtt_logging()
+        _quiet_amqtt_logging(websockets=self._ws_port is not None)
         broker = HubBroker(
             self._config(),
             sink=self._sink,
@@ -161,10 +161,14 @@ def _check_port(what: str, port: int) -> None:
         raise ConfigError(msg)
 
 
-def _quiet_amqtt_logging() -> None:
-    # amqtt logs at INFO on every connection and `transitions` on every session state
-    # change; an application that configured these loggers itself keeps its choice.
-    for name in ("amqtt", "transitions"):
+def _quiet_amqtt_logging(*, websockets: bool) -> None:
+    # amqtt logs at INFO on every connection, `transitions` on every session state change
+    # and `websockets` (amqtt's WebSocket listener) on every WebSocket handshake. An
+    # application that configured these loggers itself keeps its choice.
+    names = ["amqtt", "transitions"]
+    if websockets:
+        names.append("websockets.server")
+    for name in names:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)

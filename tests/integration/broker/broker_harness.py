@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -66,9 +66,15 @@ class RecordingSink:
 class Client:
     """A paho 2.x client whose callbacks record what the broker sent back."""
 
-    def __init__(self, client_id: str, username: str | None = None) -> None:
+    def __init__(
+        self, client_id: str, username: str | None = None, transport: Literal["tcp", "websockets"] = "tcp"
+    ) -> None:
         self.client_id = client_id
-        self.paho = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.paho = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            transport=transport,
+        )
         if username is not None:
             self.paho.username_pw_set(username)
         self._lock = threading.Lock()
@@ -119,10 +125,11 @@ class Client:
 ClientFactory = Callable[..., Awaitable[Client]]
 
 
-def connect_packet(client_id: str, keepalive: int = 30) -> bytes:
-    """An MQTT 3.1.1 CONNECT with a clean session, for clients paho cannot imitate."""
+def connect_packet(client_id: str, keepalive: int = 30, *, clean: bool = True) -> bytes:
+    """An MQTT 3.1.1 CONNECT, for clients paho cannot imitate."""
     encoded = client_id.encode()
-    body = b"\x00\x04MQTT\x04\x02" + keepalive.to_bytes(2, "big") + len(encoded).to_bytes(2, "big") + encoded
+    flags = b"\x02" if clean else b"\x00"
+    body = b"\x00\x04MQTT\x04" + flags + keepalive.to_bytes(2, "big") + len(encoded).to_bytes(2, "big") + encoded
     assert len(body) < 128
     return bytes([0x10, len(body)]) + body
 
@@ -135,14 +142,20 @@ class RawClient:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, port: int, client_id: str, keepalive: int = 30) -> RawClient:
+    async def connect(cls, port: int, client_id: str, keepalive: int = 30, *, clean: bool = True) -> RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(connect_packet(client_id, keepalive))
+        writer.write(connect_packet(client_id, keepalive, clean=clean))
         await writer.drain()
         connack = await asyncio.wait_for(reader.readexactly(4), 5)
         assert connack[0] == 0x20
         assert connack[3] == 0, "connection refused"
         return cls(reader, writer)
+
+    async def ping(self) -> bool:
+        """True when the broker answers a PINGREQ, i.e. the connection is being served."""
+        self.writer.write(b"\xc0\x00")
+        await self.writer.drain()
+        return await asyncio.wait_for(self.reader.readexactly(2), 5) == b"\xd0\x00"
 
     async def closed_by_broker(self) -> bool:
         """True once the broker has closed the connection (EOF)."""

@@ -6,9 +6,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from broker_harness import ClientFactory, RecordingSink, eventually
+from broker_harness import Client, ClientFactory, RecordingSink, eventually
 from prometheus_client import CollectorRegistry
 
+from broker import EmbeddedBroker
 from twin.inbound import MessageKind
 
 
@@ -131,3 +132,25 @@ async def test_other_topics_route_normally_and_ack_at_once(connect: ClientFactor
     await eventually(lambda: talker.is_acked(mid))
     await eventually(lambda: listener.on("depot/north/doors") == [b"open"])
     assert sink.items == []
+
+
+async def test_websocket_listener_feeds_the_same_sink(sink: RecordingSink, vid: str) -> None:
+    """MQTT over WebSocket is ingested like TCP, PUBACK after commit included."""
+    client = Client(vid, transport="websockets")
+    async with EmbeddedBroker(sink, host="127.0.0.1", port=0, ws_port=0) as hub:
+        assert hub.ws_port is not None
+        try:
+            client.paho.connect_async("127.0.0.1", hub.ws_port, keepalive=30)
+            client.paho.loop_start()
+            await eventually(client.connected.is_set)
+            mid = client.publish(f"vehicles/{vid}/telemetry", b'{"soc": 1}', qos=1)
+
+            [item] = await sink.wait_for(vid, MessageKind.TELEMETRY)
+            await asyncio.sleep(0.1)
+            assert not client.is_acked(mid)
+            assert item.ack is not None
+            item.ack.set_result(None)
+            await eventually(lambda: client.is_acked(mid))
+        finally:
+            client.paho.disconnect()
+            await asyncio.to_thread(client.paho.loop_stop)

@@ -57,15 +57,15 @@ class MqttClient:
         data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
         return self._client.publish(topic, data, qos=qos)
 
-    async def publish_and_wait(self, topic: str, payload: Any, qos: int = 1, timeout: float = 10) -> None:
+    async def publish_and_wait(self, topic: str, payload: Any, qos: int = 1, wait_s: float = 10) -> None:
         info = self.publish(topic, payload, qos)
-        await asyncio.to_thread(info.wait_for_publish, timeout)
+        await asyncio.to_thread(info.wait_for_publish, wait_s)
         if not info.is_published():
             raise TimeoutError(f"no PUBACK for {topic}")
 
-    async def next_message(self, topic_suffix: str = "", timeout: float = 10) -> tuple[str, Any]:
+    async def next_message(self, topic_suffix: str = "", wait_s: float = 10) -> tuple[str, Any]:
         """The next message whose topic ends with `topic_suffix`, JSON-decoded when possible."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             try:
                 topic, payload = self.messages.get_nowait()
@@ -77,7 +77,7 @@ class MqttClient:
                     return topic, json.loads(payload)
                 except ValueError:
                     return topic, payload
-        raise TimeoutError(f"no message on *{topic_suffix} within {timeout} s")
+        raise TimeoutError(f"no message on *{topic_suffix} within {wait_s} s")
 
     def drop(self) -> None:
         """Vanish without DISCONNECT, as a vehicle losing its link does."""
@@ -91,9 +91,9 @@ class MqttClient:
         self._client.loop_stop()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10, interval: float = 0.05) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], *, wait_s: float = 10, interval: float = 0.05) -> Any:
     """Retry an async check until it returns a truthy value or raises no AssertionError."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     last: BaseException | None = None
     while time.monotonic() < deadline:
         try:

@@ -130,6 +130,7 @@ class Hub:
             components["store"] = ComponentHealth(
                 "ok", {"backend": info.backend, "schema_version": info.schema_version, "detail": info.detail}
             )
+        # Health reports a failing store; it must never raise itself.
         except Exception as exc:
             components["store"] = ComponentHealth("failing", {"error": f"{type(exc).__name__}: {exc}"})
         ingest = self.service.health()

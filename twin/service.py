@@ -190,6 +190,7 @@ class TwinService:
             started = time.perf_counter()
             try:
                 await self.store.write_batch(twins, batch.history)
+            # Any store failure is retried, never dropped: acks wait until the batch commits.
             except Exception as exc:
                 self._last_commit_error = f"{type(exc).__name__}: {exc}"
                 if self.metrics:
@@ -365,6 +366,7 @@ class TwinService:
             if state is None:
                 raise NotFound(f"vehicle '{op.vehicle_id}' not found")
             result = op.fn(state)
+        # The caller gets the exception; the consumer carries on with the rest of the batch.
         except Exception as exc:
             if not op.done.done():
                 op.done.set_exception(exc)

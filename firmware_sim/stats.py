@@ -35,28 +35,36 @@ def progress_line(stats: FleetStats) -> str:
 
 
 class RateMeter:
-    """Events per second over the last `window_s` whole seconds, in constant memory."""
+    """Events per second over the last `window_s` seconds, in constant memory.
 
-    def __init__(self, window_s: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+    Counts are kept in buckets of `resolution_s`; until the fleet has run for a whole
+    window the rate is taken over the time it has run, so it is right from the start.
+    """
+
+    def __init__(
+        self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic, resolution_s: float = 0.25
+    ) -> None:
         self._window = window_s
         self._clock = clock
-        # The first partial second would read as a slow start, so it is left out.
-        self._first = math.ceil(clock())
+        self._resolution = resolution_s
+        self._started = clock()
         self._buckets: deque[list[int]] = deque()
 
     def add(self, n: int = 1) -> None:
-        second = int(self._clock())
-        if self._buckets and self._buckets[-1][0] == second:
+        slot = int(self._clock() / self._resolution)
+        if self._buckets and self._buckets[-1][0] == slot:
             self._buckets[-1][1] += n
             return
-        self._buckets.append([second, n])
-        while self._buckets[0][0] < second - self._window:
+        self._buckets.append([slot, n])
+        oldest = slot - math.ceil(self._window / self._resolution)
+        while self._buckets[0][0] < oldest:
             self._buckets.popleft()
 
     def rate(self) -> float:
-        now = int(self._clock())
-        start = max(self._first, now - self._window)
-        if now <= start:
+        now = self._clock()
+        span = min(self._window, now - self._started)
+        if span <= 0:
             return 0.0
-        total = sum(count for second, count in self._buckets if start <= second < now)
-        return total / (now - start)
+        first = int((now - span) / self._resolution)
+        total = sum(count for slot, count in self._buckets if slot >= first)
+        return total / max(span, self._resolution)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from firmware_sim import FleetStats, progress_line
 from firmware_sim.stats import RateMeter
 
@@ -14,30 +16,37 @@ class FakeClock:
         return self.now
 
 
-def test_rate_covers_the_last_whole_seconds() -> None:
-    """The rate is the count over the last complete seconds of the window, per second."""
+def test_rate_covers_the_last_window() -> None:
+    """The rate counts what was added over the last window, per second."""
     clock = FakeClock(100.0)
     meter = RateMeter(window_s=5, clock=clock)
-    for second in range(100, 110):
-        clock.now = second + 0.5
-        meter.add(10)
-    clock.now = 110.2
-    assert meter.rate() == 10.0
-    clock.now = 120.0
+    for tenth in range(1, 101):
+        clock.now = 100.0 + tenth / 10
+        meter.add(1)
+    assert meter.rate() == pytest.approx(10.0, rel=0.06)
+    clock.now = 116.0
     assert meter.rate() == 0.0
 
 
 def test_rate_at_start_is_not_diluted_by_the_window() -> None:
-    """Two seconds in, the rate divides by two seconds, not by the whole window."""
+    """Half a second in, the rate divides by half a second, not by the whole window."""
     clock = FakeClock(100.0)
     meter = RateMeter(window_s=5, clock=clock)
     assert meter.rate() == 0.0
-    clock.now = 100.5
-    meter.add(4)
-    clock.now = 101.5
-    meter.add(4)
-    clock.now = 102.0
-    assert meter.rate() == 4.0
+    for tenth in range(1, 6):
+        clock.now = 100.0 + tenth / 10
+        meter.add(2)
+    assert meter.rate() == pytest.approx(20.0, rel=0.06)
+
+
+def test_memory_stays_bounded() -> None:
+    """Old buckets are dropped as new ones arrive."""
+    clock = FakeClock(0.0)
+    meter = RateMeter(window_s=5, clock=clock)
+    for i in range(10_000):
+        clock.now = i * 0.1
+        meter.add()
+    assert len(meter._buckets) <= 5 / 0.25 + 2
 
 
 def test_progress_line() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim import Fleet, SimConfig
-from tests.integration.sim.conftest import Mosquitto, eventually, free_port, recording
+from tests.integration.sim.harness import Mosquitto, eventually, free_port, recording
 
 TELEMETRY_FIELDS = {
     "ts", "seq", "gps", "speed", "heading", "soc", "charging", "odometer_km",
@@ -26,18 +26,18 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").exists() else 0
 
 
-def _config(port: int, **overrides: object) -> SimConfig:
-    defaults: dict[str, object] = {
-        "vehicles": 5,
-        "interval_s": 0.2,
-        "port": port,
-        "prefix": f"t{uuid.uuid4().hex[:6]}-",
-        "seed": 7,
-        "ramp_s": 0.3,
-        "reconnect_min_s": 0.1,
-        "reconnect_max_s": 0.5,
-    }
-    return SimConfig(**(defaults | overrides))  # type: ignore[arg-type]
+def _config(port: int, *, vehicles: int = 5, qos: int = 1, ramp_s: float = 0.3) -> SimConfig:
+    return SimConfig(
+        vehicles=vehicles,
+        interval_s=0.2,
+        port=port,
+        qos=qos,
+        prefix=f"t{uuid.uuid4().hex[:6]}-",
+        seed=7,
+        ramp_s=ramp_s,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.5,
+    )
 
 
 async def test_fleet_reports_and_applies_desired_state(mosquitto: Mosquitto) -> None:

@@ -32,6 +32,7 @@ from broker import refusals, topics
 from broker.errors import PortInUse
 from broker.handler import DISCONNECT_REASON, AckedMessage, HubProtocolHandler, resolve
 from broker.metrics import BrokerMetrics
+from broker.reader import BoundedReader, read_bound
 from broker.topics import Refusal
 from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
 
@@ -76,6 +77,7 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
         self._sink = sink
         self._metrics = metrics
         self._max_payload_bytes = max_payload_bytes
+        self._read_bound = read_bound(max_payload_bytes)
         self._live: dict[str, _Connection] = {}
         self._connection_tasks: set[asyncio.Task[Any]] = set()
         self._connected = 0
@@ -183,7 +185,7 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
             if self._stopping:
                 await writer.close()
                 return
-            await super()._client_connected(listener_name, reader, writer)
+            await super()._client_connected(listener_name, BoundedReader(reader, self._read_bound), writer)
         finally:
             if task is not None:
                 self._connection_tasks.discard(task)
@@ -293,6 +295,10 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
         self, connection: _Connection, packet: DisconnectPacket | None, leftovers: list[ApplicationMessage]
     ) -> None:
         session = connection.session
+        reader = connection.handler.reader
+        if isinstance(reader, BoundedReader) and reader.refused is not None:
+            session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
+            self._refuse(connection, connection.vehicle_id or "", "", Refusal.PAYLOAD_TOO_LARGE, reader.refused.size)
         reason = self._disconnect_reason(session, packet)
         # amqtt's own ending: the will message, stopping the handler, the session state.
         await self._handle_disconnect(session, connection.handler, _settled(packet))
@@ -367,9 +373,10 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
             return True
         session = connection.session
         topic: str = message.topic
-        if not topic or "#" in topic or "+" in topic:
-            # MQTT 3.1.1 (3.3.2-2, 4.7.3-1): the server closes the connection.
-            log.warning("mqtt_protocol_error", client_id=session.client_id, topic=topic, detail="bad PUBLISH topic")
+        if not topic:
+            # MQTT 3.1.1 (4.7.3-1): the server closes the connection. (amqtt's parser
+            # already drops a PUBLISH whose topic has a wildcard, so it never gets here.)
+            log.warning("mqtt_protocol_error", client_id=session.client_id, detail="PUBLISH with an empty topic")
             return False
         self._metrics.messages_received.inc()
         ack = message.committed if isinstance(message, AckedMessage) else None
@@ -411,12 +418,14 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
             await self.retain_message(session, message.topic, message.data, message.qos)
 
     def _refuse(self, connection: _Connection, vehicle_id: str, topic: str, reason: Refusal, size: int) -> None:
+        """Count, log and explain a dropped message (`topic` is empty if it was never read)."""
         self._metrics.messages_refused[reason].inc()
         log.warning(
             "mqtt_message_refused",
             vehicle_id=vehicle_id or None,
             reason=reason.value,
-            topic=topic,
+            topic=topic or None,
+            size=size,
             client_id=connection.session.client_id,
         )
         if vehicle_id:

@@ -134,6 +134,22 @@ def connect_packet(client_id: str, keepalive: int = 30, *, clean: bool = True) -
     return bytes([0x10, len(body)]) + body
 
 
+def _remaining_length(size: int) -> bytes:
+    encoded = bytearray()
+    while True:
+        size, digit = divmod(size, 128)
+        encoded.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes(encoded)
+
+
+def publish_packet(topic: str, payload: bytes) -> bytes:
+    """A QoS 0 PUBLISH, with no checks on the topic."""
+    encoded = topic.encode()
+    body = len(encoded).to_bytes(2, "big") + encoded + payload
+    return b"\x30" + _remaining_length(len(body)) + body
+
+
 class RawClient:
     """A bare socket speaking just enough MQTT to connect and then misbehave."""
 
@@ -142,14 +158,21 @@ class RawClient:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, port: int, client_id: str, keepalive: int = 30, *, clean: bool = True) -> RawClient:
+    async def connect(
+        cls, port: int, client_id: str, keepalive: int = 30, *, clean: bool = True, expect: int = 0
+    ) -> RawClient:
+        """Connect and check the CONNACK return code (0 accepted, 5 not authorised)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(connect_packet(client_id, keepalive, clean=clean))
         await writer.drain()
         connack = await asyncio.wait_for(reader.readexactly(4), 5)
         assert connack[0] == 0x20
-        assert connack[3] == 0, "connection refused"
+        assert connack[3] == expect, f"CONNACK return code {connack[3]}, expected {expect}"
         return cls(reader, writer)
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        self.writer.write(publish_packet(topic, payload))
+        await self.writer.drain()
 
     async def ping(self) -> bool:
         """True when the broker answers a PINGREQ, i.e. the connection is being served."""

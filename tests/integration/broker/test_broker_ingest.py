@@ -71,6 +71,20 @@ async def test_qos1_messages_are_pipelined_and_ordered(connect: ClientFactory, s
     await eventually(lambda: all(client.is_acked(mid) for mid in mids))
 
 
+async def test_unacked_qos1_is_cancelled_when_its_client_leaves(
+    connect: ClientFactory, sink: RecordingSink, vid: str
+) -> None:
+    """A pending ack does not outlive its connection: it is cancelled, so no PUBACK is ever sent."""
+    client = await connect(vid)
+    client.publish(f"vehicles/{vid}/telemetry", b'{"soc": 3}', qos=1)
+    [item] = await sink.wait_for(vid, MessageKind.TELEMETRY)
+    client.paho.disconnect()
+
+    await sink.wait_for(vid, MessageKind.DISCONNECTED)
+    assert item.ack is not None
+    await eventually(item.ack.cancelled)
+
+
 async def test_up_topics_map_to_kinds(connect: ClientFactory, sink: RecordingSink, vid: str) -> None:
     """twin/get, twin/rejected and commands/{id}/result become their kinds; the command id is the subtopic."""
     client = await connect(vid)

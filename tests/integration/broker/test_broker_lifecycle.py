@@ -82,6 +82,16 @@ async def test_exit_stops_everything_and_reports_shutdown(sink: RecordingSink) -
     assert [i.kind for i in sink.of(vid)][-1] is MessageKind.DISCONNECTED
 
 
+async def test_anonymous_clients_are_refused_when_not_allowed(sink: RecordingSink) -> None:
+    """With allow_anonymous off (and no credentials yet) the CONNACK says not authorised."""
+    async with EmbeddedBroker(sink, host="127.0.0.1", port=0, allow_anonymous=False) as hub:
+        raw = await RawClient.connect(hub.port, "veh-anon-1", expect=5)
+        assert await raw.closed_by_broker()
+        await raw.close()
+        assert hub.connected_clients() == 0
+    assert sink.items == []
+
+
 async def test_channel_is_quiet_before_start_and_after_stop(sink: RecordingSink) -> None:
     """Using the broker outside `async with` is a clear error, not a silent hang."""
     hub = EmbeddedBroker(sink, host="127.0.0.1", port=0)

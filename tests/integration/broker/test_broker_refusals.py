@@ -8,9 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from broker_harness import MAX_PAYLOAD, ClientFactory, RecordingSink, eventually
+from broker_harness import MAX_PAYLOAD, ClientFactory, RawClient, RecordingSink, eventually, publish_packet
 from prometheus_client import CollectorRegistry
 
+from broker import EmbeddedBroker
 from twin.inbound import MessageKind
 
 
@@ -109,3 +110,37 @@ async def test_dollar_topics_are_refused_without_cutting_the_client_off(
     [item] = await sink.wait_for(vid, MessageKind.TELEMETRY)
     assert item.payload == b'{"after": true}'
     assert registry.get_sample_value("fleethub_mqtt_messages_refused_total", {"reason": "topic_not_allowed"}) == 1
+
+
+async def test_empty_publish_topic_closes_the_connection(
+    hub: EmbeddedBroker, sink: RecordingSink, raw_clients: list[RawClient], vid: str
+) -> None:
+    """A PUBLISH with an empty topic is a protocol error: the client is disconnected."""
+    raw = await RawClient.connect(hub.port, vid)
+    raw_clients.append(raw)
+    await raw.publish("", b"{}")
+
+    assert await raw.closed_by_broker()
+    [gone] = await sink.wait_for(vid, MessageKind.DISCONNECTED)
+    assert gone.extra == {"reason": "protocol_error"}
+
+
+async def test_huge_packet_closes_the_connection_before_it_is_buffered(
+    hub: EmbeddedBroker,
+    sink: RecordingSink,
+    registry: CollectorRegistry,
+    raw_clients: list[RawClient],
+    vid: str,
+) -> None:
+    """A payload far beyond the limit is not read into memory; the sender is cut off and it is counted."""
+    raw = await RawClient.connect(hub.port, vid)
+    raw_clients.append(raw)
+    # Only the header and a little of the payload are sent: the broker must decide before the rest arrives.
+    header = publish_packet(f"vehicles/{vid}/telemetry", b"x" * 10_000_000)[:64]
+    raw.writer.write(header)
+    await raw.writer.drain()
+
+    assert await raw.closed_by_broker()
+    [gone] = await sink.wait_for(vid, MessageKind.DISCONNECTED)
+    assert gone.extra == {"reason": "protocol_error"}
+    assert registry.get_sample_value("fleethub_mqtt_messages_refused_total", {"reason": "payload_too_large"}) == 1

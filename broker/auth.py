@@ -29,7 +29,7 @@ class VehicleAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no
             session.is_anonymous = not session.username
             return True
         log.warning(
-            "mqtt_connection_refused",
+            "mqtt connection refused",
             client_id=session.client_id,
             username=session.username,
             reason="anonymous clients are not allowed and no credentials are configured",

@@ -92,7 +92,7 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
         try:
             await app_message.committed
         except Exception as exc:  # a failed commit means "no PUBACK", not a broken connection
-            log.debug("mqtt_puback_withheld", client_id=self.session.client_id, error=repr(exc))
+            log.debug("mqtt puback withheld", client_id=self.session.client_id, error=repr(exc))
             return
         puback = PubackPacket.build(app_message.packet_id)
         await self._send_packet(puback)

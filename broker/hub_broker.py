@@ -1,9 +1,10 @@
-"""amqtt's Broker, changed to hand each PUBLISH and presence change to ingest, in order.
+"""The embedded broker's connections: listeners, presence, take-over and shutdown.
 
 amqtt serves each client in one task (`_client_message_loop`); this subclass replaces
 that loop so that, per client, CONNECTED, every message, every SUBSCRIBED and finally
 DISCONNECTED reach the sink in the order they happened, each `submit` awaited before
-the next packet is handled (that wait is the backpressure on the publisher).
+the next packet is handled (that wait is the backpressure on the publisher). What
+happens to each message is `routing`'s part.
 
 Plugin event hooks are not used for any of this: amqtt runs them as background tasks
 whose exceptions are lost and which finish out of order.
@@ -21,18 +22,18 @@ from typing import Any, Final
 
 import structlog
 from amqtt.adapters import ReaderAdapter, WriterAdapter
-from amqtt.broker import Broker
-from amqtt.contexts import Action, ListenerType
+from amqtt.contexts import ListenerType
 from amqtt.errors import BrokerError
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import ApplicationMessage, Session
 
-from broker import refusals, topics
+from broker import topics
 from broker.errors import PortInUse
-from broker.handler import DISCONNECT_REASON, AckedMessage, HubProtocolHandler, resolve
+from broker.handler import DISCONNECT_REASON, HubProtocolHandler
 from broker.metrics import BrokerMetrics
 from broker.reader import BoundedReader, read_bound
+from broker.routing import RoutingBroker, peer_of
 from broker.topics import Refusal
 from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
 
@@ -51,10 +52,6 @@ class _Connection:
     vehicle_id: str | None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def peer(self) -> str:
-        return f"{self.session.remote_address}:{self.session.remote_port}"
-
 
 class _DropPortInUse(logging.Filter):
     """amqtt logs a traceback for any start-up failure; PortInUse already says it all."""
@@ -64,7 +61,7 @@ class _DropPortInUse(logging.Filter):
         return not isinstance(failure, PortInUse)
 
 
-class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type information
+class HubBroker(RoutingBroker):
     def __init__(
         self,
         config: dict[str, Any],
@@ -73,10 +70,7 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
         metrics: BrokerMetrics,
         max_payload_bytes: int,
     ) -> None:
-        super().__init__(config)
-        self._sink = sink
-        self._metrics = metrics
-        self._max_payload_bytes = max_payload_bytes
+        super().__init__(config, sink=sink, metrics=metrics, max_payload_bytes=max_payload_bytes)
         self._read_bound = read_bound(max_payload_bytes)
         self._live: dict[str, _Connection] = {}
         self._connection_tasks: set[asyncio.Task[Any]] = set()
@@ -147,24 +141,6 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
             kind = "ws" if listener_type == ListenerType.WS else "tcp"
             raise PortInUse(host or "*", port, kind) from exc
 
-    # -- hub-originated messages -----------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return bool(self.transitions.state == "started")
-
-    def send_nowait(self, topic: str, payload: bytes, qos: int) -> None:
-        """Queue a message for subscribers without waiting (the broadcast queue is unbounded)."""
-        if not self.running:
-            log.debug("mqtt_send_dropped", topic=topic, reason="broker is not running")
-            return
-        self._broadcast_queue.put_nowait({"session": None, "topic": topic, "data": payload, "qos": qos})
-
-    async def publish_from_hub(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        await self._broadcast_message(None, topic, payload, force_qos=qos)
-        if retain:
-            await self.retain_message(None, topic, payload, qos)
-
     # -- connections -----------------------------------------------------------------
 
     async def stream_connected(
@@ -226,7 +202,11 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
         try:
             await asyncio.wait_for(previous.closed.wait(), TAKE_OVER_TIMEOUT)
         except TimeoutError:
-            log.warning("mqtt_take_over_slow", client_id=client_id, waited_s=TAKE_OVER_TIMEOUT)
+            log.warning(
+                "mqtt take-over slow: the old connection is still closing",
+                client_id=client_id,
+                waited_s=TAKE_OVER_TIMEOUT,
+            )
 
     async def _client_message_loop(self, session: Session, handler: BrokerProtocolHandler) -> None:
         connection = _Connection(session, handler, topics.vehicle_id_of(session.username, session.client_id))
@@ -241,7 +221,7 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
             packet, leftovers = await self._serve(connection)
             await self._end(connection, packet, leftovers)
         except Exception:
-            log.exception("mqtt_connection_failed", client_id=session.client_id, vehicle_id=connection.vehicle_id)
+            log.exception("mqtt connection failed", client_id=session.client_id, vehicle_id=connection.vehicle_id)
             await self._handle_disconnect(session, handler, _settled(None))
         finally:
             self._connected -= 1
@@ -266,7 +246,7 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
                 )
                 # Messages first: whatever was read before a disconnect goes to the sink before it.
                 if deliver in done:
-                    if not await self._deliver(connection, deliver.result()):
+                    if not await self._deliver(session, deliver.result()):
                         session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
                         return None, leftovers
                     deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
@@ -298,7 +278,7 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
         reader = connection.handler.reader
         if isinstance(reader, BoundedReader) and reader.refused is not None:
             session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
-            self._refuse(connection, connection.vehicle_id or "", "", Refusal.PAYLOAD_TOO_LARGE, reader.refused.size)
+            self._refuse(session, connection.vehicle_id or "", "", Refusal.PAYLOAD_TOO_LARGE, reader.refused.size)
         reason = self._disconnect_reason(session, packet)
         # amqtt's own ending: the will message, stopping the handler, the session state.
         await self._handle_disconnect(session, connection.handler, _settled(packet))
@@ -307,7 +287,7 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
         while not queue.empty():
             leftovers.append(queue.get_nowait())
         for message in leftovers:
-            await self._deliver(connection, message)
+            await self._deliver(session, message)
         await self._presence(connection, MessageKind.DISCONNECTED, extra={"reason": reason.value})
 
     def _disconnect_reason(self, session: Session, packet: DisconnectPacket | None) -> DisconnectReason:
@@ -360,77 +340,10 @@ class HubBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informatio
                 received_at=time.time(),
                 subtopic=subtopic,
                 client_id=connection.session.client_id,
-                peer=connection.peer,
+                peer=peer_of(connection.session),
                 extra=extra or {},
             )
         )
-
-    # -- messages ---------------------------------------------------------------------
-
-    async def _deliver(self, connection: _Connection, message: ApplicationMessage | None) -> bool:
-        """Refuse, ingest and/or route one PUBLISH; False on a protocol violation."""
-        if message is None:
-            return True
-        session = connection.session
-        topic: str = message.topic
-        if not topic:
-            # MQTT 3.1.1 (4.7.3-1): the server closes the connection. (amqtt's parser
-            # already drops a PUBLISH whose topic has a wildcard, so it never gets here.)
-            log.warning("mqtt_protocol_error", client_id=session.client_id, detail="PUBLISH with an empty topic")
-            return False
-        self._metrics.messages_received.inc()
-        ack = message.committed if isinstance(message, AckedMessage) else None
-        data: bytes = message.data
-        route = topics.parse(topic)
-        vehicle_id = route.vehicle_id if route is not None else ""
-        if len(data) > self._max_payload_bytes:
-            self._refuse(connection, vehicle_id, topic, Refusal.PAYLOAD_TOO_LARGE, len(data))
-        elif topic.startswith("$") or not await self._topic_filtering(session, topic=topic, action=Action.PUBLISH):
-            self._refuse(connection, vehicle_id, topic, Refusal.TOPIC_NOT_ALLOWED, len(data))
-        elif route is not None and route.refusal is not None:
-            self._refuse(connection, vehicle_id, topic, route.refusal, len(data))
-        elif route is not None and route.kind is not None:
-            await self._sink.submit(
-                Inbound(
-                    route.vehicle_id,
-                    route.kind,
-                    bytes(data),
-                    received_at=time.time(),
-                    qos=message.qos or 0,
-                    ack=ack,
-                    subtopic=route.subtopic,
-                    client_id=session.client_id,
-                    peer=connection.peer,
-                )
-            )
-            # Ingested messages still reach other subscribers (a dashboard on vehicles/+/telemetry).
-            await self._route(session, message)
-            return True
-        else:
-            await self._route(session, message)
-        # MQTT 3.1.1 has no negative PUBACK: a refused message is acknowledged and dropped.
-        resolve(ack)
-        return True
-
-    async def _route(self, session: Session, message: ApplicationMessage) -> None:
-        await self._broadcast_message(session, message.topic, message.data)
-        if message.publish_packet is not None and message.publish_packet.retain_flag:
-            await self.retain_message(session, message.topic, message.data, message.qos)
-
-    def _refuse(self, connection: _Connection, vehicle_id: str, topic: str, reason: Refusal, size: int) -> None:
-        """Count, log and explain a dropped message (`topic` is empty if it was never read)."""
-        self._metrics.messages_refused[reason].inc()
-        log.warning(
-            "mqtt_message_refused",
-            vehicle_id=vehicle_id or None,
-            reason=reason.value,
-            topic=topic or None,
-            size=size,
-            client_id=connection.session.client_id,
-        )
-        if vehicle_id:
-            notice = refusals.notice(reason, topic, size, self._max_payload_bytes)
-            self.send_nowait(topics.downlink(vehicle_id, Channel.ERRORS), notice, qos=1)
 
 
 def _settled(result: Any) -> asyncio.Future[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
@@ -24,7 +25,7 @@ async def test_port_zero_binds_a_free_port(sink: RecordingSink) -> None:
     assert not hub.running
 
 
-async def test_busy_port_raises_port_in_use(sink: RecordingSink) -> None:
+async def test_busy_port_raises_port_in_use(sink: RecordingSink, caplog: pytest.LogCaptureFixture) -> None:
     """A port held by another process gives PortInUse naming the port, not an amqtt traceback."""
     with socket.create_server(("127.0.0.1", 0)) as holder:
         port = holder.getsockname()[1]
@@ -33,6 +34,7 @@ async def test_busy_port_raises_port_in_use(sink: RecordingSink) -> None:
                 pytest.fail("started on a busy port")
     assert isinstance(caught.value, ConfigError)
     assert caught.value.port == port
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_busy_websocket_port_closes_the_tcp_listener(sink: RecordingSink) -> None:

@@ -15,6 +15,8 @@ class ConnectionView(msgspec.Struct):
     since: str | None = None
     last_seen: str | None = None
     disconnect_reason: str | None = None
+    # Connected but silent for longer than the reporting window is not reporting.
+    reporting: bool = False
 
 
 class Metadata(msgspec.Struct):
@@ -43,7 +45,8 @@ class DeltaMessage(msgspec.Struct):
     delta: dict[str, Json]
 
 
-def to_document(state: TwinState) -> TwinDocument:
+def to_document(state: TwinState, *, now: float = 0.0, reporting_window_s: float = 0.0) -> TwinDocument:
+    """The wire document; `now` and the window decide `connection.reporting`."""
     reported, stamps = materialise(state.reported)
     desired_meta: dict[str, Json] = {}
     for key, meta in state.desired_meta.items():
@@ -68,6 +71,7 @@ def to_document(state: TwinState) -> TwinDocument:
             since=isoformat(conn.since),
             last_seen=isoformat(conn.last_seen),
             disconnect_reason=conn.disconnect_reason,
+            reporting=conn.connected and conn.last_seen is not None and now - conn.last_seen <= reporting_window_s,
         ),
         created_at=isoformat(state.created_at),
         updated_at=isoformat(state.updated_at),

@@ -111,7 +111,14 @@ def merge_patch(target: dict[str, Json], patch: Mapping[str, Json]) -> dict[str,
     return out
 
 
-def apply_desired(state: TwinState, patch: Mapping[str, Json], now: float, ttl_s: float | None = None) -> None:
+def apply_desired(
+    state: TwinState,
+    patch: Mapping[str, Json],
+    now: float,
+    ttl_s: float | None = None,
+    *,
+    clear_applied: bool = False,
+) -> None:
     """Merge a desired patch and restart the lifecycle of every leaf it touches."""
     state.desired = prune_empty(merge_patch(state.desired, patch))
     expires_at = now + ttl_s if ttl_s is not None else None
@@ -122,7 +129,7 @@ def apply_desired(state: TwinState, patch: Mapping[str, Json], now: float, ttl_s
         for stale in [k for k in state.desired_meta if k == key or k.startswith(below)]:
             del state.desired_meta[stale]
         if value is not None:
-            state.desired_meta[key] = DesiredMeta(ts=now, expires_at=expires_at)
+            state.desired_meta[key] = DesiredMeta(ts=now, expires_at=expires_at, clear_on_apply=clear_applied)
     # Drop lifecycle entries whose desired leaf no longer exists (e.g. parent deleted).
     live = {join(p) for p, _ in flatten(state.desired)}
     for orphan in [k for k in state.desired_meta if k not in live]:
@@ -131,8 +138,12 @@ def apply_desired(state: TwinState, patch: Mapping[str, Json], now: float, ttl_s
 
 
 def refresh_desired_status(state: TwinState, now: float) -> bool:
-    """Re-derive each desired leaf's status from reported values and time; True if any changed."""
+    """Re-derive each desired leaf's status from reported values and time; True if any changed.
+
+    Applied leaves marked `clear_on_apply` leave desired altogether.
+    """
     moved = False
+    cleared: list[str] = []
     for key, meta in state.desired_meta.items():
         path = split(key)
         found, want = _desired_leaf(state.desired, path)
@@ -153,6 +164,13 @@ def refresh_desired_status(state: TwinState, now: float) -> bool:
             if status is not DesiredStatus.REJECTED:
                 meta.reason = None
             moved = True
+            if status is DesiredStatus.APPLIED and meta.clear_on_apply:
+                cleared.append(key)
+    for key in cleared:
+        del state.desired_meta[key]
+        set_path(state.desired, split(key), None)
+    if cleared:
+        state.desired = prune_empty(state.desired)
     return moved
 
 

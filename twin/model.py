@@ -42,6 +42,8 @@ class DesiredMeta(msgspec.Struct, omit_defaults=True):
     status: DesiredStatus = DesiredStatus.PENDING
     reason: str | None = None
     expires_at: float | None = None
+    # Remove the key from desired once applied, for one-shot settings nobody needs kept.
+    clear_on_apply: bool = False
 
 
 class Connection(msgspec.Struct, omit_defaults=True):

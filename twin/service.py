@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import msgspec
 import structlog
 
 from twin.document import DeltaMessage, TwinDocument, to_document
-from twin.errors import InvalidPayload, NotFound, StoreError, VersionConflict
+from twin.errors import InvalidPayload, LimitExceeded, NotFound, StoreError, VersionConflict
 from twin.inbound import Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel
 from twin.limits import Limits, check_patch
 from twin.merge import (
@@ -52,6 +53,8 @@ class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_clock_ahead_s: float = 300.0
     # Longest pause between retries of a failed commit.
     commit_retry_max_s: float = 5.0
+    # A connected vehicle with no telemetry for this long shows `connection.reporting: false`.
+    reporting_window_s: float = 120.0
 
 
 class ErrorMessage(msgspec.Struct):
@@ -254,7 +257,15 @@ class TwinService:
         state = await self._twin(item.vehicle_id, create=True)
         if state is None:  # pragma: no cover - create=True always yields a twin
             raise StoreError("twin could not be created")
+        before = dict(state.reported)
         change = apply_reported(state, flatten(env.data), env.ts)
+        if change.applied:
+            try:
+                _check_document_size(state, self.limits)
+            except LimitExceeded:
+                # Refused whole: the twin keeps exactly what it had.
+                state.reported = before
+                raise
         if change.changed:
             state.version += 1
             refresh_desired_status(state, item.received_at)
@@ -275,13 +286,14 @@ class TwinService:
         state = await self._twin(item.vehicle_id)
         if state is None:
             raise InvalidPayload("unknown_vehicle", "no twin exists yet; publish telemetry first")
-        doc = msgspec.to_builtins(to_document(state))
+        doc = msgspec.to_builtins(self._document(state))
         if request_id is not None:
             doc["request_id"] = request_id
         batch.outbox.append((item.vehicle_id, Channel.DOCUMENT, _encode(doc)))
 
     async def _twin_rejected(self, item: Inbound, batch: _Batch) -> None:
         obj = decode_object(item.payload)
+        check_patch(obj, self.limits)
         reasons = {k: v if isinstance(v, str) else _encode(v).decode() for k, v in obj.items()}
         state = await self._twin(item.vehicle_id)
         if state is None:
@@ -365,7 +377,14 @@ class TwinService:
             state = await self._twin(op.vehicle_id, create=op.create)
             if state is None:
                 raise NotFound(f"vehicle '{op.vehicle_id}' not found")
-            result = op.fn(state)
+            snapshot = copy.deepcopy(state)
+            try:
+                result = op.fn(state)
+                _check_document_size(state, self.limits)
+            except BaseException:
+                # An operator write is all or nothing: restore the twin as it was.
+                self._twins[op.vehicle_id] = snapshot
+                raise
         # The caller gets the exception; the consumer carries on with the rest of the batch.
         except Exception as exc:
             if not op.done.done():
@@ -374,7 +393,7 @@ class TwinService:
         batch.dirty[state.vehicle_id] = state
         if isinstance(result, _DeltaChanged):
             self._queue_delta(state, batch, even_if_empty=True)
-        batch.results.append((op.done, to_document(state)))
+        batch.results.append((op.done, self._document(state)))
 
     async def _run_op(self, vehicle_id: str, fn: Callable[[TwinState], Any], *, create: bool = False) -> TwinDocument:
         if not self._running:
@@ -390,14 +409,18 @@ class TwinService:
         *,
         if_match: int | None = None,
         ttl_s: float | None = None,
+        clear_applied: bool = False,
     ) -> TwinDocument:
-        """Merge `patch` into desired; the new delta goes to the vehicle once committed."""
+        """Merge `patch` into desired; the new delta goes to the vehicle once committed.
+
+        With `clear_applied`, the patched keys leave desired once the vehicle applies them.
+        """
         check_patch(patch, self.limits)
 
         def apply(state: TwinState) -> _DeltaChanged:
             _check_version(state, if_match)
             now = self.clock()
-            apply_desired(state, patch, now, ttl_s)
+            apply_desired(state, patch, now, ttl_s, clear_applied=clear_applied)
             state.version += 1
             state.updated_at = now
             return _DeltaChanged()
@@ -423,14 +446,14 @@ class TwinService:
         state = self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)
         if state is None:
             raise NotFound(f"vehicle '{vehicle_id}' not found")
-        return to_document(state)
+        return self._document(state)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinDocument]:
         states = await self.store.list_twins(query)
         docs = []
         for stored in states:
             # The in-memory twin may hold a change whose commit is still in flight.
-            docs.append(to_document(self._twins.get(stored.vehicle_id, stored)))
+            docs.append(self._document(self._twins.get(stored.vehicle_id, stored)))
         return docs
 
     async def history(self, query: HistoryQuery) -> list[HistoryRow]:
@@ -440,6 +463,9 @@ class TwinService:
             del vehicle_id_unknown
             raise NotFound(f"vehicle '{query.vehicle_id}' not found")
         return await self.store.history(query)
+
+    def _document(self, state: TwinState) -> TwinDocument:
+        return to_document(state, now=self.clock(), reporting_window_s=self.settings.reporting_window_s)
 
     def health(self) -> HealthReport:
         return HealthReport(
@@ -454,6 +480,19 @@ class TwinService:
     @property
     def online_vehicles(self) -> int:
         return len(self._online)
+
+
+def _document_bytes(state: TwinState) -> int:
+    return len(_encode(state.reported)) + len(_encode(state.desired)) + len(_encode(state.tags))
+
+
+def _check_document_size(state: TwinState, limits: Limits) -> None:
+    size = _document_bytes(state)
+    if size > limits.max_document_bytes:
+        raise LimitExceeded(
+            "document_too_large",
+            f"the twin would grow to {size} bytes, the limit is {limits.max_document_bytes}",
+        )
 
 
 class _DeltaChanged:

@@ -116,3 +116,15 @@ def test_deleting_a_desired_subtree_clears_its_lifecycle() -> None:
     apply_desired(state, {"config": None}, now=2)
     assert state.desired == {}
     assert state.desired_meta == {}
+
+
+def test_clear_applied_removes_key_from_desired() -> None:
+    """A key patched with clear_applied leaves desired (and the lifecycle) once the vehicle applies it."""
+    state = _twin()
+    apply_desired(state, {"doors": {"locked": True}, "charge_limit": 80}, now=1, clear_applied=True)
+    apply_desired(state, {"mode": "eco"}, now=1)
+    _report(state, {"doors": {"locked": True}, "mode": "eco"}, ts=2)
+    assert refresh_desired_status(state, now=2)
+    assert state.desired == {"charge_limit": 80, "mode": "eco"}
+    assert set(state.desired_meta) == {"charge_limit", "mode"}
+    assert compute_delta(state) == {"charge_limit": 80}

@@ -7,6 +7,7 @@ import pytest
 from twin import (
     Channel,
     Inbound,
+    IngestSettings,
     InvalidPayload,
     LimitExceeded,
     Limits,
@@ -224,3 +225,42 @@ async def test_invalid_payload_type_is_exported() -> None:
     exc = InvalidPayload("not_json", "payload is not valid JSON")
     assert exc.reason == "not_json"
     assert "JSON" in exc.detail
+
+
+async def test_document_size_limit_refuses_whole() -> None:
+    """Telemetry or a desired patch that would grow the twin past the limit changes nothing."""
+    store = MemoryStore()
+    service = TwinService(store, limits=Limits(max_document_bytes=300))
+    channel = RecordingChannel()
+    service.channel = channel
+    async with running(service):
+        ok = telemetry("veh-big", {"soc": 1, "note": "x" * 100}, ack=True)
+        await service.submit(ok)
+        await ok.ack
+        big = telemetry("veh-big", {"soc": 2, "more": "y" * 300}, ack=True)
+        await service.submit(big)
+        await big.ack
+        assert channel.on(Channel.ERRORS)[-1]["error"] == "document_too_large"
+        doc = await service.get_twin("veh-big")
+        assert doc.reported == {"soc": 1, "note": "x" * 100}
+        with pytest.raises(LimitExceeded):
+            await service.patch_desired("veh-big", {"blob": "z" * 300})
+        assert (await service.get_twin("veh-big")).desired == {}
+        assert store.twins["veh-big"].desired == {}
+
+
+async def test_reporting_flag_follows_the_freshness_window() -> None:
+    """A connected vehicle that stopped sending telemetry shows reporting: false."""
+    now = [1000.0]
+    service = TwinService(MemoryStore(), settings=IngestSettings(reporting_window_s=60), clock=lambda: now[0])
+    async with running(service):
+        await service.submit(Inbound("veh-r", MessageKind.CONNECTED, b"", received_at=now[0]))
+        first = Inbound("veh-r", MessageKind.TELEMETRY, b'{"soc": 1}', received_at=now[0], qos=1)
+        first.ack = asyncio.get_running_loop().create_future()
+        await service.submit(first)
+        await first.ack
+        assert (await service.get_twin("veh-r")).connection.reporting is True
+        now[0] += 61
+        conn = (await service.get_twin("veh-r")).connection
+        assert conn.connected is True
+        assert conn.reporting is False

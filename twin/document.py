@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from twin.merge import compute_delta
+from twin.merge import compute_delta, effective_status
 from twin.model import Json, TwinState
 from twin.paths import materialise, set_path, split
 from twin.telemetry import isoformat
@@ -50,7 +50,7 @@ def to_document(state: TwinState, *, now: float = 0.0, reporting_window_s: float
     reported, stamps = materialise(state.reported)
     desired_meta: dict[str, Json] = {}
     for key, meta in state.desired_meta.items():
-        leaf: dict[str, Json] = {"ts": isoformat(meta.ts), "status": meta.status.value}
+        leaf: dict[str, Json] = {"ts": isoformat(meta.ts), "status": effective_status(meta, now).value}
         if meta.reason is not None:
             leaf["reason"] = meta.reason
         if meta.expires_at is not None:
@@ -64,7 +64,7 @@ def to_document(state: TwinState, *, now: float = 0.0, reporting_window_s: float
         tags=state.tags,
         desired=state.desired,
         reported=reported,
-        delta=compute_delta(state),
+        delta=compute_delta(state, now),
         metadata=Metadata(desired=desired_meta, reported=_iso_stamps(stamps)),
         connection=ConnectionView(
             connected=conn.connected,

@@ -197,11 +197,24 @@ def _desired_leaf(desired: Mapping[str, Json], path: tuple[str, ...]) -> tuple[b
     return True, node
 
 
-def compute_delta(state: TwinState) -> dict[str, Json]:
-    """Desired leaves the vehicle has yet to apply (pending ones), as a nested object."""
+def effective_status(meta: DesiredMeta, now: float | None) -> DesiredStatus:
+    """The status at time `now`: a pending value whose ttl ran out is expired even before
+    anything has rewritten the stored status (the vehicle may have been silent since)."""
+    if (
+        meta.status is DesiredStatus.PENDING
+        and now is not None
+        and meta.expires_at is not None
+        and now >= meta.expires_at
+    ):
+        return DesiredStatus.EXPIRED
+    return meta.status
+
+
+def compute_delta(state: TwinState, now: float | None = None) -> dict[str, Json]:
+    """Desired leaves the vehicle has yet to apply (pending at `now`), as a nested object."""
     delta: dict[str, Json] = {}
     for key, meta in state.desired_meta.items():
-        if meta.status is not DesiredStatus.PENDING:
+        if effective_status(meta, now) is not DesiredStatus.PENDING:
             continue
         path = split(key)
         found, want = _desired_leaf(state.desired, path)

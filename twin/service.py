@@ -341,7 +341,7 @@ class TwinService:
             self._queue_delta(state, batch)
 
     def _queue_delta(self, state: TwinState, batch: _Batch, *, even_if_empty: bool = False) -> None:
-        delta = compute_delta(state)
+        delta = compute_delta(state, self.clock())
         if delta or even_if_empty:
             payload = _encode(DeltaMessage(version=state.version, delta=delta))
             batch.outbox.append((state.vehicle_id, Channel.DELTA, payload))

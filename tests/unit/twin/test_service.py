@@ -264,3 +264,29 @@ async def test_reporting_flag_follows_the_freshness_window() -> None:
         conn = (await service.get_twin("veh-r")).connection
         assert conn.connected is True
         assert conn.reporting is False
+
+
+async def test_ttl_expiry_shows_without_further_messages() -> None:
+    """A desired value whose ttl ran out while the vehicle was silent is expired and leaves the delta."""
+    now = [1000.0]
+    channel = RecordingChannel()
+    service = TwinService(MemoryStore(), clock=lambda: now[0])
+    service.channel = channel
+    async with running(service):
+        first = Inbound("veh-x", MessageKind.TELEMETRY, b'{"soc": 1}', received_at=now[0], qos=1)
+        first.ack = asyncio.get_running_loop().create_future()
+        await service.submit(first)
+        await first.ack
+        doc = await service.patch_desired("veh-x", {"charge_limit": 70}, ttl_s=30)
+        assert doc.delta == {"charge_limit": 70}
+        now[0] += 31
+        doc = await service.get_twin("veh-x")
+        assert doc.delta == {}
+        assert doc.metadata.desired["charge_limit"]["status"] == "expired"
+        channel.sent.clear()
+        await service.submit(Inbound("veh-x", MessageKind.CONNECTED, b"", received_at=now[0]))
+        last = Inbound("veh-x", MessageKind.TELEMETRY, b'{"soc": 2}', received_at=now[0], qos=1)
+        last.ack = asyncio.get_running_loop().create_future()
+        await service.submit(last)
+        await last.ack
+        assert channel.on(Channel.DELTA) == [], "an expired value is not sent on reconnect"

@@ -175,6 +175,18 @@ class HubBroker(RoutingBroker):
         if session.keep_alive > 0:
             # MQTT 3.1.1 (3.1.2.10): a client is gone after one and a half keep-alives.
             session.keep_alive = math.ceil(session.keep_alive * 1.5)
+        will_topic = session.will_topic or ""
+        if session.will_flag and will_topic.startswith((topics.PREFIX, "$")):
+            # amqtt publishes a will straight to subscribers, past the routing rules: a
+            # will under vehicles/ could speak for the hub or bypass ingest. Presence
+            # already tells the hub when a vehicle drops.
+            log.warning(
+                "mqtt will dropped",
+                client_id=session.client_id,
+                topic=will_topic,
+                detail="a will may not target vehicles/ or $ topics",
+            )
+            session.will_flag = False
         return handler, session
 
     def create_offline_session(self, client_id: str) -> tuple[BrokerProtocolHandler, Session]:

@@ -125,15 +125,6 @@ class Client:
 ClientFactory = Callable[..., Awaitable[Client]]
 
 
-def connect_packet(client_id: str, keepalive: int = 30, *, clean: bool = True) -> bytes:
-    """An MQTT 3.1.1 CONNECT, for clients paho cannot imitate."""
-    encoded = client_id.encode()
-    flags = b"\x02" if clean else b"\x00"
-    body = b"\x00\x04MQTT\x04" + flags + keepalive.to_bytes(2, "big") + len(encoded).to_bytes(2, "big") + encoded
-    assert len(body) < 128
-    return bytes([0x10, len(body)]) + body
-
-
 def _remaining_length(size: int) -> bytes:
     encoded = bytearray()
     while True:
@@ -141,6 +132,21 @@ def _remaining_length(size: int) -> bytes:
         encoded.append(digit | (0x80 if size else 0))
         if not size:
             return bytes(encoded)
+
+
+def _string(value: bytes) -> bytes:
+    return len(value).to_bytes(2, "big") + value
+
+
+def connect_packet(
+    client_id: str, keepalive: int = 30, *, clean: bool = True, will: tuple[str, bytes] | None = None
+) -> bytes:
+    """An MQTT 3.1.1 CONNECT, for clients paho cannot imitate; `will` is (topic, message) at QoS 0."""
+    flags = (0x02 if clean else 0) | (0x04 if will else 0)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive.to_bytes(2, "big") + _string(client_id.encode())
+    if will is not None:
+        body += _string(will[0].encode()) + _string(will[1])
+    return b"\x10" + _remaining_length(len(body)) + body
 
 
 def publish_packet(topic: str, payload: bytes) -> bytes:
@@ -159,11 +165,18 @@ class RawClient:
 
     @classmethod
     async def connect(
-        cls, port: int, client_id: str, keepalive: int = 30, *, clean: bool = True, expect: int = 0
+        cls,
+        port: int,
+        client_id: str,
+        keepalive: int = 30,
+        *,
+        clean: bool = True,
+        will: tuple[str, bytes] | None = None,
+        expect: int = 0,
     ) -> RawClient:
         """Connect and check the CONNACK return code (0 accepted, 5 not authorised)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(connect_packet(client_id, keepalive, clean=clean))
+        writer.write(connect_packet(client_id, keepalive, clean=clean, will=will))
         await writer.drain()
         connack = await asyncio.wait_for(reader.readexactly(4), 5)
         assert connack[0] == 0x20

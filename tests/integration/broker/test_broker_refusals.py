@@ -144,3 +144,20 @@ async def test_huge_packet_closes_the_connection_before_it_is_buffered(
     [gone] = await sink.wait_for(vid, MessageKind.DISCONNECTED)
     assert gone.extra == {"reason": "protocol_error"}
     assert registry.get_sample_value("fleethub_mqtt_messages_refused_total", {"reason": "payload_too_large"}) == 1
+
+
+async def test_will_on_a_vehicle_topic_is_never_published(
+    hub: EmbeddedBroker, connect: ClientFactory, sink: RecordingSink, raw_clients: list[RawClient], vid: str
+) -> None:
+    """A will aimed at vehicles/ would bypass the rules, so it is dropped; wills elsewhere still fire."""
+    watcher = await connect("watcher/3")
+    await watcher.subscribe("#")
+    sneaky = await RawClient.connect(hub.port, vid, will=(f"vehicles/{vid}/twin/delta", b'{"delta": {}}'))
+    honest = await RawClient.connect(hub.port, "tracker/9", will=("depot/north/lost", b"tracker/9"))
+    await sneaky.close()
+    await honest.close()
+
+    await eventually(lambda: watcher.on("depot/north/lost") == [b"tracker/9"])
+    await sink.wait_for(vid, MessageKind.DISCONNECTED)
+    await asyncio.sleep(0.05)
+    assert watcher.on(f"vehicles/{vid}/twin/delta") == []

@@ -32,7 +32,7 @@ from broker import topics
 from broker.errors import PortInUse
 from broker.handler import DISCONNECT_REASON, HubProtocolHandler
 from broker.metrics import BrokerMetrics
-from broker.reader import BoundedReader, read_bound
+from broker.reader import Backlog, BoundedReader, read_bound
 from broker.routing import RoutingBroker, peer_of
 from broker.topics import Refusal
 from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
@@ -172,6 +172,15 @@ class HubBroker(RoutingBroker):
         handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
         # amqtt builds the handler inside a classmethod with no factory to override.
         handler.__class__ = HubProtocolHandler
+        queue = session.delivered_message_queue
+        if not isinstance(queue, Backlog):
+            # A resumed persistent session keeps what it had queued, in order.
+            backlog = Backlog()
+            while not queue.empty():
+                backlog.put_nowait(queue.get_nowait())
+            session.delivered_message_queue = backlog
+        if isinstance(reader, BoundedReader):
+            reader.pause_while_full(session.delivered_message_queue)
         if session.keep_alive > 0:
             # MQTT 3.1.1 (3.1.2.10): a client is gone after one and a half keep-alives.
             session.keep_alive = math.ceil(session.keep_alive * 1.5)

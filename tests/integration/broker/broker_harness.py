@@ -162,6 +162,7 @@ class RawClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self._ping_pending = False
 
     @classmethod
     async def connect(
@@ -187,11 +188,18 @@ class RawClient:
         self.writer.write(publish_packet(topic, payload))
         await self.writer.drain()
 
-    async def ping(self) -> bool:
-        """True when the broker answers a PINGREQ, i.e. the connection is being served."""
-        self.writer.write(b"\xc0\x00")
-        await self.writer.drain()
-        return await asyncio.wait_for(self.reader.readexactly(2), 5) == b"\xd0\x00"
+    async def ping(self, within: float = 5.0) -> bool:
+        """True when the broker answers a PINGREQ, i.e. the connection is being served.
+
+        On timeout the PINGREQ stays sent; a later `ping` reads its answer first.
+        """
+        if not self._ping_pending:
+            self.writer.write(b"\xc0\x00")
+            await self.writer.drain()
+            self._ping_pending = True
+        answer = await asyncio.wait_for(self.reader.readexactly(2), within)
+        self._ping_pending = False
+        return answer == b"\xd0\x00"
 
     async def closed_by_broker(self) -> bool:
         """True once the broker has closed the connection (EOF)."""

@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from broker_harness import Client, ClientFactory, RecordingSink, eventually
+import pytest
+from broker_harness import Client, ClientFactory, RawClient, RecordingSink, eventually
 from prometheus_client import CollectorRegistry
 
 from broker import EmbeddedBroker
@@ -134,6 +135,26 @@ async def test_full_sink_holds_back_only_its_publisher(
     sink.release(slow)
     items = await sink.wait_for(slow, MessageKind.TELEMETRY, count=2)
     assert [i.payload for i in items] == [b'{"seq": 1}', b'{"seq": 2}']
+
+
+async def test_full_pipeline_stops_reading_from_the_publisher(
+    hub: EmbeddedBroker, sink: RecordingSink, raw_clients: list[RawClient], vid: str
+) -> None:
+    """While ingest is full the broker stops reading the client's socket (even a PINGREQ waits), then resumes."""
+    raw = await RawClient.connect(hub.port, vid)
+    raw_clients.append(raw)
+    await sink.wait_for(vid, MessageKind.CONNECTED)
+    sink.hold(vid)
+    for n in range(200):
+        await raw.publish(f"vehicles/{vid}/telemetry", f'{{"seq": {n}}}'.encode())
+
+    with pytest.raises(TimeoutError):
+        await raw.ping(within=0.5)
+
+    sink.release(vid)
+    assert await raw.ping()
+    items = await sink.wait_for(vid, MessageKind.TELEMETRY, count=200)
+    assert [i.payload for i in items] == [f'{{"seq": {n}}}'.encode() for n in range(200)]
 
 
 async def test_other_topics_route_normally_and_ack_at_once(connect: ClientFactory, sink: RecordingSink) -> None:

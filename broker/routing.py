@@ -1,26 +1,34 @@
 """What the broker does with each PUBLISH: refuse it, ingest it, route it.
 
 This is the half of the amqtt subclass that handles messages; `hub_broker` adds the
-connection lifecycle (presence, take-over, shutdown) on top of it.
+connection lifecycle (presence, take-over, shutdown) on top of it. Routing to
+subscribers goes through a `TopicIndex` instead of amqtt's scan of every filter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from typing import Any
 
 import structlog
 from amqtt.broker import Broker
 from amqtt.contexts import Action
-from amqtt.session import ApplicationMessage, Session
+from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.session import ApplicationMessage, OutgoingApplicationMessage, Session
 
 from broker import refusals, topics
 from broker.handler import AckedMessage, resolve
 from broker.metrics import BrokerMetrics
+from broker.topic_index import TopicIndex
 from broker.topics import Refusal
 from twin.inbound import Channel, Inbound, InboundSink
 
 log = structlog.get_logger(__name__)
+
+# Queued messages broadcast per pass of amqtt's broadcast loop, at most.
+BROADCAST_BATCH = 256
 
 
 def peer_of(session: Session) -> str:
@@ -40,10 +48,16 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         self._sink = sink
         self._metrics = metrics
         self._max_payload_bytes = max_payload_bytes
+        self._index = TopicIndex()
 
     @property
     def running(self) -> bool:
         return bool(self.transitions.state == "started")
+
+    async def start(self) -> None:
+        # amqtt clears its subscriptions on start; the index follows.
+        self._index = TopicIndex()
+        await super().start()
 
     # -- hub-originated messages -----------------------------------------------------
 
@@ -124,3 +138,70 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         if vehicle_id:
             notice = refusals.notice(reason, topic, size, self._max_payload_bytes)
             self.send_nowait(topics.downlink(vehicle_id, Channel.ERRORS), notice, qos=1)
+
+    # -- subscribers ------------------------------------------------------------------
+    # amqtt keeps `_subscriptions` (filter -> [(session, qos)]); the index mirrors its
+    # keys that still have subscribers, updated wherever amqtt changes them.
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        code: int = await super().add_subscription(subscription, session)
+        if subscription[0] in self._subscriptions:
+            self._index.add(subscription[0])
+        return code
+
+    def _del_subscription(self, a_filter: str, session: Session) -> int:
+        deleted: int = super()._del_subscription(a_filter, session)
+        if not self._subscriptions.get(a_filter):
+            self._index.discard(a_filter)
+        return deleted
+
+    async def _del_all_subscriptions(self, session: Session) -> None:
+        held = [
+            topic_filter
+            for topic_filter, subscribers in self._subscriptions.items()
+            if any(other.client_id == session.client_id for other, _ in subscribers)
+        ]
+        await super()._del_all_subscriptions(session)
+        for topic_filter in held:
+            if not self._subscriptions.get(topic_filter):
+                self._index.discard(topic_filter)
+
+    async def _run_broadcast(self, running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]]) -> None:
+        """Broadcast what is queued, visiting only the filters that match each topic.
+
+        amqtt broadcasts one message per pass of its loop (a task and a wait each), so
+        under load the queue grows faster than it drains; a pass here takes a batch.
+        """
+        batch = [await self._broadcast_queue.get()]
+        while len(batch) < BROADCAST_BATCH and not self._broadcast_queue.empty():
+            batch.append(self._broadcast_queue.get_nowait())
+        for broadcast in batch:
+            await self._broadcast_one(broadcast, running_tasks)
+
+    async def _broadcast_one(
+        self, broadcast: dict[str, Any], running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]]
+    ) -> None:
+        topic: str = broadcast["topic"]
+        for topic_filter in self._index.match(topic):
+            # Copied: the awaits below may let subscriptions change.
+            for target_session, sub_qos in list(self._subscriptions.get(topic_filter, ())):
+                qos = broadcast.get("qos", sub_qos)
+                if not await self._topic_filtering(target_session, topic=topic, action=Action.RECEIVE):
+                    continue
+                connected = target_session.transitions.state == "connected"
+                # MQTT 3.1.2.4: a persistent session keeps QoS 1 and 2 messages while offline.
+                if (
+                    not connected
+                    and not target_session.clean_session
+                    and qos in (QOS_1, QOS_2)
+                    and not target_session.is_anonymous
+                ):
+                    await self._retain_broadcast_message(broadcast, qos, target_session)
+                    continue
+                if not connected:
+                    continue
+                handler = self._get_handler(target_session)
+                if handler is not None:
+                    running_tasks.append(
+                        asyncio.ensure_future(handler.mqtt_publish(topic, broadcast["data"], qos, retain=False))
+                    )

@@ -81,10 +81,12 @@ class Client:
         self.connected = threading.Event()
         self.acked: set[int] = set()
         self.subacked: set[int] = set()
+        self.unsubacked: set[int] = set()
         self.received: list[mqtt.MQTTMessage] = []
         self.paho.on_connect = self._on_connect
         self.paho.on_publish = self._on_publish
         self.paho.on_subscribe = self._on_subscribe
+        self.paho.on_unsubscribe = self._on_unsubscribe
         self.paho.on_message = self._on_message
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -98,6 +100,10 @@ class Client:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         with self._lock:
             self.subacked.add(mid)
+
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        with self._lock:
+            self.unsubacked.add(mid)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
@@ -116,6 +122,11 @@ class Client:
         rc, mid = self.paho.subscribe(topic_filter, qos=qos)
         assert rc == mqtt.MQTT_ERR_SUCCESS
         await eventually(lambda: mid in self.subacked)
+
+    async def unsubscribe(self, topic_filter: str) -> None:
+        rc, mid = self.paho.unsubscribe(topic_filter)
+        assert rc == mqtt.MQTT_ERR_SUCCESS
+        await eventually(lambda: mid in self.unsubacked)
 
     def on(self, topic: str) -> list[bytes]:
         with self._lock:

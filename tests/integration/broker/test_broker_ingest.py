@@ -11,7 +11,7 @@ from broker_harness import Client, ClientFactory, RawClient, RecordingSink, even
 from prometheus_client import CollectorRegistry
 
 from broker import EmbeddedBroker
-from twin.inbound import MessageKind
+from twin.inbound import Channel, MessageKind
 
 
 async def test_qos1_telemetry_reaches_sink_and_puback_waits_for_commit(
@@ -189,3 +189,31 @@ async def test_websocket_listener_feeds_the_same_sink(sink: RecordingSink, vid: 
         finally:
             client.paho.disconnect()
             await asyncio.to_thread(client.paho.loop_stop)
+
+
+async def test_routing_follows_subscribe_and_unsubscribe(
+    hub: EmbeddedBroker, connect: ClientFactory, new_vid: Callable[[], str]
+) -> None:
+    """Exact and wildcard subscribers get what matches; after unsubscribing or leaving, nothing."""
+    first, second = new_vid(), new_vid()
+    exact = await connect("dash/exact")
+    await exact.subscribe(f"vehicles/{first}/twin/delta")
+    wild = await connect("dash/wild")
+    await wild.subscribe("vehicles/+/twin/#")
+
+    hub.channel.send(first, Channel.DELTA, b"1")
+    hub.channel.send(second, Channel.DELTA, b"2")
+    await eventually(lambda: len(wild.received) == 2)
+    await eventually(lambda: exact.on(f"vehicles/{first}/twin/delta") == [b"1"])
+
+    await exact.unsubscribe(f"vehicles/{first}/twin/delta")
+    wild.paho.disconnect()
+    await eventually(lambda: hub.connected_clients() == 1)
+    hub.channel.send(first, Channel.DELTA, b"3")
+    canary = await connect("dash/canary")
+    await canary.subscribe("vehicles/#")
+    hub.channel.send(first, Channel.DELTA, b"4")
+
+    await eventually(lambda: canary.on(f"vehicles/{first}/twin/delta") == [b"4"])
+    assert exact.on(f"vehicles/{first}/twin/delta") == [b"1"]
+    assert len(wild.received) == 2

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from rules.context import Path, Source
+from rules.errors import quote
 
 NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -94,7 +95,7 @@ def parse_path(text: str) -> tuple[Source, Path]:
     segments = text.split(".")
     for segment in segments:
         if not NAME.fullmatch(segment):
-            raise ValueError(f"'{text}' is not a field path; write names joined by dots, like battery.temp_c")
+            raise ValueError(f"{quote(text)} is not a field path; write names joined by dots, like battery.temp_c")
         if segment in KEYWORDS:
             raise ValueError(f"'{segment}' is a keyword and cannot be part of a field path")
         problem = name_problem(segment)

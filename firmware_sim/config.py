@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from firmware_sim import topics
-from firmware_sim.cities import CITIES, DEFAULT_CITY
+from firmware_sim.cities import DEFAULT_CITY, get_city
 from firmware_sim.errors import ConfigError
 
 MAX_VEHICLES = 100_000
@@ -29,7 +29,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # Connections are spread at random over this many seconds so a fleet does not arrive at once.
     ramp_s: float = 2.0
     keepalive_s: int = 60
-    # Backoff between reconnect attempts doubles from the first to the second, with jitter.
+    # The wait before reconnecting starts at the minimum and doubles per failed attempt up to
+    # the maximum, each wait jittered down by up to half.
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
     # Seconds to wait for the TCP connection and then for CONNACK.
@@ -46,9 +47,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError(f"setting 'port' must be 1-65535, got {self.port}")
         if self.qos not in (0, 1):
             raise ConfigError(f"setting 'qos' must be 0 or 1, got {self.qos}")
-        if self.city not in CITIES:
-            known = ", ".join(sorted(CITIES))
-            raise ConfigError(f"setting 'city' must be one of {known}, got {self.city!r}")
+        get_city(self.city)
         _at_least("start_index", self.start_index, 0)
         last_id = topics.vehicle_id(self.prefix, self.start_index + self.vehicles - 1)
         if not topics.VEHICLE_ID_PATTERN.fullmatch(last_id):

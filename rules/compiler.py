@@ -180,13 +180,13 @@ class Compiler:
                 return _constant(op == "==")
             other = self._compile(right if isinstance(left, NullLit) else left)
             return _is_missing(other) if op == "==" else _is_present(other)
-        if isinstance(left, NumberLit | DurationLit | StringLit):
+        if _constant_number(left) is not None or isinstance(left, StringLit):
             left, right, op = right, left, _MIRROR[op]
-        match right:
-            case NumberLit(value=number) | DurationLit(seconds=number):
-                return _compare_number(_ORDER[op], self._compile(left), number)
-            case StringLit(value=text):
-                return _compare_string(_ORDER[op], self._compile(left), text)
+        number = _constant_number(right)
+        if number is not None:
+            return _compare_number(_ORDER[op], self._compile(left), number)
+        if isinstance(right, StringLit):
+            return _compare_string(_ORDER[op], self._compile(left), right.value)
         if op in ("==", "!="):
             return _equal(self._compile(left), self._compile(right), negate=op == "!=")
         return _order(_ORDER[op], self._compile(left), self._compile(right))
@@ -199,6 +199,17 @@ class Compiler:
         if len(constants) == len(items) and len(kinds) <= 1:
             return _in_constants(operand, frozenset(constants), node.negated)
         return _in_values(operand, [self._compile(item) for item in items], node.negated)
+
+
+def _constant_number(node: Expr) -> float | None:
+    """The value of a number or duration literal, possibly negated; None for anything else."""
+    match node:
+        case NumberLit(value=number) | DurationLit(seconds=number):
+            return number
+        case Unary(op="-", operand=NumberLit(value=number) | DurationLit(seconds=number)):
+            return -number
+        case _:
+            return None
 
 
 def _constant(value: object) -> Eval:

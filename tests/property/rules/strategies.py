@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from hypothesis import strategies as st
 
 from rules import Circle, LatLon, MemoryContext, Polygon, ZoneSet
+
+T = TypeVar("T")
 
 ZONES = ZoneSet(
     {
@@ -29,7 +33,7 @@ PREFIXES = ["gps", "battery", "soc", "battery.temp_c", "nothing"]
 STRINGS = ["", "north", "south", "drive", "park", "Model 3", "zürich"]
 
 
-def choice(*options: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+def choice(*options: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
     """One of the options, each equally likely (st.one_of flattens nested choices, which skews them)."""
     return st.sampled_from(options).flatmap(lambda option: option)
 

@@ -97,7 +97,11 @@ class EmbeddedBroker:
 
     @property
     def port(self) -> int:
-        """The TCP port actually bound (useful with port 0)."""
+        """The TCP port actually bound (useful with port 0).
+
+        With port 0 and a host that resolves to several addresses (e.g. "" for all
+        interfaces) asyncio gives each socket its own port; this is the first one's.
+        """
         return self._running().bound_ports(_TCP_LISTENER)[0]
 
     @property

@@ -19,6 +19,7 @@ from twin.limits import Limits
 from twin.memory_store import MemoryStore
 from twin.metrics import IngestMetrics
 from twin.model import HistoryRow, TwinState
+from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.service import HealthReport, IngestSettings, TwinService, running
 from twin.sqlite_store import SqliteStore
 from twin.store import HistoryQuery, Order, Store, StoreInfo, TwinFilter
@@ -50,8 +51,11 @@ __all__ = [
     "TwinDocument",
     "TwinError",
     "TwinFilter",
+    "TwinObserver",
     "TwinService",
     "TwinState",
+    "TwinUpdate",
+    "UpdateKind",
     "VehicleChannel",
     "VersionConflict",
     "running",

@@ -39,6 +39,8 @@ class ReportedChange:
     changed: list[tuple[str, ...]] = field(default_factory=list)
     # Leaves not applied because the twin already holds a newer write.
     stale: list[tuple[str, ...]] = field(default_factory=list)
+    # The entry each applied leaf replaced (None when the key is new), by joined path.
+    previous: dict[str, ReportedEntry | None] = field(default_factory=dict)
 
 
 def _newer(new: ReportedEntry, old: ReportedEntry) -> bool:
@@ -74,6 +76,7 @@ def apply_reported(state: TwinState, leaves: Iterable[tuple[tuple[str, ...], Jso
             continue
         entries[key] = new
         change.applied.append(path)
+        change.previous[key] = old
         if old is None or not json_equal(old.value, value):
             change.changed.append(path)
         if old is None or value is None:

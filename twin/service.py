@@ -35,6 +35,7 @@ from twin.merge import (
 )
 from twin.metrics import IngestMetrics
 from twin.model import Connection, HistoryRow, Json, TwinState
+from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
 from twin.store import HistoryQuery, Store, TwinFilter
 from twin.telemetry import decode_object, isoformat, split_envelope
@@ -93,6 +94,7 @@ class _Batch:
     results: list[tuple[asyncio.Future[Any], Any]] = field(default_factory=list)
     # Messages to vehicles, sent only after the data they reflect is committed.
     outbox: list[tuple[str, Channel, bytes]] = field(default_factory=list)
+    updates: list[TwinUpdate] = field(default_factory=list)
     accepted: int = 0
 
 
@@ -117,6 +119,7 @@ class TwinService:
         self.metrics = metrics
         self.clock = clock
         self.channel: VehicleChannel | None = None
+        self.observers: list[TwinObserver] = []
         self._queue: asyncio.Queue[Inbound | _Op | object] = asyncio.Queue(self.settings.queue_max)
         self._twins: dict[str, TwinState] = {}
         # Vehicles with an open session, including ones that have no twin yet.
@@ -183,6 +186,13 @@ class TwinService:
         if self.channel is not None:
             for vid, channel, payload in batch.outbox:
                 self.channel.send(vid, channel, payload)
+        if batch.updates:
+            for observer in self.observers:
+                try:
+                    observer.twin_updated(batch.updates)
+                # An observer's bug must not stop ingest; its own log says what went wrong.
+                except Exception:
+                    log.exception("twin observer failed", observer=type(observer).__name__)
         if self.metrics and batch.accepted:
             self.metrics.accepted.inc(batch.accepted)
 
@@ -274,6 +284,17 @@ class TwinService:
         batch.dirty[state.vehicle_id] = state
         batch.history.append(HistoryRow(state.vehicle_id, env.ts, item.received_at, env.seq, env.data))
         batch.accepted += 1
+        if change.applied:
+            batch.updates.append(
+                TwinUpdate(
+                    UpdateKind.TELEMETRY,
+                    state.vehicle_id,
+                    state,
+                    item.received_at,
+                    tuple(change.changed),
+                    change.previous,
+                )
+            )
 
     async def _twin_get(self, item: Inbound, batch: _Batch) -> None:
         request_id: str | None = None
@@ -303,6 +324,7 @@ class TwinService:
             state.version += 1
             state.updated_at = item.received_at
             batch.dirty[state.vehicle_id] = state
+            batch.updates.append(TwinUpdate(UpdateKind.REJECTED, state.vehicle_id, state, item.received_at))
         if unknown:
             raise InvalidPayload("unknown_desired_key", f"no desired value at {', '.join(sorted(unknown))}")
 
@@ -315,6 +337,7 @@ class TwinService:
             return
         state.connection = Connection(connected=True, since=item.received_at, last_seen=item.received_at)
         batch.dirty[state.vehicle_id] = state
+        batch.updates.append(TwinUpdate(UpdateKind.CONNECTED, state.vehicle_id, state, item.received_at))
         self._queue_delta(state, batch)
 
     async def _disconnected(self, item: Inbound, batch: _Batch) -> None:
@@ -332,6 +355,7 @@ class TwinService:
             disconnect_reason=reason,
         )
         batch.dirty[state.vehicle_id] = state
+        batch.updates.append(TwinUpdate(UpdateKind.DISCONNECTED, state.vehicle_id, state, item.received_at))
 
     async def _subscribed(self, item: Inbound, batch: _Batch) -> None:
         if item.subtopic != Channel.DELTA.value:
@@ -391,6 +415,8 @@ class TwinService:
                 op.done.set_exception(exc)
             return
         batch.dirty[state.vehicle_id] = state
+        kind = UpdateKind.DESIRED if isinstance(result, _DeltaChanged) else UpdateKind.TAGS
+        batch.updates.append(TwinUpdate(kind, state.vehicle_id, state, self.clock()))
         if isinstance(result, _DeltaChanged):
             self._queue_delta(state, batch, even_if_empty=True)
         batch.results.append((op.done, self._document(state)))

@@ -290,3 +290,28 @@ async def test_ttl_expiry_shows_without_further_messages() -> None:
         await service.submit(last)
         await last.ack
         assert channel.on(Channel.DELTA) == [], "an expired value is not sent on reconnect"
+
+
+async def test_observers_see_each_committed_update_with_previous_values(hub) -> None:
+    """Observers get every update after commit, per message, with the entries each replaced."""
+    service, store, _ = hub
+    seen: list = []
+
+    class Recorder:
+        def twin_updated(self, updates) -> None:
+            assert store.twins[updates[-1].vehicle_id] is not None, "called after commit"
+            seen.extend(
+                (u.kind.value, u.changed, {k: (e.value if e else None) for k, e in u.previous.items()}) for u in updates
+            )
+
+    service.observers.append(Recorder())
+    await service.submit(telemetry("veh-o", {"soc": 50, "ts": 10}))
+    last = telemetry("veh-o", {"soc": 49, "ts": 11}, ack=True)
+    await service.submit(last)
+    await last.ack
+    await service.patch_desired("veh-o", {"charge_limit": 80})
+    assert seen == [
+        ("telemetry", (("soc",),), {"soc": None}),
+        ("telemetry", (("soc",),), {"soc": 50}),
+        ("desired", (), {}),
+    ]

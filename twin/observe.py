@@ -1,0 +1,42 @@
+"""What the twin service tells observers (the rules engine) after each committed change."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from twin.model import ReportedEntry, TwinState
+
+
+class UpdateKind(enum.Enum):
+    TELEMETRY = "telemetry"
+    DESIRED = "desired"
+    TAGS = "tags"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class TwinUpdate:
+    """One change to one twin, in the order the service applied it.
+
+    `state` is the live twin after this change and all changes before it in the same
+    batch; treat it as read-only. `previous` holds, for each reported leaf this update
+    wrote (joined path), the entry it replaced, so observers can tell what changed and
+    compute deltas and rates per message even when a batch carries several.
+    """
+
+    kind: UpdateKind
+    vehicle_id: str
+    state: TwinState
+    at: float
+    changed: tuple[tuple[str, ...], ...] = ()
+    previous: dict[str, ReportedEntry | None] = field(default_factory=dict)
+
+
+class TwinObserver(Protocol):
+    def twin_updated(self, updates: list[TwinUpdate]) -> None:
+        """Called after each commit with that batch's updates, in order; must not block."""
+        ...

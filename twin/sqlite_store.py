@@ -6,6 +6,8 @@ queue behind a write batch.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,15 +17,40 @@ from typing import Any, Self
 import aiosqlite
 import msgspec
 
+from twin.aggregates import Bucketizer, next_bucket, zone
 from twin.errors import StoreError
 from twin.migrate import load_migrations, split_statements
 from twin.model import HistoryRow, Json, TwinState
 from twin.paths import get_path
-from twin.store import HistoryQuery, Order, StoreInfo, TwinFilter
+from twin.store import (
+    AggregatePage,
+    AggregateQuery,
+    AggregateRow,
+    HistoryPage,
+    HistoryQuery,
+    MaintenanceReport,
+    Order,
+    PointQuery,
+    StoreInfo,
+    TwinFilter,
+    VehicleSet,
+    bucket_cursor,
+    fill_page,
+    parse_bucket_cursor,
+    parse_point_cursor,
+    point_cursor,
+    retention_cutoff,
+)
 
 _encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(TwinState).decode
 _decode_data = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_tags = msgspec.json.Decoder(dict[str, Any] | None).decode
+
+# Rows deleted per retention transaction, and per maintenance call, so a long-idle
+# hub catching up never holds the write lock for long.
+_RETENTION_CHUNK = 5_000
+_RETENTION_PER_CALL = 100_000
 
 _UPSERT_TWIN = """
 INSERT INTO twins (vehicle_id, fleet, version, connected, last_seen, created_at, updated_at, state)
@@ -47,10 +74,13 @@ def sqlite_path(url: str) -> str:
 
 
 class SqliteStore:
-    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, url: str, *, synchronous: str = "NORMAL", retention_days: int = 730) -> None:
         self.url = url
         self.path = sqlite_path(url)
         self._synchronous = synchronous
+        self.retention_days = retention_days
+        # One transaction at a time on the writer: batches and retention deletes both use it.
+        self._write_lock = asyncio.Lock()
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._schema_version = 0
@@ -123,6 +153,10 @@ class SqliteStore:
         return _decode_state(row[0]) if row else None
 
     async def write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+        async with self._write_lock:
+            await self._write_batch(twins, history)
+
+    async def _write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
         conn = self._w
         await conn.execute("BEGIN IMMEDIATE")
         try:
@@ -193,6 +227,140 @@ class SqliteStore:
         async with self._r.execute(sql, (*args, query.limit)) as cur:
             rows = await cur.fetchall()
         return [HistoryRow(query.vehicle_id, r[0], r[1], r[2], project(_decode_data(r[3]), query.fields)) for r in rows]
+
+    async def _vehicles(self, selection: VehicleSet) -> list[str]:
+        if not selection.needs_twins:
+            return sorted(set(selection.ids or ()))
+        sql, args = "SELECT vehicle_id, fleet, json_extract(state, '$.tags') FROM twins", list[Any]()
+        if selection.fleet is not None:
+            sql, args = sql + " WHERE fleet = ?", [selection.fleet]
+        async with self._r.execute(sql + " ORDER BY vehicle_id", args) as cur:
+            found = await cur.fetchall()
+        wanted = set(selection.ids) if selection.ids is not None else None
+        out = []
+        for vid, fleet, tags_json in found:
+            tags = _decode_tags(tags_json) if tags_json else None
+            probe = TwinState(vehicle_id=vid, created_at=0, updated_at=0, fleet=fleet, tags=tags or {})
+            if selection.admits(probe) and (wanted is None or vid in wanted):
+                out.append(vid)
+        return out
+
+    async def _points(
+        self,
+        vid: str,
+        lo: float | None,
+        hi: float | None,
+        hi_inclusive: bool,
+        order: Order,
+        after: tuple[float, int] | None,
+        n: int,
+    ) -> list[tuple[int, HistoryRow]]:
+        where, args = ["vehicle_id = ?"], list[Any]([vid])
+        if lo is not None:
+            where.append("ts >= ?")
+            args.append(lo)
+        if hi is not None:
+            where.append("ts <= ?" if hi_inclusive else "ts < ?")
+            args.append(hi)
+        direction, beyond = ("ASC", ">") if order is Order.ASC else ("DESC", "<")
+        if after is not None:
+            # The plain range test lets the (vehicle_id, ts) index start at the cursor.
+            where.append(f"ts {beyond}= ? AND (ts {beyond} ? OR id {beyond} ?)")
+            args.extend([after[0], after[0], after[1]])
+        sql = (
+            f"SELECT id, ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {direction}, id {direction} LIMIT ?"
+        )
+        async with self._r.execute(sql, (*args, n)) as cur:
+            rows = await cur.fetchall()
+        return [(r[0], HistoryRow(vid, r[1], r[2], r[3], _decode_data(r[4]))) for r in rows]
+
+    async def _page(
+        self,
+        vids: list[str],
+        lo: float | None,
+        hi: float | None,
+        hi_inclusive: bool,
+        query: PointQuery,
+        cursor: str | None,
+    ) -> HistoryPage:
+        resume = None
+        if cursor is not None:
+            vid, ts, row_id = parse_point_cursor(cursor)
+            resume = (vid, (ts, row_id))
+
+        async def fetch(vid: str, after: tuple[float, int] | None, n: int) -> list[tuple[int, HistoryRow]]:
+            return await self._points(vid, lo, hi, hi_inclusive, query.order, after, n)
+
+        items, more = await fill_page(vids, query.order, resume, query.limit, fetch)
+        rows = [HistoryRow(r.vehicle_id, r.ts, r.received_at, r.seq, project(r.data, query.fields)) for _, r in items]
+        cursor = point_cursor(items[-1][1].vehicle_id, items[-1][1].ts, items[-1][0]) if more else None
+        return HistoryPage(rows=rows, next_cursor=cursor)
+
+    async def history_page(self, query: PointQuery) -> HistoryPage:
+        vids = await self._vehicles(query.vehicles)
+        return await self._page(vids, query.start, query.end, False, query, query.cursor)
+
+    async def history_until(
+        self, vehicle_id: str, at: float, *, cursor: str | None = None, limit: int = 1000
+    ) -> HistoryPage:
+        query = PointQuery(VehicleSet.one(vehicle_id), limit=limit)
+        return await self._page([vehicle_id], None, at, True, query, cursor)
+
+    async def aggregate(self, query: AggregateQuery) -> AggregatePage:
+        tz = zone(query.tz)
+        resume = parse_bucket_cursor(query.cursor) if query.cursor is not None else None
+
+        async def fetch(vid: str, after: float | None, n: int) -> list[AggregateRow]:
+            lo = -math.inf if query.start is None else query.start
+            if after is not None:
+                lo = max(lo, next_bucket(after, query.bucket, tz))
+            where, args = ["vehicle_id = ?", "ts >= ?"], list[Any]([vid, lo])
+            if query.end is not None:
+                where.append("ts < ?")
+                args.append(query.end)
+            sql = f"SELECT ts, id, data FROM history WHERE {' AND '.join(where)} ORDER BY ts, id"
+            folder = Bucketizer(vid, query.bucket, query.aggs, tz)
+            out: list[AggregateRow] = []
+            async with self._r.execute(sql, args) as cur:
+                async for ts, row_id, data in cur:
+                    done = folder.feed(ts, row_id, _decode_data(data))
+                    if done is not None:
+                        out.append(done)
+                        if len(out) >= n:
+                            return out
+            last = folder.finish()
+            return [*out, last][:n] if last is not None else out
+
+        items, more = await fill_page(await self._vehicles(query.vehicles), Order.ASC, resume, query.limit, fetch)
+        cursor = bucket_cursor(items[-1].vehicle_id, items[-1].bucket) if more else None
+        return AggregatePage(rows=items, next_cursor=cursor)
+
+    async def maintain(self, now: float) -> MaintenanceReport:
+        """Delete history older than the retention, in short transactions."""
+        cutoff = retention_cutoff(now, self.retention_days)
+        if cutoff is None:
+            return MaintenanceReport()
+        deleted = 0
+        while deleted < _RETENTION_PER_CALL:
+            async with self._write_lock:
+                conn = self._w
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = await conn.execute(
+                        "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE ts < ? LIMIT ?)",
+                        (cutoff, _RETENTION_CHUNK),
+                    )
+                    count = cur.rowcount
+                    await cur.close()
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+            deleted += count
+            if count < _RETENTION_CHUNK:
+                break
+        return MaintenanceReport(retention_cutoff=cutoff, rows_deleted=deleted)
 
     async def info(self) -> StoreInfo:
         return StoreInfo(backend="sqlite", url=self.url, schema_version=self._schema_version, detail="WAL")

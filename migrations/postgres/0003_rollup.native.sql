@@ -1,0 +1,22 @@
+-- 1-minute rollup of every numeric field, maintained by the hub (twin/pg_rollup.py):
+-- stats maps a field path (segments joined by U+001F) to
+-- {"n": count, "s": sum, "lo": min, "hi": max, "lt": epoch of last, "li": id of last, "lv": last}.
+-- Partitioned like history, so retention drops both together.
+CREATE TABLE history_1m (
+    vehicle_id  text NOT NULL,
+    bucket      timestamptz NOT NULL,
+    rows        integer NOT NULL,
+    stats       jsonb NOT NULL,
+    PRIMARY KEY (vehicle_id, bucket)
+) PARTITION BY RANGE (bucket);
+
+-- Minutes whose rollup is missing or stale. Written in the same transaction as the
+-- history rows, so a query that reads the rollup for clean minutes and the raw rows for
+-- dirty ones is exact at any moment. gen changes on every write to the minute, which
+-- lets a refresh clear only the marks it has actually caught up with.
+CREATE TABLE history_1m_dirty (
+    vehicle_id  text NOT NULL,
+    bucket      timestamptz NOT NULL,
+    gen         bigint NOT NULL DEFAULT 1,
+    PRIMARY KEY (vehicle_id, bucket)
+);

@@ -37,6 +37,22 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = "sqlite:///var/fleethub.db"
     # NORMAL survives a crash of the hub (kill -9); FULL also survives power loss, at a write cost.
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    # Days of history kept, removed whole days (whole partitions in PostgreSQL) at a time; 0 keeps all.
+    retention_days: int = 730
+    # Seconds between store maintenance runs: retention, partitions ahead, 1-minute rollup refresh.
+    maintenance_interval_s: float = 30.0
+    # PostgreSQL connection pool: connections kept open, and at most.
+    pg_pool_min_size: int = 2
+    pg_pool_max_size: int = 10
+    # "auto" uses TimescaleDB when the extension is available (and preloaded), else native partitioning.
+    # Fixed when the schema is first created.
+    pg_timeseries: Literal["auto", "timescaledb", "native"] = "auto"
+    # Width of a TimescaleDB chunk or native partition, in hours: 1-24 dividing 24, or whole days.
+    pg_chunk_interval_hours: int = 24
+    # TimescaleDB: compress chunks older than this many days; 0 leaves them uncompressed.
+    pg_compress_after_days: int = 7
+    # Native partitioning: partitions created ahead of the current one.
+    pg_premake_partitions: int = 3
 
 
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -166,6 +182,31 @@ def validate(settings: Settings) -> None:
         "a sqlite:///path.db or postgresql://... URL",
         url,
     )
+    store = settings.store
+    _check(store.retention_days >= 0, "store.retention_days", "0 (keep all) or more", store.retention_days)
+    interval = store.maintenance_interval_s
+    _check(interval > 0, "store.maintenance_interval_s", "positive", interval)
+    _check(store.pg_pool_min_size >= 1, "store.pg_pool_min_size", "at least 1", store.pg_pool_min_size)
+    _check(
+        store.pg_pool_max_size >= store.pg_pool_min_size,
+        "store.pg_pool_max_size",
+        f"at least store.pg_pool_min_size ({store.pg_pool_min_size})",
+        store.pg_pool_max_size,
+    )
+    hours = store.pg_chunk_interval_hours
+    _check(
+        hours >= 1 and (24 % hours == 0 or hours % 24 == 0),
+        "store.pg_chunk_interval_hours",
+        "1-24 dividing 24 (1, 2, 3, 4, 6, 8, 12, 24) or a multiple of 24",
+        hours,
+    )
+    _check(
+        store.pg_compress_after_days >= 0,
+        "store.pg_compress_after_days",
+        "0 (off) or more",
+        store.pg_compress_after_days,
+    )
+    _check(store.pg_premake_partitions >= 0, "store.pg_premake_partitions", "0 or more", store.pg_premake_partitions)
     ingest = settings.ingest
     _check(ingest.queue_max >= 1, "ingest.queue_max", "at least 1", ingest.queue_max)
     _check(ingest.batch_max >= 1, "ingest.batch_max", "at least 1", ingest.batch_max)

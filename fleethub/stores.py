@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from fleethub.settings import StoreSettings
 from twin import ConfigError, SqliteStore, Store
+from twin.postgres_store import PostgresOptions, PostgresStore
 
 
 def open_store(settings: StoreSettings) -> Store:
     url = settings.url
     if url.startswith("sqlite://"):
-        return SqliteStore(url, synchronous=settings.sqlite_synchronous)
+        return SqliteStore(url, synchronous=settings.sqlite_synchronous, retention_days=settings.retention_days)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("setting 'store.url': the PostgreSQL store is not available in this version; use sqlite:///")
+        return PostgresStore(url, options=postgres_options(settings))
     raise ConfigError(f"setting 'store.url' must be a sqlite:/// or postgresql:// URL, got {url!r}")
+
+
+def postgres_options(settings: StoreSettings) -> PostgresOptions:
+    return PostgresOptions(
+        pool_min_size=settings.pg_pool_min_size,
+        pool_max_size=settings.pg_pool_max_size,
+        timeseries=settings.pg_timeseries,
+        chunk_interval_hours=settings.pg_chunk_interval_hours,
+        retention_days=settings.retention_days,
+        compress_after_days=settings.pg_compress_after_days,
+        premake_partitions=settings.pg_premake_partitions,
+    )

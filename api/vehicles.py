@@ -10,6 +10,8 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 
 from api.deps import Deps
 from twin import InvalidPayload, TwinDocument, TwinFilter
+from twin.document import TwinAsOf
+from twin.telemetry import parse_time
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")
@@ -20,6 +22,17 @@ class VehiclePage(msgspec.Struct):
     items: list[TwinDocument]
     # Pass as `cursor` to get the next page; null on the last page.
     next_cursor: str | None
+
+
+def _time(value: str, name: str) -> float:
+    try:
+        return parse_time(float(value), field=name)
+    except ValueError:
+        pass
+    try:
+        return parse_time(value, field=name)
+    except InvalidPayload as exc:
+        raise InvalidPayload("bad_query", exc.detail) from None
 
 
 def _etag(doc: TwinDocument) -> dict[str, str]:
@@ -56,8 +69,19 @@ class VehicleController(Controller):
         docs = docs[:limit]
         return VehiclePage(items=docs, next_cursor=docs[-1].vehicle_id if more else None)
 
-    @get("/{vehicle_id:str}/twin", summary="Read a vehicle's twin document")
-    async def get_twin(self, deps: Deps, vehicle_id: VehicleId) -> Response[TwinDocument]:
+    @get("/{vehicle_id:str}/twin", summary="Read a vehicle's twin document, now or as it was at a time")
+    async def get_twin(
+        self,
+        deps: Deps,
+        vehicle_id: VehicleId,
+        at: Annotated[
+            str | None,
+            QueryParameter(description="RFC 3339 or epoch seconds: the reported state at that time, from history"),
+        ] = None,
+    ) -> Response[TwinDocument | TwinAsOf]:
+        if at is not None:
+            when = _time(at, "at")
+            return Response(await deps.service.twin_at(vehicle_id, when))
         doc = await deps.service.get_twin(vehicle_id)
         return Response(doc, headers=_etag(doc))
 

@@ -86,3 +86,35 @@ def _iso_stamps(stamps: dict[str, Json]) -> dict[str, Json]:
         elif isinstance(value, dict):
             out[key] = _iso_stamps(value)
     return out
+
+
+class ReportedMetadata(msgspec.Struct):
+    reported: dict[str, Json]
+
+
+class TwinAsOf(msgspec.Struct):
+    """The reported state of a twin as it was at `as_of`, rebuilt from history.
+
+    Only reported values are kept in history, so desired state and tags are not part of
+    it; rows older than the history retention are gone and cannot contribute.
+    """
+
+    vehicle_id: str
+    fleet: str
+    as_of: str
+    reported: dict[str, Json]
+    metadata: ReportedMetadata
+    # History rows replayed to rebuild it.
+    rows: int
+
+
+def to_as_of(vehicle_id: str, fleet: str, at: float, reported: TwinState, rows: int) -> TwinAsOf:
+    doc, stamps = materialise(reported.reported)
+    return TwinAsOf(
+        vehicle_id=vehicle_id,
+        fleet=fleet,
+        as_of=isoformat(at) or "",
+        reported=doc,
+        metadata=ReportedMetadata(reported=_iso_stamps(stamps)),
+        rows=rows,
+    )

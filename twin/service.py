@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from twin.document import DeltaMessage, TwinDocument, to_document
+from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
 from twin.errors import InvalidPayload, LimitExceeded, NotFound, StoreError, VersionConflict
 from twin.inbound import Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel
 from twin.limits import Limits, check_patch
@@ -473,6 +473,24 @@ class TwinService:
         if state is None:
             raise NotFound(f"vehicle '{vehicle_id}' not found")
         return self._document(state)
+
+    async def twin_at(self, vehicle_id: str, at: float) -> TwinAsOf:
+        """Reported state as of `at`, replayed from history through the same merge as ingest."""
+        current = self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)
+        if current is None:
+            raise NotFound(f"vehicle '{vehicle_id}' not found")
+        rebuilt = TwinState(vehicle_id=vehicle_id, created_at=current.created_at, updated_at=at)
+        rows = 0
+        cursor: str | None = None
+        while True:
+            page = await self.store.history_until(vehicle_id, at, cursor=cursor, limit=1000)
+            for row in page.rows:
+                apply_reported(rebuilt, flatten(row.data), row.ts)
+            rows += len(page.rows)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return to_as_of(vehicle_id, current.fleet, at, rebuilt, rows)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinDocument]:
         states = await self.store.list_twins(query)

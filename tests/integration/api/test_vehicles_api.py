@@ -157,3 +157,25 @@ async def test_openapi_health_and_metrics(env) -> None:
     text = (await client.get("/metrics")).text
     assert "fleethub_ingest_messages_accepted_total 1.0" in text
     assert 'fleethub_http_request_seconds_count{method="GET",route="/api/v1/vehicles",status="200"}' in text
+
+
+async def test_twin_as_of_a_time_is_rebuilt_from_history(env) -> None:
+    """GET twin?at= replays history up to that time, honouring per-key device timestamps."""
+    client, service = env
+    base = time.time() - 1000
+    await report(service, "veh-at", {"soc": 90, "gps": {"lat": 1.0, "lon": 2.0}, "ts": base, "seq": 1})
+    await report(service, "veh-at", {"soc": 80, "ts": base + 10, "seq": 2})
+    # Arrives late but belongs before the second message: it must not win for soc.
+    await report(service, "veh-at", {"soc": 85, "speed": 5, "ts": base + 5, "seq": 3})
+    await report(service, "veh-at", {"soc": 70, "gps": None, "ts": base + 20, "seq": 4})
+    at_7 = (await client.get("/api/v1/vehicles/veh-at/twin", params={"at": str(base + 7)})).json()
+    assert at_7["reported"] == {"soc": 85, "gps": {"lat": 1.0, "lon": 2.0}, "speed": 5}
+    at_15 = (await client.get("/api/v1/vehicles/veh-at/twin", params={"at": str(base + 15)})).json()
+    assert at_15["reported"] == {"soc": 80, "gps": {"lat": 1.0, "lon": 2.0}, "speed": 5}
+    assert at_15["rows"] == 3
+    now = (await client.get("/api/v1/vehicles/veh-at/twin")).json()
+    assert now["reported"] == {"soc": 70, "speed": 5}
+    before = (await client.get("/api/v1/vehicles/veh-at/twin", params={"at": str(base - 1)})).json()
+    assert before["reported"] == {}
+    bad = await client.get("/api/v1/vehicles/veh-at/twin", params={"at": "soon"})
+    assert bad.status_code == 422

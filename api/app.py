@@ -13,6 +13,7 @@ from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
+from api.trips import TripController
 from api.vehicles import VehicleController
 from twin import FleethubError
 
@@ -24,7 +25,7 @@ def create_app(deps: ApiDeps) -> Litestar:
         return deps
 
     return Litestar(
-        route_handlers=[VehicleController, HistoryController, healthz, metrics],
+        route_handlers=[VehicleController, HistoryController, TripController, healthz, metrics],
         dependencies={"deps": Provide(provide_deps, use_cache=True, sync_to_thread=False)},
         exception_handlers={
             FleethubError: fleethub_error_handler,

@@ -24,9 +24,9 @@ class VehicleAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no
 
     async def authenticate(self, *, session: Session) -> bool:
         if self.config.allow_anonymous:
-            # amqtt keeps no offline messages for anonymous sessions, so only a client
-            # that names no user counts as one.
-            session.is_anonymous = not session.username
+            # amqtt keeps no session for a client it marks anonymous; a persistent session
+            # belongs to its client id (MQTT 3.1.2.4), with or without a user name, so
+            # `session.is_anonymous` stays False.
             return True
         log.warning(
             "mqtt connection refused",

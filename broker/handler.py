@@ -1,8 +1,14 @@
-"""amqtt's per-connection protocol handler, changed so that PUBACK waits for the commit.
+"""amqtt's per-connection protocol handler, changed so that acknowledgements mean something.
 
-amqtt acknowledges an incoming QoS 1 PUBLISH as soon as it is queued for routing.
-fleethub acknowledges it only once its data is committed: each QoS 1 message carries a
-future that the ingest pipeline resolves, and the handler sends PUBACK after it.
+amqtt acknowledges an incoming QoS 1 PUBLISH (PUBACK) or QoS 2 PUBLISH (PUBREC) as soon
+as it is queued for routing. fleethub acknowledges it only once its data is committed:
+each such message carries a future that the ingest pipeline resolves, and the handler
+answers after it. A QoS 2 packet id stays taken until PUBREL, so a resend is never
+ingested twice.
+
+Outgoing QoS 1 and 2 messages stay in the session's in-flight table until the client
+acknowledges them, however long that takes and across reconnects; amqtt dropped them
+after five seconds or when the connection ended, so they were never redelivered.
 """
 
 from __future__ import annotations
@@ -11,11 +17,20 @@ import asyncio
 from typing import Final
 
 import structlog
-from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
+from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.publish import PublishPacket
-from amqtt.session import INCOMING, IncomingApplicationMessage, OutgoingApplicationMessage
+from amqtt.mqtt.pubrec import PubrecPacket
+from amqtt.mqtt.pubrel import PubrelPacket
+from amqtt.session import (
+    INCOMING,
+    ApplicationMessage,
+    IncomingApplicationMessage,
+    OutgoingApplicationMessage,
+    Session,
+)
 
 from twin.inbound import DisconnectReason
 
@@ -27,10 +42,10 @@ DISCONNECT_REASON: Final = "fleethub.disconnect_reason"
 
 
 class AckedMessage(IncomingApplicationMessage):  # type: ignore[misc]  # amqtt ships no type information
-    """An incoming PUBLISH; for QoS 1, `committed` gates its PUBACK.
+    """An incoming PUBLISH; for QoS 1 and 2, `committed` gates its PUBACK or PUBREC.
 
-    Resolving `committed` sends the PUBACK; cancelling it, or setting an exception,
-    sends none, so the client publishes again.
+    Resolving `committed` sends the acknowledgement; cancelling it, or setting an
+    exception, sends none, so the client publishes again.
     """
 
     __slots__ = ("committed",)
@@ -55,7 +70,7 @@ def resolve(ack: asyncio.Future[None] | None) -> None:
 
 
 class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no type information
-    """Delays QoS 1 PUBACKs until commit and enforces the keep-alive.
+    """Delays PUBACK and PUBREC until commit, keeps unacknowledged deliveries, enforces the keep-alive.
 
     The broker re-classes handlers that amqtt already built (amqtt constructs them
     inside `init_from_connect`), so `__init__` never runs here: this class must not add
@@ -69,7 +84,7 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
         if topic is None or data is None:
             return
         qos = publish_packet.qos
-        committed = asyncio.get_running_loop().create_future() if qos == QOS_1 else None
+        committed = asyncio.get_running_loop().create_future() if qos in (QOS_1, QOS_2) else None
         message = AckedMessage(packet_id, topic, qos, data, publish_packet.retain_flag, committed)
         message.publish_packet = publish_packet
         await self._handle_message_flow(message)
@@ -77,26 +92,128 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
     async def _handle_qos1_message_flow(
         self, app_message: OutgoingApplicationMessage | IncomingApplicationMessage
     ) -> None:
-        if not (
-            app_message.direction == INCOMING
-            and isinstance(app_message, AckedMessage)
-            and app_message.committed is not None
-            and self.session is not None
-        ):
+        if app_message.direction != INCOMING:
+            await self._send_qos1(app_message)
+            return
+        if not (isinstance(app_message, AckedMessage) and app_message.committed is not None and self.session):
             await super()._handle_qos1_message_flow(app_message)
             return
         await self.session.delivered_message_queue.put(app_message)
         # amqtt runs each PUBLISH in its own task, so waiting here holds back this one
         # PUBACK while the reader goes on reading: many messages stay in flight per client.
         # When the connection ends amqtt cancels this task, which cancels the future.
-        try:
-            await app_message.committed
-        except Exception as exc:  # a failed commit means "no PUBACK", not a broken connection
-            log.debug("mqtt puback withheld", client_id=self.session.client_id, error=repr(exc))
+        if not await _committed(app_message, self.session.client_id):
             return
         puback = PubackPacket.build(app_message.packet_id)
         await self._send_packet(puback)
         app_message.puback_packet = puback
+
+    async def _handle_qos2_message_flow(
+        self, app_message: OutgoingApplicationMessage | IncomingApplicationMessage
+    ) -> None:
+        if app_message.direction != INCOMING:
+            await self._send_qos2(app_message)
+            return
+        if not isinstance(app_message, AckedMessage) or self.session is None:
+            # `handle_publish` makes every incoming PUBLISH an AckedMessage.
+            return
+        session = self.session
+        packet_id = app_message.packet_id
+        held = session.inflight_in.get(packet_id)
+        if held is not None:
+            # A resend of a message already taken (MQTT 4.3.3, method A): never ingest it
+            # twice. Repeat the PUBREC if it went out; otherwise it goes after the commit.
+            if held.pubrec_packet is not None:
+                await self._send_packet(PubrecPacket.build(packet_id))
+            return
+        session.inflight_in[packet_id] = app_message
+        await session.delivered_message_queue.put(app_message)
+        committed = False
+        try:
+            committed = await _committed(app_message, session.client_id)
+        finally:
+            if not committed and session.inflight_in.get(packet_id) is app_message:
+                # Not acknowledged: the client still owns the message and will send it again.
+                del session.inflight_in[packet_id]
+        if not committed:
+            return
+        pubrec = PubrecPacket.build(packet_id)
+        app_message.pubrec_packet = pubrec
+        await self._send_packet(pubrec)
+
+    async def handle_pubrel(self, pubrel: PubrelPacket) -> None:
+        # The packet id is released whether or not this connection saw the PUBLISH: a
+        # client finishing the flow after a reconnect must get its PUBCOMP (MQTT 4.3.3).
+        packet_id = pubrel.packet_id
+        if self.session is not None:
+            self.session.inflight_in.pop(packet_id, None)
+        await self._send_packet(PubcompPacket.build(packet_id))
+
+    async def _send_qos1(self, message: ApplicationMessage) -> None:
+        session = self._attached()
+        packet_id = message.packet_id
+        session.inflight_out[packet_id] = message
+        # A message sent before, on this connection or an earlier one, goes again with DUP set.
+        packet = message.build_publish_packet(dup=message.publish_packet is not None)
+        message.publish_packet = packet
+        waiter: asyncio.Future[PubackPacket] = asyncio.get_running_loop().create_future()
+        self._puback_waiters[packet_id] = waiter
+        try:
+            await self._send_packet(packet)
+            message.puback_packet = await waiter
+        finally:
+            if self._puback_waiters.get(packet_id) is waiter:
+                del self._puback_waiters[packet_id]
+        # Only a PUBACK ends the flow: on a lost connection the message stays in flight
+        # and is sent again when the session resumes (MQTT 4.4.0-1).
+        session.inflight_out.pop(packet_id, None)
+
+    async def _send_qos2(self, message: ApplicationMessage) -> None:
+        session = self._attached()
+        packet_id = message.packet_id
+        session.inflight_out[packet_id] = message
+        if message.pubrec_packet is None:
+            packet = message.build_publish_packet(dup=message.publish_packet is not None)
+            message.publish_packet = packet
+            pubrec: asyncio.Future[PubrecPacket] = asyncio.get_running_loop().create_future()
+            self._pubrec_waiters[packet_id] = pubrec
+            try:
+                await self._send_packet(packet)
+                message.pubrec_packet = await pubrec
+            finally:
+                if self._pubrec_waiters.get(packet_id) is pubrec:
+                    del self._pubrec_waiters[packet_id]
+        # After PUBREC the message is the client's; what may still need resending is PUBREL.
+        pubcomp: asyncio.Future[PubcompPacket] = asyncio.get_running_loop().create_future()
+        self._pubcomp_waiters[packet_id] = pubcomp
+        try:
+            message.pubrel_packet = PubrelPacket.build(packet_id)
+            await self._send_packet(message.pubrel_packet)
+            message.pubcomp_packet = await pubcomp
+        finally:
+            if self._pubcomp_waiters.get(packet_id) is pubcomp:
+                del self._pubcomp_waiters[packet_id]
+        session.inflight_out.pop(packet_id, None)
+
+    async def resend(self, message: ApplicationMessage) -> None:
+        """Send an unacknowledged outgoing message again on this connection."""
+        if message.qos == QOS_2:
+            await self._send_qos2(message)
+        else:
+            await self._send_qos1(message)
+
+    async def _retry_deliveries(self) -> None:
+        # amqtt resends here and waits (up to 10 s) for every acknowledgement before the
+        # connection is served, and replays incoming QoS 2 messages into ingest. The
+        # broker resends outgoing messages itself without waiting (`resend`); incoming
+        # QoS 2 ids wait for the client's PUBREL (`handle_pubrel`).
+        return
+
+    def _attached(self) -> Session:
+        if self.session is None:
+            msg = "the protocol handler is not attached to a session"
+            raise RuntimeError(msg)
+        return self.session
 
     def handle_read_timeout(self) -> None:
         # amqtt's broker handler ignores a silent client forever; MQTT 3.1.1 (3.1.2.10)
@@ -106,3 +223,15 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
         waiter = self._disconnect_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+async def _committed(message: AckedMessage, client_id: str | None) -> bool:
+    """Wait for ingest to commit `message`; False when it will not be acknowledged."""
+    if message.committed is None:
+        return True
+    try:
+        await message.committed
+    except Exception as exc:  # a failed commit means "no acknowledgement", not a broken connection
+        log.debug("mqtt acknowledgement withheld", client_id=client_id, error=repr(exc))
+        return False
+    return True

@@ -33,7 +33,8 @@ from broker.errors import PortInUse
 from broker.handler import DISCONNECT_REASON, HubProtocolHandler
 from broker.metrics import BrokerMetrics
 from broker.reader import Backlog, BoundedReader, read_bound
-from broker.routing import RoutingBroker, peer_of
+from broker.routing import peer_of
+from broker.sessions import SessionBroker
 from broker.topics import Refusal
 from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
 
@@ -61,7 +62,7 @@ class _DropPortInUse(logging.Filter):
         return not isinstance(failure, PortInUse)
 
 
-class HubBroker(RoutingBroker):
+class HubBroker(SessionBroker):
     def __init__(
         self,
         config: dict[str, Any],
@@ -69,8 +70,17 @@ class HubBroker(RoutingBroker):
         sink: InboundSink,
         metrics: BrokerMetrics,
         max_payload_bytes: int,
+        max_queued_messages: int,
+        session_expiry_s: float,
     ) -> None:
-        super().__init__(config, sink=sink, metrics=metrics, max_payload_bytes=max_payload_bytes)
+        super().__init__(
+            config,
+            sink=sink,
+            metrics=metrics,
+            max_payload_bytes=max_payload_bytes,
+            max_queued_messages=max_queued_messages,
+            session_expiry_s=session_expiry_s,
+        )
         self._read_bound = read_bound(max_payload_bytes)
         self._live: dict[str, _Connection] = {}
         self._connection_tasks: set[asyncio.Task[Any]] = set()
@@ -123,6 +133,12 @@ class HubBroker(RoutingBroker):
     def connected_clients(self) -> int:
         return self._connected
 
+    def _is_online(self, session: Session) -> bool:
+        # A resuming session counts as online only once its queue is drained and its
+        # connection served, so nothing live overtakes what was queued for it.
+        connection = self._live.get(session.client_id)
+        return connection is not None and connection.session is session and super()._is_online(session)
+
     async def _create_server_instance(
         self,
         listener_name: str,
@@ -172,6 +188,10 @@ class HubBroker(RoutingBroker):
         handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
         # amqtt builds the handler inside a classmethod with no factory to override.
         handler.__class__ = HubProtocolHandler
+        if session.parent:
+            # amqtt resumes a stored session only for a CONNECT with clean session = 0,
+            # but keeps the stored flag.
+            session.clean_session = False
         queue = session.delivered_message_queue
         if not isinstance(queue, Backlog):
             # A resumed persistent session keeps what it had queued, in order.
@@ -309,6 +329,7 @@ class HubBroker(RoutingBroker):
             leftovers.append(queue.get_nowait())
         for message in leftovers:
             await self._deliver(session, message)
+        await self.end_clean_session(session)
         await self._presence(connection, MessageKind.DISCONNECTED, extra={"reason": reason.value})
 
     def _disconnect_reason(self, session: Session, packet: DisconnectPacket | None) -> DisconnectReason:

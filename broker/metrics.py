@@ -8,7 +8,7 @@ from broker.topics import Refusal
 
 
 class BrokerMetrics:
-    """Connected clients, received and refused PUBLISHes.
+    """Connected clients, stored sessions, received and refused PUBLISHes, dropped queued messages.
 
     The labelled children are resolved once here so that the hot path only increments.
     """
@@ -22,6 +22,16 @@ class BrokerMetrics:
         self.messages_received = Counter(
             "fleethub_mqtt_messages_received",
             "PUBLISH packets received from clients, refused ones included.",
+            registry=registry,
+        )
+        self.queued_dropped = Counter(
+            "fleethub_mqtt_queued_messages_dropped",
+            "QoS 1/2 messages dropped, oldest first, from offline sessions whose queue was full.",
+            registry=registry,
+        )
+        self.stored_sessions = Gauge(
+            "fleethub_mqtt_sessions",
+            "MQTT sessions the broker holds, connected or kept for a client that is away.",
             registry=registry,
         )
         refused = Counter(

@@ -1,8 +1,16 @@
 """What the broker does with each PUBLISH: refuse it, ingest it, route it.
 
-This is the half of the amqtt subclass that handles messages; `hub_broker` adds the
-connection lifecycle (presence, take-over, shutdown) on top of it. Routing to
-subscribers goes through a `TopicIndex` instead of amqtt's scan of every filter.
+This is the part of the amqtt subclass that handles messages; `sessions` adds what a
+session keeps between connections and `hub_broker` the connection lifecycle (presence,
+take-over, shutdown). Routing to subscribers goes through a `TopicIndex` instead of
+amqtt's scan of every filter.
+
+Where amqtt departs from MQTT 3.1.1, routing follows the standard: a message reaches a
+subscriber at the lower of its own QoS and the subscription's (amqtt used the
+subscription's, and sent a retained QoS 0 message at the subscription's QoS too); an
+offline persistent session keeps at most `max_queued_messages`, dropping the oldest;
+and retained messages go only to the SUBSCRIBE that matches them (amqtt also sent every
+connecting client the retained messages matching anyone's filters).
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ from collections import deque
 from typing import Any
 
 import structlog
-from amqtt.broker import Broker
+from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.contexts import Action
-from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.events import BrokerEvents
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.session import ApplicationMessage, OutgoingApplicationMessage, Session
 
 from broker import refusals, topics
@@ -30,6 +39,9 @@ log = structlog.get_logger(__name__)
 # Queued messages broadcast per pass of amqtt's broadcast loop, at most.
 BROADCAST_BATCH = 256
 
+# amqtt's SUBACK return code for a refused filter.
+SUBSCRIPTION_REFUSED = 0x80
+
 
 def peer_of(session: Session) -> str:
     return f"{session.remote_address}:{session.remote_port}"
@@ -43,11 +55,13 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         sink: InboundSink,
         metrics: BrokerMetrics,
         max_payload_bytes: int,
+        max_queued_messages: int,
     ) -> None:
         super().__init__(config)
         self._sink = sink
         self._metrics = metrics
         self._max_payload_bytes = max_payload_bytes
+        self._max_queued = max_queued_messages
         self._index = TopicIndex()
 
     @property
@@ -120,7 +134,7 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         return True
 
     async def _route(self, session: Session, message: ApplicationMessage) -> None:
-        await self._broadcast_message(session, message.topic, message.data)
+        await self._broadcast_message(session, message.topic, message.data, force_qos=message.qos or QOS_0)
         if message.publish_packet is not None and message.publish_packet.retain_flag:
             await self.retain_message(session, message.topic, message.data, message.qos)
 
@@ -145,9 +159,64 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         code: int = await super().add_subscription(subscription, session)
-        if subscription[0] in self._subscriptions:
+        subscribers = self._subscriptions.get(subscription[0])
+        if subscribers:
             self._index.add(subscription[0])
+            if code != SUBSCRIPTION_REFUSED:
+                # MQTT 3.8.4: subscribing again to the same filter replaces its QoS (amqtt kept the first).
+                subscribers[:] = [
+                    (other, code if other.client_id == session.client_id else qos) for other, qos in subscribers
+                ]
         return code
+
+    async def _handle_subscription(
+        self, client_session: Session, handler: Any, subscribe_waiter: asyncio.Future[Any]
+    ) -> None:
+        subscription = subscribe_waiter.result()
+        codes = [await self.add_subscription(topic, client_session) for topic in subscription.topics]
+        await handler.mqtt_acknowledge_subscription(subscription.packet_id, codes)
+        for (topic_filter, _), code in zip(subscription.topics, codes, strict=True):
+            if code == SUBSCRIPTION_REFUSED:
+                continue
+            await self.plugins_manager.fire_event(
+                BrokerEvents.CLIENT_SUBSCRIBED, client_id=client_session.client_id, topic=topic_filter, qos=code
+            )
+            await self._send_retained(topic_filter, code, client_session, handler)
+
+    async def _send_retained(self, topic_filter: str, granted_qos: int, session: Session, handler: Any) -> None:
+        """Queue the retained messages matching a new subscription, RETAIN set, at the lower QoS.
+
+        The sends are not awaited: a client slow to acknowledge must not hold up its own
+        connection (amqtt waited for every acknowledgement).
+        """
+        for topic, retained in list(self._retained_messages.items()):
+            if not self._matches(topic, topic_filter):
+                continue
+            if not await self._topic_filtering(session, topic=topic, action=Action.RECEIVE):
+                continue
+            qos = min(granted_qos, retained.qos or QOS_0)
+            send = handler.mqtt_publish(topic, retained.data, qos, retain=True)
+            self._tasks_queue.append(asyncio.ensure_future(send))
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        # amqtt calls this on every connection for every filter of every client; retained
+        # messages belong to a SUBSCRIBE only (`_send_retained`).
+        return
+
+    def _is_online(self, session: Session) -> bool:
+        """Whether live messages go straight to this session's connection."""
+        return bool(session.transitions.state == "connected")
+
+    def _queue_offline(self, session: Session, topic: str, data: bytes, qos: int) -> None:
+        """Keep a message for a persistent session whose client is away, dropping the oldest beyond the bound."""
+        queue = session.retained_messages
+        while queue.qsize() >= self._max_queued:
+            queue.get_nowait()
+            self._metrics.queued_dropped.inc()
+        # No reference to the publisher's session: a queued message must not keep it alive.
+        queue.put_nowait(RetainedApplicationMessage(None, topic, data, qos))
 
     def _del_subscription(self, a_filter: str, session: Session) -> int:
         deleted: int = super()._del_subscription(a_filter, session)
@@ -185,20 +254,13 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         for topic_filter in self._index.match(topic):
             # Copied: the awaits below may let subscriptions change.
             for target_session, sub_qos in list(self._subscriptions.get(topic_filter, ())):
-                qos = broadcast.get("qos", sub_qos)
+                qos = min(broadcast.get("qos", sub_qos), sub_qos)
                 if not await self._topic_filtering(target_session, topic=topic, action=Action.RECEIVE):
                     continue
-                connected = target_session.transitions.state == "connected"
-                # MQTT 3.1.2.4: a persistent session keeps QoS 1 and 2 messages while offline.
-                if (
-                    not connected
-                    and not target_session.clean_session
-                    and qos in (QOS_1, QOS_2)
-                    and not target_session.is_anonymous
-                ):
-                    await self._retain_broadcast_message(broadcast, qos, target_session)
-                    continue
-                if not connected:
+                if not self._is_online(target_session):
+                    # MQTT 3.1.2.4: a persistent session keeps QoS 1 and 2 messages while offline.
+                    if not target_session.clean_session and qos in (QOS_1, QOS_2):
+                        self._queue_offline(target_session, topic, broadcast["data"], qos)
                     continue
                 handler = self._get_handler(target_session)
                 if handler is not None:

@@ -14,6 +14,11 @@ from broker.metrics import BrokerMetrics
 from twin.errors import ConfigError
 from twin.inbound import Channel, InboundSink, VehicleChannel
 
+# A persistent session outlives its connection this long (7 days), and holds at most
+# this many QoS 1/2 messages for its absent client, dropping the oldest.
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+DEFAULT_MAX_QUEUED_MESSAGES = 1000
+
 _TCP_LISTENER = "default"
 _WS_LISTENER = "ws"
 
@@ -32,8 +37,10 @@ class EmbeddedBroker:
     """amqtt serving MQTT (and optionally MQTT over WebSocket), feeding `sink`.
 
     Every PUBLISH on a vehicle's up topics and every vehicle's connect, subscribe and
-    disconnect reach `sink` in order per client; a QoS 1 PUBLISH is acknowledged once
-    ingest resolves its `ack`. Port 0 binds a free port; read it back from `port`.
+    disconnect reach `sink` in order per client; a QoS 1 or 2 PUBLISH is acknowledged
+    (PUBACK, PUBREC) once ingest resolves its `ack`. A persistent session is kept for
+    `session_expiry_s` after its client leaves, queueing at most `max_queued_messages`.
+    Port 0 binds a free port; read it back from `port`.
     """
 
     def __init__(
@@ -46,6 +53,8 @@ class EmbeddedBroker:
         allow_anonymous: bool = True,
         metrics: BrokerMetrics | None = None,
         ws_port: int | None = None,
+        session_expiry_s: float = DEFAULT_SESSION_EXPIRY_S,
+        max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
     ) -> None:
         _check_port("MQTT port", port)
         if ws_port is not None:
@@ -53,6 +62,14 @@ class EmbeddedBroker:
         if max_payload_bytes < 1:
             msg = f"the MQTT payload limit must be at least 1 byte, got {max_payload_bytes}"
             raise ConfigError(msg)
+        if session_expiry_s <= 0:
+            msg = f"the MQTT session expiry must be positive (seconds), got {session_expiry_s}"
+            raise ConfigError(msg)
+        if max_queued_messages < 1:
+            msg = f"the MQTT queued messages per session must be at least 1, got {max_queued_messages}"
+            raise ConfigError(msg)
+        self._session_expiry_s = session_expiry_s
+        self._max_queued_messages = max_queued_messages
         self._sink = sink
         self._host = host
         self._port = port
@@ -74,6 +91,8 @@ class EmbeddedBroker:
             sink=self._sink,
             metrics=self._metrics,
             max_payload_bytes=self._max_payload_bytes,
+            max_queued_messages=self._max_queued_messages,
+            session_expiry_s=self._session_expiry_s,
         )
         await broker.start()
         self._broker = broker
@@ -130,6 +149,10 @@ class EmbeddedBroker:
 
     def connected_clients(self) -> int:
         return self._running().connected_clients
+
+    def stored_sessions(self) -> int:
+        """Sessions held: connected clients' and persistent ones kept for absent clients."""
+        return self._running().stored_sessions
 
     def _running(self) -> HubBroker:
         if self._broker is None:

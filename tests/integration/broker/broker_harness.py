@@ -67,18 +67,27 @@ class Client:
     """A paho 2.x client whose callbacks record what the broker sent back."""
 
     def __init__(
-        self, client_id: str, username: str | None = None, transport: Literal["tcp", "websockets"] = "tcp"
+        self,
+        client_id: str,
+        username: str | None = None,
+        transport: Literal["tcp", "websockets"] = "tcp",
+        *,
+        clean_session: bool = True,
+        manual_ack: bool = False,
     ) -> None:
         self.client_id = client_id
         self.paho = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             transport=transport,
+            clean_session=clean_session,
+            manual_ack=manual_ack,
         )
         if username is not None:
             self.paho.username_pw_set(username)
         self._lock = threading.Lock()
         self.connected = threading.Event()
+        self.session_present: bool | None = None
         self.acked: set[int] = set()
         self.subacked: set[int] = set()
         self.unsubacked: set[int] = set()
@@ -91,6 +100,7 @@ class Client:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if not reason.is_failure:
+            self.session_present = bool(flags.session_present)
             self.connected.set()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
@@ -132,6 +142,29 @@ class Client:
         with self._lock:
             return [m.payload for m in self.received if m.topic == topic]
 
+    def messages(self, topic: str | None = None) -> list[mqtt.MQTTMessage]:
+        with self._lock:
+            return [m for m in self.received if topic is None or m.topic == topic]
+
+    async def start(self, port: int, keepalive: int = 30) -> Client:
+        """Connect to the broker on `port` and wait for an accepting CONNACK."""
+        self.paho.connect_async("127.0.0.1", port, keepalive=keepalive)
+        self.paho.loop_start()
+        await eventually(self.connected.is_set)
+        return self
+
+    async def stop(self) -> None:
+        """DISCONNECT and stop the network thread."""
+        self.paho.disconnect()
+        await asyncio.to_thread(self.paho.loop_stop)
+
+    async def vanish(self) -> None:
+        """Lose the link without DISCONNECT, as a vehicle driving into a tunnel does."""
+        sock = self.paho.socket()
+        await asyncio.to_thread(self.paho.loop_stop)
+        if sock is not None:
+            sock.close()
+
 
 ClientFactory = Callable[..., Awaitable[Client]]
 
@@ -160,11 +193,23 @@ def connect_packet(
     return b"\x10" + _remaining_length(len(body)) + body
 
 
-def publish_packet(topic: str, payload: bytes) -> bytes:
-    """A QoS 0 PUBLISH, with no checks on the topic."""
+def publish_packet(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, *, dup: bool = False) -> bytes:
+    """A PUBLISH (QoS 0 unless told), with no checks on the topic."""
     encoded = topic.encode()
-    body = len(encoded).to_bytes(2, "big") + encoded + payload
-    return b"\x30" + _remaining_length(len(body)) + body
+    body = len(encoded).to_bytes(2, "big") + encoded
+    if qos:
+        body += packet_id.to_bytes(2, "big")
+    body += payload
+    flags = (0x08 if dup else 0) | (qos << 1)
+    return bytes([0x30 | flags]) + _remaining_length(len(body)) + body
+
+
+def ack_packet(kind: int, packet_id: int) -> bytes:
+    """PUBACK (0x40), PUBREC (0x50), PUBREL (0x62) or PUBCOMP (0x70) for `packet_id`."""
+    return bytes([kind, 2]) + packet_id.to_bytes(2, "big")
+
+
+PUBACK, PUBREC, PUBREL, PUBCOMP = 0x40, 0x50, 0x62, 0x70
 
 
 class RawClient:
@@ -195,9 +240,28 @@ class RawClient:
         assert connack[3] == expect, f"CONNACK return code {connack[3]}, expected {expect}"
         return cls(reader, writer)
 
-    async def publish(self, topic: str, payload: bytes) -> None:
-        self.writer.write(publish_packet(topic, payload))
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, *, dup: bool = False) -> None:
+        self.writer.write(publish_packet(topic, payload, qos, packet_id, dup=dup))
         await self.writer.drain()
+
+    async def send(self, packet: bytes) -> None:
+        self.writer.write(packet)
+        await self.writer.drain()
+
+    async def read_packet(self, within: float = 5.0) -> bytes:
+        """The next whole packet from the broker (fixed header included); short ones only."""
+        head = await asyncio.wait_for(self.reader.readexactly(2), within)
+        if head[1] & 0x80:
+            raise AssertionError("read_packet handles packets under 128 bytes only")
+        return head + await asyncio.wait_for(self.reader.readexactly(head[1]), within)
+
+    async def nothing_within(self, seconds: float) -> bool:
+        """True when the broker sends nothing for `seconds`."""
+        try:
+            await asyncio.wait_for(self.reader.readexactly(1), seconds)
+        except TimeoutError:
+            return True
+        return False
 
     async def ping(self, within: float = 5.0) -> bool:
         """True when the broker answers a PINGREQ, i.e. the connection is being served.

@@ -8,13 +8,16 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
+from api.alerts import AlertsController
 from api.deps import ApiDeps
 from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
+from api.rules import RulesController
 from api.trips import TripController
 from api.vehicles import VehicleController
+from api.zones import ZonesController
 from twin import FleethubError
 
 
@@ -25,7 +28,16 @@ def create_app(deps: ApiDeps) -> Litestar:
         return deps
 
     return Litestar(
-        route_handlers=[VehicleController, HistoryController, TripController, healthz, metrics],
+        route_handlers=[
+            VehicleController,
+            HistoryController,
+            TripController,
+            RulesController,
+            AlertsController,
+            ZonesController,
+            healthz,
+            metrics,
+        ],
         dependencies={"deps": Provide(provide_deps, use_cache=True, sync_to_thread=False)},
         exception_handlers={
             FleethubError: fleethub_error_handler,

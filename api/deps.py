@@ -9,6 +9,7 @@ import msgspec
 from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry
 
+from rules.engine import RulesEngine
 from twin import TwinService
 
 
@@ -30,6 +31,8 @@ class ApiDeps:
     max_page_size: int = 1000
     max_history_rows: int = 10_000
     max_body_bytes: int = 65_536
+    # None when the rules engine is off; the rules, zones and alerts API then answers 503.
+    rules: RulesEngine | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

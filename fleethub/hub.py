@@ -18,8 +18,10 @@ from prometheus_client import CollectorRegistry
 from api import ApiDeps, ComponentHealth, Health, create_app
 from broker import BrokerMetrics, EmbeddedBroker
 from fleethub.http_server import HttpServer
+from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import open_store
+from rules.engine import RulesEngine
 from twin import IngestMetrics, Store, TwinService
 
 log = structlog.get_logger(__name__)
@@ -40,6 +42,7 @@ class Hub:
         self._consumer: asyncio.Task[None] | None = None
         self.broker: EmbeddedBroker | None = None
         self.http: HttpServer | None = None
+        self.rules: RulesEngine | None = None
 
     @property
     def mqtt_port(self) -> int:
@@ -66,6 +69,10 @@ class Hub:
         await self._stack.enter_async_context(self.store)
         self._consumer = asyncio.get_running_loop().create_task(self.service.run(), name="twin-consumer")
         self._stack.push_async_callback(self._drain_ingest)
+        # Registered before the broker starts so no committed update is missed; evaluated once started.
+        self.rules = rules_engine(s, self.store)
+        if self.rules is not None:
+            self.service.observers.append(self.rules)
         self.broker = EmbeddedBroker(
             self.service,
             host=s.mqtt.host,
@@ -76,6 +83,9 @@ class Hub:
         )
         await self._stack.enter_async_context(self.broker)
         self.service.channel = self.broker.channel
+        if self.rules is not None:
+            self.rules.publisher = self.broker
+            await start_rules(self._stack, self.rules)
         deps = ApiDeps(
             service=self.service,
             registry=self.registry,
@@ -83,6 +93,7 @@ class Hub:
             max_page_size=s.http.max_page_size,
             max_history_rows=s.http.max_history_rows,
             max_body_bytes=s.limits.max_payload_bytes,
+            rules=self.rules,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from rules import Limits as RuleLimits
+from rules import Zone
 from twin import ConfigError, IngestSettings, Limits
 
 ENV_PREFIX = "FLEETHUB_"
@@ -67,6 +69,25 @@ class DemoSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     city: str = "mexico-city"
 
 
+class RulesSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # false: no rules engine, no alerts, and the rules API answers 503.
+    enabled: bool = True
+    # TOML file of [rules.<name>] tables (and optional [zones.<name>]) loaded at start-up; "" loads none.
+    file: str = ""
+    # TOML file of [zones.<name>] tables loaded at start-up; "" loads none.
+    zones_file: str = ""
+    # Zones written inline: [rules.zones.depot-north] kind = "circle", lat = ..., lon = ..., radius_m = ...
+    zones: dict[str, Zone] = msgspec.field(default_factory=dict)
+    # Rules held at most, from the file and the API together.
+    max_rules: int = 1000
+    # Seconds between re-checks of a rule that reads the clock other than as `age(x) > 5m`.
+    recheck_s: float = 10.0
+    # History rows one backtest replays at most.
+    backtest_max_rows: int = 100_000
+    # Size limits of one rule and message template (see rules/LANGUAGE.md, "Limits").
+    limits: RuleLimits = msgspec.field(default_factory=RuleLimits)
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -75,6 +96,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = msgspec.field(default_factory=Limits)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
+    rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)
@@ -219,3 +241,7 @@ def validate(settings: Settings) -> None:
     _check(settings.http.max_history_rows >= 1, "http.max_history_rows", "at least 1", settings.http.max_history_rows)
     _check(settings.demo.vehicles >= 0, "demo.vehicles", "0 or more", settings.demo.vehicles)
     _check(settings.demo.interval_s > 0, "demo.interval_s", "positive", settings.demo.interval_s)
+    rules = settings.rules
+    _check(rules.max_rules >= 1, "rules.max_rules", "at least 1", rules.max_rules)
+    _check(rules.recheck_s > 0, "rules.recheck_s", "positive", rules.recheck_s)
+    _check(rules.backtest_max_rows >= 1, "rules.backtest_max_rows", "at least 1", rules.backtest_max_rows)

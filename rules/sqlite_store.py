@@ -1,0 +1,227 @@
+"""The rules store on SQLite: its own aiosqlite connection to the hub's database file.
+
+The tables come from `migrations/sqlite/0010_rules.sql`, which the twin store applies
+when it opens the same file (WAL lets both connections work side by side); opening
+this store on a database without them is refused with the fix.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+import msgspec
+
+from rules.alerts import Alert, AlertQuery, AlertState
+from rules.definitions import RuleDefinition
+from rules.store import PendingTimer, RulesWrite, TimerKind
+from rules.zones import Zone
+from twin.errors import StoreError
+from twin.sqlite_store import sqlite_path
+
+_encode = msgspec.json.Encoder().encode
+_decode_rule = msgspec.json.Decoder(RuleDefinition).decode
+_decode_zone = msgspec.json.Decoder(Zone).decode
+_decode_alert = msgspec.json.Decoder(Alert).decode
+_decode_values = msgspec.json.Decoder(dict[str, Any]).decode
+
+_HAS_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rule_timers'"
+_UPSERT_ALERT = """
+INSERT INTO alerts (id, rule, vehicle_id, severity, state, raised_at, cleared_at, doc)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET state = excluded.state, cleared_at = excluded.cleared_at, doc = excluded.doc
+"""
+_UPSERT_TIMER = """
+INSERT INTO rule_timers (rule, vehicle_id, kind, since, due, vals) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (rule, vehicle_id) DO UPDATE SET
+    kind = excluded.kind, since = excluded.since, due = excluded.due, vals = excluded.vals
+"""
+
+
+class SqliteRulesStore:
+    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._synchronous = synchronous
+        self._conn: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        if self.path == ":memory:":
+            raise StoreError("the rules store needs a database file; an in-memory SQLite database is private")
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            async with conn.execute(_HAS_TABLES) as cur:
+                found = await cur.fetchone()
+            if found is None:
+                raise StoreError(
+                    f"database {self.path} has no rules tables; run `fleethub migrate` "
+                    "(the hub applies migrations when it starts)"
+                )
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def _c(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError("the SQLite rules store is not open")
+        return self._conn
+
+    async def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        async with self._c.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = self._c
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                await conn.execute(sql, args)
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+    # -- rules and zones ----------------------------------------------------------------
+
+    async def list_rules(self) -> list[RuleDefinition]:
+        rows = await self._fetch("SELECT definition FROM rules ORDER BY name")
+        return [_decode_rule(row[0]) for row in rows]
+
+    async def put_rule(self, definition: RuleDefinition) -> None:
+        await self._transaction(
+            [
+                (
+                    "INSERT INTO rules (name, definition, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                    "DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
+                    (definition.name, _encode(definition).decode(), time.time()),
+                )
+            ]
+        )
+
+    async def delete_rule(self, name: str) -> bool:
+        found = await self._fetch("SELECT 1 FROM rules WHERE name = ?", (name,))
+        await self._transaction(
+            [("DELETE FROM rules WHERE name = ?", (name,)), ("DELETE FROM rule_timers WHERE rule = ?", (name,))]
+        )
+        return bool(found)
+
+    async def list_zones(self) -> dict[str, Zone]:
+        rows = await self._fetch("SELECT name, zone FROM zones ORDER BY name")
+        return {row[0]: _decode_zone(row[1]) for row in rows}
+
+    async def put_zone(self, name: str, zone: Zone) -> None:
+        await self._transaction(
+            [
+                (
+                    "INSERT INTO zones (name, zone, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, updated_at = excluded.updated_at",
+                    (name, _encode(zone).decode(), time.time()),
+                )
+            ]
+        )
+
+    async def delete_zone(self, name: str) -> bool:
+        found = await self._fetch("SELECT 1 FROM zones WHERE name = ?", (name,))
+        await self._transaction([("DELETE FROM zones WHERE name = ?", (name,))])
+        return bool(found)
+
+    # -- alerts and timers --------------------------------------------------------------
+
+    async def write(self, batch: RulesWrite) -> None:
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        for alert in batch.alerts:
+            statements.append(
+                (
+                    _UPSERT_ALERT,
+                    (
+                        alert.id,
+                        alert.rule,
+                        alert.vehicle_id,
+                        alert.severity,
+                        alert.state.value,
+                        alert.raised_at,
+                        alert.cleared_at,
+                        _encode(alert).decode(),
+                    ),
+                )
+            )
+        for rule, vehicle_id in batch.timers_done:
+            statements.append(("DELETE FROM rule_timers WHERE rule = ? AND vehicle_id = ?", (rule, vehicle_id)))
+        for timer in batch.timers:
+            statements.append(
+                (
+                    _UPSERT_TIMER,
+                    (
+                        timer.rule,
+                        timer.vehicle_id,
+                        timer.kind.value,
+                        timer.since,
+                        timer.due,
+                        _encode(timer.values).decode(),
+                    ),
+                )
+            )
+        if statements:
+            await self._transaction(statements)
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        rows = await self._fetch("SELECT doc FROM alerts WHERE id = ?", (alert_id,))
+        return _decode_alert(rows[0][0]) if rows else None
+
+    async def query_alerts(self, query: AlertQuery) -> list[Alert]:
+        where, args = ["1=1"], list[Any]()
+        if query.state is not None:
+            where.append("state = ?")
+            args.append(query.state.value)
+        if query.open_only:
+            where.append("state != ?")
+            args.append(AlertState.CLEARED.value)
+        for column, value in (("severity", query.severity), ("rule", query.rule), ("vehicle_id", query.vehicle_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.start is not None:
+            where.append("raised_at >= ?")
+            args.append(query.start)
+        if query.end is not None:
+            where.append("raised_at < ?")
+            args.append(query.end)
+        sql = f"SELECT doc FROM alerts WHERE {' AND '.join(where)} ORDER BY raised_at DESC, id DESC LIMIT ?"
+        rows = await self._fetch(sql, (*args, query.limit))
+        return [_decode_alert(row[0]) for row in rows]
+
+    async def open_alerts(self) -> list[Alert]:
+        rows = await self._fetch("SELECT doc FROM alerts WHERE state != ?", (AlertState.CLEARED.value,))
+        return [_decode_alert(row[0]) for row in rows]
+
+    async def last_cleared(self, since: float) -> list[Alert]:
+        rows = await self._fetch(
+            "SELECT doc FROM alerts WHERE cleared_at >= ? ORDER BY cleared_at",
+            (since,),
+        )
+        newest: dict[tuple[str, str], Alert] = {}
+        for row in rows:
+            alert = _decode_alert(row[0])
+            newest[(alert.rule, alert.vehicle_id)] = alert
+        return list(newest.values())
+
+    async def pending_timers(self) -> list[PendingTimer]:
+        rows = await self._fetch("SELECT rule, vehicle_id, kind, since, due, vals FROM rule_timers")
+        return [PendingTimer(r[0], r[1], TimerKind(r[2]), r[3], r[4], _decode_values(r[5])) for r in rows]

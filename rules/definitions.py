@@ -92,7 +92,7 @@ class RuleDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, om
     for_: Duration | None = msgspec.field(default=None, name="for")
     clear_when: str | None = None
     clear_for: Duration | None = None
-    selector: Selector = msgspec.field(default_factory=Selector)
+    selector: Selector | None = None
     cooldown: Duration | None = None
     enabled: bool = True
 
@@ -113,7 +113,7 @@ class RuleBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
     for_: Duration | None = msgspec.field(default=None, name="for")
     clear_when: str | None = None
     clear_for: Duration | None = None
-    selector: Selector = msgspec.field(default_factory=Selector)
+    selector: Selector | None = None
     cooldown: Duration | None = None
     enabled: bool = True
 

@@ -309,7 +309,7 @@ class Evaluator:
             return [
                 n
                 for n, i in self._rules.items()
-                if (i.rule.tag_fields or i.rule.definition.selector.tags) and i.rule.definition.enabled
+                if (i.rule.tag_fields or i.rule.definition.selector) and i.rule.definition.enabled
             ]
         if kind in (UpdateKind.CONNECTED, UpdateKind.DISCONNECTED):
             return [n for n, i in self._rules.items() if i.rule.uses_time and i.rule.definition.enabled]
@@ -343,7 +343,7 @@ class Evaluator:
         self.evaluations += 1
         key = (rule.name, state.vehicle_id)
         slot = self._slots.get(key)
-        if not definition.selector.admits(state.fleet, state.tags):
+        if definition.selector is not None and not definition.selector.admits(state.fleet, state.tags):
             if slot is not None and slot.alert is None:
                 self._end_window(key, slot)
                 del self._slots[key]

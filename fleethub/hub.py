@@ -28,10 +28,11 @@ log = structlog.get_logger(__name__)
 
 
 class Hub:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        """`store` replaces the one `settings.store` names (tests wrap a real store with it)."""
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.store: Store = open_store(settings.store)
+        self.store: Store = store if store is not None else open_store(settings.store)
         self.service = TwinService(
             self.store,
             limits=settings.limits,
@@ -79,6 +80,8 @@ class Hub:
             port=s.mqtt.port,
             max_payload_bytes=s.limits.max_payload_bytes,
             allow_anonymous=s.mqtt.allow_anonymous,
+            session_expiry_s=s.mqtt.session_expiry_s,
+            max_queued_messages=s.mqtt.max_queued_messages,
             metrics=BrokerMetrics(self.registry),
         )
         await self._stack.enter_async_context(self.broker)

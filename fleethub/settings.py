@@ -24,6 +24,10 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 1883
     # Anonymous MQTT clients are accepted until per-vehicle credentials exist.
     allow_anonymous: bool = True
+    # A persistent session (clean session = false) is kept this long after its client leaves (7 days).
+    session_expiry_s: int = 604_800
+    # QoS 1/2 messages kept per absent persistent session; beyond it the oldest are dropped and counted.
+    max_queued_messages: int = 1000
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -197,6 +201,9 @@ def validate(settings: Settings) -> None:
     """Cross-field and range checks msgspec types cannot express."""
     for name, port in (("mqtt.port", settings.mqtt.port), ("http.port", settings.http.port)):
         _check(0 <= port <= 65535, name, "0-65535 (0 picks a free port)", port)
+    mqtt = settings.mqtt
+    _check(mqtt.session_expiry_s >= 1, "mqtt.session_expiry_s", "at least 1 (seconds)", mqtt.session_expiry_s)
+    _check(mqtt.max_queued_messages >= 1, "mqtt.max_queued_messages", "at least 1", mqtt.max_queued_messages)
     url = settings.store.url
     _check(
         url.startswith(("sqlite://", "postgresql://", "postgres://")),

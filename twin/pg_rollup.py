@@ -23,36 +23,58 @@ from twin.store import AggregateRow, Bucket, FieldAgg
 
 MARK_DIRTY = """
 INSERT INTO history_1m_dirty (vehicle_id, bucket)
-SELECT DISTINCT vehicle_id, date_bin('1 minute', ts, TIMESTAMPTZ 'epoch') FROM fh_history_stage ORDER BY 1, 2
+SELECT DISTINCT vehicle_id, date_bin('1 minute', to_timestamp(ts), TIMESTAMPTZ 'epoch')
+FROM fh_history_stage ORDER BY 1, 2
 ON CONFLICT (vehicle_id, bucket) DO UPDATE SET gen = history_1m_dirty.gen + 1
 """
 
 _PICK = "SELECT vehicle_id, bucket, gen FROM history_1m_dirty WHERE bucket < %s LIMIT %s"
 
-# Flatten every row of the picked minutes into numeric leaves (objects only, never into
-# arrays, exactly like twin.paths.get_path), then fold them per minute and field.
+# Flatten every row of the picked minutes into numeric leaves (through objects only,
+# never into arrays, exactly like twin.paths.get_path), then fold them per minute and
+# field. Top-level numbers come straight from jsonb_each; only nested objects go
+# through the (much costlier per row) recursive CTE.
 _RECOMPUTE = """
 WITH RECURSIVE picked AS (
     SELECT * FROM unnest(%(vids)s::text[], %(buckets)s::timestamptz[]) AS b(vehicle_id, bucket)
 ),
-src AS MATERIALIZED (
-    SELECT p.vehicle_id, p.bucket, h.ts, h.id, h.data
-    FROM picked p
-    JOIN history h ON h.vehicle_id = p.vehicle_id AND h.ts >= p.bucket AND h.ts < p.bucket + INTERVAL '1 minute'
+-- Consecutive minutes of one vehicle become one range: one index scan each.
+ranges AS (
+    SELECT vehicle_id, min(bucket) AS lo, max(bucket) + INTERVAL '1 minute' AS hi
+    FROM (SELECT vehicle_id, bucket,
+                 bucket - INTERVAL '1 minute' * row_number() OVER (PARTITION BY vehicle_id ORDER BY bucket) AS island
+          FROM picked) p
+    GROUP BY vehicle_id, island
 ),
-leaves (vehicle_id, bucket, ts, id, path, value) AS (
-    SELECT s.vehicle_id, s.bucket, s.ts, s.id, ARRAY[e.key], e.value FROM src s, jsonb_each(s.data) e
+src AS MATERIALIZED (
+    SELECT r.vehicle_id, date_bin('1 minute', h.ts, TIMESTAMPTZ 'epoch') AS bucket, h.ts, h.id, h.data
+    FROM ranges r
+    CROSS JOIN LATERAL (
+        -- OFFSET 0 keeps this a per-range index scan instead of a join over the whole table.
+        SELECT ts, id, data FROM history WHERE vehicle_id = r.vehicle_id AND ts >= r.lo AND ts < r.hi OFFSET 0
+    ) h
+),
+-- Nested objects only: most telemetry is flat, so the recursion sees few rows.
+nested (vehicle_id, bucket, ts, id, k, value) AS (
+    SELECT s.vehicle_id, s.bucket, s.ts, s.id, e.key, e.value
+    FROM src s, jsonb_each(s.data) e WHERE jsonb_typeof(e.value) = 'object'
     UNION ALL
-    SELECT l.vehicle_id, l.bucket, l.ts, l.id, l.path || e.key, e.value
-    FROM leaves l, jsonb_each(CASE WHEN jsonb_typeof(l.value) = 'object' THEN l.value ELSE '{}'::jsonb END) e
+    -- The type test sits on the work table, so jsonb_each only ever sees objects.
+    SELECT n.vehicle_id, n.bucket, n.ts, n.id, n.k || %(sep)s || e.key, e.value
+    FROM nested n, jsonb_each(CASE WHEN jsonb_typeof(n.value) = 'object' THEN n.value ELSE '{}'::jsonb END) e
+    WHERE jsonb_typeof(n.value) = 'object'
+),
+numbers AS (
+    SELECT s.vehicle_id, s.bucket, s.ts, s.id, e.key AS k, e.value::numeric AS v
+    FROM src s, jsonb_each(s.data) e WHERE jsonb_typeof(e.value) = 'number'
+    UNION ALL
+    SELECT vehicle_id, bucket, ts, id, k, value::numeric FROM nested WHERE jsonb_typeof(value) = 'number'
 ),
 fields AS (
-    SELECT vehicle_id, bucket, array_to_string(path, %(sep)s) AS k,
-           count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi,
+    SELECT vehicle_id, bucket, k, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi,
            max(ARRAY[extract(epoch FROM ts), id::numeric, v]) AS last
-    FROM (SELECT vehicle_id, bucket, ts, id, path, value::numeric AS v
-          FROM leaves WHERE jsonb_typeof(value) = 'number') x
-    GROUP BY vehicle_id, bucket, path
+    FROM numbers
+    GROUP BY vehicle_id, bucket, k
 ),
 stats AS (
     SELECT vehicle_id, bucket,
@@ -165,8 +187,11 @@ WITH dirty AS (
     SELECT bucket FROM history_1m_dirty
     WHERE vehicle_id = %(vid)s AND bucket >= %(ilo)s AND bucket < %(ihi)s
 ),
+-- Runs of consecutive dirty minutes become one range each, plus the partial edges.
 windows (lo, hi) AS (
-    SELECT bucket, bucket + INTERVAL '1 minute' FROM dirty
+    SELECT min(bucket), max(bucket) + INTERVAL '1 minute'
+    FROM (SELECT bucket, bucket - INTERVAL '1 minute' * row_number() OVER (ORDER BY bucket) AS island FROM dirty) d
+    GROUP BY island
     UNION ALL
     SELECT * FROM unnest(%(elo)s::timestamptz[], %(ehi)s::timestamptz[])
 ),
@@ -179,7 +204,12 @@ minutes AS (
     SELECT date_bin('1 minute', ts, TIMESTAMPTZ 'epoch'), count(*){raw}
     FROM (
         SELECT h.ts, h.id{values}
-        FROM windows w JOIN history h ON h.vehicle_id = %(vid)s AND h.ts >= w.lo AND h.ts < w.hi
+        FROM windows w
+        CROSS JOIN LATERAL (
+            SELECT ts, id, data FROM history WHERE vehicle_id = %(vid)s AND ts >= w.lo AND ts < w.hi OFFSET 0
+        ) h
+        -- Without the fence each field would be extracted once per aggregate using it.
+        OFFSET 0
     ) x
     GROUP BY 1
 )

@@ -7,6 +7,7 @@ import msgspec
 from firmware_sim import topics
 from firmware_sim.cities import DEFAULT_CITY, get_city
 from firmware_sim.errors import ConfigError
+from firmware_sim.faults import Fault
 
 MAX_VEHICLES = 100_000
 
@@ -35,6 +36,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     reconnect_max_s: float = 30.0
     # Seconds to wait for the TCP connection and then for CONNACK.
     connect_timeout_s: float = 10.0
+    # Faults to inject (see firmware_sim.faults), and the share of other vehicles given a random one.
+    faults: tuple[Fault, ...] = ()
+    fault_rate: float = 0.0
 
     def __post_init__(self) -> None:
         _at_least("vehicles", self.vehicles, 1)
@@ -65,6 +69,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 f"got {self.reconnect_max_s}"
             )
         _positive("connect_timeout_s", self.connect_timeout_s)
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ConfigError(f"setting 'fault_rate' must be 0-1, got {self.fault_rate}")
 
     def vehicle_ids(self) -> list[str]:
         return [topics.vehicle_id(self.prefix, i) for i in range(self.start_index, self.start_index + self.vehicles)]

@@ -14,6 +14,7 @@ import msgspec
 
 from firmware_sim import topics
 from firmware_sim.errors import InvalidDelta
+from firmware_sim.faults import FaultInjector
 from firmware_sim.vehicle import Vehicle
 
 # Answers to the hub are rare and matter to an operator waiting on them.
@@ -52,9 +53,12 @@ _encode = msgspec.json.Encoder().encode
 class Firmware:
     """One vehicle's side of the MQTT contract."""
 
-    def __init__(self, vehicle_id: str, vehicle: Vehicle, *, telemetry_qos: int = 1) -> None:
+    def __init__(
+        self, vehicle_id: str, vehicle: Vehicle, *, telemetry_qos: int = 1, faults: FaultInjector | None = None
+    ) -> None:
         self.vehicle_id = vehicle_id
         self.vehicle = vehicle
+        self.faults = faults
         self.telemetry_qos = telemetry_qos
         self.telemetry_topic = topics.telemetry(vehicle_id)
         self.delta_topic = topics.twin_delta(vehicle_id)
@@ -68,8 +72,15 @@ class Firmware:
     def report(self, now: float) -> Outbound:
         """Advance the vehicle to `now` and encode its telemetry."""
         self.vehicle.step(now)
-        payload = _encode(self.vehicle.telemetry(now))
+        telemetry = self.vehicle.telemetry(now)
+        if self.faults is not None:
+            telemetry = self.faults.apply(telemetry, now)
+        payload = _encode(telemetry)
         return Outbound(self.telemetry_topic, payload, self.telemetry_qos)
+
+    def silent(self, now: float) -> bool:
+        """Whether a fault keeps the tracker from reporting."""
+        return self.faults is not None and self.faults.silent(now)
 
     def on_delta(self, payload: bytes, now: float) -> DeltaHandled:
         """Apply a `twin/delta` payload.

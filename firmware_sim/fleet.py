@@ -22,6 +22,7 @@ import structlog
 from firmware_sim.cities import get_city
 from firmware_sim.config import SimConfig
 from firmware_sim.errors import ConfigError, InvalidDelta, SimError
+from firmware_sim.faults import FaultInjector
 from firmware_sim.firmware import Firmware, Outbound
 from firmware_sim.link import Endpoint, MqttLink, resolve
 from firmware_sim.stats import FleetStats, RateMeter
@@ -76,7 +77,12 @@ class Fleet:
         now = self.clock()
         for vid in cfg.vehicle_ids():
             vehicle = Vehicle(city, random.Random(f"{self.seed}/{vid}"), now, report_interval_s=cfg.interval_s)
-            self._units.append(_Unit(self, Firmware(vid, vehicle, telemetry_qos=cfg.qos), endpoints))
+            faults = None
+            if cfg.faults or cfg.fault_rate:
+                fault_rng = random.Random(f"{self.seed}/{vid}/faults")
+                faults = FaultInjector.for_vehicle(vid, fault_rng, now, cfg.faults, cfg.fault_rate)
+            firmware = Firmware(vid, vehicle, telemetry_qos=cfg.qos, faults=faults)
+            self._units.append(_Unit(self, firmware, endpoints))
 
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -253,8 +259,9 @@ class _Unit:
         due = self._due + self.firmware.vehicle.report_interval_s
         # A loop that fell behind skips reports instead of sending a burst to catch up.
         self._schedule(due if due > now else now + self.firmware.vehicle.report_interval_s)
-        if self.link.connected:
-            self._send(self.firmware.report(self.fleet.clock()))
+        now = self.fleet.clock()
+        if self.link.connected and not self.firmware.silent(now):
+            self._send(self.firmware.report(now))
 
     def _send(self, message: Outbound) -> None:
         if self.link.publish(message.topic, message.payload, message.qos):
@@ -263,7 +270,9 @@ class _Unit:
     def _connected(self) -> None:
         self.fleet.connection_changed()
         # Report at once, so the hub sees where the vehicle is as soon as it is back.
-        self._send(self.firmware.report(self.fleet.clock()))
+        now = self.fleet.clock()
+        if not self.firmware.silent(now):
+            self._send(self.firmware.report(now))
 
     def _message(self, topic: str, payload: bytes) -> None:
         if topic != self.firmware.delta_topic:

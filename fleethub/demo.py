@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from importlib import resources
 
 import msgspec
 import structlog
 
 from broker import PortInUse
 from firmware_sim import Fleet, SimConfig
+from firmware_sim.cities import get_city
+from firmware_sim.geo import distance_km
 from fleethub.cli import stop_on_signals
 from fleethub.http_server import HttpPortInUse
 from fleethub.hub import Hub
 from fleethub.settings import Settings
+from rules import Circle
+
+# Share of demo vehicles that develop a fault (overheating, tyre leak, silence, leaving the area).
+DEMO_FAULT_RATE = 0.2
 
 log = structlog.get_logger("fleethub.demo")
 
@@ -44,6 +51,20 @@ async def _start_hub(settings: Settings) -> Hub:
     raise RuntimeError("could not find free ports for the demo")
 
 
+def with_demo_rules(settings: Settings) -> Settings:
+    """The packaged demo rules unless a rules file is set, and a service area around the demo city."""
+    rules = settings.rules
+    if not rules.enabled or not settings.store.url.startswith("sqlite://"):
+        return settings
+    city = get_city(settings.demo.city)
+    lat, lon = (city.south + city.north) / 2, (city.west + city.east) / 2
+    radius_m = distance_km(lat, lon, city.north, city.east) * 1000 + 2000
+    zones = {"service-area": Circle(lat=lat, lon=lon, radius_m=radius_m), **rules.zones}
+    demo_file = str(resources.files("fleethub").joinpath("demo_rules.toml"))
+    rules = msgspec.structs.replace(rules, file=rules.file or demo_file, zones=zones)
+    return msgspec.structs.replace(settings, rules=rules)
+
+
 def banner(hub: Hub, vehicles: int, prefix: str) -> str:
     http = f"http://localhost:{hub.http_port}"
     first = f"{prefix}0001"
@@ -62,6 +83,8 @@ Try:
   curl -s -X PATCH {http}/api/v1/vehicles/{first}/twin/desired \\
        -H 'Content-Type: application/json' -d '{{"charge_limit": 80}}'
   mosquitto_sub -p {hub.mqtt_port} -t 'vehicles/{first}/#' -v
+  mosquitto_sub -p {hub.mqtt_port} -t 'alerts/#' -v
+  curl -s '{http}/api/v1/alerts?state=open'
 
 Press Ctrl-C to stop.
 """
@@ -69,6 +92,7 @@ Press Ctrl-C to stop.
 
 async def run_demo(settings: Settings) -> int:
     stop = stop_on_signals()
+    settings = with_demo_rules(settings)
     hub = await _start_hub(settings)
     try:
         config = SimConfig(
@@ -77,6 +101,7 @@ async def run_demo(settings: Settings) -> int:
             host="127.0.0.1",
             port=hub.mqtt_port,
             city=settings.demo.city,
+            fault_rate=DEMO_FAULT_RATE,
         )
         print(banner(hub, config.vehicles, config.prefix), file=sys.stderr, flush=True)
         async with Fleet(config) as fleet:

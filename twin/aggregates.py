@@ -7,6 +7,7 @@ store gives the same bits, not just nearly the same value.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -103,17 +104,28 @@ class FieldStats:
             self.last_key, self.last = (ts, row_id), value
 
     def result(self, agg: Agg) -> Json:
-        match agg:
-            case Agg.COUNT:
-                return self.n
-            case Agg.AVG:
-                return float(_EXACT.divide(self.total, self.n)) if self.n else None
-            case Agg.MIN:
-                return json_number(self.lo) if self.lo is not None else None
-            case Agg.MAX:
-                return json_number(self.hi) if self.hi is not None else None
-            case Agg.LAST:
-                return json_number(self.last) if self.last is not None else None
+        return finish(agg, self.n, self.total, self.lo, self.hi, self.last)
+
+
+def finish(agg: Agg, n: int, total: Decimal, lo: Decimal | None, hi: Decimal | None, last: Decimal | None) -> Json:
+    """The value of one function from a field's folded stats."""
+    match agg:
+        case Agg.COUNT:
+            return n
+        case Agg.AVG:
+            return float(_EXACT.divide(total, n)) if n else None
+        case Agg.MIN:
+            return json_number(lo) if lo is not None else None
+        case Agg.MAX:
+            return json_number(hi) if hi is not None else None
+        case Agg.LAST:
+            return json_number(last) if last is not None else None
+
+
+@functools.cache
+def output_plan(aggs: tuple[FieldAgg, ...]) -> tuple[tuple[str, str, Agg], ...]:
+    """(output key, field, function) per requested aggregate, computed once per query shape."""
+    return tuple((a.key, a.field, a.agg) for a in aggs)
 
 
 def field_path(name: str) -> tuple[str, ...]:
@@ -166,5 +178,6 @@ class Bucketizer:
 def make_row(
     vehicle_id: str, start: float, rows: int, stats: dict[str, FieldStats], aggs: tuple[FieldAgg, ...]
 ) -> AggregateRow:
-    values = {a.key: stats.get(a.field, FieldStats()).result(a.agg) for a in aggs}
+    empty = FieldStats()
+    values = {key: stats.get(name, empty).result(agg) for key, name, agg in output_plan(aggs)}
     return AggregateRow(vehicle_id=vehicle_id, bucket=start, rows=rows, values=values)

@@ -17,7 +17,7 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from twin.aggregates import FieldStats, field_path, make_row
+from twin.aggregates import field_path, finish, output_plan
 from twin.model import PATH_SEP
 from twin.store import AggregateRow, Bucket, FieldAgg
 
@@ -140,6 +140,7 @@ _BUCKET_EXPR: dict[Bucket, LiteralString] = {
     Bucket.HOUR: "date_bin('1 hour', minute, TIMESTAMPTZ 'epoch')",
     Bucket.DAY: "date_trunc('day', minute, %(tz)s)",
 }
+_ZERO = Decimal(0)
 _INDEX_LIKE = re.compile(r"^-?\d+$")
 _FAR_PAST = datetime(1, 1, 2, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
@@ -254,20 +255,14 @@ def _dt(ts: float | None, default: datetime) -> datetime:
 
 
 def aggregate_rows(vid: str, fields: list[str], aggs: tuple[FieldAgg, ...], found: list[Any]) -> list[AggregateRow]:
+    """Records of `aggregate_sql` (bucket, rows, then n, sum, min, max, last per field) to rows."""
+    column = {name: 2 + 5 * i for i, name in enumerate(fields)}
+    plan = [(key, column[name], agg) for key, name, agg in output_plan(aggs)]
     out = []
     for record in found:
-        bucket, rows = record[0], record[1]
-        stats: dict[str, FieldStats] = {}
-        for i, name in enumerate(fields):
-            n, total, lo, hi, last = record[2 + 5 * i : 7 + 5 * i]
-            last_value: Decimal | None = last[2] if last else None
-            stats[name] = FieldStats(
-                n=int(n or 0),
-                total=total if total is not None else Decimal(0),
-                lo=lo,
-                hi=hi,
-                last_key=(float(last[0]), int(last[1])) if last else None,
-                last=last_value,
-            )
-        out.append(make_row(vid, bucket.timestamp(), int(rows), stats, aggs))
+        values = {}
+        for key, at, agg in plan:
+            n, total, lo, hi, last = record[at : at + 5]
+            values[key] = finish(agg, int(n or 0), total or _ZERO, lo, hi, last[2] if last else None)
+        out.append(AggregateRow(vehicle_id=vid, bucket=record[0].timestamp(), rows=int(record[1]), values=values))
     return out

@@ -1,0 +1,1 @@
+"""Benchmarks that compare fleethub with its peers in one run; see `python -m bench --help`."""

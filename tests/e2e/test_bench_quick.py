@@ -1,0 +1,50 @@
+"""`python -m bench --quick` keeps working: every scenario leaves a result file with the expected keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = ("ceiling", "ingest", "peer", "naive", "api", "connections")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_quick_bench_writes_results_summary_and_charts(tmp_path: Path) -> None:
+    """A quick run writes one JSON file per scenario, SUMMARY.md and, with matplotlib, the charts."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for scenario in SCENARIOS:
+        files = list(out.glob(f"*-{scenario}.json"))
+        assert len(files) == 1, f"no result file for {scenario}: {sorted(p.name for p in out.iterdir())}"
+        doc = json.loads(files[0].read_text())
+        assert {"scenario", "status", "notes", "config", "runs", "machine", "date", "quick"} <= doc.keys()
+        assert doc["scenario"] == scenario
+        assert doc["quick"] is True
+        assert doc["status"] in ("ok", "skipped")
+        if doc["status"] == "ok":
+            assert doc["runs"], scenario
+            for run in doc["runs"]:
+                assert {"system", "kind", "throughput_msg_s"} <= run.keys()
+    summary = (out / "SUMMARY.md").read_text()
+    assert "| scenario | system |" in summary
+    assert "## Aims" in summary
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (out / "throughput.png").stat().st_size > 0
+    assert (out / "latency.png").stat().st_size > 0

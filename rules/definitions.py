@@ -152,6 +152,8 @@ class CompiledRule:
     for_s: float
     clear_for_s: float
     cooldown_s: float
+    # The outcome can change with time alone (`age`, `no_data_for`, `connected`).
+    uses_time: bool
 
     @property
     def name(self) -> str:
@@ -172,10 +174,6 @@ class CompiledRule:
     def tag_fields(self) -> frozenset[Path]:
         clear = self.clear_when.tag_fields if self.clear_when else frozenset()
         return self.when.tag_fields | clear
-
-    @property
-    def uses_time(self) -> bool:
-        return self.when.uses_time or (self.clear_when is not None and self.clear_when.uses_time)
 
 
 def _problem(field: str, exc: RuleSyntaxError) -> CompileProblem:
@@ -212,6 +210,7 @@ def compile_definition(
         parse_duration(definition.for_, "for"),
         parse_duration(definition.clear_for, "clear_for"),
         parse_duration(definition.cooldown, "cooldown"),
+        when.uses_time or (clear is not None and clear.uses_time),
     )
 
 

@@ -41,6 +41,8 @@ Key = tuple[str, str]
 _NO_ENTRIES: Final[Mapping[str, ReportedEntry | None]] = {}
 # A strict threshold (`age(x) > 5m`) is crossed just after the deadline, not at it.
 _AFTER: Final = 0.001
+# Message shapes whose affected rules are remembered at most.
+_MAX_SHAPES: Final = 4096
 
 
 class TimerPurpose(enum.Enum):
@@ -166,6 +168,7 @@ class Evaluator:
         self._rules: dict[str, _Indexed] = {}
         self._by_head: dict[str, list[tuple[str, frozenset[Path]]]] = {}
         self._time_by_head: dict[str, list[tuple[str, frozenset[Path]]]] = {}
+        self._shapes: dict[tuple[tuple[Path, ...], tuple[str, ...]], list[str]] = {}
         self._slots: dict[Key, Slot] = {}
         self._cooldown_until: dict[Key, float] = {}
         self._timers: TimerHeap[tuple[str, str, TimerPurpose]] = TimerHeap()
@@ -228,6 +231,7 @@ class Evaluator:
                 if rule.uses_time:
                     time_by_head.setdefault(head, []).append((name, fields))
         self._by_head, self._time_by_head = by_head, time_by_head
+        self._shapes.clear()
 
     # -- restoring persisted state ------------------------------------------------------
 
@@ -297,12 +301,19 @@ class Evaluator:
     def _affected(self, update: TwinUpdate) -> list[str]:
         kind = update.kind
         if kind is UpdateKind.TELEMETRY:
-            names: dict[str, None] = {}
-            self._match(update.changed, self._by_head, names)
-            if self._time_by_head and update.previous:
-                applied = [tuple(key.split(PATH_SEP)) for key in update.previous]
-                self._match(applied, self._time_by_head, names)
-            return list(names)
+            # Vehicles send messages of few shapes: the rules one shape touches are looked up once.
+            shape = (update.changed, tuple(update.previous) if self._time_by_head else ())
+            found = self._shapes.get(shape)
+            if found is None:
+                names: dict[str, None] = {}
+                self._match(update.changed, self._by_head, names)
+                if shape[1]:
+                    self._match([tuple(key.split(PATH_SEP)) for key in shape[1]], self._time_by_head, names)
+                found = list(names)
+                if len(self._shapes) >= _MAX_SHAPES:
+                    self._shapes.clear()
+                self._shapes[shape] = found
+            return found
         if kind is UpdateKind.DESIRED:
             return [n for n, i in self._rules.items() if i.rule.desired_fields and i.rule.definition.enabled]
         if kind is UpdateKind.TAGS:
@@ -417,7 +428,11 @@ class Evaluator:
             best = cooldown
         if best is None:
             self._timers.cancel(recheck)
-        else:
+            return
+        # An earlier re-check than needed only re-evaluates and moves on, so a vehicle that
+        # reports often does not push a new deadline onto the heap with every message.
+        current = self._timers.deadline(recheck)
+        if current is None or current <= now or best < current:
             self._timers.schedule(recheck, best)
 
     def _values(self, rule: CompiledRule, ctx: TwinContext) -> dict[str, object]:

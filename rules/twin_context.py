@@ -30,7 +30,7 @@ def _get(tree: Mapping[str, object], path: Path) -> object:
 class TwinContext:
     """One vehicle at one update. Satisfies `rules.EvalContext`."""
 
-    __slots__ = ("now", "overlay", "previous_entries", "state")
+    __slots__ = ("_reads", "_stamps", "now", "overlay", "previous_entries", "state")
 
     def __init__(
         self,
@@ -43,6 +43,9 @@ class TwinContext:
         self.now = now
         self.previous_entries = previous
         self.overlay = overlay
+        # Many rules read the same few fields of one update: each read is done once.
+        self._reads: dict[tuple[Path, bool], object] = {}
+        self._stamps: dict[tuple[Path, bool], float | None] = {}
 
     # -- entries as of this update ------------------------------------------------------
 
@@ -51,8 +54,11 @@ class TwinContext:
             return self.overlay[key]
         return self.state.reported.get(key)
 
-    def _keys(self) -> set[str]:
-        return set(self.state.reported) | set(self.overlay)
+    def _keys(self) -> list[str]:
+        reported = self.state.reported
+        if not self.overlay:
+            return list(reported)
+        return [*reported, *(key for key in self.overlay if key not in reported)]
 
     def _entry_before(self, key: str) -> ReportedEntry | None:
         if key in self.previous_entries:
@@ -107,17 +113,33 @@ class TwinContext:
 
     def value(self, path: Path, source: Source) -> object:
         if source is Source.REPORTED:
-            return self._read(path, before=False)
+            return self._cached_read(path, False)
         return _get(self.state.desired if source is Source.DESIRED else self.state.tags, path)
 
     def previous(self, path: Path) -> object:
-        return self._read(path, before=True)
+        return self._cached_read(path, True)
 
     def reported_at(self, path: Path) -> float | None:
-        return self._stamp(path, before=False)
+        return self._cached_stamp(path, False)
 
     def previous_reported_at(self, path: Path) -> float | None:
-        return self._stamp(path, before=True)
+        return self._cached_stamp(path, True)
+
+    def _cached_read(self, path: Path, before: bool) -> object:
+        key = (path, before)
+        try:
+            return self._reads[key]
+        except KeyError:
+            value = self._reads[key] = self._read(path, before)
+            return value
+
+    def _cached_stamp(self, path: Path, before: bool) -> float | None:
+        key = (path, before)
+        try:
+            return self._stamps[key]
+        except KeyError:
+            stamp = self._stamps[key] = self._stamp(path, before)
+            return stamp
 
     def connected(self) -> bool | None:
         return self.state.connection.connected

@@ -9,7 +9,6 @@ replaces broken connections, checking each one before lending it out.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +25,16 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from twin.aggregates import next_bucket, zone
 from twin.errors import StoreError
 from twin.model import HistoryRow, TwinState
+from twin.pg_copy import (
+    COPY_HISTORY,
+    COPY_TWINS,
+    MOVE_HISTORY,
+    MOVE_TWINS,
+    STAGING,
+    history_copy,
+    json_text,
+    twins_copy,
+)
 from twin.pg_partitions import Partitions
 from twin.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
 from twin.pg_schema import Mode, PostgresOptions, prepare
@@ -54,93 +63,13 @@ __all__ = ["PostgresOptions", "PostgresStore"]
 
 log = structlog.get_logger(__name__)
 
-_encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(TwinState).decode
 _decode_data = msgspec.json.Decoder(dict[str, Any]).decode
-
-# jsonb cannot hold U+0000, which JSON strings may; an escaped NUL (not an escaped
-# backslash followed by "u0000") becomes U+FFFD rather than failing the batch forever.
-_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-# Times travel as epoch seconds and become timestamptz in SQL: formatting datetimes in
-# Python was a third of the client's cost per row.
-_STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS fh_history_stage (
-    ord integer, vehicle_id text, ts float8, received_at float8, seq bigint, data jsonb
-) ON COMMIT DELETE ROWS;
-CREATE TEMPORARY TABLE IF NOT EXISTS fh_twin_stage (
-    ord integer, vehicle_id text, fleet text, version bigint, connected boolean, last_seen float8,
-    created_at float8, updated_at float8, tags jsonb, state jsonb
-) ON COMMIT DELETE ROWS;
-SET TIME ZONE 'UTC';
-SET jit = off;
-"""
-
-_COPY_HISTORY = "COPY fh_history_stage (ord, vehicle_id, ts, received_at, seq, data) FROM STDIN"
-_MOVE_HISTORY = """
-INSERT INTO history (vehicle_id, ts, received_at, seq, data)
-SELECT vehicle_id, to_timestamp(ts), to_timestamp(received_at), seq, data FROM fh_history_stage ORDER BY ord
-ON CONFLICT DO NOTHING
-"""
-_COPY_TWINS = (
-    "COPY fh_twin_stage (ord, vehicle_id, fleet, version, connected, last_seen, created_at, updated_at, tags, state) "
-    "FROM STDIN"
-)
-# DISTINCT ON keeps the last copy of a twin written twice in one batch; the ORDER BY
-# vehicle_id takes row locks in one order, so two hub workers cannot deadlock.
-_MOVE_TWINS = """
-INSERT INTO twins (vehicle_id, fleet, version, connected, last_seen, created_at, updated_at, tags, state)
-SELECT vehicle_id, fleet, version, connected, to_timestamp(last_seen), to_timestamp(created_at),
-       to_timestamp(updated_at), tags, state
-FROM (SELECT DISTINCT ON (vehicle_id) * FROM fh_twin_stage ORDER BY vehicle_id, ord DESC) t
-ORDER BY vehicle_id
-ON CONFLICT (vehicle_id) DO UPDATE SET
-    fleet = excluded.fleet, version = excluded.version, connected = excluded.connected,
-    last_seen = excluded.last_seen, updated_at = excluded.updated_at, tags = excluded.tags, state = excluded.state
-"""
 
 # Minutes younger than this are still being written: the rollup leaves them to raw reads.
 _SETTLE = timedelta(minutes=2)
 _REFRESH_CHUNK = 2_000
 _REFRESH_BUDGET_S = 5.0
-
-
-def _json(value: object) -> str:
-    text = _encode(value).decode()
-    return _NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
-
-
-_NULL = "\\N"
-
-
-def _copy_text(value: str) -> str:
-    """A value for COPY's text format; JSON from msgspec only ever needs its backslashes doubled."""
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
-def _history_copy(history: Sequence[HistoryRow]) -> bytes:
-    lines = [
-        f"{i}\t{_copy_text(h.vehicle_id)}\t{h.ts!r}\t{h.received_at!r}\t"
-        f"{_NULL if h.seq is None else h.seq}\t{_copy_text(_json(h.data))}\n"
-        for i, h in enumerate(history)
-    ]
-    return "".join(lines).encode()
-
-
-def _twins_copy(twins: Sequence[TwinState]) -> bytes:
-    lines = []
-    for i, t in enumerate(twins):
-        seen = t.connection.last_seen
-        lines.append(
-            f"{i}\t{_copy_text(t.vehicle_id)}\t{_copy_text(t.fleet)}\t{t.version}\t"
-            f"{'t' if t.connection.connected else 'f'}\t{_NULL if seen is None else repr(seen)}\t"
-            f"{t.created_at!r}\t{t.updated_at!r}\t{_copy_text(_json(t.tags))}\t{_copy_text(_json(t))}\n"
-        )
-    return "".join(lines).encode()
 
 
 def _dt(ts: float) -> datetime:
@@ -202,7 +131,7 @@ class PostgresStore:
 
     @staticmethod
     async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(_STAGING)
+        await conn.execute(STAGING)
 
     async def _fix_partition_width(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Partitions keep the width they were created with; a changed setting would overlap them."""
@@ -243,14 +172,14 @@ class PostgresStore:
         try:
             async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
                 if history:
-                    async with cur.copy(_COPY_HISTORY) as copy:
-                        await copy.write(_history_copy(history))
-                    await cur.execute(_MOVE_HISTORY)
+                    async with cur.copy(COPY_HISTORY) as copy:
+                        await copy.write(history_copy(history))
+                    await cur.execute(MOVE_HISTORY)
                     await cur.execute(MARK_DIRTY)
                 if twins:
-                    async with cur.copy(_COPY_TWINS) as copy:
-                        await copy.write(_twins_copy(twins))
-                    await cur.execute(_MOVE_TWINS)
+                    async with cur.copy(COPY_TWINS) as copy:
+                        await copy.write(twins_copy(twins))
+                    await cur.execute(MOVE_TWINS)
         except psycopg.errors.CheckViolation:
             # "no partition of relation found": another worker's retention dropped one we
             # thought existed. Forget what we know; the retried batch recreates it.
@@ -300,7 +229,7 @@ class PostgresStore:
             args.append(selection.fleet)
         if selection.tags:
             where.append("tags @> %s::jsonb")
-            args.append(_json(dict(selection.tags)))
+            args.append(json_text(dict(selection.tags)))
         if selection.ids is not None:
             where.append("vehicle_id = ANY(%s::text[])")
             args.append(list(selection.ids))

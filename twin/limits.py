@@ -52,6 +52,9 @@ def _walk(node: Mapping[str, Json], limits: Limits, depth: int, where: str) -> i
 
 def _check_value(value: Json, limits: Limits, depth: int, path: str) -> None:
     if isinstance(value, str):
+        if "\x00" in value:
+            # PostgreSQL's jsonb cannot hold NUL; refusing it keeps every store able to take any twin.
+            raise LimitExceeded("bad_string", f"value of '{path}' contains a NUL character")
         if len(value) > limits.max_string_length:
             raise LimitExceeded(
                 "string_too_long",

@@ -114,11 +114,13 @@ class SqliteStore:
             "CREATE TABLE IF NOT EXISTS schema_version "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
         )
-        async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = int(row[0]) if row else 0
+        async with conn.execute("SELECT version FROM schema_version") as cur:
+            applied = {int(r[0]) for r in await cur.fetchall()}
+        current = max(applied, default=0)
         for migration in load_migrations("sqlite"):
-            if migration.version <= current:
+            # Every missing number runs, not only those above the highest: parts of the hub
+            # own number ranges, so a lower number can land after a higher one.
+            if migration.version in applied:
                 continue
             await conn.execute("BEGIN IMMEDIATE")
             try:
@@ -132,7 +134,7 @@ class SqliteStore:
                 await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
-            current = migration.version
+            current = max(current, migration.version)
         self._schema_version = current
 
     @property

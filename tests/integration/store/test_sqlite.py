@@ -42,3 +42,24 @@ async def test_data_survives_reopen(tmp_path) -> None:
         assert twin is not None
         assert twin.version == 3
         assert await store.count_twins() == 1
+
+
+async def test_a_lower_numbered_migration_landing_later_still_runs(tmp_path, monkeypatch) -> None:
+    """Migrations are applied by missing number, not only above the highest applied one."""
+    from twin import sqlite_store
+    from twin.migrate import Migration, load_migrations
+
+    url = f"sqlite:///{tmp_path}/late.db"
+    real = load_migrations("sqlite")
+    monkeypatch.setattr(sqlite_store, "load_migrations", lambda _backend: real)
+    async with SqliteStore(url):
+        pass
+    late = Migration(version=5, name="late", sql="CREATE TABLE late_arrival (x INTEGER);")
+    monkeypatch.setattr(
+        sqlite_store, "load_migrations", lambda _backend: sorted([*real, late], key=lambda m: m.version)
+    )
+    async with SqliteStore(url):
+        pass
+    with sqlite3.connect(tmp_path / "late.db") as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'late_arrival'").fetchone()[0] == 1
+        assert 5 in {r[0] for r in conn.execute("SELECT version FROM schema_version")}

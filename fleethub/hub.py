@@ -23,8 +23,15 @@ from fleethub.settings import Settings
 from fleethub.stores import open_store
 from rules.engine import RulesEngine
 from twin import IngestMetrics, Store, TwinService
+from twin.store import run_maintenance
 
 log = structlog.get_logger(__name__)
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class Hub:
@@ -70,6 +77,10 @@ class Hub:
         await self._stack.enter_async_context(self.store)
         self._consumer = asyncio.get_running_loop().create_task(self.service.run(), name="twin-consumer")
         self._stack.push_async_callback(self._drain_ingest)
+        maintenance = asyncio.get_running_loop().create_task(
+            run_maintenance(self.store, s.store.maintenance_interval_s), name="store-maintenance"
+        )
+        self._stack.push_async_callback(_cancel_and_wait, maintenance)
         # Registered before the broker starts so no committed update is missed; evaluated once started.
         self.rules = rules_engine(s, self.store)
         if self.rules is not None:

@@ -184,8 +184,21 @@ def summary_markdown(
         "Every system under test and the load generator share this machine."
     )
     lines.append("")
-    lines.append(f"Command: `python -m bench {' '.join(argv)}`".replace(" `", " `").rstrip())
+    lines.append(f"Command: `python -m bench {' '.join(argv)}`".rstrip())
     lines.append("")
+    loads = [
+        value
+        for result in results
+        for run in result["runs"]
+        for value in run.get("machine_load") or []
+        if value is not None
+    ]
+    if loads:
+        lines.append(
+            f"Machine 1-minute load average around the runs: {min(loads):.1f} to {max(loads):.1f} "
+            f"(with {info['cpus']} CPUs, anything above the load the benchmark itself puts on them is other work)."
+        )
+        lines.append("")
     lines += main_table(results)
     lines.append("")
     lines.append("## Aims")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import shutil
 import sqlite3
@@ -109,6 +110,7 @@ def _generator_health(result: LoadResult) -> dict[str, Any]:
 def _run(
     system: str, kind: str, plan: LoadPlan, sampler: Sampler | None, extra: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], LoadRun, LoadResult]:
+    load_before = _loadavg()
     with LoadRun(plan) as run:
         result = run.join()
     window = (run.t0 + plan.measure_from, run.t0 + plan.measure_until)
@@ -121,9 +123,18 @@ def _run(
         "server_series": sampler.series(run.t0) if sampler else None,
         "generator": _generator_health(result),
         "load": _load_summary(result),
+        # The machine's 1-minute load average before and after: other work on it skews every number.
+        "machine_load": [load_before, _loadavg()],
         **(extra or {}),
     }
     return out, run, result
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _saturate_plan(scale: Scale, port: int, prefix: str, **kw: Any) -> LoadPlan:

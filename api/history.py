@@ -23,7 +23,8 @@ from api.deps import ApiDeps, Deps
 from api.vehicles import VehicleId
 from twin import HistoryRow, InvalidPayload, Order
 from twin.aggregates import parse_aggs, zone
-from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, Store, VehicleSet
+from twin.document import ConnectionView
+from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, Store, VehicleSet
 from twin.telemetry import isoformat, parse_time
 
 # Rows read from the store per page of a CSV export.
@@ -54,6 +55,20 @@ class HistoryPage(msgspec.Struct):
     items: list[HistoryPoint]
     # Pass as `cursor` for the next page; null on the last page.
     next_cursor: str | None = None
+
+
+class PresenceOut(msgspec.Struct):
+    ts: str
+    connected: bool
+    # Why the link dropped: clean, keepalive_timeout, taken_over, protocol_error, connection_lost, shutdown.
+    reason: str | None
+
+
+class PresencePage(msgspec.Struct):
+    vehicle_id: str
+    # The twin's view now; a drop still inside the debounce window shows here before it is an event.
+    connection: ConnectionView
+    items: list[PresenceOut]
 
 
 class FleetPoint(msgspec.Struct):
@@ -275,6 +290,35 @@ class HistoryController(Controller):
         page = await store.history_page(msgspec.structs.replace(query, limit=_page_limit(limit, deps)))
         items = [_point(r) for r in page.rows]
         return Response(HistoryPage(vehicle_id=vehicle_id, items=items, next_cursor=page.next_cursor))
+
+    @get(
+        "/vehicles/{vehicle_id:str}/presence",
+        summary="A vehicle's connection events: online and offline changes, flaps debounced",
+        description=(
+            "Each row is a real change: a vehicle back within ingest.presence_debounce_s of dropping off "
+            "leaves no events. Oldest first unless order=desc."
+        ),
+    )
+    async def vehicle_presence(
+        self,
+        deps: Deps,
+        vehicle_id: VehicleId,
+        from_: From = None,
+        to: To = None,
+        limit: Limit = None,
+        order: Annotated[Order, QueryParameter(description="asc (oldest first) or desc")] = Order.ASC,
+    ) -> PresencePage:
+        doc = await deps.service.get_twin(vehicle_id)
+        query = PresenceQuery(
+            vehicle_id,
+            start=query_time(from_, "from"),
+            end=query_time(to, "to"),
+            limit=_page_limit(limit, deps),
+            order=order,
+        )
+        events = await deps.service.store.presence_history(query)
+        items = [PresenceOut(isoformat(e.ts) or "", e.connected, e.reason) for e in events]
+        return PresencePage(vehicle_id=vehicle_id, connection=doc.connection, items=items)
 
     @get(
         "/vehicles/{vehicle_id:str}/history/aggregate",

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from twin.aggregates import Bucketizer, next_bucket, zone
-from twin.model import HistoryRow, TwinState
+from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.sqlite_store import project
 from twin.store import (
     AggregatePage,
@@ -20,6 +20,7 @@ from twin.store import (
     MaintenanceReport,
     Order,
     PointQuery,
+    PresenceQuery,
     StoreInfo,
     TwinFilter,
     VehicleSet,
@@ -42,6 +43,7 @@ class MemoryStore:
         self._next_id = 1
         self._keys: set[tuple[str, float, int]] = set()
         self.batches = 0
+        self.presence: list[PresenceEvent] = []
 
     async def __aenter__(self) -> Self:
         return self
@@ -55,8 +57,11 @@ class MemoryStore:
         state = self.twins.get(vehicle_id)
         return copy.deepcopy(state) if state is not None else None
 
-    async def write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+    async def write_batch(
+        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+    ) -> None:
         self.batches += 1
+        self.presence.extend(presence)
         for row in history:
             if row.seq is not None:
                 key = (row.vehicle_id, row.ts, row.seq)
@@ -87,6 +92,20 @@ class MemoryStore:
         found = [(r.ts, i, r) for r, i in zip(self.rows, self._ids, strict=True) if r.vehicle_id == vehicle_id]
         found.sort(key=lambda t: (t[0], t[1]))
         return found
+
+    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
+        found = sorted(
+            (
+                p
+                for p in self.presence
+                if p.vehicle_id == query.vehicle_id
+                and (query.start is None or p.ts >= query.start)
+                and (query.end is None or p.ts < query.end)
+            ),
+            key=lambda p: p.ts,
+            reverse=query.order is Order.DESC,
+        )
+        return found[: query.limit]
 
     async def history(self, query: HistoryQuery) -> list[HistoryRow]:
         rows = [
@@ -186,6 +205,7 @@ class MemoryStore:
         cutoff = retention_cutoff(now, self.retention_days)
         if cutoff is None:
             return MaintenanceReport()
+        self.presence = [p for p in self.presence if p.ts >= cutoff]
         keep = [k for k, r in enumerate(self.rows) if r.ts >= cutoff]
         deleted = len(self.rows) - len(keep)
         if deleted:

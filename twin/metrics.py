@@ -41,3 +41,8 @@ class IngestMetrics:
         self.connected_vehicles = Gauge(
             "fleethub_connected_vehicles", "Vehicles with an open MQTT session", registry=registry
         )
+        self.presence_flaps = Counter(
+            "fleethub_presence_flaps_total",
+            "Reconnects within the presence debounce window, reported as no change",
+            registry=registry,
+        )

@@ -68,6 +68,15 @@ class TwinState(msgspec.Struct, omit_defaults=True):
     connection: Connection = msgspec.field(default_factory=Connection)
 
 
+class PresenceEvent(msgspec.Struct, frozen=True):
+    """A vehicle came online or went offline (after debouncing flaps)."""
+
+    vehicle_id: str
+    ts: float
+    connected: bool
+    reason: str | None = None
+
+
 class HistoryRow(msgspec.Struct, frozen=True):
     """One accepted telemetry message: the unit of history."""
 

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from twin.aggregates import next_bucket, zone
 from twin.errors import StoreError
-from twin.model import HistoryRow, TwinState
+from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.pg_copy import (
     COPY_HISTORY,
     COPY_TWINS,
@@ -48,6 +48,7 @@ from twin.store import (
     MaintenanceReport,
     Order,
     PointQuery,
+    PresenceQuery,
     StoreInfo,
     TwinFilter,
     VehicleSet,
@@ -162,7 +163,9 @@ class PostgresStore:
 
     # -- writes ------------------------------------------------------------------------
 
-    async def write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+    async def write_batch(
+        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+    ) -> None:
         if self._pool is None:
             raise StoreError("the PostgreSQL store is not open")
         if history and self.mode is Mode.NATIVE:
@@ -176,6 +179,11 @@ class PostgresStore:
                         await copy.write(history_copy(history))
                     await cur.execute(MOVE_HISTORY)
                     await cur.execute(MARK_DIRTY)
+                if presence:
+                    await cur.executemany(
+                        "INSERT INTO presence (vehicle_id, ts, connected, reason) VALUES (%s, %s, %s, %s)",
+                        [(p.vehicle_id, _dt(p.ts), p.connected, p.reason) for p in presence],
+                    )
                 if twins:
                     async with cur.copy(COPY_TWINS) as copy:
                         await copy.write(twins_copy(twins))
@@ -237,6 +245,24 @@ class PostgresStore:
         async with self._conn() as conn:
             cur = await conn.execute(sql.encode(), args)
             return [str(r[0]) for r in await cur.fetchall()]
+
+    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
+        where, args = ["vehicle_id = %s"], list[Any]([query.vehicle_id])
+        if query.start is not None:
+            where.append("ts >= %s")
+            args.append(_dt(query.start))
+        if query.end is not None:
+            where.append("ts < %s")
+            args.append(_dt(query.end))
+        direction = "ASC" if query.order is Order.ASC else "DESC"
+        sql = (
+            f"SELECT ts, connected, reason FROM presence WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {direction}, id {direction} LIMIT %s"
+        )
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), (*args, query.limit))
+            rows = await cur.fetchall()
+        return [PresenceEvent(query.vehicle_id, r[0].timestamp(), r[1], r[2]) for r in rows]
 
     # -- history -----------------------------------------------------------------------
 
@@ -361,6 +387,7 @@ class PostgresStore:
         if report.retention_cutoff is not None:
             async with self._conn() as conn:
                 await conn.execute("DELETE FROM history_1m_dirty WHERE bucket < %s", (_dt(report.retention_cutoff),))
+                await conn.execute("DELETE FROM presence WHERE ts < %s", (_dt(report.retention_cutoff),))
         deadline = time.monotonic() + _REFRESH_BUDGET_S
         settled = _dt(now) - _SETTLE
         while time.monotonic() < deadline:

@@ -34,7 +34,7 @@ from twin.merge import (
     reject_desired,
 )
 from twin.metrics import IngestMetrics
-from twin.model import Connection, HistoryRow, Json, TwinState
+from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
 from twin.store import HistoryQuery, Store, TwinFilter
@@ -56,6 +56,8 @@ class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     commit_retry_max_s: float = 5.0
     # A connected vehicle with no telemetry for this long shows `connection.reporting: false`.
     reporting_window_s: float = 120.0
+    # A vehicle back within this long of dropping off is a flap: no events, `since` kept.
+    presence_debounce_s: float = 10.0
 
 
 class ErrorMessage(msgspec.Struct):
@@ -95,10 +97,24 @@ class _Batch:
     # Messages to vehicles, sent only after the data they reflect is committed.
     outbox: list[tuple[str, Channel, bytes]] = field(default_factory=list)
     updates: list[TwinUpdate] = field(default_factory=list)
+    presence: list[PresenceEvent] = field(default_factory=list)
     accepted: int = 0
 
 
+@dataclass(slots=True)
+class _Offline:
+    """A dropped link not yet reported: it becomes an event at `due` unless the vehicle returns."""
+
+    at: float
+    reason: str
+    # When the vehicle had come online; restored if it returns in time.
+    since: float | None
+    due: float
+
+
 _STOP = object()
+# Queued by the presence timer so debounced events are written by the consumer, in order.
+_TICK = object()
 
 
 class TwinService:
@@ -124,6 +140,9 @@ class TwinService:
         self._twins: dict[str, TwinState] = {}
         # Vehicles with an open session, including ones that have no twin yet.
         self._online: dict[str, float] = {}
+        # Insertion order is due order: every entry waits the same debounce.
+        self._offline: dict[str, _Offline] = {}
+        self._presence_timer: asyncio.TimerHandle | None = None
         self._running = False
         self._last_commit_at: float | None = None
         self._last_commit_error: str | None = None
@@ -163,19 +182,24 @@ class TwinService:
                     self.metrics.queue_depth.set(self._queue.qsize())
                 if any(i is _STOP for i in items):
                     stopping = True
-                    items = [i for i in items if i is not _STOP]
-                await self._process(items)
+                items = [i for i in items if i is not _STOP and i is not _TICK]
+                # On stop, links that dropped are reported now: the hub will not be here to see them return.
+                await self._process(items, flush_presence=stopping)
         finally:
             self._running = False
+            if self._presence_timer is not None:
+                self._presence_timer.cancel()
+                self._presence_timer = None
 
-    async def _process(self, items: list[Inbound | _Op | object]) -> None:
+    async def _process(self, items: list[Inbound | _Op | object], *, flush_presence: bool = False) -> None:
         batch = _Batch()
         for item in items:
             if isinstance(item, Inbound):
                 await self._apply_inbound(item, batch)
             elif isinstance(item, _Op):
                 await self._apply_op(item, batch)
-        if batch.dirty or batch.history:
+        await self._report_offline(batch, everything=flush_presence)
+        if batch.dirty or batch.history or batch.presence:
             await self._commit(batch)
         for ack in batch.acks:
             if not ack.done():
@@ -202,7 +226,7 @@ class TwinService:
         while True:
             started = time.perf_counter()
             try:
-                await self.store.write_batch(twins, batch.history)
+                await self.store.write_batch(twins, batch.history, batch.presence)
             # Any store failure is retried, never dropped: acks wait until the batch commits.
             except Exception as exc:
                 self._last_commit_error = f"{type(exc).__name__}: {exc}"
@@ -329,33 +353,69 @@ class TwinService:
             raise InvalidPayload("unknown_desired_key", f"no desired value at {', '.join(sorted(unknown))}")
 
     async def _connected(self, item: Inbound, batch: _Batch) -> None:
-        self._online[item.vehicle_id] = item.received_at
+        vid = item.vehicle_id
+        flap = self._offline.pop(vid, None)
+        since = flap.since if flap is not None and flap.since is not None else item.received_at
+        self._online[vid] = since
         if self.metrics:
             self.metrics.connected_vehicles.set(len(self._online))
-        state = await self._twin(item.vehicle_id)
+            if flap is not None:
+                self.metrics.presence_flaps.inc()
+        if flap is None:
+            batch.presence.append(PresenceEvent(vid, item.received_at, True))
+        state = await self._twin(vid)
         if state is None:
             return
-        state.connection = Connection(connected=True, since=item.received_at, last_seen=item.received_at)
-        batch.dirty[state.vehicle_id] = state
-        batch.updates.append(TwinUpdate(UpdateKind.CONNECTED, state.vehicle_id, state, item.received_at))
+        state.connection = Connection(connected=True, since=since, last_seen=item.received_at)
+        batch.dirty[vid] = state
+        if flap is None:
+            batch.updates.append(TwinUpdate(UpdateKind.CONNECTED, vid, state, item.received_at))
         self._queue_delta(state, batch)
 
     async def _disconnected(self, item: Inbound, batch: _Batch) -> None:
-        self._online.pop(item.vehicle_id, None)
+        vid = item.vehicle_id
+        since = self._online.pop(vid, None)
         if self.metrics:
             self.metrics.connected_vehicles.set(len(self._online))
-        state = await self._twin(item.vehicle_id)
-        if state is None:
-            return
         reason = item.extra.get("reason", DisconnectReason.CONNECTION_LOST.value)
-        state.connection = Connection(
-            connected=False,
-            since=item.received_at,
-            last_seen=state.connection.last_seen,
-            disconnect_reason=reason,
-        )
-        batch.dirty[state.vehicle_id] = state
-        batch.updates.append(TwinUpdate(UpdateKind.DISCONNECTED, state.vehicle_id, state, item.received_at))
+        state = await self._twin(vid)
+        if state is not None:
+            # The document tells the truth at once; only the event and observers wait out a flap.
+            state.connection = Connection(
+                connected=False,
+                since=item.received_at,
+                last_seen=state.connection.last_seen,
+                disconnect_reason=reason,
+            )
+            batch.dirty[vid] = state
+        debounce = self.settings.presence_debounce_s
+        if since is None and vid in self._offline:
+            return  # a second drop without a connect in between says nothing new
+        self._offline[vid] = _Offline(item.received_at, reason, since, asyncio.get_running_loop().time() + debounce)
+        if debounce <= 0:
+            await self._report_offline(batch)
+
+    async def _report_offline(self, batch: _Batch, *, everything: bool = False) -> None:
+        """Turn drops whose debounce ran out into events; arm the timer for the next one."""
+        if not self._offline:
+            return
+        now = asyncio.get_running_loop().time()
+        for vid, drop in list(self._offline.items()):
+            if drop.due > now and not everything:
+                break
+            del self._offline[vid]
+            batch.presence.append(PresenceEvent(vid, drop.at, False, drop.reason))
+            state = await self._twin(vid)
+            if state is not None:
+                batch.updates.append(TwinUpdate(UpdateKind.DISCONNECTED, vid, state, drop.at))
+        if self._offline and self._presence_timer is None:
+            due = next(iter(self._offline.values())).due
+            self._presence_timer = asyncio.get_running_loop().call_at(due, self._presence_due)
+
+    def _presence_due(self) -> None:
+        self._presence_timer = None
+        # A full queue means the consumer is busy: it reports due drops with its next batch anyway.
+        self.try_submit(_TICK)  # type: ignore[arg-type]
 
     async def _subscribed(self, item: Inbound, batch: _Batch) -> None:
         if item.subtopic != Channel.DELTA.value:

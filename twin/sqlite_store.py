@@ -20,7 +20,7 @@ import msgspec
 from twin.aggregates import Bucketizer, next_bucket, zone
 from twin.errors import StoreError
 from twin.migrate import load_migrations, split_statements
-from twin.model import HistoryRow, Json, TwinState
+from twin.model import HistoryRow, Json, PresenceEvent, TwinState
 from twin.paths import get_path
 from twin.store import (
     AggregatePage,
@@ -31,6 +31,7 @@ from twin.store import (
     MaintenanceReport,
     Order,
     PointQuery,
+    PresenceQuery,
     StoreInfo,
     TwinFilter,
     VehicleSet,
@@ -59,6 +60,7 @@ ON CONFLICT (vehicle_id) DO UPDATE SET
     fleet = excluded.fleet, version = excluded.version, connected = excluded.connected,
     last_seen = excluded.last_seen, updated_at = excluded.updated_at, state = excluded.state
 """
+_INSERT_PRESENCE = "INSERT INTO presence (vehicle_id, ts, connected, reason) VALUES (?, ?, ?, ?)"
 _INSERT_HISTORY = "INSERT OR IGNORE INTO history (vehicle_id, ts, received_at, seq, data) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -154,14 +156,22 @@ class SqliteStore:
             row = await cur.fetchone()
         return _decode_state(row[0]) if row else None
 
-    async def write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+    async def write_batch(
+        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+    ) -> None:
         async with self._write_lock:
-            await self._write_batch(twins, history)
+            await self._write_batch(twins, history, presence)
 
-    async def _write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+    async def _write_batch(
+        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent]
+    ) -> None:
         conn = self._w
         await conn.execute("BEGIN IMMEDIATE")
         try:
+            if presence:
+                await conn.executemany(
+                    _INSERT_PRESENCE, [(p.vehicle_id, p.ts, int(p.connected), p.reason) for p in presence]
+                )
             if history:
                 await conn.executemany(
                     _INSERT_HISTORY,
@@ -229,6 +239,23 @@ class SqliteStore:
         async with self._r.execute(sql, (*args, query.limit)) as cur:
             rows = await cur.fetchall()
         return [HistoryRow(query.vehicle_id, r[0], r[1], r[2], project(_decode_data(r[3]), query.fields)) for r in rows]
+
+    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
+        where, args = ["vehicle_id = ?"], list[Any]([query.vehicle_id])
+        if query.start is not None:
+            where.append("ts >= ?")
+            args.append(query.start)
+        if query.end is not None:
+            where.append("ts < ?")
+            args.append(query.end)
+        direction = "ASC" if query.order is Order.ASC else "DESC"
+        sql = (
+            f"SELECT ts, connected, reason FROM presence WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {direction}, id {direction} LIMIT ?"
+        )
+        async with self._r.execute(sql, (*args, query.limit)) as cur:
+            rows = await cur.fetchall()
+        return [PresenceEvent(query.vehicle_id, r[0], bool(r[1]), r[2]) for r in rows]
 
     async def _vehicles(self, selection: VehicleSet) -> list[str]:
         if not selection.needs_twins:
@@ -362,6 +389,9 @@ class SqliteStore:
             deleted += count
             if count < _RETENTION_CHUNK:
                 break
+        async with self._write_lock:
+            # Presence rows are few (two per connection); one statement keeps up with them.
+            await self._w.execute("DELETE FROM presence WHERE ts < ?", (cutoff,))
         return MaintenanceReport(retention_cutoff=cutoff, rows_deleted=deleted)
 
     async def info(self) -> StoreInfo:

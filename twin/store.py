@@ -15,7 +15,7 @@ import msgspec
 import structlog
 
 from twin.errors import InvalidPayload
-from twin.model import HistoryRow, Json, TwinState
+from twin.model import HistoryRow, Json, PresenceEvent, TwinState
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +31,14 @@ class HistoryQuery(msgspec.Struct, frozen=True):
     end: float | None = None
     # Top-level or dotted field paths to keep; None keeps every field.
     fields: tuple[str, ...] | None = None
+    limit: int = 1000
+    order: Order = Order.ASC
+
+
+class PresenceQuery(msgspec.Struct, frozen=True):
+    vehicle_id: str
+    start: float | None = None
+    end: float | None = None
     limit: int = 1000
     order: Order = Order.ASC
 
@@ -176,7 +184,9 @@ class Store(Protocol):
 
     async def load_twin(self, vehicle_id: str) -> TwinState | None: ...
 
-    async def write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+    async def write_batch(
+        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+    ) -> None:
         """Upsert twins and append history in one transaction; duplicate history rows
         (same vehicle, device time and seq) are ignored."""
         ...
@@ -184,6 +194,10 @@ class Store(Protocol):
     async def list_twins(self, query: TwinFilter) -> list[TwinState]: ...
 
     async def count_twins(self, fleet: str | None = None) -> int: ...
+
+    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
+        """A vehicle's connection events in [start, end), in time order (or reversed)."""
+        ...
 
     async def history(self, query: HistoryQuery) -> list[HistoryRow]: ...
 

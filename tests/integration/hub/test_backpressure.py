@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from broker.reader import BACKLOG_LIMIT
 from fleethub.hub import Hub
 from fleethub.settings import load_settings
-from twin.model import HistoryRow, TwinState
+from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.sqlite_store import SqliteStore
 from twin.store import (
     AggregatePage,
@@ -29,6 +29,7 @@ from twin.store import (
     HistoryQuery,
     MaintenanceReport,
     PointQuery,
+    PresenceQuery,
     StoreInfo,
     TwinFilter,
 )
@@ -58,9 +59,11 @@ class SlowStore:
     ) -> None:
         await self.inner.__aexit__(exc_type, exc, tb)
 
-    async def write_batch(self, twins: Sequence[TwinState], history: Sequence[HistoryRow]) -> None:
+    async def write_batch(
+        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+    ) -> None:
         await asyncio.sleep(self.delay)
-        await self.inner.write_batch(twins, history)
+        await self.inner.write_batch(twins, history, presence)
         self.committed_rows += len(history)
 
     async def load_twin(self, vehicle_id: str) -> TwinState | None:
@@ -74,6 +77,9 @@ class SlowStore:
 
     async def history(self, query: HistoryQuery) -> list[HistoryRow]:
         return await self.inner.history(query)
+
+    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
+        return await self.inner.presence_history(query)
 
     async def history_page(self, query: PointQuery) -> HistoryPage:
         return await self.inner.history_page(query)

@@ -7,9 +7,9 @@ import pytest
 
 from twin import HistoryQuery, HistoryRow, InvalidPayload, MemoryStore, Order, SqliteStore, TwinFilter, TwinState
 from twin.aggregates import parse_aggs
-from twin.model import Connection, ReportedEntry
+from twin.model import Connection, PresenceEvent, ReportedEntry
 from twin.postgres_store import PostgresOptions, PostgresStore
-from twin.store import AggregateQuery, Bucket, PointQuery, VehicleSet
+from twin.store import AggregateQuery, Bucket, PointQuery, PresenceQuery, VehicleSet
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 DAY = 86_400.0
@@ -335,6 +335,26 @@ async def test_history_until_pages_oldest_first_up_to_and_including_at(store) ->
     assert (await store.history_until("v1", T0 - 1)).rows == []
 
 
+# -- presence --------------------------------------------------------------------------
+
+
+async def test_presence_events_range_order_and_limit(store) -> None:
+    """Presence events are written with a batch and read back by vehicle, time range and order."""
+    events = [
+        PresenceEvent("v1", T0, True),
+        PresenceEvent("v1", T0 + 60, False, "keepalive_timeout"),
+        PresenceEvent("v2", T0 + 61, True),
+        PresenceEvent("v1", T0 + 120.25, True),
+    ]
+    await store.write_batch([_twin("v1")], [], events[:2])
+    await store.write_batch([], [], events[2:])
+    assert await store.presence_history(PresenceQuery("v1")) == [events[0], events[1], events[3]]
+    assert await store.presence_history(PresenceQuery("v1", start=T0 + 60, end=T0 + 120.25)) == [events[1]]
+    newest = await store.presence_history(PresenceQuery("v1", order=Order.DESC, limit=2))
+    assert newest == [events[3], events[1]]
+    assert await store.presence_history(PresenceQuery("nobody")) == []
+
+
 # -- retention -------------------------------------------------------------------------
 
 
@@ -342,13 +362,15 @@ async def test_retention_removes_whole_old_days(make_store) -> None:
     """Maintenance removes history before the start of the oldest retained UTC day, and nothing else."""
     day0 = 1_699_920_000.0  # 2023-11-14T00:00:00Z
     rows = [HistoryRow("v1", day0 + d * DAY + s, day0, None, {"d": d}) for d in range(-1, 6) for s in (0, 40_000)]
+    presence = [PresenceEvent("v1", day0 + d * DAY, d % 2 == 0) for d in range(-1, 6)]
     async with make_store(retention_days=3) as store:
-        await store.write_batch([], rows)
+        await store.write_batch([], rows, presence)
         now = day0 + 5 * DAY + 50_000
         report = await store.maintain(now)
         assert report.retention_cutoff == day0 + 2 * DAY
         left = await store.history(HistoryQuery("v1", limit=100))
         assert sorted({r.data["d"] for r in left}) == [2, 3, 4, 5]
+        assert await store.presence_history(PresenceQuery("v1")) == presence[3:]
         again = await store.maintain(now)
         assert again.rows_deleted == 0
         assert again.partitions_dropped == []

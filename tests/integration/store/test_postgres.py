@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 
 import psycopg
@@ -137,7 +138,8 @@ async def test_pool_recovers_after_its_connections_are_killed(pg_url: str) -> No
 
 async def test_connection_lost_mid_batch_loses_nothing_acknowledged(pg_url: str) -> None:
     """Backends killed inside batches and from outside: every acknowledged message is stored once."""
-    app = "fleethub-drop-test"
+    # Unique, so concurrent runs of this suite on the same server never kill each other's backends.
+    app = f"fleethub-drop-test-{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}&application_name={app}"
     registry = CollectorRegistry()
     async with PostgresStore(url, options=_options()) as store:

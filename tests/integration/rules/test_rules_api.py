@@ -103,7 +103,7 @@ async def test_backtest_replays_history(hub, http, clients, vid, rule_name):
     assert [(e["event"], e["ts"] - t0) for e in draft.json()["events"]] == [("raised", 40), ("cleared", 42)]
 
 
-async def test_rules_file_loads_at_start(db, tmp_path):
+async def test_rules_file_loads_at_start(store_url, tmp_path):
     """Rules and zones in the `rules.file` TOML are loaded at start-up and served by the API."""
     path = tmp_path / "rules.toml"
     path.write_text(
@@ -125,7 +125,7 @@ when = 'left("depot")'
 clear_when = 'inside("depot")'
 """
     )
-    async with Hub(hub_settings(db, **{"rules.file": str(path)})) as hub:
+    async with Hub(hub_settings(store_url, **{"rules.file": str(path)})) as hub:
         http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}")
         try:
             names = [r["name"] for r in (await http.get("/api/v1/rules")).json()["items"]]
@@ -136,10 +136,10 @@ clear_when = 'inside("depot")'
             await http.aclose()
 
 
-async def test_bad_rules_file_stops_start_up_with_position(db, tmp_path):
+async def test_bad_rules_file_stops_start_up_with_position(store_url, tmp_path):
     """A rule in the file that does not compile stops start-up naming the rule, line and column."""
     path = tmp_path / "rules.toml"
     path.write_text('[rules.broken]\nwhen = "soc <"\n')
     with pytest.raises(ConfigError, match=r"rule 'broken' is invalid:\n  when: .* at line 1, column 6"):
-        async with Hub(hub_settings(db, **{"rules.file": str(path)})):
+        async with Hub(hub_settings(store_url, **{"rules.file": str(path)})):
             pass

@@ -9,9 +9,9 @@ from fleethub.hub import Hub
 from tests.integration.rules.conftest import hub_settings
 
 
-async def test_injected_faults_raise_demo_alerts(db, clients):
+async def test_injected_faults_raise_demo_alerts(store_url, clients):
     """An overheating battery and a vehicle leaving the service area raise their demo rules' alerts."""
-    async with Hub(with_demo_rules(hub_settings(db))) as hub:
+    async with Hub(with_demo_rules(hub_settings(store_url))) as hub:
         watcher = await clients(hub.mqtt_port).connect()
         await watcher.subscribe("alerts/#")
         config = SimConfig(

@@ -200,3 +200,19 @@ async def test_rule_deleted_clears_its_alerts(hub, http, clients, vid, rule_name
         return (await http.get(f"/api/v1/rules/{rule_name}")).status_code == 404
 
     await eventually(gone)
+
+
+async def test_connected_follows_the_vehicles_presence(hub, http, clients, vid, rule_name):
+    """`not connected()` raises when the vehicle's link drops and clears when it comes back."""
+    vehicle = await clients(hub.mqtt_port, vid).connect()
+    await vehicle.publish_and_wait(f"vehicles/{vid}/telemetry", {"soc": 80})
+    await put_rule(http, rule_name, when="not connected()", severity="minor")
+    watcher = await clients(hub.mqtt_port).connect()
+    await watcher.subscribe("alerts/#")
+    await assert_no_message(watcher, f"/{rule_name}/{vid}", wait_s=0.3)
+    vehicle.drop()
+    _, raised = await watcher.next_message(f"/{rule_name}/{vid}", wait_s=10)
+    assert raised["event"] == "raised"
+    await clients(hub.mqtt_port, vid).connect()
+    _, cleared = await watcher.next_message(f"/{rule_name}/{vid}", wait_s=10)
+    assert (cleared["event"], cleared["id"], cleared["cleared_by"]) == ("cleared", raised["id"], "condition")

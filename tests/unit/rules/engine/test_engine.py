@@ -11,7 +11,7 @@ from rules.store import MemoryRulesStore, TimerKind
 from rules.timers import TimerHeap
 from twin import MemoryStore, NotFound
 from twin.merge import apply_reported
-from twin.model import TwinState
+from twin.model import Connection, TwinState
 from twin.observe import TwinUpdate, UpdateKind
 from twin.paths import flatten
 
@@ -52,6 +52,13 @@ class Vehicle:
         return TwinUpdate(
             UpdateKind.TELEMETRY, self.state.vehicle_id, self.state, at, tuple(change.changed), change.previous
         )
+
+
+    def presence(self, connected: bool, at: float) -> TwinUpdate:
+        """The update the twin service reports when the vehicle connects or goes away."""
+        self.state.connection = Connection(connected=connected, since=at, last_seen=at)
+        kind = UpdateKind.CONNECTED if connected else UpdateKind.DISCONNECTED
+        return TwinUpdate(kind, self.state.vehicle_id, self.state, at)
 
 
 def rule(name: str = "hot", when: str = "battery.temp_c > 60", **kw) -> RuleDefinition:
@@ -329,3 +336,35 @@ def test_timer_heap_replaces_cancels_and_pops_in_order():
     assert heap.pop_due(4) == [(1, "a"), (3, "b")]
     assert len(heap) == 0
     assert heap.next_deadline() is None
+
+
+async def test_connected_is_evaluated_on_presence_changes_not_on_a_timer(rules_store, twins, clock):
+    """`not connected()` with `for` starts its window on a disconnect, ends it on a reconnect, and never polls."""
+    published = Published()
+    definition = rule("offline", "not connected()", for_="30s")
+    async with engine_for(rules_store, twins, clock, definition, published=published) as engine:
+        car = Vehicle(clock=clock)
+        engine.twin_updated([car.update({"soc": 50}), car.presence(True, clock.now)])
+        assert engine.core.next_deadline() is None
+        clock.now += 5
+        engine.twin_updated([car.presence(False, clock.now)])
+        assert engine.core.next_deadline() == pytest.approx(clock.now + 30)
+        clock.now += 10
+        engine.twin_updated([car.presence(True, clock.now)])
+        assert engine.core.next_deadline() is None
+        clock.now += 5
+        engine.twin_updated([car.presence(False, clock.now)])
+        await engine.flush()
+        assert rules_store.timers[("offline", "v1")].kind is TimerKind.RAISE
+        clock.now += 31
+        await engine.run_due()
+        await engine.flush()
+        assert published.kinds() == ["raised"]
+        # Telemetry does not touch a rule that reads only the connection.
+        evaluations = engine.core.evaluations
+        engine.twin_updated([car.update({"soc": 49})])
+        assert engine.core.evaluations == evaluations
+        engine.twin_updated([car.presence(True, clock.now)])
+        await engine.flush()
+        assert engine.core.next_deadline() is None
+    assert published.kinds() == ["raised", "cleared"]

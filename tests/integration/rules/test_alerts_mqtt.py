@@ -79,6 +79,15 @@ async def test_manual_clear_and_filters(hub, http, clients, vid, rule_name):
     assert later == []
     since = (await http.get("/api/v1/alerts", params={"from": str(before - 1), "vehicle": vid})).json()["items"]
     assert len(since) == 1
+    earlier = (await http.get("/api/v1/alerts", params={"to": str(before - 1), "vehicle": vid})).json()["items"]
+    assert earlier == []
+    window = {"from": "2000-01-01T00:00:00Z", "to": str(time.time() + 60), "vehicle": vid, "state": "active"}
+    assert [a["id"] for a in (await http.get("/api/v1/alerts", params=window)).json()["items"]] == [raised["id"]]
+    acked = (await http.get("/api/v1/alerts", params={"state": "acknowledged", "vehicle": vid})).json()["items"]
+    assert acked == []
+    bad = await http.get("/api/v1/alerts", params={"state": "burning"})
+    assert bad.status_code == 422
+    assert "active, acknowledged, cleared or open" in bad.json()["detail"]
 
     response = await http.post(f"/api/v1/alerts/{raised['id']}/clear", json={"user": "ops"})
     assert response.status_code == 200

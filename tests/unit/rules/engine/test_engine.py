@@ -53,7 +53,6 @@ class Vehicle:
             UpdateKind.TELEMETRY, self.state.vehicle_id, self.state, at, tuple(change.changed), change.previous
         )
 
-
     def presence(self, connected: bool, at: float) -> TwinUpdate:
         """The update the twin service reports when the vehicle connects or goes away."""
         self.state.connection = Connection(connected=connected, since=at, last_seen=at)

@@ -517,7 +517,7 @@ class Evaluator:
             self._end_window(key, slot)
         del self._slots[key]
         if note is not None:
-            alert = msgspec.structs.replace(alert, note=note)
+            alert = msgspec.structs.replace(alert, clear_note=note)
         self._emit_clear(alert, now, user, {})
         rule = self._rules.get(key[0])
         if rule is not None and rule.rule.cooldown_s > 0:

@@ -89,10 +89,12 @@ async def test_manual_clear_and_filters(hub, http, clients, vid, rule_name):
     assert bad.status_code == 422
     assert "active, acknowledged, cleared or open" in bad.json()["detail"]
 
-    response = await http.post(f"/api/v1/alerts/{raised['id']}/clear", json={"user": "ops"})
+    response = await http.post(f"/api/v1/alerts/{raised['id']}/clear", json={"user": "ops", "note": "sensor fault"})
     assert response.status_code == 200
     _, cleared = await watcher.next_message(f"/{rule_name}/{vid}")
-    assert (cleared["event"], cleared["cleared_by"]) == ("cleared", "ops")
+    assert (cleared["event"], cleared["cleared_by"], cleared["clear_note"]) == ("cleared", "ops", "sensor fault")
+    stored = (await http.get(f"/api/v1/alerts/{raised['id']}")).json()
+    assert (stored["state"], stored["cleared_by"], stored["clear_note"]) == ("cleared", "ops", "sensor fault")
     again = await http.post(f"/api/v1/alerts/{raised['id']}/ack", json={"user": "ops"})
     assert again.status_code == 409
     assert again.headers["content-type"].startswith("application/problem+json")

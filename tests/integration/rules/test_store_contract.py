@@ -128,6 +128,7 @@ async def test_alert_documents_round_trip_whole(store):
         cleared_at=120.25,
         cleared_by="ops",
         clear_values={"battery.temp_c": 41.5},
+        clear_note="sensor fault",
     )
     await store.write(RulesWrite(alerts=[full]))
     assert await store.get_alert("c1") == full

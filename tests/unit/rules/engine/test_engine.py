@@ -272,16 +272,17 @@ async def test_restart_restores_windows_and_alerts_without_double_firing(rules_s
 
 
 async def test_manual_clear_and_acknowledge_errors(rules_store, twins, clock):
-    """Acknowledging twice or clearing a cleared alert is refused; unknown ids are not found."""
+    """Acknowledging twice or clearing a cleared alert is refused; both notes are kept; unknown ids are not found."""
     async with engine_for(rules_store, twins, clock, rule()) as engine:
         engine.twin_updated([Vehicle(clock=clock).update({"battery": {"temp_c": 70}})])
         alert = engine.core.open_alert("hot", "v1")
         assert alert is not None
-        await engine.acknowledge(alert.id, "a")
+        await engine.acknowledge(alert.id, "a", "looking")
         with pytest.raises(AlertNotOpen):
             await engine.acknowledge(alert.id, "b")
         cleared = await engine.clear(alert.id, "b", "false alarm")
-        assert (cleared.state.value, cleared.cleared_by, cleared.note) == ("cleared", "b", "false alarm")
+        assert (cleared.state.value, cleared.cleared_by, cleared.clear_note) == ("cleared", "b", "false alarm")
+        assert (cleared.acknowledged_by, cleared.note) == ("a", "looking")
         with pytest.raises(AlertNotOpen):
             await engine.clear(alert.id, "b")
         with pytest.raises(NotFound):

@@ -10,6 +10,7 @@ import pytest
 
 from fleethub.hub import Hub
 from fleethub.rules_setup import rules_store
+from fleethub.stores import open_store
 from rules.alerts import Alert, AlertQuery
 from rules.store import PendingTimer, TimerKind
 from tests.integration.rules.conftest import hub_settings
@@ -147,3 +148,41 @@ async def test_lifecycle_across_restarts_fires_once_and_keeps_the_acknowledgemen
             await watcher.next_message(f"/{rule_name}/{vid}", wait_s=0.5)
         listed = await alerts_of(hub, rule_name)
         assert [(a["id"], a["state"], a["note"]) for a in listed] == [(raised["id"], "cleared", "towing")]
+
+
+class SlowCommits:
+    """The hub's own store, each commit taking `delay` longer: commits land while the hub stops."""
+
+    def __init__(self, inner, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+
+    async def __aenter__(self):
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.inner.__aexit__(*exc)
+
+    async def write_batch(self, twins, history) -> None:
+        await asyncio.sleep(self.delay)
+        await self.inner.write_batch(twins, history)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+async def test_telemetry_committed_while_the_hub_stops_is_still_evaluated(store_url, clients, vid, rule_name):
+    """An update whose commit finishes during shutdown still raises its alert, stored and open after a restart."""
+    settings = hub_settings(store_url)
+    async with Hub(settings, store=SlowCommits(open_store(settings.store), 0.6)) as hub:
+        await put_rule(hub, rule_name, when="speed > 100")
+        vehicle = await clients(hub.mqtt_port, vid).connect()
+        vehicle.publish(f"vehicles/{vid}/telemetry", {"speed": 130})
+        await asyncio.sleep(0.3)
+    alerts, _ = await stored_while_closed(store_url, rule_name)
+    assert [(a.vehicle_id, a.state.value, a.values) for a in alerts] == [(vid, "active", {"speed": 130})]
+
+    async with Hub(hub_settings(store_url)) as hub:
+        await asyncio.sleep(0.3)
+        assert [a["id"] for a in await alerts_of(hub, rule_name)] == [alerts[0].id]

@@ -106,7 +106,7 @@ async def test_silent_vehicle_alerts_after_a_restart(store_url, clients, vid, ru
 
 async def test_lifecycle_across_restarts_fires_once_and_keeps_the_acknowledgement(store_url, clients, vid, rule_name):
     """Raised after a restart inside its window, acked over HTTP, kept acked over a restart, cleared once."""
-    rule = {"when": "battery.temp_c > 60", "for": "3s", "clear_when": "battery.temp_c < 45", "severity": "major"}
+    rule = {"when": "battery.temp_c > 60", "for": "4s", "clear_when": "battery.temp_c < 45", "severity": "major"}
     async with Hub(hub_settings(store_url)) as hub:
         await put_rule(hub, rule_name, **rule)
         vehicle = await clients(hub.mqtt_port, vid).connect()
@@ -116,7 +116,7 @@ async def test_lifecycle_across_restarts_fires_once_and_keeps_the_acknowledgemen
     async with Hub(hub_settings(store_url)) as hub:
         watcher = await clients(hub.mqtt_port).connect()
         await watcher.subscribe("alerts/#")
-        topic, raised = await watcher.next_message(f"/{rule_name}/{vid}", wait_s=8)
+        topic, raised = await watcher.next_message(f"/{rule_name}/{vid}", wait_s=10)
         assert topic == f"alerts/default/major/{rule_name}/{vid}"
         assert (raised["event"], raised["values"]) == ("raised", {"battery.temp_c": 66})
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", timeout=10) as http:
@@ -138,8 +138,13 @@ async def test_lifecycle_across_restarts_fires_once_and_keeps_the_acknowledgemen
         vehicle = await clients(hub.mqtt_port, vid).connect()
         # Still hot after the restart: the acknowledged alert stays the one open alert.
         await vehicle.publish_and_wait(f"vehicles/{vid}/telemetry", {"battery": {"temp_c": 70}})
+        assert hub.rules is not None
+        open_alert = hub.rules.core.open_alert(rule_name, vid)
+        assert open_alert is not None
+        assert (open_alert.id, open_alert.state.value) == (raised["id"], "acknowledged")
+        assert hub.rules.core.pending(rule_name, vid) is None, "no new `for` window while the alert is open"
         with pytest.raises(TimeoutError):
-            await watcher.next_message(f"/{rule_name}/{vid}", wait_s=3.5)
+            await watcher.next_message(f"/{rule_name}/{vid}", wait_s=0.5)
         await vehicle.publish_and_wait(f"vehicles/{vid}/telemetry", {"battery": {"temp_c": 40}})
         _, cleared = await watcher.next_message(f"/{rule_name}/{vid}")
         assert (cleared["event"], cleared["id"], cleared["cleared_by"]) == ("cleared", raised["id"], "condition")

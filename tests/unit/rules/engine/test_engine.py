@@ -368,3 +368,33 @@ async def test_connected_is_evaluated_on_presence_changes_not_on_a_timer(rules_s
         await engine.flush()
         assert engine.core.next_deadline() is None
     assert published.kinds() == ["raised", "cleared"]
+
+
+async def test_operator_writes_evaluate_only_rules_reading_what_they_patched(rules_store, twins, clock):
+    """A desired or tags patch evaluates only the rules reading those paths (or selecting on those tags)."""
+    definitions = [
+        rule("limit", "desired.charge_limit < 50"),
+        rule("interval", "desired.config.report_interval_s > 60"),
+        rule("depot", 'tags.depot == "north"'),
+        rule("model", 'tags.model == "x"'),
+        rule("north", "soc < 15", selector=Selector(tags={"depot": "north"})),
+        rule("plain", "soc < 15"),
+    ]
+    async with engine_for(rules_store, twins, clock, *definitions) as engine:
+        car = Vehicle(clock=clock)
+        engine.twin_updated([car.update({"soc": 50})])
+
+        def evaluated(kind: UpdateKind, *changed: tuple[str, ...]) -> int:
+            before = engine.core.evaluations
+            engine.twin_updated([TwinUpdate(kind, "v1", car.state, clock.now, changed)])
+            return engine.core.evaluations - before
+
+        assert evaluated(UpdateKind.DESIRED, ("charge_limit",)) == 1
+        assert evaluated(UpdateKind.DESIRED, ("config",)) == 1
+        assert evaluated(UpdateKind.DESIRED, ("unrelated",)) == 0
+        assert evaluated(UpdateKind.TAGS, ("depot",)) == 2
+        assert evaluated(UpdateKind.TAGS, ("model",)) == 1
+        assert evaluated(UpdateKind.TAGS, ("colour",)) == 0
+        # An update that names no paths may have touched anything.
+        assert evaluated(UpdateKind.DESIRED) == 2
+        assert evaluated(UpdateKind.TAGS) == 3

@@ -25,9 +25,7 @@ RuleName = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", descr
 
 def engine_of(deps: ApiDeps) -> RulesEngine:
     if deps.rules is None:
-        raise ServiceUnavailableException(
-            "the rules engine is off (rules.enabled = false, or a store other than SQLite)"
-        )
+        raise ServiceUnavailableException("the rules engine is off (rules.enabled = false)")
     return deps.rules
 
 

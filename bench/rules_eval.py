@@ -1,32 +1,43 @@
 """What rule evaluation adds to ingest: 100 rules, 20,000 twins, telemetry through the real pipeline.
 
     .venv/bin/python -m bench.rules_eval [--vehicles 20000] [--rules 100] [--messages 100000]
-                                         [--store memory|sqlite] [--mode drift|churn]
+                                         [--store memory|sqlite|postgresql] [--mode drift|churn]
+                                         [--database postgresql://127.0.0.1:5432/test]
 
 Runs the twin service's consumer over the same telemetry twice, once without and once
 with the rules engine registered as an observer, and reports seconds per message and
 the difference. The in-memory twin store is the default because it makes ingest as
 cheap as it gets, so the share rules add is the largest it can be; `--store sqlite`
-measures against real commits. Also times `Evaluator.observe` alone. Prints numbers; asserts nothing.
+and `--store postgresql` measure against real commits, with the rules engine on the
+same backend's rules store (PostgreSQL: a schema of its own in `--database`, dropped
+afterwards). Also times `Evaluator.observe` alone. Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
+import psycopg
 
 from rules import Circle
 from rules.definitions import RuleDefinition, Severity
 from rules.engine import RulesEngine
-from rules.store import MemoryRulesStore
+from rules.postgres_store import PostgresRulesStore
+from rules.sqlite_store import SqliteRulesStore
+from rules.store import MemoryRulesStore, RulesStore
 from twin import Inbound, MemoryStore, MessageKind, SqliteStore, Store, TwinService
 from twin.observe import TwinUpdate
+from twin.postgres_store import PostgresStore
 
 _encode = msgspec.json.Encoder().encode
 
@@ -165,13 +176,36 @@ async def run_ingest(
     return (time.perf_counter() - started) / messages
 
 
+@contextlib.asynccontextmanager
+async def pg_schema(database: str) -> AsyncIterator[str]:
+    """A fresh schema in `database` for one pass; the URL puts it first on the search path."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}".encode())
+    sep = "&" if "?" in database else "?"
+    try:
+        yield f"{database}{sep}options={quote(f'-c search_path={schema},public')}"
+    finally:
+        async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+
+
+def rules_store_for(twins: Store) -> RulesStore:
+    if isinstance(twins, SqliteStore):
+        return SqliteRulesStore(twins.url)
+    if isinstance(twins, PostgresStore):
+        return PostgresRulesStore(twins.url)
+    return MemoryRulesStore()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vehicles", type=int, default=20_000)
     parser.add_argument("--rules", type=int, default=100)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--mode", choices=["drift", "churn"], default="drift")
-    parser.add_argument("--store", choices=["memory", "sqlite"], default="memory")
+    parser.add_argument("--store", choices=["memory", "sqlite", "postgresql"], default="memory")
+    parser.add_argument("--database", default="postgresql://127.0.0.1:5432/test", help="for --store postgresql")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -180,18 +214,25 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
 
-        def open_store(name: str) -> Store:
+        @contextlib.asynccontextmanager
+        async def open_store(name: str) -> AsyncIterator[Store]:
             if args.store == "memory":
-                return MemoryStore()
-            return SqliteStore(f"sqlite:///{Path(tmp) / name}.db")
+                async with MemoryStore() as memory:
+                    yield memory
+            elif args.store == "sqlite":
+                async with SqliteStore(f"sqlite:///{Path(tmp) / name}.db") as sqlite:
+                    yield sqlite
+            else:
+                async with pg_schema(args.database) as url, PostgresStore(url) as postgres:
+                    yield postgres
 
         async with open_store("plain") as store:
             # A first pass creates the twins, so both measured passes update existing ones.
             await run_ingest(store, args.vehicles, args.vehicles, None, args.seed, args.mode)
             plain = await run_ingest(store, args.vehicles, args.messages, None, args.seed, args.mode)
-        async with open_store("rules") as store:
+        async with open_store("rules") as store, rules_store_for(store) as rules_store:
             await run_ingest(store, args.vehicles, args.vehicles, None, args.seed, args.mode)
-            engine = RulesEngine(MemoryRulesStore(), store, file_rules=definitions, file_zones=zones)
+            engine = RulesEngine(rules_store, store, file_rules=definitions, file_zones=zones)
             async with engine:
                 recorder = _Recorder()
                 with_rules = await run_ingest(

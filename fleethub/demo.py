@@ -54,7 +54,7 @@ async def _start_hub(settings: Settings) -> Hub:
 def with_demo_rules(settings: Settings) -> Settings:
     """The packaged demo rules unless a rules file is set, and a service area around the demo city."""
     rules = settings.rules
-    if not rules.enabled or not settings.store.url.startswith("sqlite://"):
+    if not rules.enabled:
         return settings
     city = get_city(settings.demo.city)
     lat, lon = (city.south + city.north) / 2, (city.west + city.east) / 2

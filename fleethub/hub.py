@@ -1,8 +1,10 @@
 """The composition root: every part of the hub, started and stopped in order.
 
-Start: store (migrated) -> twin consumer -> broker -> HTTP. Stop in reverse: stop
-accepting HTTP, stop the broker (no new messages), drain and commit the ingest queue,
-close the store. Nothing is fire-and-forget: every task is held and awaited.
+Start: store (migrated) -> twin consumer -> broker -> rules engine -> HTTP. Stop in
+reverse, except the rules engine: stop accepting HTTP, stop the broker (no new
+messages), drain and commit the ingest queue, stop the rules engine (it evaluates the
+drained updates; their alerts are stored, though no longer published), close the
+stores. Nothing is fire-and-forget: every task is held and awaited.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class Hub:
     async def _start(self) -> None:
         s = self.settings
         await self._stack.enter_async_context(self.store)
+        # The rules engine starts after the broker but stops after the ingest drain, so an
+        # update committed while the hub stops is still evaluated and its alert stored.
+        rules_stack = contextlib.AsyncExitStack()
+        self._stack.push_async_callback(rules_stack.aclose)
         self._consumer = asyncio.get_running_loop().create_task(self.service.run(), name="twin-consumer")
         self._stack.push_async_callback(self._drain_ingest)
         maintenance = asyncio.get_running_loop().create_task(
@@ -99,7 +105,7 @@ class Hub:
         self.service.channel = self.broker.channel
         if self.rules is not None:
             self.rules.publisher = self.broker
-            await start_rules(self._stack, self.rules)
+            await start_rules(rules_stack, self.rules)
         deps = ApiDeps(
             service=self.service,
             registry=self.registry,

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 
-import structlog
-
-from fleethub.settings import Settings
+from fleethub.settings import Settings, StoreSettings
 from rules import Compiler, RuleConfigError, Zone
 from rules.definitions import RuleDefinition, load_rules_file
 from rules.engine import EngineOptions, RulesEngine
+from rules.postgres_store import PostgresRulesStore
 from rules.sqlite_store import SqliteRulesStore
+from rules.store import RulesStore
 from twin import ConfigError, Store
-
-log = structlog.get_logger(__name__)
 
 
 def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
@@ -23,15 +21,6 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
     """
     rules = settings.rules
     if not rules.enabled:
-        return None
-    url = settings.store.url
-    if not url.startswith("sqlite://"):
-        if rules.file or rules.zones_file or rules.zones:
-            raise ConfigError(
-                "rules and alerts are stored only in SQLite so far; with a PostgreSQL store.url "
-                "remove rules.file, rules.zones_file and rules.zones, or set rules.enabled = false"
-            )
-        log.warning("rules engine is off: rules and alerts are stored only in SQLite so far", store=url.split(":")[0])
         return None
     definitions: list[RuleDefinition] = []
     zones: dict[str, Zone] = dict(rules.zones)
@@ -45,7 +34,7 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
     except RuleConfigError as exc:
         raise ConfigError(str(exc)) from None
     return RulesEngine(
-        SqliteRulesStore(url, synchronous=settings.store.sqlite_synchronous),
+        rules_store(settings.store),
         twins,
         compiler=Compiler(limits=rules.limits),
         options=EngineOptions(
@@ -54,6 +43,16 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
         file_rules=definitions,
         file_zones=zones,
     )
+
+
+def rules_store(settings: StoreSettings) -> RulesStore:
+    """The rules store beside the twin store `settings.url` names, in the same database."""
+    url = settings.url
+    if url.startswith("sqlite://"):
+        return SqliteRulesStore(url, synchronous=settings.sqlite_synchronous)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresRulesStore(url)
+    raise ConfigError(f"setting 'store.url' must be a sqlite:/// or postgresql:// URL, got {url!r}")
 
 
 async def start_rules(stack: contextlib.AsyncExitStack, engine: RulesEngine) -> None:

@@ -60,6 +60,8 @@ class Alert(msgspec.Struct):
     # "condition" when the clear condition cleared it, else the user who did.
     cleared_by: str | None = None
     clear_values: dict[str, Any] | None = None
+    # The note of a clear by hand; `note` keeps the acknowledgement's.
+    clear_note: str | None = None
 
 
 def new_alert_id() -> str:
@@ -92,6 +94,7 @@ class AlertView(msgspec.Struct):
     cleared_at: str | None = None
     cleared_by: str | None = None
     clear_values: dict[str, Any] | None = None
+    clear_note: str | None = None
     # Only on MQTT: which transition this message announces.
     event: str | None = None
 
@@ -115,6 +118,7 @@ def view(alert: Alert, event: AlertEventKind | None = None) -> AlertView:
         cleared_at=isoformat(alert.cleared_at),
         cleared_by=alert.cleared_by,
         clear_values=alert.clear_values,
+        clear_note=alert.clear_note,
         event=event.value if event else None,
     )
 

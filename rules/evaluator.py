@@ -155,6 +155,21 @@ def _related(a: Path, b: Path) -> bool:
     return a[:n] == b[:n]
 
 
+def _touches(changed: Iterable[Path], fields: Iterable[Path]) -> bool:
+    """Whether an operator write of `changed` can affect `fields`; an update naming no paths may touch any."""
+    fields = tuple(fields)
+    if not fields:
+        return False
+    changed = tuple(changed)
+    return not changed or any(_related(c, f) for c in changed for f in fields)
+
+
+def _selected(rule: CompiledRule) -> tuple[Path, ...]:
+    """The tags a rule's selector reads."""
+    selector = rule.definition.selector
+    return tuple((key,) for key in selector.tags) if selector is not None else ()
+
+
 def _plain(value: object) -> object:
     return None if value is MISSING else value
 
@@ -315,12 +330,17 @@ class Evaluator:
                 self._shapes[shape] = found
             return found
         if kind is UpdateKind.DESIRED:
-            return [n for n, i in self._rules.items() if i.rule.desired_fields and i.rule.definition.enabled]
+            return [
+                n
+                for n, i in self._rules.items()
+                if i.rule.definition.enabled and _touches(update.changed, i.rule.desired_fields)
+            ]
         if kind is UpdateKind.TAGS:
             return [
                 n
                 for n, i in self._rules.items()
-                if (i.rule.tag_fields or i.rule.definition.selector) and i.rule.definition.enabled
+                if i.rule.definition.enabled
+                and (_touches(update.changed, i.rule.tag_fields) or _touches(update.changed, _selected(i.rule)))
             ]
         if kind in (UpdateKind.CONNECTED, UpdateKind.DISCONNECTED):
             return [n for n, i in self._rules.items() if i.rule.uses_time and i.rule.definition.enabled]
@@ -517,7 +537,7 @@ class Evaluator:
             self._end_window(key, slot)
         del self._slots[key]
         if note is not None:
-            alert = msgspec.structs.replace(alert, note=note)
+            alert = msgspec.structs.replace(alert, clear_note=note)
         self._emit_clear(alert, now, user, {})
         rule = self._rules.get(key[0])
         if rule is not None and rule.rule.cooldown_s > 0:

@@ -1,7 +1,8 @@
 """The rules store seam: definitions, zones, alerts and pending `for` windows.
 
-`MemoryRulesStore` is the in-memory implementation for unit tests; the SQLite one
-is `rules.sqlite_store.SqliteRulesStore`. Both pass the same contract tests.
+`MemoryRulesStore` is the in-memory implementation for unit tests; the real ones are
+`rules.sqlite_store.SqliteRulesStore` and `rules.postgres_store.PostgresRulesStore`.
+All pass the same contract tests (tests/integration/rules/test_store_contract.py).
 """
 
 from __future__ import annotations

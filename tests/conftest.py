@@ -4,6 +4,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# The PostgreSQL fixtures (pg_server, pg_database, pg_url) for every test folder.
+pytest_plugins = ["tests.postgres"]
+
 # CI gets a fixed, modest example count so the suite's time is predictable on 2 cores.
 settings.register_profile(
     "ci", max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]

@@ -23,9 +23,11 @@ class TwinUpdate:
     """One change to one twin, in the order the service applied it.
 
     `state` is the live twin after this change and all changes before it in the same
-    batch; treat it as read-only. `previous` holds, for each reported leaf this update
-    wrote (joined path), the entry it replaced, so observers can tell what changed and
-    compute deltas and rates per message even when a batch carries several.
+    batch; treat it as read-only. `changed` holds the paths it changed: reported leaves
+    for telemetry, the patched paths for a desired or tags write (none: unknown, so
+    anything). `previous` holds, for each reported leaf this update wrote (joined
+    path), the entry it replaced, so observers can tell what changed and compute
+    deltas and rates per message even when a batch carries several.
     """
 
     kind: UpdateKind

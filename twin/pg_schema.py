@@ -62,7 +62,7 @@ def load_pg_migrations(mode: Mode) -> list[PgMigration]:
             raise RuntimeError(f"postgres migration {version:04d} exists both for all modes and for {mode.value}")
         name = match.group(2) + (f".{match.group(3)}" if match.group(3) else "")
         found[version] = PgMigration(version, name, entry.read_text(encoding="utf-8"))
-    # Numbers order the migrations; gaps are allowed so parts of the hub can own ranges.
+    # Numbers order the migrations; gaps are allowed so parts of the hub own ranges (0010: rules).
     return [found[v] for v in sorted(found)]
 
 

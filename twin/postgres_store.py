@@ -136,12 +136,15 @@ class PostgresStore:
 
     async def _fix_partition_width(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Partitions keep the width they were created with; a changed setting would overlap them."""
+        hours = self.options.chunk_interval_hours
+        # Workers starting together both get here after migrating: the first one records it.
+        await conn.execute(
+            "INSERT INTO store_meta (key, value) VALUES ('partition_hours', %s) ON CONFLICT (key) DO NOTHING",
+            (str(hours),),
+        )
         cur = await conn.execute("SELECT value FROM store_meta WHERE key = 'partition_hours'")
         row = await cur.fetchone()
-        hours = self.options.chunk_interval_hours
-        if row is None:
-            await conn.execute("INSERT INTO store_meta (key, value) VALUES ('partition_hours', %s)", (str(hours),))
-        elif int(row[0]) != hours:
+        if row is not None and int(row[0]) != hours:
             log.warning(
                 "store.pg_chunk_interval_hours differs from the existing partitions; keeping theirs",
                 configured=hours,

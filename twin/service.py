@@ -86,6 +86,8 @@ class _Op:
     fn: Callable[[TwinState], Any]
     done: asyncio.Future[Any]
     create: bool = False
+    # The paths the write patches, told to observers so they look only at what it touched.
+    changed: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(slots=True)
@@ -476,16 +478,23 @@ class TwinService:
             return
         batch.dirty[state.vehicle_id] = state
         kind = UpdateKind.DESIRED if isinstance(result, _DeltaChanged) else UpdateKind.TAGS
-        batch.updates.append(TwinUpdate(kind, state.vehicle_id, state, self.clock()))
+        batch.updates.append(TwinUpdate(kind, state.vehicle_id, state, self.clock(), op.changed))
         if isinstance(result, _DeltaChanged):
             self._queue_delta(state, batch, even_if_empty=True)
         batch.results.append((op.done, self._document(state)))
 
-    async def _run_op(self, vehicle_id: str, fn: Callable[[TwinState], Any], *, create: bool = False) -> TwinDocument:
+    async def _run_op(
+        self,
+        vehicle_id: str,
+        fn: Callable[[TwinState], Any],
+        *,
+        create: bool = False,
+        changed: tuple[tuple[str, ...], ...] = (),
+    ) -> TwinDocument:
         if not self._running:
             raise StoreError("the twin service is not running")
         done: asyncio.Future[TwinDocument] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Op(vehicle_id, fn, done, create))
+        await self._queue.put(_Op(vehicle_id, fn, done, create, changed))
         return await done
 
     async def patch_desired(
@@ -511,7 +520,7 @@ class TwinService:
             state.updated_at = now
             return _DeltaChanged()
 
-        return await self._run_op(vehicle_id, apply)
+        return await self._run_op(vehicle_id, apply, changed=_paths(patch))
 
     async def patch_tags(
         self, vehicle_id: str, patch: Mapping[str, Json], *, if_match: int | None = None
@@ -524,7 +533,7 @@ class TwinService:
             state.version += 1
             state.updated_at = self.clock()
 
-        return await self._run_op(vehicle_id, apply)
+        return await self._run_op(vehicle_id, apply, changed=_paths(patch))
 
     # -- reads -----------------------------------------------------------------------
 
@@ -601,6 +610,11 @@ def _check_document_size(state: TwinState, limits: Limits) -> None:
 
 class _DeltaChanged:
     """Marks an operator write after which the vehicle must get its new delta."""
+
+
+def _paths(patch: Mapping[str, Json]) -> tuple[tuple[str, ...], ...]:
+    """The paths a patch writes or deletes (an empty object is a leaf, see `flatten`)."""
+    return tuple(path for path, _ in flatten(patch))
 
 
 def _check_version(state: TwinState, if_match: int | None) -> None:

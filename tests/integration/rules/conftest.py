@@ -10,7 +10,7 @@ from fleethub.settings import load_settings
 from tests.helpers import MqttClient
 
 
-def hub_settings(db: str, **overrides: object):
+def hub_settings(store_url: str, **overrides: object):
     return load_settings(
         environ={},
         overrides={
@@ -18,20 +18,25 @@ def hub_settings(db: str, **overrides: object):
             "mqtt.port": 0,
             "http.host": "127.0.0.1",
             "http.port": 0,
-            "store.url": f"sqlite:///{db}",
+            "store.url": store_url,
+            "store.pg_pool_min_size": 1,
+            "store.pg_pool_max_size": 4,
             **overrides,
         },
     )
 
 
-@pytest.fixture
-def db(tmp_path) -> str:
-    return str(tmp_path / "hub.db")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path) -> str:
+    """The hub's database: every rules test runs on both backends, each on a fresh one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/hub.db"
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
-async def hub(db) -> AsyncIterator[Hub]:
-    async with Hub(hub_settings(db)) as running:
+async def hub(store_url) -> AsyncIterator[Hub]:
+    async with Hub(hub_settings(store_url)) as running:
         yield running
 
 

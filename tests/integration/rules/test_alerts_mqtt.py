@@ -79,11 +79,22 @@ async def test_manual_clear_and_filters(hub, http, clients, vid, rule_name):
     assert later == []
     since = (await http.get("/api/v1/alerts", params={"from": str(before - 1), "vehicle": vid})).json()["items"]
     assert len(since) == 1
+    earlier = (await http.get("/api/v1/alerts", params={"to": str(before - 1), "vehicle": vid})).json()["items"]
+    assert earlier == []
+    window = {"from": "2000-01-01T00:00:00Z", "to": str(time.time() + 60), "vehicle": vid, "state": "active"}
+    assert [a["id"] for a in (await http.get("/api/v1/alerts", params=window)).json()["items"]] == [raised["id"]]
+    acked = (await http.get("/api/v1/alerts", params={"state": "acknowledged", "vehicle": vid})).json()["items"]
+    assert acked == []
+    bad = await http.get("/api/v1/alerts", params={"state": "burning"})
+    assert bad.status_code == 422
+    assert "active, acknowledged, cleared or open" in bad.json()["detail"]
 
-    response = await http.post(f"/api/v1/alerts/{raised['id']}/clear", json={"user": "ops"})
+    response = await http.post(f"/api/v1/alerts/{raised['id']}/clear", json={"user": "ops", "note": "sensor fault"})
     assert response.status_code == 200
     _, cleared = await watcher.next_message(f"/{rule_name}/{vid}")
-    assert (cleared["event"], cleared["cleared_by"]) == ("cleared", "ops")
+    assert (cleared["event"], cleared["cleared_by"], cleared["clear_note"]) == ("cleared", "ops", "sensor fault")
+    stored = (await http.get(f"/api/v1/alerts/{raised['id']}")).json()
+    assert (stored["state"], stored["cleared_by"], stored["clear_note"]) == ("cleared", "ops", "sensor fault")
     again = await http.post(f"/api/v1/alerts/{raised['id']}/ack", json={"user": "ops"})
     assert again.status_code == 409
     assert again.headers["content-type"].startswith("application/problem+json")
@@ -200,3 +211,19 @@ async def test_rule_deleted_clears_its_alerts(hub, http, clients, vid, rule_name
         return (await http.get(f"/api/v1/rules/{rule_name}")).status_code == 404
 
     await eventually(gone)
+
+
+async def test_connected_follows_the_vehicles_presence(hub, http, clients, vid, rule_name):
+    """`not connected()` raises when the vehicle's link drops and clears when it comes back."""
+    vehicle = await clients(hub.mqtt_port, vid).connect()
+    await vehicle.publish_and_wait(f"vehicles/{vid}/telemetry", {"soc": 80})
+    await put_rule(http, rule_name, when="not connected()", severity="minor")
+    watcher = await clients(hub.mqtt_port).connect()
+    await watcher.subscribe("alerts/#")
+    await assert_no_message(watcher, f"/{rule_name}/{vid}", wait_s=0.3)
+    vehicle.drop()
+    _, raised = await watcher.next_message(f"/{rule_name}/{vid}", wait_s=10)
+    assert raised["event"] == "raised"
+    await clients(hub.mqtt_port, vid).connect()
+    _, cleared = await watcher.next_message(f"/{rule_name}/{vid}", wait_s=10)
+    assert (cleared["event"], cleared["id"], cleared["cleared_by"]) == ("cleared", raised["id"], "condition")

@@ -3,9 +3,11 @@
 import time
 
 import httpx
+import msgspec
 import pytest
 
 from fleethub.hub import Hub
+from fleethub.settings import load_settings
 from tests.integration.rules.conftest import hub_settings
 from twin import ConfigError
 
@@ -103,7 +105,7 @@ async def test_backtest_replays_history(hub, http, clients, vid, rule_name):
     assert [(e["event"], e["ts"] - t0) for e in draft.json()["events"]] == [("raised", 40), ("cleared", 42)]
 
 
-async def test_rules_file_loads_at_start(db, tmp_path):
+async def test_rules_file_loads_at_start(store_url, tmp_path):
     """Rules and zones in the `rules.file` TOML are loaded at start-up and served by the API."""
     path = tmp_path / "rules.toml"
     path.write_text(
@@ -125,7 +127,7 @@ when = 'left("depot")'
 clear_when = 'inside("depot")'
 """
     )
-    async with Hub(hub_settings(db, **{"rules.file": str(path)})) as hub:
+    async with Hub(hub_settings(store_url, **{"rules.file": str(path)})) as hub:
         http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}")
         try:
             names = [r["name"] for r in (await http.get("/api/v1/rules")).json()["items"]]
@@ -136,10 +138,42 @@ clear_when = 'inside("depot")'
             await http.aclose()
 
 
-async def test_bad_rules_file_stops_start_up_with_position(db, tmp_path):
+async def test_bad_rules_file_stops_start_up_with_position(store_url, tmp_path):
     """A rule in the file that does not compile stops start-up naming the rule, line and column."""
     path = tmp_path / "rules.toml"
     path.write_text('[rules.broken]\nwhen = "soc <"\n')
     with pytest.raises(ConfigError, match=r"rule 'broken' is invalid:\n  when: .* at line 1, column 6"):
-        async with Hub(hub_settings(db, **{"rules.file": str(path)})):
+        async with Hub(hub_settings(store_url, **{"rules.file": str(path)})):
             pass
+
+
+async def test_zones_from_settings_and_zones_file(store_url, tmp_path, clients, vid):
+    """Zones written inline in the settings file and in `rules.zones_file` are loaded, listed and used by rules."""
+    zones_file = tmp_path / "zones.toml"
+    zones_file.write_text(
+        '[zones.yard]\nkind = "polygon"\n'
+        "vertices = [{lat = 10.0, lon = 10.0}, {lat = 10.0, lon = 10.1}, {lat = 10.1, lon = 10.1}]\n"
+    )
+    config = tmp_path / "fleethub.toml"
+    config.write_text(
+        f'[rules]\nzones_file = "{zones_file}"\n\n'
+        '[rules.zones.depot]\nkind = "circle"\nlat = 19.4326\nlon = -99.1332\nradius_m = 500\n'
+    )
+    base = hub_settings(store_url)
+    settings = load_settings(config, environ={}, overrides={"store.url": store_url, "mqtt.port": 0, "http.port": 0})
+    settings = msgspec.structs.replace(base, rules=settings.rules)
+    async with Hub(settings) as hub, httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}") as http:
+        zones = (await http.get("/api/v1/zones")).json()["items"]
+        assert zones["depot"] == {"kind": "circle", "lat": 19.4326, "lon": -99.1332, "radius_m": 500.0}
+        assert zones["yard"]["kind"] == "polygon"
+        unknown = await http.put("/api/v1/rules/in-nowhere", json={"when": 'inside("nowhere")'})
+        assert unknown.status_code == 422
+        assert "nowhere" in unknown.text
+        created = await http.put("/api/v1/rules/in-yard", json={"when": 'inside("yard")'})
+        assert created.status_code == 201, created.text
+        watcher = await clients(hub.mqtt_port).connect()
+        await watcher.subscribe("alerts/#")
+        vehicle = await clients(hub.mqtt_port, vid).connect()
+        await vehicle.publish_and_wait(f"vehicles/{vid}/telemetry", {"gps": {"lat": 10.01, "lon": 10.05}})
+        _, raised = await watcher.next_message(f"/in-yard/{vid}")
+        assert raised["event"] == "raised"

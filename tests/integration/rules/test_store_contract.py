@@ -1,24 +1,37 @@
-"""One contract for every rules store backend: in memory and SQLite."""
+"""One contract for every rules store backend: in memory, SQLite and PostgreSQL."""
 
+import psycopg
 import pytest
 
-from rules import Circle
+from rules import Circle, LatLon, Polygon
 from rules.alerts import Alert, AlertQuery, AlertState
-from rules.definitions import RuleDefinition, Selector
+from rules.definitions import RuleDefinition, Selector, Severity
+from rules.postgres_store import PostgresRulesStore
 from rules.sqlite_store import SqliteRulesStore
 from rules.store import MemoryRulesStore, PendingTimer, RulesWrite, TimerKind
 from twin import SqliteStore, StoreError
+from twin.postgres_store import PostgresOptions, PostgresStore
+
+BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 async def store(request, tmp_path):
     if request.param == "memory":
         async with MemoryRulesStore() as memory:
             yield memory
-        return
-    url = f"sqlite:///{tmp_path}/hub.db"
-    async with SqliteStore(url), SqliteRulesStore(url) as sqlite:
-        yield sqlite
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/hub.db"
+        # The twin store applies the migrations, the rules tables included.
+        async with SqliteStore(url), SqliteRulesStore(url) as sqlite:
+            yield sqlite
+    else:
+        url = request.getfixturevalue("pg_url")
+        async with (
+            PostgresStore(url, options=PostgresOptions(pool_min_size=1, pool_max_size=2)),
+            PostgresRulesStore(url) as postgres,
+        ):
+            yield postgres
 
 
 def alert(alert_id: str, *, rule="hot", vehicle="v1", state=AlertState.ACTIVE, raised_at=100.0, **kw) -> Alert:
@@ -27,10 +40,10 @@ def alert(alert_id: str, *, rule="hot", vehicle="v1", state=AlertState.ACTIVE, r
         rule=rule,
         vehicle_id=vehicle,
         fleet="default",
-        severity="critical",
+        severity=kw.pop("severity", "critical"),
         state=state,
         message="m",
-        values={"battery.temp_c": 70},
+        values=kw.pop("values", {"battery.temp_c": 70}),
         since=raised_at,
         raised_at=raised_at,
         updated_at=raised_at,
@@ -45,12 +58,21 @@ async def test_rules_and_zones_round_trip(store):
     await store.put_rule(RuleDefinition(name="cold", when="battery.temp_c < 0"))
     assert [r.name for r in await store.list_rules()] == ["cold", "hot"]
     assert (await store.list_rules())[1] == hot
+    replaced = RuleDefinition(name="hot", when="battery.temp_c > 65", severity=Severity.MAJOR, enabled=False)
+    await store.put_rule(replaced)
+    assert (await store.list_rules())[1] == replaced
     assert await store.delete_rule("cold") is True
     assert await store.delete_rule("cold") is False
     await store.put_zone("depot", Circle(lat=1, lon=2, radius_m=3))
-    assert await store.list_zones() == {"depot": Circle(lat=1, lon=2, radius_m=3)}
+    area = Polygon(vertices=(LatLon(0.0, 0.0), LatLon(0.0, 1.0), LatLon(1.0, 1.0)))
+    await store.put_zone("area", area)
+    assert await store.list_zones() == {"area": area, "depot": Circle(lat=1, lon=2, radius_m=3)}
+    assert list(await store.list_zones()) == ["area", "depot"]
+    await store.put_zone("depot", Circle(lat=1, lon=2, radius_m=30))
+    assert (await store.list_zones())["depot"] == Circle(lat=1, lon=2, radius_m=30)
     assert await store.delete_zone("depot") is True
-    assert await store.list_zones() == {}
+    assert await store.delete_zone("depot") is False
+    assert await store.list_zones() == {"area": area}
 
 
 async def test_alerts_and_timers_write_and_query(store):
@@ -72,8 +94,125 @@ async def test_alerts_and_timers_write_and_query(store):
     assert await store.get_alert("zz") is None
 
 
+async def test_alert_filters_combine_and_limit(store):
+    """Severity, open-only, time bounds (end exclusive) and limit filter together, newest first."""
+    await store.write(
+        RulesWrite(
+            alerts=[
+                alert("b1", raised_at=100.0, severity="minor"),
+                alert("b2", rule="slow", raised_at=200.0, severity="critical"),
+                alert("b3", rule="fast", raised_at=300.0, severity="critical", state=AlertState.ACKNOWLEDGED),
+                alert("b4", rule="cold", raised_at=400.0, state=AlertState.CLEARED, cleared_at=450.0),
+            ]
+        )
+    )
+    ids = [a.id for a in await store.query_alerts(AlertQuery(severity="critical"))]
+    assert ids == ["b4", "b3", "b2"]
+    assert [a.id for a in await store.query_alerts(AlertQuery(open_only=True))] == ["b3", "b2", "b1"]
+    assert [a.id for a in await store.query_alerts(AlertQuery(state=AlertState.ACKNOWLEDGED))] == ["b3"]
+    assert [a.id for a in await store.query_alerts(AlertQuery(start=200.0, end=400.0))] == ["b3", "b2"]
+    assert [a.id for a in await store.query_alerts(AlertQuery(limit=2))] == ["b4", "b3"]
+    assert [a.id for a in await store.query_alerts(AlertQuery(severity="minor", rule="hot", vehicle_id="v1"))] == ["b1"]
+    assert sorted(a.id for a in await store.open_alerts()) == ["b1", "b2", "b3"]
+
+
+async def test_alert_documents_round_trip_whole(store):
+    """Every alert field comes back as written: nested and unicode values, ack and clear details."""
+    full = alert(
+        "c1",
+        values={"gps": {"lat": 19.43, "lon": -99.13}, "name": "Dépôt ☃", "n": None, "ok": True, "big": 2**53},
+        state=AlertState.CLEARED,
+        acknowledged_at=110.5,
+        acknowledged_by="maria",
+        note="on it — really",
+        cleared_at=120.25,
+        cleared_by="ops",
+        clear_values={"battery.temp_c": 41.5},
+        clear_note="sensor fault",
+    )
+    await store.write(RulesWrite(alerts=[full]))
+    assert await store.get_alert("c1") == full
+    assert await store.query_alerts(AlertQuery(vehicle_id="v1")) == [full]
+
+
+async def test_last_cleared_keeps_the_newest_clear_per_rule_and_vehicle(store):
+    """After several clears of one rule and vehicle, only the newest counts for its cooldown."""
+    await store.write(
+        RulesWrite(
+            alerts=[
+                alert("d1", raised_at=10.0, state=AlertState.CLEARED, cleared_at=20.0),
+                alert("d2", raised_at=30.0, state=AlertState.CLEARED, cleared_at=40.0),
+                alert("d3", vehicle="v2", raised_at=30.0, state=AlertState.CLEARED, cleared_at=35.0),
+            ]
+        )
+    )
+    newest = {(a.rule, a.vehicle_id): a.id for a in await store.last_cleared(0.0)}
+    assert newest == {("hot", "v1"): "d2", ("hot", "v2"): "d3"}
+
+
+async def test_a_clear_and_a_new_alert_of_one_rule_and_vehicle_in_one_write(store):
+    """A clear and the next alert for the same rule and vehicle land together: one stays open."""
+    await store.write(RulesWrite(alerts=[alert("e1", raised_at=10.0)]))
+    await store.write(
+        RulesWrite(
+            alerts=[
+                alert("e1", raised_at=10.0, state=AlertState.CLEARED, cleared_at=20.0),
+                alert("e2", raised_at=21.0),
+            ]
+        )
+    )
+    assert [a.id for a in await store.open_alerts()] == ["e2"]
+
+
+async def test_timers_replace_end_and_go_with_their_rule(store):
+    """A timer restarted in the batch that ended it stays; deleting a rule drops its timers."""
+    first = PendingTimer("hot", "v1", TimerKind.RAISE, 10.0, 40.0, {"x": 1})
+    other = PendingTimer("cold", "v1", TimerKind.CLEAR, 12.5, 72.5, {})
+    await store.write(RulesWrite(timers=[first, other]))
+    restarted = PendingTimer("hot", "v1", TimerKind.CLEAR, 50.123456789, 110.987654321, {"x": [1, 2]})
+    await store.write(RulesWrite(timers=[restarted], timers_done=[("hot", "v1")]))
+    timers = sorted(await store.pending_timers(), key=lambda t: t.rule)
+    assert timers == [other, restarted]
+    await store.put_rule(RuleDefinition(name="cold", when="battery.temp_c < 0"))
+    assert await store.delete_rule("cold") is True
+    assert await store.pending_timers() == [restarted]
+
+
+async def test_an_empty_write_is_a_no_op(store):
+    """Nothing to persist writes nothing and fails nothing."""
+    await store.write(RulesWrite())
+    assert await store.pending_timers() == []
+    assert await store.open_alerts() == []
+
+
 async def test_sqlite_rules_store_needs_migrated_database(tmp_path):
     """Opening the SQLite rules store on a database without its tables says how to fix it."""
     with pytest.raises(StoreError, match="fleethub migrate"):
         async with SqliteRulesStore(f"sqlite:///{tmp_path}/empty.db"):
             pass
+
+
+@pytest.mark.postgres
+async def test_postgres_rules_store_needs_migrated_database(pg_url):
+    """Opening the PostgreSQL rules store on a schema without its tables says how to fix it."""
+    with pytest.raises(StoreError, match="fleethub migrate"):
+        async with PostgresRulesStore(pg_url):
+            pass
+
+
+@pytest.mark.postgres
+async def test_postgres_rules_store_refuses_an_unreachable_server():
+    """A server that does not answer is a StoreError naming it, password redacted."""
+    with pytest.raises(StoreError, match=r"cannot open PostgreSQL at postgresql://u:\*\*\*@127.0.0.1:1/"):
+        async with PostgresRulesStore("postgresql://u:secret@127.0.0.1:1/x?connect_timeout=2"):
+            pass
+
+
+@pytest.mark.postgres
+async def test_postgres_keeps_one_open_alert_per_rule_and_vehicle(pg_url):
+    """The database itself refuses a second open alert for one rule and vehicle."""
+    async with PostgresStore(pg_url), PostgresRulesStore(pg_url) as store:
+        await store.write(RulesWrite(alerts=[alert("f1")]))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await store.write(RulesWrite(alerts=[alert("f2", raised_at=101.0)]))
+        assert [a.id for a in await store.open_alerts()] == ["f1"]

@@ -293,7 +293,7 @@ async def test_ttl_expiry_shows_without_further_messages() -> None:
 
 
 async def test_observers_see_each_committed_update_with_previous_values(hub) -> None:
-    """Observers get every update after commit, per message, with the entries each replaced."""
+    """Observers get every update after commit, per message, with the entries each replaced and the paths patched."""
     service, store, _ = hub
     seen: list = []
 
@@ -309,9 +309,11 @@ async def test_observers_see_each_committed_update_with_previous_values(hub) -> 
     last = telemetry("veh-o", {"soc": 49, "ts": 11}, ack=True)
     await service.submit(last)
     await last.ack
-    await service.patch_desired("veh-o", {"charge_limit": 80})
+    await service.patch_desired("veh-o", {"charge_limit": 80, "config": {"report_interval_s": 5}})
+    await service.patch_tags("veh-o", {"depot": "north", "model": None})
     assert seen == [
         ("telemetry", (("soc",),), {"soc": None}),
         ("telemetry", (("soc",),), {"soc": 50}),
-        ("desired", (), {}),
+        ("desired", (("charge_limit",), ("config", "report_interval_s")), {}),
+        ("tags", (("depot",), ("model",)), {}),
     ]

@@ -11,7 +11,7 @@ from rules.store import MemoryRulesStore, TimerKind
 from rules.timers import TimerHeap
 from twin import MemoryStore, NotFound
 from twin.merge import apply_reported
-from twin.model import TwinState
+from twin.model import Connection, TwinState
 from twin.observe import TwinUpdate, UpdateKind
 from twin.paths import flatten
 
@@ -52,6 +52,12 @@ class Vehicle:
         return TwinUpdate(
             UpdateKind.TELEMETRY, self.state.vehicle_id, self.state, at, tuple(change.changed), change.previous
         )
+
+    def presence(self, connected: bool, at: float) -> TwinUpdate:
+        """The update the twin service reports when the vehicle connects or goes away."""
+        self.state.connection = Connection(connected=connected, since=at, last_seen=at)
+        kind = UpdateKind.CONNECTED if connected else UpdateKind.DISCONNECTED
+        return TwinUpdate(kind, self.state.vehicle_id, self.state, at)
 
 
 def rule(name: str = "hot", when: str = "battery.temp_c > 60", **kw) -> RuleDefinition:
@@ -266,16 +272,17 @@ async def test_restart_restores_windows_and_alerts_without_double_firing(rules_s
 
 
 async def test_manual_clear_and_acknowledge_errors(rules_store, twins, clock):
-    """Acknowledging twice or clearing a cleared alert is refused; unknown ids are not found."""
+    """Acknowledging twice or clearing a cleared alert is refused; both notes are kept; unknown ids are not found."""
     async with engine_for(rules_store, twins, clock, rule()) as engine:
         engine.twin_updated([Vehicle(clock=clock).update({"battery": {"temp_c": 70}})])
         alert = engine.core.open_alert("hot", "v1")
         assert alert is not None
-        await engine.acknowledge(alert.id, "a")
+        await engine.acknowledge(alert.id, "a", "looking")
         with pytest.raises(AlertNotOpen):
             await engine.acknowledge(alert.id, "b")
         cleared = await engine.clear(alert.id, "b", "false alarm")
-        assert (cleared.state.value, cleared.cleared_by, cleared.note) == ("cleared", "b", "false alarm")
+        assert (cleared.state.value, cleared.cleared_by, cleared.clear_note) == ("cleared", "b", "false alarm")
+        assert (cleared.acknowledged_by, cleared.note) == ("a", "looking")
         with pytest.raises(AlertNotOpen):
             await engine.clear(alert.id, "b")
         with pytest.raises(NotFound):
@@ -329,3 +336,65 @@ def test_timer_heap_replaces_cancels_and_pops_in_order():
     assert heap.pop_due(4) == [(1, "a"), (3, "b")]
     assert len(heap) == 0
     assert heap.next_deadline() is None
+
+
+async def test_connected_is_evaluated_on_presence_changes_not_on_a_timer(rules_store, twins, clock):
+    """`not connected()` with `for` starts its window on a disconnect, ends it on a reconnect, and never polls."""
+    published = Published()
+    definition = rule("offline", "not connected()", for_="30s")
+    async with engine_for(rules_store, twins, clock, definition, published=published) as engine:
+        car = Vehicle(clock=clock)
+        engine.twin_updated([car.update({"soc": 50}), car.presence(True, clock.now)])
+        assert engine.core.next_deadline() is None
+        clock.now += 5
+        engine.twin_updated([car.presence(False, clock.now)])
+        assert engine.core.next_deadline() == pytest.approx(clock.now + 30)
+        clock.now += 10
+        engine.twin_updated([car.presence(True, clock.now)])
+        assert engine.core.next_deadline() is None
+        clock.now += 5
+        engine.twin_updated([car.presence(False, clock.now)])
+        await engine.flush()
+        assert rules_store.timers[("offline", "v1")].kind is TimerKind.RAISE
+        clock.now += 31
+        await engine.run_due()
+        await engine.flush()
+        assert published.kinds() == ["raised"]
+        # Telemetry does not touch a rule that reads only the connection.
+        evaluations = engine.core.evaluations
+        engine.twin_updated([car.update({"soc": 49})])
+        assert engine.core.evaluations == evaluations
+        engine.twin_updated([car.presence(True, clock.now)])
+        await engine.flush()
+        assert engine.core.next_deadline() is None
+    assert published.kinds() == ["raised", "cleared"]
+
+
+async def test_operator_writes_evaluate_only_rules_reading_what_they_patched(rules_store, twins, clock):
+    """A desired or tags patch evaluates only the rules reading those paths (or selecting on those tags)."""
+    definitions = [
+        rule("limit", "desired.charge_limit < 50"),
+        rule("interval", "desired.config.report_interval_s > 60"),
+        rule("depot", 'tags.depot == "north"'),
+        rule("model", 'tags.model == "x"'),
+        rule("north", "soc < 15", selector=Selector(tags={"depot": "north"})),
+        rule("plain", "soc < 15"),
+    ]
+    async with engine_for(rules_store, twins, clock, *definitions) as engine:
+        car = Vehicle(clock=clock)
+        engine.twin_updated([car.update({"soc": 50})])
+
+        def evaluated(kind: UpdateKind, *changed: tuple[str, ...]) -> int:
+            before = engine.core.evaluations
+            engine.twin_updated([TwinUpdate(kind, "v1", car.state, clock.now, changed)])
+            return engine.core.evaluations - before
+
+        assert evaluated(UpdateKind.DESIRED, ("charge_limit",)) == 1
+        assert evaluated(UpdateKind.DESIRED, ("config",)) == 1
+        assert evaluated(UpdateKind.DESIRED, ("unrelated",)) == 0
+        assert evaluated(UpdateKind.TAGS, ("depot",)) == 2
+        assert evaluated(UpdateKind.TAGS, ("model",)) == 1
+        assert evaluated(UpdateKind.TAGS, ("colour",)) == 0
+        # An update that names no paths may have touched anything.
+        assert evaluated(UpdateKind.DESIRED) == 2
+        assert evaluated(UpdateKind.TAGS) == 3

@@ -1,4 +1,7 @@
-"""A real PostgreSQL for the store tests, with a fresh database per session and schema per test.
+"""Fixtures for a real PostgreSQL (stores, rules stores, hubs and `fleethub serve` on it).
+
+A fresh database per session and a fresh schema per test (`pg_url`). Loaded as a
+plugin by tests/conftest.py, so integration and e2e tests share one database.
 
 Where the server comes from, in order: FLEETHUB_TEST_POSTGRES_URL; a server already
 answering on 127.0.0.1:5432; a throwaway cluster started with initdb/pg_ctl in a
@@ -151,4 +154,4 @@ def pytest_terminal_summary(terminalreporter) -> None:
             if server.timescaledb
             else "no TimescaleDB (native partitioning)"
         )
-        terminalreporter.write_line(f"PostgreSQL used by the store tests: {server.version}, {ts}, from {server.source}")
+        terminalreporter.write_line(f"PostgreSQL used by the tests: {server.version}, {ts}, from {server.source}")

@@ -1,0 +1,235 @@
+"""The rules store on PostgreSQL: psycopg 3 async with a small pool of its own.
+
+The tables come from `migrations/postgres/0010_rules.sql`, which the twin store applies
+when it opens the same database (and schema, through the URL's search_path); opening
+this store on a database without them is refused with the fix.
+
+Why a pool of its own rather than the twin store's: the two stores then have separate
+lifecycles and no import of each other's internals (the SQLite rules store likewise
+opens its own connection), and an alert write or an API read never waits behind ingest
+COPY batches holding every connection of the twin pool. The engine writes from one task
+at a time, so a pool of one to `pool_max_size` (default 4) connections is plenty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from rules.alerts import Alert, AlertQuery, AlertState
+from rules.definitions import RuleDefinition
+from rules.store import PendingTimer, RulesWrite, TimerKind
+from rules.zones import Zone
+from twin.errors import StoreError
+from twin.postgres_store import redact
+
+__all__ = ["PostgresRulesStore"]
+
+_encode = msgspec.json.Encoder().encode
+_decode_rule = msgspec.json.Decoder(RuleDefinition).decode
+_decode_zone = msgspec.json.Decoder(Zone).decode
+_decode_alert = msgspec.json.Decoder(Alert).decode
+_decode_values = msgspec.json.Decoder(dict[str, Any]).decode
+
+_UPSERT_RULE = """
+INSERT INTO rules (name, definition, updated_at) VALUES (%s, %s, now())
+ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at
+"""
+_UPSERT_ZONE = """
+INSERT INTO zones (name, zone, updated_at) VALUES (%s, %s, now())
+ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, updated_at = excluded.updated_at
+"""
+_UPSERT_ALERT = """
+INSERT INTO alerts (id, rule, vehicle_id, severity, state, raised_at, cleared_at, doc)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET state = excluded.state, cleared_at = excluded.cleared_at, doc = excluded.doc
+"""
+_DELETE_TIMER = "DELETE FROM rule_timers WHERE rule = %s AND vehicle_id = %s"
+_UPSERT_TIMER = """
+INSERT INTO rule_timers (rule, vehicle_id, kind, since, due, vals) VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (rule, vehicle_id) DO UPDATE SET
+    kind = excluded.kind, since = excluded.since, due = excluded.due, vals = excluded.vals
+"""
+# The newest clear per rule and vehicle, for cooldowns after a restart.
+_LAST_CLEARED = """
+SELECT DISTINCT ON (rule, vehicle_id) doc::text FROM alerts
+WHERE cleared_at >= %s ORDER BY rule, vehicle_id, cleared_at DESC
+"""
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _json(value: object) -> str:
+    return _encode(value).decode()
+
+
+class PostgresRulesStore:
+    """See the module docstring. Use as an async context manager."""
+
+    def __init__(self, url: str, *, pool_min_size: int = 1, pool_max_size: int = 4) -> None:
+        self.url = url
+        self._min_size = pool_min_size
+        self._max_size = pool_max_size
+        self._pool: AsyncConnectionPool | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                cur = await conn.execute("SELECT to_regclass('rule_timers') IS NOT NULL")
+                row = await cur.fetchone()
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot open PostgreSQL at {redact(self.url)}: {exc}") from None
+        if row is None or not row[0]:
+            raise StoreError(
+                f"database {redact(self.url)} has no rules tables; run `fleethub migrate` "
+                "(the hub applies migrations when it starts)"
+            )
+        pool = AsyncConnectionPool(
+            self.url,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="fleethub-rules",
+        )
+        await pool.open(wait=True, timeout=30)
+        self._pool = pool
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            raise StoreError("the PostgreSQL rules store is not open")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+
+    async def _fetch(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), args)
+            return list(await cur.fetchall())
+
+    async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), args)
+            return cur.rowcount
+
+    # -- rules and zones ----------------------------------------------------------------
+
+    async def list_rules(self) -> list[RuleDefinition]:
+        rows = await self._fetch("SELECT definition::text FROM rules ORDER BY name")
+        return [_decode_rule(row[0]) for row in rows]
+
+    async def put_rule(self, definition: RuleDefinition) -> None:
+        await self._execute(_UPSERT_RULE, (definition.name, _json(definition)))
+
+    async def delete_rule(self, name: str) -> bool:
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute("DELETE FROM rules WHERE name = %s", (name,))
+            found = cur.rowcount > 0
+            await conn.execute("DELETE FROM rule_timers WHERE rule = %s", (name,))
+        return found
+
+    async def list_zones(self) -> dict[str, Zone]:
+        rows = await self._fetch("SELECT name, zone::text FROM zones ORDER BY name")
+        return {row[0]: _decode_zone(row[1]) for row in rows}
+
+    async def put_zone(self, name: str, zone: Zone) -> None:
+        await self._execute(_UPSERT_ZONE, (name, _json(zone)))
+
+    async def delete_zone(self, name: str) -> bool:
+        return await self._execute("DELETE FROM zones WHERE name = %s", (name,)) > 0
+
+    # -- alerts and timers --------------------------------------------------------------
+
+    async def write(self, batch: RulesWrite) -> None:
+        if not (batch.alerts or batch.timers or batch.timers_done):
+            return
+        alerts = [
+            (
+                a.id,
+                a.rule,
+                a.vehicle_id,
+                a.severity,
+                a.state.value,
+                _dt(a.raised_at),
+                _dt(a.cleared_at),
+                _json(a),
+            )
+            for a in batch.alerts
+        ]
+        timers = [(t.rule, t.vehicle_id, t.kind.value, t.since, t.due, _json(t.values)) for t in batch.timers]
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            # Same order as the SQLite store: a clear lands before a new alert of the same
+            # rule and vehicle, and a timer ended and restarted in one batch stays started.
+            if alerts:
+                await cur.executemany(_UPSERT_ALERT, alerts)
+            if batch.timers_done:
+                await cur.executemany(_DELETE_TIMER, batch.timers_done)
+            if timers:
+                await cur.executemany(_UPSERT_TIMER, timers)
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        rows = await self._fetch("SELECT doc::text FROM alerts WHERE id = %s", (alert_id,))
+        return _decode_alert(rows[0][0]) if rows else None
+
+    async def query_alerts(self, query: AlertQuery) -> list[Alert]:
+        where, args = ["true"], list[Any]()
+        if query.state is not None:
+            where.append("state = %s")
+            args.append(query.state.value)
+        if query.open_only:
+            where.append("state <> %s")
+            args.append(AlertState.CLEARED.value)
+        for column, value in (("severity", query.severity), ("rule", query.rule), ("vehicle_id", query.vehicle_id)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                args.append(value)
+        if query.start is not None:
+            where.append("raised_at >= %s")
+            args.append(_dt(query.start))
+        if query.end is not None:
+            where.append("raised_at < %s")
+            args.append(_dt(query.end))
+        sql = f"SELECT doc::text FROM alerts WHERE {' AND '.join(where)} ORDER BY raised_at DESC, id DESC LIMIT %s"
+        rows = await self._fetch(sql, (*args, query.limit))
+        return [_decode_alert(row[0]) for row in rows]
+
+    async def open_alerts(self) -> list[Alert]:
+        rows = await self._fetch("SELECT doc::text FROM alerts WHERE state <> %s", (AlertState.CLEARED.value,))
+        return [_decode_alert(row[0]) for row in rows]
+
+    async def last_cleared(self, since: float) -> list[Alert]:
+        rows = await self._fetch(_LAST_CLEARED, (_dt(since),))
+        return [_decode_alert(row[0]) for row in rows]
+
+    async def pending_timers(self) -> list[PendingTimer]:
+        rows = await self._fetch("SELECT rule, vehicle_id, kind, since, due, vals::text FROM rule_timers")
+        return [PendingTimer(r[0], r[1], TimerKind(r[2]), r[3], r[4], _decode_values(r[5])) for r in rows]
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Like the twin store's connections: UTC sessions, and no JIT for short queries.
+    await conn.execute("SET TIME ZONE 'UTC'; SET jit = off")

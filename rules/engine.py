@@ -99,6 +99,7 @@ class RulesEngine:
         self._started = False
         self._stopped = False
         self._flush_lock = asyncio.Lock()
+        self._flushing: asyncio.Future[None] | None = None
         self._dirty = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._armed_for: float | None = None
@@ -175,6 +176,9 @@ class RulesEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._flushing is not None:
+            await self._flushing
+            self._flushing = None
         await self.flush()
 
     # -- the observer -------------------------------------------------------------------
@@ -226,7 +230,10 @@ class RulesEngine:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await self.flush()
+            # Shielded: stop() cancels this loop, and a flush that took its effects must still
+            # write and publish them, or those alerts would be lost.
+            self._flushing = asyncio.ensure_future(self.flush())
+            await asyncio.shield(self._flushing)
 
     async def flush(self) -> None:
         """Persist every effect so far, then publish its transitions in order."""

@@ -21,6 +21,8 @@ def hub_settings(store_url: str, **overrides: object):
             "store.url": store_url,
             "store.pg_pool_min_size": 1,
             "store.pg_pool_max_size": 4,
+            # Rules see presence after the debounce; a short one keeps connected() tests quick.
+            "ingest.presence_debounce_s": 0.3,
             **overrides,
         },
     )

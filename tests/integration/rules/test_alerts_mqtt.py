@@ -214,7 +214,7 @@ async def test_rule_deleted_clears_its_alerts(hub, http, clients, vid, rule_name
 
 
 async def test_connected_follows_the_vehicles_presence(hub, http, clients, vid, rule_name):
-    """`not connected()` raises when the vehicle's link drops and clears when it comes back."""
+    """`not connected()` raises when the vehicle's link stays down past the debounce and clears when it returns."""
     vehicle = await clients(hub.mqtt_port, vid).connect()
     await vehicle.publish_and_wait(f"vehicles/{vid}/telemetry", {"soc": 80})
     await put_rule(http, rule_name, when="not connected()", severity="minor")

@@ -54,7 +54,8 @@ async def test_migrations_recorded_once_even_when_workers_start_together(pg_url:
     with psycopg.connect(pg_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
         mode = conn.execute("SELECT value FROM store_meta WHERE key = 'timeseries'").fetchone()[0]
-    assert versions == list(range(1, info.schema_version + 1))
+    assert versions == [m.version for m in load_pg_migrations(Mode.NATIVE)]
+    assert versions[-1] == info.schema_version
     assert mode == "native"
 
 
@@ -202,9 +203,11 @@ def test_partition_names_are_utc_starts() -> None:
 
 @pytest.mark.parametrize("mode", list(Mode))
 def test_each_mode_has_a_complete_migration_chain(mode: Mode) -> None:
-    """Both modes get numbered migrations without gaps; time-series DDL differs as intended."""
+    """Both modes get every numbered migration in order (gaps allowed); time-series DDL differs as intended."""
     chain = load_pg_migrations(mode)
-    assert [m.version for m in chain] == list(range(1, len(chain) + 1))
+    versions = [m.version for m in chain]
+    assert versions == sorted(set(versions))
+    assert versions[:3] == [1, 2, 3]
     text = "\n".join(m.sql for m in chain)
     if mode is Mode.TIMESCALEDB:
         assert "create_hypertable('history'" in text

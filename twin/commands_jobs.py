@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -84,20 +85,26 @@ async def resolve_targets(
     return found
 
 
-class TokenBucket:
-    """Vehicles a job may send to now: `rate` per second, at most one second's worth saved up."""
+class RateLimit:
+    """At most `rate` sends per second over any window: `ceil(rate)` per `ceil(rate) / rate` seconds.
 
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate = rate
-        self.tokens = 0.0
-        self.last = now
+    A sliding window rather than a token bucket, so a pass of the service that runs
+    late cannot send a second's worth saved up on top of the current second's.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.per_window = math.ceil(rate)
+        self.window_s = self.per_window / rate
+        self._sent: deque[float] = deque()
 
     def take(self, now: float) -> int:
-        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        whole = int(self.tokens)
-        self.tokens -= whole
-        return whole
+        """How many may be sent now; they count as sent at `now`."""
+        while self._sent and self._sent[0] <= now - self.window_s:
+            self._sent.popleft()
+        return max(0, self.per_window - len(self._sent))
+
+    def sent(self, now: float, count: int) -> None:
+        self._sent.extend([now] * count)
 
 
 class Progress(msgspec.Struct):

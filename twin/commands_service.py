@@ -40,7 +40,7 @@ from twin.commands import (
     new_id,
     view,
 )
-from twin.commands_jobs import JobReport, Preconditions, TokenBucket, TwinReader, report, resolve_targets
+from twin.commands_jobs import JobReport, Preconditions, RateLimit, TwinReader, report, resolve_targets
 from twin.commands_store import CommandQuery, CommandStore
 from twin.errors import InvalidPayload, LimitExceeded, NotFound, TwinError
 from twin.inbound import Channel, Inbound, VehicleChannel
@@ -116,7 +116,7 @@ class CommandService:
         self._due: dict[str, bool] = {}
         self._results: asyncio.Queue[Inbound] = asyncio.Queue(self.settings.queue_max)
         self._jobs: dict[str, Job] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, RateLimit] = {}
         self._waiters: dict[str, list[asyncio.Future[Command]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -128,10 +128,9 @@ class CommandService:
     async def __aenter__(self) -> Self:
         for command in await self.store.open_commands():
             self._remember(command)
-        now = self.clock()
         for job in await self.store.open_jobs():
             self._jobs[job.id] = job
-            self._buckets[job.id] = TokenBucket(job.rate, now)
+            self._buckets[job.id] = RateLimit(job.rate)
         self._running = True
         self._task = asyncio.get_running_loop().create_task(self._run(), name="commands")
         log.info(
@@ -334,7 +333,7 @@ class CommandService:
         async with self._lock:
             await self._commit(jobs=[job])
             self._jobs[job.id] = job
-            self._buckets[job.id] = TokenBucket(rate, now)
+            self._buckets[job.id] = RateLimit(rate)
         self._wake.set()
         return _copy(job)
 
@@ -380,7 +379,7 @@ class CommandService:
             job.move(state, now, f"{state.value} by {by}")
             work.jobs[job.id] = job
             if state is JobState.RUNNING:
-                self._buckets[job_id] = TokenBucket(job.rate, now)
+                self._buckets.setdefault(job_id, RateLimit(job.rate))
             if state is JobState.CANCELLED:
                 for commands in self._open.values():
                     for command in commands.values():
@@ -505,7 +504,9 @@ class CommandService:
     def _dispatch_jobs(self, now: float, work: _Work) -> None:
         for job in list(self._jobs.values()):
             if job.state is JobState.RUNNING and job.dispatched < len(job.targets):
-                count = min(self._buckets[job.id].take(now), len(job.targets) - job.dispatched)
+                limit = self._buckets[job.id]
+                count = min(limit.take(now), len(job.targets) - job.dispatched)
+                limit.sent(now, count)
                 for vehicle_id in job.targets[job.dispatched : job.dispatched + count]:
                     command = _new_command(vehicle_id, job.name, job.args, now, job.ttl_s, job.precondition)
                     command.job_id = job.id

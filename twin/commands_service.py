@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -111,6 +112,8 @@ class CommandService:
         # Open (queued or sent) commands per vehicle, in creation order.
         self._open: dict[str, dict[str, Command]] = {}
         self._open_by_job: Counter[str] = Counter()
+        # (expires_at, command id, vehicle id) of open commands; finished ones are skipped when popped.
+        self._expiries: list[tuple[float, str, str]] = []
         self._online: set[str] = set()
         # Vehicles to deliver to at the next pass; True also resends what was sent.
         self._due: dict[str, bool] = {}
@@ -157,8 +160,9 @@ class CommandService:
     # -- hooks the twin service calls from its consumer (never blocking it for long) --
 
     def vehicle_connected(self, vehicle_id: str) -> None:
+        # Queued commands go out now; what was sent before waits for the subscription (or its resend time).
         self._online.add(vehicle_id)
-        self._due[vehicle_id] = True
+        self._due.setdefault(vehicle_id, False)
         self._wake.set()
 
     def vehicle_disconnected(self, vehicle_id: str) -> None:
@@ -409,10 +413,17 @@ class CommandService:
         work = _Work()
         while not self._results.empty():
             await self._result(self._results.get_nowait(), now, work)
+        # Expiry from a heap of deadlines, so queued commands of offline vehicles cost nothing per pass.
+        while self._expiries and self._expiries[0][0] <= now:
+            _, command_id, vehicle_id = heapq.heappop(self._expiries)
+            command = self._open.get(vehicle_id, {}).get(command_id)
+            if command is not None and command.id not in work.commands:
+                self._expire(command, now, work)
         due, self._due = self._due, {}
-        for vehicle_id in list(self._open):
-            resend = due.pop(vehicle_id, None)
-            await self._deliver(vehicle_id, resend=bool(resend), now=now, work=work)
+        # Online vehicles with something waiting: send what is queued, resend what is due.
+        online = self._online if len(self._online) < len(self._open) else set(self._open)
+        for vehicle_id in [v for v in online if v in self._open and v in self._online]:
+            await self._deliver(vehicle_id, resend=due.get(vehicle_id, False), now=now, work=work)
         self._dispatch_jobs(now, work)
         await self._finish(work)
 
@@ -426,9 +437,7 @@ class CommandService:
             if command.id in work.commands and not command.open:
                 continue
             if now >= command.expires_at:
-                detail = "ttl ended before the vehicle answered" if command.attempts else "ttl ended while queued"
-                command.move(CommandState.EXPIRED, now, detail)
-                work.changed(command)
+                self._expire(command, now, work)
                 continue
             if not online:
                 continue
@@ -449,6 +458,11 @@ class CommandService:
                 command.sent_at = now
                 work.changed(command, event=False)
                 work.sends.append(command)
+
+    def _expire(self, command: Command, now: float, work: _Work) -> None:
+        detail = "ttl ended before the vehicle answered" if command.attempts else "ttl ended while queued"
+        command.move(CommandState.EXPIRED, now, detail)
+        work.changed(command)
 
     async def _precondition_holds(self, command: Command, now: float) -> bool:
         state = await self.twins.state(command.vehicle_id)
@@ -514,7 +528,6 @@ class CommandService:
                     command.source = job.source
                     work.changed(command)
                     self._remember(command)
-                    self._due.setdefault(vehicle_id, False)
                 if count:
                     job.dispatched += count
                     job.updated_at = now
@@ -582,6 +595,7 @@ class CommandService:
 
     def _remember(self, command: Command) -> None:
         self._open.setdefault(command.vehicle_id, {})[command.id] = command
+        heapq.heappush(self._expiries, (command.expires_at, command.id, command.vehicle_id))
         if command.job_id is not None:
             self._open_by_job[command.job_id] += 1
 

@@ -143,6 +143,14 @@ class Fleet:
     def connected(self) -> int:
         return sum(1 for unit in self._units if unit.link.connected)
 
+    def take_offline(self, vehicle_id: str, seconds: float) -> None:
+        """Drop one vehicle's link, as lost coverage would, and keep it away for `seconds`."""
+        for unit in self._units:
+            if unit.firmware.vehicle_id == vehicle_id:
+                unit.go_offline(seconds)
+                return
+        raise KeyError(f"no simulated vehicle {vehicle_id!r}")
+
     async def wait_connected(self, count: int | None = None) -> None:
         """Wait until `count` vehicles (all by default) are connected; bound it with `asyncio.timeout`."""
         target = len(self._units) if count is None else count

@@ -129,12 +129,7 @@ class CommandService:
     # -- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        for command in await self.store.open_commands():
-            self._remember(command)
-        for job in await self.store.open_jobs():
-            self._jobs[job.id] = job
-            self._buckets[job.id] = RateLimit(job.rate)
-        self._running = True
+        await self.load()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="commands")
         log.info(
             "command service started",
@@ -142,6 +137,20 @@ class CommandService:
             open_jobs=len(self._jobs),
         )
         return self
+
+    async def load(self) -> None:
+        """Take up the stored open commands and jobs; `__aenter__` does this, then starts the task."""
+        for command in await self.store.open_commands():
+            self._remember(command)
+        for job in await self.store.open_jobs():
+            self._jobs[job.id] = job
+            self._buckets[job.id] = RateLimit(job.rate)
+        self._running = True
+
+    async def run_once(self) -> None:
+        """One pass of the service's task now: results, expiry, delivery, job sends (tests drive it so)."""
+        async with self._lock:
+            await self._pass()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -402,8 +411,7 @@ class CommandService:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                async with self._lock:
-                    await self._pass()
+                await self.run_once()
             # One bad pass must not stop delivery for every vehicle; the next tick tries again.
             except Exception:
                 log.exception("command service pass failed")
@@ -489,8 +497,9 @@ class CommandService:
             )
             return
         command = self._open.get(item.vehicle_id, {}).get(command_id)
-        if command is None:
-            stored = work.commands.get(command_id) or await self.store.get(command_id)
+        if command is None or not command.open:
+            # Finished already, maybe earlier in this very pass (a resent result arriving right behind the first).
+            stored = command or work.commands.get(command_id) or await self.store.get(command_id)
             if stored is None or stored.vehicle_id != item.vehicle_id:
                 self._refuse(item, "unknown_command", f"no command '{command_id}' was sent to this vehicle", work)
             elif stored.state not in RESULT_STATES:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import msgspec
 
-from twin.commands import Command, CommandState, Job, JobState, Selector
+from twin.commands import OPEN_STATES, Command, CommandState, Job, JobState, Selector
 from twin.errors import InvalidPayload, LimitExceeded, NotFound
 from twin.model import TwinState
 from twin.store import TwinFilter
@@ -151,21 +151,17 @@ class JobReport(msgspec.Struct):
     outcomes: list[Outcome] | None = None
 
 
-def report(job: Job, commands: Sequence[Command], *, outcomes: bool) -> JobReport:
-    """`commands` are the job's commands (any order); vehicles without one are not dispatched yet."""
-    by_vehicle = {c.vehicle_id: c for c in commands}
-    states = Counter(c.state.value for c in commands)
-    finished = sum(1 for c in commands if not c.open)
+def report(job: Job, counts: Mapping[CommandState, int], commands: Sequence[Command] | None = None) -> JobReport:
+    """`counts` are the job's commands by state; with `commands` (all of them), each target's outcome is listed."""
+    dispatched = sum(counts.values())
     listed: list[Outcome] | None = None
-    if outcomes:
-        listed = []
+    if commands is not None:
+        by_vehicle = {c.vehicle_id: c for c in commands}
         undispatched = "skipped" if job.state is JobState.CANCELLED else "pending"
+        listed = []
         for vid in job.targets:
             c = by_vehicle.get(vid)
-            if c is None:
-                listed.append(Outcome(vid, undispatched))
-            else:
-                listed.append(Outcome(vid, c.state.value, c.id, c.detail))
+            listed.append(Outcome(vid, undispatched) if c is None else Outcome(vid, c.state.value, c.id, c.detail))
     return JobReport(
         id=job.id,
         name=job.name,
@@ -182,10 +178,10 @@ def report(job: Job, commands: Sequence[Command], *, outcomes: bool) -> JobRepor
         finished_at=isoformat(job.finished_at),
         progress=Progress(
             total=len(job.targets),
-            dispatched=len(commands),
-            not_dispatched=len(job.targets) - len(commands),
-            states={s.value: states.get(s.value, 0) for s in CommandState},
-            finished=finished,
+            dispatched=dispatched,
+            not_dispatched=len(job.targets) - dispatched,
+            states={s.value: counts.get(s, 0) for s in CommandState},
+            finished=dispatched - sum(counts.get(s, 0) for s in OPEN_STATES),
         ),
         history=[JobTransitionView(t.state, isoformat(t.at), t.detail) for t in job.history],
         outcomes=listed,

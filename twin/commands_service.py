@@ -351,11 +351,16 @@ class CommandService:
         return _copy(job)
 
     async def job(self, job_id: str, *, outcomes: bool = True) -> JobReport:
-        job = self._jobs.get(job_id) or await self.store.get_job(job_id)
+        live = self._jobs.get(job_id)
+        # A copy, read before the commands: a job seen completed has all its commands stored finished,
+        # whereas the live job may complete while the commands are being read.
+        job = _copy(live) if live is not None else await self.store.get_job(job_id)
         if job is None:
             raise NotFound(f"job '{job_id}' not found")
+        if not outcomes:
+            return report(job, await self.store.count_states(job_id))
         commands = await self.store.query(CommandQuery(job_id=job_id, limit=max(1, len(job.targets))))
-        return report(job, commands, outcomes=outcomes)
+        return report(job, Counter(c.state for c in commands), commands)
 
     async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[JobReport]:
         return [await self.job(j.id, outcomes=False) for j in await self.store.jobs(limit=limit, before=before)]

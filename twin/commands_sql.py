@@ -18,7 +18,7 @@ import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from twin.commands import Command, Job, JobState
+from twin.commands import Command, CommandState, Job, JobState
 from twin.commands_store import CommandQuery
 from twin.errors import StoreError
 from twin.sqlite_store import sqlite_path
@@ -37,6 +37,7 @@ INSERT INTO command_jobs (id, state, created_at, doc) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc
 """
 _OPEN_COMMANDS = "SELECT doc FROM commands WHERE state IN ('queued', 'sent') ORDER BY created_at, id"
+_COUNT_STATES = "SELECT state, count(*) FROM commands WHERE job_id = ? GROUP BY state"
 _OPEN_JOBS = "SELECT doc FROM command_jobs WHERE state IN (?, ?) ORDER BY created_at, id"
 
 
@@ -171,6 +172,10 @@ class SqliteCommandStore:
     async def open_commands(self) -> list[Command]:
         return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
 
+    async def count_states(self, job_id: str) -> dict[CommandState, int]:
+        async with self._c.execute(_COUNT_STATES, (job_id,)) as cur:
+            return {CommandState(state): int(n) for state, n in await cur.fetchall()}
+
     async def get_job(self, job_id: str) -> Job | None:
         docs = await self._docs("SELECT doc FROM command_jobs WHERE id = ?", (job_id,))
         return _decode_job(docs[0]) if docs else None
@@ -267,6 +272,11 @@ class PostgresCommandStore:
 
     async def open_commands(self) -> list[Command]:
         return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
+
+    async def count_states(self, job_id: str) -> dict[CommandState, int]:
+        async with self._conn() as conn:
+            cur = await conn.execute(_pg(_COUNT_STATES), (job_id,))
+            return {CommandState(state): int(n) for state, n in await cur.fetchall()}
 
     async def get_job(self, job_id: str) -> Job | None:
         docs = await self._docs("SELECT doc FROM command_jobs WHERE id = ?", (job_id,))

@@ -8,6 +8,7 @@ commands it created land together or not at all.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
@@ -53,6 +54,10 @@ class CommandStore(Protocol):
 
     async def open_commands(self) -> list[Command]:
         """Every queued or sent command, oldest first: what a starting hub must deliver."""
+        ...
+
+    async def count_states(self, job_id: str) -> dict[CommandState, int]:
+        """How many of a job's commands are in each state (states with none are left out)."""
         ...
 
     async def get_job(self, job_id: str) -> Job | None: ...
@@ -124,6 +129,9 @@ class MemoryCommandStore:
     async def open_commands(self) -> list[Command]:
         found = [c for c in self._commands.values() if c.open]
         return [copy.deepcopy(c) for c in sorted(found, key=lambda c: (c.created_at, c.id))]
+
+    async def count_states(self, job_id: str) -> dict[CommandState, int]:
+        return dict(Counter(c.state for c in self._commands.values() if c.job_id == job_id))
 
     async def get_job(self, job_id: str) -> Job | None:
         found = self._jobs.get(job_id)

@@ -73,7 +73,7 @@ async def test_a_job_over_200_simulated_vehicles_reaches_a_correct_report(hub, h
         assert fleet.commands_answered >= 200
 
     progress = final["progress"]
-    assert (progress["total"], progress["dispatched"], progress["finished"]) == (200, 200, 200)
+    assert (progress["total"], progress["dispatched"], progress["finished"]) == (200, 200, 200), progress
     assert progress["states"]["succeeded"] == 200
     assert sum(progress["states"].values()) == 200
     assert {o["state"] for o in final["outcomes"]} == {"succeeded"}

@@ -99,6 +99,8 @@ async def test_query_filters_newest_first_and_pages(store):
     assert ids(await store.query(CommandQuery(vehicle_id="v1"))) == ["c5", "c3", "c2", "c1"]
     assert ids(await store.query(CommandQuery())) == ["c5", "c4", "c3", "c2", "c1"]
     assert ids(await store.query(CommandQuery(job_id="j1"))) == ["c4", "c2"]
+    assert await store.count_states("j1") == {CommandState.SENT: 1, CommandState.QUEUED: 1}
+    assert await store.count_states("j2") == {}
     assert ids(await store.query(CommandQuery(states=(CommandState.SENT, CommandState.EXPIRED)))) == ["c5", "c2"]
     assert ids(await store.query(CommandQuery(name="lock"))) == ["c3"]
     assert ids(await store.query(CommandQuery(since=200.0, until=400.0))) == ["c4", "c3", "c2"]

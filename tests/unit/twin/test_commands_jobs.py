@@ -46,7 +46,8 @@ def test_report_counts_states_and_lists_outcomes():
         Command("c1", "a", "lock", CommandState.SUCCEEDED, 1.0, 61.0, 2.0, job_id="j1"),
         Command("c2", "b", "lock", CommandState.SENT, 1.0, 61.0, 2.0, job_id="j1"),
     ]
-    running = report(job, commands, outcomes=True)
+    counts = {CommandState.SUCCEEDED: 1, CommandState.SENT: 1}
+    running = report(job, counts, commands)
     assert (running.progress.total, running.progress.dispatched, running.progress.finished) == (3, 2, 1)
     assert running.progress.states["succeeded"] == 1
     assert running.progress.states["sent"] == 1
@@ -56,5 +57,5 @@ def test_report_counts_states_and_lists_outcomes():
         ("c", "pending"),
     ]
     job.move(JobState.CANCELLED, 5.0)
-    assert (report(job, commands, outcomes=True).outcomes or [])[2].state == "skipped"
-    assert report(job, commands, outcomes=False).outcomes is None
+    assert (report(job, counts, commands).outcomes or [])[2].state == "skipped"
+    assert report(job, counts).outcomes is None

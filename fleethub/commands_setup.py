@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from prometheus_client import CollectorRegistry
+
 from fleethub.settings import Settings
 from rules import Compiler, Zone
 from rules.preconditions import RulePreconditions
 from twin import TwinService
+from twin.commands_metrics import CommandMetrics
 from twin.commands_service import CommandService
 from twin.commands_sql import PostgresCommandStore, SqliteCommandStore
 from twin.commands_store import CommandStore, MemoryCommandStore
@@ -26,7 +29,10 @@ def command_store(settings: Settings) -> CommandStore:
 
 
 def command_service(
-    settings: Settings, twins: TwinService, zones: Callable[[], Mapping[str, Zone]] | None = None
+    settings: Settings,
+    twins: TwinService,
+    zones: Callable[[], Mapping[str, Zone]] | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> CommandService:
     """Enter `service.store`, then the service; set `channel` and `publisher` once the broker runs."""
     return CommandService(
@@ -35,4 +41,5 @@ def command_service(
         settings=settings.commands,
         limits=settings.limits,
         preconditions=RulePreconditions(Compiler(limits=settings.rules.limits), zones),
+        metrics=CommandMetrics(registry) if registry is not None else None,
     )

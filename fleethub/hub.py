@@ -90,7 +90,8 @@ class Hub:
             self.service.observers.append(self.rules)
         # Started before the broker, so results and presence reach it from the first connection.
         rules = self.rules
-        self.commands = command_service(s, self.service, (lambda: rules.core.zones) if rules is not None else None)
+        zones = (lambda: rules.core.zones) if rules is not None else None
+        self.commands = command_service(s, self.service, zones, self.registry)
         await self._stack.enter_async_context(self.commands.store)
         await self._stack.enter_async_context(self.commands)
         self.service.commands = self.commands

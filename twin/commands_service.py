@@ -42,6 +42,7 @@ from twin.commands import (
     view,
 )
 from twin.commands_jobs import JobReport, Preconditions, RateLimit, TwinReader, report, resolve_targets
+from twin.commands_metrics import CommandMetrics
 from twin.commands_store import CommandQuery, CommandStore
 from twin.errors import InvalidPayload, LimitExceeded, NotFound, TwinError
 from twin.inbound import Channel, Inbound, VehicleChannel
@@ -77,7 +78,7 @@ class _Work:
         self.events: list[Command] = []
         self.sends: list[Command] = []
         self.acks: list[asyncio.Future[None]] = []
-        self.errors: list[tuple[str, bytes]] = []
+        self.errors: list[tuple[str, str, bytes]] = []
 
     def changed(self, command: Command, *, event: bool = True) -> None:
         self.commands[command.id] = command
@@ -98,8 +99,10 @@ class CommandService:
         limits: Limits | None = None,
         preconditions: Preconditions | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: CommandMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.twins = twins
         self.settings = settings or CommandsSettings()
         self.limits = limits or Limits()
@@ -524,7 +527,9 @@ class CommandService:
     def _refuse(self, item: Inbound, reason: str, detail: str, work: _Work) -> None:
         log.warning("command result refused", vehicle_id=item.vehicle_id, command_id=item.subtopic, reason=reason)
         topic = f"commands/{item.subtopic}/result"
-        work.errors.append((item.vehicle_id, _encode(ErrorMessage(reason, detail, topic, isoformat(self.clock())))))
+        work.errors.append(
+            (item.vehicle_id, reason, _encode(ErrorMessage(reason, detail, topic, isoformat(self.clock()))))
+        )
         if item.ack is not None:
             # MQTT 3.1.1 has no negative PUBACK: a refused message is acknowledged and dropped.
             work.acks.append(item.ack)
@@ -565,7 +570,7 @@ class CommandService:
             if not ack.done():
                 ack.set_result(None)
         if self.channel is not None:
-            for vehicle_id, payload in work.errors:
+            for vehicle_id, _, payload in work.errors:
                 self.channel.send(vehicle_id, Channel.ERRORS, payload)
             for command in work.sends:
                 payload = _encode(
@@ -574,12 +579,29 @@ class CommandService:
                     )
                 )
                 self.channel.send(command.vehicle_id, Channel.COMMAND, payload, qos=1, subtopic=command.id)
+        if self.metrics is not None:
+            self._count(work)
         for command in work.events:
             if not command.open:
                 for waiter in self._waiters.pop(command.id, []):
                     if not waiter.done():
                         waiter.set_result(command)
             await self._publish(command)
+
+    def _count(self, work: _Work) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        for command in work.events:
+            if command.state is CommandState.QUEUED:
+                metrics.created.inc()
+            elif not command.open:
+                metrics.finished.labels(command.state.value).inc()
+        if work.sends:
+            metrics.sends.inc(len(work.sends))
+        for _, reason, _ in work.errors:
+            metrics.refused.labels(reason).inc()
+        metrics.waiting.set(sum(len(commands) for commands in self._open.values()))
 
     async def _commit(self, commands: Iterable[Command] = (), jobs: Iterable[Job] = ()) -> None:
         commands, jobs = list(commands), list(jobs)

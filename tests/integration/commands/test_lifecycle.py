@@ -205,6 +205,10 @@ async def test_every_state_change_is_an_event(hub, http, clients, vid):
     assert [e["event"] for _, e in events] == ["queued", "sent", "succeeded"]
     assert all(topic == f"events/commands/{vid}/{created['id']}" for topic, _ in events)
     assert events[-1][1]["state"] == "succeeded"
+    metrics = (await http.get("/metrics")).text
+    assert "fleethub_commands_created_total 1.0" in metrics
+    assert 'fleethub_commands_finished_total{state="succeeded"} 1.0' in metrics
+    assert "fleethub_commands_waiting 0.0" in metrics
 
 
 async def test_duplicate_and_malformed_results_are_handled(hub, http, clients, vid):

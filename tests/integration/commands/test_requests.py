@@ -79,3 +79,16 @@ async def test_listing_filters_newest_first_and_pages(hub, http, clients, vid):
     both = (await http.get(url, params=[("state", "queued"), ("state", "cancelled")])).json()["items"]
     assert len(both) == 5
     assert (await http.get(url, params={"state": "sideways"})).status_code == 400
+
+
+async def test_the_commands_api_is_in_the_openapi_schema(http):
+    """Every command route is documented."""
+    paths = (await http.get("/schema/openapi.json")).json()["paths"]
+    for path in (
+        "/api/v1/vehicles/{vehicle_id}/commands",
+        "/api/v1/vehicles/{vehicle_id}/commands/{command_id}",
+        "/api/v1/commands",
+        "/api/v1/commands/jobs/{job_id}",
+        "/api/v1/commands/jobs/{job_id}/pause",
+    ):
+        assert path in paths

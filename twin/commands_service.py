@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -41,6 +40,7 @@ from twin.commands import (
     new_id,
     view,
 )
+from twin.commands_index import OpenCommands
 from twin.commands_jobs import JobReport, Preconditions, RateLimit, TwinReader, report, resolve_targets
 from twin.commands_metrics import CommandMetrics
 from twin.commands_store import CommandQuery, CommandStore
@@ -112,14 +112,7 @@ class CommandService:
         self.channel: VehicleChannel | None = None
         self.publisher: Publisher | None = None
         self._lock = asyncio.Lock()
-        # Open (queued or sent) commands per vehicle, in creation order.
-        self._open: dict[str, dict[str, Command]] = {}
-        self._open_by_job: Counter[str] = Counter()
-        # (expires_at, command id, vehicle id) of open commands; finished ones are skipped when popped.
-        self._expiries: list[tuple[float, str, str]] = []
-        self._online: set[str] = set()
-        # Vehicles to deliver to at the next pass; True also resends what was sent.
-        self._due: dict[str, bool] = {}
+        self._open = OpenCommands()
         self._results: asyncio.Queue[Inbound] = asyncio.Queue(self.settings.queue_max)
         self._jobs: dict[str, Job] = {}
         self._buckets: dict[str, RateLimit] = {}
@@ -136,7 +129,7 @@ class CommandService:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="commands")
         log.info(
             "command service started",
-            open_commands=sum(len(v) for v in self._open.values()),
+            open_commands=len(self._open),
             open_jobs=len(self._jobs),
         )
         return self
@@ -173,17 +166,17 @@ class CommandService:
 
     def vehicle_connected(self, vehicle_id: str) -> None:
         # Queued commands go out now; what was sent before waits for the subscription (or its resend time).
-        self._online.add(vehicle_id)
-        self._due.setdefault(vehicle_id, False)
+        self._open.online.add(vehicle_id)
+        self._open.due.setdefault(vehicle_id, False)
         self._wake.set()
 
     def vehicle_disconnected(self, vehicle_id: str) -> None:
-        self._online.discard(vehicle_id)
-        self._due.pop(vehicle_id, None)
+        self._open.online.discard(vehicle_id)
+        self._open.due.pop(vehicle_id, None)
 
     def vehicle_subscribed(self, vehicle_id: str) -> None:
         """The vehicle subscribed to its commands topic: what was sent before may have been lost."""
-        self._due[vehicle_id] = True
+        self._open.due[vehicle_id] = True
         self._wake.set()
 
     async def result_received(self, item: Inbound) -> None:
@@ -225,7 +218,7 @@ class CommandService:
                     return self._current(existing), False
             if await self.twins.state(vehicle_id) is None:
                 raise NotFound(f"vehicle '{vehicle_id}' not found")
-            if len(self._open.get(vehicle_id, ())) >= self.settings.max_open_per_vehicle:
+            if len(self._open.of_vehicle(vehicle_id)) >= self.settings.max_open_per_vehicle:
                 raise LimitExceeded(
                     "too_many_commands",
                     f"vehicle '{vehicle_id}' already has {self.settings.max_open_per_vehicle} commands waiting "
@@ -239,7 +232,7 @@ class CommandService:
             work = _Work()
             work.changed(command)
             self._remember(command)
-            if vehicle_id in self._online:
+            if vehicle_id in self._open.online:
                 await self._deliver(vehicle_id, resend=False, now=now, work=work)
             await self._finish(work)
         return self._current(command), True
@@ -263,9 +256,9 @@ class CommandService:
         return ttl
 
     async def get(self, command_id: str) -> Command:
-        for commands in self._open.values():
-            if command_id in commands:
-                return _copy(commands[command_id])
+        live = self._open.find(command_id)
+        if live is not None:
+            return _copy(live)
         found = await self.store.get(command_id)
         if found is None:
             raise NotFound(f"command '{command_id}' not found")
@@ -294,7 +287,7 @@ class CommandService:
 
     async def cancel(self, vehicle_id: str, command_id: str, *, by: str = "anonymous") -> Command:
         async with self._lock:
-            command = self._open.get(vehicle_id, {}).get(command_id)
+            command = self._open.get(vehicle_id, command_id)
             if command is None:
                 stored = await self.store.get(command_id)
                 if stored is None or stored.vehicle_id != vehicle_id:
@@ -402,11 +395,9 @@ class CommandService:
             if state is JobState.RUNNING:
                 self._buckets.setdefault(job_id, RateLimit(job.rate))
             if state is JobState.CANCELLED:
-                for commands in self._open.values():
-                    for command in commands.values():
-                        if command.job_id == job_id:
-                            command.move(CommandState.CANCELLED, now, "job cancelled")
-                            work.changed(command)
+                for command in self._open.of_job(job_id):
+                    command.move(CommandState.CANCELLED, now, "job cancelled")
+                    work.changed(command)
                 del self._jobs[job_id]
             await self._finish(work)
 
@@ -430,26 +421,20 @@ class CommandService:
         while not self._results.empty():
             await self._result(self._results.get_nowait(), now, work)
         # Expiry from a heap of deadlines, so queued commands of offline vehicles cost nothing per pass.
-        while self._expiries and self._expiries[0][0] <= now:
-            _, command_id, vehicle_id = heapq.heappop(self._expiries)
-            command = self._open.get(vehicle_id, {}).get(command_id)
-            if command is not None and command.id not in work.commands:
+        for command in list(self._open.expired(now)):
+            if command.id not in work.commands:
                 self._expire(command, now, work)
-        due, self._due = self._due, {}
+        due, self._open.due = self._open.due, {}
         # Online vehicles with something waiting: send what is queued, resend what is due.
-        online = self._online if len(self._online) < len(self._open) else set(self._open)
-        for vehicle_id in [v for v in online if v in self._open and v in self._online]:
+        for vehicle_id in self._open.online_with_commands():
             await self._deliver(vehicle_id, resend=due.get(vehicle_id, False), now=now, work=work)
         self._dispatch_jobs(now, work)
         await self._finish(work)
 
     async def _deliver(self, vehicle_id: str, *, resend: bool, now: float, work: _Work) -> None:
         """Expire what is over; when online, send what is queued (in order) and resend what is due."""
-        commands = self._open.get(vehicle_id)
-        if not commands:
-            return
-        online = vehicle_id in self._online and self.channel is not None
-        for command in list(commands.values()):
+        online = vehicle_id in self._open.online and self.channel is not None
+        for command in self._open.of_vehicle(vehicle_id):
             if command.id in work.commands and not command.open:
                 continue
             if now >= command.expires_at:
@@ -504,7 +489,7 @@ class CommandService:
                 item, "bad_result", f"status must be succeeded, failed or rejected, got {answer.status!r}", work
             )
             return
-        command = self._open.get(item.vehicle_id, {}).get(command_id)
+        command = self._open.get(item.vehicle_id, command_id)
         if command is None or not command.open:
             # Finished already, maybe earlier in this very pass (a resent result arriving right behind the first).
             stored = command or work.commands.get(command_id) or await self.store.get(command_id)
@@ -552,7 +537,7 @@ class CommandService:
                     job.updated_at = now
                     work.jobs[job.id] = job
                     self._wake.set()
-            if job.dispatched >= len(job.targets) and self._open_by_job[job.id] == 0:
+            if job.dispatched >= len(job.targets) and self._open.waiting_for_job(job.id) == 0:
                 job.move(JobState.COMPLETED, now)
                 work.jobs[job.id] = job
                 del self._jobs[job.id]
@@ -601,7 +586,7 @@ class CommandService:
             metrics.sends.inc(len(work.sends))
         for _, reason, _ in work.errors:
             metrics.refused.labels(reason).inc()
-        metrics.waiting.set(sum(len(commands) for commands in self._open.values()))
+        metrics.waiting.set(len(self._open))
 
     async def _commit(self, commands: Iterable[Command] = (), jobs: Iterable[Job] = ()) -> None:
         commands, jobs = list(commands), list(jobs)
@@ -630,30 +615,20 @@ class CommandService:
         self.events_published += 1
 
     def _remember(self, command: Command) -> None:
-        self._open.setdefault(command.vehicle_id, {})[command.id] = command
-        heapq.heappush(self._expiries, (command.expires_at, command.id, command.vehicle_id))
-        if command.job_id is not None:
-            self._open_by_job[command.job_id] += 1
+        self._open.add(command)
 
     def _forget(self, command: Command) -> None:
-        commands = self._open.get(command.vehicle_id)
-        if commands is None or commands.pop(command.id, None) is None:
-            return
-        if not commands:
-            del self._open[command.vehicle_id]
-        if command.job_id is not None:
-            self._open_by_job[command.job_id] -= 1
-            if self._open_by_job[command.job_id] <= 0:
-                del self._open_by_job[command.job_id]
-                self._wake.set()
+        if self._open.remove(command) and command.job_id is not None and not self._open.waiting_for_job(command.job_id):
+            # The job may be complete now.
+            self._wake.set()
 
     def _current(self, command: Command) -> Command:
-        live = self._open.get(command.vehicle_id, {}).get(command.id)
+        live = self._open.get(command.vehicle_id, command.id)
         return _copy(live) if live is not None else command
 
     @property
     def online_vehicles(self) -> set[str]:
-        return set(self._online)
+        return set(self._open.online)
 
 
 def _new_command(

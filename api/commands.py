@@ -274,13 +274,23 @@ class FleetCommandsController(Controller):
         return await service_of(deps).job(job_id, outcomes=outcomes)
 
     @post("/jobs/{job_id:str}/pause", status_code=HTTP_200_OK, summary="Stop sending to further vehicles")
-    async def pause(self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId) -> Response[Any]:
-        result: Response[Any] = await _refusing(request, lambda: _job_response(service_of(deps).pause_job(job_id)))
+    async def pause(
+        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+    ) -> Response[Any]:
+        who, _ = _who(requested_by, request)
+        result: Response[Any] = await _refusing(
+            request, lambda: _job_response(service_of(deps).pause_job(job_id, by=who))
+        )
         return result
 
     @post("/jobs/{job_id:str}/resume", status_code=HTTP_200_OK, summary="Carry on sending")
-    async def resume(self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId) -> Response[Any]:
-        result: Response[Any] = await _refusing(request, lambda: _job_response(service_of(deps).resume_job(job_id)))
+    async def resume(
+        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+    ) -> Response[Any]:
+        who, _ = _who(requested_by, request)
+        result: Response[Any] = await _refusing(
+            request, lambda: _job_response(service_of(deps).resume_job(job_id, by=who))
+        )
         return result
 
     @post("/jobs/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Stop the job and cancel its waiting commands")

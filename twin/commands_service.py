@@ -361,12 +361,12 @@ class CommandService:
     async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[JobReport]:
         return [await self.job(j.id, outcomes=False) for j in await self.store.jobs(limit=limit, before=before)]
 
-    async def pause_job(self, job_id: str) -> JobReport:
-        await self._job_change(job_id, JobState.PAUSED, from_states=(JobState.RUNNING,))
+    async def pause_job(self, job_id: str, *, by: str = "anonymous") -> JobReport:
+        await self._job_change(job_id, JobState.PAUSED, from_states=(JobState.RUNNING,), by=by)
         return await self.job(job_id, outcomes=False)
 
-    async def resume_job(self, job_id: str) -> JobReport:
-        await self._job_change(job_id, JobState.RUNNING, from_states=(JobState.PAUSED,))
+    async def resume_job(self, job_id: str, *, by: str = "anonymous") -> JobReport:
+        await self._job_change(job_id, JobState.RUNNING, from_states=(JobState.PAUSED,), by=by)
         self._wake.set()
         return await self.job(job_id, outcomes=False)
 
@@ -390,7 +390,8 @@ class CommandService:
                 )
             now = self.clock()
             work = _Work()
-            job.move(state, now, f"{state.value} by {by}")
+            verb = "resumed" if state is JobState.RUNNING else state.value
+            job.move(state, now, f"{verb} by {by}")
             work.jobs[job.id] = job
             if state is JobState.RUNNING:
                 self._buckets.setdefault(job_id, RateLimit(job.rate))
@@ -489,6 +490,12 @@ class CommandService:
                 item, "bad_result", f"status must be succeeded, failed or rejected, got {answer.status!r}", work
             )
             return
+        if answer.result is not None:
+            try:
+                check_patch(answer.result, self.limits)
+            except InvalidPayload as exc:
+                self._refuse(item, exc.reason, f"result: {exc.detail}", work)
+                return
         command = self._open.get(item.vehicle_id, command_id)
         if command is None or not command.open:
             # Finished already, maybe earlier in this very pass (a resent result arriving right behind the first).

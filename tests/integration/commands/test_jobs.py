@@ -100,7 +100,7 @@ async def test_pause_resume_and_cancel(hub, http, clients):
     assert created.status_code == 202, created.text
     job_id = created.json()["id"]
     await job_when(http, job_id, lambda j: j["progress"]["dispatched"] >= 1)
-    paused = await http.post(f"/api/v1/commands/jobs/{job_id}/pause")
+    paused = await http.post(f"/api/v1/commands/jobs/{job_id}/pause", headers={"X-Requested-By": "maria"})
     assert paused.status_code == 200, paused.text
     assert paused.json()["state"] == "paused"
     held = paused.json()["progress"]["dispatched"]
@@ -119,6 +119,11 @@ async def test_pause_resume_and_cancel(hub, http, clients):
     assert {o["state"] for o in report["outcomes"]} <= {"cancelled", "skipped"}
     assert report["progress"]["states"]["cancelled"] == report["progress"]["dispatched"]
     assert [t["state"] for t in report["history"]] == ["running", "paused", "running", "cancelled"]
+    assert [t.get("detail") for t in report["history"]][1:] == [
+        "paused by maria",
+        "resumed by anonymous",
+        "cancelled by ops",
+    ]
     assert (await http.post(f"/api/v1/commands/jobs/{job_id}/resume")).status_code == 409
     listed = (await http.get("/api/v1/commands/jobs")).json()["items"]
     assert [j["id"] for j in listed] == [job_id]

@@ -228,6 +228,12 @@ async def test_duplicate_and_malformed_results_are_handled(hub, http, clients, v
     _, error = await vehicle.next_message("/errors")
     assert error["error"] == "bad_result"
     assert "maybe" in error["detail"]
+    deep: dict = {"x": 1}
+    for _ in range(12):
+        deep = {"n": deep}
+    await vehicle.publish_and_wait(result_topic, {"status": "failed", "result": deep})
+    _, error = await vehicle.next_message("/errors")
+    assert error["error"] == "too_deep"
     await vehicle.publish_and_wait(f"vehicles/{vid}/commands/nope/result", {"status": "succeeded"})
     _, error = await vehicle.next_message("/errors")
     assert error["error"] == "unknown_command"

@@ -9,6 +9,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.alerts import AlertsController
+from api.commands import FleetCommandsController, VehicleCommandsController
 from api.deps import ApiDeps
 from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
@@ -35,6 +36,8 @@ def create_app(deps: ApiDeps) -> Litestar:
             RulesController,
             AlertsController,
             ZonesController,
+            VehicleCommandsController,
+            FleetCommandsController,
             healthz,
             metrics,
         ],

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from rules.engine import RulesEngine
 from twin import TwinService
+from twin.commands_service import CommandService
 
 
 class ComponentHealth(msgspec.Struct):
@@ -33,6 +34,8 @@ class ApiDeps:
     max_body_bytes: int = 65_536
     # None when the rules engine is off; the rules, zones and alerts API then answers 503.
     rules: RulesEngine | None = None
+    # Remote commands and fleet jobs (api/commands.py).
+    commands: CommandService | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

@@ -348,6 +348,8 @@ class HubBroker(SessionBroker):
         if connection.vehicle_id is None:
             return
         delta_topic = topics.downlink(connection.vehicle_id, Channel.DELTA)
+        # Any command id stands for all of them: a filter matching one matches every command topic.
+        command_topic = topics.downlink(connection.vehicle_id, Channel.COMMAND, "0")
         # amqtt has already sent the SUBACK; report only the filters it granted.
         for topic_filter, _qos in subscription.topics:
             granted = self._subscriptions.get(topic_filter, ())
@@ -356,11 +358,13 @@ class HubBroker(SessionBroker):
                 # it is spelt (`.../twin/delta`, `.../twin/+`, `.../#`), so ingest need not
                 # know MQTT wildcards to push the current delta.
                 covers_delta = self._matches(delta_topic, topic_filter)
+                covers_commands = self._matches(command_topic, topic_filter)
                 await self._presence(
                     connection,
                     MessageKind.SUBSCRIBED,
                     topic_filter.encode(),
                     subtopic=Channel.DELTA.value if covers_delta else "",
+                    extra={"commands": "1"} if covers_commands else None,
                 )
 
     async def _presence(

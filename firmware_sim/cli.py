@@ -54,6 +54,27 @@ def build_parser(prog: str = "fleethub sim") -> argparse.ArgumentParser:
         help="spread connections over this many seconds (default: %(default)s)",
     )
     parser.add_argument(
+        "--command-failure-rate",
+        type=float,
+        default=_DEFAULTS.command_failure_rate,
+        metavar="P",
+        help="share of commands answered `failed` (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--offline-rate",
+        type=float,
+        default=_DEFAULTS.offline_rate,
+        metavar="P",
+        help="chance per vehicle per minute of going offline (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--offline-s",
+        type=float,
+        default=_DEFAULTS.offline_s,
+        metavar="S",
+        help="how long an offline period lasts (default: %(default)s)",
+    )
+    parser.add_argument(
         "--progress",
         type=float,
         default=5.0,
@@ -75,6 +96,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         start_index=args.start_index,
         ramp_s=args.ramp,
+        command_failure_rate=args.command_failure_rate,
+        offline_rate=args.offline_rate,
+        offline_s=args.offline_s,
     )
 
 

@@ -39,6 +39,11 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # Faults to inject (see firmware_sim.faults), and the share of other vehicles given a random one.
     faults: tuple[Fault, ...] = ()
     fault_rate: float = 0.0
+    # Share of commands whose actuator "does not respond" (answered `failed`).
+    command_failure_rate: float = 0.0
+    # Chance per vehicle per minute of an offline period (the link drops) lasting `offline_s`.
+    offline_rate: float = 0.0
+    offline_s: float = 30.0
 
     def __post_init__(self) -> None:
         _at_least("vehicles", self.vehicles, 1)
@@ -71,6 +76,11 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         _positive("connect_timeout_s", self.connect_timeout_s)
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ConfigError(f"setting 'fault_rate' must be 0-1, got {self.fault_rate}")
+        if not 0.0 <= self.command_failure_rate <= 1.0:
+            raise ConfigError(f"setting 'command_failure_rate' must be 0-1, got {self.command_failure_rate}")
+        if not 0.0 <= self.offline_rate <= 1.0:
+            raise ConfigError(f"setting 'offline_rate' must be 0-1 (per minute), got {self.offline_rate}")
+        _positive("offline_s", self.offline_s)
 
     def vehicle_ids(self) -> list[str]:
         return [topics.vehicle_id(self.prefix, i) for i in range(self.start_index, self.start_index + self.vehicles)]

@@ -8,11 +8,13 @@ paho links of `Fleet` or any leaner transport.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import msgspec
 
 from firmware_sim import topics
+from firmware_sim.commands import SUCCEEDED, Answer, CommandHandler
 from firmware_sim.errors import InvalidDelta
 from firmware_sim.faults import FaultInjector
 from firmware_sim.vehicle import Vehicle
@@ -32,6 +34,13 @@ class DeltaMessage(msgspec.Struct):
 
     version: int
     delta: dict[str, Any]
+
+
+class CommandHandled(msgspec.Struct, frozen=True):
+    command_id: str
+    name: str
+    answer: Answer
+    messages: list[Outbound]
 
 
 class DeltaHandled(msgspec.Struct, frozen=True):
@@ -54,7 +63,14 @@ class Firmware:
     """One vehicle's side of the MQTT contract."""
 
     def __init__(
-        self, vehicle_id: str, vehicle: Vehicle, *, telemetry_qos: int = 1, faults: FaultInjector | None = None
+        self,
+        vehicle_id: str,
+        vehicle: Vehicle,
+        *,
+        telemetry_qos: int = 1,
+        faults: FaultInjector | None = None,
+        command_failure_rate: float = 0.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.vehicle_id = vehicle_id
         self.vehicle = vehicle
@@ -64,10 +80,12 @@ class Firmware:
         self.delta_topic = topics.twin_delta(vehicle_id)
         self.rejected_topic = topics.twin_rejected(vehicle_id)
         self._delta_version: int | None = None
+        self.commands_filter = topics.commands(vehicle_id)
+        self.commands = CommandHandler(vehicle, rng or random.Random(vehicle_id), command_failure_rate)
 
     @property
     def subscriptions(self) -> list[tuple[str, int]]:
-        return [(self.delta_topic, CONTROL_QOS)]
+        return [(self.delta_topic, CONTROL_QOS), (self.commands_filter, CONTROL_QOS)]
 
     def report(self, now: float) -> Outbound:
         """Advance the vehicle to `now` and encode its telemetry."""
@@ -104,3 +122,20 @@ class Firmware:
         if result.applied:
             messages.append(self.report(now))
         return DeltaHandled(message.version, result.applied, result.rejected, messages)
+
+    def on_command(self, topic: str, payload: bytes, now: float) -> CommandHandled | None:
+        """Carry out a command from `vehicles/{vid}/commands/{id}` and answer it on `.../result`.
+
+        A command that changed what the vehicle reports (doors, charge limit) is followed
+        by fresh telemetry. None when `topic` is not one of this vehicle's command topics.
+        """
+        command_id = topics.command_id_of(self.vehicle_id, topic)
+        if command_id is None:
+            return None
+        executed = self.commands.executed
+        answer = self.commands.handle(command_id, payload)
+        name = self.commands.last_name
+        messages = [Outbound(topics.command_result(self.vehicle_id, command_id), _encode(answer), CONTROL_QOS)]
+        if answer.status == SUCCEEDED and self.commands.executed > executed:
+            messages.append(self.report(now))
+        return CommandHandled(command_id, name, answer, messages)

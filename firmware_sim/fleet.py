@@ -62,6 +62,7 @@ class Fleet:
         self.messages_sent = 0
         self.desired_applied = 0
         self.desired_rejected = 0
+        self.commands_answered = 0
         self.connect_failures = 0
 
     @property
@@ -81,7 +82,14 @@ class Fleet:
             if cfg.faults or cfg.fault_rate:
                 fault_rng = random.Random(f"{self.seed}/{vid}/faults")
                 faults = FaultInjector.for_vehicle(vid, fault_rng, now, cfg.faults, cfg.fault_rate)
-            firmware = Firmware(vid, vehicle, telemetry_qos=cfg.qos, faults=faults)
+            firmware = Firmware(
+                vid,
+                vehicle,
+                telemetry_qos=cfg.qos,
+                faults=faults,
+                command_failure_rate=cfg.command_failure_rate,
+                rng=random.Random(f"{self.seed}/{vid}/commands"),
+            )
             self._units.append(_Unit(self, firmware, endpoints))
 
         self._tasks = asyncio.TaskGroup()
@@ -135,6 +143,14 @@ class Fleet:
     def connected(self) -> int:
         return sum(1 for unit in self._units if unit.link.connected)
 
+    def take_offline(self, vehicle_id: str, seconds: float) -> None:
+        """Drop one vehicle's link, as lost coverage would, and keep it away for `seconds`."""
+        for unit in self._units:
+            if unit.firmware.vehicle_id == vehicle_id:
+                unit.go_offline(seconds)
+                return
+        raise KeyError(f"no simulated vehicle {vehicle_id!r}")
+
     async def wait_connected(self, count: int | None = None) -> None:
         """Wait until `count` vehicles (all by default) are connected; bound it with `asyncio.timeout`."""
         target = len(self._units) if count is None else count
@@ -176,7 +192,10 @@ class Fleet:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
+            offline_chance = self.config.offline_rate * TICK_S / 60.0
             for unit in self._units:
+                if offline_chance and unit.link.connected and self._rng.random() < offline_chance:
+                    unit.go_offline(self.config.offline_s)
                 try:
                     unit.link.tick()
                 except Exception:
@@ -216,6 +235,7 @@ class _Unit:
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
         self._stopped = False
+        self._offline_until = 0.0
 
     async def run(self, first_delay: float) -> None:
         """Connect after `first_delay`, then stay connected until cancelled."""
@@ -223,6 +243,8 @@ class _Unit:
         self._schedule(self._loop.time() + self.firmware.vehicle.report_interval_s)
         failures = 0
         while True:
+            # An offline period (no coverage, a parking garage): no connection until it ends.
+            await asyncio.sleep(max(0.0, self._offline_until - self._loop.time()))
             try:
                 async with asyncio.timeout(self.fleet.config.connect_timeout_s):
                     await self.link.connect()
@@ -239,6 +261,11 @@ class _Unit:
                 self.fleet.connection_changed()
                 self._log.debug("disconnected; reconnecting")
             await asyncio.sleep(self.fleet.backoff(failures))
+
+    def go_offline(self, seconds: float) -> None:
+        self._offline_until = self._loop.time() + seconds
+        self._log.info("going offline", seconds=seconds)
+        self.link.drop()
 
     def stop_reporting(self) -> None:
         self._stopped = True
@@ -276,7 +303,7 @@ class _Unit:
 
     def _message(self, topic: str, payload: bytes) -> None:
         if topic != self.firmware.delta_topic:
-            self._log.debug("ignored a message on an unexpected topic", topic=topic)
+            self._command(topic, payload)
             return
         interval = self.firmware.vehicle.report_interval_s
         try:
@@ -296,6 +323,23 @@ class _Unit:
         # Deltas are operator actions, rare next to telemetry, and what a demo user watches for.
         self._log.info(
             "desired state handled", version=handled.version, applied=handled.applied, rejected=handled.rejected
+        )
+
+    def _command(self, topic: str, payload: bytes) -> None:
+        handled = self.firmware.on_command(topic, payload, self.fleet.clock())
+        if handled is None:
+            self._log.debug("ignored a message on an unexpected topic", topic=topic)
+            return
+        for message in handled.messages:
+            self._send(message)
+        self.fleet.commands_answered += 1
+        # Commands are operator actions, rare next to telemetry, and what a demo user watches for.
+        self._log.info(
+            "command handled",
+            command_id=handled.command_id,
+            name=handled.name,
+            status=handled.answer.status,
+            detail=handled.answer.detail,
         )
 
 

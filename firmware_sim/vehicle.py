@@ -13,6 +13,8 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from firmware_sim import geo
 from firmware_sim.cities import City
 from firmware_sim.desired import DesiredResult, Settings, apply_desired
@@ -69,6 +71,8 @@ class Vehicle:
         self.heading_deg = rng.uniform(0.0, 360.0)
         self.charging = False
         self.ignition = False
+        # Set by the `immobilize` command: the vehicle stays parked until released.
+        self.immobilized = False
         self.seq = 0
 
         self.phase = Phase.PARKED
@@ -124,6 +128,9 @@ class Vehicle:
         if self.charging and self.soc >= self.settings.charge_limit:
             self.charging = False
         return result
+
+    def set_locked(self, locked: bool) -> None:
+        self.settings = msgspec.structs.replace(self.settings, doors_locked=locked)
 
     # -- movement ---------------------------------------------------------------------
 
@@ -184,6 +191,9 @@ class Vehicle:
         self._park_until = t + self._rng.uniform(*(CHARGE_PARK_S if self.charging else PARK_S))
 
     def _start_trip(self, t: float) -> None:
+        if self.immobilized:
+            self._park_until = t + self._rng.uniform(*PARK_S)
+            return
         if self.soc < MIN_TRIP_SOC:
             self.charging = self.soc < self.settings.charge_limit
             self._park_until = t + self._rng.uniform(*CHARGE_PARK_S)

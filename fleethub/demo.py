@@ -21,6 +21,8 @@ from rules import Circle
 
 # Share of demo vehicles that develop a fault (overheating, tyre leak, silence, leaving the area).
 DEMO_FAULT_RATE = 0.2
+# About one command in twenty fails, as actuators do, so the demo shows `failed` too.
+DEMO_COMMAND_FAILURE_RATE = 0.05
 
 log = structlog.get_logger("fleethub.demo")
 
@@ -85,6 +87,8 @@ Try:
   mosquitto_sub -p {hub.mqtt_port} -t 'vehicles/{first}/#' -v
   mosquitto_sub -p {hub.mqtt_port} -t 'alerts/#' -v
   curl -s '{http}/api/v1/alerts?state=open'
+  curl -s -X POST '{http}/api/v1/vehicles/{first}/commands?wait=10s' \
+       -H 'Content-Type: application/json' -d '{{"name": "locate"}}'
 
 Press Ctrl-C to stop.
 """
@@ -102,6 +106,7 @@ async def run_demo(settings: Settings) -> int:
             port=hub.mqtt_port,
             city=settings.demo.city,
             fault_rate=DEMO_FAULT_RATE,
+            command_failure_rate=DEMO_COMMAND_FAILURE_RATE,
         )
         print(banner(hub, config.vehicles, config.prefix), file=sys.stderr, flush=True)
         async with Fleet(config) as fleet:

@@ -19,12 +19,14 @@ from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
 from broker import BrokerMetrics, EmbeddedBroker
+from fleethub.commands_setup import command_service
 from fleethub.http_server import HttpServer
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import open_store
 from rules.engine import RulesEngine
 from twin import IngestMetrics, Store, TwinService
+from twin.commands_service import CommandService
 from twin.store import run_maintenance
 
 log = structlog.get_logger(__name__)
@@ -53,6 +55,7 @@ class Hub:
         self.broker: EmbeddedBroker | None = None
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
+        self.commands: CommandService | None = None
 
     @property
     def mqtt_port(self) -> int:
@@ -91,6 +94,13 @@ class Hub:
         self.rules = rules_engine(s, self.store)
         if self.rules is not None:
             self.service.observers.append(self.rules)
+        # Started before the broker, so results and presence reach it from the first connection.
+        rules = self.rules
+        zones = (lambda: rules.core.zones) if rules is not None else None
+        self.commands = command_service(s, self.service, zones, self.registry)
+        await self._stack.enter_async_context(self.commands.store)
+        await self._stack.enter_async_context(self.commands)
+        self.service.commands = self.commands
         self.broker = EmbeddedBroker(
             self.service,
             host=s.mqtt.host,
@@ -103,6 +113,8 @@ class Hub:
         )
         await self._stack.enter_async_context(self.broker)
         self.service.channel = self.broker.channel
+        self.commands.channel = self.broker.channel
+        self.commands.publisher = self.broker
         if self.rules is not None:
             self.rules.publisher = self.broker
             await start_rules(rules_stack, self.rules)
@@ -114,6 +126,7 @@ class Hub:
             max_history_rows=s.http.max_history_rows,
             max_body_bytes=s.limits.max_payload_bytes,
             rules=self.rules,
+            commands=self.commands,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)

@@ -14,6 +14,7 @@ import msgspec
 from rules import Limits as RuleLimits
 from rules import Zone
 from twin import ConfigError, IngestSettings, Limits
+from twin.commands import CommandsSettings
 
 ENV_PREFIX = "FLEETHUB_"
 
@@ -101,6 +102,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
     rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
+    commands: CommandsSettings = msgspec.field(default_factory=CommandsSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)
@@ -252,3 +254,19 @@ def validate(settings: Settings) -> None:
     _check(rules.max_rules >= 1, "rules.max_rules", "at least 1", rules.max_rules)
     _check(rules.recheck_s > 0, "rules.recheck_s", "positive", rules.recheck_s)
     _check(rules.backtest_max_rows >= 1, "rules.backtest_max_rows", "at least 1", rules.backtest_max_rows)
+    _validate_commands(settings.commands)
+
+
+def _validate_commands(commands: CommandsSettings) -> None:
+    for name in ("default_ttl_s", "max_ttl_s", "resend_interval_s", "max_wait_s", "max_job_rate"):
+        value = getattr(commands, name)
+        _check(value > 0, f"commands.{name}", "positive", value)
+    for name in ("max_args_bytes", "max_open_per_vehicle", "max_job_vehicles", "queue_max"):
+        value = getattr(commands, name)
+        _check(value >= 1, f"commands.{name}", "at least 1", value)
+    _check(
+        commands.default_ttl_s <= commands.max_ttl_s,
+        "commands.default_ttl_s",
+        f"at most commands.max_ttl_s ({commands.max_ttl_s:g})",
+        commands.default_ttl_s,
+    )

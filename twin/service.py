@@ -16,7 +16,7 @@ import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -58,6 +58,18 @@ class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reporting_window_s: float = 120.0
     # A vehicle back within this long of dropping off is a flap: no events, `since` kept.
     presence_debounce_s: float = 10.0
+
+
+class CommandHooks(Protocol):
+    """What the twin consumer tells the command service (see `twin.commands_service`)."""
+
+    def vehicle_connected(self, vehicle_id: str) -> None: ...
+
+    def vehicle_disconnected(self, vehicle_id: str) -> None: ...
+
+    def vehicle_subscribed(self, vehicle_id: str) -> None: ...
+
+    async def result_received(self, item: Inbound) -> None: ...
 
 
 class ErrorMessage(msgspec.Struct):
@@ -138,6 +150,8 @@ class TwinService:
         self.clock = clock
         self.channel: VehicleChannel | None = None
         self.observers: list[TwinObserver] = []
+        # The command service, once the hub wires one: it takes command results and presence changes.
+        self.commands: CommandHooks | None = None
         self._queue: asyncio.Queue[Inbound | _Op | object] = asyncio.Queue(self.settings.queue_max)
         self._twins: dict[str, TwinState] = {}
         # Vehicles with an open session, including ones that have no twin yet.
@@ -248,6 +262,10 @@ class TwinService:
     # -- applying vehicle messages ---------------------------------------------------
 
     async def _apply_inbound(self, item: Inbound, batch: _Batch) -> None:
+        if item.kind is MessageKind.COMMAND_RESULT and self.commands is not None:
+            # The command service stores the result and then resolves the ack itself.
+            await self.commands.result_received(item)
+            return
         if item.ack is not None:
             batch.acks.append(item.ack)
         try:
@@ -359,6 +377,8 @@ class TwinService:
         flap = self._offline.pop(vid, None)
         since = flap.since if flap is not None and flap.since is not None else item.received_at
         self._online[vid] = since
+        if self.commands is not None:
+            self.commands.vehicle_connected(vid)
         if self.metrics:
             self.metrics.connected_vehicles.set(len(self._online))
             if flap is not None:
@@ -377,6 +397,8 @@ class TwinService:
     async def _disconnected(self, item: Inbound, batch: _Batch) -> None:
         vid = item.vehicle_id
         since = self._online.pop(vid, None)
+        if self.commands is not None:
+            self.commands.vehicle_disconnected(vid)
         if self.metrics:
             self.metrics.connected_vehicles.set(len(self._online))
         reason = item.extra.get("reason", DisconnectReason.CONNECTION_LOST.value)
@@ -420,6 +442,8 @@ class TwinService:
         self.try_submit(_TICK)  # type: ignore[arg-type]
 
     async def _subscribed(self, item: Inbound, batch: _Batch) -> None:
+        if self.commands is not None and item.extra.get("commands"):
+            self.commands.vehicle_subscribed(item.vehicle_id)
         if item.subtopic != Channel.DELTA.value:
             return
         state = await self._twin(item.vehicle_id)
@@ -536,6 +560,14 @@ class TwinService:
         return await self._run_op(vehicle_id, apply, changed=_paths(patch))
 
     # -- reads -----------------------------------------------------------------------
+
+    async def state(self, vehicle_id: str) -> TwinState | None:
+        """The live twin (read-only for the caller), or None when the vehicle has none."""
+        return self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)
+
+    async def states(self, query: TwinFilter) -> list[TwinState]:
+        """Stored twins matching `query`, each replaced by its live version when one is held."""
+        return [self._twins.get(s.vehicle_id, s) for s in await self.store.list_twins(query)]
 
     async def get_twin(self, vehicle_id: str) -> TwinDocument:
         state = self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)

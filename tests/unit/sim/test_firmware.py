@@ -35,7 +35,7 @@ def test_report_is_telemetry_on_the_vehicle_topic() -> None:
 
 def test_subscribes_to_its_own_delta_topic() -> None:
     """The vehicle listens on vehicles/{vid}/twin/delta with QoS 1."""
-    assert _firmware().subscriptions == [("vehicles/veh-0042/twin/delta", 1)]
+    assert _firmware().subscriptions == [("vehicles/veh-0042/twin/delta", 1), ("vehicles/veh-0042/commands/+", 1)]
 
 
 def test_applied_values_are_reported_at_once() -> None:

@@ -1,0 +1,308 @@
+"""Remote commands: one vehicle's commands, and fleet jobs that roll a command out at a rate.
+
+Handlers only translate: the command service owns states, delivery and storage. Who
+asked is taken from `X-Requested-By` (else "anonymous") and the peer address; role
+guards go on these controllers once users exist.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.exceptions import ServiceUnavailableException
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from api.deps import ApiDeps, Deps
+from api.problems import Problem, problem_response
+from api.rules import parse_when
+from api.vehicles import VehicleId
+from rules import RuleSyntaxError
+from twin import InvalidPayload, NotFound
+from twin.commands import CommandState, CommandView, Selector, view
+from twin.commands_jobs import JobReport
+from twin.commands_service import CommandClosed, CommandService
+from twin.commands_store import CommandQuery
+
+CommandId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Command id")]
+JobId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Job id")]
+RequestedBy = Annotated[
+    str | None, HeaderParameter(name="X-Requested-By", description="Who asks (recorded as requested_by)")
+]
+Wait = Annotated[
+    str | None,
+    QueryParameter(description="Wait up to this long for the vehicle's result: `10s`, `500ms`, `1m` or seconds"),
+]
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+_MAX_REQUESTED_BY = 128
+
+
+class CommandRequest(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Seconds until the command expires if the vehicle has not answered (default: commands.default_ttl_s).
+    ttl_s: float | None = None
+    # A condition in the rules language, checked on the twin just before sending.
+    precondition: str | None = None
+    # A repeat with the same key returns the command the first request created.
+    idempotency_key: str | None = None
+
+
+class JobRequest(msgspec.Struct, forbid_unknown_fields=True):
+    selector: Selector
+    name: str
+    # Vehicles per second that get the command.
+    rate: float
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    ttl_s: float | None = None
+    precondition: str | None = None
+
+
+class CommandPage(msgspec.Struct):
+    items: list[CommandView]
+    # Pass as `cursor` for the next (older) page; null on the last page.
+    next_cursor: str | None
+
+
+class JobPage(msgspec.Struct):
+    items: list[JobReport]
+    next_cursor: str | None
+
+
+def service_of(deps: ApiDeps) -> CommandService:
+    if deps.commands is None:
+        raise ServiceUnavailableException("the command service is not running")
+    return deps.commands
+
+
+def parse_wait(value: str | None, limit: float) -> float | None:
+    if value is None:
+        return None
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise InvalidPayload("bad_query", f"wait must be a duration like 10s, 500ms or 1m, got {value!r}")
+    seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if seconds > limit:
+        raise InvalidPayload("bad_query", f"wait must be at most {limit:g}s (commands.max_wait_s), got {value!r}")
+    return seconds
+
+
+def _who(requested_by: str | None, request: Request[Any, Any, Any]) -> tuple[str, str | None]:
+    who = (requested_by or "").strip()[:_MAX_REQUESTED_BY] or "anonymous"
+    return who, request.client.host if request.client else None
+
+
+async def _refusing(request: Request[Any, Any, Any], call: Callable[[], Any]) -> Any:
+    """Run `call`; a bad condition becomes 422 with its caret, a closed command 409."""
+    try:
+        return await call()
+    except RuleSyntaxError as exc:
+        problem = Problem(
+            "https://fleethub.dev/problems/invalid-condition",
+            "Invalid condition",
+            422,
+            str(exc),
+            reason="bad_condition",
+            errors=[exc.as_dict()],
+        )
+        return problem_response(request, problem)
+    except CommandClosed as exc:
+        return problem_response(request, Problem("https://fleethub.dev/problems/conflict", "Conflict", 409, str(exc)))
+
+
+def _location(vehicle_id: str, command_id: str) -> dict[str, str]:
+    return {"Location": f"/api/v1/vehicles/{vehicle_id}/commands/{command_id}"}
+
+
+class VehicleCommandsController(Controller):
+    path = "/api/v1/vehicles/{vehicle_id:str}/commands"
+    tags = ["commands"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @post("/", summary="Send a command to a vehicle (202, or 200 with the result when `wait` sees it)")
+    async def create(
+        self,
+        deps: Deps,
+        request: Request[Any, Any, Any],
+        vehicle_id: VehicleId,
+        data: JSONBody[CommandRequest],
+        wait: Wait = None,
+        requested_by: RequestedBy = None,
+    ) -> Response[Any]:
+        service = service_of(deps)
+        timeout = parse_wait(wait, service.settings.max_wait_s)
+        who, source = _who(requested_by, request)
+
+        async def run() -> Response[Any]:
+            command, created = await service.create(
+                vehicle_id,
+                data.name,
+                data.args,
+                ttl_s=data.ttl_s,
+                precondition=data.precondition,
+                idempotency_key=data.idempotency_key,
+                requested_by=who,
+                source=source,
+            )
+            if timeout is not None:
+                command = await service.wait(command.id, timeout)
+            headers = _location(vehicle_id, command.id)
+            if not created:
+                headers["Idempotent-Replay"] = "true"
+            status = HTTP_202_ACCEPTED if command.open else HTTP_200_OK
+            return Response(view(command), status_code=status, headers=headers)
+
+        result: Response[Any] = await _refusing(request, run)
+        return result
+
+    @get("/", summary="A vehicle's commands, newest first")
+    async def list_commands(
+        self,
+        deps: Deps,
+        vehicle_id: VehicleId,
+        state_: Annotated[
+            list[CommandState] | None, QueryParameter(name="state", description="One or more states")
+        ] = None,
+        name: Annotated[str | None, QueryParameter()] = None,
+        job: Annotated[str | None, QueryParameter(description="Only commands of this fleet job")] = None,
+        from_: Annotated[str | None, QueryParameter(name="from", description="Created at or after")] = None,
+        to: Annotated[str | None, QueryParameter(description="Created before")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+    ) -> CommandPage:
+        limit = min(limit, deps.max_page_size)
+        query = CommandQuery(
+            vehicle_id=vehicle_id,
+            job_id=job,
+            states=tuple(state_ or ()),
+            name=name,
+            since=parse_when(from_, "from"),
+            until=parse_when(to, "to"),
+            before=cursor,
+            limit=limit + 1,
+        )
+        found = await service_of(deps).query(query)
+        more = len(found) > limit
+        found = found[:limit]
+        return CommandPage([view(c) for c in found], found[-1].id if more else None)
+
+    @get("/{command_id:str}", summary="One command with its state history")
+    async def get_command(
+        self, deps: Deps, vehicle_id: VehicleId, command_id: CommandId, wait: Wait = None
+    ) -> CommandView:
+        service = service_of(deps)
+        timeout = parse_wait(wait, service.settings.max_wait_s)
+        command = await service.get(command_id)
+        if command.vehicle_id != vehicle_id:
+            raise NotFound(f"command '{command_id}' of vehicle '{vehicle_id}' not found")
+        if timeout is not None:
+            command = await service.wait(command_id, timeout)
+        return view(command)
+
+    @delete("/{command_id:str}", status_code=HTTP_200_OK, summary="Cancel a queued or unanswered command")
+    async def cancel(
+        self,
+        deps: Deps,
+        request: Request[Any, Any, Any],
+        vehicle_id: VehicleId,
+        command_id: CommandId,
+        requested_by: RequestedBy = None,
+    ) -> Response[Any]:
+        who, _ = _who(requested_by, request)
+
+        async def run() -> Response[Any]:
+            return Response(view(await service_of(deps).cancel(vehicle_id, command_id, by=who)))
+
+        result: Response[Any] = await _refusing(request, run)
+        return result
+
+
+class FleetCommandsController(Controller):
+    path = "/api/v1/commands"
+    tags = ["commands"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @post("/", summary="Roll a command out to the vehicles a selector names, at a rate (a job)")
+    async def create_job(
+        self, deps: Deps, request: Request[Any, Any, Any], data: JSONBody[JobRequest], requested_by: RequestedBy = None
+    ) -> Response[Any]:
+        service = service_of(deps)
+        who, source = _who(requested_by, request)
+
+        async def run() -> Response[Any]:
+            job = await service.create_job(
+                data.selector,
+                data.name,
+                data.args,
+                rate=data.rate,
+                ttl_s=data.ttl_s,
+                precondition=data.precondition,
+                requested_by=who,
+                source=source,
+            )
+            body = await service.job(job.id, outcomes=False)
+            return Response(
+                body, status_code=HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/commands/jobs/{job.id}"}
+            )
+
+        result: Response[Any] = await _refusing(request, run)
+        return result
+
+    @get("/jobs", summary="Fleet jobs, newest first")
+    async def list_jobs(
+        self,
+        deps: Deps,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+    ) -> JobPage:
+        found = await service_of(deps).jobs(limit=limit + 1, before=cursor)
+        more = len(found) > limit
+        found = found[:limit]
+        return JobPage(found, found[-1].id if more else None)
+
+    @get("/jobs/{job_id:str}", summary="A job: progress counts and, by default, every vehicle's outcome")
+    async def get_job(
+        self,
+        deps: Deps,
+        job_id: JobId,
+        outcomes: Annotated[bool, QueryParameter(description="Include per-vehicle outcomes")] = True,
+    ) -> JobReport:
+        return await service_of(deps).job(job_id, outcomes=outcomes)
+
+    @post("/jobs/{job_id:str}/pause", status_code=HTTP_200_OK, summary="Stop sending to further vehicles")
+    async def pause(
+        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+    ) -> Response[Any]:
+        who, _ = _who(requested_by, request)
+        result: Response[Any] = await _refusing(
+            request, lambda: _job_response(service_of(deps).pause_job(job_id, by=who))
+        )
+        return result
+
+    @post("/jobs/{job_id:str}/resume", status_code=HTTP_200_OK, summary="Carry on sending")
+    async def resume(
+        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+    ) -> Response[Any]:
+        who, _ = _who(requested_by, request)
+        result: Response[Any] = await _refusing(
+            request, lambda: _job_response(service_of(deps).resume_job(job_id, by=who))
+        )
+        return result
+
+    @post("/jobs/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Stop the job and cancel its waiting commands")
+    async def cancel(
+        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+    ) -> Response[Any]:
+        who, _ = _who(requested_by, request)
+        result: Response[Any] = await _refusing(
+            request, lambda: _job_response(service_of(deps).cancel_job(job_id, by=who))
+        )
+        return result
+
+
+async def _job_response(pending: Any) -> Response[Any]:
+    return Response(await pending)

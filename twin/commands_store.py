@@ -1,0 +1,149 @@
+"""The commands store seam, and its in-memory implementation for fast tests.
+
+Commands and jobs are stored whole (one document each) beside the few columns queries
+filter on; `write` upserts both kinds in one transaction, so a job's progress and the
+commands it created land together or not at all.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+import msgspec
+
+from twin.commands import Command, CommandState, Job, JobState
+
+
+class CommandQuery(msgspec.Struct, frozen=True):
+    """Commands newest first; `before` is the id of the last command of the previous page."""
+
+    vehicle_id: str | None = None
+    job_id: str | None = None
+    states: tuple[CommandState, ...] = ()
+    name: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before: str | None = None
+    limit: int = 100
+
+
+class CommandStore(Protocol):
+    """A durable home for commands and jobs; every implementation passes the contract suite."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def write(self, commands: Sequence[Command] = (), jobs: Sequence[Job] = ()) -> None:
+        """Insert or replace commands and jobs in one transaction."""
+        ...
+
+    async def get(self, command_id: str) -> Command | None: ...
+
+    async def by_key(self, vehicle_id: str, idempotency_key: str) -> Command | None:
+        """The command created with this idempotency key for this vehicle, if any."""
+        ...
+
+    async def query(self, query: CommandQuery) -> list[Command]: ...
+
+    async def open_commands(self) -> list[Command]:
+        """Every queued or sent command, oldest first: what a starting hub must deliver."""
+        ...
+
+    async def count_states(self, job_id: str) -> dict[CommandState, int]:
+        """How many of a job's commands are in each state (states with none are left out)."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[Job]:
+        """Jobs newest first."""
+        ...
+
+    async def open_jobs(self) -> list[Job]:
+        """Running and paused jobs, oldest first."""
+        ...
+
+
+class MemoryCommandStore:
+    """Keeps copies, so callers cannot change what is 'stored' by mutating their objects."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._jobs: dict[str, Job] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def write(self, commands: Sequence[Command] = (), jobs: Sequence[Job] = ()) -> None:
+        for command in commands:
+            self._commands[command.id] = copy.deepcopy(command)
+        for job in jobs:
+            self._jobs[job.id] = copy.deepcopy(job)
+
+    async def get(self, command_id: str) -> Command | None:
+        found = self._commands.get(command_id)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def by_key(self, vehicle_id: str, idempotency_key: str) -> Command | None:
+        for command in self._commands.values():
+            if command.vehicle_id == vehicle_id and command.idempotency_key == idempotency_key:
+                return copy.deepcopy(command)
+        return None
+
+    async def query(self, query: CommandQuery) -> list[Command]:
+        ordered = sorted(self._commands.values(), key=lambda c: (c.created_at, c.id), reverse=True)
+        out: list[Command] = []
+        anchor = self._commands.get(query.before) if query.before is not None else None
+        for command in ordered:
+            if anchor is not None and (command.created_at, command.id) >= (anchor.created_at, anchor.id):
+                continue
+            if query.vehicle_id is not None and command.vehicle_id != query.vehicle_id:
+                continue
+            if query.job_id is not None and command.job_id != query.job_id:
+                continue
+            if query.states and command.state not in query.states:
+                continue
+            if query.name is not None and command.name != query.name:
+                continue
+            if query.since is not None and command.created_at < query.since:
+                continue
+            if query.until is not None and command.created_at >= query.until:
+                continue
+            out.append(copy.deepcopy(command))
+            if len(out) >= query.limit:
+                break
+        return out
+
+    async def open_commands(self) -> list[Command]:
+        found = [c for c in self._commands.values() if c.open]
+        return [copy.deepcopy(c) for c in sorted(found, key=lambda c: (c.created_at, c.id))]
+
+    async def count_states(self, job_id: str) -> dict[CommandState, int]:
+        return dict(Counter(c.state for c in self._commands.values() if c.job_id == job_id))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        found = self._jobs.get(job_id)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[Job]:
+        ordered = sorted(self._jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
+        anchor = self._jobs.get(before) if before is not None else None
+        if anchor is not None:
+            ordered = [j for j in ordered if (j.created_at, j.id) < (anchor.created_at, anchor.id)]
+        return [copy.deepcopy(j) for j in ordered[:limit]]
+
+    async def open_jobs(self) -> list[Job]:
+        found = [j for j in self._jobs.values() if j.state in (JobState.RUNNING, JobState.PAUSED)]
+        return [copy.deepcopy(j) for j in sorted(found, key=lambda j: (j.created_at, j.id))]

@@ -9,9 +9,6 @@ from fleethub.hub import Hub
 from fleethub.settings import Settings, load_settings
 from tests.helpers import MqttClient, eventually
 
-# The PostgreSQL server, database and per-test schema of the store tests (see there).
-from tests.integration.store.conftest import pg_database, pg_server, pg_url  # noqa: F401
-
 
 def hub_settings(db: str, **overrides: object) -> Settings:
     return load_settings(

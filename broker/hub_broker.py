@@ -13,10 +13,12 @@ whose exceptions are lost and which finish out of order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,6 +31,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import ApplicationMessage, Session
 
 from broker import topics
+from broker.auth import PRINCIPAL, BrokerAuth, principal_of
 from broker.errors import PortInUse
 from broker.handler import DISCONNECT_REASON, HubProtocolHandler
 from broker.metrics import BrokerMetrics
@@ -36,9 +39,14 @@ from broker.reader import Backlog, BoundedReader, read_bound
 from broker.routing import peer_of
 from broker.sessions import SessionBroker
 from broker.topics import Refusal
+from security.limits import AbuseLimits
+from security.roles import Principal, PrincipalKind
 from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
 
 log = structlog.get_logger(__name__)
+
+# Per connection task: stored sessions a clean CONNECT asked to drop, dropped only once it authenticates.
+_DEFERRED_DELETE: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("deferred_delete", default=None)
 
 # How long a newcomer waits for the connection it takes over to finish closing, and how
 # long shutdown waits for connections to say goodbye before cancelling them.
@@ -72,6 +80,8 @@ class HubBroker(SessionBroker):
         max_payload_bytes: int,
         max_queued_messages: int,
         session_expiry_s: float,
+        auth: BrokerAuth | None = None,
+        abuse: AbuseLimits | None = None,
     ) -> None:
         super().__init__(
             config,
@@ -80,6 +90,8 @@ class HubBroker(SessionBroker):
             max_payload_bytes=max_payload_bytes,
             max_queued_messages=max_queued_messages,
             session_expiry_s=session_expiry_s,
+            auth=auth,
+            abuse=abuse,
         )
         self._read_bound = read_bound(max_payload_bytes)
         self._live: dict[str, _Connection] = {}
@@ -177,6 +189,7 @@ class HubBroker(SessionBroker):
             if self._stopping:
                 await writer.close()
                 return
+            _DEFERRED_DELETE.set([])
             await super()._client_connected(listener_name, BoundedReader(reader, self._read_bound), writer)
         finally:
             if task is not None:
@@ -223,8 +236,26 @@ class HubBroker(SessionBroker):
         handler.__class__ = HubProtocolHandler
         return handler, session
 
+    async def _delete_session(self, client_id: str) -> None:
+        deferred = _DEFERRED_DELETE.get()
+        if deferred is not None:
+            # amqtt drops a stored session for a clean CONNECT before authenticating it:
+            # anyone could wipe a vehicle's subscriptions by connecting with its client id.
+            deferred.append(client_id)
+            return
+        await super()._delete_session(client_id)
+
     async def _authenticate(self, session: Session, listener: Any) -> bool:
-        allowed: bool = await super()._authenticate(session, listener)
+        principal = await self._auth.authenticate(session)
+        allowed = principal is not None
+        # A resumed persistent session is the stored object: it must not keep an earlier login.
+        session.attributes[PRINCIPAL] = principal
+        deferred = _DEFERRED_DELETE.get()
+        if deferred is not None:
+            _DEFERRED_DELETE.set(None)
+            if allowed:
+                for client_id in deferred:
+                    await super()._delete_session(client_id)
         # amqtt has no hook between authentication and attaching the session, and its own
         # take-over only covers persistent sessions (a clean one leaves both connected).
         # Taking over here means only an authenticated newcomer can evict a connection.
@@ -250,7 +281,7 @@ class HubBroker(SessionBroker):
             )
 
     async def _client_message_loop(self, session: Session, handler: BrokerProtocolHandler) -> None:
-        connection = _Connection(session, handler, topics.vehicle_id_of(session.username, session.client_id))
+        connection = _Connection(session, handler, _vehicle_of(session))
         session.attributes.pop(DISCONNECT_REASON, None)
         self._live[session.client_id] = connection
         self._connected += 1
@@ -270,6 +301,29 @@ class HubBroker(SessionBroker):
             if self._live.get(session.client_id) is connection:
                 del self._live[session.client_id]
             connection.closed.set()
+
+    async def disconnect(self, which: Callable[[Principal], bool], reason: DisconnectReason) -> int:
+        """Close every live connection whose principal `which` selects (revoked credentials); returns how many."""
+        closing = [
+            connection
+            for connection in list(self._live.values())
+            if (principal := principal_of(connection.session)) is not None and which(principal)
+        ]
+        for connection in closing:
+            connection.session.attributes[DISCONNECT_REASON] = reason
+            log.warning(
+                "mqtt connection closed by the hub",
+                client_id=connection.session.client_id,
+                vehicle_id=connection.vehicle_id,
+                reason=reason.value,
+            )
+            await connection.handler.handle_connection_closed()
+        for connection in closing:
+            try:
+                await asyncio.wait_for(connection.closed.wait(), TAKE_OVER_TIMEOUT)
+            except TimeoutError:
+                log.warning("mqtt connection slow to close", client_id=connection.session.client_id)
+        return len(closing)
 
     async def _serve(self, connection: _Connection) -> tuple[DisconnectPacket | None, list[ApplicationMessage]]:
         """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages."""
@@ -386,6 +440,19 @@ class HubBroker(SessionBroker):
                 extra=extra or {},
             )
         )
+
+
+def _vehicle_of(session: Session) -> str | None:
+    """The vehicle a connection speaks for: its authenticated vehicle id, none for a user.
+
+    A development (anonymous) client is taken at its word, as before authentication existed.
+    """
+    principal = principal_of(session)
+    if principal is None or principal.kind is PrincipalKind.DEV:
+        return topics.vehicle_id_of(session.username, session.client_id)
+    if principal.kind is PrincipalKind.VEHICLE:
+        return principal.name
+    return None
 
 
 def _settled(result: Any) -> asyncio.Future[Any]:

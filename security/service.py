@@ -40,7 +40,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Called after a vehicle is provisioned (the hub creates its twin in the fleet).
 OnProvision = Callable[[str, str, Mapping[str, str]], Awaitable[None]]
 # Called when a vehicle's credential or a user's token stops being valid (the broker disconnects it).
-OnRevoke = Callable[[str], Awaitable[None]]
+OnRevoke = Callable[[str], Awaitable[object]]
 
 
 def check_name(value: str, what: str) -> str:

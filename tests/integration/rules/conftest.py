@@ -19,6 +19,9 @@ def hub_settings(db: str, **overrides: object):
             "http.host": "127.0.0.1",
             "http.port": 0,
             "store.url": f"sqlite:///{db}",
+            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
+            "mqtt.allow_anonymous": True,
+            "auth.enabled": False,
             **overrides,
         },
     )

@@ -23,9 +23,9 @@ async def store(request, tmp_path):
             yield sqlite
     else:
         url = request.getfixturevalue("pg_url")
-        async with PostgresStore(url, options=PostgresOptions(pool_min_size=1, pool_max_size=2)):
-            async with PostgresSecurityStore(url, pool_max_size=2) as pg:
-                yield pg
+        options = PostgresOptions(pool_min_size=1, pool_max_size=2)
+        async with PostgresStore(url, options=options), PostgresSecurityStore(url, pool_max_size=2) as pg:
+            yield pg
 
 
 async def test_credentials_round_trip_and_refuse_duplicates(store) -> None:

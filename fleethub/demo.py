@@ -83,7 +83,7 @@ def banner(hub: Hub, vehicles: int, prefix: str) -> str:
     return f"""
 fleethub demo is running with {vehicles} simulated vehicles.
 
-  !! DEVELOPMENT MODE: MQTT accepts anonymous clients and the HTTP API needs no token.
+  !! DEVELOPMENT MODE: MQTT accepts anonymous clients, HTTP requests need no token.
   !! Never expose the demo; `fleethub serve` is secure by default (see README, "Security").
 
   HTTP API      {http}/api/v1/vehicles

@@ -234,6 +234,8 @@ def _tls_listener(settings: Settings) -> TlsListener | None:
 
 def _warn_if_insecure(settings: Settings) -> None:
     if not settings.auth.enabled:
-        log.warning("HTTP API authentication is OFF (auth.enabled = false): development mode, do not expose this hub")
+        log.warning(
+            "authentication of HTTP requests is OFF (auth.enabled = false): development mode, do not expose this hub"
+        )
     if settings.mqtt.allow_anonymous:
         log.warning("anonymous MQTT clients are allowed (mqtt.allow_anonymous = true): development mode, no topic ACL")

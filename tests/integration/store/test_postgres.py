@@ -54,7 +54,9 @@ async def test_migrations_recorded_once_even_when_workers_start_together(pg_url:
     with psycopg.connect(pg_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
         mode = conn.execute("SELECT value FROM store_meta WHERE key = 'timeseries'").fetchone()[0]
-    assert versions == list(range(1, info.schema_version + 1))
+    # Every migration ran once; parts of the hub own later ranges (security: 0030), so numbers may jump.
+    assert versions == [m.version for m in load_pg_migrations(Mode.NATIVE)]
+    assert versions[-1] == info.schema_version
     assert mode == "native"
 
 

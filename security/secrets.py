@@ -22,7 +22,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 # Token prefix: makes a leaked token easy to spot in logs and by secret scanners.
 TOKEN_PREFIX = "fh_"  # noqa: S105 - a public marker, not a secret
 
-_hasher = PasswordHasher()
+# argon2id at OWASP's recommended minimum (19 MiB, 2 passes, 1 lane): vehicle secrets are 256 random
+# bits, so the hash guards against a leaked database, not weak guesses; argon2-cffi's default (64 MiB,
+# 4 lanes) would cost the hub ~256 MiB of memory at four parallel logins. `verify_password` still
+# checks hashes made with other parameters.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
 
 
 def new_secret() -> str:

@@ -87,10 +87,14 @@ class SecurityService:
         verify_cache_s: float = 60.0,
         token_ttl_s: float = 90 * 86400,
         bootstrap_token: str = "",
+        max_parallel_hashes: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.cache = sec.VerifyCache(verify_cache_s)
+        # argon2 runs in worker threads, at most this many at once: memory and CPU stay bounded
+        # during a reconnect storm, and the event loop never runs a hash itself.
+        self._argon2_slots = asyncio.Semaphore(max_parallel_hashes)
         self.token_ttl_s = token_ttl_s
         self._bootstrap = bootstrap_token
         self.clock = clock
@@ -209,7 +213,8 @@ class SecurityService:
     async def _verify(self, name: str, stored_hash: str, secret: str) -> bool:
         if self.cache.hit(name, stored_hash, secret):
             return True
-        ok = await asyncio.to_thread(sec.verify_password, stored_hash, secret)
+        async with self._argon2_slots:
+            ok = await asyncio.to_thread(sec.verify_password, stored_hash, secret)
         if ok:
             self.cache.remember(name, stored_hash, secret)
         return ok

@@ -13,7 +13,6 @@ whose exceptions are lost and which finish out of order.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import errno
 import logging
 import math
@@ -25,10 +24,12 @@ from typing import Any, Final
 import structlog
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.contexts import ListenerType
-from amqtt.errors import BrokerError
+from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import ApplicationMessage, Session
+from amqtt.utils import gen_client_id
 
 from broker import topics
 from broker.auth import PRINCIPAL, BrokerAuth, principal_of
@@ -45,9 +46,6 @@ from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, Messag
 
 log = structlog.get_logger(__name__)
 
-# Per connection task: stored sessions a clean CONNECT asked to drop, dropped only once it authenticates.
-_DEFERRED_DELETE: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("deferred_delete", default=None)
-
 # How long a newcomer waits for the connection it takes over to finish closing, and how
 # long shutdown waits for connections to say goodbye before cancelling them.
 TAKE_OVER_TIMEOUT: Final = 5.0
@@ -60,6 +58,17 @@ class _Connection:
     handler: BrokerProtocolHandler
     vehicle_id: str | None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LoginRefused(AMQTTError):  # type: ignore[misc]  # amqtt ships no type information
+    """Ends a connection whose login was refused (its CONNACK is already sent)."""
+
+
+class _DropQuiet(logging.Filter):
+    """amqtt logs every ended connection set-up; a refused login is already logged by `BrokerAuth`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to initialize client session: login refused")
 
 
 class _DropPortInUse(logging.Filter):
@@ -98,6 +107,7 @@ class HubBroker(SessionBroker):
         self._connection_tasks: set[asyncio.Task[Any]] = set()
         self._connected = 0
         self._stopping = False
+        self._quiet_refusals = _DropQuiet()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -119,9 +129,11 @@ class HubBroker(SessionBroker):
             amqtt_log.removeFilter(quiet)
         if busy is not None:
             raise busy
+        amqtt_log.addFilter(self._quiet_refusals)
 
     async def shutdown(self) -> None:
         self._stopping = True
+        logging.getLogger("amqtt.broker").removeFilter(self._quiet_refusals)
         for server in self._servers.values():
             server.instance.close()
         for connection in list(self._live.values()):
@@ -189,7 +201,6 @@ class HubBroker(SessionBroker):
             if self._stopping:
                 await writer.close()
                 return
-            _DEFERRED_DELETE.set([])
             await super()._client_connected(listener_name, BoundedReader(reader, self._read_bound), writer)
         finally:
             if task is not None:
@@ -198,7 +209,7 @@ class HubBroker(SessionBroker):
     async def _initialize_client_session(
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:
-        handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        handler, session = await self._connect(reader, writer, remote_address, remote_port)
         # amqtt builds the handler inside a classmethod with no factory to override.
         handler.__class__ = HubProtocolHandler
         if session.parent:
@@ -231,31 +242,56 @@ class HubBroker(SessionBroker):
             session.will_flag = False
         return handler, session
 
+    async def _connect(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        """amqtt's `_initialize_client_session`, with the login decided first.
+
+        amqtt deletes the stored session of a clean CONNECT's client id, and copies a
+        persistent CONNECT's credentials and will into the stored session, all before it
+        authenticates: anyone could wipe or hijack a vehicle's session. Here nothing
+        stored is touched until the client has logged in; a refused client gets its
+        CONNACK and the connection ends.
+        """
+        try:
+            handler, incoming = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        except MQTTError:
+            await writer.close()
+            raise
+        except NoDataError as exc:
+            raise AMQTTError(exc) from exc
+        principal = await self._auth.authenticate(incoming)
+        if principal is None:
+            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await writer.close()
+            raise LoginRefused(f"login refused for client id {incoming.client_id!r}")
+        incoming.attributes[PRINCIPAL] = principal
+        stored = self._sessions.get(incoming.client_id) if incoming.client_id else None
+        if stored is not None and (incoming.clean_session or not _same_identity(stored[0], principal)):
+            # A clean start, or another identity reusing the client id: it must not inherit
+            # subscriptions it was never checked for.
+            await self._delete_session(incoming.client_id)
+            stored = None
+        if incoming.clean_session and not incoming.client_id:
+            incoming.client_id = gen_client_id()
+        if incoming.clean_session or stored is None:
+            incoming.parent = 0
+            return handler, incoming
+        existing: Session = stored[0]
+        for name in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive", "username", "password"):
+            setattr(existing, name, getattr(incoming, name))
+        existing.attributes[PRINCIPAL] = principal
+        existing.parent = 1
+        return handler, existing
+
     def create_offline_session(self, client_id: str) -> tuple[BrokerProtocolHandler, Session]:
         handler, session = super().create_offline_session(client_id)
         handler.__class__ = HubProtocolHandler
         return handler, session
 
-    async def _delete_session(self, client_id: str) -> None:
-        deferred = _DEFERRED_DELETE.get()
-        if deferred is not None:
-            # amqtt drops a stored session for a clean CONNECT before authenticating it:
-            # anyone could wipe a vehicle's subscriptions by connecting with its client id.
-            deferred.append(client_id)
-            return
-        await super()._delete_session(client_id)
-
     async def _authenticate(self, session: Session, listener: Any) -> bool:
-        principal = await self._auth.authenticate(session)
-        allowed = principal is not None
-        # A resumed persistent session is the stored object: it must not keep an earlier login.
-        session.attributes[PRINCIPAL] = principal
-        deferred = _DEFERRED_DELETE.get()
-        if deferred is not None:
-            _DEFERRED_DELETE.set(None)
-            if allowed:
-                for client_id in deferred:
-                    await super()._delete_session(client_id)
+        # The login was decided in `_connect`, before any stored session was touched.
+        allowed = principal_of(session) is not None
         # amqtt has no hook between authentication and attaching the session, and its own
         # take-over only covers persistent sessions (a clean one leaves both connected).
         # Taking over here means only an authenticated newcomer can evict a connection.
@@ -440,6 +476,12 @@ class HubBroker(SessionBroker):
                 extra=extra or {},
             )
         )
+
+
+def _same_identity(session: Session, principal: Principal) -> bool:
+    """Whether a stored session last belonged to this principal (a session amqtt made offline has no owner)."""
+    previous = principal_of(session)
+    return previous is None or (previous.kind, previous.name) == (principal.kind, principal.name)
 
 
 def _vehicle_of(session: Session) -> str | None:

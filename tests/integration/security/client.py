@@ -26,12 +26,14 @@ class Client:
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
         websocket: bool = False,
+        clean_session: bool = True,
     ) -> None:
         self.client_id = client_id or f"test-{uuid.uuid4().hex[:8]}"
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             transport="websockets" if websocket else "tcp",
+            clean_session=clean_session,
             reconnect_on_failure=False,
         )
         if username is not None:

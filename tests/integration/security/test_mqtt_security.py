@@ -57,6 +57,37 @@ async def test_vehicle_cannot_use_another_vehicles_client_id(hub, clients) -> No
     assert not victim.disconnected.is_set()
 
 
+@pytest.mark.parametrize("clean", [True, False])
+async def test_refused_login_leaves_the_victims_session_alone(hub, clients, clean) -> None:
+    """A refused CONNECT with a connected vehicle's client id neither closes it nor touches its session."""
+    a, secret = await provision(hub)
+    victim = clients(a, username=a, password=secret, clean_session=False)
+    assert await victim.connect() == 0
+    assert await victim.subscribe(f"vehicles/{a}/twin/delta") == 1
+    for attacker in (clients(a, clean_session=clean), clients(a, username=a, password="guess", clean_session=clean)):
+        assert await attacker.connect() != 0
+    await asyncio.sleep(0.3)
+    assert not victim.disconnected.is_set()
+    await hub.service.patch_desired(a, {"charge_limit": 70})
+    topic, _ = await victim.next_message()
+    assert topic == f"vehicles/{a}/twin/delta"
+
+
+async def test_another_user_reusing_a_client_id_does_not_inherit_its_session(hub, clients) -> None:
+    """A persistent session belongs to the identity that made it: another user with its client id starts afresh."""
+    await hub.security.add_user("ann", Role.ADMIN, ("*",), actor=CLI, password="pw-ann-1")
+    await hub.security.add_user("ben", Role.VIEWER, ("acme",), actor=CLI, password="pw-ben-1")
+    ann = clients("shared-dashboard", username="ann", password="pw-ann-1", clean_session=False)
+    assert await ann.connect() == 0
+    assert await ann.subscribe("alerts/#") == 1
+    ann.close()
+    ben = clients("shared-dashboard", username="ben", password="pw-ben-1", clean_session=False)
+    assert await ben.connect() == 0
+    await hub.broker.publish("alerts/globex/critical/hot/veh-z", b"{}")
+    await asyncio.sleep(0.3)
+    assert ben.messages.empty()
+
+
 async def test_vehicle_cannot_publish_as_another(hub, clients) -> None:
     """A publishing on B's telemetry is dropped and counted; B's twin never sees it; A's own data goes in."""
     a, secret_a = await provision(hub)

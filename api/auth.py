@@ -20,7 +20,13 @@ Every route handler must say what it needs in its `opt`:
 
 Handlers read the principal with a `principal: Caller` parameter, filter lists with
 `principal.fleet_filter()`, check resources found by other keys with
-`ensure_fleet(principal, fleet, what)`, and record writes with `audit(...)`.
+`ensure_fleet(principal, fleet, what)`, and record writes with `audit(...)`. A commands
+module, for example, needs no more than:
+
+    @post("/{vehicle_id:str}/commands", opt=requires(Permission.COMMANDS_SEND))
+    async def send(self, request: Request[Any, Any, Any], deps: Deps, vehicle_id: VehicleId, ...) -> ...:
+        ...  # the guard has already 404'd a vehicle of another fleet
+        await audit(request, deps, "command.send", vehicle_id=vehicle_id, detail={"name": ..., "id": ...})
 """
 
 from __future__ import annotations

@@ -251,3 +251,23 @@ async def test_dev_mode_admits_anonymous_but_still_checks_given_secrets(tmp_path
             assert await clients(a, port=hub.mqtt_port).connect() == 0
         else:
             assert await clients(a, port=hub.mqtt_port, username=a, password="wrong").connect() != 0
+
+
+async def test_connection_attempts_per_ip_are_rate_limited(tmp_path, clients) -> None:
+    """Many CONNECTs from one address, whatever their client ids, are refused beyond the burst and counted."""
+    from fleethub.hub import Hub
+
+    settings = secure_settings(
+        str(tmp_path / "ip.db"),
+        **{"abuse.connect_rate_per_ip_per_s": 0.01, "abuse.connect_burst_per_ip": 3},
+    )
+    async with Hub(settings) as hub:
+        vehicles = [await provision(hub) for _ in range(4)]
+        results = []
+        for vehicle_id, secret in vehicles:
+            c = clients(vehicle_id, port=hub.mqtt_port, username=vehicle_id, password=secret)
+            results.append(await c.connect())
+        assert results[:3] == [0, 0, 0]
+        assert results[3] != 0
+        assert metric(hub.registry, "fleethub_mqtt_limit_violations_total", limit="connect_rate_ip") == 1
+        assert (await hub.health()).status == "ok"

@@ -9,11 +9,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from api.deps import Deps
+from api.auth import Caller, audit, ensure_fleet, requires
+from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import engine_of, parse_when
-from rules.alerts import AlertQuery, AlertState, AlertView, view
+from rules.alerts import Alert, AlertQuery, AlertState, AlertView, view
 from rules.evaluator import AlertNotOpen
+from security import Permission, PrincipalKind
 from twin import InvalidPayload
 
 AlertId = Annotated[str, PathParameter(max_length=64, description="Alert id")]
@@ -26,7 +28,8 @@ class AlertList(msgspec.Struct):
 class AlertAction(msgspec.Struct, forbid_unknown_fields=True):
     """Who acknowledges or clears the alert, and why."""
 
-    user: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    # Recorded as given only in development mode; otherwise the authenticated user's name is recorded.
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     note: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
 
 
@@ -35,14 +38,27 @@ def _conflict(request: Request[Any, Any, Any], exc: AlertNotOpen) -> Response[Pr
     return problem_response(request, problem)
 
 
+def _by(principal: Caller, data: AlertAction) -> str:
+    if principal.kind is PrincipalKind.DEV:
+        return data.user or "dev"
+    return principal.name
+
+
+async def _visible_alert(deps: ApiDeps, principal: Caller, alert_id: str) -> Alert:
+    alert = await engine_of(deps).get_alert(alert_id)
+    ensure_fleet(principal, alert.fleet, f"alert {alert_id!r}")
+    return alert
+
+
 class AlertsController(Controller):
     path = "/api/v1/alerts"
     tags = ["alerts"]  # noqa: RUF012 - Litestar reads this class attribute
 
-    @get("/", summary="List alerts, newest first")
+    @get("/", summary="List alerts, newest first", opt=requires(Permission.ALERTS_READ))
     async def list_alerts(
         self,
         deps: Deps,
+        principal: Caller,
         state_: Annotated[
             str | None,
             QueryParameter(name="state", description="active, acknowledged, cleared, or open (active or acknowledged)"),
@@ -75,29 +91,60 @@ class AlertsController(Controller):
             start=parse_when(from_, "from"),
             end=parse_when(to, "to"),
             limit=min(limit, deps.max_page_size),
+            fleets=principal.fleet_filter(),
         )
         return AlertList(items=[view(a) for a in await engine.query_alerts(query)])
 
-    @get("/{alert_id:str}", summary="Read an alert")
-    async def get_alert(self, deps: Deps, alert_id: AlertId) -> AlertView:
-        return view(await engine_of(deps).get_alert(alert_id))
+    @get("/{alert_id:str}", summary="Read an alert", opt=requires(Permission.ALERTS_READ))
+    async def get_alert(self, deps: Deps, principal: Caller, alert_id: AlertId) -> AlertView:
+        return view(await _visible_alert(deps, principal, alert_id))
 
-    @post("/{alert_id:str}/ack", summary="Acknowledge an active alert", status_code=HTTP_200_OK)
+    @post(
+        "/{alert_id:str}/ack",
+        summary="Acknowledge an active alert",
+        status_code=HTTP_200_OK,
+        opt=requires(Permission.ALERTS_ACK),
+    )
     async def acknowledge(
-        self, request: Request[Any, Any, Any], deps: Deps, alert_id: AlertId, data: JSONBody[AlertAction]
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        principal: Caller,
+        alert_id: AlertId,
+        data: JSONBody[AlertAction],
     ) -> Response[Any]:
+        found = await _visible_alert(deps, principal, alert_id)
         try:
-            alert = await engine_of(deps).acknowledge(alert_id, data.user, data.note)
+            alert = await engine_of(deps).acknowledge(alert_id, _by(principal, data), data.note)
         except AlertNotOpen as exc:
             return _conflict(request, exc)
+        detail = {"rule": alert.rule, "note": data.note, "by": _by(principal, data)}
+        await audit(
+            request, deps, "alert.ack", vehicle_id=alert.vehicle_id, fleet=found.fleet, target=alert_id, detail=detail
+        )
         return Response(view(alert))
 
-    @post("/{alert_id:str}/clear", summary="Clear an open alert by hand", status_code=HTTP_200_OK)
+    @post(
+        "/{alert_id:str}/clear",
+        summary="Clear an open alert by hand",
+        status_code=HTTP_200_OK,
+        opt=requires(Permission.ALERTS_ACK),
+    )
     async def clear(
-        self, request: Request[Any, Any, Any], deps: Deps, alert_id: AlertId, data: JSONBody[AlertAction]
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        principal: Caller,
+        alert_id: AlertId,
+        data: JSONBody[AlertAction],
     ) -> Response[Any]:
+        found = await _visible_alert(deps, principal, alert_id)
         try:
-            alert = await engine_of(deps).clear(alert_id, data.user, data.note)
+            alert = await engine_of(deps).clear(alert_id, _by(principal, data), data.note)
         except AlertNotOpen as exc:
             return _conflict(request, exc)
+        detail = {"rule": alert.rule, "note": data.note, "by": _by(principal, data)}
+        await audit(
+            request, deps, "alert.clear", vehicle_id=alert.vehicle_id, fleet=found.fleet, target=alert_id, detail=detail
+        )
         return Response(view(alert))

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from litestar import Litestar
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.alerts import AlertsController
+from api.audit import AuditController
+from api.auth import authorize, principal_of
 from api.commands import FleetCommandsController, VehicleCommandsController
 from api.deps import ApiDeps
 from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
+from api.provisioning import ProvisioningController
 from api.rules import RulesController
 from api.trips import TripController
+from api.users import TokensController, UsersController
 from api.vehicles import VehicleController
 from api.zones import ZonesController
+from security import Principal
 from twin import FleethubError
 
 
@@ -27,6 +35,9 @@ def create_app(deps: ApiDeps) -> Litestar:
 
     def provide_deps() -> ApiDeps:
         return deps
+
+    def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+        return principal_of(request)
 
     return Litestar(
         route_handlers=[
@@ -38,10 +49,20 @@ def create_app(deps: ApiDeps) -> Litestar:
             ZonesController,
             VehicleCommandsController,
             FleetCommandsController,
+            ProvisioningController,
+            UsersController,
+            TokensController,
+            AuditController,
             healthz,
             metrics,
         ],
-        dependencies={"deps": Provide(provide_deps, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "deps": Provide(provide_deps, use_cache=True, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        # Every route: authenticate, check the permission it declares, scope it to the caller's fleets.
+        guards=[authorize],
+        state=State({"fleethub_deps": deps}),
         exception_handlers={
             FleethubError: fleethub_error_handler,
             HTTPException: http_exception_handler,

@@ -1,8 +1,10 @@
 """Remote commands: one vehicle's commands, and fleet jobs that roll a command out at a rate.
 
 Handlers only translate: the command service owns states, delivery and storage. Who
-asked is taken from `X-Requested-By` (else "anonymous") and the peer address; role
-guards go on these controllers once users exist.
+asked is the authenticated principal (in development mode, `X-Requested-By`, else
+"anonymous") and the peer address. Sending and job control need `commands:send`,
+reading `commands:read`; a job's selector is held to the caller's fleets, and jobs of
+other fleets are as absent as other fleets' vehicles.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from litestar.exceptions import ServiceUnavailableException
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from api.auth import Caller, audit, ensure_fleet, remote_of, requires
 from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import parse_when
 from api.vehicles import VehicleId
 from rules import RuleSyntaxError
+from security import Permission, Principal, PrincipalKind
 from twin import InvalidPayload, NotFound
 from twin.commands import CommandState, CommandView, Selector, view
 from twin.commands_jobs import JobReport
@@ -93,9 +97,34 @@ def parse_wait(value: str | None, limit: float) -> float | None:
     return seconds
 
 
-def _who(requested_by: str | None, request: Request[Any, Any, Any]) -> tuple[str, str | None]:
-    who = (requested_by or "").strip()[:_MAX_REQUESTED_BY] or "anonymous"
-    return who, request.client.host if request.client else None
+def _who(principal: Principal, requested_by: str | None, request: Request[Any, Any, Any]) -> tuple[str, str]:
+    if principal.kind is PrincipalKind.DEV:
+        # Nobody is authenticated in development mode; the caller may say who they are.
+        who = (requested_by or "").strip()[:_MAX_REQUESTED_BY] or "anonymous"
+    else:
+        who = principal.actor
+    return who, remote_of(request)
+
+
+def _scoped_selector(principal: Principal, selector: Selector) -> Selector:
+    """A job reaches only fleets the caller sees: its selector names one of them."""
+    if principal.all_fleets:
+        return selector
+    if selector.fleet is None:
+        if len(principal.fleets) != 1:
+            raise InvalidPayload(
+                "bad_selector", f"selector.fleet is required: one of {', '.join(sorted(principal.fleets))}"
+            )
+        return msgspec.structs.replace(selector, fleet=next(iter(principal.fleets)))
+    if not principal.sees(selector.fleet):
+        raise NotFound(f"fleet '{selector.fleet}' not found")
+    return selector
+
+
+async def _visible_job(deps: ApiDeps, principal: Principal, job_id: str) -> JobReport:
+    found = await service_of(deps).job(job_id, outcomes=False)
+    ensure_fleet(principal, found.selector.fleet, f"job '{job_id}'")
+    return found
 
 
 async def _refusing(request: Request[Any, Any, Any], call: Callable[[], Any]) -> Any:
@@ -124,10 +153,15 @@ class VehicleCommandsController(Controller):
     path = "/api/v1/vehicles/{vehicle_id:str}/commands"
     tags = ["commands"]  # noqa: RUF012 - Litestar reads this class attribute
 
-    @post("/", summary="Send a command to a vehicle (202, or 200 with the result when `wait` sees it)")
+    @post(
+        "/",
+        summary="Send a command to a vehicle (202, or 200 with the result when `wait` sees it)",
+        opt=requires(Permission.COMMANDS_SEND),
+    )
     async def create(
         self,
         deps: Deps,
+        principal: Caller,
         request: Request[Any, Any, Any],
         vehicle_id: VehicleId,
         data: JSONBody[CommandRequest],
@@ -136,7 +170,7 @@ class VehicleCommandsController(Controller):
     ) -> Response[Any]:
         service = service_of(deps)
         timeout = parse_wait(wait, service.settings.max_wait_s)
-        who, source = _who(requested_by, request)
+        who, source = _who(principal, requested_by, request)
 
         async def run() -> Response[Any]:
             command, created = await service.create(
@@ -149,6 +183,9 @@ class VehicleCommandsController(Controller):
                 requested_by=who,
                 source=source,
             )
+            if created:
+                detail = {"name": data.name, "args": data.args, "precondition": data.precondition}
+                await audit(request, deps, "command.send", vehicle_id=vehicle_id, target=command.id, detail=detail)
             if timeout is not None:
                 command = await service.wait(command.id, timeout)
             headers = _location(vehicle_id, command.id)
@@ -160,7 +197,7 @@ class VehicleCommandsController(Controller):
         result: Response[Any] = await _refusing(request, run)
         return result
 
-    @get("/", summary="A vehicle's commands, newest first")
+    @get("/", summary="A vehicle's commands, newest first", opt=requires(Permission.COMMANDS_READ))
     async def list_commands(
         self,
         deps: Deps,
@@ -191,7 +228,7 @@ class VehicleCommandsController(Controller):
         found = found[:limit]
         return CommandPage([view(c) for c in found], found[-1].id if more else None)
 
-    @get("/{command_id:str}", summary="One command with its state history")
+    @get("/{command_id:str}", summary="One command with its state history", opt=requires(Permission.COMMANDS_READ))
     async def get_command(
         self, deps: Deps, vehicle_id: VehicleId, command_id: CommandId, wait: Wait = None
     ) -> CommandView:
@@ -204,19 +241,27 @@ class VehicleCommandsController(Controller):
             command = await service.wait(command_id, timeout)
         return view(command)
 
-    @delete("/{command_id:str}", status_code=HTTP_200_OK, summary="Cancel a queued or unanswered command")
+    @delete(
+        "/{command_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Cancel a queued or unanswered command",
+        opt=requires(Permission.COMMANDS_SEND),
+    )
     async def cancel(
         self,
         deps: Deps,
+        principal: Caller,
         request: Request[Any, Any, Any],
         vehicle_id: VehicleId,
         command_id: CommandId,
         requested_by: RequestedBy = None,
     ) -> Response[Any]:
-        who, _ = _who(requested_by, request)
+        who, _ = _who(principal, requested_by, request)
 
         async def run() -> Response[Any]:
-            return Response(view(await service_of(deps).cancel(vehicle_id, command_id, by=who)))
+            cancelled = await service_of(deps).cancel(vehicle_id, command_id, by=who)
+            await audit(request, deps, "command.cancel", vehicle_id=vehicle_id, target=command_id)
+            return Response(view(cancelled))
 
         result: Response[Any] = await _refusing(request, run)
         return result
@@ -226,16 +271,26 @@ class FleetCommandsController(Controller):
     path = "/api/v1/commands"
     tags = ["commands"]  # noqa: RUF012 - Litestar reads this class attribute
 
-    @post("/", summary="Roll a command out to the vehicles a selector names, at a rate (a job)")
+    @post(
+        "/",
+        summary="Roll a command out to the vehicles a selector names, at a rate (a job)",
+        opt=requires(Permission.COMMANDS_SEND),
+    )
     async def create_job(
-        self, deps: Deps, request: Request[Any, Any, Any], data: JSONBody[JobRequest], requested_by: RequestedBy = None
+        self,
+        deps: Deps,
+        principal: Caller,
+        request: Request[Any, Any, Any],
+        data: JSONBody[JobRequest],
+        requested_by: RequestedBy = None,
     ) -> Response[Any]:
         service = service_of(deps)
-        who, source = _who(requested_by, request)
+        who, source = _who(principal, requested_by, request)
+        selector = _scoped_selector(principal, data.selector)
 
         async def run() -> Response[Any]:
             job = await service.create_job(
-                data.selector,
+                selector,
                 data.name,
                 data.args,
                 rate=data.rate,
@@ -245,6 +300,13 @@ class FleetCommandsController(Controller):
                 source=source,
             )
             body = await service.job(job.id, outcomes=False)
+            detail = {
+                "name": data.name,
+                "args": data.args,
+                "selector": msgspec.to_builtins(selector),
+                "rate": data.rate,
+            }
+            await audit(request, deps, "job.create", fleet=selector.fleet, target=job.id, detail=detail)
             return Response(
                 body, status_code=HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/commands/jobs/{job.id}"}
             )
@@ -252,55 +314,103 @@ class FleetCommandsController(Controller):
         result: Response[Any] = await _refusing(request, run)
         return result
 
-    @get("/jobs", summary="Fleet jobs, newest first")
+    @get("/jobs", summary="Fleet jobs, newest first", opt=requires(Permission.COMMANDS_READ))
     async def list_jobs(
         self,
         deps: Deps,
+        principal: Caller,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
     ) -> JobPage:
         found = await service_of(deps).jobs(limit=limit + 1, before=cursor)
         more = len(found) > limit
         found = found[:limit]
-        return JobPage(found, found[-1].id if more else None)
+        # The cursor follows every job read, so a page of other fleets' jobs still moves on.
+        next_cursor = found[-1].id if more else None
+        return JobPage([j for j in found if principal.sees(j.selector.fleet)], next_cursor)
 
-    @get("/jobs/{job_id:str}", summary="A job: progress counts and, by default, every vehicle's outcome")
+    @get(
+        "/jobs/{job_id:str}",
+        summary="A job: progress counts and, by default, every vehicle's outcome",
+        opt=requires(Permission.COMMANDS_READ),
+    )
     async def get_job(
         self,
         deps: Deps,
+        principal: Caller,
         job_id: JobId,
         outcomes: Annotated[bool, QueryParameter(description="Include per-vehicle outcomes")] = True,
     ) -> JobReport:
+        await _visible_job(deps, principal, job_id)
         return await service_of(deps).job(job_id, outcomes=outcomes)
 
-    @post("/jobs/{job_id:str}/pause", status_code=HTTP_200_OK, summary="Stop sending to further vehicles")
+    @post(
+        "/jobs/{job_id:str}/pause",
+        status_code=HTTP_200_OK,
+        summary="Stop sending to further vehicles",
+        opt=requires(Permission.COMMANDS_SEND),
+    )
     async def pause(
-        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+        self,
+        deps: Deps,
+        principal: Caller,
+        request: Request[Any, Any, Any],
+        job_id: JobId,
+        requested_by: RequestedBy = None,
     ) -> Response[Any]:
-        who, _ = _who(requested_by, request)
+        job = await _visible_job(deps, principal, job_id)
+        who, _ = _who(principal, requested_by, request)
         result: Response[Any] = await _refusing(
             request, lambda: _job_response(service_of(deps).pause_job(job_id, by=who))
         )
+        if result.status_code == HTTP_200_OK:
+            await audit(request, deps, "job.pause", fleet=job.selector.fleet, target=job_id)
         return result
 
-    @post("/jobs/{job_id:str}/resume", status_code=HTTP_200_OK, summary="Carry on sending")
+    @post(
+        "/jobs/{job_id:str}/resume",
+        status_code=HTTP_200_OK,
+        summary="Carry on sending",
+        opt=requires(Permission.COMMANDS_SEND),
+    )
     async def resume(
-        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+        self,
+        deps: Deps,
+        principal: Caller,
+        request: Request[Any, Any, Any],
+        job_id: JobId,
+        requested_by: RequestedBy = None,
     ) -> Response[Any]:
-        who, _ = _who(requested_by, request)
+        job = await _visible_job(deps, principal, job_id)
+        who, _ = _who(principal, requested_by, request)
         result: Response[Any] = await _refusing(
             request, lambda: _job_response(service_of(deps).resume_job(job_id, by=who))
         )
+        if result.status_code == HTTP_200_OK:
+            await audit(request, deps, "job.resume", fleet=job.selector.fleet, target=job_id)
         return result
 
-    @post("/jobs/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Stop the job and cancel its waiting commands")
+    @post(
+        "/jobs/{job_id:str}/cancel",
+        status_code=HTTP_200_OK,
+        summary="Stop the job and cancel its waiting commands",
+        opt=requires(Permission.COMMANDS_SEND),
+    )
     async def cancel(
-        self, deps: Deps, request: Request[Any, Any, Any], job_id: JobId, requested_by: RequestedBy = None
+        self,
+        deps: Deps,
+        principal: Caller,
+        request: Request[Any, Any, Any],
+        job_id: JobId,
+        requested_by: RequestedBy = None,
     ) -> Response[Any]:
-        who, _ = _who(requested_by, request)
+        job = await _visible_job(deps, principal, job_id)
+        who, _ = _who(principal, requested_by, request)
         result: Response[Any] = await _refusing(
             request, lambda: _job_response(service_of(deps).cancel_job(job_id, by=who))
         )
+        if result.status_code == HTTP_200_OK:
+            await audit(request, deps, "job.cancel", fleet=job.selector.fleet, target=job_id)
         return result
 
 

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry
 
 from rules.engine import RulesEngine
+from security import SecurityService
 from twin import TwinService
 from twin.commands_service import CommandService
 
@@ -36,6 +37,13 @@ class ApiDeps:
     rules: RulesEngine | None = None
     # Remote commands and fleet jobs (api/commands.py).
     commands: CommandService | None = None
+    # Credentials, users, tokens and the audit log. Without it, authenticated routes answer 401.
+    security: SecurityService | None = None
+    # false: development mode, every request acts as an admin of every fleet (see api.auth).
+    auth_enabled: bool = True
+    # /healthz and /metrics without a token.
+    public_health: bool = True
+    public_metrics: bool = False
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

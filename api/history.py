@@ -19,8 +19,10 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
+from api.auth import Caller, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
 from api.vehicles import VehicleId
+from security import Permission
 from twin import HistoryRow, InvalidPayload, Order
 from twin.aggregates import parse_aggs, zone
 from twin.document import ConnectionView
@@ -137,6 +139,25 @@ def _is_number(text: str) -> bool:
 
 def _fields(fields: str | None) -> tuple[str, ...] | None:
     return tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
+
+
+async def _scoped_selection(
+    deps: ApiDeps, principal: Caller, fleet: str | None, tags: list[str] | None, vehicles: list[str] | None
+) -> VehicleSet:
+    """`_selection`, limited to the caller's fleets: another fleet's vehicles are as if absent."""
+    selection = _selection(fleet, tags, vehicles)
+    scope = principal.fleet_filter()
+    if scope is None:
+        return selection
+    if fleet is not None:
+        ensure_fleet(principal, fleet, f"fleet '{fleet}'")
+    for vid in selection.ids or ():
+        ensure_fleet(principal, await vehicle_fleet(deps, vid), f"vehicle '{vid}'")
+    if fleet is None and selection.ids is None:
+        if len(scope) != 1:
+            raise InvalidPayload("no_fleet", f"you see several fleets ({', '.join(scope)}); choose one with fleet=")
+        selection = msgspec.structs.replace(selection, fleet=scope[0])
+    return selection
 
 
 def _selection(fleet: str | None, tags: list[str] | None, vehicles: list[str] | None) -> VehicleSet:
@@ -262,6 +283,7 @@ class HistoryController(Controller):
         summary="A vehicle's telemetry history, one row per accepted message",
         description="Oldest first unless order=desc; ties in device time keep arrival order." + _CSV_NOTE,
         responses=_ok(HistoryPage),
+        opt=requires(Permission.HISTORY_READ),
     )
     async def vehicle_history(
         self,
@@ -325,6 +347,7 @@ class HistoryController(Controller):
         summary="A vehicle's telemetry in time buckets: ?bucket=5m&agg=soc:avg,speed:max&tz=Europe/Paris",
         description="Buckets holding at least one row, oldest first." + _CSV_NOTE,
         responses=_ok(AggregateOut),
+        opt=requires(Permission.HISTORY_READ),
     )
     async def vehicle_aggregate(
         self,
@@ -359,10 +382,12 @@ class HistoryController(Controller):
             "Rows come vehicle by vehicle (id order), then by device time." + _CSV_NOTE
         ),
         responses=_ok(FleetHistoryPage),
+        opt=requires(Permission.HISTORY_READ),
     )
     async def fleet_history(
         self,
         deps: Deps,
+        principal: Caller,
         fleet: Fleet = None,
         tag: Tags = None,
         vehicle: Vehicles = None,
@@ -375,7 +400,7 @@ class HistoryController(Controller):
         accept: Accept = None,
     ) -> Response[FleetHistoryPage] | Stream:
         query = PointQuery(
-            _selection(fleet, tag, vehicle),
+            await _scoped_selection(deps, principal, fleet, tag, vehicle),
             start=query_time(from_, "from"),
             end=query_time(to, "to"),
             fields=_fields(fields),
@@ -394,10 +419,12 @@ class HistoryController(Controller):
         summary="A set of vehicles in time buckets: ?fleet=acme&tag=depot:north&bucket=1d&agg=soc:min&tz=...",
         description="One series per vehicle (id order), buckets oldest first." + _CSV_NOTE,
         responses=_ok(AggregateOut),
+        opt=requires(Permission.HISTORY_READ),
     )
     async def fleet_aggregate(
         self,
         deps: Deps,
+        principal: Caller,
         bucket: BucketParam,
         agg: Aggs,
         fleet: Fleet = None,
@@ -411,7 +438,7 @@ class HistoryController(Controller):
         accept: Accept = None,
     ) -> Response[AggregateOut] | Stream:
         query = AggregateQuery(
-            _selection(fleet, tag, vehicle),
+            await _scoped_selection(deps, principal, fleet, tag, vehicle),
             bucket,
             parse_aggs(agg),
             start=query_time(from_, "from"),

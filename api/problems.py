@@ -9,6 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from security import AlreadyExists
 from twin import FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError, VersionConflict
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,8 @@ def fleethub_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     match exc:
         case NotFound():
             problem = Problem(_type("not-found"), "Not found", 404, str(exc))
+        case AlreadyExists():
+            problem = Problem(_type("already-exists"), "Already exists", 409, str(exc))
         case VersionConflict():
             problem = Problem(_type("version-conflict"), "Version conflict", 409, str(exc), current_version=exc.current)
             return problem_response(request, problem, {"ETag": f'"{exc.current}"'})
@@ -68,6 +71,12 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         return problem_response(request, problem)
     if isinstance(exc, HTTPException):
         status = exc.status_code
-        title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(status, "HTTP error")
-        return problem_response(request, Problem(_type(f"http-{status}"), title, status, exc.detail))
+        title = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Payload too large",
+        }.get(status, "HTTP error")
+        return problem_response(request, Problem(_type(f"http-{status}"), title, status, exc.detail), exc.headers)
     return fleethub_error_handler(request, exc)

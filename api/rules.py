@@ -11,12 +11,14 @@ from litestar.exceptions import ServiceUnavailableException
 from litestar.params import JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from api.auth import Caller, audit, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from rules import RuleConfigError
 from rules.backtest import BacktestResult
 from rules.definitions import CompileProblem, RuleBody, RuleDefinition, RuleInvalid
 from rules.engine import RulesEngine
+from security import Permission
 from twin import InvalidPayload
 from twin.telemetry import parse_time
 
@@ -74,15 +76,19 @@ class RulesController(Controller):
     path = "/api/v1/rules"
     tags = ["rules"]  # noqa: RUF012 - Litestar reads this class attribute
 
-    @get("/", summary="List rules")
+    @get("/", summary="List rules", opt=requires(Permission.RULES_READ))
     async def list_rules(self, deps: Deps) -> RuleList:
         return RuleList(items=engine_of(deps).list_rules())
 
-    @get("/{name:str}", summary="Read a rule")
+    @get("/{name:str}", summary="Read a rule", opt=requires(Permission.RULES_READ))
     async def get_rule(self, deps: Deps, name: RuleName) -> RuleDefinition:
         return engine_of(deps).get_rule(name)
 
-    @put("/{name:str}", summary="Create or replace a rule; 422 lists compile errors with line and column")
+    @put(
+        "/{name:str}",
+        summary="Create or replace a rule; 422 lists compile errors with line and column",
+        opt=requires(Permission.RULES_WRITE),
+    )
     async def put_rule(
         self, request: Request[Any, Any, Any], deps: Deps, name: RuleName, data: JSONBody[RuleBody]
     ) -> Response[Any]:
@@ -94,13 +100,21 @@ class RulesController(Controller):
             return invalid_rule(request, exc)
         except RuleConfigError as exc:
             return invalid_rule(request, RuleInvalid(name, [CompileProblem("name", str(exc))]))
+        detail = {"created": created, "definition": msgspec.to_builtins(definition)}
+        await audit(request, deps, "rule.put", target=name, detail=detail)
         return Response(definition, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @delete("/{name:str}", summary="Delete a rule; its open alerts are cleared")
-    async def delete_rule(self, deps: Deps, name: RuleName) -> None:
+    @delete("/{name:str}", summary="Delete a rule; its open alerts are cleared", opt=requires(Permission.RULES_WRITE))
+    async def delete_rule(self, request: Request[Any, Any, Any], deps: Deps, name: RuleName) -> None:
         await engine_of(deps).delete_rule(name)
+        await audit(request, deps, "rule.delete", target=name)
 
-    @post("/validate", summary="Check a rule without saving it", status_code=HTTP_200_OK)
+    @post(
+        "/validate",
+        summary="Check a rule without saving it",
+        status_code=HTTP_200_OK,
+        opt=requires(Permission.RULES_READ),
+    )
     async def validate(self, deps: Deps, data: JSONBody[dict[str, Any]]) -> ValidationResult:
         engine = engine_of(deps)
         body = dict(data)
@@ -112,11 +126,23 @@ class RulesController(Controller):
         errors = engine.validate(definition)
         return ValidationResult(valid=not errors, errors=errors)
 
-    @post("/{name:str}/test", summary="Backtest a rule on one vehicle's stored history", status_code=HTTP_200_OK)
+    @post(
+        "/{name:str}/test",
+        summary="Backtest a rule on one vehicle's stored history",
+        status_code=HTTP_200_OK,
+        opt=requires(Permission.RULES_READ),
+    )
     async def backtest(
-        self, request: Request[Any, Any, Any], deps: Deps, name: RuleName, data: JSONBody[BacktestRequest]
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        principal: Caller,
+        name: RuleName,
+        data: JSONBody[BacktestRequest],
     ) -> Response[Any]:
         engine = engine_of(deps)
+        # The history replayed is the vehicle's: another fleet's vehicle is as if absent.
+        ensure_fleet(principal, await vehicle_fleet(deps, data.vehicle_id), f"vehicle '{data.vehicle_id}'")
         try:
             definition = data.rule.named(name) if data.rule is not None else None
             result: BacktestResult = await engine.backtest(

@@ -9,9 +9,11 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
+from api.auth import requires
 from api.deps import Deps
 from api.history import From, To, query_time
 from api.vehicles import VehicleId
+from security import Permission
 from twin import InvalidPayload
 from twin.store import PointQuery, VehicleSet
 from twin.telemetry import isoformat
@@ -82,6 +84,7 @@ class TripController(Controller):
             "vehicle stopped, once it stayed stopped (or silent) for dwell_s. Distance comes from odometer_km "
             "when reported at both ends, else from gps.lat/gps.lon; energy_used_pct is the drop in soc."
         ),
+        opt=requires(Permission.HISTORY_READ),
     )
     async def trips(
         self,

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, patch
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED
 
+from api.auth import Caller, audit, requires
+from api.credentials import NewVehicle, VehicleSecret, provision_one
 from api.deps import Deps
+from security import Permission
 from twin import InvalidPayload, TwinDocument, TwinFilter
 from twin.document import TwinAsOf
 from twin.telemetry import parse_time
@@ -53,23 +57,49 @@ class VehicleController(Controller):
     path = "/api/v1/vehicles"
     tags = ["vehicles"]  # noqa: RUF012 - Litestar reads this class attribute
 
-    @get("/", summary="List vehicles with their twins")
+    @get("/", summary="List vehicles with their twins", opt=requires(Permission.TWINS_READ))
     async def list_vehicles(
         self,
         deps: Deps,
+        principal: Caller,
         connected: Annotated[bool | None, QueryParameter(description="Only vehicles (not) connected now")] = None,
         fleet: Annotated[str | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
         cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
     ) -> VehiclePage:
         limit = min(limit, deps.max_page_size)
-        query = TwinFilter(fleet=fleet, connected=connected, after=cursor, limit=limit + 1)
-        docs = await deps.service.list_twins(query)
+        scope = principal.fleet_filter()
+        if fleet is not None:
+            fleets: tuple[str | None, ...] = (fleet,) if scope is None or fleet in scope else ()
+        else:
+            fleets = (None,) if scope is None else scope
+        docs = []
+        # One keyset query per fleet the caller sees, merged by vehicle id.
+        for one in fleets:
+            query = TwinFilter(fleet=one, connected=connected, after=cursor, limit=limit + 1)
+            docs.extend(await deps.service.list_twins(query))
+        docs.sort(key=lambda d: d.vehicle_id)
         more = len(docs) > limit
         docs = docs[:limit]
         return VehiclePage(items=docs, next_cursor=docs[-1].vehicle_id if more else None)
 
-    @get("/{vehicle_id:str}/twin", summary="Read a vehicle's twin document, now or as it was at a time")
+    @post(
+        "/",
+        summary="Provision a vehicle; the response holds its MQTT secret, shown only this once",
+        status_code=HTTP_201_CREATED,
+        tags=["provisioning"],
+        opt=requires(Permission.VEHICLES_PROVISION),
+    )
+    async def provision(
+        self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, data: JSONBody[NewVehicle]
+    ) -> VehicleSecret:
+        return await provision_one(request, deps, principal, data)
+
+    @get(
+        "/{vehicle_id:str}/twin",
+        summary="Read a vehicle's twin document, now or as it was at a time",
+        opt=requires(Permission.TWINS_READ),
+    )
     async def get_twin(
         self,
         deps: Deps,
@@ -85,9 +115,14 @@ class VehicleController(Controller):
         doc = await deps.service.get_twin(vehicle_id)
         return Response(doc, headers=_etag(doc))
 
-    @patch("/{vehicle_id:str}/twin/desired", summary="Merge a patch into desired state")
+    @patch(
+        "/{vehicle_id:str}/twin/desired",
+        summary="Merge a patch into desired state",
+        opt=requires(Permission.TWINS_WRITE),
+    )
     async def patch_desired(
         self,
+        request: Request[Any, Any, Any],
         deps: Deps,
         vehicle_id: VehicleId,
         data: JSONBody[dict[str, Any]],
@@ -97,15 +132,22 @@ class VehicleController(Controller):
         ] = None,
     ) -> Response[TwinDocument]:
         doc = await deps.service.patch_desired(vehicle_id, data, if_match=_if_match(if_match), ttl_s=ttl_s)
+        await audit(
+            request, deps, "twin.desired", vehicle_id=vehicle_id, detail={"patch": data, "version": doc.version}
+        )
         return Response(doc, headers=_etag(doc))
 
-    @patch("/{vehicle_id:str}/tags", summary="Merge a patch into the vehicle's tags")
+    @patch(
+        "/{vehicle_id:str}/tags", summary="Merge a patch into the vehicle's tags", opt=requires(Permission.TWINS_WRITE)
+    )
     async def patch_tags(
         self,
+        request: Request[Any, Any, Any],
         deps: Deps,
         vehicle_id: VehicleId,
         data: JSONBody[dict[str, Any]],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
     ) -> Response[TwinDocument]:
         doc = await deps.service.patch_tags(vehicle_id, data, if_match=_if_match(if_match))
+        await audit(request, deps, "twin.tags", vehicle_id=vehicle_id, detail={"patch": data, "version": doc.version})
         return Response(doc, headers=_etag(doc))

@@ -191,8 +191,11 @@ def read_process(pid: int) -> Sample | None:
 
 @contextlib.contextmanager
 def fleethub(database_url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Server, int, int]]:
-    """`fleethub serve` on free ports; yields the process and its MQTT and HTTP ports."""
-    env = dict(extra_env or {})
+    """`fleethub serve` on free ports; yields the process and its MQTT and HTTP ports.
+
+    In development mode (anonymous MQTT, no API tokens), like the peers it is compared with.
+    """
+    env = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false", **(extra_env or {})}
     server = Server(
         "fleethub",
         [

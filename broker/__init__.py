@@ -7,6 +7,6 @@ sends back into topics.
 
 from broker.errors import PortInUse
 from broker.metrics import BrokerMetrics
-from broker.server import EmbeddedBroker
+from broker.server import EmbeddedBroker, TlsListener
 
-__all__ = ["BrokerMetrics", "EmbeddedBroker", "PortInUse"]
+__all__ = ["BrokerMetrics", "EmbeddedBroker", "PortInUse", "TlsListener"]

@@ -17,18 +17,22 @@ import errno
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import structlog
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.contexts import ListenerType
-from amqtt.errors import BrokerError
+from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import ApplicationMessage, Session
+from amqtt.utils import gen_client_id
 
 from broker import topics
+from broker.auth import PRINCIPAL, BrokerAuth, principal_of
 from broker.errors import PortInUse
 from broker.handler import DISCONNECT_REASON, HubProtocolHandler
 from broker.metrics import BrokerMetrics
@@ -36,6 +40,8 @@ from broker.reader import Backlog, BoundedReader, read_bound
 from broker.routing import peer_of
 from broker.sessions import SessionBroker
 from broker.topics import Refusal
+from security.limits import AbuseLimits
+from security.roles import Principal, PrincipalKind
 from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
 
 log = structlog.get_logger(__name__)
@@ -52,6 +58,17 @@ class _Connection:
     handler: BrokerProtocolHandler
     vehicle_id: str | None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LoginRefused(AMQTTError):  # type: ignore[misc]  # amqtt ships no type information
+    """Ends a connection whose login was refused (its CONNACK is already sent)."""
+
+
+class _DropQuiet(logging.Filter):
+    """amqtt logs every ended connection set-up; a refused login is already logged by `BrokerAuth`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to initialize client session: login refused")
 
 
 class _DropPortInUse(logging.Filter):
@@ -72,6 +89,8 @@ class HubBroker(SessionBroker):
         max_payload_bytes: int,
         max_queued_messages: int,
         session_expiry_s: float,
+        auth: BrokerAuth | None = None,
+        abuse: AbuseLimits | None = None,
     ) -> None:
         super().__init__(
             config,
@@ -80,12 +99,15 @@ class HubBroker(SessionBroker):
             max_payload_bytes=max_payload_bytes,
             max_queued_messages=max_queued_messages,
             session_expiry_s=session_expiry_s,
+            auth=auth,
+            abuse=abuse,
         )
         self._read_bound = read_bound(max_payload_bytes)
         self._live: dict[str, _Connection] = {}
         self._connection_tasks: set[asyncio.Task[Any]] = set()
         self._connected = 0
         self._stopping = False
+        self._quiet_refusals = _DropQuiet()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -107,9 +129,11 @@ class HubBroker(SessionBroker):
             amqtt_log.removeFilter(quiet)
         if busy is not None:
             raise busy
+        amqtt_log.addFilter(self._quiet_refusals)
 
     async def shutdown(self) -> None:
         self._stopping = True
+        logging.getLogger("amqtt.broker").removeFilter(self._quiet_refusals)
         for server in self._servers.values():
             server.instance.close()
         for connection in list(self._live.values()):
@@ -185,7 +209,7 @@ class HubBroker(SessionBroker):
     async def _initialize_client_session(
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:
-        handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        handler, session = await self._connect(reader, writer, remote_address, remote_port)
         # amqtt builds the handler inside a classmethod with no factory to override.
         handler.__class__ = HubProtocolHandler
         if session.parent:
@@ -218,13 +242,56 @@ class HubBroker(SessionBroker):
             session.will_flag = False
         return handler, session
 
+    async def _connect(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        """amqtt's `_initialize_client_session`, with the login decided first.
+
+        amqtt deletes the stored session of a clean CONNECT's client id, and copies a
+        persistent CONNECT's credentials and will into the stored session, all before it
+        authenticates: anyone could wipe or hijack a vehicle's session. Here nothing
+        stored is touched until the client has logged in; a refused client gets its
+        CONNACK and the connection ends.
+        """
+        try:
+            handler, incoming = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        except MQTTError:
+            await writer.close()
+            raise
+        except NoDataError as exc:
+            raise AMQTTError(exc) from exc
+        principal = await self._auth.authenticate(incoming)
+        if principal is None:
+            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await writer.close()
+            raise LoginRefused(f"login refused for client id {incoming.client_id!r}")
+        incoming.attributes[PRINCIPAL] = principal
+        stored = self._sessions.get(incoming.client_id) if incoming.client_id else None
+        if stored is not None and (incoming.clean_session or not _same_identity(stored[0], principal)):
+            # A clean start, or another identity reusing the client id: it must not inherit
+            # subscriptions it was never checked for.
+            await self._delete_session(incoming.client_id)
+            stored = None
+        if incoming.clean_session and not incoming.client_id:
+            incoming.client_id = gen_client_id()
+        if incoming.clean_session or stored is None:
+            incoming.parent = 0
+            return handler, incoming
+        existing: Session = stored[0]
+        for name in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive", "username", "password"):
+            setattr(existing, name, getattr(incoming, name))
+        existing.attributes[PRINCIPAL] = principal
+        existing.parent = 1
+        return handler, existing
+
     def create_offline_session(self, client_id: str) -> tuple[BrokerProtocolHandler, Session]:
         handler, session = super().create_offline_session(client_id)
         handler.__class__ = HubProtocolHandler
         return handler, session
 
     async def _authenticate(self, session: Session, listener: Any) -> bool:
-        allowed: bool = await super()._authenticate(session, listener)
+        # The login was decided in `_connect`, before any stored session was touched.
+        allowed = principal_of(session) is not None
         # amqtt has no hook between authentication and attaching the session, and its own
         # take-over only covers persistent sessions (a clean one leaves both connected).
         # Taking over here means only an authenticated newcomer can evict a connection.
@@ -250,7 +317,7 @@ class HubBroker(SessionBroker):
             )
 
     async def _client_message_loop(self, session: Session, handler: BrokerProtocolHandler) -> None:
-        connection = _Connection(session, handler, topics.vehicle_id_of(session.username, session.client_id))
+        connection = _Connection(session, handler, _vehicle_of(session))
         session.attributes.pop(DISCONNECT_REASON, None)
         self._live[session.client_id] = connection
         self._connected += 1
@@ -270,6 +337,29 @@ class HubBroker(SessionBroker):
             if self._live.get(session.client_id) is connection:
                 del self._live[session.client_id]
             connection.closed.set()
+
+    async def disconnect(self, which: Callable[[Principal], bool], reason: DisconnectReason) -> int:
+        """Close every live connection whose principal `which` selects (revoked credentials); returns how many."""
+        closing = [
+            connection
+            for connection in list(self._live.values())
+            if (principal := principal_of(connection.session)) is not None and which(principal)
+        ]
+        for connection in closing:
+            connection.session.attributes[DISCONNECT_REASON] = reason
+            log.warning(
+                "mqtt connection closed by the hub",
+                client_id=connection.session.client_id,
+                vehicle_id=connection.vehicle_id,
+                reason=reason.value,
+            )
+            await connection.handler.handle_connection_closed()
+        for connection in closing:
+            try:
+                await asyncio.wait_for(connection.closed.wait(), TAKE_OVER_TIMEOUT)
+            except TimeoutError:
+                log.warning("mqtt connection slow to close", client_id=connection.session.client_id)
+        return len(closing)
 
     async def _serve(self, connection: _Connection) -> tuple[DisconnectPacket | None, list[ApplicationMessage]]:
         """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages."""
@@ -390,6 +480,25 @@ class HubBroker(SessionBroker):
                 extra=extra or {},
             )
         )
+
+
+def _same_identity(session: Session, principal: Principal) -> bool:
+    """Whether a stored session last belonged to this principal (a session amqtt made offline has no owner)."""
+    previous = principal_of(session)
+    return previous is None or (previous.kind, previous.name) == (principal.kind, principal.name)
+
+
+def _vehicle_of(session: Session) -> str | None:
+    """The vehicle a connection speaks for: its authenticated vehicle id, none for a user.
+
+    A development (anonymous) client is taken at its word, as before authentication existed.
+    """
+    principal = principal_of(session)
+    if principal is None or principal.kind is PrincipalKind.DEV:
+        return topics.vehicle_id_of(session.username, session.client_id)
+    if principal.kind is PrincipalKind.VEHICLE:
+        return principal.name
+    return None
 
 
 def _settled(result: Any) -> asyncio.Future[Any]:

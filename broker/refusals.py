@@ -25,6 +25,10 @@ def detail(reason: Refusal, topic: str, size: int, limit: int) -> str:
             return f"the payload is {size} bytes; the hub accepts at most {limit} bytes per message"
         case Refusal.TOPIC_NOT_ALLOWED:
             return f"'{topic}' carries messages from the hub; a client may not publish on it"
+        case Refusal.NOT_AUTHORIZED:
+            return f"this client may not publish on '{topic}'; a vehicle publishes only under vehicles/{{its id}}/"
+        case Refusal.RATE_LIMITED:
+            return "over this vehicle's message rate; the message was dropped, slow down"
         case Refusal.UNKNOWN_TOPIC:
             return (
                 f"the hub does not accept messages on '{topic}'; vehicles publish on "

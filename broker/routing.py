@@ -27,11 +27,14 @@ from amqtt.events import BrokerEvents
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.session import ApplicationMessage, OutgoingApplicationMessage, Session
 
-from broker import refusals, topics
+from broker import acl, refusals, topics
+from broker.auth import BrokerAuth, principal_of
 from broker.handler import AckedMessage, resolve
 from broker.metrics import BrokerMetrics
 from broker.topic_index import TopicIndex
 from broker.topics import Refusal
+from security.limits import AbuseLimits, TokenBuckets
+from security.roles import PrincipalKind
 from twin.inbound import Channel, Inbound, InboundSink
 
 log = structlog.get_logger(__name__)
@@ -41,6 +44,17 @@ BROADCAST_BATCH = 256
 
 # amqtt's SUBACK return code for a refused filter.
 SUBSCRIPTION_REFUSED = 0x80
+
+
+# Session attribute: the topic filters a session holds, for the per-client subscription limit.
+_HELD = "fleethub.subscriptions"
+
+
+def _held(session: Session) -> set[str]:
+    held: set[str] | None = session.attributes.get(_HELD)
+    if held is None:
+        held = session.attributes[_HELD] = set()
+    return held
 
 
 def peer_of(session: Session) -> str:
@@ -56,6 +70,8 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         metrics: BrokerMetrics,
         max_payload_bytes: int,
         max_queued_messages: int,
+        auth: BrokerAuth | None = None,
+        abuse: AbuseLimits | None = None,
     ) -> None:
         super().__init__(config)
         self._sink = sink
@@ -63,6 +79,10 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         self._max_payload_bytes = max_payload_bytes
         self._max_queued = max_queued_messages
         self._index = TopicIndex()
+        # Without an authenticator (broker tests), anonymous clients get the development principal.
+        self._auth = auth or BrokerAuth(None, allow_anonymous=True, metrics=metrics.security)
+        self._abuse = abuse or AbuseLimits()
+        self._message_rate = TokenBuckets(self._abuse.message_rate_per_s, self._abuse.message_burst)
 
     @property
     def running(self) -> bool:
@@ -104,8 +124,17 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         data: bytes = message.data
         route = topics.parse(topic)
         vehicle_id = route.vehicle_id if route is not None else ""
+        principal = principal_of(session)
+        # Refusal notices go to the sender's own errors topic, never to the vehicle it tried to speak for.
+        own_id = principal.name if principal is not None and principal.kind is PrincipalKind.VEHICLE else ""
         if len(data) > self._max_payload_bytes:
             self._refuse(session, vehicle_id, topic, Refusal.PAYLOAD_TOO_LARGE, len(data))
+        elif own_id and not self._message_rate.take(own_id):
+            self._metrics.security.limit_violations["message_rate"].inc()
+            self._refuse(session, own_id, topic, Refusal.RATE_LIMITED, len(data))
+        elif principal is None or not acl.may_publish(principal, topic):
+            self._metrics.security.acl_denied["publish"].inc()
+            self._refuse(session, own_id, topic, Refusal.NOT_AUTHORIZED, len(data))
         elif topic.startswith("$") or not await self._topic_filtering(session, topic=topic, action=Action.PUBLISH):
             self._refuse(session, vehicle_id, topic, Refusal.TOPIC_NOT_ALLOWED, len(data))
         elif route is not None and route.refusal is not None:
@@ -158,8 +187,13 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
     # keys that still have subscribers, updated wherever amqtt changes them.
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        topic_filter = subscription[0]
+        if not await self._may_subscribe(session, topic_filter):
+            return SUBSCRIPTION_REFUSED
         code: int = await super().add_subscription(subscription, session)
         subscribers = self._subscriptions.get(subscription[0])
+        if code != SUBSCRIPTION_REFUSED:
+            _held(session).add(topic_filter)
         if subscribers:
             self._index.add(subscription[0])
             if code != SUBSCRIPTION_REFUSED:
@@ -168,6 +202,43 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
                     (other, code if other.client_id == session.client_id else qos) for other, qos in subscribers
                 ]
         return code
+
+    async def _may_subscribe(self, session: Session, topic_filter: str) -> bool:
+        """The topic ACL and the per-client subscription limit; counts and logs a refusal."""
+        principal = principal_of(session)
+        decision = acl.DENY if principal is None else acl.may_subscribe(principal, topic_filter)
+        if decision.verdict is acl.Verdict.VEHICLE_FLEET and principal is not None:
+            security = self._auth.security
+            fleet = None if security is None else await security.fleet_of(decision.vehicle_id)
+            decision = acl.ALLOW if principal.sees(fleet) else acl.DENY
+        if decision.verdict is not acl.Verdict.ALLOW:
+            self._metrics.security.acl_denied["subscribe"].inc()
+            log.warning(
+                "mqtt subscription refused",
+                client_id=session.client_id,
+                username=session.username,
+                topic_filter=topic_filter,
+                reason="not_authorized",
+            )
+            return False
+        held = _held(session)
+        if topic_filter not in held and len(held) >= self._abuse.max_subscriptions_per_client:
+            self._metrics.security.limit_violations["subscriptions"].inc()
+            log.warning(
+                "mqtt subscription refused",
+                client_id=session.client_id,
+                username=session.username,
+                topic_filter=topic_filter,
+                reason="too_many_subscriptions",
+                limit=self._abuse.max_subscriptions_per_client,
+            )
+            return False
+        return True
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        # Publishes and subscriptions are checked by `_deliver` and `_may_subscribe`; a
+        # delivery matched a filter that was checked when it was made.
+        return True
 
     async def _handle_subscription(
         self, client_session: Session, handler: Any, subscribe_waiter: asyncio.Future[Any]
@@ -220,6 +291,7 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
 
     def _del_subscription(self, a_filter: str, session: Session) -> int:
         deleted: int = super()._del_subscription(a_filter, session)
+        _held(session).discard(a_filter)
         if not self._subscriptions.get(a_filter):
             self._index.discard(a_filter)
         return deleted

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from prometheus_client import CollectorRegistry
 
 from broker import topics
+from broker.auth import BrokerAuth
 from broker.hub_broker import HubBroker
 from broker.metrics import BrokerMetrics
+from security.limits import AbuseLimits
+from security.roles import PrincipalKind
+from security.service import SecurityService
 from twin.errors import ConfigError
-from twin.inbound import Channel, InboundSink, VehicleChannel
+from twin.inbound import Channel, DisconnectReason, InboundSink, VehicleChannel
 
 # A persistent session outlives its connection this long (7 days), and holds at most
 # this many QoS 1/2 messages for its absent client, dropping the oldest.
@@ -21,6 +26,19 @@ DEFAULT_MAX_QUEUED_MESSAGES = 1000
 
 _TCP_LISTENER = "default"
 _WS_LISTENER = "ws"
+_TLS_LISTENER = "tls"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """MQTT over TLS. With `client_cert_auth`, a client certificate signed by `cafile` whose
+    subject CN is a provisioned vehicle id logs that vehicle in without a password."""
+
+    port: int
+    certfile: str
+    keyfile: str
+    cafile: str = ""
+    client_cert_auth: bool = False
 
 
 class BrokerChannel:
@@ -55,10 +73,19 @@ class EmbeddedBroker:
         ws_port: int | None = None,
         session_expiry_s: float = DEFAULT_SESSION_EXPIRY_S,
         max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
+        security: SecurityService | None = None,
+        abuse: AbuseLimits | None = None,
+        tls: TlsListener | None = None,
     ) -> None:
         _check_port("MQTT port", port)
         if ws_port is not None:
             _check_port("MQTT WebSocket port", ws_port)
+        if tls is not None:
+            _check_port("MQTT TLS port", tls.port)
+            if tls.client_cert_auth and not tls.cafile:
+                # Without a CA of its own the listener would trust every public CA's certificates.
+                msg = "client-certificate login needs the CA that signs vehicle certificates (mqtt.tls_cafile)"
+                raise ConfigError(msg)
         if max_payload_bytes < 1:
             msg = f"the MQTT payload limit must be at least 1 byte, got {max_payload_bytes}"
             raise ConfigError(msg)
@@ -78,6 +105,9 @@ class EmbeddedBroker:
         self._allow_anonymous = allow_anonymous
         # Without a registry of the caller's, count anyway so the code path is the same.
         self._metrics = metrics or BrokerMetrics(CollectorRegistry())
+        self._security = security
+        self._abuse = abuse
+        self._tls = tls
         self._broker: HubBroker | None = None
         self._channel: BrokerChannel | None = None
 
@@ -93,6 +123,14 @@ class EmbeddedBroker:
             max_payload_bytes=self._max_payload_bytes,
             max_queued_messages=self._max_queued_messages,
             session_expiry_s=self._session_expiry_s,
+            auth=BrokerAuth(
+                self._security,
+                allow_anonymous=self._allow_anonymous,
+                metrics=self._metrics.security,
+                limits=self._abuse,
+                client_cert_auth=self._tls is not None and self._tls.client_cert_auth,
+            ),
+            abuse=self._abuse,
         )
         await broker.start()
         self._broker = broker
@@ -131,6 +169,27 @@ class EmbeddedBroker:
         return self._running().bound_ports(_WS_LISTENER)[0]
 
     @property
+    def tls_port(self) -> int | None:
+        """The TLS port actually bound, when a TLS listener was asked for."""
+        if self._tls is None:
+            return None
+        return self._running().bound_ports(_TLS_LISTENER)[0]
+
+    async def disconnect_vehicle(self, vehicle_id: str) -> int:
+        """Close the vehicle's connections now (its credentials were revoked)."""
+        closed = await self._running().disconnect(
+            lambda p: p.kind is PrincipalKind.VEHICLE and p.name == vehicle_id, DisconnectReason.REVOKED
+        )
+        self._metrics.security.disconnected.inc(closed)
+        return closed
+
+    async def disconnect_token(self, token_id: str) -> int:
+        """Close the connections of users who logged in with this API token (it was revoked)."""
+        closed = await self._running().disconnect(lambda p: p.token_id == token_id, DisconnectReason.REVOKED)
+        self._metrics.security.disconnected.inc(closed)
+        return closed
+
+    @property
     def channel(self) -> VehicleChannel:
         """Where the twin service sends deltas, documents, errors and commands."""
         if self._channel is None:
@@ -165,10 +224,20 @@ class EmbeddedBroker:
         }
         if self._ws_port is not None:
             listeners[_WS_LISTENER] = {"type": "ws", "bind": _bind(self._host, self._ws_port)}
+        if self._tls is not None:
+            listeners[_TLS_LISTENER] = {
+                "type": "tcp",
+                "bind": _bind(self._host, self._tls.port),
+                "ssl": True,
+                "certfile": self._tls.certfile,
+                "keyfile": self._tls.keyfile,
+                **({"cafile": self._tls.cafile} if self._tls.cafile else {}),
+            }
         return {
             "listeners": listeners,
             # Only what fleethub wants: amqtt's defaults add an allow-everyone auth plugin,
             # a $SYS publisher and loggers that write at INFO per connection.
+            # Logins and ACLs are decided by `BrokerAuth` and `broker.acl`, not through amqtt plugins.
             "plugins": {"broker.auth.VehicleAuthPlugin": {"allow_anonymous": self._allow_anonymous}},
             "timeout_disconnect_delay": 0,
         }

@@ -17,9 +17,11 @@ from typing import Any, Final
 
 from amqtt.session import Session
 
+from broker.auth import BrokerAuth
 from broker.handler import HubProtocolHandler
 from broker.metrics import BrokerMetrics
 from broker.routing import RoutingBroker
+from security.limits import AbuseLimits
 from twin.inbound import InboundSink
 
 # Seconds between sweeps for expired sessions.
@@ -36,6 +38,8 @@ class SessionBroker(RoutingBroker):
         max_payload_bytes: int,
         max_queued_messages: int,
         session_expiry_s: float,
+        auth: BrokerAuth | None = None,
+        abuse: AbuseLimits | None = None,
     ) -> None:
         super().__init__(
             config,
@@ -43,6 +47,8 @@ class SessionBroker(RoutingBroker):
             metrics=metrics,
             max_payload_bytes=max_payload_bytes,
             max_queued_messages=max_queued_messages,
+            auth=auth,
+            abuse=abuse,
         )
         self._session_expiry_s = session_expiry_s
 

@@ -34,6 +34,10 @@ class Refusal(enum.Enum):
     UNKNOWN_TOPIC = "unknown_topic"
     TOPIC_NOT_ALLOWED = "topic_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    # The topic ACL: a client publishing where its identity may not (another vehicle's topics).
+    NOT_AUTHORIZED = "not_authorized"
+    # Over the per-vehicle message rate (`abuse.message_rate_per_s`).
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True, slots=True)

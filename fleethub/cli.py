@@ -14,7 +14,7 @@ import structlog
 
 from fleethub.logs import configure_logging
 from fleethub.settings import Settings, load_settings
-from twin import ConfigError
+from twin import ConfigError, FleethubError
 
 log = structlog.get_logger("fleethub")
 
@@ -41,10 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _common(migrate)
     sub.add_parser("sim", help="run simulated vehicles against a hub (see fleethub sim --help)", add_help=False)
+    from fleethub.admin_cli import add_parsers
+
+    add_parsers(sub, _store_flags)
     return parser
 
 
+def _store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    parser.add_argument("--database", metavar="URL", help="store URL, e.g. sqlite:///var/fleethub.db")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    if args.command in ("vehicles", "users"):
+        return load_settings(args.config, overrides={"store.url": args.database})
     overrides: dict[str, Any] = {
         "mqtt.host": args.host,
         "http.host": args.host,
@@ -81,10 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
+        if args.command in ("vehicles", "users"):
+            from fleethub.admin_cli import run_users, run_vehicles
+
+            runner = run_vehicles if args.command == "vehicles" else run_users
+            return asyncio.run(runner(settings, args))
     except ConfigError as exc:
         log.error("cannot start", error=str(exc))
         print(f"fleethub: {exc}", file=sys.stderr)
         return 2
+    except FleethubError as exc:
+        # A refused provisioning or user command (already exists, not found, bad name).
+        print(f"fleethub: {exc}", file=sys.stderr)
+        return 1
     return 2
 
 

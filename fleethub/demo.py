@@ -53,6 +53,18 @@ async def _start_hub(settings: Settings) -> Hub:
     raise RuntimeError("could not find free ports for the demo")
 
 
+def development_mode(settings: Settings) -> Settings:
+    """The demo's settings: anonymous MQTT and no API authentication, so the README's commands just work.
+
+    `fleethub serve` keeps the secure defaults; only the demo (and tests that ask) run like this.
+    """
+    return msgspec.structs.replace(
+        settings,
+        mqtt=msgspec.structs.replace(settings.mqtt, allow_anonymous=True),
+        auth=msgspec.structs.replace(settings.auth, enabled=False, public_metrics=True),
+    )
+
+
 def with_demo_rules(settings: Settings) -> Settings:
     """The packaged demo rules unless a rules file is set, and a service area around the demo city."""
     rules = settings.rules
@@ -72,6 +84,9 @@ def banner(hub: Hub, vehicles: int, prefix: str) -> str:
     first = f"{prefix}0001"
     return f"""
 fleethub demo is running with {vehicles} simulated vehicles.
+
+  !! DEVELOPMENT MODE: MQTT accepts anonymous clients, HTTP requests need no token.
+  !! Never expose the demo; `fleethub serve` is secure by default (see README, "Security").
 
   HTTP API      {http}/api/v1/vehicles
   API docs      {http}/schema/swagger
@@ -96,7 +111,7 @@ Press Ctrl-C to stop.
 
 async def run_demo(settings: Settings) -> int:
     stop = stop_on_signals()
-    settings = with_demo_rules(settings)
+    settings = with_demo_rules(development_mode(settings))
     hub = await _start_hub(settings)
     try:
         config = SimConfig(

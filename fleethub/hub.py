@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
 
@@ -18,13 +19,14 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
-from broker import BrokerMetrics, EmbeddedBroker
+from broker import BrokerMetrics, EmbeddedBroker, TlsListener
 from fleethub.commands_setup import command_service
 from fleethub.http_server import HttpServer
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
-from fleethub.stores import open_store
+from fleethub.stores import open_security_store, open_store
 from rules.engine import RulesEngine
+from security import SecurityService, SecurityStore
 from twin import IngestMetrics, Store, TwinService
 from twin.commands_service import CommandService
 from twin.store import run_maintenance
@@ -56,12 +58,27 @@ class Hub:
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
+        self.security_store: SecurityStore = open_security_store(settings.store)
+        self.security = SecurityService(
+            self.security_store,
+            verify_cache_s=settings.auth.verify_cache_s,
+            token_ttl_s=settings.auth.token_ttl_days * 86400,
+            bootstrap_token=settings.auth.bootstrap_token,
+        )
 
     @property
     def mqtt_port(self) -> int:
         if self.broker is None:
             raise RuntimeError("the hub is not started")
         return self.broker.port
+
+    @property
+    def tls_port(self) -> int | None:
+        return self.broker.tls_port if self.broker is not None else None
+
+    @property
+    def ws_port(self) -> int | None:
+        return self.broker.ws_port if self.broker is not None else None
 
     @property
     def http_port(self) -> int:
@@ -84,6 +101,9 @@ class Hub:
         # update committed while the hub stops is still evaluated and its alert stored.
         rules_stack = contextlib.AsyncExitStack()
         self._stack.push_async_callback(rules_stack.aclose)
+        # After the twin store: it applies the migrations the security store's tables come from.
+        await self._stack.enter_async_context(self.security_store)
+        self.security.on_provision.append(self._provision_twin)
         self._consumer = asyncio.get_running_loop().create_task(self.service.run(), name="twin-consumer")
         self._stack.push_async_callback(self._drain_ingest)
         maintenance = asyncio.get_running_loop().create_task(
@@ -110,8 +130,14 @@ class Hub:
             session_expiry_s=s.mqtt.session_expiry_s,
             max_queued_messages=s.mqtt.max_queued_messages,
             metrics=BrokerMetrics(self.registry),
+            security=self.security,
+            abuse=s.abuse,
+            tls=_tls_listener(s),
+            ws_port=s.mqtt.ws_port if s.mqtt.ws_enabled else None,
         )
         await self._stack.enter_async_context(self.broker)
+        self.security.on_vehicle_revoked.append(self.broker.disconnect_vehicle)
+        self.security.on_token_revoked.append(self.broker.disconnect_token)
         self.service.channel = self.broker.channel
         self.commands.channel = self.broker.channel
         self.commands.publisher = self.broker
@@ -127,6 +153,10 @@ class Hub:
             max_body_bytes=s.limits.max_payload_bytes,
             rules=self.rules,
             commands=self.commands,
+            security=self.security,
+            auth_enabled=s.auth.enabled,
+            public_health=s.auth.public_health,
+            public_metrics=s.auth.public_metrics,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)
@@ -137,7 +167,13 @@ class Hub:
             http_port=self.http_port,
             store=info.backend,
             schema_version=info.schema_version,
+            mqtt_tls_port=self.broker.tls_port,
+            mqtt_ws_port=self.broker.ws_port,
         )
+        _warn_if_insecure(s)
+
+    async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
+        await self.service.provision(vehicle_id, fleet, dict(tags))
 
     async def _drain_ingest(self) -> None:
         if self._consumer is None:
@@ -200,3 +236,25 @@ class Hub:
         )
         status = "ok" if all(c.status == "ok" for c in components.values()) else "failing"
         return Health(status=status, components=components)
+
+
+def _tls_listener(settings: Settings) -> TlsListener | None:
+    mqtt = settings.mqtt
+    if not (mqtt.tls_certfile and mqtt.tls_keyfile):
+        return None
+    return TlsListener(
+        port=mqtt.tls_port,
+        certfile=mqtt.tls_certfile,
+        keyfile=mqtt.tls_keyfile,
+        cafile=mqtt.tls_cafile,
+        client_cert_auth=mqtt.tls_client_cert_auth,
+    )
+
+
+def _warn_if_insecure(settings: Settings) -> None:
+    if not settings.auth.enabled:
+        log.warning(
+            "authentication of HTTP requests is OFF (auth.enabled = false): development mode, do not expose this hub"
+        )
+    if settings.mqtt.allow_anonymous:
+        log.warning("anonymous MQTT clients are allowed (mqtt.allow_anonymous = true): development mode, no topic ACL")

@@ -13,6 +13,7 @@ import msgspec
 
 from rules import Limits as RuleLimits
 from rules import Zone
+from security.limits import AbuseLimits
 from twin import ConfigError, IngestSettings, Limits
 from twin.commands import CommandsSettings
 
@@ -23,12 +24,23 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "0.0.0.0"
     # 0 picks a free port (tests); `demo` also falls back to a free port when this one is taken.
     port: int = 1883
-    # Anonymous MQTT clients are accepted until per-vehicle credentials exist.
-    allow_anonymous: bool = True
+    # Development only: accept MQTT clients without a password, with no topic ACL. `fleethub demo` turns it on.
+    allow_anonymous: bool = False
     # A persistent session (clean session = false) is kept this long after its client leaves (7 days).
     session_expiry_s: int = 604_800
     # QoS 1/2 messages kept per absent persistent session; beyond it the oldest are dropped and counted.
     max_queued_messages: int = 1000
+    # MQTT over TLS: listens on tls_port only when both tls_certfile and tls_keyfile are set (PEM files).
+    tls_port: int = 8883
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    # CA (PEM) that signs vehicle client certificates; needed for tls_client_cert_auth.
+    tls_cafile: str = ""
+    # Log a vehicle in by its client certificate: subject CN = vehicle id, signed by tls_cafile.
+    tls_client_cert_auth: bool = False
+    # MQTT over WebSocket (browser dashboards), authenticated like TCP clients.
+    ws_enabled: bool = False
+    ws_port: int = 8083
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -93,6 +105,20 @@ class RulesSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: RuleLimits = msgspec.field(default_factory=RuleLimits)
 
 
+class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # false: development mode, every HTTP request acts as an admin. Only `fleethub demo` and tests turn it off.
+    enabled: bool = True
+    # A fixed admin bearer token for automation and first start-up; "" disables it. Prefer `fleethub users add`.
+    bootstrap_token: str = ""
+    # Lifetime of a new API token unless the request asks for less.
+    token_ttl_days: float = 90.0
+    # Seconds a successful argon2 check of a vehicle secret or password is remembered (0: never).
+    verify_cache_s: float = 60.0
+    # GET /healthz and GET /metrics without a token; false requires a token with the ops:read permission.
+    public_health: bool = True
+    public_metrics: bool = False
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -103,6 +129,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
     rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
     commands: CommandsSettings = msgspec.field(default_factory=CommandsSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    abuse: AbuseLimits = msgspec.field(default_factory=AbuseLimits)
 
 
 _SECTIONS = set(Settings.__struct_fields__)
@@ -250,6 +278,7 @@ def validate(settings: Settings) -> None:
     _check(settings.http.max_history_rows >= 1, "http.max_history_rows", "at least 1", settings.http.max_history_rows)
     _check(settings.demo.vehicles >= 0, "demo.vehicles", "0 or more", settings.demo.vehicles)
     _check(settings.demo.interval_s > 0, "demo.interval_s", "positive", settings.demo.interval_s)
+    _validate_security(settings)
     rules = settings.rules
     _check(rules.max_rules >= 1, "rules.max_rules", "at least 1", rules.max_rules)
     _check(rules.recheck_s > 0, "rules.recheck_s", "positive", rules.recheck_s)
@@ -269,4 +298,51 @@ def _validate_commands(commands: CommandsSettings) -> None:
         "commands.default_ttl_s",
         f"at most commands.max_ttl_s ({commands.max_ttl_s:g})",
         commands.default_ttl_s,
+    )
+
+
+def _validate_security(settings: Settings) -> None:
+    mqtt = settings.mqtt
+    for name, port in (("mqtt.tls_port", mqtt.tls_port), ("mqtt.ws_port", mqtt.ws_port)):
+        _check(0 <= port <= 65535, name, "0-65535 (0 picks a free port)", port)
+    _check(
+        bool(mqtt.tls_certfile) == bool(mqtt.tls_keyfile),
+        "mqtt.tls_keyfile",
+        "set together with mqtt.tls_certfile (both or neither)",
+        mqtt.tls_keyfile,
+    )
+    _check(
+        not mqtt.tls_client_cert_auth or (bool(mqtt.tls_certfile) and bool(mqtt.tls_cafile)),
+        "mqtt.tls_client_cert_auth",
+        "used with mqtt.tls_certfile, mqtt.tls_keyfile and mqtt.tls_cafile (the CA signing vehicle certificates)",
+        mqtt.tls_client_cert_auth,
+    )
+    auth = settings.auth
+    _check(auth.token_ttl_days > 0, "auth.token_ttl_days", "positive", auth.token_ttl_days)
+    _check(auth.verify_cache_s >= 0, "auth.verify_cache_s", "0 (off) or more", auth.verify_cache_s)
+    _check(
+        not auth.bootstrap_token or len(auth.bootstrap_token) >= 32,
+        "auth.bootstrap_token",
+        "empty or at least 32 characters (e.g. `openssl rand -hex 32`)",
+        "<hidden>",
+    )
+    abuse = settings.abuse
+    for name in ("message_rate_per_s", "connect_rate_per_ip_per_s", "connect_rate_per_client_per_s"):
+        value = getattr(abuse, name)
+        _check(value >= 0, f"abuse.{name}", "0 (off) or more", value)
+    for name in ("message_burst", "connect_burst_per_ip", "connect_burst_per_client", "max_subscriptions_per_client"):
+        value = getattr(abuse, name)
+        _check(value >= 1, f"abuse.{name}", "at least 1", value)
+    _check(
+        abuse.login_failures_before_backoff >= 0,
+        "abuse.login_failures_before_backoff",
+        "0 or more",
+        abuse.login_failures_before_backoff,
+    )
+    _check(abuse.login_backoff_base_s >= 0, "abuse.login_backoff_base_s", "0 or more", abuse.login_backoff_base_s)
+    _check(
+        abuse.login_backoff_max_s >= abuse.login_backoff_base_s,
+        "abuse.login_backoff_max_s",
+        "at least abuse.login_backoff_base_s",
+        abuse.login_backoff_max_s,
     )

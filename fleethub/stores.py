@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from fleethub.settings import StoreSettings
+from security import MemorySecurityStore, SecurityStore
+from security.postgres_store import PostgresSecurityStore
+from security.sqlite_store import SqliteSecurityStore
 from twin import ConfigError, SqliteStore, Store
 from twin.postgres_store import PostgresOptions, PostgresStore
+from twin.sqlite_store import sqlite_path
 
 
 def open_store(settings: StoreSettings) -> Store:
@@ -26,3 +30,14 @@ def postgres_options(settings: StoreSettings) -> PostgresOptions:
         compress_after_days=settings.pg_compress_after_days,
         premake_partitions=settings.pg_premake_partitions,
     )
+
+
+def open_security_store(settings: StoreSettings) -> SecurityStore:
+    """The security store beside the twin store, on the same database (whose migrations it shares)."""
+    url = settings.url
+    if url.startswith("sqlite://"):
+        if sqlite_path(url) == ":memory:":
+            # A private in-memory database cannot be shared; credentials then live as long as the process.
+            return MemorySecurityStore()
+        return SqliteSecurityStore(url, synchronous=settings.sqlite_synchronous)
+    return PostgresSecurityStore(url)

@@ -142,10 +142,13 @@ class AlertQuery(msgspec.Struct, frozen=True):
     start: float | None = None
     end: float | None = None
     limit: int = 100
+    # Alerts of these fleets only (a caller's tenant scope); None: every fleet.
+    fleets: tuple[str, ...] | None = None
 
     def admits(self, alert: Alert) -> bool:
         return (
-            (self.state is None or alert.state is self.state)
+            (self.fleets is None or alert.fleet in self.fleets)
+            and (self.state is None or alert.state is self.state)
             and (not self.open_only or alert.state.open)
             and (self.severity is None or alert.severity == self.severity)
             and (self.rule is None or alert.rule == self.rule)

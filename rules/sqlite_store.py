@@ -197,6 +197,9 @@ class SqliteRulesStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if query.fleets is not None:
+            where.append(f"json_extract(doc, '$.fleet') IN ({', '.join('?' * len(query.fleets)) or 'NULL'})")
+            args.extend(query.fleets)
         if query.start is not None:
             where.append("raised_at >= ?")
             args.append(query.start)

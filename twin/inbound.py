@@ -32,6 +32,8 @@ class DisconnectReason(enum.Enum):
     PROTOCOL_ERROR = "protocol_error"
     CONNECTION_LOST = "connection_lost"
     SHUTDOWN = "shutdown"
+    # Its credentials were revoked (or its user's token): the hub closed the connection.
+    REVOKED = "revoked"
 
 
 class Channel(enum.Enum):

@@ -559,6 +559,20 @@ class TwinService:
 
         return await self._run_op(vehicle_id, apply, changed=_paths(patch))
 
+    async def provision(self, vehicle_id: str, fleet: str, tags: Mapping[str, Json] | None = None) -> TwinDocument:
+        """Create the vehicle's twin in `fleet` (or move an existing twin there), merging `tags`."""
+        if tags:
+            check_patch(tags, self.limits)
+
+        def apply(state: TwinState) -> None:
+            state.fleet = fleet
+            if tags:
+                state.tags = prune_empty(merge_patch(state.tags, tags))
+            state.version += 1
+            state.updated_at = self.clock()
+
+        return await self._run_op(vehicle_id, apply, create=True)
+
     # -- reads -----------------------------------------------------------------------
 
     async def state(self, vehicle_id: str) -> TwinState | None:

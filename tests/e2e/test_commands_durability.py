@@ -15,6 +15,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 pytestmark = pytest.mark.e2e
 
 
+# Development mode, explicitly: anonymous vehicles and no API tokens.
+DEV_MODE = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false"}
+
+
 def _serve_args(db: str) -> list[str]:
     return ["serve", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--database", db]
 
@@ -44,7 +48,7 @@ def test_commands_and_results_survive_sigkill(run_hub, tmp_path) -> None:
     run = uuid.uuid4().hex[:6]
     parked, online = f"veh-parked-{run}", f"veh-online-{run}"
 
-    hub = run_hub(*_serve_args(db))
+    hub = run_hub(*_serve_args(db), env=DEV_MODE)
     ports = hub.started()
     http = httpx.Client(base_url=f"http://127.0.0.1:{ports['http_port']}", timeout=10)
     for vid in (parked, online):
@@ -70,7 +74,7 @@ def test_commands_and_results_survive_sigkill(run_hub, tmp_path) -> None:
         sock.close()
     http.close()
 
-    again = run_hub(*_serve_args(db))
+    again = run_hub(*_serve_args(db), env=DEV_MODE)
     ports = again.started()
     with httpx.Client(base_url=f"http://127.0.0.1:{ports['http_port']}", timeout=10) as http:
         listed = http.get(f"/api/v1/vehicles/{parked}/commands", params={"limit": 100}).json()["items"]

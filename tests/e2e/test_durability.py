@@ -15,6 +15,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 pytestmark = pytest.mark.e2e
 
+# Development mode, explicitly: these tests publish as anonymous vehicles and call the API without tokens.
+DEV_MODE = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false"}
+
 VEHICLES = 5
 MESSAGES_EACH = 1000
 KILL_AFTER_ACKS = 2000
@@ -111,7 +114,7 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(run_hub, tmp_p
     }
     total = VEHICLES * MESSAGES_EACH
 
-    hub = run_hub(*_serve_args(db))
+    hub = run_hub(*_serve_args(db), env=DEV_MODE)
     port = hub.started()["mqtt_port"]
     vehicles = [Vehicle(vid, port) for vid in ids]
     started = time.monotonic()
@@ -131,7 +134,7 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(run_hub, tmp_p
     with sqlite3.connect(db_path) as conn:
         [(committed_at_kill,)] = conn.execute("SELECT COUNT(*) FROM history").fetchall()
 
-    again = run_hub(*_serve_args(db))
+    again = run_hub(*_serve_args(db), env=DEV_MODE)
     port = again.started()["mqtt_port"]
     resumed = [Vehicle(vid, port) for vid in ids]
     restarted = time.monotonic()

@@ -11,6 +11,9 @@ from tests.helpers import MqttClient
 
 pytestmark = pytest.mark.e2e
 
+# Development mode, explicitly: these tests publish as anonymous vehicles and call the API without tokens.
+DEV_MODE = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false"}
+
 
 def _serve_args(db: str) -> list[str]:
     return [
@@ -31,7 +34,7 @@ def _serve_args(db: str) -> list[str]:
 async def test_data_survives_sigterm_and_restart(run_hub, tmp_path) -> None:
     """Publish, query over HTTP, SIGTERM (exit 0), restart on the same database: the data is still there."""
     db = f"sqlite:///{tmp_path}/hub.db"
-    hub = run_hub(*_serve_args(db))
+    hub = run_hub(*_serve_args(db), env=DEV_MODE)
     ports = hub.started()
     car = await MqttClient(ports["mqtt_port"], "veh-e2e").connect()
     for i in range(1, 21):
@@ -45,7 +48,7 @@ async def test_data_survives_sigterm_and_restart(run_hub, tmp_path) -> None:
     assert hub.stop(signal.SIGTERM) == 0
     assert "hub stopped" in hub.text
 
-    again = run_hub(*_serve_args(db))
+    again = run_hub(*_serve_args(db), env=DEV_MODE)
     ports = again.started()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['http_port']}") as http:
         twin = (await http.get("/api/v1/vehicles/veh-e2e/twin")).json()

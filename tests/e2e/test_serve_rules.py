@@ -23,7 +23,8 @@ async def test_alert_acknowledged_survives_kill_9_on_postgresql(run_hub, tmp_pat
     """An alert raised and acknowledged on a PostgreSQL hub is still acknowledged after kill -9, then clears once."""
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
-    env = {"FLEETHUB_RULES_FILE": str(rules)}
+    # Development mode, explicitly: anonymous MQTT and no API tokens.
+    env = {"FLEETHUB_RULES_FILE": str(rules), "FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false"}
     hub = run_hub(*_serve_args(pg_url), env=env)
     ports = hub.started()
     watcher = await MqttClient(ports["mqtt_port"]).connect()

@@ -28,7 +28,9 @@ async def env(tmp_path):
     async with SqliteStore(f"sqlite:///{tmp_path}/history.db") as store:
         service = TwinService(store)
         async with running(service):
-            app = create_app(ApiDeps(service=service, registry=registry, health=_ok_health, max_history_rows=50))
+            app = create_app(
+                ApiDeps(service=service, registry=registry, health=_ok_health, max_history_rows=50, auth_enabled=False)
+            )
             # Same event loop as the service: the consumer's futures must not cross loops.
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:

@@ -22,7 +22,9 @@ async def env(tmp_path):
     async with SqliteStore(f"sqlite:///{tmp_path}/api.db") as store:
         service = TwinService(store, limits=Limits(max_depth=3), metrics=IngestMetrics(registry))
         async with running(service):
-            app = create_app(ApiDeps(service=service, registry=registry, health=_ok_health, max_page_size=50))
+            app = create_app(
+                ApiDeps(service=service, registry=registry, health=_ok_health, max_page_size=50, auth_enabled=False)
+            )
             # Same event loop as the service: the consumer's futures must not cross loops.
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:

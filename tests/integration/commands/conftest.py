@@ -20,6 +20,9 @@ def hub_settings(db: str, **overrides: object) -> Settings:
             "http.port": 0,
             "store.url": f"sqlite:///{db}",
             "commands.resend_interval_s": 0.5,
+            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
+            "mqtt.allow_anonymous": True,
+            "auth.enabled": False,
             **overrides,
         },
     )

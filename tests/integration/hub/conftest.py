@@ -18,6 +18,9 @@ async def hub(tmp_path):
             "http.host": "127.0.0.1",
             "http.port": 0,
             "store.url": f"sqlite:///{tmp_path}/hub.db",
+            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
+            "mqtt.allow_anonymous": True,
+            "auth.enabled": False,
         },
     )
     async with Hub(settings) as running:

@@ -134,6 +134,9 @@ async def slow_hub(tmp_path) -> AsyncIterator[tuple[Hub, SlowStore]]:
             "http.host": "127.0.0.1",
             "http.port": 0,
             "store.url": f"sqlite:///{tmp_path}/slow.db",
+            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
+            "mqtt.allow_anonymous": True,
+            "auth.enabled": False,
             "ingest.queue_max": QUEUE_MAX,
             "ingest.batch_max": BATCH_MAX,
         },

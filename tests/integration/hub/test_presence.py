@@ -24,6 +24,9 @@ async def hub(tmp_path):
             "http.port": 0,
             "store.url": f"sqlite:///{tmp_path}/hub.db",
             "ingest.presence_debounce_s": DEBOUNCE_S,
+            # Development mode, explicitly: anonymous MQTT clients and no API tokens.
+            "mqtt.allow_anonymous": True,
+            "auth.enabled": False,
         },
     )
     async with Hub(settings) as running:

@@ -23,6 +23,9 @@ def hub_settings(store_url: str, **overrides: object):
             "store.pg_pool_max_size": 4,
             # Rules see presence after the debounce; a short one keeps connected() tests quick.
             "ingest.presence_debounce_s": 0.3,
+            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
+            "mqtt.allow_anonymous": True,
+            "auth.enabled": False,
             **overrides,
         },
     )

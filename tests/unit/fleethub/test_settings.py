@@ -24,9 +24,33 @@ def test_precedence_file_env_flags(tmp_path) -> None:
 
 def test_database_alias_and_booleans() -> None:
     """FLEETHUB_DATABASE sets the store URL; boolean variables accept true/false."""
-    s = load_settings(environ={"FLEETHUB_DATABASE": "sqlite:///x.db", "FLEETHUB_MQTT_ALLOW_ANONYMOUS": "false"})
+    s = load_settings(environ={"FLEETHUB_DATABASE": "sqlite:///x.db", "FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true"})
     assert s.store.url == "sqlite:///x.db"
+    assert s.mqtt.allow_anonymous is True
+
+
+def test_secure_by_default() -> None:
+    """With no settings at all, MQTT refuses anonymous clients and the API requires tokens."""
+    s = load_settings(environ={})
     assert s.mqtt.allow_anonymous is False
+    assert s.auth.enabled is True
+    assert s.auth.bootstrap_token == ""
+    assert s.auth.public_metrics is False
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FLEETHUB_MQTT_TLS_CERTFILE": "c.pem"}, "setting 'mqtt.tls_keyfile' must be set together"),
+        ({"FLEETHUB_MQTT_TLS_CLIENT_CERT_AUTH": "true"}, "setting 'mqtt.tls_client_cert_auth'"),
+        ({"FLEETHUB_AUTH_BOOTSTRAP_TOKEN": "short"}, "setting 'auth.bootstrap_token' must be empty or at least 32"),
+        ({"FLEETHUB_ABUSE_MESSAGE_BURST": "0"}, "setting 'abuse.message_burst' must be at least 1"),
+    ],
+)
+def test_security_settings_are_validated(environ: dict[str, str], message: str) -> None:
+    """Security settings that cannot work stop start-up with the fix in the message."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=environ)
 
 
 @pytest.mark.parametrize(

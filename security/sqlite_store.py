@@ -1,0 +1,219 @@
+"""The security store on SQLite: its own aiosqlite connection to the hub's database file.
+
+The tables come from `migrations/sqlite/0030_security.sql`, applied by the twin store
+when it opens the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+import msgspec
+
+from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
+from security.store import AlreadyExists
+from twin.errors import StoreError
+from twin.sqlite_store import sqlite_path
+
+_encode = msgspec.json.encode
+_decode_fleets = msgspec.json.Decoder(tuple[str, ...]).decode
+_decode_detail = msgspec.json.Decoder(dict[str, object]).decode
+
+_HAS_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+_CRED = "vehicle_id, fleet, secret_hash, created_at, rotated_at, revoked_at"
+_USER = "name, role, fleets, password_hash, disabled, created_at"
+_TOK = "id, user_name, token_hash, label, created_at, expires_at, revoked_at"
+_AUDIT = "id, ts, actor, action, remote, vehicle_id, fleet, target, detail"
+
+
+def _cred(row: Any) -> VehicleCredential:
+    return VehicleCredential(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _user(row: Any) -> User:
+    return User(row[0], Role(row[1]), _decode_fleets(row[2]), row[5], row[3], bool(row[4]))
+
+
+def _token(row: Any) -> ApiToken:
+    return ApiToken(row[0], row[1], row[2], row[4], row[5], row[3], row[6])
+
+
+def _audit(row: Any) -> AuditEntry:
+    return AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], _decode_detail(row[8]))
+
+
+def audit_where(query: AuditQuery, mark: str) -> tuple[str, list[Any]]:
+    """WHERE clause and arguments for an audit query; `mark` is the placeholder ("?" or "%s")."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, op, value in (
+        ("ts", ">=", query.start),
+        ("ts", "<", query.end),
+        ("actor", "=", query.actor),
+        ("vehicle_id", "=", query.vehicle_id),
+        ("action", "=", query.action),
+    ):
+        if value is not None:
+            where.append(f"{column} {op} {mark}")
+            args.append(value)
+    if query.fleets is not None:
+        marks = ", ".join([mark] * len(query.fleets)) or "NULL"
+        where.append(f"(fleet IS NULL OR fleet IN ({marks}))")
+        args.extend(query.fleets)
+    if query.before is not None:
+        where.append(f"(ts < {mark} OR (ts = {mark} AND id < {mark}))")
+        args.extend((query.before[0], query.before[0], query.before[1]))
+    return (" WHERE " + " AND ".join(where)) if where else "", args
+
+
+class SqliteSecurityStore:
+    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._synchronous = synchronous
+        self._conn: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        if self.path == ":memory:":
+            raise StoreError("the security store needs a database file; an in-memory SQLite database is private")
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            async with conn.execute(_HAS_TABLES) as cur:
+                found = await cur.fetchone()
+            if found is None:
+                raise StoreError(
+                    f"database {self.path} has no security tables; run `fleethub migrate` "
+                    "(the hub applies migrations when it starts)"
+                )
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError("the security store is not open; use it inside `async with`")
+        return self._conn
+
+    async def _write(self, sql: str, args: tuple[Any, ...], what: str) -> None:
+        try:
+            await self._db.execute(sql, args)
+        except aiosqlite.IntegrityError:
+            raise AlreadyExists(f"{what} already exists") from None
+
+    async def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
+        async with self._db.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    # -- vehicle credentials ---------------------------------------------------------
+
+    def _cred_args(self, c: VehicleCredential) -> tuple[Any, ...]:
+        return (c.vehicle_id, c.fleet, c.secret_hash, c.created_at, c.rotated_at, c.revoked_at)
+
+    async def add_credential(self, credential: VehicleCredential) -> None:
+        sql = f"INSERT INTO vehicle_credentials ({_CRED}) VALUES (?, ?, ?, ?, ?, ?)"
+        await self._write(sql, self._cred_args(credential), f"vehicle '{credential.vehicle_id}'")
+
+    async def put_credential(self, credential: VehicleCredential) -> None:
+        sql = f"INSERT OR REPLACE INTO vehicle_credentials ({_CRED}) VALUES (?, ?, ?, ?, ?, ?)"
+        await self._db.execute(sql, self._cred_args(credential))
+
+    async def get_credential(self, vehicle_id: str) -> VehicleCredential | None:
+        row = await self._one(f"SELECT {_CRED} FROM vehicle_credentials WHERE vehicle_id = ?", (vehicle_id,))
+        return None if row is None else _cred(row)
+
+    async def list_credentials(self, fleet: str | None = None) -> list[VehicleCredential]:
+        if fleet is None:
+            rows = await self._all(f"SELECT {_CRED} FROM vehicle_credentials ORDER BY vehicle_id")
+        else:
+            sql = f"SELECT {_CRED} FROM vehicle_credentials WHERE fleet = ? ORDER BY vehicle_id"
+            rows = await self._all(sql, (fleet,))
+        return [_cred(r) for r in rows]
+
+    # -- users -----------------------------------------------------------------------
+
+    def _user_args(self, u: User) -> tuple[Any, ...]:
+        return (u.name, u.role.value, _encode(u.fleets).decode(), u.password_hash, int(u.disabled), u.created_at)
+
+    async def add_user(self, user: User) -> None:
+        await self._write(
+            f"INSERT INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user), f"user '{user.name}'"
+        )
+
+    async def put_user(self, user: User) -> None:
+        await self._db.execute(
+            f"INSERT OR REPLACE INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user)
+        )
+
+    async def get_user(self, name: str) -> User | None:
+        row = await self._one(f"SELECT {_USER} FROM users WHERE name = ?", (name,))
+        return None if row is None else _user(row)
+
+    async def list_users(self) -> list[User]:
+        return [_user(r) for r in await self._all(f"SELECT {_USER} FROM users ORDER BY name")]
+
+    async def delete_user(self, name: str) -> bool:
+        cur = await self._db.execute("DELETE FROM users WHERE name = ?", (name,))
+        return bool(cur.rowcount)
+
+    # -- tokens ----------------------------------------------------------------------
+
+    def _token_args(self, t: ApiToken) -> tuple[Any, ...]:
+        return (t.id, t.user, t.token_hash, t.label, t.created_at, t.expires_at, t.revoked_at)
+
+    async def add_token(self, token: ApiToken) -> None:
+        sql = f"INSERT INTO api_tokens ({_TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        await self._write(sql, self._token_args(token), f"token '{token.id}'")
+
+    async def put_token(self, token: ApiToken) -> None:
+        sql = f"INSERT OR REPLACE INTO api_tokens ({_TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        await self._db.execute(sql, self._token_args(token))
+
+    async def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        row = await self._one(f"SELECT {_TOK} FROM api_tokens WHERE token_hash = ?", (token_hash,))
+        return None if row is None else _token(row)
+
+    async def get_token(self, token_id: str) -> ApiToken | None:
+        row = await self._one(f"SELECT {_TOK} FROM api_tokens WHERE id = ?", (token_id,))
+        return None if row is None else _token(row)
+
+    async def list_tokens(self, user: str | None = None) -> list[ApiToken]:
+        if user is None:
+            rows = await self._all(f"SELECT {_TOK} FROM api_tokens ORDER BY created_at, id")
+        else:
+            rows = await self._all(
+                f"SELECT {_TOK} FROM api_tokens WHERE user_name = ? ORDER BY created_at, id", (user,)
+            )
+        return [_token(r) for r in rows]
+
+    # -- audit -----------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        e = entry
+        args = (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _encode(e.detail).decode())
+        await self._db.execute(f"INSERT INTO audit_log ({_AUDIT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", args)
+
+    async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
+        where, args = audit_where(query, "?")
+        sql = f"SELECT {_AUDIT} FROM audit_log{where} ORDER BY ts DESC, id DESC LIMIT ?"
+        return [_audit(r) for r in await self._all(sql, [*args, query.limit])]

@@ -316,6 +316,7 @@ class HistoryController(Controller):
     @get(
         "/vehicles/{vehicle_id:str}/presence",
         summary="A vehicle's connection events: online and offline changes, flaps debounced",
+        opt=requires(Permission.HISTORY_READ),
         description=(
             "Each row is a real change: a vehicle back within ingest.presence_debounce_s of dropping off "
             "leaves no events. Oldest first unless order=desc."

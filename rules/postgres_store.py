@@ -213,6 +213,9 @@ class PostgresRulesStore:
         if query.end is not None:
             where.append("raised_at < %s")
             args.append(_dt(query.end))
+        if query.fleets is not None:
+            where.append("(doc->>'fleet') = ANY(%s)")
+            args.append(list(query.fleets))
         sql = f"SELECT doc::text FROM alerts WHERE {' AND '.join(where)} ORDER BY raised_at DESC, id DESC LIMIT %s"
         rows = await self._fetch(sql, (*args, query.limit))
         return [_decode_alert(row[0]) for row in rows]

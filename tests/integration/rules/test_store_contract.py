@@ -39,7 +39,7 @@ def alert(alert_id: str, *, rule="hot", vehicle="v1", state=AlertState.ACTIVE, r
         id=alert_id,
         rule=rule,
         vehicle_id=vehicle,
-        fleet="default",
+        fleet=kw.pop("fleet", "default"),
         severity=kw.pop("severity", "critical"),
         state=state,
         message="m",
@@ -114,6 +114,23 @@ async def test_alert_filters_combine_and_limit(store):
     assert [a.id for a in await store.query_alerts(AlertQuery(limit=2))] == ["b4", "b3"]
     assert [a.id for a in await store.query_alerts(AlertQuery(severity="minor", rule="hot", vehicle_id="v1"))] == ["b1"]
     assert sorted(a.id for a in await store.open_alerts()) == ["b1", "b2", "b3"]
+
+
+async def test_alerts_are_listed_by_fleet_scope(store):
+    """A caller's fleets limit the list; an empty scope sees nothing, no scope sees all."""
+    await store.write(
+        RulesWrite(
+            alerts=[
+                alert("f1", vehicle="v1", fleet="acme", raised_at=100.0),
+                alert("f2", vehicle="v2", fleet="globex", raised_at=200.0),
+                alert("f3", vehicle="v3", fleet="default", raised_at=300.0),
+            ]
+        )
+    )
+    assert [a.id for a in await store.query_alerts(AlertQuery(fleets=("acme",)))] == ["f1"]
+    assert [a.id for a in await store.query_alerts(AlertQuery(fleets=("acme", "default")))] == ["f3", "f1"]
+    assert await store.query_alerts(AlertQuery(fleets=())) == []
+    assert [a.id for a in await store.query_alerts(AlertQuery())] == ["f3", "f2", "f1"]
 
 
 async def test_alert_documents_round_trip_whole(store):

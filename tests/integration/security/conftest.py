@@ -12,9 +12,6 @@ from fleethub.hub import Hub
 from fleethub.settings import load_settings
 from security import CLI, Role
 from tests.integration.security.client import Client
-from tests.integration.store.conftest import pg_database, pg_server, pg_url
-
-__all__ = ["pg_database", "pg_server", "pg_url"]
 
 
 def secure_settings(db: str, **overrides: Any):

@@ -28,9 +28,7 @@ async def test_operator_commands_its_fleet_and_the_vehicle_answers_on_its_own_to
     hidden = await http.post(f"/api/v1/vehicles/{other}/commands", json=body, headers=olga)
     assert hidden.status_code == 404
     # The header names the caller only in development mode; here the token does.
-    sent = await http.post(
-        f"/api/v1/vehicles/{car}/commands", json=body, headers={**olga, "X-Requested-By": "mallory"}
-    )
+    sent = await http.post(f"/api/v1/vehicles/{car}/commands", json=body, headers={**olga, "X-Requested-By": "mallory"})
     assert sent.status_code == 202, sent.text
     command = sent.json()
     assert command["requested_by"] == "olga"

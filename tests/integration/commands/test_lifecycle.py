@@ -39,7 +39,9 @@ async def test_unlock_with_wait_returns_the_vehicles_result(hub, http, clients, 
     assert (body["state"], body["detail"], body["result"]) == ("succeeded", "doors unlocked", {"doors": "unlocked"})
     assert states(body) == ["queued", "sent", "succeeded"]
     assert all(t["at"].endswith("Z") for t in body["history"])
-    assert (body["requested_by"], body["source"]) == ("maria", "127.0.0.1")
+    assert body["requested_by"] == "maria"
+    # The caller's address and port, as the audit log records them.
+    assert body["source"].startswith("127.0.0.1:")
     assert response.headers["location"] == f"/api/v1/vehicles/{vid}/commands/{body['id']}"
     assert (sent["name"], sent["args"], sent["attempt"]) == ("unlock", {"reason": "renter"}, 1)
     again = await http.get(response.headers["location"])

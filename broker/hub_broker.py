@@ -28,7 +28,7 @@ from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import ApplicationMessage, Session
 
-from broker import topics
+from broker import session_state, topics
 from broker.errors import PortInUse
 from broker.handler import DISCONNECT_REASON, HubProtocolHandler
 from broker.metrics import BrokerMetrics
@@ -73,6 +73,7 @@ class HubBroker(SessionBroker):
         max_queued_messages: int,
         session_expiry_s: float,
     ) -> None:
+        session_state.install()
         super().__init__(
             config,
             sink=sink,

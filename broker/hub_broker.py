@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import math
 import time
@@ -44,6 +45,8 @@ log = structlog.get_logger(__name__)
 # long shutdown waits for connections to say goodbye before cancelling them.
 TAKE_OVER_TIMEOUT: Final = 5.0
 SHUTDOWN_GRACE: Final = 5.0
+# Connections waiting to be accepted, per listener (the kernel caps it at net.core.somaxconn).
+DEFAULT_LISTEN_BACKLOG: Final = 4096
 
 
 @dataclass(slots=True, eq=False)
@@ -72,6 +75,7 @@ class HubBroker(SessionBroker):
         max_payload_bytes: int,
         max_queued_messages: int,
         session_expiry_s: float,
+        listen_backlog: int = DEFAULT_LISTEN_BACKLOG,
     ) -> None:
         session_state.install()
         super().__init__(
@@ -83,6 +87,7 @@ class HubBroker(SessionBroker):
             session_expiry_s=session_expiry_s,
         )
         self._read_bound = read_bound(max_payload_bytes)
+        self._listen_backlog = listen_backlog
         self._live: dict[str, _Connection] = {}
         self._connection_tasks: set[asyncio.Task[Any]] = set()
         self._connected = 0
@@ -151,6 +156,16 @@ class HubBroker(SessionBroker):
         # amqtt keeps the brackets of an IPv6 bind address, which getaddrinfo rejects.
         host = address[1:-1] if address and address.startswith("[") else address
         try:
+            if listener_type == ListenerType.TCP:
+                # amqtt leaves asyncio's default backlog of 100 (see `mqtt.listen_backlog`).
+                return await asyncio.start_server(
+                    functools.partial(self.stream_connected, listener_name=listener_name),
+                    host,
+                    port,
+                    reuse_address=True,
+                    ssl=ssl_context,
+                    backlog=self._listen_backlog,
+                )
             return await super()._create_server_instance(listener_name, listener_type, host, port, ssl_context)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:

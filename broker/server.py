@@ -9,7 +9,7 @@ from typing import Any, Self
 from prometheus_client import CollectorRegistry
 
 from broker import topics
-from broker.hub_broker import HubBroker
+from broker.hub_broker import DEFAULT_LISTEN_BACKLOG, HubBroker
 from broker.metrics import BrokerMetrics
 from twin.errors import ConfigError
 from twin.inbound import Channel, InboundSink, VehicleChannel
@@ -55,6 +55,7 @@ class EmbeddedBroker:
         ws_port: int | None = None,
         session_expiry_s: float = DEFAULT_SESSION_EXPIRY_S,
         max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
+        listen_backlog: int = DEFAULT_LISTEN_BACKLOG,
     ) -> None:
         _check_port("MQTT port", port)
         if ws_port is not None:
@@ -68,6 +69,10 @@ class EmbeddedBroker:
         if max_queued_messages < 1:
             msg = f"the MQTT queued messages per session must be at least 1, got {max_queued_messages}"
             raise ConfigError(msg)
+        if listen_backlog < 1:
+            msg = f"the MQTT listen backlog must be at least 1, got {listen_backlog}"
+            raise ConfigError(msg)
+        self._listen_backlog = listen_backlog
         self._session_expiry_s = session_expiry_s
         self._max_queued_messages = max_queued_messages
         self._sink = sink
@@ -93,6 +98,7 @@ class EmbeddedBroker:
             max_payload_bytes=self._max_payload_bytes,
             max_queued_messages=self._max_queued_messages,
             session_expiry_s=self._session_expiry_s,
+            listen_backlog=self._listen_backlog,
         )
         await broker.start()
         self._broker = broker

@@ -28,6 +28,10 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     session_expiry_s: int = 604_800
     # QoS 1/2 messages kept per absent persistent session; beyond it the oldest are dropped and counted.
     max_queued_messages: int = 1000
+    # Connections the kernel holds for the broker before it accepts them (capped by
+    # net.core.somaxconn). asyncio's default of 100 dropped most of a reconnect storm's
+    # SYNs, and each dropped client waited out TCP's 1, 3, 7, 15 s retransmits.
+    listen_backlog: int = 4096
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -204,6 +208,7 @@ def validate(settings: Settings) -> None:
     mqtt = settings.mqtt
     _check(mqtt.session_expiry_s >= 1, "mqtt.session_expiry_s", "at least 1 (seconds)", mqtt.session_expiry_s)
     _check(mqtt.max_queued_messages >= 1, "mqtt.max_queued_messages", "at least 1", mqtt.max_queued_messages)
+    _check(mqtt.listen_backlog >= 1, "mqtt.listen_backlog", "at least 1", mqtt.listen_backlog)
     url = settings.store.url
     _check(
         url.startswith(("sqlite://", "postgresql://", "postgres://")),

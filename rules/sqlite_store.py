@@ -7,6 +7,7 @@ this store on a database without them is refused with the fix.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +21,7 @@ from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
 from twin.errors import StoreError
-from twin.sqlite_store import sqlite_path
+from twin.sqlite_store import in_connection_thread, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
 _decode_rule = msgspec.json.Decoder(RuleDefinition).decode
@@ -88,15 +89,10 @@ class SqliteRulesStore:
             return list(await cur.fetchall())
 
     async def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        conn = self._c
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, args in statements:
-                await conn.execute(sql, args)
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+        # One hop to the connection's thread for the whole transaction: a hop per
+        # statement waited a busy event loop's iteration each, and an alert is published
+        # only after its write (alert p99 was 523 ms at 1,000 msg/s).
+        await in_connection_thread(self._c, _run_transaction, statements)
 
     # -- rules and zones ----------------------------------------------------------------
 
@@ -225,3 +221,14 @@ class SqliteRulesStore:
     async def pending_timers(self) -> list[PendingTimer]:
         rows = await self._fetch("SELECT rule, vehicle_id, kind, since, due, vals FROM rule_timers")
         return [PendingTimer(r[0], r[1], TimerKind(r[2]), r[3], r[4], _decode_values(r[5])) for r in rows]
+
+
+def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, args in statements:
+            conn.execute(sql, args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

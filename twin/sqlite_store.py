@@ -244,7 +244,7 @@ class SqliteStore:
         ]
         # The whole transaction is one hop to the connection's thread: each hop back to a
         # busy event loop costs a loop iteration, and four of them per batch added up.
-        await _in_thread(self._w, _write_rows, history_rows, twin_rows)
+        await in_connection_thread(self._w, _write_rows, history_rows, twin_rows)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
         where, args = ["1=1"], list[Any]()
@@ -429,7 +429,7 @@ class SqliteStore:
             await cur.fetchone()
 
 
-async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., None], *args: Any) -> None:
+async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., None], *args: Any) -> None:
     """Run `fn(sqlite3_connection, *args)` on the aiosqlite connection's own thread.
 
     aiosqlite has no public way to run several statements in one hop; `_execute` is the

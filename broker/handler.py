@@ -14,10 +14,32 @@ after five seconds or when the connection ended, so they were never redelivered.
 from __future__ import annotations
 
 import asyncio
+import collections
+from collections.abc import Callable
 from typing import Final
 
 import structlog
+from amqtt.adapters import BufferReader
+from amqtt.errors import MQTTError, NoDataError, ProtocolHandlerError
+from amqtt.events import MQTTEvents
+from amqtt.mqtt import packet_class
 from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.mqtt.packet import (
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBACK,
+    UNSUBSCRIBE,
+    MQTTFixedHeader,
+)
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.pubcomp import PubcompPacket
@@ -39,6 +61,23 @@ log = structlog.get_logger(__name__)
 # Session attribute carrying why a connection is ending, when something other than the
 # socket itself ended it. Read (and removed) once, when the broker reports the disconnect.
 DISCONNECT_REASON: Final = "fleethub.disconnect_reason"
+
+# The handler method for each packet type a connection may send after CONNECT, run as
+# a task of its own as amqtt does (a PUBLISH waits for its commit before its PUBACK).
+_HANDLERS: Final = {
+    PUBLISH: "handle_publish",
+    PUBACK: "handle_puback",
+    PUBREC: "handle_pubrec",
+    PUBREL: "handle_pubrel",
+    PUBCOMP: "handle_pubcomp",
+    SUBSCRIBE: "handle_subscribe",
+    UNSUBSCRIBE: "handle_unsubscribe",
+    PINGREQ: "handle_pingreq",
+    DISCONNECT: "handle_disconnect",
+    SUBACK: "handle_suback",
+    UNSUBACK: "handle_unsuback",
+    PINGRESP: "handle_pingresp",
+}
 
 
 class AckedMessage(IncomingApplicationMessage):  # type: ignore[misc]  # amqtt ships no type information
@@ -215,6 +254,78 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
             raise RuntimeError(msg)
         return self.session
 
+    def _init_session(self, session: Session) -> None:
+        super()._init_session(session)
+        # amqtt re-arms a write keep-alive timer on every packet it sends, only to call a
+        # broker handler's no-op `handle_write_timeout`; without a timeout it arms none.
+        self.keepalive_timeout = None
+
+    async def _reader_loop(self) -> None:
+        """amqtt's reader loop, leaner per packet; same dispatch, same ending.
+
+        amqtt wraps every fixed-header read in `asyncio.wait_for` for the keep-alive (a
+        task, a timer and a future per packet) and reads a packet's body field by field
+        from the socket. Here one timer per connection watches the keep-alive, and the
+        body is read at once and parsed from memory.
+        """
+        session = self._attached()
+        ready = self._reader_ready
+        if ready is None:
+            msg = "Reader ready is not initialized."
+            raise ProtocolHandlerError(msg)
+        running: collections.deque[asyncio.Task[None]] = collections.deque()
+        watch = _IdleWatch(session.keep_alive, self.handle_read_timeout) if session.keep_alive > 0 else None
+        ready.set()
+        try:
+            while True:
+                while running and running[0].done():
+                    del running[0]
+                reader = self.reader
+                if reader is None:
+                    break
+                try:
+                    if watch is not None:
+                        watch.waiting()
+                    header = await MQTTFixedHeader.from_stream(reader)
+                    if watch is not None:
+                        watch.busy()
+                    if header is None:
+                        break
+                    name = _HANDLERS.get(header.packet_type)
+                    if name is None and header.packet_type != CONNECT:
+                        # Reserved packet types, and a CONNACK, which no client may send.
+                        log.warning("mqtt protocol error", client_id=session.client_id, packet_type=header.packet_type)
+                        await self.handle_connection_closed()
+                        continue
+                    body = await reader.read(header.remaining_length) if header.remaining_length else b""
+                    if len(body) < header.remaining_length:
+                        break
+                    packet = await packet_class(header).from_stream(BufferReader(body), fixed_header=header)
+                    await self.plugins_manager.fire_event(MQTTEvents.PACKET_RECEIVED, packet=packet, session=session)
+                    if name is None:
+                        # A second CONNECT: amqtt's handler ends the connection (MQTT-3.1.0-2).
+                        await self.handle_connect(packet)
+                        continue
+                    running.append(asyncio.create_task(getattr(self, name)(packet)))
+                except MQTTError:
+                    log.debug("mqtt packet discarded", client_id=session.client_id)
+                except NoDataError:
+                    break
+                except asyncio.CancelledError:
+                    break
+                # amqtt's loop ends the connection on anything else, as does this one.
+                except Exception as exc:
+                    log.debug("mqtt reader stopped", client_id=session.client_id, error=repr(exc))
+                    break
+        finally:
+            if watch is not None:
+                watch.cancel()
+        while running:
+            running.popleft().cancel()
+        await self.handle_connection_closed()
+        self._reader_stopped.set()
+        await self.stop()
+
     def handle_read_timeout(self) -> None:
         # amqtt's broker handler ignores a silent client forever; MQTT 3.1.1 (3.1.2.10)
         # wants it disconnected after 1.5 keep-alive periods (the broker sets the timeout).
@@ -235,3 +346,42 @@ async def _committed(message: AckedMessage, client_id: str | None) -> bool:
         log.debug("mqtt acknowledgement withheld", client_id=client_id, error=repr(exc))
         return False
     return True
+
+
+class _IdleWatch:
+    """Calls `expired` when waiting for a packet's first byte has lasted `limit` seconds.
+
+    Only that wait counts, as in amqtt: a reader paused inside a packet because ingest
+    is behind is not a silent client.
+    """
+
+    __slots__ = ("_expired", "_limit", "_loop", "_since", "_timer")
+
+    def __init__(self, limit: float, expired: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._limit = limit
+        self._expired = expired
+        self._since: float | None = None
+        self._timer = self._loop.call_later(limit, self._check)
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+
+    def busy(self) -> None:
+        self._since = None
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        due = self._limit
+        if self._since is not None:
+            idle = now - self._since
+            if idle >= self._limit:
+                # amqtt's wait_for started over after a timeout; so does the watch.
+                self._since = now
+                self._expired()
+            else:
+                due = self._limit - idle
+        self._timer = self._loop.call_later(due, self._check)

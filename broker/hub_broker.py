@@ -204,6 +204,8 @@ class HubBroker(SessionBroker):
         handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
         # amqtt builds the handler inside a classmethod with no factory to override.
         handler.__class__ = HubProtocolHandler
+        # As `HubProtocolHandler._init_session` would have: no write keep-alive timer.
+        handler.keepalive_timeout = None
         if session.parent:
             # amqtt resumes a stored session only for a CONNECT with clean session = 0,
             # but keeps the stored flag.

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Callable
 from typing import Final
 
 import structlog
-from amqtt.adapters import BufferReader
+from amqtt.adapters import BufferReader, StreamWriterAdapter
 from amqtt.errors import MQTTError, NoDataError, ProtocolHandlerError
 from amqtt.events import MQTTEvents
 from amqtt.mqtt import packet_class
-from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.packet import (
     CONNECT,
     DISCONNECT,
@@ -61,6 +62,9 @@ log = structlog.get_logger(__name__)
 # Session attribute carrying why a connection is ending, when something other than the
 # socket itself ended it. Read (and removed) once, when the broker reports the disconnect.
 DISCONNECT_REASON: Final = "fleethub.disconnect_reason"
+
+# PUBACK's fixed header: type 4, remaining length 2 (the packet id follows).
+_PUBACK: Final = bytes((PUBACK << 4, 2))
 
 # The handler method for each packet type a connection may send after CONNECT, run as
 # a task of its own as amqtt does (a PUBLISH waits for its commit before its PUBACK).
@@ -273,7 +277,10 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
         if ready is None:
             msg = "Reader ready is not initialized."
             raise ProtocolHandlerError(msg)
-        running: collections.deque[asyncio.Task[None]] = collections.deque()
+        # Packet tasks, and the commits awaited by QoS 1 messages taken without one.
+        running: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Over TCP a PUBACK is one write; a WebSocket writer sends only when drained.
+        direct_acks = isinstance(self.writer, StreamWriterAdapter)
         watch = _IdleWatch(session.keep_alive, self.handle_read_timeout) if session.keep_alive > 0 else None
         ready.set()
         try:
@@ -306,7 +313,19 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
                         # A second CONNECT: amqtt's handler ends the connection (MQTT-3.1.0-2).
                         await self.handle_connect(packet)
                         continue
+                    if isinstance(packet, PublishPacket) and (
+                        packet.qos == QOS_0 or (packet.qos == QOS_1 and direct_acks)
+                    ):
+                        # Queued before the next packet is read, so a full backlog pauses the reader.
+                        committed = self._take_publish(session, packet)
+                        if committed is not None:
+                            running.append(committed)
+                        continue
                     running.append(asyncio.create_task(getattr(self, name)(packet)))
+                    if header.packet_type == PUBLISH:
+                        # A QoS 2 PUBLISH reaches the backlog in its task: let it run before
+                        # reading on, or buffered packets would all be read past a full backlog.
+                        await asyncio.sleep(0)
                 except MQTTError:
                     log.debug("mqtt packet discarded", client_id=session.client_id)
                 except NoDataError:
@@ -325,6 +344,46 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
         await self.handle_connection_closed()
         self._reader_stopped.set()
         await self.stop()
+
+    def _take_publish(self, session: Session, packet: PublishPacket) -> asyncio.Future[None] | None:
+        """Queue an incoming QoS 0 or 1 PUBLISH for routing; a QoS 1 one's PUBACK goes out when committed.
+
+        The same flows as `handle_publish` and amqtt's QoS 0 and 1 flows, without a task
+        and three coroutines per message: the PUBACK is written from the future's
+        callback (one `write` of four bytes, so it cannot split another packet). When
+        the connection ends the reader cancels the future, and no PUBACK is sent.
+        """
+        header = packet.variable_header
+        topic, data = packet.topic_name, packet.data
+        if topic is None or data is None:
+            return None
+        if packet.qos == QOS_0:
+            if packet.dup_flag:
+                log.warning("mqtt protocol error", client_id=session.client_id, detail="QoS 0 PUBLISH with DUP set")
+                return None
+            message = AckedMessage(None, topic, QOS_0, data, packet.retain_flag, None)
+            message.publish_packet = packet
+            session.delivered_message_queue.put_nowait(message)
+            return None
+        if header is None or header.packet_id is None:
+            return None
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        message = AckedMessage(header.packet_id, topic, QOS_1, data, packet.retain_flag, committed)
+        message.publish_packet = packet
+        session.delivered_message_queue.put_nowait(message)
+        committed.add_done_callback(functools.partial(self._puback_when_committed, header.packet_id))
+        return committed
+
+    def _puback_when_committed(self, packet_id: int, committed: asyncio.Future[None]) -> None:
+        if committed.cancelled():
+            return
+        if committed.exception() is not None:
+            # A failed commit means "no acknowledgement": the client sends it again.
+            log.debug("mqtt acknowledgement withheld", error=repr(committed.exception()))
+            return
+        writer = self.writer
+        if writer is not None:
+            writer.write(_PUBACK + packet_id.to_bytes(2, "big"))
 
     def handle_read_timeout(self) -> None:
         # amqtt's broker handler ignores a silent client forever; MQTT 3.1.1 (3.1.2.10)

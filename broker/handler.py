@@ -24,7 +24,9 @@ from amqtt.adapters import BufferReader, StreamWriterAdapter
 from amqtt.errors import MQTTError, NoDataError, ProtocolHandlerError
 from amqtt.events import MQTTEvents
 from amqtt.mqtt import packet_class
+from amqtt.mqtt.connect import ConnectPacket
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
+from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.packet import (
     CONNECT,
     DISCONNECT,
@@ -41,12 +43,14 @@ from amqtt.mqtt.packet import (
     UNSUBSCRIBE,
     MQTTFixedHeader,
 )
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler, Subscription, UnSubscription
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.pubrec import PubrecPacket
 from amqtt.mqtt.pubrel import PubrelPacket
+from amqtt.mqtt.subscribe import SubscribePacket
+from amqtt.mqtt.unsubscribe import UnsubscribePacket
 from amqtt.session import (
     INCOMING,
     ApplicationMessage,
@@ -104,6 +108,20 @@ class AckedMessage(IncomingApplicationMessage):  # type: ignore[misc]  # amqtt s
     ) -> None:
         super().__init__(packet_id, topic, qos, data, retain)
         self.committed = committed
+
+
+class Ended:
+    """Queued behind everything the connection's reader took: the connection is over.
+
+    `handler` says which connection: a persistent session's queue outlives it, and a
+    late marker must not end the session's next connection.
+    """
+
+    __slots__ = ("handler", "packet")
+
+    def __init__(self, handler: BrokerProtocolHandler, packet: DisconnectPacket | None) -> None:
+        self.handler = handler
+        self.packet = packet
 
 
 def resolve(ack: asyncio.Future[None] | None) -> None:
@@ -393,6 +411,37 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
         waiter = self._disconnect_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        self._to_broker(Ended(self, None))
+
+    # The broker serves each connection from one queue, the session's backlog: PUBLISHes,
+    # SUBSCRIBEs, UNSUBSCRIBEs and the end, in the order the reader took them. amqtt
+    # kept a queue and a waiting task for each (four tasks and an asyncio.wait per message).
+
+    def _to_broker(self, item: object) -> None:
+        if self.session is not None:
+            self.session.delivered_message_queue.put_nowait(item)
+
+    async def handle_subscribe(self, subscribe: SubscribePacket) -> None:
+        if subscribe.variable_header is None or subscribe.payload is None:
+            msg = "SUBSCRIBE packet: variable header or payload not initialized."
+            raise MQTTError(msg)
+        self._to_broker(Subscription(subscribe.variable_header.packet_id, subscribe.payload.topics))
+
+    async def handle_unsubscribe(self, unsubscribe: UnsubscribePacket) -> None:
+        if unsubscribe.variable_header is None or unsubscribe.payload is None:
+            msg = "UNSUBSCRIBE packet: variable header or payload not initialized."
+            raise MQTTError(msg)
+        self._to_broker(UnSubscription(unsubscribe.variable_header.packet_id, unsubscribe.payload.topics))
+
+    async def handle_disconnect(self, disconnect: DisconnectPacket | None) -> None:
+        await super().handle_disconnect(disconnect)
+        self._to_broker(Ended(self, disconnect))
+
+    async def handle_connect(self, connect: ConnectPacket) -> None:
+        # A second CONNECT is a protocol violation (MQTT-3.1.0-2): the connection ends.
+        client_id = self.session.client_id if self.session else None
+        log.warning("mqtt protocol error", client_id=client_id, detail="CONNECT on a connected session")
+        await self.handle_connection_closed()
 
 
 async def _committed(message: AckedMessage, client_id: str | None) -> bool:

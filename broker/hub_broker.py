@@ -26,12 +26,12 @@ from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.contexts import ListenerType
 from amqtt.errors import BrokerError
 from amqtt.mqtt.disconnect import DisconnectPacket
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler, Subscription, UnSubscription
 from amqtt.session import ApplicationMessage, Session
 
 from broker import session_state, topics
 from broker.errors import PortInUse
-from broker.handler import DISCONNECT_REASON, HubProtocolHandler
+from broker.handler import DISCONNECT_REASON, Ended, HubProtocolHandler
 from broker.metrics import BrokerMetrics
 from broker.reader import Backlog, BoundedReader, read_bound
 from broker.routing import peer_of
@@ -290,45 +290,28 @@ class HubBroker(SessionBroker):
             connection.closed.set()
 
     async def _serve(self, connection: _Connection) -> tuple[DisconnectPacket | None, list[ApplicationMessage]]:
-        """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages."""
+        """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages.
+
+        Everything arrives through the session's backlog in the order the reader took it
+        (see `HubProtocolHandler._to_broker`), so what was read before a disconnect
+        reaches the sink before it.
+        """
         session, handler = connection.session, connection.handler
-        disconnect = asyncio.ensure_future(handler.wait_disconnect())
-        subscribe = asyncio.ensure_future(handler.get_next_pending_subscription())
-        unsubscribe = asyncio.ensure_future(handler.get_next_pending_unsubscription())
-        deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
-        leftovers: list[ApplicationMessage] = []
-        packet: DisconnectPacket | None = None
-        try:
-            while True:
-                done, _ = await asyncio.wait(
-                    (disconnect, subscribe, unsubscribe, deliver), return_when=asyncio.FIRST_COMPLETED
-                )
-                # Messages first: whatever was read before a disconnect goes to the sink before it.
-                if deliver in done:
-                    if not await self._deliver(session, deliver.result()):
-                        session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
-                        return None, leftovers
-                    deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
-                if subscribe in done:
-                    await self._subscribe(connection, subscribe.result())
-                    subscribe = asyncio.ensure_future(handler.get_next_pending_subscription())
-                if unsubscribe in done:
-                    await self._handle_unsubscription(session, handler, unsubscribe)
-                    unsubscribe = asyncio.ensure_future(handler.get_next_pending_unsubscription())
-                if disconnect in done:
-                    packet = disconnect.result()
-                    break
-        finally:
-            waiters = (disconnect, subscribe, unsubscribe, deliver)
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-        # A message can be taken off the queue just as the disconnect wins the race.
-        if deliver.done() and not deliver.cancelled() and deliver.exception() is None:
-            taken = deliver.result()
-            if taken is not None:
-                leftovers.append(taken)
-        return packet, leftovers
+        queue = session.delivered_message_queue
+        while True:
+            item = await queue.get()
+            if isinstance(item, Ended):
+                if item.handler is handler:
+                    return item.packet, []
+                # The end of an earlier connection of this persistent session.
+                continue
+            if isinstance(item, Subscription):
+                await self._subscribe(connection, item)
+            elif isinstance(item, UnSubscription):
+                await self._handle_unsubscription(session, handler, _settled(item))
+            elif not await self._deliver(session, item):
+                session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
+                return None, []
 
     async def _end(
         self, connection: _Connection, packet: DisconnectPacket | None, leftovers: list[ApplicationMessage]
@@ -344,7 +327,9 @@ class HubBroker(SessionBroker):
         # The handler is stopped, so nothing more is queued: route what was read but not yet routed.
         queue = session.delivered_message_queue
         while not queue.empty():
-            leftovers.append(queue.get_nowait())
+            item = queue.get_nowait()
+            if isinstance(item, ApplicationMessage):
+                leftovers.append(item)
         for message in leftovers:
             await self._deliver(session, message)
         await self.end_clean_session(session)

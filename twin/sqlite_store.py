@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 import msgspec
@@ -43,6 +43,8 @@ from twin.store import (
     point_cursor,
     retention_cutoff,
 )
+
+T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(TwinState).decode
@@ -206,18 +208,20 @@ class SqliteStore:
             raise StoreError("the SQLite store is not open")
         return self._reader
 
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        # One hop to the reader's thread (aiosqlite's cursor takes three: execute, fetch, close).
+        return await in_connection_thread(self._r, _fetch_all, sql, args)
+
     async def load_twin(self, vehicle_id: str) -> TwinState | None:
-        async with self._r.execute("SELECT state FROM twins WHERE vehicle_id = ?", (vehicle_id,)) as cur:
-            row = await cur.fetchone()
-        return _decode_state(row[0]) if row else None
+        rows = await self._fetch("SELECT state FROM twins WHERE vehicle_id = ?", (vehicle_id,))
+        return _decode_state(rows[0][0]) if rows else None
 
     async def load_twins(self, vehicle_ids: Sequence[str]) -> dict[str, TwinState]:
         found: dict[str, TwinState] = {}
         for start in range(0, len(vehicle_ids), _LOAD_CHUNK):
             ids = vehicle_ids[start : start + _LOAD_CHUNK]
             sql = f"SELECT state FROM twins WHERE vehicle_id IN ({','.join('?' * len(ids))})"
-            async with self._r.execute(sql, tuple(ids)) as cur:
-                rows = await cur.fetchall()
+            rows = await self._fetch(sql, tuple(ids))
             for (raw,) in rows:
                 state = _decode_state(raw)
                 found[state.vehicle_id] = state
@@ -258,17 +262,15 @@ class SqliteStore:
             where.append("vehicle_id > ?")
             args.append(query.after)
         sql = f"SELECT state FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id LIMIT ?"
-        async with self._r.execute(sql, (*args, query.limit)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, (*args, query.limit))
         return [_decode_state(r[0]) for r in rows]
 
     async def count_twins(self, fleet: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM twins", tuple[str, ...]()
         if fleet is not None:
             sql, args = sql + " WHERE fleet = ?", (fleet,)
-        async with self._r.execute(sql, args) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._fetch(sql, args)
+        return int(rows[0][0]) if rows else 0
 
     async def history(self, query: HistoryQuery) -> list[HistoryRow]:
         where, args = ["vehicle_id = ?"], list[Any]([query.vehicle_id])
@@ -283,8 +285,7 @@ class SqliteStore:
             f"SELECT ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
             f"ORDER BY ts {direction}, id {direction} LIMIT ?"
         )
-        async with self._r.execute(sql, (*args, query.limit)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, (*args, query.limit))
         return [HistoryRow(query.vehicle_id, r[0], r[1], r[2], project(_decode_data(r[3]), query.fields)) for r in rows]
 
     async def _vehicles(self, selection: VehicleSet) -> list[str]:
@@ -293,8 +294,7 @@ class SqliteStore:
         sql, args = "SELECT vehicle_id, fleet, json_extract(state, '$.tags') FROM twins", list[Any]()
         if selection.fleet is not None:
             sql, args = sql + " WHERE fleet = ?", [selection.fleet]
-        async with self._r.execute(sql + " ORDER BY vehicle_id", args) as cur:
-            found = await cur.fetchall()
+        found = await self._fetch(sql + " ORDER BY vehicle_id", args)
         wanted = set(selection.ids) if selection.ids is not None else None
         out = []
         for vid, fleet, tags_json in found:
@@ -330,8 +330,7 @@ class SqliteStore:
             f"SELECT id, ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
             f"ORDER BY ts {direction}, id {direction} LIMIT ?"
         )
-        async with self._r.execute(sql, (*args, n)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, (*args, n))
         return [(r[0], HistoryRow(vid, r[1], r[2], r[3], _decode_data(r[4]))) for r in rows]
 
     async def _page(
@@ -429,17 +428,22 @@ class SqliteStore:
             await cur.fetchone()
 
 
-async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., None], *args: Any) -> None:
+async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(sqlite3_connection, *args)` on the aiosqlite connection's own thread.
 
     aiosqlite has no public way to run several statements in one hop; `_execute` is the
     method all of its public calls go through (aiosqlite 0.20-0.22).
     """
 
-    def call() -> None:
-        fn(conn._conn, *args)
+    def call() -> T:
+        return fn(conn._conn, *args)
 
-    await conn._execute(call)  # type: ignore[no-untyped-call]  # aiosqlite leaves it unannotated
+    result: T = await conn._execute(call)  # type: ignore[no-untyped-call]  # aiosqlite leaves it unannotated
+    return result
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, args).fetchall()
 
 
 def project(data: dict[str, Json], fields: tuple[str, ...] | None) -> dict[str, Json]:

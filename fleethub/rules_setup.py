@@ -11,7 +11,7 @@ from rules import Compiler, RuleConfigError, Zone
 from rules.definitions import RuleDefinition, load_rules_file
 from rules.engine import EngineOptions, RulesEngine
 from rules.sqlite_store import SqliteRulesStore
-from twin import ConfigError, Store
+from twin import ConfigError, SqliteStore, Store
 
 log = structlog.get_logger(__name__)
 
@@ -44,8 +44,11 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
             zones.update(file_zones)
     except RuleConfigError as exc:
         raise ConfigError(str(exc)) from None
+    # Alerts go through the ingest store's writer connection when it is SQLite: two
+    # writers on one file wait for each other in SQLite's busy handler (alert p99 143 ms).
+    writer = twins if isinstance(twins, SqliteStore) else None
     return RulesEngine(
-        SqliteRulesStore(url, synchronous=settings.store.sqlite_synchronous),
+        SqliteRulesStore(url, synchronous=settings.store.sqlite_synchronous, writer=writer),
         twins,
         compiler=Compiler(limits=rules.limits),
         options=EngineOptions(

@@ -121,6 +121,21 @@ def _write_rows(conn: sqlite3.Connection, history: Sequence[tuple[Any, ...]], tw
     conn.execute("COMMIT")
 
 
+def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE ts < ? LIMIT ?)",
+            (cutoff, _RETENTION_CHUNK),
+        )
+        count = cur.rowcount
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return count
+
+
 def sqlite_path(url: str) -> str:
     """`sqlite:///relative/or/absolute.db` (or `sqlite://:memory:`) to a filesystem path."""
     if not url.startswith("sqlite://"):
@@ -207,6 +222,16 @@ class SqliteStore:
         if self._reader is None:
             raise StoreError("the SQLite store is not open")
         return self._reader
+
+    async def run_in_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(sqlite3_connection, *args)` as one call on the writer connection's thread.
+
+        Another part of the hub with tables in this database (the rules store) writes
+        through here: calls run one after another on one thread, so its transactions
+        and the ingest commits never wait for each other in SQLite's busy handler,
+        which sleeps in steps of up to 100 ms. `fn` must finish any transaction it opens.
+        """
+        return await in_connection_thread(self._w, fn, *args)
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         # One hop to the reader's thread (aiosqlite's cursor takes three: execute, fetch, close).
@@ -402,19 +427,8 @@ class SqliteStore:
         deleted = 0
         while deleted < _RETENTION_PER_CALL:
             async with self._write_lock:
-                conn = self._w
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = await conn.execute(
-                        "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE ts < ? LIMIT ?)",
-                        (cutoff, _RETENTION_CHUNK),
-                    )
-                    count = cur.rowcount
-                    await cur.close()
-                except BaseException:
-                    await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
+                # One call per chunk: the writer's thread may run other parts' transactions between calls.
+                count = await self.run_in_writer(_delete_before, cutoff)
             deleted += count
             if count < _RETENTION_CHUNK:
                 break

@@ -10,15 +10,17 @@ from rules.store import MemoryRulesStore, PendingTimer, RulesWrite, TimerKind
 from twin import SqliteStore, StoreError
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-shared-writer"])
 async def store(request, tmp_path):
     if request.param == "memory":
         async with MemoryRulesStore() as memory:
             yield memory
         return
     url = f"sqlite:///{tmp_path}/hub.db"
-    async with SqliteStore(url), SqliteRulesStore(url) as sqlite:
-        yield sqlite
+    async with SqliteStore(url) as twins:
+        writer = twins if request.param == "sqlite-shared-writer" else None
+        async with SqliteRulesStore(url, writer=writer) as sqlite:
+            yield sqlite
 
 
 def alert(alert_id: str, *, rule="hot", vehicle="v1", state=AlertState.ACTIVE, raised_at=100.0, **kw) -> Alert:

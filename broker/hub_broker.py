@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import math
 import time
@@ -27,14 +28,14 @@ from amqtt.contexts import ListenerType
 from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler, Subscription, UnSubscription
 from amqtt.session import ApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
-from broker import topics
+from broker import session_state, topics
 from broker.auth import PRINCIPAL, BrokerAuth, principal_of
 from broker.errors import PortInUse
-from broker.handler import DISCONNECT_REASON, HubProtocolHandler
+from broker.handler import DISCONNECT_REASON, Ended, HubProtocolHandler
 from broker.metrics import BrokerMetrics
 from broker.reader import Backlog, BoundedReader, read_bound
 from broker.routing import peer_of
@@ -50,6 +51,8 @@ log = structlog.get_logger(__name__)
 # long shutdown waits for connections to say goodbye before cancelling them.
 TAKE_OVER_TIMEOUT: Final = 5.0
 SHUTDOWN_GRACE: Final = 5.0
+# Connections waiting to be accepted, per listener (the kernel caps it at net.core.somaxconn).
+DEFAULT_LISTEN_BACKLOG: Final = 4096
 
 
 @dataclass(slots=True, eq=False)
@@ -91,7 +94,9 @@ class HubBroker(SessionBroker):
         session_expiry_s: float,
         auth: BrokerAuth | None = None,
         abuse: AbuseLimits | None = None,
+        listen_backlog: int = DEFAULT_LISTEN_BACKLOG,
     ) -> None:
+        session_state.install()
         super().__init__(
             config,
             sink=sink,
@@ -103,6 +108,7 @@ class HubBroker(SessionBroker):
             abuse=abuse,
         )
         self._read_bound = read_bound(max_payload_bytes)
+        self._listen_backlog = listen_backlog
         self._live: dict[str, _Connection] = {}
         self._connection_tasks: set[asyncio.Task[Any]] = set()
         self._connected = 0
@@ -174,6 +180,16 @@ class HubBroker(SessionBroker):
         # amqtt keeps the brackets of an IPv6 bind address, which getaddrinfo rejects.
         host = address[1:-1] if address and address.startswith("[") else address
         try:
+            if listener_type == ListenerType.TCP:
+                # amqtt leaves asyncio's default backlog of 100 (see `mqtt.listen_backlog`).
+                return await asyncio.start_server(
+                    functools.partial(self.stream_connected, listener_name=listener_name),
+                    host,
+                    port,
+                    reuse_address=True,
+                    ssl=ssl_context,
+                    backlog=self._listen_backlog,
+                )
             return await super()._create_server_instance(listener_name, listener_type, host, port, ssl_context)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
@@ -212,6 +228,8 @@ class HubBroker(SessionBroker):
         handler, session = await self._connect(reader, writer, remote_address, remote_port)
         # amqtt builds the handler inside a classmethod with no factory to override.
         handler.__class__ = HubProtocolHandler
+        # As `HubProtocolHandler._init_session` would have: no write keep-alive timer.
+        handler.keepalive_timeout = None
         if session.parent:
             # amqtt resumes a stored session only for a CONNECT with clean session = 0,
             # but keeps the stored flag.
@@ -362,45 +380,28 @@ class HubBroker(SessionBroker):
         return len(closing)
 
     async def _serve(self, connection: _Connection) -> tuple[DisconnectPacket | None, list[ApplicationMessage]]:
-        """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages."""
+        """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages.
+
+        Everything arrives through the session's backlog in the order the reader took it
+        (see `HubProtocolHandler._to_broker`), so what was read before a disconnect
+        reaches the sink before it.
+        """
         session, handler = connection.session, connection.handler
-        disconnect = asyncio.ensure_future(handler.wait_disconnect())
-        subscribe = asyncio.ensure_future(handler.get_next_pending_subscription())
-        unsubscribe = asyncio.ensure_future(handler.get_next_pending_unsubscription())
-        deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
-        leftovers: list[ApplicationMessage] = []
-        packet: DisconnectPacket | None = None
-        try:
-            while True:
-                done, _ = await asyncio.wait(
-                    (disconnect, subscribe, unsubscribe, deliver), return_when=asyncio.FIRST_COMPLETED
-                )
-                # Messages first: whatever was read before a disconnect goes to the sink before it.
-                if deliver in done:
-                    if not await self._deliver(session, deliver.result()):
-                        session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
-                        return None, leftovers
-                    deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
-                if subscribe in done:
-                    await self._subscribe(connection, subscribe.result())
-                    subscribe = asyncio.ensure_future(handler.get_next_pending_subscription())
-                if unsubscribe in done:
-                    await self._handle_unsubscription(session, handler, unsubscribe)
-                    unsubscribe = asyncio.ensure_future(handler.get_next_pending_unsubscription())
-                if disconnect in done:
-                    packet = disconnect.result()
-                    break
-        finally:
-            waiters = (disconnect, subscribe, unsubscribe, deliver)
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-        # A message can be taken off the queue just as the disconnect wins the race.
-        if deliver.done() and not deliver.cancelled() and deliver.exception() is None:
-            taken = deliver.result()
-            if taken is not None:
-                leftovers.append(taken)
-        return packet, leftovers
+        queue = session.delivered_message_queue
+        while True:
+            item = await queue.get()
+            if isinstance(item, Ended):
+                if item.handler is handler:
+                    return item.packet, []
+                # The end of an earlier connection of this persistent session.
+                continue
+            if isinstance(item, Subscription):
+                await self._subscribe(connection, item)
+            elif isinstance(item, UnSubscription):
+                await self._handle_unsubscription(session, handler, _settled(item))
+            elif not await self._deliver(session, item):
+                session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
+                return None, []
 
     async def _end(
         self, connection: _Connection, packet: DisconnectPacket | None, leftovers: list[ApplicationMessage]
@@ -416,7 +417,9 @@ class HubBroker(SessionBroker):
         # The handler is stopped, so nothing more is queued: route what was read but not yet routed.
         queue = session.delivered_message_queue
         while not queue.empty():
-            leftovers.append(queue.get_nowait())
+            item = queue.get_nowait()
+            if isinstance(item, ApplicationMessage):
+                leftovers.append(item)
         for message in leftovers:
             await self._deliver(session, message)
         await self.end_clean_session(session)

@@ -36,7 +36,7 @@ def read_bound(max_payload_bytes: int) -> int:
 
 
 class Backlog(asyncio.Queue[Any]):
-    """amqtt's per-session queue of received PUBLISHes, able to say when it has room.
+    """The per-session queue of what the reader took (PUBLISHes, SUBSCRIBEs, the end), able to say when it has room.
 
     It never refuses an item (amqtt would drop QoS 0 messages on a full queue); the
     limit only pauses the reader.

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from broker import topics
 from broker.auth import BrokerAuth
-from broker.hub_broker import HubBroker
+from broker.hub_broker import DEFAULT_LISTEN_BACKLOG, HubBroker
 from broker.metrics import BrokerMetrics
 from security.limits import AbuseLimits
 from security.roles import PrincipalKind
@@ -76,6 +76,7 @@ class EmbeddedBroker:
         security: SecurityService | None = None,
         abuse: AbuseLimits | None = None,
         tls: TlsListener | None = None,
+        listen_backlog: int = DEFAULT_LISTEN_BACKLOG,
     ) -> None:
         _check_port("MQTT port", port)
         if ws_port is not None:
@@ -95,6 +96,10 @@ class EmbeddedBroker:
         if max_queued_messages < 1:
             msg = f"the MQTT queued messages per session must be at least 1, got {max_queued_messages}"
             raise ConfigError(msg)
+        if listen_backlog < 1:
+            msg = f"the MQTT listen backlog must be at least 1, got {listen_backlog}"
+            raise ConfigError(msg)
+        self._listen_backlog = listen_backlog
         self._session_expiry_s = session_expiry_s
         self._max_queued_messages = max_queued_messages
         self._sink = sink
@@ -131,6 +136,7 @@ class EmbeddedBroker:
                 client_cert_auth=self._tls is not None and self._tls.client_cert_auth,
             ),
             abuse=self._abuse,
+            listen_backlog=self._listen_backlog,
         )
         await broker.start()
         self._broker = broker

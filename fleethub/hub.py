@@ -129,6 +129,7 @@ class Hub:
             allow_anonymous=s.mqtt.allow_anonymous,
             session_expiry_s=s.mqtt.session_expiry_s,
             max_queued_messages=s.mqtt.max_queued_messages,
+            listen_backlog=s.mqtt.listen_backlog,
             metrics=BrokerMetrics(self.registry),
             security=self.security,
             abuse=s.abuse,

@@ -11,7 +11,7 @@ from rules.engine import EngineOptions, RulesEngine
 from rules.postgres_store import PostgresRulesStore
 from rules.sqlite_store import SqliteRulesStore
 from rules.store import RulesStore
-from twin import ConfigError, Store
+from twin import ConfigError, SqliteStore, Store
 
 
 def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
@@ -33,8 +33,11 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
             zones.update(file_zones)
     except RuleConfigError as exc:
         raise ConfigError(str(exc)) from None
+    # Alerts go through the ingest store's writer connection when it is SQLite: two
+    # writers on one file wait for each other in SQLite's busy handler (alert p99 143 ms).
+    writer = twins if isinstance(twins, SqliteStore) else None
     return RulesEngine(
-        rules_store(settings.store),
+        rules_store(settings.store, writer=writer),
         twins,
         compiler=Compiler(limits=rules.limits),
         options=EngineOptions(
@@ -45,11 +48,14 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
     )
 
 
-def rules_store(settings: StoreSettings) -> RulesStore:
-    """The rules store beside the twin store `settings.url` names, in the same database."""
+def rules_store(settings: StoreSettings, *, writer: SqliteStore | None = None) -> RulesStore:
+    """The rules store beside the twin store `settings.url` names, in the same database.
+
+    With SQLite, `writer` (the open twin store) lends its writer connection.
+    """
     url = settings.url
     if url.startswith("sqlite://"):
-        return SqliteRulesStore(url, synchronous=settings.sqlite_synchronous)
+        return SqliteRulesStore(url, synchronous=settings.sqlite_synchronous, writer=writer)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresRulesStore(url)
     raise ConfigError(f"setting 'store.url' must be a sqlite:/// or postgresql:// URL, got {url!r}")

@@ -41,6 +41,10 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # MQTT over WebSocket (browser dashboards), authenticated like TCP clients.
     ws_enabled: bool = False
     ws_port: int = 8083
+    # Connections the kernel holds for the broker before it accepts them (capped by
+    # net.core.somaxconn). With asyncio's default of 100, a reconnect storm overflows the
+    # queue and each dropped client waits out TCP's 1, 3, 7, 15 s SYN retransmits.
+    listen_backlog: int = 4096
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -234,6 +238,7 @@ def validate(settings: Settings) -> None:
     mqtt = settings.mqtt
     _check(mqtt.session_expiry_s >= 1, "mqtt.session_expiry_s", "at least 1 (seconds)", mqtt.session_expiry_s)
     _check(mqtt.max_queued_messages >= 1, "mqtt.max_queued_messages", "at least 1", mqtt.max_queued_messages)
+    _check(mqtt.listen_backlog >= 1, "mqtt.listen_backlog", "at least 1", mqtt.listen_backlog)
     url = settings.store.url
     _check(
         url.startswith(("sqlite://", "postgresql://", "postgres://")),

@@ -7,6 +7,7 @@ this store on a database without them is refused with the fix.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +21,7 @@ from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
 from twin.errors import StoreError
-from twin.sqlite_store import sqlite_path
+from twin.sqlite_store import SqliteStore, in_connection_thread, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
 _decode_rule = msgspec.json.Decoder(RuleDefinition).decode
@@ -42,13 +43,20 @@ ON CONFLICT (rule, vehicle_id) DO UPDATE SET
 
 
 class SqliteRulesStore:
-    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, url: str, *, synchronous: str = "NORMAL", writer: SqliteStore | None = None) -> None:
+        """With `writer` (the hub's open twin store on the same file), every call goes
+        through its writer connection instead of a connection of the rules store's own."""
         self.url = url
         self.path = sqlite_path(url)
         self._synchronous = synchronous
+        self._writer = writer
         self._conn: aiosqlite.Connection | None = None
 
     async def __aenter__(self) -> Self:
+        if self._writer is not None:
+            if not await self._fetch(_HAS_TABLES):
+                raise StoreError(f"database {self.path} has no rules tables; run `fleethub migrate`")
+            return self
         if self.path == ":memory:":
             raise StoreError("the rules store needs a database file; an in-memory SQLite database is private")
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -84,19 +92,19 @@ class SqliteRulesStore:
         return self._conn
 
     async def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        if self._writer is not None:
+            return await self._writer.run_in_writer(_fetch_all, sql, args)
         async with self._c.execute(sql, args) as cur:
             return list(await cur.fetchall())
 
     async def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        conn = self._c
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, args in statements:
-                await conn.execute(sql, args)
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+        # One hop to the connection's thread for the whole transaction: a hop per
+        # statement waited a busy event loop's iteration each, and an alert is published
+        # only after its write (alert p99 was 523 ms at 1,000 msg/s).
+        if self._writer is not None:
+            await self._writer.run_in_writer(_run_transaction, statements)
+            return
+        await in_connection_thread(self._c, _run_transaction, statements)
 
     # -- rules and zones ----------------------------------------------------------------
 
@@ -228,3 +236,18 @@ class SqliteRulesStore:
     async def pending_timers(self) -> list[PendingTimer]:
         rows = await self._fetch("SELECT rule, vehicle_id, kind, since, due, vals FROM rule_timers")
         return [PendingTimer(r[0], r[1], TimerKind(r[2]), r[3], r[4], _decode_values(r[5])) for r in rows]
+
+
+def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, args in statements:
+            conn.execute(sql, args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, args).fetchall()

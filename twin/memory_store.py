@@ -57,6 +57,9 @@ class MemoryStore:
         state = self.twins.get(vehicle_id)
         return copy.deepcopy(state) if state is not None else None
 
+    async def load_twins(self, vehicle_ids: Sequence[str]) -> dict[str, TwinState]:
+        return {vid: copy.deepcopy(self.twins[vid]) for vid in vehicle_ids if vid in self.twins}
+
     async def write_batch(
         self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
     ) -> None:

@@ -205,6 +205,15 @@ class PostgresStore:
             row = await cur.fetchone()
         return _decode_state(row[0]) if row else None
 
+    async def load_twins(self, vehicle_ids: Sequence[str]) -> dict[str, TwinState]:
+        if not vehicle_ids:
+            return {}
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT state::text FROM twins WHERE vehicle_id = ANY(%s)", (list(vehicle_ids),))
+            rows = await cur.fetchall()
+        states = [_decode_state(raw) for (raw,) in rows]
+        return {state.vehicle_id: state for state in states}
+
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
         where, args = ["true"], list[Any]()
         if query.fleet is not None:

@@ -154,6 +154,8 @@ class TwinService:
         self.commands: CommandHooks | None = None
         self._queue: asyncio.Queue[Inbound | _Op | object] = asyncio.Queue(self.settings.queue_max)
         self._twins: dict[str, TwinState] = {}
+        # What the current batch's prefetch found in the store (None: no twin stored).
+        self._fetched: dict[str, TwinState | None] = {}
         # Vehicles with an open session, including ones that have no twin yet.
         self._online: dict[str, float] = {}
         # Insertion order is due order: every entry waits the same debounce.
@@ -208,6 +210,32 @@ class TwinService:
                 self._presence_timer = None
 
     async def _process(self, items: list[Inbound | _Op | object], *, flush_presence: bool = False) -> None:
+        await self._prefetch(items)
+        try:
+            await self._apply_and_commit(items, flush_presence)
+        finally:
+            self._fetched.clear()
+
+    async def _prefetch(self, items: list[Inbound | _Op | object]) -> None:
+        """Load the twins this batch needs that are not in memory, in one query.
+
+        One store round trip per missing twin made a reconnecting fleet stall ingest:
+        each is a hop to the store's thread and back through a busy event loop.
+        """
+        wanted = {
+            item.vehicle_id for item in items if isinstance(item, Inbound | _Op) and item.vehicle_id not in self._twins
+        }
+        if not wanted:
+            return
+        try:
+            found = await self.store.load_twins(sorted(wanted))
+        # Each item then loads its own twin, and reports its own store error.
+        except Exception as exc:
+            log.warning("twin prefetch failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._fetched = {vid: found.get(vid) for vid in wanted}
+
+    async def _apply_and_commit(self, items: list[Inbound | _Op | object], flush_presence: bool) -> None:
         batch = _Batch()
         for item in items:
             if isinstance(item, Inbound):
@@ -460,7 +488,10 @@ class TwinService:
         state = self._twins.get(vehicle_id)
         if state is not None:
             return state
-        state = await self.store.load_twin(vehicle_id)
+        if vehicle_id in self._fetched:
+            state = self._fetched[vehicle_id]
+        else:
+            state = await self.store.load_twin(vehicle_id)
         if state is None:
             if not create:
                 return None

@@ -7,12 +7,14 @@ queue behind a write batch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 import msgspec
@@ -43,6 +45,8 @@ from twin.store import (
     retention_cutoff,
 )
 
+T = TypeVar("T")
+
 _encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(TwinState).decode
 _decode_data = msgspec.json.Decoder(dict[str, Any]).decode
@@ -53,15 +57,93 @@ _decode_tags = msgspec.json.Decoder(dict[str, Any] | None).decode
 _RETENTION_CHUNK = 5_000
 _RETENTION_PER_CALL = 100_000
 
-_UPSERT_TWIN = """
-INSERT INTO twins (vehicle_id, fleet, version, connected, last_seen, created_at, updated_at, state)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+_TWIN_COLUMNS = "(vehicle_id, fleet, version, connected, last_seen, created_at, updated_at, state)"
+_TWIN_CONFLICT = """
 ON CONFLICT (vehicle_id) DO UPDATE SET
     fleet = excluded.fleet, version = excluded.version, connected = excluded.connected,
     last_seen = excluded.last_seen, updated_at = excluded.updated_at, state = excluded.state
 """
+_HISTORY_COLUMNS = "(vehicle_id, ts, received_at, seq, data)"
 _INSERT_PRESENCE = "INSERT INTO presence (vehicle_id, ts, connected, reason) VALUES (?, ?, ?, ?)"
-_INSERT_HISTORY = "INSERT OR IGNORE INTO history (vehicle_id, ts, received_at, seq, data) VALUES (?, ?, ?, ?, ?)"
+
+# Rows per INSERT statement at most. Python's sqlite3 drops and retakes the GIL around
+# every statement step; with the event loop busy, each retake waits for it, so an
+# `executemany` of a thousand rows took about 0.7 s under load where a few
+# multi-row statements take milliseconds. Chunks are powers of two so that only a few
+# statement texts exist and stay in sqlite3's statement cache. 128 rows of 8 columns
+# keep well below SQLite's 32,766 bound variables.
+_CHUNK = 128
+# Vehicle ids per `load_twins` query.
+_LOAD_CHUNK = 500
+
+
+def _values(width: int, rows: int) -> str:
+    return ",".join(["(" + ",".join("?" * width) + ")"] * rows)
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    """(start, size) of full `_CHUNK`s, then the rest split into powers of two."""
+    out, start = [], 0
+    while n - start >= _CHUNK:
+        out.append((start, _CHUNK))
+        start += _CHUNK
+    size = _CHUNK // 2
+    while start < n:
+        if n - start >= size:
+            out.append((start, size))
+            start += size
+        size //= 2
+    return out
+
+
+def _insert_rows(conn: sqlite3.Connection, make_sql: Callable[[int], str], rows: Sequence[tuple[Any, ...]]) -> None:
+    for start, size in _chunks(len(rows)):
+        params = [value for row in rows[start : start + size] for value in row]
+        conn.execute(make_sql(size), params)
+
+
+@functools.cache
+def _history_sql(rows: int) -> str:
+    return f"INSERT OR IGNORE INTO history {_HISTORY_COLUMNS} VALUES {_values(5, rows)}"
+
+
+@functools.cache
+def _twin_sql(rows: int) -> str:
+    return f"INSERT INTO twins {_TWIN_COLUMNS} VALUES {_values(8, rows)}{_TWIN_CONFLICT}"
+
+
+def _write_rows(
+    conn: sqlite3.Connection,
+    history: Sequence[tuple[Any, ...]],
+    twins: Sequence[tuple[Any, ...]],
+    presence: Sequence[tuple[Any, ...]],
+) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if presence:
+            # Two rows per real connection change: few enough for executemany.
+            conn.executemany(_INSERT_PRESENCE, presence)
+        _insert_rows(conn, _history_sql, history)
+        _insert_rows(conn, _twin_sql, twins)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE ts < ? LIMIT ?)",
+            (cutoff, _RETENTION_CHUNK),
+        )
+        count = cur.rowcount
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return count
 
 
 def sqlite_path(url: str) -> str:
@@ -151,10 +233,34 @@ class SqliteStore:
             raise StoreError("the SQLite store is not open")
         return self._reader
 
+    async def run_in_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(sqlite3_connection, *args)` as one call on the writer connection's thread.
+
+        Another part of the hub with tables in this database (the rules store) writes
+        through here: calls run one after another on one thread, so its transactions
+        and the ingest commits never wait for each other in SQLite's busy handler,
+        which sleeps in steps of up to 100 ms. `fn` must finish any transaction it opens.
+        """
+        return await in_connection_thread(self._w, fn, *args)
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        # One hop to the reader's thread (aiosqlite's cursor takes three: execute, fetch, close).
+        return await in_connection_thread(self._r, _fetch_all, sql, args)
+
     async def load_twin(self, vehicle_id: str) -> TwinState | None:
-        async with self._r.execute("SELECT state FROM twins WHERE vehicle_id = ?", (vehicle_id,)) as cur:
-            row = await cur.fetchone()
-        return _decode_state(row[0]) if row else None
+        rows = await self._fetch("SELECT state FROM twins WHERE vehicle_id = ?", (vehicle_id,))
+        return _decode_state(rows[0][0]) if rows else None
+
+    async def load_twins(self, vehicle_ids: Sequence[str]) -> dict[str, TwinState]:
+        found: dict[str, TwinState] = {}
+        for start in range(0, len(vehicle_ids), _LOAD_CHUNK):
+            ids = vehicle_ids[start : start + _LOAD_CHUNK]
+            sql = f"SELECT state FROM twins WHERE vehicle_id IN ({','.join('?' * len(ids))})"
+            rows = await self._fetch(sql, tuple(ids))
+            for (raw,) in rows:
+                state = _decode_state(raw)
+                found[state.vehicle_id] = state
+        return found
 
     async def write_batch(
         self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
@@ -165,39 +271,24 @@ class SqliteStore:
     async def _write_batch(
         self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent]
     ) -> None:
-        conn = self._w
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            if presence:
-                await conn.executemany(
-                    _INSERT_PRESENCE, [(p.vehicle_id, p.ts, int(p.connected), p.reason) for p in presence]
-                )
-            if history:
-                await conn.executemany(
-                    _INSERT_HISTORY,
-                    [(h.vehicle_id, h.ts, h.received_at, h.seq, _encode(h.data).decode()) for h in history],
-                )
-            if twins:
-                await conn.executemany(
-                    _UPSERT_TWIN,
-                    [
-                        (
-                            t.vehicle_id,
-                            t.fleet,
-                            t.version,
-                            int(t.connection.connected),
-                            t.connection.last_seen,
-                            t.created_at,
-                            t.updated_at,
-                            _encode(t).decode(),
-                        )
-                        for t in twins
-                    ],
-                )
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+        history_rows = [(h.vehicle_id, h.ts, h.received_at, h.seq, _encode(h.data).decode()) for h in history]
+        twin_rows = [
+            (
+                t.vehicle_id,
+                t.fleet,
+                t.version,
+                int(t.connection.connected),
+                t.connection.last_seen,
+                t.created_at,
+                t.updated_at,
+                _encode(t).decode(),
+            )
+            for t in twins
+        ]
+        # The whole transaction is one hop to the connection's thread: each hop back to a
+        # busy event loop costs a loop iteration, and four of them per batch added up.
+        presence_rows = [(p.vehicle_id, p.ts, int(p.connected), p.reason) for p in presence]
+        await in_connection_thread(self._w, _write_rows, history_rows, twin_rows, presence_rows)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
         where, args = ["1=1"], list[Any]()
@@ -211,17 +302,15 @@ class SqliteStore:
             where.append("vehicle_id > ?")
             args.append(query.after)
         sql = f"SELECT state FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id LIMIT ?"
-        async with self._r.execute(sql, (*args, query.limit)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, (*args, query.limit))
         return [_decode_state(r[0]) for r in rows]
 
     async def count_twins(self, fleet: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM twins", tuple[str, ...]()
         if fleet is not None:
             sql, args = sql + " WHERE fleet = ?", (fleet,)
-        async with self._r.execute(sql, args) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._fetch(sql, args)
+        return int(rows[0][0]) if rows else 0
 
     async def history(self, query: HistoryQuery) -> list[HistoryRow]:
         where, args = ["vehicle_id = ?"], list[Any]([query.vehicle_id])
@@ -236,8 +325,7 @@ class SqliteStore:
             f"SELECT ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
             f"ORDER BY ts {direction}, id {direction} LIMIT ?"
         )
-        async with self._r.execute(sql, (*args, query.limit)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, (*args, query.limit))
         return [HistoryRow(query.vehicle_id, r[0], r[1], r[2], project(_decode_data(r[3]), query.fields)) for r in rows]
 
     async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
@@ -263,8 +351,7 @@ class SqliteStore:
         sql, args = "SELECT vehicle_id, fleet, json_extract(state, '$.tags') FROM twins", list[Any]()
         if selection.fleet is not None:
             sql, args = sql + " WHERE fleet = ?", [selection.fleet]
-        async with self._r.execute(sql + " ORDER BY vehicle_id", args) as cur:
-            found = await cur.fetchall()
+        found = await self._fetch(sql + " ORDER BY vehicle_id", args)
         wanted = set(selection.ids) if selection.ids is not None else None
         out = []
         for vid, fleet, tags_json in found:
@@ -300,8 +387,7 @@ class SqliteStore:
             f"SELECT id, ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
             f"ORDER BY ts {direction}, id {direction} LIMIT ?"
         )
-        async with self._r.execute(sql, (*args, n)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, (*args, n))
         return [(r[0], HistoryRow(vid, r[1], r[2], r[3], _decode_data(r[4]))) for r in rows]
 
     async def _page(
@@ -373,19 +459,8 @@ class SqliteStore:
         deleted = 0
         while deleted < _RETENTION_PER_CALL:
             async with self._write_lock:
-                conn = self._w
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = await conn.execute(
-                        "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE ts < ? LIMIT ?)",
-                        (cutoff, _RETENTION_CHUNK),
-                    )
-                    count = cur.rowcount
-                    await cur.close()
-                except BaseException:
-                    await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
+                # One call per chunk: the writer's thread may run other parts' transactions between calls.
+                count = await self.run_in_writer(_delete_before, cutoff)
             deleted += count
             if count < _RETENTION_CHUNK:
                 break
@@ -400,6 +475,24 @@ class SqliteStore:
     async def ping(self) -> None:
         async with self._r.execute("SELECT 1") as cur:
             await cur.fetchone()
+
+
+async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(sqlite3_connection, *args)` on the aiosqlite connection's own thread.
+
+    aiosqlite has no public way to run several statements in one hop; `_execute` is the
+    method all of its public calls go through (aiosqlite 0.20-0.22).
+    """
+
+    def call() -> T:
+        return fn(conn._conn, *args)
+
+    result: T = await conn._execute(call)  # type: ignore[no-untyped-call]  # aiosqlite leaves it unannotated
+    return result
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, args).fetchall()
 
 
 def project(data: dict[str, Json], fields: tuple[str, ...] | None) -> dict[str, Json]:

@@ -184,6 +184,10 @@ class Store(Protocol):
 
     async def load_twin(self, vehicle_id: str) -> TwinState | None: ...
 
+    async def load_twins(self, vehicle_ids: Sequence[str]) -> dict[str, TwinState]:
+        """The stored twins among `vehicle_ids`, in one round trip; absent ones are left out."""
+        ...
+
     async def write_batch(
         self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
     ) -> None:

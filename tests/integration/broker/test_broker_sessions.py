@@ -214,7 +214,11 @@ async def test_session_expires_after_the_configured_time(sink: RecordingSink, cl
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"session_expiry_s": 0}, "session expiry"), ({"max_queued_messages": 0}, "queued messages")],
+    [
+        ({"session_expiry_s": 0}, "session expiry"),
+        ({"max_queued_messages": 0}, "queued messages"),
+        ({"listen_backlog": 0}, "listen backlog"),
+    ],
 )
 async def test_bad_session_settings_are_config_errors(
     sink: RecordingSink, kwargs: dict[str, int], message: str

@@ -69,6 +69,9 @@ class SlowStore:
     async def load_twin(self, vehicle_id: str) -> TwinState | None:
         return await self.inner.load_twin(vehicle_id)
 
+    async def load_twins(self, vehicle_ids: Sequence[str]) -> dict[str, TwinState]:
+        return await self.inner.load_twins(vehicle_ids)
+
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
         return await self.inner.list_twins(query)
 

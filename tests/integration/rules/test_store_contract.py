@@ -15,16 +15,19 @@ from twin.postgres_store import PostgresOptions, PostgresStore
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[*BACKENDS, "sqlite-shared-writer"])
 async def store(request, tmp_path):
     if request.param == "memory":
         async with MemoryRulesStore() as memory:
             yield memory
-    elif request.param == "sqlite":
+    elif request.param.startswith("sqlite"):
         url = f"sqlite:///{tmp_path}/hub.db"
-        # The twin store applies the migrations, the rules tables included.
-        async with SqliteStore(url), SqliteRulesStore(url) as sqlite:
-            yield sqlite
+        # The twin store applies the migrations, the rules tables included; the hub lends
+        # the rules store its writer connection.
+        async with SqliteStore(url) as twins:
+            writer = twins if request.param == "sqlite-shared-writer" else None
+            async with SqliteRulesStore(url, writer=writer) as sqlite:
+                yield sqlite
     else:
         url = request.getfixturevalue("pg_url")
         async with (

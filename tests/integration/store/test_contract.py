@@ -71,6 +71,32 @@ async def test_twin_round_trip(store) -> None:
     assert await store.load_twin("nope") is None
 
 
+async def test_load_twins_returns_the_stored_ones(store) -> None:
+    """Loading several ids at once gives the stored twins and leaves out unknown ids."""
+    await store.write_batch([_twin("v1"), _twin("v2", version=4)], [])
+    found = await store.load_twins(["v2", "nope", "v1"])
+    assert found == {"v1": _twin("v1"), "v2": _twin("v2", version=4)}
+    assert await store.load_twins([]) == {}
+
+
+async def test_large_batches_keep_every_row_once(store) -> None:
+    """A batch of any size lands whole: every twin upserted, every new history row once."""
+    for size in (1, 127, 128, 129, 1000):
+        twins = [_twin(f"v{i}", version=size) for i in range(size)]
+        rows = [HistoryRow(f"v{i}", T0 + size, T0 + size, 1, {"soc": i}) for i in range(size)]
+        # Resent rows (same vehicle, device time and seq) in the same batch are kept once.
+        await store.write_batch(twins, rows + rows[: size // 2])
+    found = await store.load_twins([f"v{i}" for i in range(1000)])
+    assert len(found) == 1000
+    assert found["v0"].version == 1000
+    assert found["v999"].version == 1000
+    for i in (0, 128, 999):
+        stored = await store.history(HistoryQuery(f"v{i}", limit=10))
+        expected_sizes = [s for s in (1, 127, 128, 129, 1000) if i < s]
+        assert [r.ts for r in stored] == [T0 + s for s in expected_sizes]
+        assert all(r.data == {"soc": i} for r in stored)
+
+
 async def test_upsert_replaces(store) -> None:
     """Writing a twin again replaces the stored one."""
     await store.write_batch([_twin("v1", version=1)], [])

@@ -317,3 +317,42 @@ async def test_observers_see_each_committed_update_with_previous_values(hub) -> 
         ("desired", (("charge_limit",), ("config", "report_interval_s")), {}),
         ("tags", (("depot",), ("model",)), {}),
     ]
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.single_loads = 0
+        self.batch_loads: list[list[str]] = []
+
+    async def load_twin(self, vehicle_id: str):
+        self.single_loads += 1
+        return await super().load_twin(vehicle_id)
+
+    async def load_twins(self, vehicle_ids):
+        self.batch_loads.append(list(vehicle_ids))
+        return await super().load_twins(vehicle_ids)
+
+
+async def test_a_batch_loads_the_twins_it_lacks_in_one_call() -> None:
+    """Stored twins missing from memory are fetched once per batch, not once per message."""
+    store = CountingStore()
+    seeded = TwinService(store)
+    async with running(seeded):
+        for i in range(3):
+            item = telemetry(f"veh-{i}", {"soc": 50 + i, "ts": 100}, ack=True)
+            await seeded.submit(item)
+            await item.ack
+    store.batch_loads.clear()
+    service = TwinService(store)
+    # Queued before the consumer starts, so they form one batch.
+    items = [telemetry(f"veh-{i}", {"soc": 10, "ts": 200}, ack=True) for i in (0, 1, 2, 3)]
+    connected = Inbound("veh-4", MessageKind.CONNECTED, b"", received_at=time.time())
+    for item in [connected, *items]:
+        await service.submit(item)
+    async with running(service):
+        await asyncio.gather(*(item.ack for item in items))
+    assert store.batch_loads == [["veh-0", "veh-1", "veh-2", "veh-3", "veh-4"]]
+    assert store.single_loads == 0
+    assert (await service.get_twin("veh-1")).version == 2
+    assert (await service.get_twin("veh-3")).version == 1

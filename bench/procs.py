@@ -193,9 +193,18 @@ def read_process(pid: int) -> Sample | None:
 def fleethub(database_url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Server, int, int]]:
     """`fleethub serve` on free ports; yields the process and its MQTT and HTTP ports.
 
-    In development mode (anonymous MQTT, no API tokens), like the peers it is compared with.
+    In development mode (anonymous MQTT, no API tokens), like the peers it is compared with,
+    and without the per-vehicle message rate and per-IP connect rate limits: every load
+    worker connects from 127.0.0.1 and a saturating publisher sends far more than a
+    vehicle does, so those limits would measure themselves, not the pipeline.
     """
-    env = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false", **(extra_env or {})}
+    env = {
+        "FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true",
+        "FLEETHUB_AUTH_ENABLED": "false",
+        "FLEETHUB_ABUSE_MESSAGE_RATE_PER_S": "0",
+        "FLEETHUB_ABUSE_CONNECT_RATE_PER_IP_PER_S": "0",
+        **(extra_env or {}),
+    }
     server = Server(
         "fleethub",
         [

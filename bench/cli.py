@@ -15,7 +15,7 @@ from bench import report, scenarios
 from bench.scenarios import Scale, ScenarioResult
 
 # Ceiling and ingest run back to back so their ratio holds on a noisy machine.
-SCENARIOS = ("ceiling", "ingest", "peer", "naive", "api", "connections")
+SCENARIOS = ("ceiling", "ingest", "peer", "naive", "api", "connections", "rules")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "naive": lambda: scenarios.naive(scale),
         "api": lambda: scenarios.api(scale, tmp),
         "connections": lambda: scenarios.connections(scale, tmp),
+        "rules": lambda: scenarios.rules_cost(scale, tmp),
     }
     results = []
     started = time.monotonic()

@@ -112,7 +112,20 @@ def comparisons(results: list[dict[str, Any]]) -> dict[str, Any]:
         out["connections_reached"] = conn["connections_reached"]
         out["rss_per_connection_kib"] = conn["rss_per_connection_kib"]
         out["storm_s"] = conn["storm_s"]
+    plain, ruled = _rules_pair(results)
+    if plain and ruled and plain.get("cpu_us_per_msg") and ruled.get("cpu_us_per_msg"):
+        added = ruled["cpu_us_per_msg"] - plain["cpu_us_per_msg"]
+        out["rules_added_percent"] = round(100.0 * added / plain["cpu_us_per_msg"], 1)
+        out["rules_count"] = ruled["rules"]
     return out
+
+
+def _rules_pair(results: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The rules scenario's run without rules and its run with them."""
+    runs = _runs(results, "rules")
+    plain = next((r for r in runs if r["rules"] == 0), None)
+    ruled = next((r for r in runs if r["rules"] > 0), None)
+    return plain, ruled
 
 
 def aims(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
@@ -171,6 +184,15 @@ def aims(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                 verdict(ok),
             )
         )
+    added = c.get("rules_added_percent")
+    rows.append(
+        (
+            "rules add < 15% to the cost of a message",
+            "< 15 %",
+            "-" if added is None else f"{_fmt(added)} % with {_fmt(c.get('rules_count'))} rules (hub CPU per message)",
+            verdict(None if added is None else added < 15),
+        )
+    )
     return rows
 
 
@@ -291,6 +313,21 @@ def extra_tables(results: list[dict[str, Any]]) -> list[str]:
             f"{_fmt(conn['storm_s'], 2)} s (window {_fmt(conn['storm_window_s'])} s) |",
             "",
         ]
+    plain, ruled = _rules_pair(results)
+    if plain and ruled:
+        lines += [
+            "## What rules add to a message",
+            "",
+            "| rules | msg/s | hub CPU % | hub CPU µs per message | alerts raised meanwhile |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for run in (plain, ruled):
+            server = run.get("server") or {}
+            lines.append(
+                f"| {run['rules']} | {_fmt(run['throughput_msg_s'])} | {_fmt(server.get('cpu_percent'))} | "
+                f"{_fmt(run.get('cpu_us_per_msg'))} | {_fmt(run.get('alerts'))} |"
+            )
+        lines.append("")
     api = _runs(results, "api")
     if api:
         lines += [

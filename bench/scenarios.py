@@ -7,6 +7,7 @@ saying what was and was not measured, and one `run` per system and load shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -48,6 +49,11 @@ class Scale:
     peer_vehicles: int = 100
     peer_measure_s: float = 10.0
     naive_drain_s: float = 10.0
+    # The rules-cost runs: as many vehicles as the hub's open-file limit comfortably allows.
+    rules_vehicles: int = 15_000
+    # 500 msg/s: well below saturation on two shared cores, so CPU per message compares.
+    rules_interval_s: float = 30.0
+    rules_count: int = 100
     quick: bool = False
 
     @classmethod
@@ -68,6 +74,9 @@ class Scale:
             peer_vehicles=10,
             peer_measure_s=2.0,
             naive_drain_s=2.0,
+            rules_vehicles=40,
+            rules_interval_s=1.0,
+            rules_count=20,
             quick=True,
         )
 
@@ -192,6 +201,45 @@ def write_rules(path: Path) -> Path:
         for name, when, severity in rules
     )
     path.write_text(text)
+    return path
+
+
+# Rule templates over what the simulated vehicles report, with thresholds a fleet would
+# set: they hold rarely, so the runs measure evaluation, not a storm of alert writes.
+_RULE_TEMPLATES = (
+    "speed > {fast}",
+    "soc < {low} and not charging",
+    'speed > {fast} and inside("zone-{z}")',
+    'left("zone-{z}") and speed > 5',
+    'no_data_for("gps") > {minutes}m',
+    "odometer_km > {km} and changed(ignition)",
+    "abs(heading - 180) < {sector} and speed > {fast}",
+    "doors.locked == false and speed > 10",
+    "delta(soc) < -{drop}",
+    "heading > {sector2} and speed > {fast}",
+)
+
+
+def write_many_rules(path: Path, count: int, seed: int = 1) -> Path:
+    """`count` rules from `_RULE_TEMPLATES` and five zones inside Mexico City, as a rules file."""
+    rng = random.Random(seed)
+    parts = []
+    for i in range(count):
+        when = _RULE_TEMPLATES[i % len(_RULE_TEMPLATES)].format(
+            fast=rng.randint(90, 130),
+            low=rng.randint(3, 10),
+            z=(i // len(_RULE_TEMPLATES)) % 5,
+            minutes=rng.randint(2, 30),
+            km=rng.randint(300_000, 900_000),
+            sector=rng.randint(5, 30),
+            drop=rng.randint(2, 5),
+            sector2=rng.randint(200, 350),
+        )
+        parts.append(f'[rules.rule-{i:03d}]\nwhen = \'{when}\'\nseverity = "warning"\nmessage = "rule {i}"\n\n')
+    for z in range(5):
+        lat, lon = 19.30 + 0.05 * z, -99.20 + 0.05 * z
+        parts.append(f'[zones.zone-{z}]\nkind = "circle"\nlat = {lat:.4f}\nlon = {lon:.4f}\nradius_m = 4000\n\n')
+    path.write_text("".join(parts))
     return path
 
 
@@ -670,6 +718,70 @@ async def _http_load(
         }
         for name, entry in stats.items()
     }
+
+
+# -- rule evaluation's share of ingest (issue "Rules engine", performance) --------------
+
+
+def rules_cost(scale: Scale, tmp: Path) -> ScenarioResult:
+    """The same fleet and rate through the hub without rules and with many; CPU per message of each."""
+    n = scale.rules_vehicles
+    workers = max(scale.connection_workers if not scale.quick else 1, math.ceil(n / 5_000))
+    res = ScenarioResult(
+        "rules",
+        config={"vehicles": n, "interval_s": scale.rules_interval_s, "rules": scale.rules_count, "workers": workers},
+    )
+    try:
+        ensure_fd_limit(n + 256)
+    except Exception as exc:
+        res.status = "failed"
+        res.notes.append(str(exc))
+        return res
+    if not rules_wired():
+        res.status = "skipped"
+        res.notes.append("the hub has no rules engine in this checkout")
+        return res
+    rules_file = write_many_rules(tmp / "many-rules.toml", scale.rules_count)
+    res.notes.append(
+        f"{n:,} vehicles (one twin each; the open-file limit keeps one hub below 20,000 sockets) report every "
+        f"{scale.rules_interval_s:g} s at QoS 1 through the whole hub, once without rules and once with "
+        f"{scale.rules_count} (speed and battery thresholds, zones, no_data_for, changed, delta); the hub's CPU "
+        "seconds per acknowledged message are compared"
+    )
+    for count in (0, scale.rules_count):
+        env = {"FLEETHUB_RULES_FILE": str(rules_file)} if count else {}
+        url = f"sqlite:///{tmp / f'rules-{count}-{time.time_ns()}.db'}"
+        with procs.fleethub(url, extra_env=env) as (server, port, _http), Sampler(server.pid) as sampler:
+            plan = LoadPlan(
+                port=port,
+                vehicles=n,
+                workers=workers,
+                mode=Mode.RATE,
+                interval_s=scale.rules_interval_s,
+                inflight=2,
+                ramp_s=max(scale.ramp_s, n / 800),
+                connect_concurrency=64,
+                connect_timeout_s=20.0,
+                # The ramp leaves a backlog of first reports and twin creations: let it drain.
+                warmup_s=scale.warmup_s + scale.rules_interval_s + (0 if scale.quick else 15),
+                measure_s=scale.measure_s,
+                prefix="rul-",
+            )
+            run, _, _ = _run("fleethub-sqlite", f"rules-{count}", plan, sampler, {"store": "sqlite", "rules": count})
+        run["alerts"] = _count_rows(url, "alerts") if count else 0
+        cpu = (run["server"] or {}).get("cpu_percent")
+        rate = run["throughput_msg_s"]
+        run["cpu_us_per_msg"] = round(cpu / 100.0 / rate * 1e6, 1) if cpu and rate else None
+        res.runs.append(run)
+    return res
+
+
+def _count_rows(sqlite_url: str, table: str) -> int | None:
+    try:
+        with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as db:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.Error:
+        return None
 
 
 def make_tmp() -> Path:

@@ -208,6 +208,20 @@ def _located(zone: Zone, lat: object, lon: object) -> object:
     return contains(zone, y, x)
 
 
+def _located_shared(ctx: EvalContext, name: str, zone: Zone, lat: object, lon: object) -> object:
+    """`_located`, remembered in the context for other rules testing the same zone on this update."""
+    if (type(lat) is not float and type(lat) is not int) or (type(lon) is not float and type(lon) is not int):
+        return _located(zone, lat, lon)
+    key = (name, lat, lon)
+    hit = ctx.memo.get(key)
+    # The zone itself is compared too: the API may have replaced it since.
+    if isinstance(hit, tuple) and hit[0] is zone:
+        return hit[1]
+    result = _located(zone, lat, lon)
+    ctx.memo[key] = (zone, result)
+    return result
+
+
 def _zone_test(now_in: bool | None, before_in: bool | None) -> Builder:
     """A builder for inside (before_in None), entered and left."""
 
@@ -219,10 +233,10 @@ def _zone_test(now_in: bool | None, before_in: bool | None) -> Builder:
             zone = zones.get(name)
             if zone is None:
                 return MISSING
-            now = _located(zone, ctx.value(lat_path, _REPORTED), ctx.value(lon_path, _REPORTED))
+            now = _located_shared(ctx, name, zone, ctx.value(lat_path, _REPORTED), ctx.value(lon_path, _REPORTED))
             if before_in is None or now is MISSING:
                 return now
-            before = _located(zone, ctx.previous(lat_path), ctx.previous(lon_path))
+            before = _located_shared(ctx, name, zone, ctx.previous(lat_path), ctx.previous(lon_path))
             if before is MISSING:
                 return MISSING
             return now is now_in and before is before_in

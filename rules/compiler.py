@@ -8,6 +8,7 @@ unknown; it never raises on twin data.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Collection
 from types import MappingProxyType
@@ -33,6 +34,7 @@ from rules.syntax import (
     NumberLit,
     StringLit,
     Unary,
+    walk,
 )
 from rules.values import as_number, as_scalar, equal, finite
 
@@ -70,7 +72,7 @@ class CompiledExpr:
     - `zones_used`: the zone names the rule mentions.
     """
 
-    __slots__ = ("_run", "desired_fields", "fields", "source", "tag_fields", "tree", "uses_time", "zones_used")
+    __slots__ = ("desired_fields", "fields", "run", "source", "tag_fields", "tree", "uses_time", "zones_used")
 
     def __init__(
         self,
@@ -86,7 +88,8 @@ class CompiledExpr:
     ) -> None:
         self.source = source
         self.tree = tree
-        self._run = run
+        # The closure itself, for callers on the hot path that test `is True` themselves.
+        self.run = run
         self.fields = fields
         self.desired_fields = desired_fields
         self.tag_fields = tag_fields
@@ -95,11 +98,11 @@ class CompiledExpr:
 
     def evaluate(self, ctx: EvalContext, zones: Zones = NO_ZONES) -> bool:
         """Whether the condition holds; MISSING (unknown) counts as not holding."""
-        return self._run(ctx, zones) is True
+        return self.run(ctx, zones) is True
 
     def value(self, ctx: EvalContext, zones: Zones = NO_ZONES) -> object:
         """The raw result: True, False or MISSING (or a twin value for a bare field)."""
-        return self._run(ctx, zones)
+        return self.run(ctx, zones)
 
     def __repr__(self) -> str:
         return f"CompiledExpr({self.source!r})"
@@ -166,7 +169,10 @@ class Compiler:
             case Compare():
                 return self._compare(node)
             case BoolOp(op=op, operands=operands):
-                compiled = [self._compile(operand) for operand in operands]
+                # Evaluation has no side effects and `and`/`or` give the same result in any
+                # order (MISSING included), so the cheap operands run first and often decide.
+                ordered = sorted(operands, key=_cost)
+                compiled = [self._compile(operand) for operand in ordered]
                 return _and(compiled) if op == "and" else _or(compiled)
             case Membership():
                 return self._membership(node)
@@ -184,6 +190,8 @@ class Compiler:
             left, right, op = right, left, _MIRROR[op]
         number = _constant_number(right)
         if number is not None:
+            if isinstance(left, Field):
+                return _compare_field(_ORDER[op], left.path, left.source, number)
             return _compare_number(_ORDER[op], self._compile(left), number)
         if isinstance(right, StringLit):
             return _compare_string(_ORDER[op], self._compile(left), right.value)
@@ -199,6 +207,16 @@ class Compiler:
         if len(constants) == len(items) and len(kinds) <= 1:
             return _in_constants(operand, frozenset(constants), node.negated)
         return _in_values(operand, [self._compile(item) for item in items], node.negated)
+
+
+# Rough relative costs of evaluating a call, by function; the rest cost _CALL.
+_CALL: Final = 3
+_CALL_COST: Final = {"inside": 20, "entered": 40, "left": 40, "distance_m": 20, "rate": 6}
+
+
+def _cost(node: Expr) -> int:
+    """A rough estimate of what evaluating `node` costs, to order the operands of and/or."""
+    return sum(_CALL_COST.get(n.name, _CALL) if isinstance(n, Call) else 1 for n in walk(node))
 
 
 def _constant_number(node: Expr) -> float | None:
@@ -285,6 +303,20 @@ def _compare_number(compare: _Relation, left: Eval, number: float) -> Eval:
     return run
 
 
+def _compare_field(compare: _Relation, path: Path, source: Source, number: float) -> Eval:
+    # `field < 15` is most of what rules say: read and test the number in one closure.
+    def run(ctx: EvalContext, zones: Zones) -> object:
+        x = ctx.value(path, source)
+        if type(x) is float:
+            return compare(x, number) if math.isfinite(x) else MISSING
+        if type(x) is int:
+            y = as_number(x)
+            return MISSING if y is MISSING else compare(y, number)
+        return MISSING
+
+    return run
+
+
 def _compare_string(compare: _Relation, left: Eval, text: str) -> Eval:
     def run(ctx: EvalContext, zones: Zones) -> object:
         value = left(ctx, zones)
@@ -312,6 +344,9 @@ def _order(compare: _Relation, left: Eval, right: Eval) -> Eval:
 
 
 def _and(operands: list[Eval]) -> Eval:
+    if len(operands) == 2:
+        return _and_pair(*operands)
+
     def run(ctx: EvalContext, zones: Zones) -> object:
         result: object = True
         for operand in operands:
@@ -326,6 +361,9 @@ def _and(operands: list[Eval]) -> Eval:
 
 
 def _or(operands: list[Eval]) -> Eval:
+    if len(operands) == 2:
+        return _or_pair(*operands)
+
     def run(ctx: EvalContext, zones: Zones) -> object:
         result: object = False
         for operand in operands:
@@ -335,6 +373,32 @@ def _or(operands: list[Eval]) -> Eval:
             if value is not False:
                 result = MISSING
         return result
+
+    return run
+
+
+def _and_pair(first: Eval, second: Eval) -> Eval:
+    def run(ctx: EvalContext, zones: Zones) -> object:
+        a = first(ctx, zones)
+        if a is False:
+            return False
+        b = second(ctx, zones)
+        if b is False:
+            return False
+        return True if a is True and b is True else MISSING
+
+    return run
+
+
+def _or_pair(first: Eval, second: Eval) -> Eval:
+    def run(ctx: EvalContext, zones: Zones) -> object:
+        a = first(ctx, zones)
+        if a is True:
+            return True
+        b = second(ctx, zones)
+        if b is True:
+            return True
+        return False if a is False and b is False else MISSING
 
     return run
 

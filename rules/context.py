@@ -51,6 +51,11 @@ class EvalContext(Protocol):
         """The evaluation time (the hub's clock), epoch seconds."""
         ...
 
+    # Scratch space the compiled functions share while one context lives, e.g. a zone
+    # test several rules make on one update. Entries are keyed by the values they were
+    # computed from, so a context whose data changes never serves a stale one.
+    memo: dict[object, object]
+
     def value(self, path: Path, source: Source) -> object:
         """The current value at `path` in `source`, or `MISSING` when absent."""
         ...

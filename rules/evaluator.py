@@ -21,12 +21,13 @@ import msgspec
 import structlog
 
 from rules.alerts import Alert, AlertEventKind, AlertState, new_alert_id
+from rules.builtins import Eval
 from rules.context import MISSING, Path, Source
-from rules.definitions import CompiledRule
+from rules.definitions import CompiledRule, Selector
 from rules.errors import RuleError
 from rules.paths import parse_path
 from rules.store import PendingTimer, TimerKind
-from rules.syntax import Call, Compare, DurationLit, Expr, Field, Node, NumberLit, StringLit, Unary
+from rules.syntax import Call, Compare, DurationLit, Expr, Field, NumberLit, StringLit, Unary, children
 from rules.timers import TimerHeap
 from rules.twin_context import TwinContext
 from rules.zones import Zone
@@ -117,7 +118,7 @@ def thresholds(tree: Expr) -> tuple[list[_Threshold], bool]:
     found: list[_Threshold] = []
     complete = True
 
-    def walk(node: Node) -> None:
+    def walk(node: Expr) -> None:
         nonlocal complete
         if isinstance(node, Compare):
             for side, other in ((node.left, node.right), (node.right, node.left)):
@@ -128,18 +129,11 @@ def thresholds(tree: Expr) -> tuple[list[_Threshold], bool]:
                     return
         if isinstance(node, Call) and node.name in ("age", "no_data_for"):
             complete = False
-        for child in _children(node):
+        for child in children(node):
             walk(child)
 
     walk(tree)
     return found, complete
-
-
-def _children(node: Node) -> Iterable[Node]:
-    for name in node.__struct_fields__:
-        value = getattr(node, name)
-        items = value if isinstance(value, tuple) else (value,)
-        yield from (item for item in items if isinstance(item, Node))
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +142,13 @@ class _Indexed:
     thresholds: tuple[_Threshold, ...]
     # Every clock read is a threshold comparison, so rechecks can be exact.
     exact: bool
+    # Taken out of `rule` once: `_evaluate` runs for every affected rule of every message.
+    name: str
+    when: Eval
+    clear_when: Eval | None
+    enabled: bool
+    selector: Selector | None
+    uses_time: bool
 
 
 def _related(a: Path, b: Path) -> bool:
@@ -183,7 +184,7 @@ class Evaluator:
         self._rules: dict[str, _Indexed] = {}
         self._by_head: dict[str, list[tuple[str, frozenset[Path]]]] = {}
         self._time_by_head: dict[str, list[tuple[str, frozenset[Path]]]] = {}
-        self._shapes: dict[tuple[tuple[Path, ...], tuple[str, ...]], list[str]] = {}
+        self._shapes: dict[tuple[tuple[Path, ...], tuple[str, ...]], list[_Indexed]] = {}
         self._slots: dict[Key, Slot] = {}
         self._cooldown_until: dict[Key, float] = {}
         self._timers: TimerHeap[tuple[str, str, TimerPurpose]] = TimerHeap()
@@ -208,7 +209,19 @@ class Evaluator:
                 more, complete = thresholds(expr.tree)
                 found += more
                 exact = exact and complete
-        self._rules[rule.name] = _Indexed(rule, tuple(found), exact)
+        clear_when = rule.clear_when.run if rule.clear_when is not None else None
+        definition = rule.definition
+        self._rules[rule.name] = _Indexed(
+            rule,
+            tuple(found),
+            exact,
+            rule.name,
+            rule.when.run,
+            clear_when,
+            definition.enabled,
+            definition.selector,
+            rule.uses_time,
+        )
         self._reindex()
 
     def remove_rule(self, name: str, now: float) -> None:
@@ -289,14 +302,12 @@ class Evaluator:
         for update, overlay in zip(updates, overlays, strict=True):
             state = update.state
             self._twins[update.vehicle_id] = state
-            names = self._affected(update)
-            if not names:
+            affected = self._affected(update)
+            if not affected:
                 continue
             ctx = TwinContext(state, now, update.previous, overlay)
-            for name in names:
-                indexed = self._rules.get(name)
-                if indexed is not None:
-                    self._evaluate(indexed, state, ctx, now)
+            for indexed in affected:
+                self._evaluate(indexed, state, ctx, now)
 
     @staticmethod
     def _overlays(updates: list[TwinUpdate]) -> list[Mapping[str, ReportedEntry | None]]:
@@ -313,7 +324,7 @@ class Evaluator:
                 later.setdefault(update.vehicle_id, {}).update(update.previous)
         return overlays
 
-    def _affected(self, update: TwinUpdate) -> list[str]:
+    def _affected(self, update: TwinUpdate) -> list[_Indexed]:
         kind = update.kind
         if kind is UpdateKind.TELEMETRY:
             # Vehicles send messages of few shapes: the rules one shape touches are looked up once.
@@ -324,26 +335,26 @@ class Evaluator:
                 self._match(update.changed, self._by_head, names)
                 if shape[1]:
                     self._match([tuple(key.split(PATH_SEP)) for key in shape[1]], self._time_by_head, names)
-                found = list(names)
+                found = [self._rules[name] for name in names]
                 if len(self._shapes) >= _MAX_SHAPES:
                     self._shapes.clear()
                 self._shapes[shape] = found
             return found
         if kind is UpdateKind.DESIRED:
             return [
-                n
-                for n, i in self._rules.items()
+                i
+                for i in self._rules.values()
                 if i.rule.definition.enabled and _touches(update.changed, i.rule.desired_fields)
             ]
         if kind is UpdateKind.TAGS:
             return [
-                n
-                for n, i in self._rules.items()
+                i
+                for i in self._rules.values()
                 if i.rule.definition.enabled
                 and (_touches(update.changed, i.rule.tag_fields) or _touches(update.changed, _selected(i.rule)))
             ]
         if kind in (UpdateKind.CONNECTED, UpdateKind.DISCONNECTED):
-            return [n for n, i in self._rules.items() if i.rule.uses_time and i.rule.definition.enabled]
+            return [i for i in self._rules.values() if i.rule.uses_time and i.rule.definition.enabled]
         return []
 
     @staticmethod
@@ -367,27 +378,32 @@ class Evaluator:
                 self._evaluate(indexed, state, ctx, now)
 
     def _evaluate(self, indexed: _Indexed, state: TwinState, ctx: TwinContext, now: float) -> None:
-        rule = indexed.rule
-        definition = rule.definition
-        if not definition.enabled:
+        if not indexed.enabled:
             return
         self.evaluations += 1
-        key = (rule.name, state.vehicle_id)
+        key = (indexed.name, state.vehicle_id)
         slot = self._slots.get(key)
-        if definition.selector is not None and not definition.selector.admits(state.fleet, state.tags):
+        selector = indexed.selector
+        if selector is not None and not selector.admits(state.fleet, state.tags):
             if slot is not None and slot.alert is None:
                 self._end_window(key, slot)
                 del self._slots[key]
             return
-        if slot is None or slot.alert is None:
-            if rule.when.evaluate(ctx, self.zones):
+        zones = self.zones
+        if slot is None:
+            # Most evaluations: nothing open, nothing pending, and the condition does not hold.
+            if indexed.when(ctx, zones) is True:
+                self._holds(indexed, key, None, ctx, now)
+        elif slot.alert is None:
+            if indexed.when(ctx, zones) is True:
                 self._holds(indexed, key, slot, ctx, now)
-            elif slot is not None:
+            else:
                 self._end_window(key, slot)
                 del self._slots[key]
         else:
-            clear = rule.clear_when
-            clears = clear.evaluate(ctx, self.zones) if clear else not rule.when.evaluate(ctx, self.zones)
+            rule = indexed.rule
+            clear = indexed.clear_when
+            clears = clear(ctx, zones) is True if clear else indexed.when(ctx, zones) is not True
             if clears:
                 if rule.clear_for_s <= 0:
                     self._clear_by_condition(key, slot, ctx, now)
@@ -395,7 +411,7 @@ class Evaluator:
                     self._start_window(key, slot, TimerKind.CLEAR, now, now + rule.clear_for_s, self._values(rule, ctx))
             elif slot.due is not None:
                 self._end_window(key, slot)
-        if rule.uses_time:
+        if indexed.uses_time:
             self._schedule_recheck(indexed, key, ctx, now)
 
     def _holds(self, indexed: _Indexed, key: Key, slot: Slot | None, ctx: TwinContext, now: float) -> None:

@@ -56,6 +56,7 @@ class MemoryContext:
     now: float = 0.0
     is_connected: bool | None = None
     since: float | None = None
+    memo: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
 
     def value(self, path: Path, source: Source) -> object:
         if source is Source.REPORTED:

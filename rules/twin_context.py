@@ -16,6 +16,7 @@ from twin.model import PATH_SEP, ReportedEntry, TwinState
 
 _NONE: Final[Mapping[str, ReportedEntry | None]] = {}
 _ABSENT: Final = object()
+_REPORTED: Final = Source.REPORTED
 
 
 def _get(tree: Mapping[str, object], path: Path) -> object:
@@ -30,7 +31,17 @@ def _get(tree: Mapping[str, object], path: Path) -> object:
 class TwinContext:
     """One vehicle at one update. Satisfies `rules.EvalContext`."""
 
-    __slots__ = ("_reads", "_stamps", "now", "overlay", "previous_entries", "state")
+    __slots__ = (
+        "_reads",
+        "_reads_before",
+        "_stamps",
+        "_stamps_before",
+        "memo",
+        "now",
+        "overlay",
+        "previous_entries",
+        "state",
+    )
 
     def __init__(
         self,
@@ -44,8 +55,11 @@ class TwinContext:
         self.previous_entries = previous
         self.overlay = overlay
         # Many rules read the same few fields of one update: each read is done once.
-        self._reads: dict[tuple[Path, bool], object] = {}
-        self._stamps: dict[tuple[Path, bool], float | None] = {}
+        self._reads: dict[Path, object] = {}
+        self._reads_before: dict[Path, object] = {}
+        self._stamps: dict[Path, object] = {}
+        self._stamps_before: dict[Path, object] = {}
+        self.memo: dict[object, object] = {}
 
     # -- entries as of this update ------------------------------------------------------
 
@@ -112,34 +126,34 @@ class TwinContext:
     # -- EvalContext ----------------------------------------------------------------------
 
     def value(self, path: Path, source: Source) -> object:
-        if source is Source.REPORTED:
-            return self._cached_read(path, False)
+        if source is _REPORTED:
+            reads = self._reads
+            value = reads.get(path, _ABSENT)
+            if value is _ABSENT:
+                value = reads[path] = self._read(path, False)
+            return value
         return _get(self.state.desired if source is Source.DESIRED else self.state.tags, path)
 
     def previous(self, path: Path) -> object:
-        return self._cached_read(path, True)
+        reads = self._reads_before
+        value = reads.get(path, _ABSENT)
+        if value is _ABSENT:
+            value = reads[path] = self._read(path, True)
+        return value
 
     def reported_at(self, path: Path) -> float | None:
-        return self._cached_stamp(path, False)
+        stamps = self._stamps
+        stamp = stamps.get(path, _ABSENT)
+        if stamp is _ABSENT:
+            stamp = stamps[path] = self._stamp(path, False)
+        return stamp  # type: ignore[return-value]
 
     def previous_reported_at(self, path: Path) -> float | None:
-        return self._cached_stamp(path, True)
-
-    def _cached_read(self, path: Path, before: bool) -> object:
-        key = (path, before)
-        try:
-            return self._reads[key]
-        except KeyError:
-            value = self._reads[key] = self._read(path, before)
-            return value
-
-    def _cached_stamp(self, path: Path, before: bool) -> float | None:
-        key = (path, before)
-        try:
-            return self._stamps[key]
-        except KeyError:
-            stamp = self._stamps[key] = self._stamp(path, before)
-            return stamp
+        stamps = self._stamps_before
+        stamp = stamps.get(path, _ABSENT)
+        if stamp is _ABSENT:
+            stamp = stamps[path] = self._stamp(path, True)
+        return stamp  # type: ignore[return-value]
 
     def connected(self) -> bool | None:
         return self.state.connection.connected

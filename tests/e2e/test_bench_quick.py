@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = ("ceiling", "ingest", "peer", "naive", "api", "connections")
+SCENARIOS = ("ceiling", "ingest", "peer", "naive", "api", "connections", "rules")
 
 
 @pytest.mark.e2e
@@ -42,6 +42,12 @@ def test_quick_bench_writes_results_summary_and_charts(tmp_path: Path) -> None:
     summary = (out / "SUMMARY.md").read_text()
     assert "| scenario | system |" in summary
     assert "## Aims" in summary
+    rules = json.loads(next(out.glob("*-rules.json")).read_text())
+    if rules["status"] == "ok":
+        # One run without rules and one with them, each with the hub's CPU per message.
+        assert sorted(run["rules"] for run in rules["runs"]) == [0, 20]
+        assert all(run["cpu_us_per_msg"] is not None for run in rules["runs"])
+        assert "## What rules add to a message" in summary
     try:
         import matplotlib  # noqa: F401
     except ImportError:

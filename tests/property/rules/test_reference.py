@@ -69,6 +69,7 @@ class Recording:
         self.inner = inner
         self.read: dict[Source, set[Path]] = {source: set() for source in Source}
         self.clock = False
+        self.memo: dict[object, object] = {}
 
     @property
     def now(self) -> float:

@@ -141,6 +141,24 @@ class TestZoneFunctions:
         moved = ZoneSet({"depot-north": Circle(lat=50.0, lon=8.0, radius_m=100.0)})
         assert (rule.evaluate(at(0.0, 0.0), ZONES), rule.evaluate(at(0.0, 0.0), moved)) == (True, False)
 
+    def test_one_context_never_serves_a_stale_zone_answer(self) -> None:
+        """Zone answers shared within a context follow a replaced zone and a moved vehicle."""
+        rule = compile_rule('inside("depot-north")')
+        ctx = at(0.0, 0.0)
+        moved = ZoneSet({"depot-north": Circle(lat=50.0, lon=8.0, radius_m=100.0)})
+        assert [rule.evaluate(ctx, ZONES), rule.evaluate(ctx, moved), rule.evaluate(ctx, ZONES)] == [True, False, True]
+        ctx.reported = {"gps": {"lat": 5.0, "lon": 5.0}}
+        assert rule.evaluate(ctx, ZONES) is False
+
+    def test_rules_on_one_update_share_a_zone_test(self) -> None:
+        """Two rules testing one zone on one update compute it once; a cheaper operand that decides skips it."""
+        ctx = MemoryContext(reported={"gps": {"lat": 0.0, "lon": 0.0}, "speed": 0})
+        assert not compile_rule('inside("depot-north") and speed > 5').evaluate(ctx, ZONES)
+        assert ctx.memo == {}
+        assert compile_rule('inside("depot-north")').evaluate(ctx, ZONES)
+        assert compile_rule('inside("depot-north") and speed < 5').evaluate(ctx, ZONES)
+        assert len(ctx.memo) == 1
+
     def test_fields_and_zones_used(self) -> None:
         """Zone functions read the position fields and name their zones."""
         rule = compile_rule('entered("depot-north") or left("city-center")')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ import msgspec
 import structlog
 
 from fleethub.logs import configure_logging
-from fleethub.settings import Settings, load_settings
+from fleethub.settings import RuntimeSettings, Settings, load_settings
 from twin import ConfigError, FleethubError
 
 log = structlog.get_logger("fleethub")
@@ -69,6 +70,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
+def tune_gc(runtime: RuntimeSettings) -> None:
+    """Apply the collector thresholds of `runtime` (see `RuntimeSettings` for why)."""
+    if runtime.gc_threshold_young > 0:
+        gc.set_threshold(runtime.gc_threshold_young, runtime.gc_threshold_middle, runtime.gc_threshold_old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":
@@ -82,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fleethub: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)
+    tune_gc(settings.runtime)
     try:
         if args.command == "serve":
             return asyncio.run(_serve(settings))

@@ -1,5 +1,8 @@
+import gc
+
 import pytest
 
+from fleethub.cli import tune_gc
 from fleethub.settings import load_settings
 from twin import ConfigError
 
@@ -61,6 +64,8 @@ def test_security_settings_are_validated(environ: dict[str, str], message: str) 
         ({"FLEETHUB_DATABASE": "mysql://x"}, "setting 'store.url'"),
         ({"FLEETHUB_LIMITS_MAX_DEPTH": "0"}, "setting 'limits.max_depth' must be at least 1"),
         ({"FLEETHUB_INGEST_BATCH_MAX": "0"}, "setting 'ingest.batch_max'"),
+        ({"FLEETHUB_RUNTIME_GC_THRESHOLD_YOUNG": "-1"}, "setting 'runtime.gc_threshold_young' must be 0"),
+        ({"FLEETHUB_RUNTIME_GC_THRESHOLD_OLD": "0"}, "setting 'runtime.gc_threshold_old' must be at least 1"),
     ],
 )
 def test_invalid_settings_name_the_setting(environ, message) -> None:
@@ -81,3 +86,23 @@ def test_missing_file_is_an_error(tmp_path) -> None:
     """A --config path that does not exist fails clearly."""
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "none.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, (50_000, 20, 10)),
+        ({"FLEETHUB_RUNTIME_GC_THRESHOLD_YOUNG": "20000", "FLEETHUB_RUNTIME_GC_THRESHOLD_OLD": "5"}, (20_000, 20, 5)),
+    ],
+)
+def test_collector_thresholds_are_applied(environ: dict[str, str], expected: tuple[int, int, int]) -> None:
+    """The hub sets the cyclic collector's thresholds from `[runtime]`; young = 0 leaves the interpreter's."""
+    before = gc.get_threshold()
+    try:
+        tune_gc(load_settings(environ=environ).runtime)
+        assert gc.get_threshold() == expected
+        gc.set_threshold(*before)
+        tune_gc(load_settings(environ={"FLEETHUB_RUNTIME_GC_THRESHOLD_YOUNG": "0"}).runtime)
+        assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
@@ -358,14 +358,7 @@ class FleetCommandsController(Controller):
         job_id: JobId,
         requested_by: RequestedBy = None,
     ) -> Response[Any]:
-        job = await _visible_job(deps, principal, job_id)
-        who, _ = _who(principal, requested_by, request)
-        result: Response[Any] = await _refusing(
-            request, lambda: _job_response(service_of(deps).pause_job(job_id, by=who))
-        )
-        if result.status_code == HTTP_200_OK:
-            await audit(request, deps, "job.pause", fleet=job.selector.fleet, target=job_id)
-        return result
+        return await _change_job(deps, principal, request, job_id, requested_by, "pause")
 
     @post(
         "/jobs/{job_id:str}/resume",
@@ -381,14 +374,7 @@ class FleetCommandsController(Controller):
         job_id: JobId,
         requested_by: RequestedBy = None,
     ) -> Response[Any]:
-        job = await _visible_job(deps, principal, job_id)
-        who, _ = _who(principal, requested_by, request)
-        result: Response[Any] = await _refusing(
-            request, lambda: _job_response(service_of(deps).resume_job(job_id, by=who))
-        )
-        if result.status_code == HTTP_200_OK:
-            await audit(request, deps, "job.resume", fleet=job.selector.fleet, target=job_id)
-        return result
+        return await _change_job(deps, principal, request, job_id, requested_by, "resume")
 
     @post(
         "/jobs/{job_id:str}/cancel",
@@ -404,15 +390,28 @@ class FleetCommandsController(Controller):
         job_id: JobId,
         requested_by: RequestedBy = None,
     ) -> Response[Any]:
-        job = await _visible_job(deps, principal, job_id)
-        who, _ = _who(principal, requested_by, request)
-        result: Response[Any] = await _refusing(
-            request, lambda: _job_response(service_of(deps).cancel_job(job_id, by=who))
-        )
-        if result.status_code == HTTP_200_OK:
-            await audit(request, deps, "job.cancel", fleet=job.selector.fleet, target=job_id)
-        return result
+        return await _change_job(deps, principal, request, job_id, requested_by, "cancel")
 
 
-async def _job_response(pending: Any) -> Response[Any]:
-    return Response(await pending)
+async def _change_job(
+    deps: ApiDeps,
+    principal: Principal,
+    request: Request[Any, Any, Any],
+    job_id: str,
+    requested_by: str | None,
+    action: Literal["pause", "resume", "cancel"],
+) -> Response[Any]:
+    """Pause, resume or cancel a job the caller sees; audited when it took effect."""
+    job = await _visible_job(deps, principal, job_id)
+    who, _ = _who(principal, requested_by, request)
+    service = service_of(deps)
+    change = {"pause": service.pause_job, "resume": service.resume_job, "cancel": service.cancel_job}[action]
+
+    async def respond() -> Response[Any]:
+        # Explicit: a Response without a status leaves it None until Litestar sends it.
+        return Response(await change(job_id, by=who), status_code=HTTP_200_OK)
+
+    result: Response[Any] = await _refusing(request, respond)
+    if result.status_code == HTTP_200_OK:
+        await audit(request, deps, f"job.{action}", fleet=job.selector.fleet, target=job_id)
+    return result

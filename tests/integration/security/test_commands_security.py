@@ -74,3 +74,12 @@ async def test_jobs_stay_inside_the_callers_fleets(hub, http, token_for):
     assert report["id"] not in [j["id"] for j in listed]
     outcomes = (await http.get(job_url, headers=olga)).json()["outcomes"]
     assert [o["vehicle_id"] for o in outcomes] == [car]
+    # A refused change is not audited; one that took effect is, with who did it.
+    assert (await http.post(f"{job_url}/resume", headers=olga)).status_code == 409
+    assert (await http.post(f"{job_url}/cancel", headers=olga)).status_code == 200
+    admin = bearer(await token_for("root", Role.ADMIN))
+    changes = []
+    for action in ("job.pause", "job.resume", "job.cancel"):
+        entries = (await http.get(f"/api/v1/audit?action={action}", headers=admin)).json()["items"]
+        changes += [(e["action"], e["actor"], e["target"]) for e in entries]
+    assert changes == [("job.cancel", "olga", report["id"])]

@@ -149,6 +149,9 @@ class _Indexed:
     enabled: bool
     selector: Selector | None
     uses_time: bool
+    desired_reads: frozenset[Path]
+    # Tags the rule reads, in its condition or its selector.
+    tag_reads: frozenset[Path]
 
 
 def _related(a: Path, b: Path) -> bool:
@@ -163,12 +166,6 @@ def _touches(changed: Iterable[Path], fields: Iterable[Path]) -> bool:
         return False
     changed = tuple(changed)
     return not changed or any(_related(c, f) for c in changed for f in fields)
-
-
-def _selected(rule: CompiledRule) -> tuple[Path, ...]:
-    """The tags a rule's selector reads."""
-    selector = rule.definition.selector
-    return tuple((key,) for key in selector.tags) if selector is not None else ()
 
 
 def _plain(value: object) -> object:
@@ -211,6 +208,8 @@ class Evaluator:
                 exact = exact and complete
         clear_when = rule.clear_when.run if rule.clear_when is not None else None
         definition = rule.definition
+        selector = definition.selector
+        selected = frozenset((key,) for key in selector.tags) if selector is not None else frozenset()
         self._rules[rule.name] = _Indexed(
             rule,
             tuple(found),
@@ -219,8 +218,10 @@ class Evaluator:
             rule.when.run,
             clear_when,
             definition.enabled,
-            definition.selector,
+            selector,
             rule.uses_time,
+            rule.desired_fields,
+            rule.tag_fields | selected,
         )
         self._reindex()
 
@@ -251,7 +252,7 @@ class Evaluator:
         time_by_head: dict[str, list[tuple[str, frozenset[Path]]]] = {}
         for name, indexed in self._rules.items():
             rule = indexed.rule
-            if not rule.definition.enabled:
+            if not indexed.enabled:
                 continue
             fields = rule.fields
             for head in {path[0] for path in fields}:
@@ -341,20 +342,18 @@ class Evaluator:
                 self._shapes[shape] = found
             return found
         if kind is UpdateKind.DESIRED:
-            return [
-                i
-                for i in self._rules.values()
-                if i.rule.definition.enabled and _touches(update.changed, i.rule.desired_fields)
-            ]
+            return [i for i in self._rules.values() if i.enabled and _touches(update.changed, i.desired_reads)]
         if kind is UpdateKind.TAGS:
+            # A write naming no paths (provisioning) may also have moved the vehicle to another
+            # fleet: every rule with a selector can be affected.
             return [
                 i
                 for i in self._rules.values()
-                if i.rule.definition.enabled
-                and (_touches(update.changed, i.rule.tag_fields) or _touches(update.changed, _selected(i.rule)))
+                if i.enabled
+                and (_touches(update.changed, i.tag_reads) or (not update.changed and i.selector is not None))
             ]
         if kind in (UpdateKind.CONNECTED, UpdateKind.DISCONNECTED):
-            return [i for i in self._rules.values() if i.rule.uses_time and i.rule.definition.enabled]
+            return [i for i in self._rules.values() if i.uses_time and i.enabled]
         return []
 
     @staticmethod
@@ -582,7 +581,7 @@ class Evaluator:
         name, vehicle_id, purpose = timer
         key = (name, vehicle_id)
         indexed = self._rules.get(name)
-        if indexed is None or not indexed.rule.definition.enabled:
+        if indexed is None or not indexed.enabled:
             return
         if state is not None:
             self._twins.setdefault(vehicle_id, state)

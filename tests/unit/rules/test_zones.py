@@ -15,9 +15,11 @@ from rules import (
     Position,
     RuleConfigError,
     ZoneSet,
+    builtins,
     compile_rule,
 )
 from rules.geo import contains, distance_m
+from rules.zones import Zone
 
 # A 1 km circle around (0, 0), and a unit square with a notch cut out of its top
 # edge (concave), from lat/lon 10 to 11.
@@ -150,14 +152,22 @@ class TestZoneFunctions:
         ctx.reported = {"gps": {"lat": 5.0, "lon": 5.0}}
         assert rule.evaluate(ctx, ZONES) is False
 
-    def test_rules_on_one_update_share_a_zone_test(self) -> None:
+    def test_rules_on_one_update_share_a_zone_test(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Two rules testing one zone on one update compute it once; a cheaper operand that decides skips it."""
+        computed: list[tuple[object, object]] = []
+        located = builtins._located
+
+        def counting(zone: Zone, lat: object, lon: object) -> object:
+            computed.append((lat, lon))
+            return located(zone, lat, lon)
+
+        monkeypatch.setattr(builtins, "_located", counting)
         ctx = MemoryContext(reported={"gps": {"lat": 0.0, "lon": 0.0}, "speed": 0})
         assert not compile_rule('inside("depot-north") and speed > 5').evaluate(ctx, ZONES)
-        assert ctx.memo == {}
+        assert computed == []
         assert compile_rule('inside("depot-north")').evaluate(ctx, ZONES)
         assert compile_rule('inside("depot-north") and speed < 5').evaluate(ctx, ZONES)
-        assert len(ctx.memo) == 1
+        assert computed == [(0.0, 0.0)]
 
     def test_fields_and_zones_used(self) -> None:
         """Zone functions read the position fields and name their zones."""

@@ -378,6 +378,7 @@ async def test_operator_writes_evaluate_only_rules_reading_what_they_patched(rul
         rule("depot", 'tags.depot == "north"'),
         rule("model", 'tags.model == "x"'),
         rule("north", "soc < 15", selector=Selector(tags={"depot": "north"})),
+        rule("fleet", "soc < 15", selector=Selector(fleet="f1")),
         rule("plain", "soc < 15"),
     ]
     async with engine_for(rules_store, twins, clock, *definitions) as engine:
@@ -395,6 +396,6 @@ async def test_operator_writes_evaluate_only_rules_reading_what_they_patched(rul
         assert evaluated(UpdateKind.TAGS, ("depot",)) == 2
         assert evaluated(UpdateKind.TAGS, ("model",)) == 1
         assert evaluated(UpdateKind.TAGS, ("colour",)) == 0
-        # An update that names no paths may have touched anything.
+        # An update that names no paths may have touched anything, the fleet included.
         assert evaluated(UpdateKind.DESIRED) == 2
-        assert evaluated(UpdateKind.TAGS) == 3
+        assert evaluated(UpdateKind.TAGS) == 4

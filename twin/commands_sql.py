@@ -7,6 +7,7 @@ differ only in placeholders and in how a transaction is opened.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -96,7 +97,43 @@ def _jobs_sql(limit: int, before: str | None) -> tuple[str, list[Any]]:
     return sql, [before, before, before, limit]
 
 
-class SqliteCommandStore:
+class _CommandReads(abc.ABC):
+    """The reads both stores share: the SQL is the same, only `_docs` (rows of `doc`) differs."""
+
+    @abc.abstractmethod
+    async def _docs(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
+
+    async def get(self, command_id: str) -> Command | None:
+        docs = await self._docs("SELECT doc FROM commands WHERE id = ?", (command_id,))
+        return _decode_command(docs[0]) if docs else None
+
+    async def by_key(self, vehicle_id: str, idempotency_key: str) -> Command | None:
+        docs = await self._docs(
+            "SELECT doc FROM commands WHERE vehicle_id = ? AND idempotency_key = ?", (vehicle_id, idempotency_key)
+        )
+        return _decode_command(docs[0]) if docs else None
+
+    async def query(self, query: CommandQuery) -> list[Command]:
+        sql, args = _query_sql(query)
+        return [_decode_command(d) for d in await self._docs(sql, args)]
+
+    async def open_commands(self) -> list[Command]:
+        return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
+
+    async def get_job(self, job_id: str) -> Job | None:
+        docs = await self._docs("SELECT doc FROM command_jobs WHERE id = ?", (job_id,))
+        return _decode_job(docs[0]) if docs else None
+
+    async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[Job]:
+        sql, args = _jobs_sql(limit, before)
+        return [_decode_job(d) for d in await self._docs(sql, args)]
+
+    async def open_jobs(self) -> list[Job]:
+        docs = await self._docs(_OPEN_JOBS, (JobState.RUNNING.value, JobState.PAUSED.value))
+        return [_decode_job(d) for d in docs]
+
+
+class SqliteCommandStore(_CommandReads):
     def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
         self.url = url
         self.path = sqlite_path(url)
@@ -155,45 +192,16 @@ class SqliteCommandStore:
             raise
         await conn.execute("COMMIT")
 
-    async def get(self, command_id: str) -> Command | None:
-        docs = await self._docs("SELECT doc FROM commands WHERE id = ?", (command_id,))
-        return _decode_command(docs[0]) if docs else None
-
-    async def by_key(self, vehicle_id: str, idempotency_key: str) -> Command | None:
-        docs = await self._docs(
-            "SELECT doc FROM commands WHERE vehicle_id = ? AND idempotency_key = ?", (vehicle_id, idempotency_key)
-        )
-        return _decode_command(docs[0]) if docs else None
-
-    async def query(self, query: CommandQuery) -> list[Command]:
-        sql, args = _query_sql(query)
-        return [_decode_command(d) for d in await self._docs(sql, args)]
-
-    async def open_commands(self) -> list[Command]:
-        return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
-
     async def count_states(self, job_id: str) -> dict[CommandState, int]:
         async with self._c.execute(_COUNT_STATES, (job_id,)) as cur:
             return {CommandState(state): int(n) for state, n in await cur.fetchall()}
-
-    async def get_job(self, job_id: str) -> Job | None:
-        docs = await self._docs("SELECT doc FROM command_jobs WHERE id = ?", (job_id,))
-        return _decode_job(docs[0]) if docs else None
-
-    async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[Job]:
-        sql, args = _jobs_sql(limit, before)
-        return [_decode_job(d) for d in await self._docs(sql, args)]
-
-    async def open_jobs(self) -> list[Job]:
-        docs = await self._docs(_OPEN_JOBS, (JobState.RUNNING.value, JobState.PAUSED.value))
-        return [_decode_job(d) for d in docs]
 
 
 def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-class PostgresCommandStore:
+class PostgresCommandStore(_CommandReads):
     def __init__(self, url: str, *, pool_max_size: int = 4) -> None:
         self.url = url
         self._pool_max_size = pool_max_size
@@ -256,36 +264,7 @@ class PostgresCommandStore:
             if jobs:
                 await cur.executemany(_pg(_UPSERT_JOB), [_job_row(j) for j in jobs])
 
-    async def get(self, command_id: str) -> Command | None:
-        docs = await self._docs("SELECT doc FROM commands WHERE id = ?", (command_id,))
-        return _decode_command(docs[0]) if docs else None
-
-    async def by_key(self, vehicle_id: str, idempotency_key: str) -> Command | None:
-        docs = await self._docs(
-            "SELECT doc FROM commands WHERE vehicle_id = ? AND idempotency_key = ?", (vehicle_id, idempotency_key)
-        )
-        return _decode_command(docs[0]) if docs else None
-
-    async def query(self, query: CommandQuery) -> list[Command]:
-        sql, args = _query_sql(query)
-        return [_decode_command(d) for d in await self._docs(sql, args)]
-
-    async def open_commands(self) -> list[Command]:
-        return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
-
     async def count_states(self, job_id: str) -> dict[CommandState, int]:
         async with self._conn() as conn:
             cur = await conn.execute(_pg(_COUNT_STATES), (job_id,))
             return {CommandState(state): int(n) for state, n in await cur.fetchall()}
-
-    async def get_job(self, job_id: str) -> Job | None:
-        docs = await self._docs("SELECT doc FROM command_jobs WHERE id = ?", (job_id,))
-        return _decode_job(docs[0]) if docs else None
-
-    async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[Job]:
-        sql, args = _jobs_sql(limit, before)
-        return [_decode_job(d) for d in await self._docs(sql, args)]
-
-    async def open_jobs(self) -> list[Job]:
-        docs = await self._docs(_OPEN_JOBS, (JobState.RUNNING.value, JobState.PAUSED.value))
-        return [_decode_job(d) for d in docs]

@@ -48,11 +48,11 @@ ALLOW = Decision(Verdict.ALLOW)
 DENY = Decision(Verdict.DENY)
 
 
-def may_publish(principal: Principal, topic: str) -> bool:
+def may_publish(principal: Principal, route: topics.VehicleTopic | None) -> bool:
+    """Whether `principal` may publish on a topic, given as the router parsed it (`topics.parse`)."""
     if principal.kind is PrincipalKind.DEV:
         return True
     if principal.kind is PrincipalKind.VEHICLE:
-        route = topics.parse(topic)
         return route is not None and route.vehicle_id == principal.name and route.kind is not None
     # Users listen; the hub publishes alerts and events itself.
     return False

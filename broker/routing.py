@@ -132,10 +132,10 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         elif own_id and not self._message_rate.take(own_id):
             self._metrics.security.limit_violations["message_rate"].inc()
             self._refuse(session, own_id, topic, Refusal.RATE_LIMITED, len(data))
-        elif principal is None or not acl.may_publish(principal, topic):
+        elif principal is None or not acl.may_publish(principal, route):
             self._metrics.security.acl_denied["publish"].inc()
             self._refuse(session, own_id, topic, Refusal.NOT_AUTHORIZED, len(data))
-        elif topic.startswith("$") or not await self._topic_filtering(session, topic=topic, action=Action.PUBLISH):
+        elif topic.startswith("$"):
             self._refuse(session, vehicle_id, topic, Refusal.TOPIC_NOT_ALLOWED, len(data))
         elif route is not None and route.refusal is not None:
             self._refuse(session, vehicle_id, topic, route.refusal, len(data))
@@ -236,8 +236,8 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         return True
 
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
-        # Publishes and subscriptions are checked by `_deliver` and `_may_subscribe`; a
-        # delivery matched a filter that was checked when it was made.
+        # amqtt's own subscription path still asks; publishes and subscriptions are checked
+        # by `_deliver` and `_may_subscribe`, and a delivery matched a filter checked when made.
         return True
 
     async def _handle_subscription(
@@ -262,8 +262,6 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         """
         for topic, retained in list(self._retained_messages.items()):
             if not self._matches(topic, topic_filter):
-                continue
-            if not await self._topic_filtering(session, topic=topic, action=Action.RECEIVE):
                 continue
             qos = min(granted_qos, retained.qos or QOS_0)
             send = handler.mqtt_publish(topic, retained.data, qos, retain=True)
@@ -324,11 +322,9 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
     ) -> None:
         topic: str = broadcast["topic"]
         for topic_filter in self._index.match(topic):
-            # Copied: the awaits below may let subscriptions change.
-            for target_session, sub_qos in list(self._subscriptions.get(topic_filter, ())):
+            # Nothing here awaits, so the subscriptions cannot change under the loop.
+            for target_session, sub_qos in self._subscriptions.get(topic_filter, ()):
                 qos = min(broadcast.get("qos", sub_qos), sub_qos)
-                if not await self._topic_filtering(target_session, topic=topic, action=Action.RECEIVE):
-                    continue
                 if not self._is_online(target_session):
                     # MQTT 3.1.2.4: a persistent session keeps QoS 1 and 2 messages while offline.
                     if not target_session.clean_session and qos in (QOS_1, QOS_2):

@@ -1,6 +1,6 @@
 import pytest
 
-from broker import acl
+from broker import acl, topics
 from security import Permission, Principal, Role
 
 VEH = Principal.vehicle("veh-a", "acme")
@@ -25,7 +25,7 @@ ADMIN = Principal.user("root", Role.ADMIN, ("*",))
 )
 def test_vehicle_publishes_only_its_own_up_topics(topic: str, allowed: bool) -> None:
     """A vehicle publishes only the contract's up topics under its own id."""
-    assert acl.may_publish(VEH, topic) is allowed
+    assert acl.may_publish(VEH, topics.parse(topic)) is allowed
 
 
 @pytest.mark.parametrize(
@@ -76,8 +76,8 @@ def test_users_subscribe_within_their_fleets(principal: Principal, topic_filter:
 
 def test_users_never_publish_and_dev_does_anything() -> None:
     """Users only listen; the development principal is unrestricted."""
-    assert not acl.may_publish(ADMIN, "vehicles/veh-a/telemetry")
-    assert acl.may_publish(Principal.dev(), "vehicles/veh-a/telemetry")
+    assert not acl.may_publish(ADMIN, topics.parse("vehicles/veh-a/telemetry"))
+    assert acl.may_publish(Principal.dev(), topics.parse("vehicles/veh-a/telemetry"))
     assert acl.may_subscribe(Principal.dev(), "#") is acl.ALLOW
 
 

@@ -344,8 +344,7 @@ class HubBroker(SessionBroker):
             if self._stopping:
                 await handler.handle_connection_closed()
             await self._presence(connection, MessageKind.CONNECTED)
-            packet, leftovers = await self._serve(connection)
-            await self._end(connection, packet, leftovers)
+            await self._end(connection, await self._serve(connection))
         except Exception:
             log.exception("mqtt connection failed", client_id=session.client_id, vehicle_id=connection.vehicle_id)
             await self._handle_disconnect(session, handler, _settled(None))
@@ -379,8 +378,8 @@ class HubBroker(SessionBroker):
                 log.warning("mqtt connection slow to close", client_id=connection.session.client_id)
         return len(closing)
 
-    async def _serve(self, connection: _Connection) -> tuple[DisconnectPacket | None, list[ApplicationMessage]]:
-        """Handle one client's packets until it goes; return its DISCONNECT and unrouted messages.
+    async def _serve(self, connection: _Connection) -> DisconnectPacket | None:
+        """Handle one client's packets until it goes; return its DISCONNECT, if it sent one.
 
         Everything arrives through the session's backlog in the order the reader took it
         (see `HubProtocolHandler._to_broker`), so what was read before a disconnect
@@ -392,7 +391,7 @@ class HubBroker(SessionBroker):
             item = await queue.get()
             if isinstance(item, Ended):
                 if item.handler is handler:
-                    return item.packet, []
+                    return item.packet
                 # The end of an earlier connection of this persistent session.
                 continue
             if isinstance(item, Subscription):
@@ -401,11 +400,9 @@ class HubBroker(SessionBroker):
                 await self._handle_unsubscription(session, handler, _settled(item))
             elif not await self._deliver(session, item):
                 session.attributes[DISCONNECT_REASON] = DisconnectReason.PROTOCOL_ERROR
-                return None, []
+                return None
 
-    async def _end(
-        self, connection: _Connection, packet: DisconnectPacket | None, leftovers: list[ApplicationMessage]
-    ) -> None:
+    async def _end(self, connection: _Connection, packet: DisconnectPacket | None) -> None:
         session = connection.session
         reader = connection.handler.reader
         if isinstance(reader, BoundedReader) and reader.refused is not None:
@@ -416,6 +413,7 @@ class HubBroker(SessionBroker):
         await self._handle_disconnect(session, connection.handler, _settled(packet))
         # The handler is stopped, so nothing more is queued: route what was read but not yet routed.
         queue = session.delivered_message_queue
+        leftovers: list[ApplicationMessage] = []
         while not queue.empty():
             item = queue.get_nowait()
             if isinstance(item, ApplicationMessage):

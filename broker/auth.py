@@ -89,8 +89,9 @@ class BrokerAuth:
             lim.login_failures_before_backoff, lim.login_backoff_base_s, lim.login_backoff_max_s
         )
 
-    def _refuse(self, session: Session, reason: str, **extra: Any) -> None:
-        self._metrics.logins_refused[reason].inc()
+    def _refuse(self, session: Session, reason: str, *, limit: bool = False, **extra: Any) -> None:
+        """Log a refused login; count it as an abuse-limit violation (`limit`) or a refusal."""
+        (self._metrics.limit_violations if limit else self._metrics.logins_refused)[reason].inc()
         log.warning(
             "mqtt connection refused",
             client_id=session.client_id,
@@ -100,24 +101,13 @@ class BrokerAuth:
             **extra,
         )
 
-    def _limited(self, session: Session, limit: str) -> None:
-        self._metrics.limit_violations[limit].inc()
-        log.warning(
-            "mqtt connection refused",
-            client_id=session.client_id,
-            vehicle_id=session.username,
-            peer=session.remote_address,
-            reason=limit,
-        )
-
     async def authenticate(self, session: Session) -> Principal | None:
-        ip = str(session.remote_address or "")
-        who = str(session.username or session.client_id or "")
+        ip, who = _keys(session)
         if not self._per_ip.take(ip):
-            self._limited(session, "connect_rate_ip")
+            self._refuse(session, "connect_rate_ip", limit=True)
             return None
         if who and not self._per_client.take(who):
-            self._limited(session, "connect_rate_client")
+            self._refuse(session, "connect_rate_client", limit=True)
             return None
         wait = max(self._backoff.blocked_for(f"ip:{ip}"), self._backoff.blocked_for(f"user:{who}") if who else 0.0)
         if wait > 0:
@@ -147,8 +137,7 @@ class BrokerAuth:
         return True
 
     def _failed(self, session: Session, reason: str) -> None:
-        ip = str(session.remote_address or "")
-        who = str(session.username or session.client_id or "")
+        ip, who = _keys(session)
         wait = self._backoff.failed(f"ip:{ip}")
         if who:
             wait = max(wait, self._backoff.failed(f"user:{who}"))
@@ -178,3 +167,8 @@ class BrokerAuth:
             return Principal.dev()
         self._failed(session, "anonymous")
         return None
+
+
+def _keys(session: Session) -> tuple[str, str]:
+    """What connection limits and login backoff count by: the peer address, and who it claims to be."""
+    return str(session.remote_address or ""), str(session.username or session.client_id or "")

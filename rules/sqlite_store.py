@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,7 +20,7 @@ from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
 from twin.errors import StoreError
-from twin.sqlite_store import SqliteStore, in_connection_thread, sqlite_path
+from twin.sqlite_store import SqliteStore, in_connection_thread, open_beside, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
 _decode_rule = msgspec.json.Decoder(RuleDefinition).decode
@@ -57,25 +56,7 @@ class SqliteRulesStore:
             if not await self._fetch(_HAS_TABLES):
                 raise StoreError(f"database {self.path} has no rules tables; run `fleethub migrate`")
             return self
-        if self.path == ":memory:":
-            raise StoreError("the rules store needs a database file; an in-memory SQLite database is private")
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            await conn.execute("PRAGMA busy_timeout=5000")
-            async with conn.execute(_HAS_TABLES) as cur:
-                found = await cur.fetchone()
-            if found is None:
-                raise StoreError(
-                    f"database {self.path} has no rules tables; run `fleethub migrate` "
-                    "(the hub applies migrations when it starts)"
-                )
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        self._conn = await open_beside(self.path, synchronous=self._synchronous, store="rules", table="rule_timers")
         return self
 
     async def __aexit__(

@@ -6,7 +6,6 @@ when it opens the same file.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -16,13 +15,12 @@ import msgspec
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.store import AlreadyExists
 from twin.errors import StoreError
-from twin.sqlite_store import sqlite_path
+from twin.sqlite_store import open_beside, sqlite_path
 
 _encode = msgspec.json.encode
 _decode_fleets = msgspec.json.Decoder(tuple[str, ...]).decode
 _decode_detail = msgspec.json.Decoder(dict[str, object]).decode
 
-_HAS_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
 _CRED = "vehicle_id, fleet, secret_hash, created_at, rotated_at, revoked_at"
 _USER = "name, role, fleets, password_hash, disabled, created_at"
 _TOK = "id, user_name, token_hash, label, created_at, expires_at, revoked_at"
@@ -77,25 +75,7 @@ class SqliteSecurityStore:
         self._conn: aiosqlite.Connection | None = None
 
     async def __aenter__(self) -> Self:
-        if self.path == ":memory:":
-            raise StoreError("the security store needs a database file; an in-memory SQLite database is private")
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            await conn.execute("PRAGMA busy_timeout=5000")
-            async with conn.execute(_HAS_TABLES) as cur:
-                found = await cur.fetchone()
-            if found is None:
-                raise StoreError(
-                    f"database {self.path} has no security tables; run `fleethub migrate` "
-                    "(the hub applies migrations when it starts)"
-                )
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        self._conn = await open_beside(self.path, synchronous=self._synchronous, store="security", table="audit_log")
         return self
 
     async def __aexit__(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from twin.commands import Command, CommandState, Job, JobState
 from twin.commands_store import CommandQuery
 from twin.errors import StoreError
-from twin.sqlite_store import sqlite_path
+from twin.sqlite_store import open_beside, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
 _decode_command = msgspec.json.Decoder(Command).decode
@@ -141,25 +140,7 @@ class SqliteCommandStore(_CommandReads):
         self._conn: aiosqlite.Connection | None = None
 
     async def __aenter__(self) -> Self:
-        if self.path == ":memory:":
-            raise StoreError("the commands store needs a database file; an in-memory SQLite database is private")
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            await conn.execute("PRAGMA busy_timeout=5000")
-            async with conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commands'") as cur:
-                found = await cur.fetchone()
-            if found is None:
-                raise StoreError(
-                    f"database {self.path} has no commands table; run `fleethub migrate` "
-                    "(the hub applies migrations when it starts)"
-                )
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        self._conn = await open_beside(self.path, synchronous=self._synchronous, store="commands", table="commands")
         return self
 
     async def __aexit__(

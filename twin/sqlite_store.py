@@ -146,6 +146,37 @@ def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
     return count
 
 
+async def _configure(conn: aiosqlite.Connection, synchronous: str) -> None:
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute(f"PRAGMA synchronous={synchronous}")
+    await conn.execute("PRAGMA busy_timeout=5000")
+
+
+async def open_beside(path: str, *, synchronous: str, store: str, table: str) -> aiosqlite.Connection:
+    """A connection of another store (rules, commands, security) to the hub's database file.
+
+    Configured as the twin store's are; `table` must exist, since the hub's migrations
+    create every store's tables.
+    """
+    if path == ":memory:":
+        raise StoreError(f"the {store} store needs a database file; an in-memory SQLite database is private")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await _configure(conn, synchronous)
+        async with conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) as cur:
+            found = await cur.fetchone()
+        if found is None:
+            raise StoreError(
+                f"database {path} has no {store} tables; run `fleethub migrate` "
+                "(the hub applies migrations when it starts)"
+            )
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
 def sqlite_path(url: str) -> str:
     """`sqlite:///relative/or/absolute.db` (or `sqlite://:memory:`) to a filesystem path."""
     if not url.startswith("sqlite://"):
@@ -187,9 +218,7 @@ class SqliteStore:
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        await conn.execute("PRAGMA busy_timeout=5000")
+        await _configure(conn, self._synchronous)
         await conn.execute("PRAGMA foreign_keys=ON")
         return conn
 

@@ -13,22 +13,21 @@ at a time, so a pool of one to `pool_max_size` (default 4) connections is plenty
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
 import msgspec
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
 from twin.errors import StoreError
-from twin.postgres_store import redact
+from twin.postgres_store import pool_connection, redact
 
 __all__ = ["PostgresRulesStore"]
 
@@ -114,17 +113,8 @@ class PostgresRulesStore:
         if pool is not None:
             await pool.close()
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._pool is None:
-            raise StoreError("the PostgreSQL rules store is not open")
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except PoolTimeout as exc:
-            raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return pool_connection(self._pool, "the PostgreSQL rules store")
 
     async def _fetch(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
         async with self._conn() as conn:

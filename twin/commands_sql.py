@@ -8,8 +8,8 @@ differ only in placeholders and in how a transaction is opened.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from twin.commands import Command, CommandState, Job, JobState
 from twin.commands_store import CommandQuery
 from twin.errors import StoreError
+from twin.postgres_store import pool_connection
 from twin.sqlite_store import open_beside, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
@@ -221,17 +222,8 @@ class PostgresCommandStore(_CommandReads):
         if pool is not None:
             await pool.close()
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._pool is None:
-            raise StoreError("the PostgreSQL commands store is not open")
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except PoolTimeout as exc:
-            raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return pool_connection(self._pool, "the PostgreSQL commands store")
 
     async def _docs(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         async with self._conn() as conn:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -75,6 +75,20 @@ _REFRESH_BUDGET_S = 5.0
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+@asynccontextmanager
+async def pool_connection(pool: AsyncConnectionPool | None, store: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A connection from `pool`, with a pool that is exhausted or a server that is gone as `StoreError`."""
+    if pool is None:
+        raise StoreError(f"{store} is not open")
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
+    except psycopg.OperationalError as exc:
+        raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
 
 
 def redact(url: str) -> str:
@@ -152,17 +166,8 @@ class PostgresStore:
             )
             self._partitions = Partitions(int(row[0]), self.options.premake_partitions)
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._pool is None:
-            raise StoreError("the PostgreSQL store is not open")
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except PoolTimeout as exc:
-            raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return pool_connection(self._pool, "the PostgreSQL store")
 
     # -- writes ------------------------------------------------------------------------
 

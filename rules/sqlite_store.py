@@ -20,7 +20,7 @@ from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
 from twin.errors import StoreError
-from twin.sqlite_store import SqliteStore, in_connection_thread, open_beside, sqlite_path
+from twin.sqlite_store import SqliteStore, fetch_all, in_connection_thread, open_beside, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
 _decode_rule = msgspec.json.Decoder(RuleDefinition).decode
@@ -74,7 +74,7 @@ class SqliteRulesStore:
 
     async def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         if self._writer is not None:
-            return await self._writer.run_in_writer(_fetch_all, sql, args)
+            return await self._writer.run_in_writer(fetch_all, sql, args)
         async with self._c.execute(sql, args) as cur:
             return list(await cur.fetchall())
 
@@ -228,7 +228,3 @@ def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _fetch_all(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
-    return conn.execute(sql, args).fetchall()

@@ -274,7 +274,7 @@ class SqliteStore:
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         # One hop to the reader's thread (aiosqlite's cursor takes three: execute, fetch, close).
-        return await in_connection_thread(self._r, _fetch_all, sql, args)
+        return await in_connection_thread(self._r, fetch_all, sql, args)
 
     async def load_twin(self, vehicle_id: str) -> TwinState | None:
         rows = await self._fetch("SELECT state FROM twins WHERE vehicle_id = ?", (vehicle_id,))
@@ -520,7 +520,8 @@ async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., T],
     return result
 
 
-def _fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
+def fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
+    """Every row of a query, on a plain sqlite3 connection (run it in the connection's thread)."""
     return conn.execute(sql, args).fetchall()
 
 

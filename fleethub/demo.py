@@ -102,7 +102,7 @@ Try:
   mosquitto_sub -p {hub.mqtt_port} -t 'vehicles/{first}/#' -v
   mosquitto_sub -p {hub.mqtt_port} -t 'alerts/#' -v
   curl -s '{http}/api/v1/alerts?state=open'
-  curl -s -X POST '{http}/api/v1/vehicles/{first}/commands?wait=10s' \
+  curl -s -X POST '{http}/api/v1/vehicles/{first}/commands?wait=10s' \\
        -H 'Content-Type: application/json' -d '{{"name": "locate"}}'
 
 Press Ctrl-C to stop.

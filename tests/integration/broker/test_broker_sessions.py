@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -226,3 +227,17 @@ async def test_bad_session_settings_are_config_errors(
     """Session settings out of range fail at construction, naming the setting."""
     with pytest.raises(ConfigError, match=message):
         EmbeddedBroker(sink, **kwargs)
+
+
+async def test_listen_backlog_reaches_the_listening_socket(sink: RecordingSink) -> None:
+    """`mqtt.listen_backlog` is the TCP listener's accept queue (`ss` shows it as Send-Q)."""
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.fail("this test reads the listening socket's backlog with `ss` (iproute2)")
+    async with EmbeddedBroker(sink, host="127.0.0.1", port=0, listen_backlog=77) as hub:
+        proc = await asyncio.create_subprocess_exec(ss, "-ltnH", f"sport = :{hub.port}", stdout=asyncio.subprocess.PIPE)
+        stdout, _ = await proc.communicate()
+    # State, Recv-Q, Send-Q (the backlog of a listening socket), local address, peer.
+    state, _recv_q, send_q, *_ = stdout.decode().split()
+    assert state == "LISTEN"
+    assert send_q == "77"

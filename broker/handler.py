@@ -59,7 +59,7 @@ from amqtt.session import (
     Session,
 )
 
-from twin.inbound import DisconnectReason
+from twin.inbound import ACCEPTED, DisconnectReason, Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +104,7 @@ class AckedMessage(IncomingApplicationMessage):  # type: ignore[misc]  # amqtt s
         qos: int | None,
         data: bytes,
         retain: bool,
-        committed: asyncio.Future[None] | None,
+        committed: asyncio.Future[Verdict] | None,
     ) -> None:
         super().__init__(packet_id, topic, qos, data, retain)
         self.committed = committed
@@ -124,10 +124,10 @@ class Ended:
         self.packet = packet
 
 
-def resolve(ack: asyncio.Future[None] | None) -> None:
+def resolve(ack: asyncio.Future[Verdict] | None) -> None:
     """Let the PUBACK go, unless the ack was already settled (e.g. cancelled on disconnect)."""
     if ack is not None and not ack.done():
-        ack.set_result(None)
+        ack.set_result(ACCEPTED)
 
 
 class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no type information
@@ -296,7 +296,7 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
             msg = "Reader ready is not initialized."
             raise ProtocolHandlerError(msg)
         # Packet tasks, and the commits awaited by QoS 1 messages taken without one.
-        running: collections.deque[asyncio.Future[None]] = collections.deque()
+        running: collections.deque[asyncio.Future[Verdict]] = collections.deque()
         # Over TCP a PUBACK is one write; a WebSocket writer sends only when drained.
         direct_acks = isinstance(self.writer, StreamWriterAdapter)
         watch = _IdleWatch(session.keep_alive, self.handle_read_timeout) if session.keep_alive > 0 else None
@@ -363,7 +363,7 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
         self._reader_stopped.set()
         await self.stop()
 
-    def _take_publish(self, session: Session, packet: PublishPacket) -> asyncio.Future[None] | None:
+    def _take_publish(self, session: Session, packet: PublishPacket) -> asyncio.Future[Verdict] | None:
         """Queue an incoming QoS 0 or 1 PUBLISH for routing; a QoS 1 one's PUBACK goes out when committed.
 
         The same flows as `handle_publish` and amqtt's QoS 0 and 1 flows, without a task
@@ -385,14 +385,14 @@ class HubProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt 
             return None
         if header is None or header.packet_id is None:
             return None
-        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        committed: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         message = AckedMessage(header.packet_id, topic, QOS_1, data, packet.retain_flag, committed)
         message.publish_packet = packet
         session.delivered_message_queue.put_nowait(message)
         committed.add_done_callback(functools.partial(self._puback_when_committed, header.packet_id))
         return committed
 
-    def _puback_when_committed(self, packet_id: int, committed: asyncio.Future[None]) -> None:
+    def _puback_when_committed(self, packet_id: int, committed: asyncio.Future[Verdict]) -> None:
         if committed.cancelled():
             return
         if committed.exception() is not None:

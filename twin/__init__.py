@@ -14,7 +14,16 @@ from twin.errors import (
     TwinError,
     VersionConflict,
 )
-from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind, VehicleChannel
+from twin.inbound import (
+    ACCEPTED,
+    Channel,
+    DisconnectReason,
+    Inbound,
+    InboundSink,
+    MessageKind,
+    VehicleChannel,
+    Verdict,
+)
 from twin.limits import Limits
 from twin.memory_store import MemoryStore
 from twin.metrics import IngestMetrics
@@ -25,6 +34,7 @@ from twin.sqlite_store import SqliteStore
 from twin.store import HistoryQuery, Order, Store, StoreInfo, TwinFilter
 
 __all__ = [
+    "ACCEPTED",
     "Channel",
     "ConfigError",
     "DeltaMessage",
@@ -57,6 +67,7 @@ __all__ = [
     "TwinUpdate",
     "UpdateKind",
     "VehicleChannel",
+    "Verdict",
     "VersionConflict",
     "running",
     "to_document",

@@ -38,7 +38,7 @@ from twin.commands_jobs import Preconditions, RateLimit, TwinReader
 from twin.commands_metrics import CommandMetrics
 from twin.commands_store import CommandStore
 from twin.errors import InvalidPayload
-from twin.inbound import Channel, Inbound, VehicleChannel
+from twin.inbound import ACCEPTED, Channel, Inbound, VehicleChannel, Verdict
 from twin.limits import Limits, check_patch
 from twin.service import ErrorMessage
 from twin.telemetry import isoformat
@@ -66,7 +66,7 @@ class Work:
         # Commands whose state changed: an event each, and waiters to wake.
         self.events: list[Command] = []
         self.sends: list[Command] = []
-        self.acks: list[asyncio.Future[None]] = []
+        self.acks: list[asyncio.Future[Verdict]] = []
         self.errors: list[tuple[str, str, bytes]] = []
 
     def changed(self, command: Command, *, event: bool = True) -> None:
@@ -299,7 +299,7 @@ class CommandEngine:
                 self._forget(command)
         for ack in work.acks:
             if not ack.done():
-                ack.set_result(None)
+                ack.set_result(ACCEPTED)
         if self.channel is not None:
             for vehicle_id, _, payload in work.errors:
                 self.channel.send(vehicle_id, Channel.ERRORS, payload)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class MessageKind(enum.Enum):
@@ -45,12 +45,35 @@ class Channel(enum.Enum):
     COMMAND = "commands"
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the pipeline decided about one inbound message, handed back to the broker.
+
+    Accepted: its data is committed (the broker acknowledges it and routes it on).
+    Refused: `reason` and `detail` say why (the broker acknowledges it, negatively where
+    the protocol can, and does not route it). A message that is neither — its future
+    cancelled or never resolved — was not committed and must not be acknowledged.
+    """
+
+    accepted: bool
+    reason: str = ""
+    detail: str = ""
+
+    @classmethod
+    def refused(cls, reason: str, detail: str) -> Verdict:
+        return cls(False, reason, detail)
+
+
+ACCEPTED: Final = Verdict(True)
+
+
 @dataclass(slots=True)
 class Inbound:
     """One thing for the ordered ingest consumer.
 
-    `ack` is set for QoS 1 publishes: the pipeline resolves it once the message's data
-    is committed (or the message was refused), and only then does the broker PUBACK.
+    `ack` is set for QoS 1 publishes: the pipeline resolves it with a `Verdict` once the
+    message's data is committed (or the message was refused), and only then does the
+    broker PUBACK.
     """
 
     vehicle_id: str
@@ -58,7 +81,7 @@ class Inbound:
     payload: bytes
     received_at: float
     qos: int = 0
-    ack: asyncio.Future[None] | None = None
+    ack: asyncio.Future[Verdict] | None = None
     # Extra addressing below the kind, e.g. the command id of a command result.
     subtopic: str = ""
     client_id: str = ""

@@ -23,7 +23,7 @@ import structlog
 
 from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
 from twin.errors import InvalidPayload, LimitExceeded, NotFound, StoreError, VersionConflict
-from twin.inbound import Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel
+from twin.inbound import ACCEPTED, Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel, Verdict
 from twin.limits import Limits, check_patch
 from twin.merge import (
     apply_desired,
@@ -106,7 +106,7 @@ class _Op:
 class _Batch:
     dirty: dict[str, TwinState] = field(default_factory=dict)
     history: list[HistoryRow] = field(default_factory=list)
-    acks: list[asyncio.Future[None]] = field(default_factory=list)
+    acks: list[asyncio.Future[Verdict]] = field(default_factory=list)
     results: list[tuple[asyncio.Future[Any], Any]] = field(default_factory=list)
     # Messages to vehicles, sent only after the data they reflect is committed.
     outbox: list[tuple[str, Channel, bytes]] = field(default_factory=list)
@@ -247,7 +247,7 @@ class TwinService:
             await self._commit(batch)
         for ack in batch.acks:
             if not ack.done():
-                ack.set_result(None)
+                ack.set_result(ACCEPTED)
         for fut, result in batch.results:
             if not fut.done():
                 fut.set_result(result)

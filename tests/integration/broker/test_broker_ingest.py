@@ -11,7 +11,7 @@ from broker_harness import Client, ClientFactory, RawClient, RecordingSink, even
 from prometheus_client import CollectorRegistry
 
 from broker import EmbeddedBroker
-from twin.inbound import Channel, MessageKind
+from twin.inbound import ACCEPTED, Channel, MessageKind
 
 
 async def test_qos1_telemetry_reaches_sink_and_puback_waits_for_commit(
@@ -34,7 +34,7 @@ async def test_qos1_telemetry_reaches_sink_and_puback_waits_for_commit(
     await asyncio.sleep(0.3)
     assert not client.is_acked(mid), "PUBACK sent before the data was committed"
 
-    item.ack.set_result(None)
+    item.ack.set_result(ACCEPTED)
     await eventually(lambda: client.is_acked(mid))
     assert registry.get_sample_value("fleethub_mqtt_messages_received_total") == 1
 
@@ -61,14 +61,14 @@ async def test_qos1_messages_are_pipelined_and_ordered(connect: ClientFactory, s
 
     for item in items[:5]:
         assert item.ack is not None
-        item.ack.set_result(None)
+        item.ack.set_result(ACCEPTED)
     await eventually(lambda: all(client.is_acked(mid) for mid in mids[:5]))
     await asyncio.sleep(0.1)
     assert not any(client.is_acked(mid) for mid in mids[5:])
 
     for item in items[5:]:
         assert item.ack is not None
-        item.ack.set_result(None)
+        item.ack.set_result(ACCEPTED)
     await eventually(lambda: all(client.is_acked(mid) for mid in mids))
 
 
@@ -184,7 +184,7 @@ async def test_websocket_listener_feeds_the_same_sink(sink: RecordingSink, vid: 
             await asyncio.sleep(0.1)
             assert not client.is_acked(mid)
             assert item.ack is not None
-            item.ack.set_result(None)
+            item.ack.set_result(ACCEPTED)
             await eventually(lambda: client.is_acked(mid))
         finally:
             client.paho.disconnect()

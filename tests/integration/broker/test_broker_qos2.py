@@ -8,7 +8,7 @@ import uuid
 from broker_harness import PUBCOMP, PUBREC, PUBREL, ClientFactory, RawClient, RecordingSink, ack_packet, eventually
 
 from broker import EmbeddedBroker
-from twin.inbound import MessageKind
+from twin.inbound import ACCEPTED, MessageKind
 
 
 async def test_qos2_telemetry_gets_pubrec_only_after_commit(
@@ -24,7 +24,7 @@ async def test_qos2_telemetry_gets_pubrec_only_after_commit(
     assert item.ack is not None
     assert await raw.nothing_within(0.3), "PUBREC sent before the data was committed"
 
-    item.ack.set_result(None)
+    item.ack.set_result(ACCEPTED)
     assert await raw.read_packet() == ack_packet(PUBREC, 7)
     await raw.send(ack_packet(PUBREL, 7))
     assert await raw.read_packet() == ack_packet(PUBCOMP, 7)
@@ -42,7 +42,7 @@ async def test_qos2_resend_is_ingested_once(
     await raw.publish(topic, b'{"seq": 1}', qos=2, packet_id=9, dup=True)
     assert await raw.nothing_within(0.3), "a resend got PUBREC before the data was committed"
     assert item.ack is not None
-    item.ack.set_result(None)
+    item.ack.set_result(ACCEPTED)
     assert await raw.read_packet() == ack_packet(PUBREC, 9)
 
     await raw.publish(topic, b'{"seq": 1}', qos=2, packet_id=9, dup=True)
@@ -76,7 +76,7 @@ async def test_unacked_qos2_is_forgotten_when_the_client_leaves(
     await again.publish(topic, b'{"seq": 3}', qos=2, packet_id=11, dup=True)
     [_, second] = await sink.wait_for(vid, MessageKind.TELEMETRY, count=2)
     assert second.ack is not None
-    second.ack.set_result(None)
+    second.ack.set_result(ACCEPTED)
     assert await again.read_packet() == ack_packet(PUBREC, 11)
 
 

@@ -6,13 +6,16 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from api.auth import Caller, audit, ensure_fleet, requires
 from api.deps import ApiDeps, Deps
+from api.examples import body
+from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
 from api.problems import Problem, problem_response
-from api.rules import engine_of, parse_when
+from api.rules import engine_of
+from api.times import query_time
 from rules.alerts import Alert, AlertQuery, AlertState, AlertView, view
 from rules.evaluator import AlertNotOpen
 from security import Permission, PrincipalKind
@@ -21,8 +24,9 @@ from twin import InvalidPayload
 AlertId = Annotated[str, PathParameter(max_length=64, description="Alert id")]
 
 
-class AlertList(msgspec.Struct):
+class AlertList(msgspec.Struct, omit_defaults=True):
     items: list[AlertView]
+    next_cursor: str | None = None
 
 
 class AlertAction(msgspec.Struct, forbid_unknown_fields=True):
@@ -31,6 +35,10 @@ class AlertAction(msgspec.Struct, forbid_unknown_fields=True):
     # Recorded as given only in development mode; otherwise the authenticated user's name is recorded.
     user: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     note: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+
+_ACK_EXAMPLES = body(("note", "Acknowledge with a note", {"note": "driver called, on it"}), ("empty", "No note", {}))
+_CLEAR_EXAMPLES = body(("note", "Clear by hand with a note", {"note": "tyre replaced at the depot"}))
 
 
 def _conflict(request: Request[Any, Any, Any], exc: AlertNotOpen) -> Response[Problem]:
@@ -70,9 +78,11 @@ class AlertsController(Controller):
             str | None, QueryParameter(name="from", description="Raised at or after: RFC 3339 or epoch seconds")
         ] = None,
         to: Annotated[str | None, QueryParameter(description="Raised before: RFC 3339 or epoch seconds")] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> AlertList:
         engine = engine_of(deps)
+        size = page_size(limit, deps.max_page_size)
         state = state_
         wanted: AlertState | None = None
         if state not in (None, "open"):
@@ -88,12 +98,17 @@ class AlertsController(Controller):
             severity=severity,
             rule=rule,
             vehicle_id=vehicle,
-            start=parse_when(from_, "from"),
-            end=parse_when(to, "to"),
-            limit=min(limit, deps.max_page_size),
+            start=query_time(from_, "from"),
+            end=query_time(to, "to"),
+            limit=size + 1,
             fleets=principal.fleet_filter(),
+            before=decode_cursor(cursor, float, str) if cursor is not None else None,
         )
-        return AlertList(items=[view(a) for a in await engine.query_alerts(query)])
+        found = await engine.query_alerts(query)
+        more = len(found) > size
+        found = found[:size]
+        next_cursor = encode_cursor(found[-1].raised_at, found[-1].id) if more else None
+        return AlertList([view(a) for a in found], next_cursor)
 
     @get("/{alert_id:str}", summary="Read an alert", opt=requires(Permission.ALERTS_READ))
     async def get_alert(self, deps: Deps, principal: Caller, alert_id: AlertId) -> AlertView:
@@ -111,7 +126,7 @@ class AlertsController(Controller):
         deps: Deps,
         principal: Caller,
         alert_id: AlertId,
-        data: JSONBody[AlertAction],
+        data: Annotated[AlertAction, _ACK_EXAMPLES],
     ) -> Response[Any]:
         found = await _visible_alert(deps, principal, alert_id)
         try:
@@ -136,7 +151,7 @@ class AlertsController(Controller):
         deps: Deps,
         principal: Caller,
         alert_id: AlertId,
-        data: JSONBody[AlertAction],
+        data: Annotated[AlertAction, _CLEAR_EXAMPLES],
     ) -> Response[Any]:
         found = await _visible_alert(deps, principal, alert_id)
         try:

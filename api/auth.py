@@ -170,4 +170,6 @@ async def audit(
         found = request.state.get(_STATE_FLEET)
         fleet = found if isinstance(found, str) else await vehicle_fleet(deps, vehicle_id)
     actor = Actor.of(principal_of(request), remote_of(request))
-    await deps.security.audit(actor, action, vehicle_id=vehicle_id, fleet=fleet, target=target, detail=detail)
+    # The entry, like every response, leaves out what has no value rather than carrying nulls.
+    present = {k: v for k, v in (detail or {}).items() if v is not None}
+    await deps.security.audit(actor, action, vehicle_id=vehicle_id, fleet=fleet, target=target, detail=present)

@@ -16,13 +16,15 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import ServiceUnavailableException
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from api.auth import Caller, audit, ensure_fleet, remote_of, requires
 from api.deps import ApiDeps, Deps
+from api.examples import body
+from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
 from api.problems import Problem, problem_response
-from api.rules import parse_when
+from api.times import query_time
 from api.vehicles import VehicleId
 from rules import RuleSyntaxError
 from security import Permission, Principal, PrincipalKind
@@ -68,15 +70,47 @@ class JobRequest(msgspec.Struct, forbid_unknown_fields=True):
     precondition: str | None = None
 
 
-class CommandPage(msgspec.Struct):
+class CommandPage(msgspec.Struct, omit_defaults=True):
     items: list[CommandView]
-    # Pass as `cursor` for the next (older) page; null on the last page.
-    next_cursor: str | None
+    next_cursor: str | None = None
 
 
-class JobPage(msgspec.Struct):
+class JobPage(msgspec.Struct, omit_defaults=True):
     items: list[JobReport]
-    next_cursor: str | None
+    next_cursor: str | None = None
+
+
+_COMMAND_EXAMPLES = body(
+    ("locate", "Ask where the vehicle is", {"name": "locate"}),
+    (
+        "unlock",
+        "Unlock only when parked, within 5 minutes, once",
+        {
+            "name": "unlock",
+            "precondition": "speed == 0 and not ignition",
+            "ttl_s": 300,
+            "idempotency_key": "ticket-4711",
+        },
+    ),
+    ("honk", "A command with arguments", {"name": "honk", "args": {"times": 2}}),
+)
+_JOB_EXAMPLES = body(
+    (
+        "charge-limit",
+        "Set a charge limit on a fleet's charged vehicles, five a second",
+        {
+            "selector": {"fleet": "default", "filter": "soc > 20"},
+            "name": "set_charge_limit",
+            "args": {"limit": 80},
+            "rate": 5,
+        },
+    ),
+    (
+        "lock-depot",
+        "Lock every vehicle tagged depot=north, one a second",
+        {"selector": {"tags": {"depot": "north"}}, "name": "lock", "rate": 1, "ttl_s": 3600},
+    ),
+)
 
 
 def service_of(deps: ApiDeps) -> CommandService:
@@ -164,7 +198,7 @@ class VehicleCommandsController(Controller):
         principal: Caller,
         request: Request[Any, Any, Any],
         vehicle_id: VehicleId,
-        data: JSONBody[CommandRequest],
+        data: Annotated[CommandRequest, _COMMAND_EXAMPLES],
         wait: Wait = None,
         requested_by: RequestedBy = None,
     ) -> Response[Any]:
@@ -209,24 +243,24 @@ class VehicleCommandsController(Controller):
         job: Annotated[str | None, QueryParameter(description="Only commands of this fleet job")] = None,
         from_: Annotated[str | None, QueryParameter(name="from", description="Created at or after")] = None,
         to: Annotated[str | None, QueryParameter(description="Created before")] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> CommandPage:
-        limit = min(limit, deps.max_page_size)
+        limit = page_size(limit, deps.max_page_size)
         query = CommandQuery(
             vehicle_id=vehicle_id,
             job_id=job,
             states=tuple(state_ or ()),
             name=name,
-            since=parse_when(from_, "from"),
-            until=parse_when(to, "to"),
-            before=cursor,
+            since=query_time(from_, "from"),
+            until=query_time(to, "to"),
+            before=decode_cursor(cursor, str)[0] if cursor is not None else None,
             limit=limit + 1,
         )
         found = await service_of(deps).query(query)
         more = len(found) > limit
         found = found[:limit]
-        return CommandPage([view(c) for c in found], found[-1].id if more else None)
+        return CommandPage([view(c) for c in found], encode_cursor(found[-1].id) if more else None)
 
     @get("/{command_id:str}", summary="One command with its state history", opt=requires(Permission.COMMANDS_READ))
     async def get_command(
@@ -281,7 +315,7 @@ class FleetCommandsController(Controller):
         deps: Deps,
         principal: Caller,
         request: Request[Any, Any, Any],
-        data: JSONBody[JobRequest],
+        data: Annotated[JobRequest, _JOB_EXAMPLES],
         requested_by: RequestedBy = None,
     ) -> Response[Any]:
         service = service_of(deps)
@@ -319,14 +353,16 @@ class FleetCommandsController(Controller):
         self,
         deps: Deps,
         principal: Caller,
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> JobPage:
-        found = await service_of(deps).jobs(limit=limit + 1, before=cursor)
+        limit = page_size(limit, deps.max_page_size)
+        before = decode_cursor(cursor, str)[0] if cursor is not None else None
+        found = await service_of(deps).jobs(limit=limit + 1, before=before)
         more = len(found) > limit
         found = found[:limit]
         # The cursor follows every job read, so a page of other fleets' jobs still moves on.
-        next_cursor = found[-1].id if more else None
+        next_cursor = encode_cursor(found[-1].id) if more else None
         return JobPage([j for j in found if principal.sees(j.selector.fleet)], next_cursor)
 
     @get(

@@ -9,8 +9,10 @@ from litestar import Request
 
 from api.auth import ensure_fleet, remote_of
 from api.deps import ApiDeps
-from security import DEFAULT_FLEET, Actor, Principal, Provisioned, SecurityService
+from api.times import rfc3339
+from security import DEFAULT_FLEET, Actor, Principal, Provisioned, SecurityService, VehicleCredential
 from twin import StoreError
+from twin.telemetry import isoformat
 
 
 class NewVehicle(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,13 +34,20 @@ class ImportResult(msgspec.Struct):
     vehicles: list[VehicleSecret]
 
 
-class CredentialStatus(msgspec.Struct):
+class CredentialStatus(msgspec.Struct, omit_defaults=True):
     vehicle_id: str
     fleet: str
-    created_at: float
-    rotated_at: float | None
-    revoked_at: float | None
     active: bool
+    # RFC 3339; `rotated_at` and `revoked_at` only once that happened.
+    created_at: str
+    rotated_at: str | None = None
+    revoked_at: str | None = None
+
+
+def credential_status(c: VehicleCredential) -> CredentialStatus:
+    return CredentialStatus(
+        c.vehicle_id, c.fleet, c.active, rfc3339(c.created_at), isoformat(c.rotated_at), isoformat(c.revoked_at)
+    )
 
 
 def security_of(deps: ApiDeps) -> SecurityService:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,15 +20,17 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
+from api import paging
 from api.auth import Caller, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
+from api.times import query_time, rfc3339
 from api.vehicles import VehicleId
 from security import Permission
 from twin import HistoryRow, InvalidPayload, Order
 from twin.aggregates import parse_aggs, zone
 from twin.document import ConnectionView
 from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, Store, VehicleSet
-from twin.telemetry import isoformat, parse_time
+from twin.telemetry import isoformat
 
 # Rows read from the store per page of a CSV export.
 CSV_PAGE_ROWS = 5_000
@@ -45,45 +48,46 @@ def _ok(container: type[msgspec.Struct]) -> dict[int, ResponseSpec]:
     return {200: ResponseSpec(container, generate_examples=False, description="A page (JSON) or text/csv")}
 
 
-class HistoryPoint(msgspec.Struct):
+class HistoryPoint(msgspec.Struct, omit_defaults=True):
     ts: str
     received_at: str
-    seq: int | None
     data: dict[str, Any]
+    # The device's sequence number, when it sent one.
+    seq: int | None = None
 
 
-class HistoryPage(msgspec.Struct):
+class HistoryPage(msgspec.Struct, omit_defaults=True):
     vehicle_id: str
     items: list[HistoryPoint]
-    # Pass as `cursor` for the next page; null on the last page.
     next_cursor: str | None = None
 
 
-class PresenceOut(msgspec.Struct):
+class PresenceOut(msgspec.Struct, omit_defaults=True):
     ts: str
     connected: bool
     # Why the link dropped: clean, keepalive_timeout, taken_over, protocol_error, connection_lost, shutdown.
-    reason: str | None
+    reason: str | None = None
 
 
-class PresencePage(msgspec.Struct):
+class PresencePage(msgspec.Struct, omit_defaults=True):
     vehicle_id: str
     # The twin's view now; a drop still inside the debounce window shows here before it is an event.
     connection: ConnectionView
     items: list[PresenceOut]
+    next_cursor: str | None = None
 
 
-class FleetPoint(msgspec.Struct):
+class FleetPoint(msgspec.Struct, omit_defaults=True):
     vehicle_id: str
     ts: str
     received_at: str
-    seq: int | None
     data: dict[str, Any]
+    seq: int | None = None
 
 
-class FleetHistoryPage(msgspec.Struct):
+class FleetHistoryPage(msgspec.Struct, omit_defaults=True):
     items: list[FleetPoint]
-    next_cursor: str | None
+    next_cursor: str | None = None
 
 
 class BucketOut(msgspec.Struct):
@@ -95,11 +99,11 @@ class BucketOut(msgspec.Struct):
     values: dict[str, Any]
 
 
-class AggregateOut(msgspec.Struct):
+class AggregateOut(msgspec.Struct, omit_defaults=True):
     bucket: str
     tz: str
     items: list[BucketOut]
-    next_cursor: str | None
+    next_cursor: str | None = None
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -108,7 +112,7 @@ From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339 o
 To = Annotated[str | None, QueryParameter(description="RFC 3339 or epoch seconds, exclusive")]
 Fields = Annotated[str | None, QueryParameter(description="Comma-separated field paths, e.g. soc,gps.lat")]
 Limit = Annotated[int | None, QueryParameter(ge=1, description="Items per page (JSON: 1000 unless given)")]
-Cursor = Annotated[str | None, QueryParameter(description="next_cursor of the previous page")]
+Cursor = paging.Cursor
 Accept = Annotated[str | None, HeaderParameter(name="Accept")]
 Fleet = Annotated[str | None, QueryParameter(description="Vehicles of this fleet")]
 Tags = Annotated[
@@ -118,23 +122,6 @@ Vehicles = Annotated[list[str] | None, QueryParameter(name="vehicle", descriptio
 Tz = Annotated[str, QueryParameter(description="IANA time zone for 1d buckets, e.g. Europe/Paris")]
 Aggs = Annotated[str, QueryParameter(description=_AGG_HELP)]
 BucketParam = Annotated[Bucket, QueryParameter(description=_BUCKET_HELP)]
-
-
-def query_time(value: str | None, name: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(float(value) if _is_number(value) else value, field=name)
-    except InvalidPayload as exc:
-        raise InvalidPayload("bad_query", exc.detail) from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _fields(fields: str | None) -> tuple[str, ...] | None:
@@ -205,7 +192,8 @@ def _csv(lines: Iterable[list[str]]) -> str:
 def _csv_response(body: AsyncIterator[str], filename: str) -> Stream:
     return Stream(
         body,
-        media_type="text/csv; charset=utf-8",
+        # Litestar appends "; charset=utf-8" to text/* types.
+        media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
@@ -267,11 +255,11 @@ def _bucket_out(row: AggregateRow, tz: str) -> BucketOut:
 
 
 def _point(r: HistoryRow) -> HistoryPoint:
-    return HistoryPoint(isoformat(r.ts) or "", isoformat(r.received_at) or "", r.seq, r.data)
+    return HistoryPoint(rfc3339(r.ts), rfc3339(r.received_at), r.data, r.seq)
 
 
 def _fleet_point(r: HistoryRow) -> FleetPoint:
-    return FleetPoint(r.vehicle_id, isoformat(r.ts) or "", isoformat(r.received_at) or "", r.seq, r.data)
+    return FleetPoint(r.vehicle_id, rfc3339(r.ts), rfc3339(r.received_at), r.data, r.seq)
 
 
 class HistoryController(Controller):
@@ -330,18 +318,30 @@ class HistoryController(Controller):
         to: To = None,
         limit: Limit = None,
         order: Annotated[Order, QueryParameter(description="asc (oldest first) or desc")] = Order.ASC,
+        cursor: Cursor = None,
     ) -> PresencePage:
         doc = await deps.service.get_twin(vehicle_id)
-        query = PresenceQuery(
-            vehicle_id,
-            start=query_time(from_, "from"),
-            end=query_time(to, "to"),
-            limit=_page_limit(limit, deps),
-            order=order,
-        )
-        events = await deps.service.store.presence_history(query)
-        items = [PresenceOut(isoformat(e.ts) or "", e.connected, e.reason) for e in events]
-        return PresencePage(vehicle_id=vehicle_id, connection=doc.connection, items=items)
+        start, end = query_time(from_, "from"), query_time(to, "to")
+        size = _page_limit(limit, deps)
+        # The cursor is the last event's time and how many events at that time were sent: the next
+        # page starts at that time and skips them, so events sharing a timestamp are neither lost nor repeated.
+        skip, at = 0, None
+        if cursor is not None:
+            at, skip = paging.decode_cursor(cursor, float, int)
+            if order is Order.ASC:
+                start = at
+            else:
+                end = math.nextafter(at, math.inf)
+        query = PresenceQuery(vehicle_id, start=start, end=end, limit=size + skip + 1, order=order)
+        events = (await deps.service.store.presence_history(query))[skip:]
+        page = events[:size]
+        next_cursor = None
+        if len(events) > size:
+            last = page[-1].ts
+            same = sum(1 for e in page if e.ts == last)
+            next_cursor = paging.encode_cursor(last, same + (skip if at == last else 0))
+        items = [PresenceOut(rfc3339(e.ts), e.connected, e.reason) for e in page]
+        return PresencePage(vehicle_id=vehicle_id, connection=doc.connection, items=items, next_cursor=next_cursor)
 
     @get(
         "/vehicles/{vehicle_id:str}/history/aggregate",

@@ -9,6 +9,9 @@ from api.auth import OPT_PUBLIC_IF, requires
 from api.deps import Deps, Health
 from security import Permission
 
+# Litestar appends the charset to every text/* type itself; naming it here too would send it twice.
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+
 
 @get(
     "/healthz",
@@ -18,6 +21,9 @@ from security import Permission
 )
 async def healthz(deps: Deps) -> Response[Health]:
     report = await deps.health()
+    # A detail without a value (no commit error yet, no port while stopped) is left out, never null.
+    for component in report.components.values():
+        component.detail = {k: v for k, v in component.detail.items() if v is not None}
     return Response(report, status_code=200 if report.status == "ok" else 503)
 
 
@@ -29,4 +35,4 @@ async def healthz(deps: Deps) -> Response[Health]:
     opt=requires(Permission.OPS_READ, **{OPT_PUBLIC_IF: "public_metrics"}),
 )
 async def metrics(deps: Deps) -> Response[bytes]:
-    return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(deps.registry), media_type=METRICS_MEDIA_TYPE)

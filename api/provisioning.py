@@ -6,14 +6,24 @@ hash is stored. Revoking disconnects the vehicle at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from api.auth import Caller, ensure_fleet, remote_of, requires
-from api.credentials import CredentialStatus, ImportResult, VehicleSecret, secret_view, security_of
+from api.credentials import (
+    CredentialStatus,
+    ImportResult,
+    VehicleSecret,
+    credential_status,
+    secret_view,
+    security_of,
+)
 from api.deps import Deps
 from api.vehicles import VehicleId
 from security import DEFAULT_FLEET, Actor, Permission
@@ -22,6 +32,23 @@ from twin import InvalidPayload
 
 def _actor(request: Request[Any, Any, Any], principal: Caller) -> Actor:
     return Actor.of(principal, remote_of(request))
+
+
+@dataclass
+class CsvImportOperation(Operation):
+    """The import's body is raw CSV, which the handler reads itself; the schema still shows it, with an example."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={
+                "text/csv": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING),
+                    example="vehicle_id,model,depot\nveh-0101,Model 3,north\nveh-0102,e-Golf,south\n",
+                )
+            },
+            description="A header row with vehicle_id, then optional tag columns; UTF-8",
+            required=True,
+        )
 
 
 class ProvisioningController(Controller):
@@ -33,6 +60,7 @@ class ProvisioningController(Controller):
         summary="Provision every vehicle of a CSV (header: vehicle_id, then optional tag columns) into one fleet",
         status_code=HTTP_201_CREATED,
         opt=requires(Permission.VEHICLES_PROVISION),
+        operation_class=CsvImportOperation,
     )
     async def import_csv(
         self,
@@ -55,8 +83,7 @@ class ProvisioningController(Controller):
         opt=requires(Permission.VEHICLES_PROVISION),
     )
     async def credential_status(self, deps: Deps, vehicle_id: VehicleId) -> CredentialStatus:
-        c = await security_of(deps).credential(vehicle_id)
-        return CredentialStatus(c.vehicle_id, c.fleet, c.created_at, c.rotated_at, c.revoked_at, c.active)
+        return credential_status(await security_of(deps).credential(vehicle_id))
 
     @post(
         "/{vehicle_id:str}/credentials/rotate",
@@ -78,8 +105,7 @@ class ProvisioningController(Controller):
     async def revoke(
         self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, vehicle_id: VehicleId
     ) -> CredentialStatus:
-        c = await security_of(deps).revoke(vehicle_id, actor=_actor(request, principal))
-        return CredentialStatus(c.vehicle_id, c.fleet, c.created_at, c.rotated_at, c.revoked_at, c.active)
+        return credential_status(await security_of(deps).revoke(vehicle_id, actor=_actor(request, principal)))
 
     @delete(
         "/{vehicle_id:str}/credentials",

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ServiceUnavailableException
-from litestar.params import JSONBody, PathParameter
+from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from api.auth import Caller, audit, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
+from api.examples import body
+from api.paging import DEFAULT_LIMIT, Cursor, Limit, page_of, page_size
 from api.problems import Problem, problem_response
+from api.times import query_time
 from rules import RuleConfigError
 from rules.backtest import BacktestResult
 from rules.definitions import CompileProblem, RuleBody, RuleDefinition, RuleInvalid
 from rules.engine import RulesEngine
 from security import Permission
-from twin import InvalidPayload
-from twin.telemetry import parse_time
 
 RuleName = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Rule name")]
 
@@ -31,21 +31,9 @@ def engine_of(deps: ApiDeps) -> RulesEngine:
     return deps.rules
 
 
-def parse_when(value: str | float | None, name: str) -> float | None:
-    """An RFC 3339 time or epoch seconds from a query or body, or None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value)
-    try:
-        return parse_time(value, field=name)
-    except InvalidPayload as exc:
-        raise InvalidPayload("bad_query", exc.detail) from None
-
-
-class RuleList(msgspec.Struct):
+class RuleList(msgspec.Struct, omit_defaults=True):
     items: list[RuleDefinition]
+    next_cursor: str | None = None
 
 
 class ValidationResult(msgspec.Struct):
@@ -59,6 +47,40 @@ class BacktestRequest(msgspec.Struct, forbid_unknown_fields=True):
     to: str | float | None = None
     # Test this definition instead of the stored one (it need not be saved).
     rule: RuleBody | None = None
+
+
+_RULE = {
+    "when": "battery.temp_c > 60",
+    "for": "30s",
+    "severity": "critical",
+    "message": "Battery at {battery.temp_c} C",
+    "clear_when": "battery.temp_c < 55",
+}
+_RULE_EXAMPLES = body(
+    ("overheating", "Raise after 30 s above 60 C, clear below 55 C", _RULE),
+    (
+        "left-depot",
+        "Vehicles of one fleet leaving a zone",
+        {
+            "when": 'left("depot")',
+            "severity": "warning",
+            "message": "{vehicle_id} left the depot",
+            "selector": {"fleet": "default"},
+        },
+    ),
+)
+_VALIDATE_EXAMPLES = body(
+    ("valid", "A definition that compiles", {"name": "hot", **_RULE}),
+    ("invalid", "A definition with a syntax error (answered with line and column)", {"when": "soc <"}),
+)
+_BACKTEST_EXAMPLES = body(
+    (
+        "stored",
+        "The stored rule over one day of a vehicle",
+        {"vehicle_id": "veh-0007", "from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z"},
+    ),
+    ("draft", "An unsaved definition over the last day", {"vehicle_id": "veh-0007", "rule": {"when": "soc < 15"}}),
+)
 
 
 def invalid_rule(request: Request[Any, Any, Any], exc: RuleInvalid) -> Response[Problem]:
@@ -77,8 +99,10 @@ class RulesController(Controller):
     tags = ["rules"]  # noqa: RUF012 - Litestar reads this class attribute
 
     @get("/", summary="List rules", opt=requires(Permission.RULES_READ))
-    async def list_rules(self, deps: Deps) -> RuleList:
-        return RuleList(items=engine_of(deps).list_rules())
+    async def list_rules(self, deps: Deps, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> RuleList:
+        rules = engine_of(deps).list_rules()
+        items, next_cursor = page_of(rules, lambda r: r.name, page_size(limit, deps.max_page_size), cursor)
+        return RuleList(items, next_cursor)
 
     @get("/{name:str}", summary="Read a rule", opt=requires(Permission.RULES_READ))
     async def get_rule(self, deps: Deps, name: RuleName) -> RuleDefinition:
@@ -90,7 +114,7 @@ class RulesController(Controller):
         opt=requires(Permission.RULES_WRITE),
     )
     async def put_rule(
-        self, request: Request[Any, Any, Any], deps: Deps, name: RuleName, data: JSONBody[RuleBody]
+        self, request: Request[Any, Any, Any], deps: Deps, name: RuleName, data: Annotated[RuleBody, _RULE_EXAMPLES]
     ) -> Response[Any]:
         engine = engine_of(deps)
         try:
@@ -115,7 +139,7 @@ class RulesController(Controller):
         status_code=HTTP_200_OK,
         opt=requires(Permission.RULES_READ),
     )
-    async def validate(self, deps: Deps, data: JSONBody[dict[str, Any]]) -> ValidationResult:
+    async def validate(self, deps: Deps, data: Annotated[dict[str, Any], _VALIDATE_EXAMPLES]) -> ValidationResult:
         engine = engine_of(deps)
         body = dict(data)
         name = body.pop("name", "draft")
@@ -138,7 +162,7 @@ class RulesController(Controller):
         deps: Deps,
         principal: Caller,
         name: RuleName,
-        data: JSONBody[BacktestRequest],
+        data: Annotated[BacktestRequest, _BACKTEST_EXAMPLES],
     ) -> Response[Any]:
         engine = engine_of(deps)
         # The history replayed is the vehicle's: another fleet's vehicle is as if absent.
@@ -148,8 +172,8 @@ class RulesController(Controller):
             result: BacktestResult = await engine.backtest(
                 name,
                 data.vehicle_id,
-                parse_when(data.from_, "from"),
-                parse_when(data.to, "to"),
+                query_time(data.from_, "from"),
+                query_time(data.to, "to"),
                 definition=definition,
             )
         except RuleInvalid as exc:

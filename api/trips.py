@@ -11,7 +11,8 @@ from litestar.params import QueryParameter
 
 from api.auth import requires
 from api.deps import Deps
-from api.history import From, To, query_time
+from api.history import From, To
+from api.times import query_time
 from api.vehicles import VehicleId
 from security import Permission
 from twin import InvalidPayload
@@ -25,24 +26,26 @@ DEFAULT_SPAN_S = 86_400.0
 MAX_SPAN_S = 93 * 86_400.0
 
 
-class TripOut(msgspec.Struct):
+class TripOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A trip; what the history could not tell (no odometer and no GPS, say) is left out."""
+
     start: str
     end: str
     duration_s: float
-    distance_km: float | None
-    distance_source: str | None
-    max_speed_kmh: float | None
-    energy_used_pct: float | None
-    start_position: Position | None
-    end_position: Position | None
+    distance_km: float | None = None
+    distance_source: str | None = None
+    max_speed_kmh: float | None = None
+    energy_used_pct: float | None = None
+    start_position: Position | None = None
+    end_position: Position | None = None
     ongoing: bool
 
 
-class StopOut(msgspec.Struct):
+class StopOut(msgspec.Struct, omit_defaults=True):
     start: str
     end: str
     duration_s: float
-    position: Position | None
+    position: Position | None = None
 
 
 class TripsOut(msgspec.Struct):

@@ -12,14 +12,18 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.exceptions import PermissionDeniedException
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import Caller, remote_of, requires
 from api.credentials import security_of
 from api.deps import Deps
+from api.examples import body
+from api.paging import DEFAULT_LIMIT, Cursor, Limit, page_of, page_size
+from api.times import rfc3339
 from security import ALL_FLEETS, Actor, ApiToken, Permission, PrincipalKind, Role, User
 from twin import NotFound
+from twin.telemetry import isoformat
 
 UserName = Annotated[str, PathParameter(description="User name")]
 TokenId = Annotated[str, PathParameter(description="Token id (not the token)")]
@@ -37,9 +41,16 @@ class UserView(msgspec.Struct):
     name: str
     role: Role
     fleets: list[str]
-    created_at: float
+    # RFC 3339.
+    created_at: str
     has_password: bool
     disabled: bool
+
+
+class MeView(msgspec.Struct):
+    name: str
+    role: Role
+    fleets: list[str]
 
 
 class NewToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,13 +60,14 @@ class NewToken(msgspec.Struct, forbid_unknown_fields=True):
     label: str = ""
 
 
-class TokenView(msgspec.Struct):
+class TokenView(msgspec.Struct, omit_defaults=True):
     id: str
     user: str
     label: str
-    created_at: float
-    expires_at: float
-    revoked_at: float | None
+    # RFC 3339; `revoked_at` only once revoked.
+    created_at: str
+    expires_at: str
+    revoked_at: str | None = None
 
 
 class IssuedTokenView(TokenView):
@@ -63,20 +75,41 @@ class IssuedTokenView(TokenView):
     token: str = ""
 
 
-class UserList(msgspec.Struct):
+class UserList(msgspec.Struct, omit_defaults=True):
     items: list[UserView]
+    next_cursor: str | None = None
 
 
-class TokenList(msgspec.Struct):
+class TokenList(msgspec.Struct, omit_defaults=True):
     items: list[TokenView]
+    next_cursor: str | None = None
+
+
+_USER_EXAMPLES = body(
+    ("operator", "An operator of one fleet, API tokens only", {"name": "olga", "role": "operator", "fleets": ["acme"]}),
+    (
+        "dashboard",
+        "A maintenance user who also logs in to MQTT with a password",
+        {"name": "workshop", "role": "maintenance", "fleets": ["acme", "globex"], "password": "change-me-now"},
+    ),
+)
+_TOKEN_EXAMPLES = body(
+    ("own", "A token for yourself, with the default lifetime", {"label": "laptop"}),
+    ("for-user", "An admin issues a 30-day token for a user", {"user": "olga", "ttl_s": 2592000, "label": "ci"}),
+)
 
 
 def _user_view(u: User) -> UserView:
-    return UserView(u.name, u.role, list(u.fleets), u.created_at, u.password_hash is not None, u.disabled)
+    return UserView(u.name, u.role, list(u.fleets), rfc3339(u.created_at), u.password_hash is not None, u.disabled)
 
 
 def _token_view(t: ApiToken) -> TokenView:
-    return TokenView(t.id, t.user, t.label, t.created_at, t.expires_at, t.revoked_at)
+    return TokenView(t.id, t.user, t.label, rfc3339(t.created_at), rfc3339(t.expires_at), isoformat(t.revoked_at))
+
+
+def _token_order(t: ApiToken) -> str:
+    # Oldest first; fixed-width creation time, then the id for ties, so text order is time order.
+    return f"{t.created_at:020.6f}/{t.id}"
 
 
 def _covers(principal: Caller, fleets: tuple[str, ...] | list[str]) -> bool:
@@ -95,17 +128,20 @@ class UsersController(Controller):
     tags = ["users"]  # noqa: RUF012 - Litestar reads this class attribute
 
     @get("/", summary="List users", opt=requires(Permission.USERS_ADMIN))
-    async def list_users(self, deps: Deps, principal: Caller) -> UserList:
-        users = await security_of(deps).store.list_users()
-        return UserList([_user_view(u) for u in users if _covers(principal, u.fleets)])
+    async def list_users(
+        self, deps: Deps, principal: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    ) -> UserList:
+        users = [u for u in await security_of(deps).store.list_users() if _covers(principal, u.fleets)]
+        page, next_cursor = page_of(users, lambda u: u.name, page_size(limit, deps.max_page_size), cursor)
+        return UserList([_user_view(u) for u in page], next_cursor)
 
     @get("/me", summary="Who the token belongs to: name, role and fleets", opt=requires(Permission.TOKENS_OWN))
-    async def me(self, principal: Caller) -> dict[str, Any]:
-        return {"name": principal.name, "role": principal.role.value, "fleets": sorted(principal.fleets)}
+    async def me(self, principal: Caller) -> MeView:
+        return MeView(principal.name, principal.role, sorted(principal.fleets))
 
     @post("/", summary="Create a user", status_code=HTTP_201_CREATED, opt=requires(Permission.USERS_ADMIN))
     async def add_user(
-        self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, data: JSONBody[NewUser]
+        self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, data: Annotated[NewUser, _USER_EXAMPLES]
     ) -> UserView:
         if not _covers(principal, data.fleets):
             raise PermissionDeniedException(detail="you can only grant fleets you see yourself")
@@ -134,7 +170,7 @@ class TokensController(Controller):
         opt=requires(Permission.TOKENS_OWN),
     )
     async def issue(
-        self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, data: JSONBody[NewToken]
+        self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, data: Annotated[NewToken, _TOKEN_EXAMPLES]
     ) -> IssuedTokenView:
         security = security_of(deps)
         user = data.user or principal.name
@@ -144,18 +180,24 @@ class TokensController(Controller):
             if not _covers(principal, (await security.user(user)).fleets):
                 raise PermissionDeniedException(detail="this user has fleets you do not see")
         issued = await security.issue_token(user, actor=_actor(request, principal), ttl_s=data.ttl_s, label=data.label)
-        t = issued.token
-        return IssuedTokenView(t.id, t.user, t.label, t.created_at, t.expires_at, t.revoked_at, token=issued.secret)
+        return IssuedTokenView(**msgspec.structs.asdict(_token_view(issued.token)), token=issued.secret)
 
     @get("/", summary="List your tokens (admins: ?user=)", opt=requires(Permission.TOKENS_OWN))
     async def list_tokens(
-        self, deps: Deps, principal: Caller, user: Annotated[str | None, QueryParameter()] = None
+        self,
+        deps: Deps,
+        principal: Caller,
+        user: Annotated[str | None, QueryParameter()] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> TokenList:
         security = security_of(deps)
         whose = user or principal.name
         if whose != principal.name and not principal.can(Permission.USERS_ADMIN):
             raise PermissionDeniedException(detail="listing another user's tokens needs users:admin")
-        return TokenList([_token_view(t) for t in await security.store.list_tokens(whose)])
+        tokens = await security.store.list_tokens(whose)
+        page, next_cursor = page_of(tokens, _token_order, page_size(limit, deps.max_page_size), cursor)
+        return TokenList([_token_view(t) for t in page], next_cursor)
 
     @delete(
         "/{token_id:str}",

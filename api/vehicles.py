@@ -6,37 +6,37 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import Caller, audit, requires
 from api.credentials import NewVehicle, VehicleSecret, provision_one
 from api.deps import Deps
+from api.examples import body
+from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
+from api.times import query_time
 from security import Permission
 from twin import InvalidPayload, TwinDocument, TwinFilter
 from twin.document import TwinAsOf
-from twin.telemetry import parse_time
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")
 ]
 
 
-class VehiclePage(msgspec.Struct):
+class VehiclePage(msgspec.Struct, omit_defaults=True):
     items: list[TwinDocument]
-    # Pass as `cursor` to get the next page; null on the last page.
-    next_cursor: str | None
+    next_cursor: str | None = None
 
 
-def _time(value: str, name: str) -> float:
-    try:
-        return parse_time(float(value), field=name)
-    except ValueError:
-        pass
-    try:
-        return parse_time(value, field=name)
-    except InvalidPayload as exc:
-        raise InvalidPayload("bad_query", exc.detail) from None
+_VEHICLE_EXAMPLES = body(
+    ("one", "A vehicle of a fleet, with tags", {"vehicle_id": "veh-0042", "fleet": "acme", "tags": {"depot": "north"}}),
+)
+_DESIRED_EXAMPLES = body(
+    ("charge-limit", "Ask for a charge limit", {"charge_limit": 70}),
+    ("nested", "Merge into a nested object; null deletes a key", {"config": {"report_interval_s": 10, "debug": None}}),
+)
+_TAGS_EXAMPLES = body(("depot", "Move to another depot; null removes a tag", {"depot": "south", "driver": None}))
 
 
 def _etag(doc: TwinDocument) -> dict[str, str]:
@@ -64,10 +64,11 @@ class VehicleController(Controller):
         principal: Caller,
         connected: Annotated[bool | None, QueryParameter(description="Only vehicles (not) connected now")] = None,
         fleet: Annotated[str | None, QueryParameter()] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> VehiclePage:
-        limit = min(limit, deps.max_page_size)
+        limit = page_size(limit, deps.max_page_size)
+        after = decode_cursor(cursor, str)[0] if cursor is not None else None
         scope = principal.fleet_filter()
         if fleet is not None:
             fleets: tuple[str | None, ...] = (fleet,) if scope is None or fleet in scope else ()
@@ -76,12 +77,12 @@ class VehicleController(Controller):
         docs = []
         # One keyset query per fleet the caller sees, merged by vehicle id.
         for one in fleets:
-            query = TwinFilter(fleet=one, connected=connected, after=cursor, limit=limit + 1)
+            query = TwinFilter(fleet=one, connected=connected, after=after, limit=limit + 1)
             docs.extend(await deps.service.list_twins(query))
         docs.sort(key=lambda d: d.vehicle_id)
         more = len(docs) > limit
         docs = docs[:limit]
-        return VehiclePage(items=docs, next_cursor=docs[-1].vehicle_id if more else None)
+        return VehiclePage(items=docs, next_cursor=encode_cursor(docs[-1].vehicle_id) if more else None)
 
     @post(
         "/",
@@ -91,7 +92,11 @@ class VehicleController(Controller):
         opt=requires(Permission.VEHICLES_PROVISION),
     )
     async def provision(
-        self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, data: JSONBody[NewVehicle]
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        principal: Caller,
+        data: Annotated[NewVehicle, _VEHICLE_EXAMPLES],
     ) -> VehicleSecret:
         return await provision_one(request, deps, principal, data)
 
@@ -110,7 +115,7 @@ class VehicleController(Controller):
         ] = None,
     ) -> Response[TwinDocument | TwinAsOf]:
         if at is not None:
-            when = _time(at, "at")
+            when = query_time(at, "at") or 0.0
             return Response(await deps.service.twin_at(vehicle_id, when))
         doc = await deps.service.get_twin(vehicle_id)
         return Response(doc, headers=_etag(doc))
@@ -125,7 +130,7 @@ class VehicleController(Controller):
         request: Request[Any, Any, Any],
         deps: Deps,
         vehicle_id: VehicleId,
-        data: JSONBody[dict[str, Any]],
+        data: Annotated[dict[str, Any], _DESIRED_EXAMPLES],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
         ttl_s: Annotated[
             float | None, QueryParameter(gt=0, description="Expire pending values after this long")
@@ -145,7 +150,7 @@ class VehicleController(Controller):
         request: Request[Any, Any, Any],
         deps: Deps,
         vehicle_id: VehicleId,
-        data: JSONBody[dict[str, Any]],
+        data: Annotated[dict[str, Any], _TAGS_EXAMPLES],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
     ) -> Response[TwinDocument]:
         doc = await deps.service.patch_tags(vehicle_id, data, if_match=_if_match(if_match))

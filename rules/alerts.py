@@ -74,8 +74,8 @@ def alert_topic(alert: Alert) -> str:
     return "alerts/" + "/".join(_TOPIC_UNSAFE.sub("_", part) or "_" for part in parts)
 
 
-class AlertView(msgspec.Struct):
-    """An alert as the API and MQTT subscribers see it: RFC 3339 times."""
+class AlertView(msgspec.Struct, omit_defaults=True):
+    """An alert as the API and MQTT subscribers see it: RFC 3339 times, fields without a value left out."""
 
     id: str
     rule: str
@@ -144,6 +144,8 @@ class AlertQuery(msgspec.Struct, frozen=True):
     limit: int = 100
     # Alerts of these fleets only (a caller's tenant scope); None: every fleet.
     fleets: tuple[str, ...] | None = None
+    # Alerts strictly after this (raised_at, id) in newest-first order (keyset paging).
+    before: tuple[float, str] | None = None
 
     def admits(self, alert: Alert) -> bool:
         return (
@@ -155,4 +157,5 @@ class AlertQuery(msgspec.Struct, frozen=True):
             and (self.vehicle_id is None or alert.vehicle_id == self.vehicle_id)
             and (self.start is None or alert.raised_at >= self.start)
             and (self.end is None or alert.raised_at < self.end)
+            and (self.before is None or (alert.raised_at, alert.id) < self.before)
         )

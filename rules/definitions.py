@@ -122,7 +122,7 @@ class RuleBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
         return RuleDefinition(name=name, **msgspec.structs.asdict(self))
 
 
-class CompileProblem(msgspec.Struct, frozen=True):
+class CompileProblem(msgspec.Struct, frozen=True, omit_defaults=True):
     """One problem in one part of a definition (`when`, `clear_when`, `message`, ...)."""
 
     field: str

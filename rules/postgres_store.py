@@ -203,6 +203,9 @@ class PostgresRulesStore:
         if query.end is not None:
             where.append("raised_at < %s")
             args.append(_dt(query.end))
+        if query.before is not None:
+            where.append("(raised_at, id) < (%s, %s)")
+            args.extend((_dt(query.before[0]), query.before[1]))
         if query.fleets is not None:
             where.append("(doc->>'fleet') = ANY(%s)")
             args.append(list(query.fleets))

@@ -195,6 +195,9 @@ class SqliteRulesStore:
         if query.end is not None:
             where.append("raised_at < ?")
             args.append(query.end)
+        if query.before is not None:
+            where.append("(raised_at < ? OR (raised_at = ? AND id < ?))")
+            args.extend((query.before[0], query.before[0], query.before[1]))
         sql = f"SELECT doc FROM alerts WHERE {' AND '.join(where)} ORDER BY raised_at DESC, id DESC LIMIT ?"
         rows = await self._fetch(sql, (*args, query.limit))
         return [_decode_alert(row[0]) for row in rows]

@@ -32,6 +32,7 @@ from security.model import (
 from security.roles import Principal
 from security.store import AlreadyExists, SecurityStore
 from twin.errors import InvalidPayload, NotFound
+from twin.telemetry import isoformat
 
 log = structlog.get_logger(__name__)
 
@@ -314,7 +315,7 @@ class SecurityService:
         token = ApiToken(sec.new_id(), user, sec.token_digest(secret), now, now + ttl, label)
         await self.store.add_token(token)
         await self.audit(
-            actor, "token.create", target=user, detail={"token_id": token.id, "expires_at": token.expires_at}
+            actor, "token.create", target=user, detail={"token_id": token.id, "expires_at": isoformat(token.expires_at)}
         )
         return IssuedToken(token, secret)
 

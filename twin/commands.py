@@ -181,26 +181,26 @@ class TransitionView(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str | None = None
 
 
-class CommandView(msgspec.Struct, frozen=True):
-    """A command as the API returns it and as events carry it: times in RFC 3339."""
+class CommandView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A command as the API returns it and as events carry it: times in RFC 3339, fields without a value left out."""
 
     id: str
     vehicle_id: str
     name: str
     args: dict[str, Any]
     state: CommandState
-    created_at: str | None
-    updated_at: str | None
-    expires_at: str | None
-    sent_at: str | None
+    created_at: str | None = None
+    updated_at: str | None = None
+    expires_at: str | None = None
+    sent_at: str | None = None
     attempts: int
-    precondition: str | None
-    idempotency_key: str | None
-    job_id: str | None
+    precondition: str | None = None
+    idempotency_key: str | None = None
+    job_id: str | None = None
     requested_by: str
-    source: str | None
-    detail: str | None
-    result: dict[str, Any] | None
+    source: str | None = None
+    detail: str | None = None
+    result: dict[str, Any] | None = None
     history: list[TransitionView]
 
 

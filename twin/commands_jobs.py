@@ -130,7 +130,7 @@ class JobTransitionView(msgspec.Struct, omit_defaults=True):
     detail: str | None = None
 
 
-class JobReport(msgspec.Struct):
+class JobReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A job as the API returns it: settings, progress counts and, when asked, per-vehicle outcomes."""
 
     id: str
@@ -139,13 +139,13 @@ class JobReport(msgspec.Struct):
     selector: Selector
     rate: float
     ttl_s: float
-    precondition: str | None
+    precondition: str | None = None
     state: JobState
     requested_by: str
-    source: str | None
-    created_at: str | None
-    updated_at: str | None
-    finished_at: str | None
+    source: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
     progress: Progress
     history: list[JobTransitionView]
     outcomes: list[Outcome] | None = None

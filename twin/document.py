@@ -10,13 +10,15 @@ from twin.paths import materialise, set_path, split
 from twin.telemetry import isoformat
 
 
-class ConnectionView(msgspec.Struct):
-    connected: bool = False
+class ConnectionView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Times and the reason appear once known; `connected` and `reporting` always."""
+
+    connected: bool
     since: str | None = None
     last_seen: str | None = None
     disconnect_reason: str | None = None
     # Connected but silent for longer than the reporting window is not reporting.
-    reporting: bool = False
+    reporting: bool
 
 
 class Metadata(msgspec.Struct):

@@ -53,7 +53,7 @@ async def _walk(client: httpx.AsyncClient, url: str, params: dict, key: str = "i
     while True:
         body = (await client.get(url, params={**params, **({"cursor": cursor} if cursor else {})})).json()
         items.extend(body[key])
-        if body["next_cursor"] is None:
+        if "next_cursor" not in body:
             return items
         cursor = body["next_cursor"]
 

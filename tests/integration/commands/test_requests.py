@@ -73,7 +73,7 @@ async def test_listing_filters_newest_first_and_pages(hub, http, clients, vid):
     assert [c["id"] for c in page["items"]] == [ids[4], ids[3]]
     rest = (await http.get(url, params={"limit": 10, "cursor": page["next_cursor"]})).json()
     assert [c["id"] for c in rest["items"]] == [ids[2], ids[1], ids[0]]
-    assert rest["next_cursor"] is None
+    assert "next_cursor" not in rest
     locks = (await http.get(url, params={"name": "lock", "state": "queued"})).json()["items"]
     assert [c["id"] for c in locks] == [ids[4], ids[2]]
     both = (await http.get(url, params=[("state", "queued"), ("state", "cancelled")])).json()["items"]

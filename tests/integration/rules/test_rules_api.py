@@ -65,12 +65,14 @@ async def test_put_refuses_invalid_rules_with_positions(http, rule_name):
 
 
 async def test_zones_put_get_delete(http, rule_name):
-    """Zones are created, read, listed and deleted; a bad zone is refused."""
+    """Zones are created, read, listed (an array of named zones) and deleted; a bad zone is refused."""
     name = f"z-{rule_name}"
     polygon = {"kind": "polygon", "vertices": [{"lat": 0, "lon": 0}, {"lat": 0, "lon": 1}, {"lat": 1, "lon": 1}]}
-    assert (await http.put(f"/api/v1/zones/{name}", json=polygon)).status_code == 201
-    assert (await http.get(f"/api/v1/zones/{name}")).json() == polygon
-    assert name in (await http.get("/api/v1/zones")).json()["items"]
+    created = await http.put(f"/api/v1/zones/{name}", json=polygon)
+    assert created.status_code == 201
+    assert created.json() == {"name": name, **polygon}
+    assert (await http.get(f"/api/v1/zones/{name}")).json() == {"name": name, **polygon}
+    assert {"name": name, **polygon} in (await http.get("/api/v1/zones")).json()["items"]
     bad = await http.put(f"/api/v1/zones/{name}", json={"kind": "circle", "lat": 0, "lon": 0, "radius_m": -1})
     assert bad.status_code == 400
     assert (await http.delete(f"/api/v1/zones/{name}")).status_code == 204
@@ -133,7 +135,7 @@ clear_when = 'inside("depot")'
             names = [r["name"] for r in (await http.get("/api/v1/rules")).json()["items"]]
             assert names == ["hot-battery", "left-depot"]
             assert (await http.get("/api/v1/rules/hot-battery")).json()["for"] == "30s"
-            assert "depot" in (await http.get("/api/v1/zones")).json()["items"]
+            assert [z["name"] for z in (await http.get("/api/v1/zones")).json()["items"]] == ["depot"]
         finally:
             await http.aclose()
 
@@ -164,8 +166,9 @@ async def test_zones_from_settings_and_zones_file(store_url, tmp_path, clients, 
     settings = msgspec.structs.replace(base, rules=settings.rules)
     async with Hub(settings) as hub, httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}") as http:
         zones = (await http.get("/api/v1/zones")).json()["items"]
-        assert zones["depot"] == {"kind": "circle", "lat": 19.4326, "lon": -99.1332, "radius_m": 500.0}
-        assert zones["yard"]["kind"] == "polygon"
+        assert [z["name"] for z in zones] == ["depot", "yard"]
+        assert zones[0] == {"name": "depot", "kind": "circle", "lat": 19.4326, "lon": -99.1332, "radius_m": 500.0}
+        assert zones[1]["kind"] == "polygon"
         unknown = await http.put("/api/v1/rules/in-nowhere", json={"when": 'inside("nowhere")'})
         assert unknown.status_code == 422
         assert "nowhere" in unknown.text

@@ -21,7 +21,7 @@ from api.deps import Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, page_of, page_size
 from api.times import rfc3339
-from security import ALL_FLEETS, Actor, ApiToken, Permission, PrincipalKind, Role, User
+from security import ALL_FLEETS, Actor, ApiToken, Permission, Principal, PrincipalKind, Role, SecurityService, User
 from twin import NotFound
 from twin.telemetry import isoformat
 
@@ -119,6 +119,19 @@ def _covers(principal: Caller, fleets: tuple[str, ...] | list[str]) -> bool:
     return ALL_FLEETS not in fleets and all(principal.sees(f) for f in fleets)
 
 
+async def _tokens_visible(security: SecurityService, principal: Principal, user: str) -> bool:
+    """Whether `principal` may see and revoke `user`'s tokens: its own, or as an admin covering every fleet of theirs.
+
+    A user that no longer exists counts as one of every fleet, so only a global admin sees its leftover tokens.
+    """
+    if user == principal.name and principal.kind is PrincipalKind.USER:
+        return True
+    if not principal.can(Permission.USERS_ADMIN):
+        return False
+    found = await security.store.get_user(user)
+    return _covers(principal, found.fleets if found is not None else (ALL_FLEETS,))
+
+
 def _actor(request: Request[Any, Any, Any], principal: Caller) -> Actor:
     return Actor.of(principal, remote_of(request))
 
@@ -195,6 +208,9 @@ class TokensController(Controller):
         whose = user or principal.name
         if whose != principal.name and not principal.can(Permission.USERS_ADMIN):
             raise PermissionDeniedException(detail="listing another user's tokens needs users:admin")
+        if not await _tokens_visible(security, principal, whose):
+            # A user of fleets the caller does not see is as absent as in GET /users.
+            raise NotFound(f"user '{whose}' not found")
         tokens = await security.store.list_tokens(whose)
         page, next_cursor = page_of(tokens, _token_order, page_size(limit, deps.max_page_size), cursor)
         return TokenList([_token_view(t) for t in page], next_cursor)
@@ -207,7 +223,7 @@ class TokensController(Controller):
     async def revoke(self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, token_id: TokenId) -> None:
         security = security_of(deps)
         token = await security.store.get_token(token_id)
-        if token is not None and token.user != principal.name and not principal.can(Permission.USERS_ADMIN):
+        if token is not None and not await _tokens_visible(security, principal, token.user):
             token = None
         if token is None:
             raise NotFound(f"token '{token_id}' not found")

@@ -70,7 +70,12 @@ def add_parsers(
 @contextlib.asynccontextmanager
 async def _opened(settings: Settings) -> AsyncIterator[tuple[SecurityService, Store]]:
     async with open_store(settings.store) as store, open_security_store(settings.store) as sec_store:
-        service = SecurityService(sec_store, token_ttl_s=settings.auth.token_ttl_days * 86400, verify_cache_s=0)
+        service = SecurityService(
+            sec_store,
+            token_ttl_s=settings.auth.token_ttl_days * 86400,
+            max_token_ttl_s=settings.auth.max_token_ttl_days * 86400,
+            verify_cache_s=0,
+        )
 
         async def provision_twin(vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
             now = time.time()

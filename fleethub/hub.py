@@ -63,6 +63,7 @@ class Hub:
             self.security_store,
             verify_cache_s=settings.auth.verify_cache_s,
             token_ttl_s=settings.auth.token_ttl_days * 86400,
+            max_token_ttl_s=settings.auth.max_token_ttl_days * 86400,
             bootstrap_token=settings.auth.bootstrap_token,
         )
 

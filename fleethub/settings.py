@@ -134,6 +134,8 @@ class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bootstrap_token: str = ""
     # Lifetime of a new API token unless the request asks for less.
     token_ttl_days: float = 90.0
+    # The longest lifetime a token may be issued with (API, CLI); longer requests are refused.
+    max_token_ttl_days: float = 365.0
     # Seconds a successful argon2 check of a vehicle secret or password is remembered (0: never).
     verify_cache_s: float = 60.0
     # GET /healthz and GET /metrics without a token; false requires a token with the ops:read permission.
@@ -348,6 +350,12 @@ def _validate_security(settings: Settings) -> None:
     )
     auth = settings.auth
     _check(auth.token_ttl_days > 0, "auth.token_ttl_days", "positive", auth.token_ttl_days)
+    _check(
+        auth.token_ttl_days <= auth.max_token_ttl_days,
+        "auth.token_ttl_days",
+        "at most auth.max_token_ttl_days",
+        auth.token_ttl_days,
+    )
     _check(auth.verify_cache_s >= 0, "auth.verify_cache_s", "0 (off) or more", auth.verify_cache_s)
     _check(
         not auth.bootstrap_token or len(auth.bootstrap_token) >= 32,

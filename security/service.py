@@ -87,6 +87,7 @@ class SecurityService:
         *,
         verify_cache_s: float = 60.0,
         token_ttl_s: float = 90 * 86400,
+        max_token_ttl_s: float = 365 * 86400,
         bootstrap_token: str = "",
         max_parallel_hashes: int = 4,
         clock: Callable[[], float] = time.time,
@@ -97,6 +98,10 @@ class SecurityService:
         # during a reconnect storm, and the event loop never runs a hash itself.
         self._argon2_slots = asyncio.Semaphore(max_parallel_hashes)
         self.token_ttl_s = token_ttl_s
+        self.max_token_ttl_s = max_token_ttl_s
+        # An argon2 hash of a random secret nobody knows: logins of unknown users verify against it,
+        # so a refusal takes as long whether or not the name exists. Made on first use.
+        self._dummy_hash: str | None = None
         self._bootstrap = bootstrap_token
         self.clock = clock
         self.on_provision: list[OnProvision] = []
@@ -211,6 +216,13 @@ class SecurityService:
 
     # -- logins ------------------------------------------------------------------------
 
+    async def _verify_nobody(self, secret: str) -> None:
+        """Spend what a real check costs, for a name that has no hash to check against."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await asyncio.to_thread(sec.hash_password, sec.new_secret())
+        async with self._argon2_slots:
+            await asyncio.to_thread(sec.verify_password, self._dummy_hash, secret)
+
     async def _verify(self, name: str, stored_hash: str, secret: str) -> bool:
         if self.cache.hit(name, stored_hash, secret):
             return True
@@ -242,6 +254,7 @@ class SecurityService:
             return principal if principal is not None and principal.name == name else None
         user = await self.store.get_user(name)
         if user is None or user.disabled or user.password_hash is None:
+            await self._verify_nobody(secret)
             return None
         if not await self._verify(name, user.password_hash, secret):
             return None
@@ -308,8 +321,13 @@ class SecurityService:
     async def issue_token(self, user: str, *, actor: Actor, ttl_s: float | None = None, label: str = "") -> IssuedToken:
         await self.user(user)
         ttl = self.token_ttl_s if ttl_s is None else ttl_s
-        if ttl <= 0:
+        if not ttl > 0:
             raise InvalidPayload("bad_ttl", f"a token lifetime must be positive (seconds), got {ttl}")
+        if ttl > self.max_token_ttl_s:
+            raise InvalidPayload(
+                "ttl_too_long",
+                f"a token lives at most {self.max_token_ttl_s:g} s (auth.max_token_ttl_days), asked for {ttl:g} s",
+            )
         secret = sec.new_token()
         now = self.clock()
         token = ApiToken(sec.new_id(), user, sec.token_digest(secret), now, now + ttl, label)

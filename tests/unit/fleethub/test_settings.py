@@ -48,6 +48,10 @@ def test_secure_by_default() -> None:
         ({"FLEETHUB_MQTT_TLS_CLIENT_CERT_AUTH": "true"}, "setting 'mqtt.tls_client_cert_auth'"),
         ({"FLEETHUB_AUTH_BOOTSTRAP_TOKEN": "short"}, "setting 'auth.bootstrap_token' must be empty or at least 32"),
         ({"FLEETHUB_ABUSE_MESSAGE_BURST": "0"}, "setting 'abuse.message_burst' must be at least 1"),
+        (
+            {"FLEETHUB_AUTH_TOKEN_TTL_DAYS": "400"},
+            "setting 'auth.token_ttl_days' must be at most auth.max_token_ttl_days, got 400",
+        ),
     ],
 )
 def test_security_settings_are_validated(environ: dict[str, str], message: str) -> None:

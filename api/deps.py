@@ -33,6 +33,9 @@ class ApiDeps:
     max_page_size: int = 1000
     max_history_rows: int = 10_000
     max_body_bytes: int = 65_536
+    # CSV exports: rows per store read, and the size of the chunks handed to the HTTP server (api.export).
+    export_rows_per_read: int = 1000
+    export_chunk_bytes: int = 65_536
     # None when the rules engine is off; the rules, zones and alerts API then answers 503.
     rules: RulesEngine | None = None
     # Remote commands and fleet jobs (api/commands.py).

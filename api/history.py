@@ -1,17 +1,13 @@
 """Telemetry history: raw points and bucketed aggregates, of one vehicle or a fleet, as JSON or CSV.
 
 Pages are keyset-paged with an opaque `cursor`. With `Accept: text/csv` the whole
-range is streamed, read from the store a page at a time, so an export of a fleet's
-month never sits in the hub's memory.
+range is streamed with backpressure (`api.export`), so an export of a fleet's month
+never sits in the hub's memory, not even for a client that stops reading.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -23,17 +19,14 @@ from litestar.response import Stream
 from api import paging
 from api.auth import Caller, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
+from api.export import aggregate_csv, bucket_time, csv_response, point_csv
 from api.times import query_time, rfc3339
 from api.vehicles import VehicleId
 from security import Permission
 from twin import HistoryRow, InvalidPayload, Order
 from twin.aggregates import parse_aggs, zone
 from twin.document import ConnectionView
-from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, Store, VehicleSet
-from twin.telemetry import isoformat
-
-# Rows read from the store per page of a CSV export.
-CSV_PAGE_ROWS = 5_000
+from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, VehicleSet
 
 _AGG_HELP = (
     "Comma-separated field:function pairs, functions avg|min|max|last|count, e.g. soc:avg,speed:max,soc:min. "
@@ -167,74 +160,6 @@ def _page_limit(limit: int | None, deps: ApiDeps) -> int:
     return min(limit or 1000, deps.max_history_rows)
 
 
-def _bucket_time(ts: float, tz: str) -> str:
-    text = datetime.fromtimestamp(ts, zone(tz)).isoformat(timespec="seconds")
-    return text.replace("+00:00", "Z") if tz == "UTC" else text
-
-
-# -- CSV -------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return msgspec.json.encode(value).decode()
-
-
-def _csv(lines: Iterable[list[str]]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(lines)
-    return out.getvalue()
-
-
-def _csv_response(body: AsyncIterator[str], filename: str) -> Stream:
-    return Stream(
-        body,
-        # Litestar appends "; charset=utf-8" to text/* types.
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
-async def _point_csv(store: Store, query: PointQuery, cap: int | None) -> AsyncIterator[str]:
-    columns = list(query.fields) if query.fields is not None else ["data"]
-    yield _csv([["vehicle_id", "ts", "received_at", "seq", *columns]])
-    sent, cursor = 0, None
-    while cap is None or sent < cap:
-        size = CSV_PAGE_ROWS if cap is None else min(CSV_PAGE_ROWS, cap - sent)
-        page = await store.history_page(msgspec.structs.replace(query, cursor=cursor, limit=size))
-        lines = []
-        for r in page.rows:
-            values = [r.data.get(c) for c in columns] if query.fields is not None else [r.data]
-            lines.append([r.vehicle_id, isoformat(r.ts) or "", isoformat(r.received_at) or "", _cell(r.seq)])
-            lines[-1].extend(_cell(v) for v in values)
-        sent += len(page.rows)
-        yield _csv(lines)
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
-
-
-async def _aggregate_csv(store: Store, query: AggregateQuery, cap: int | None) -> AsyncIterator[str]:
-    keys = [a.key for a in query.aggs]
-    yield _csv([["vehicle_id", "bucket", "rows", *keys]])
-    sent, cursor = 0, None
-    while cap is None or sent < cap:
-        size = CSV_PAGE_ROWS if cap is None else min(CSV_PAGE_ROWS, cap - sent)
-        page = await store.aggregate(msgspec.structs.replace(query, cursor=cursor, limit=size))
-        lines = [
-            [r.vehicle_id, _bucket_time(r.bucket, query.tz), str(r.rows), *(_cell(r.values[k]) for k in keys)]
-            for r in page.rows
-        ]
-        sent += len(page.rows)
-        yield _csv(lines)
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
-
-
 # -- shared bodies -----------------------------------------------------------------------
 
 
@@ -244,14 +169,15 @@ async def _aggregate(
     zone(query.tz)  # refuse a bad zone before streaming starts
     store = deps.service.store
     if _wants_csv(accept):
-        return _csv_response(_aggregate_csv(store, query, limit), filename)
+        body = aggregate_csv(store, query, limit, deps.export_rows_per_read, deps.export_chunk_bytes)
+        return csv_response(body, filename)
     page = await store.aggregate(msgspec.structs.replace(query, limit=_page_limit(limit, deps)))
     items = [_bucket_out(r, query.tz) for r in page.rows]
     return Response(AggregateOut(query.bucket.value, query.tz, items, page.next_cursor))
 
 
 def _bucket_out(row: AggregateRow, tz: str) -> BucketOut:
-    return BucketOut(row.vehicle_id, _bucket_time(row.bucket, tz), row.rows, row.values)
+    return BucketOut(row.vehicle_id, bucket_time(row.bucket, tz), row.rows, row.values)
 
 
 def _point(r: HistoryRow) -> HistoryPoint:
@@ -296,7 +222,8 @@ class HistoryController(Controller):
         )
         store = deps.service.store
         if _wants_csv(accept):
-            return _csv_response(_point_csv(store, query, limit), f"history-{vehicle_id}.csv")
+            body = point_csv(store, query, limit, deps.export_rows_per_read, deps.export_chunk_bytes)
+            return csv_response(body, f"history-{vehicle_id}.csv")
         page = await store.history_page(msgspec.structs.replace(query, limit=_page_limit(limit, deps)))
         items = [_point(r) for r in page.rows]
         return Response(HistoryPage(vehicle_id=vehicle_id, items=items, next_cursor=page.next_cursor))
@@ -410,7 +337,8 @@ class HistoryController(Controller):
         )
         store = deps.service.store
         if _wants_csv(accept):
-            return _csv_response(_point_csv(store, query, limit), "history.csv")
+            body = point_csv(store, query, limit, deps.export_rows_per_read, deps.export_chunk_bytes)
+            return csv_response(body, "history.csv")
         page = await store.history_page(msgspec.structs.replace(query, limit=_page_limit(limit, deps)))
         items = [_fleet_point(r) for r in page.rows]
         return Response(FleetHistoryPage(items=items, next_cursor=page.next_cursor))

@@ -54,6 +54,11 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_page_size: int = 1000
     # Rows of one history query at most.
     max_history_rows: int = 10_000
+    # CSV exports read this many rows from the store at a time and hand the HTTP server chunks of about
+    # this many bytes; the next is made only when the client has taken the last, so a client that stops
+    # reading holds one read and one chunk (plus the kernel's socket buffers), never the export.
+    export_rows_per_read: int = 1000
+    export_chunk_bytes: int = 65_536
 
 
 class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -302,6 +307,9 @@ def validate(settings: Settings) -> None:
         _check(value >= 1, f"limits.{field}", "at least 1", value)
     _check(settings.http.max_page_size >= 1, "http.max_page_size", "at least 1", settings.http.max_page_size)
     _check(settings.http.max_history_rows >= 1, "http.max_history_rows", "at least 1", settings.http.max_history_rows)
+    http = settings.http
+    _check(http.export_rows_per_read >= 1, "http.export_rows_per_read", "at least 1", http.export_rows_per_read)
+    _check(http.export_chunk_bytes >= 1024, "http.export_chunk_bytes", "at least 1024", http.export_chunk_bytes)
     _check(settings.demo.vehicles >= 0, "demo.vehicles", "0 or more", settings.demo.vehicles)
     _check(settings.demo.interval_s > 0, "demo.interval_s", "positive", settings.demo.interval_s)
     runtime = settings.runtime

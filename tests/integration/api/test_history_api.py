@@ -10,7 +10,6 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-import api.history
 from api import ApiDeps, ComponentHealth, Health, create_app
 from twin import Inbound, MessageKind, SqliteStore, TwinService, running
 
@@ -29,7 +28,16 @@ async def env(tmp_path):
         service = TwinService(store)
         async with running(service):
             app = create_app(
-                ApiDeps(service=service, registry=registry, health=_ok_health, max_history_rows=50, auth_enabled=False)
+                ApiDeps(
+                    service=service,
+                    registry=registry,
+                    health=_ok_health,
+                    max_history_rows=50,
+                    # Tiny reads and chunks, so an export of a few rows spans several of each.
+                    export_rows_per_read=2,
+                    export_chunk_bytes=64,
+                    auth_enabled=False,
+                )
             )
             # Same event loop as the service: the consumer's futures must not cross loops.
             transport = httpx.ASGITransport(app=app)
@@ -114,7 +122,6 @@ async def test_csv_export_streams_every_page(env, monkeypatch) -> None:
     """Accept: text/csv streams the whole range, read from the store a small page at a time."""
     client, service = env
     await _series(service, "veh-c", 9)
-    monkeypatch.setattr(api.history, "CSV_PAGE_ROWS", 2)
     store = service.store
     calls: list[int] = []
     original = store.history_page
@@ -143,11 +150,10 @@ async def test_csv_export_streams_every_page(env, monkeypatch) -> None:
     assert json.loads(rows[1][-1]) == {"soc": 80, "speed": 0}
 
 
-async def test_csv_aggregate_export(env, monkeypatch) -> None:
+async def test_csv_aggregate_export(env) -> None:
     """Aggregates export as CSV with one column per field:function."""
     client, service = env
     await _series(service, "veh-x", 9, step=60)
-    monkeypatch.setattr(api.history, "CSV_PAGE_ROWS", 4)
     resp = await client.get(
         "/api/v1/history/aggregate",
         params={"vehicle": "veh-x", "bucket": "5m", "agg": "soc:max,speed:avg"},

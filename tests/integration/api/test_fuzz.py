@@ -42,7 +42,7 @@ _VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 def _document() -> dict:
     """The OpenAPI document exactly as the hub serves it (built without starting one)."""
-    app = create_app(ApiDeps(service=None, registry=CollectorRegistry(), health=None))  # type: ignore[arg-type]
+    app = create_app(ApiDeps(service=None, registry=CollectorRegistry(), health=None))
     return app.openapi_schema.to_schema()
 
 
@@ -128,8 +128,8 @@ def fuzz_hub(tmp_path_factory) -> Iterator[FuzzHub]:
     thread.start()
     assert started.wait(30), "the hub did not start"
     if "error" in ready:
-        raise RuntimeError("the hub failed to start") from ready["error"]  # type: ignore[arg-type]
-    canary = Canary(int(ready["mqtt"]), str(ready["canary_secret"]))  # type: ignore[call-overload]
+        raise RuntimeError("the hub failed to start") from ready["error"]
+    canary = Canary(int(ready["mqtt"]), str(ready["canary_secret"]))
     canary_thread = threading.Thread(target=canary.run, name="fuzz-canary", daemon=True)
     canary_thread.start()
     try:

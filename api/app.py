@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from api.alerts import AlertsController
 from api.audit import AuditController
 from api.auth import authorize, principal_of
+from api.body_depth import limit_json_depth
 from api.commands import FleetCommandsController, VehicleCommandsController
 from api.deps import ApiDeps
 from api.history import HistoryController
@@ -68,7 +69,7 @@ def create_app(deps: ApiDeps) -> Litestar:
             HTTPException: http_exception_handler,
             Exception: fleethub_error_handler,
         },
-        middleware=[observe_requests(http_metrics)],
+        middleware=[observe_requests(http_metrics), limit_json_depth(deps.max_body_depth, deps.max_body_bytes)],
         openapi_config=OpenAPIConfig(
             title="fleethub",
             version="1",

@@ -33,6 +33,8 @@ class ApiDeps:
     max_page_size: int = 1000
     max_history_rows: int = 10_000
     max_body_bytes: int = 65_536
+    # JSON request bodies nested deeper than this are refused before they are decoded (api.body_depth).
+    max_body_depth: int = 32
     # CSV exports: rows per store read, and the size of the chunks handed to the HTTP server (api.export).
     export_rows_per_read: int = 1000
     export_chunk_bytes: int = 65_536

@@ -53,6 +53,11 @@ def fleethub_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
             problem = Problem(_type("limit-exceeded"), "Limit exceeded", 422, exc.detail, reason=exc.reason)
         case InvalidPayload():
             problem = Problem(_type("invalid-payload"), "Invalid payload", 422, exc.detail, reason=exc.reason)
+        case RecursionError():
+            # Decoding recursed past the interpreter's limit: too deep to be a request the hub serves.
+            problem = Problem(
+                _type("bad-request"), "Bad request", 400, "the request is nested too deeply", reason="too_deep"
+            )
         case StoreError():
             log.error("store error", path=request.url.path, error=str(exc))
             problem = Problem(_type("store-unavailable"), "Store unavailable", 503, str(exc))
@@ -72,11 +77,14 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     if isinstance(exc, HTTPException):
         status = exc.status_code
         title = {
+            400: "Bad request",
             401: "Unauthorized",
             403: "Forbidden",
             404: "Not found",
             405: "Method not allowed",
             413: "Payload too large",
+            415: "Unsupported media type",
+            429: "Too many requests",
         }.get(status, "HTTP error")
         return problem_response(request, Problem(_type(f"http-{status}"), title, status, exc.detail), exc.headers)
     return fleethub_error_handler(request, exc)

@@ -102,6 +102,8 @@ class TripController(Controller):
         end = query_time(to, "to") or time.time()
         start = query_time(from_, "from")
         start = end - DEFAULT_SPAN_S if start is None else start
+        if start > end:
+            raise InvalidPayload("bad_query", "'from' must not be after 'to'")
         if end - start > MAX_SPAN_S:
             raise InvalidPayload("range_too_long", "trips cover at most 93 days per request; narrow from/to")
         detector = TripDetector(TripSettings(speed_threshold_kmh=speed_threshold_kmh, dwell_s=dwell_s))

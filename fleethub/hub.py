@@ -154,6 +154,7 @@ class Hub:
             max_history_rows=s.http.max_history_rows,
             export_rows_per_read=s.http.export_rows_per_read,
             export_chunk_bytes=s.http.export_chunk_bytes,
+            max_body_depth=s.http.max_body_depth,
             max_body_bytes=s.limits.max_payload_bytes,
             rules=self.rules,
             commands=self.commands,

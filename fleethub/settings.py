@@ -59,6 +59,8 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # reading holds one read and one chunk (plus the kernel's socket buffers), never the export.
     export_rows_per_read: int = 1000
     export_chunk_bytes: int = 65_536
+    # JSON request bodies nested deeper than this are refused (400) before anything decodes them.
+    max_body_depth: int = 32
 
 
 class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -310,6 +312,7 @@ def validate(settings: Settings) -> None:
     http = settings.http
     _check(http.export_rows_per_read >= 1, "http.export_rows_per_read", "at least 1", http.export_rows_per_read)
     _check(http.export_chunk_bytes >= 1024, "http.export_chunk_bytes", "at least 1024", http.export_chunk_bytes)
+    _check(1 <= http.max_body_depth <= 256, "http.max_body_depth", "1-256", http.max_body_depth)
     _check(settings.demo.vehicles >= 0, "demo.vehicles", "0 or more", settings.demo.vehicles)
     _check(settings.demo.interval_s > 0, "demo.interval_s", "positive", settings.demo.interval_s)
     runtime = settings.runtime

@@ -19,6 +19,7 @@ from api.commands import FleetCommandsController, VehicleCommandsController
 from api.deps import ApiDeps
 from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
+from api.openapi import DESCRIPTION, document_problems
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
 from api.provisioning import ProvisioningController
@@ -40,7 +41,7 @@ def create_app(deps: ApiDeps) -> Litestar:
     def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         return principal_of(request)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             VehicleController,
             HistoryController,
@@ -73,7 +74,7 @@ def create_app(deps: ApiDeps) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="fleethub",
             version="1",
-            description="Vehicle twins, history and alerts over MQTT and HTTP.",
+            description=DESCRIPTION,
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
         ),
@@ -82,3 +83,5 @@ def create_app(deps: ApiDeps) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    document_problems(app)
+    return app

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import ServiceUnavailableException
+from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
@@ -190,6 +191,10 @@ class VehicleCommandsController(Controller):
     @post(
         "/",
         summary="Send a command to a vehicle (202, or 200 with the result when `wait` sees it)",
+        status_code=HTTP_202_ACCEPTED,
+        responses={
+            200: ResponseSpec(CommandView, generate_examples=False, description="The command finished within `wait`")
+        },
         opt=requires(Permission.COMMANDS_SEND),
     )
     async def create(
@@ -308,6 +313,7 @@ class FleetCommandsController(Controller):
     @post(
         "/",
         summary="Roll a command out to the vehicles a selector names, at a rate (a job)",
+        status_code=HTTP_202_ACCEPTED,
         opt=requires(Permission.COMMANDS_SEND),
     )
     async def create_job(

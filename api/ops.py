@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Response, get
+from litestar import MediaType, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import OPT_PUBLIC_IF, requires
@@ -32,6 +32,7 @@ async def healthz(deps: Deps) -> Response[Health]:
     tags=["operations"],
     summary="Prometheus metrics",
     include_in_schema=True,
+    media_type=MediaType.TEXT,
     opt=requires(Permission.OPS_READ, **{OPT_PUBLIC_IF: "public_metrics"}),
 )
 async def metrics(deps: Deps) -> Response[bytes]:

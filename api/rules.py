@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ServiceUnavailableException
+from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -111,6 +112,7 @@ class RulesController(Controller):
     @put(
         "/{name:str}",
         summary="Create or replace a rule; 422 lists compile errors with line and column",
+        responses={201: ResponseSpec(RuleDefinition, generate_examples=False, description="Created")},
         opt=requires(Permission.RULES_WRITE),
     )
     async def put_rule(

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, put
+from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -74,7 +75,12 @@ class ZonesController(Controller):
     async def get_zone(self, deps: Deps, name: ZoneName) -> ZoneView:
         return zone_view(name, engine_of(deps).get_zone(name))
 
-    @put("/{name:str}", summary="Create or replace a zone", opt=requires(Permission.RULES_WRITE))
+    @put(
+        "/{name:str}",
+        summary="Create or replace a zone",
+        responses={201: ResponseSpec(ZoneView, generate_examples=False, description="Created")},
+        opt=requires(Permission.RULES_WRITE),
+    )
     async def put_zone(
         self,
         request: Request[Any, Any, Any],

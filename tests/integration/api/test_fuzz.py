@@ -28,12 +28,18 @@ from hypothesis import HealthCheck, settings
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from api import ApiDeps, create_app
 from fleethub.hub import Hub
 from security import CLI, Role
 from tests.integration.security.conftest import secure_settings
 
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = int(os.environ.get("FLEETHUB_FUZZ_EXAMPLES", "12"))
 FUZZ_CAR = "fuzz-car"
 CANARY = "fuzz-canary"
@@ -169,6 +175,8 @@ def test_no_request_breaks_the_api_or_the_hub(case, fuzz_hub: FuzzHub) -> None:
     assert response.status_code < 500, where
     if response.status_code >= 400:
         assert _is_problem(response), where
+    # And the response is what the document says: a documented status, content type and body schema.
+    case.validate_response(response, checks=CONFORMANCE)
     fuzz_hub.sent += 1
     # The hub stays up: health every few requests (each costs a store round trip), the canary every time.
     if fuzz_hub.sent % 16 == 0:

@@ -4,9 +4,10 @@ The broker (`broker.auth`, `broker.acl`) and the API (`api.auth`) enforce what t
 package decides; it knows nothing of MQTT or HTTP itself.
 """
 
+from security.audit import Actor, audit_entry, audit_insert
 from security.model import ALL_FLEETS, DEFAULT_FLEET, ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.roles import Permission, Principal, PrincipalKind
-from security.service import CLI, Actor, IssuedToken, Provisioned, SecurityService
+from security.service import CLI, IssuedToken, Provisioned, SecurityService
 from security.store import AlreadyExists, MemorySecurityStore, SecurityStore
 
 __all__ = [
@@ -29,4 +30,6 @@ __all__ = [
     "SecurityStore",
     "User",
     "VehicleCredential",
+    "audit_entry",
+    "audit_insert",
 ]

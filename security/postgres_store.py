@@ -13,6 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from security.audit import audit_insert
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.sqlite_store import audit_where
 from security.store import AlreadyExists
@@ -82,13 +83,20 @@ class PostgresSecurityStore:
             raise StoreError("the security store is not open; use it inside `async with`")
         return self._pool
 
-    async def _exec(self, sql: str, args: tuple[Any, ...] | list[Any] = (), what: str = "") -> int:
-        async with self._running().connection() as conn:
+    async def _exec(
+        self, sql: str, args: tuple[Any, ...] | list[Any] = (), what: str = "", audit: AuditEntry | None = None
+    ) -> int:
+        """One change and the audit entry recording it, in one transaction; the rows the change touched."""
+        async with self._running().connection() as conn, conn.transaction():
             try:
                 cur = await conn.execute(sql.encode(), args)
+                changed = cur.rowcount
+                if audit is not None:
+                    insert, values = audit_insert(audit, "%s", jsonb=True)
+                    await conn.execute(insert.encode(), values)
             except psycopg.errors.UniqueViolation:
-                raise AlreadyExists(f"{what} already exists") from None
-            return cur.rowcount
+                raise AlreadyExists(f"{what or 'the row'} already exists") from None
+            return changed
 
     async def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
         async with self._running().connection() as conn:
@@ -105,17 +113,17 @@ class PostgresSecurityStore:
     def _cred_args(c: VehicleCredential) -> tuple[Any, ...]:
         return (c.vehicle_id, c.fleet, c.secret_hash, c.created_at, c.rotated_at, c.revoked_at)
 
-    async def add_credential(self, credential: VehicleCredential) -> None:
+    async def add_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
         sql = f"INSERT INTO vehicle_credentials ({_CRED}) VALUES (%s, %s, %s, %s, %s, %s)"
-        await self._exec(sql, self._cred_args(credential), f"vehicle '{credential.vehicle_id}'")
+        await self._exec(sql, self._cred_args(credential), f"vehicle '{credential.vehicle_id}'", audit)
 
-    async def put_credential(self, credential: VehicleCredential) -> None:
+    async def put_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
         sql = (
             f"INSERT INTO vehicle_credentials ({_CRED}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (vehicle_id) "
             "DO UPDATE SET fleet = excluded.fleet, secret_hash = excluded.secret_hash, "
             "created_at = excluded.created_at, rotated_at = excluded.rotated_at, revoked_at = excluded.revoked_at"
         )
-        await self._exec(sql, self._cred_args(credential))
+        await self._exec(sql, self._cred_args(credential), audit=audit)
 
     async def get_credential(self, vehicle_id: str) -> VehicleCredential | None:
         row = await self._one(f"SELECT {_CRED} FROM vehicle_credentials WHERE vehicle_id = %s", (vehicle_id,))
@@ -135,17 +143,17 @@ class PostgresSecurityStore:
     def _user_args(u: User) -> tuple[Any, ...]:
         return (u.name, u.role.value, Jsonb(list(u.fleets)), u.password_hash, u.disabled, u.created_at)
 
-    async def add_user(self, user: User) -> None:
+    async def add_user(self, user: User, *, audit: AuditEntry | None = None) -> None:
         sql = f"INSERT INTO users ({_USER}) VALUES (%s, %s, %s, %s, %s, %s)"
-        await self._exec(sql, self._user_args(user), f"user '{user.name}'")
+        await self._exec(sql, self._user_args(user), f"user '{user.name}'", audit)
 
-    async def put_user(self, user: User) -> None:
+    async def put_user(self, user: User, *, audit: AuditEntry | None = None) -> None:
         sql = (
             f"INSERT INTO users ({_USER}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
             "role = excluded.role, fleets = excluded.fleets, password_hash = excluded.password_hash, "
             "disabled = excluded.disabled, created_at = excluded.created_at"
         )
-        await self._exec(sql, self._user_args(user))
+        await self._exec(sql, self._user_args(user), audit=audit)
 
     async def get_user(self, name: str) -> User | None:
         row = await self._one(f"SELECT {_USER} FROM users WHERE name = %s", (name,))
@@ -154,8 +162,8 @@ class PostgresSecurityStore:
     async def list_users(self) -> list[User]:
         return [_user(r) for r in await self._all(f"SELECT {_USER} FROM users ORDER BY name")]
 
-    async def delete_user(self, name: str) -> bool:
-        return bool(await self._exec("DELETE FROM users WHERE name = %s", (name,)))
+    async def delete_user(self, name: str, *, audit: AuditEntry | None = None) -> bool:
+        return bool(await self._exec("DELETE FROM users WHERE name = %s", (name,), audit=audit))
 
     # -- tokens ----------------------------------------------------------------------
 
@@ -163,16 +171,16 @@ class PostgresSecurityStore:
     def _token_args(t: ApiToken) -> tuple[Any, ...]:
         return (t.id, t.user, t.token_hash, t.label, t.created_at, t.expires_at, t.revoked_at)
 
-    async def add_token(self, token: ApiToken) -> None:
+    async def add_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None:
         sql = f"INSERT INTO api_tokens ({_TOK}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        await self._exec(sql, self._token_args(token), f"token '{token.id}'")
+        await self._exec(sql, self._token_args(token), f"token '{token.id}'", audit)
 
-    async def put_token(self, token: ApiToken) -> None:
+    async def put_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None:
         sql = (
             f"INSERT INTO api_tokens ({_TOK}) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
             "label = excluded.label, expires_at = excluded.expires_at, revoked_at = excluded.revoked_at"
         )
-        await self._exec(sql, self._token_args(token))
+        await self._exec(sql, self._token_args(token), audit=audit)
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None:
         row = await self._one(f"SELECT {_TOK} FROM api_tokens WHERE token_hash = %s", (token_hash,))

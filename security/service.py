@@ -15,10 +15,12 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from security import secrets as sec
+from security.audit import Actor, audit_entry
 from security.model import (
     ALL_FLEETS,
     DEFAULT_FLEET,
@@ -48,18 +50,6 @@ def check_name(value: str, what: str) -> str:
     if not _NAME.fullmatch(value):
         raise InvalidPayload(f"bad_{what}", f"a {what} is 1-64 of A-Z a-z 0-9 _ . -, got {value!r}")
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who asks for a change and from where, for the audit log."""
-
-    name: str
-    remote: str
-
-    @classmethod
-    def of(cls, principal: Principal, remote: str) -> Actor:
-        return cls(principal.actor, remote)
 
 
 CLI = Actor("cli", "local")
@@ -120,18 +110,17 @@ class SecurityService:
         target: str | None = None,
         detail: Mapping[str, object] | None = None,
     ) -> None:
-        entry = AuditEntry(
-            sec.new_id(),
-            self.clock(),
-            actor.name,
-            action,
-            actor.remote,
-            vehicle_id,
-            fleet,
-            target,
-            dict(detail or {}),
+        """Record an action that changes nothing in this process's stores (a console login, say).
+
+        A change records its entry in its own transaction instead (see `security.audit`).
+        """
+        entry = audit_entry(
+            actor, action, self.clock(), vehicle_id=vehicle_id, fleet=fleet, target=target, detail=detail
         )
         await self.store.append_audit(entry)
+
+    def _entry(self, actor: Actor, action: str, **about: Any) -> AuditEntry:
+        return audit_entry(actor, action, self.clock(), **about)
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
         return await self.store.query_audit(query)
@@ -147,10 +136,10 @@ class SecurityService:
             raise AlreadyExists(f"'{vehicle_id}' is a user name; vehicle ids and user names must differ")
         secret = sec.new_secret()
         digest = await asyncio.to_thread(sec.hash_password, secret)
-        await self.store.add_credential(VehicleCredential(vehicle_id, fleet, digest, self.clock()))
+        entry = self._entry(actor, "vehicle.provision", vehicle_id=vehicle_id, fleet=fleet)
+        await self.store.add_credential(VehicleCredential(vehicle_id, fleet, digest, self.clock()), audit=entry)
         for hook in self.on_provision:
             await hook(vehicle_id, fleet, dict(tags or {}))
-        await self.audit(actor, "vehicle.provision", vehicle_id=vehicle_id, fleet=fleet)
         log.info("vehicle provisioned", vehicle_id=vehicle_id, fleet=fleet, actor=actor.name)
         return Provisioned(vehicle_id, fleet, secret)
 
@@ -160,10 +149,14 @@ class SecurityService:
         Rows are checked first, so a bad file provisions nothing; a vehicle already
         provisioned stops the import there (those before it stay provisioned).
         """
-        reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames is None or "vehicle_id" not in reader.fieldnames:
-            raise InvalidPayload("bad_csv", "the CSV needs a header row with a vehicle_id column")
-        rows = list(reader)
+        # Strict: a stray quote is refused with its line rather than read as part of a vehicle id.
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        try:
+            if reader.fieldnames is None or "vehicle_id" not in reader.fieldnames:
+                raise InvalidPayload("bad_csv", "the CSV needs a header row with a vehicle_id column")
+            rows = list(reader)
+        except csv.Error as exc:
+            raise InvalidPayload("bad_csv", f"line {reader.line_num}: not CSV: {exc}") from None
         seen: set[str] = set()
         for number, row in enumerate(rows, start=2):
             vid = (row.get("vehicle_id") or "").strip()
@@ -191,10 +184,10 @@ class SecurityService:
         secret = sec.new_secret()
         digest = await asyncio.to_thread(sec.hash_password, secret)
         now = self.clock()
+        entry = self._entry(actor, "vehicle.credentials.rotate", vehicle_id=vehicle_id, fleet=current.fleet)
         await self.store.put_credential(
-            VehicleCredential(vehicle_id, current.fleet, digest, current.created_at, now, None)
+            VehicleCredential(vehicle_id, current.fleet, digest, current.created_at, now, None), audit=entry
         )
-        await self.audit(actor, "vehicle.credentials.rotate", vehicle_id=vehicle_id, fleet=current.fleet)
         return Provisioned(vehicle_id, current.fleet, secret)
 
     async def revoke(self, vehicle_id: str, *, actor: Actor) -> VehicleCredential:
@@ -203,10 +196,10 @@ class SecurityService:
         revoked = VehicleCredential(
             vehicle_id, current.fleet, current.secret_hash, current.created_at, current.rotated_at, self.clock()
         )
-        await self.store.put_credential(revoked)
+        entry = self._entry(actor, "vehicle.credentials.revoke", vehicle_id=vehicle_id, fleet=current.fleet)
+        await self.store.put_credential(revoked, audit=entry)
         for hook in self.on_vehicle_revoked:
             await hook(vehicle_id)
-        await self.audit(actor, "vehicle.credentials.revoke", vehicle_id=vehicle_id, fleet=current.fleet)
         log.warning("vehicle credentials revoked", vehicle_id=vehicle_id, actor=actor.name)
         return revoked
 
@@ -300,8 +293,8 @@ class SecurityService:
             raise AlreadyExists(f"'{name}' is a vehicle id; vehicle ids and user names must differ")
         digest = None if password is None else await asyncio.to_thread(sec.hash_password, password)
         user = User(name, role, tuple(sorted(set(fleets))), self.clock(), digest)
-        await self.store.add_user(user)
-        await self.audit(actor, "user.add", target=name, detail={"role": role.value, "fleets": list(user.fleets)})
+        entry = self._entry(actor, "user.add", target=name, detail={"role": role.value, "fleets": list(user.fleets)})
+        await self.store.add_user(user, audit=entry)
         return user
 
     async def user(self, name: str) -> User:
@@ -315,8 +308,7 @@ class SecurityService:
         for token in await self.store.list_tokens(name):
             if token.revoked_at is None:
                 await self.revoke_token(token.id, actor=actor)
-        await self.store.delete_user(name)
-        await self.audit(actor, "user.remove", target=name)
+        await self.store.delete_user(name, audit=self._entry(actor, "user.remove", target=name))
 
     async def issue_token(self, user: str, *, actor: Actor, ttl_s: float | None = None, label: str = "") -> IssuedToken:
         await self.user(user)
@@ -331,10 +323,8 @@ class SecurityService:
         secret = sec.new_token()
         now = self.clock()
         token = ApiToken(sec.new_id(), user, sec.token_digest(secret), now, now + ttl, label)
-        await self.store.add_token(token)
-        await self.audit(
-            actor, "token.create", target=user, detail={"token_id": token.id, "expires_at": isoformat(token.expires_at)}
-        )
+        detail = {"token_id": token.id, "expires_at": isoformat(token.expires_at)}
+        await self.store.add_token(token, audit=self._entry(actor, "token.create", target=user, detail=detail))
         return IssuedToken(token, secret)
 
     async def revoke_token(self, token_id: str, *, actor: Actor) -> ApiToken:
@@ -346,10 +336,10 @@ class SecurityService:
         revoked = ApiToken(
             found.id, found.user, found.token_hash, found.created_at, found.expires_at, found.label, self.clock()
         )
-        await self.store.put_token(revoked)
+        entry = self._entry(actor, "token.revoke", target=found.user, detail={"token_id": token_id})
+        await self.store.put_token(revoked, audit=entry)
         for hook in self.on_token_revoked:
             await hook(token_id)
-        await self.audit(actor, "token.revoke", target=found.user, detail={"token_id": token_id})
         return revoked
 
     async def has_users(self) -> bool:

@@ -6,16 +6,18 @@ when it opens the same file.
 
 from __future__ import annotations
 
+import sqlite3
 from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
 import msgspec
 
+from security.audit import audit_insert
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.store import AlreadyExists
 from twin.errors import StoreError
-from twin.sqlite_store import open_beside, sqlite_path
+from twin.sqlite_store import in_connection_thread, open_beside, sqlite_path
 
 _encode = msgspec.json.encode
 _decode_fleets = msgspec.json.Decoder(tuple[str, ...]).decode
@@ -91,11 +93,15 @@ class SqliteSecurityStore:
             raise StoreError("the security store is not open; use it inside `async with`")
         return self._conn
 
-    async def _write(self, sql: str, args: tuple[Any, ...], what: str) -> None:
+    async def _write(self, sql: str, args: tuple[Any, ...], what: str = "", audit: AuditEntry | None = None) -> int:
+        """One change and the audit entry recording it, in one transaction; the rows the change touched."""
+        statements = [(sql, args)]
+        if audit is not None:
+            statements.append(audit_insert(audit, "?"))
         try:
-            await self._db.execute(sql, args)
-        except aiosqlite.IntegrityError:
-            raise AlreadyExists(f"{what} already exists") from None
+            return await in_connection_thread(self._db, _run_transaction, statements)
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"{what or 'the row'} already exists") from None
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
         async with self._db.execute(sql, args) as cur:
@@ -110,13 +116,13 @@ class SqliteSecurityStore:
     def _cred_args(self, c: VehicleCredential) -> tuple[Any, ...]:
         return (c.vehicle_id, c.fleet, c.secret_hash, c.created_at, c.rotated_at, c.revoked_at)
 
-    async def add_credential(self, credential: VehicleCredential) -> None:
+    async def add_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
         sql = f"INSERT INTO vehicle_credentials ({_CRED}) VALUES (?, ?, ?, ?, ?, ?)"
-        await self._write(sql, self._cred_args(credential), f"vehicle '{credential.vehicle_id}'")
+        await self._write(sql, self._cred_args(credential), f"vehicle '{credential.vehicle_id}'", audit)
 
-    async def put_credential(self, credential: VehicleCredential) -> None:
+    async def put_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
         sql = f"INSERT OR REPLACE INTO vehicle_credentials ({_CRED}) VALUES (?, ?, ?, ?, ?, ?)"
-        await self._db.execute(sql, self._cred_args(credential))
+        await self._write(sql, self._cred_args(credential), audit=audit)
 
     async def get_credential(self, vehicle_id: str) -> VehicleCredential | None:
         row = await self._one(f"SELECT {_CRED} FROM vehicle_credentials WHERE vehicle_id = ?", (vehicle_id,))
@@ -135,15 +141,13 @@ class SqliteSecurityStore:
     def _user_args(self, u: User) -> tuple[Any, ...]:
         return (u.name, u.role.value, _encode(u.fleets).decode(), u.password_hash, int(u.disabled), u.created_at)
 
-    async def add_user(self, user: User) -> None:
-        await self._write(
-            f"INSERT INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user), f"user '{user.name}'"
-        )
+    async def add_user(self, user: User, *, audit: AuditEntry | None = None) -> None:
+        sql = f"INSERT INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)"
+        await self._write(sql, self._user_args(user), f"user '{user.name}'", audit)
 
-    async def put_user(self, user: User) -> None:
-        await self._db.execute(
-            f"INSERT OR REPLACE INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user)
-        )
+    async def put_user(self, user: User, *, audit: AuditEntry | None = None) -> None:
+        sql = f"INSERT OR REPLACE INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)"
+        await self._write(sql, self._user_args(user), audit=audit)
 
     async def get_user(self, name: str) -> User | None:
         row = await self._one(f"SELECT {_USER} FROM users WHERE name = ?", (name,))
@@ -152,22 +156,21 @@ class SqliteSecurityStore:
     async def list_users(self) -> list[User]:
         return [_user(r) for r in await self._all(f"SELECT {_USER} FROM users ORDER BY name")]
 
-    async def delete_user(self, name: str) -> bool:
-        cur = await self._db.execute("DELETE FROM users WHERE name = ?", (name,))
-        return bool(cur.rowcount)
+    async def delete_user(self, name: str, *, audit: AuditEntry | None = None) -> bool:
+        return bool(await self._write("DELETE FROM users WHERE name = ?", (name,), audit=audit))
 
     # -- tokens ----------------------------------------------------------------------
 
     def _token_args(self, t: ApiToken) -> tuple[Any, ...]:
         return (t.id, t.user, t.token_hash, t.label, t.created_at, t.expires_at, t.revoked_at)
 
-    async def add_token(self, token: ApiToken) -> None:
+    async def add_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None:
         sql = f"INSERT INTO api_tokens ({_TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        await self._write(sql, self._token_args(token), f"token '{token.id}'")
+        await self._write(sql, self._token_args(token), f"token '{token.id}'", audit)
 
-    async def put_token(self, token: ApiToken) -> None:
+    async def put_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None:
         sql = f"INSERT OR REPLACE INTO api_tokens ({_TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        await self._db.execute(sql, self._token_args(token))
+        await self._write(sql, self._token_args(token), audit=audit)
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None:
         row = await self._one(f"SELECT {_TOK} FROM api_tokens WHERE token_hash = ?", (token_hash,))
@@ -189,11 +192,23 @@ class SqliteSecurityStore:
     # -- audit -----------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> None:
-        e = entry
-        args = (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _encode(e.detail).decode())
-        await self._db.execute(f"INSERT INTO audit_log ({_AUDIT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", args)
+        await self._write(*audit_insert(entry, "?"), what=f"audit entry '{entry.id}'")
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
         where, args = audit_where(query, "?")
         sql = f"SELECT {_AUDIT} FROM audit_log{where} ORDER BY ts DESC, id DESC LIMIT ?"
         return [_audit(r) for r in await self._all(sql, [*args, query.limit])]
+
+
+def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
+    """Every statement or none; the rows the first one changed."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        changed = conn.execute(*statements[0]).rowcount
+        for sql, args in statements[1:]:
+            conn.execute(sql, args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return changed

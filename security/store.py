@@ -22,11 +22,13 @@ class SecurityStore(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
-    async def add_credential(self, credential: VehicleCredential) -> None:
+    # Every write takes the audit entry recording it, committed in the same transaction.
+
+    async def add_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
         """Insert; raises AlreadyExists for a stored vehicle id (revoked or not)."""
         ...
 
-    async def put_credential(self, credential: VehicleCredential) -> None:
+    async def put_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
         """Insert or replace (rotation, revocation)."""
         ...
 
@@ -34,19 +36,19 @@ class SecurityStore(Protocol):
 
     async def list_credentials(self, fleet: str | None = None) -> list[VehicleCredential]: ...
 
-    async def add_user(self, user: User) -> None: ...
+    async def add_user(self, user: User, *, audit: AuditEntry | None = None) -> None: ...
 
-    async def put_user(self, user: User) -> None: ...
+    async def put_user(self, user: User, *, audit: AuditEntry | None = None) -> None: ...
 
     async def get_user(self, name: str) -> User | None: ...
 
     async def list_users(self) -> list[User]: ...
 
-    async def delete_user(self, name: str) -> bool: ...
+    async def delete_user(self, name: str, *, audit: AuditEntry | None = None) -> bool: ...
 
-    async def add_token(self, token: ApiToken) -> None: ...
+    async def add_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None: ...
 
-    async def put_token(self, token: ApiToken) -> None: ...
+    async def put_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None: ...
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None: ...
 
@@ -92,12 +94,21 @@ class MemorySecurityStore:
     ) -> None:
         return None
 
-    async def add_credential(self, credential: VehicleCredential) -> None:
+    def _record(self, audit: AuditEntry | None) -> None:
+        # Checked before the change is made, so a refused entry leaves the change unmade, as in a transaction.
+        if audit is not None:
+            if any(e.id == audit.id for e in self.audit):
+                raise AlreadyExists(f"audit entry '{audit.id}' already exists")
+            self.audit.append(audit)
+
+    async def add_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
         if credential.vehicle_id in self.credentials:
             raise AlreadyExists(f"vehicle '{credential.vehicle_id}' is already provisioned")
+        self._record(audit)
         self.credentials[credential.vehicle_id] = credential
 
-    async def put_credential(self, credential: VehicleCredential) -> None:
+    async def put_credential(self, credential: VehicleCredential, *, audit: AuditEntry | None = None) -> None:
+        self._record(audit)
         self.credentials[credential.vehicle_id] = credential
 
     async def get_credential(self, vehicle_id: str) -> VehicleCredential | None:
@@ -108,12 +119,14 @@ class MemorySecurityStore:
             (c for c in self.credentials.values() if fleet is None or c.fleet == fleet), key=lambda c: c.vehicle_id
         )
 
-    async def add_user(self, user: User) -> None:
+    async def add_user(self, user: User, *, audit: AuditEntry | None = None) -> None:
         if user.name in self.users:
             raise AlreadyExists(f"user '{user.name}' already exists")
+        self._record(audit)
         self.users[user.name] = user
 
-    async def put_user(self, user: User) -> None:
+    async def put_user(self, user: User, *, audit: AuditEntry | None = None) -> None:
+        self._record(audit)
         self.users[user.name] = user
 
     async def get_user(self, name: str) -> User | None:
@@ -122,15 +135,18 @@ class MemorySecurityStore:
     async def list_users(self) -> list[User]:
         return sorted(self.users.values(), key=lambda u: u.name)
 
-    async def delete_user(self, name: str) -> bool:
+    async def delete_user(self, name: str, *, audit: AuditEntry | None = None) -> bool:
+        self._record(audit)
         return self.users.pop(name, None) is not None
 
-    async def add_token(self, token: ApiToken) -> None:
+    async def add_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None:
         if token.id in self.tokens or any(t.token_hash == token.token_hash for t in self.tokens.values()):
             raise AlreadyExists(f"token '{token.id}' already exists")
+        self._record(audit)
         self.tokens[token.id] = token
 
-    async def put_token(self, token: ApiToken) -> None:
+    async def put_token(self, token: ApiToken, *, audit: AuditEntry | None = None) -> None:
+        self._record(audit)
         self.tokens[token.id] = token
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None:
@@ -144,7 +160,7 @@ class MemorySecurityStore:
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
     async def append_audit(self, entry: AuditEntry) -> None:
-        self.audit.append(entry)
+        self._record(entry)
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
         found = [e for e in self.audit if audit_matches(e, query)]

@@ -31,6 +31,7 @@ CASES = [
     ("PATCH", "/api/v1/vehicles/veh-bad/twin/desired", {"json": {"a": 1}, "headers": {"If-Match": '"abc"'}}, 422),
     ("POST", "/api/v1/vehicles/veh-bad/commands?wait=1e999s", {"json": {"name": "locate"}}, 422),
     ("POST", "/api/v1/vehicles/import?fleet=acme", {"content": b"\xff\xfe", "headers": CSV}, 422),
+    ("POST", "/api/v1/vehicles/import?fleet=acme", {"content": b'vehicle_id\n"ab\n', "headers": CSV}, 422),
     ("GET", "/api/v1/vehicles/%ZZ/twin", {}, 400),
 ]
 

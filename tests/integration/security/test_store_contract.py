@@ -108,3 +108,36 @@ async def test_sqlite_security_store_needs_its_tables(tmp_path) -> None:
     with pytest.raises(StoreError, match="fleethub migrate"):
         async with SqliteSecurityStore(f"sqlite:///{tmp_path}/bare.db"):
             pass
+
+
+def _entry(entry_id: str, action: str) -> AuditEntry:
+    return AuditEntry(entry_id, 100.0, "alice", action, "127.0.0.1:1", target="t", detail={"k": [1, "two"]})
+
+
+async def test_a_change_and_its_audit_entry_commit_together(store) -> None:
+    """Each write stores its audit entry with it; when the entry cannot be stored, the change is not either."""
+    await store.add_user(User("alice", Role.VIEWER, ("acme",), 1.0), audit=_entry("a1", "user.add"))
+    await store.add_credential(VehicleCredential("veh-1", "acme", "$h", 1.0), audit=_entry("a2", "vehicle.provision"))
+    await store.add_token(ApiToken("t1", "alice", "digest-1", 1.0, 9.0), audit=_entry("a3", "token.create"))
+    stored = await store.query_audit(AuditQuery())
+    assert {e.id: e.action for e in stored} == {"a1": "user.add", "a2": "vehicle.provision", "a3": "token.create"}
+    assert next(e for e in stored if e.id == "a1") == _entry("a1", "user.add")
+    # The same entry id again cannot be stored, and each change it came with is rolled back.
+    refused = _entry("a1", "again")
+    with pytest.raises(AlreadyExists):
+        await store.add_user(User("bob", Role.VIEWER, ("acme",), 2.0), audit=refused)
+    with pytest.raises(AlreadyExists):
+        await store.put_credential(VehicleCredential("veh-1", "acme", "$h", 1.0, None, 5.0), audit=refused)
+    with pytest.raises(AlreadyExists):
+        await store.put_token(ApiToken("t1", "alice", "digest-1", 1.0, 9.0, revoked_at=5.0), audit=refused)
+    with pytest.raises(AlreadyExists):
+        await store.delete_user("alice", audit=refused)
+    assert await store.get_user("bob") is None
+    assert await store.get_user("alice") is not None
+    credential = await store.get_credential("veh-1")
+    assert credential is not None
+    assert credential.active
+    token = await store.get_token("t1")
+    assert token is not None
+    assert token.revoked_at is None
+    assert len(await store.query_audit(AuditQuery())) == 3

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from api.auth import Caller, audit, ensure_fleet, requires
+from api.auth import Caller, actor_of, ensure_fleet, requires
 from api.deps import ApiDeps, Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
@@ -128,15 +128,13 @@ class AlertsController(Controller):
         alert_id: AlertId,
         data: Annotated[AlertAction, _ACK_EXAMPLES],
     ) -> Response[Any]:
-        found = await _visible_alert(deps, principal, alert_id)
+        await _visible_alert(deps, principal, alert_id)
         try:
-            alert = await engine_of(deps).acknowledge(alert_id, _by(principal, data), data.note)
+            alert = await engine_of(deps).acknowledge(
+                alert_id, _by(principal, data), data.note, actor=actor_of(request)
+            )
         except AlertNotOpen as exc:
             return _conflict(request, exc)
-        detail = {"rule": alert.rule, "note": data.note, "by": _by(principal, data)}
-        await audit(
-            request, deps, "alert.ack", vehicle_id=alert.vehicle_id, fleet=found.fleet, target=alert_id, detail=detail
-        )
         return Response(view(alert))
 
     @post(
@@ -153,13 +151,9 @@ class AlertsController(Controller):
         alert_id: AlertId,
         data: Annotated[AlertAction, _CLEAR_EXAMPLES],
     ) -> Response[Any]:
-        found = await _visible_alert(deps, principal, alert_id)
+        await _visible_alert(deps, principal, alert_id)
         try:
-            alert = await engine_of(deps).clear(alert_id, _by(principal, data), data.note)
+            alert = await engine_of(deps).clear(alert_id, _by(principal, data), data.note, actor=actor_of(request))
         except AlertNotOpen as exc:
             return _conflict(request, exc)
-        detail = {"rule": alert.rule, "note": data.note, "by": _by(principal, data)}
-        await audit(
-            request, deps, "alert.clear", vehicle_id=alert.vehicle_id, fleet=found.fleet, target=alert_id, detail=detail
-        )
         return Response(view(alert))

@@ -136,6 +136,11 @@ async def vehicle_fleet(deps: ApiDeps, vehicle_id: str) -> str | None:
     return None
 
 
+def actor_of(request: Request[Any, Any, Any]) -> Actor:
+    """Who made a request and from where, as the audit log records it."""
+    return Actor.of(principal_of(request), remote_of(request))
+
+
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
     """The principal `authorize` admitted (the development principal on public routes)."""
     found = request.state.get(_STATE_PRINCIPAL)

@@ -11,7 +11,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from api.auth import Caller, audit, ensure_fleet, requires, vehicle_fleet
+from api.auth import Caller, actor_of, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, page_of, page_size
@@ -121,19 +121,16 @@ class RulesController(Controller):
         engine = engine_of(deps)
         try:
             definition = data.named(name)
-            created = await engine.put_rule(definition)
+            created = await engine.put_rule(definition, actor=actor_of(request))
         except RuleInvalid as exc:
             return invalid_rule(request, exc)
         except RuleConfigError as exc:
             return invalid_rule(request, RuleInvalid(name, [CompileProblem("name", str(exc))]))
-        detail = {"created": created, "definition": msgspec.to_builtins(definition)}
-        await audit(request, deps, "rule.put", target=name, detail=detail)
         return Response(definition, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @delete("/{name:str}", summary="Delete a rule; its open alerts are cleared", opt=requires(Permission.RULES_WRITE))
     async def delete_rule(self, request: Request[Any, Any, Any], deps: Deps, name: RuleName) -> None:
-        await engine_of(deps).delete_rule(name)
-        await audit(request, deps, "rule.delete", target=name)
+        await engine_of(deps).delete_rule(name, actor=actor_of(request))
 
     @post(
         "/validate",

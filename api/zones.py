@@ -10,7 +10,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from api.auth import audit, requires
+from api.auth import actor_of, requires
 from api.deps import Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, page_of, page_size
@@ -88,15 +88,11 @@ class ZonesController(Controller):
         name: ZoneName,
         data: Annotated[Circle | Polygon, _EXAMPLES],
     ) -> Response[ZoneView]:
-        created = await engine_of(deps).put_zone(name, data)
-        await audit(
-            request, deps, "zone.put", target=name, detail={"created": created, "zone": msgspec.to_builtins(data)}
-        )
+        created = await engine_of(deps).put_zone(name, data, actor=actor_of(request))
         return Response(zone_view(name, data), status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @delete(
         "/{name:str}", summary="Delete a zone; rules naming it no longer hold", opt=requires(Permission.RULES_WRITE)
     )
     async def delete_zone(self, request: Request[Any, Any, Any], deps: Deps, name: ZoneName) -> None:
-        await engine_of(deps).delete_zone(name)
-        await audit(request, deps, "zone.delete", target=name)
+        await engine_of(deps).delete_zone(name, actor=actor_of(request))

@@ -16,8 +16,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
+import msgspec
 import structlog
 
 from rules.alerts import Alert, AlertEventKind, AlertQuery, alert_topic, event_payload
@@ -28,6 +29,7 @@ from rules.errors import RuleConfigError, RuleError, quote
 from rules.evaluator import AlertNotOpen, Evaluator
 from rules.store import RulesStore, RulesWrite
 from rules.zones import Zone, ZoneSet
+from security import Actor, AuditEntry, audit_entry
 from twin.errors import NotFound
 from twin.model import TwinState
 from twin.observe import TwinUpdate
@@ -100,6 +102,8 @@ class RulesEngine:
         self._stopped = False
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Future[None] | None = None
+        # Audit entries of operator changes to alerts, written by the next flush with those changes.
+        self._audit: list[AuditEntry] = []
         self._dirty = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._armed_for: float | None = None
@@ -238,8 +242,10 @@ class RulesEngine:
     async def flush(self) -> None:
         """Persist every effect so far, then publish its transitions in order."""
         async with self._flush_lock:
+            # Taken together, with no await between: an operator's change and its audit entry share a batch.
             effects = self.core.take_effects()
-            if not effects:
+            audit, self._audit = self._audit, []
+            if not effects and not audit:
                 return
             alerts: dict[str, Alert] = {}
             for alert, _ in effects.events:
@@ -248,6 +254,7 @@ class RulesEngine:
                 alerts=list(alerts.values()),
                 timers=[t for t in effects.timers.values() if t is not None],
                 timers_done=[k for k, t in effects.timers.items() if t is None],
+                audit=audit,
             )
             await self._write(batch)
             for alert, kind in effects.events:
@@ -317,16 +324,22 @@ class RulesEngine:
     def compile(self, definition: RuleDefinition) -> CompiledRule:
         return compile_definition(definition, self.compiler, zones=self._zones)
 
-    async def put_rule(self, definition: RuleDefinition) -> bool:
+    def _entry(self, actor: Actor | None, action: str, **about: Any) -> AuditEntry | None:
+        return None if actor is None else audit_entry(actor, action, self.clock(), **about)
+
+    async def put_rule(self, definition: RuleDefinition, *, actor: Actor | None = None) -> bool:
         """Create or replace a rule; True when it is new. Raises `RuleInvalid`.
 
-        A new or changed rule is evaluated at once on every twin as it is now.
+        A new or changed rule is evaluated at once on every twin as it is now. With an
+        `actor`, the change is audited (`rule.put`) in the same transaction.
         """
         compiled = self.compile(definition)
         created = definition.name not in self._definitions
         if created and len(self._definitions) >= self.options.max_rules:
             raise TooManyRules(f"there are already {self.options.max_rules} rules (setting 'rules.max_rules')")
-        await self.store.put_rule(definition)
+        detail = {"created": created, "definition": msgspec.to_builtins(definition)}
+        entry = self._entry(actor, "rule.put", target=definition.name, detail=detail)
+        await self.store.put_rule(definition, audit=entry)
         self._definitions[definition.name] = definition
         self.core.put_rule(compiled, self.clock())
         if definition.enabled:
@@ -336,10 +349,10 @@ class RulesEngine:
         await self.flush()
         return created
 
-    async def delete_rule(self, name: str) -> None:
+    async def delete_rule(self, name: str, *, actor: Actor | None = None) -> None:
         """Remove a rule; its open alerts are cleared (`cleared_by` "rule-deleted")."""
         self.get_rule(name)
-        await self.store.delete_rule(name)
+        await self.store.delete_rule(name, audit=self._entry(actor, "rule.delete", target=name))
         del self._definitions[name]
         self.core.remove_rule(name, self.clock())
         await self.flush()
@@ -355,18 +368,19 @@ class RulesEngine:
         except KeyError:
             raise NotFound(f"no zone named {quote(name)}") from None
 
-    async def put_zone(self, name: str, zone: Zone) -> bool:
+    async def put_zone(self, name: str, zone: Zone, *, actor: Actor | None = None) -> bool:
         zones = ZoneSet({**self._zones, name: zone})
         created = name not in self._zones
-        await self.store.put_zone(name, zone)
+        detail = {"created": created, "zone": msgspec.to_builtins(zone)}
+        await self.store.put_zone(name, zone, audit=self._entry(actor, "zone.put", target=name, detail=detail))
         self._zones[name] = zone
         self.core.zones = zones
         return created
 
-    async def delete_zone(self, name: str) -> list[str]:
+    async def delete_zone(self, name: str, *, actor: Actor | None = None) -> list[str]:
         """Remove a zone; returns the rules that name it (their zone tests become unknown)."""
         self.get_zone(name)
-        await self.store.delete_zone(name)
+        await self.store.delete_zone(name, audit=self._entry(actor, "zone.delete", target=name))
         del self._zones[name]
         self.core.zones = ZoneSet(self._zones)
         return [n for n, rule in self.core.rules.items() if name in _zones_of(rule)]
@@ -384,18 +398,31 @@ class RulesEngine:
             raise NotFound(f"no alert with id {quote(alert_id)}")
         return alert
 
-    async def acknowledge(self, alert_id: str, user: str, note: str | None = None) -> Alert:
+    async def acknowledge(
+        self, alert_id: str, user: str, note: str | None = None, *, actor: Actor | None = None
+    ) -> Alert:
         await self._known(alert_id)
         alert = self.core.acknowledge(alert_id, user, note, self.clock())
+        self._audit_alert(actor, "alert.ack", alert, note, user)
         await self.flush()
         return alert
 
-    async def clear(self, alert_id: str, user: str, note: str | None = None) -> Alert:
+    async def clear(self, alert_id: str, user: str, note: str | None = None, *, actor: Actor | None = None) -> Alert:
         await self._known(alert_id)
         alert = self.core.clear(alert_id, user, note, self.clock())
+        self._audit_alert(actor, "alert.clear", alert, note, user)
         self._changed()
         await self.flush()
         return alert
+
+    def _audit_alert(self, actor: Actor | None, action: str, alert: Alert, note: str | None, by: str) -> None:
+        """Queue the entry for the flush that writes this alert's change (the next one: nothing awaited since)."""
+        detail = {"rule": alert.rule, "note": note, "by": by}
+        entry = self._entry(
+            actor, action, vehicle_id=alert.vehicle_id, fleet=alert.fleet, target=alert.id, detail=detail
+        )
+        if entry is not None:
+            self._audit.append(entry)
 
     async def _known(self, alert_id: str) -> None:
         alert = await self.get_alert(alert_id)

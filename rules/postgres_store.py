@@ -26,6 +26,7 @@ from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
+from security import AuditEntry, audit_insert
 from twin.errors import StoreError
 from twin.postgres_store import pool_connection, redact
 
@@ -121,9 +122,11 @@ class PostgresRulesStore:
             cur = await conn.execute(sql.encode(), args)
             return list(await cur.fetchall())
 
-    async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
-        async with self._conn() as conn:
+    async def _execute(self, sql: str, args: tuple[Any, ...], audit: AuditEntry | None = None) -> int:
+        async with self._conn() as conn, conn.transaction():
             cur = await conn.execute(sql.encode(), args)
+            if audit is not None:
+                await _insert_audit(conn, audit)
             return cur.rowcount
 
     # -- rules and zones ----------------------------------------------------------------
@@ -132,30 +135,32 @@ class PostgresRulesStore:
         rows = await self._fetch("SELECT definition::text FROM rules ORDER BY name")
         return [_decode_rule(row[0]) for row in rows]
 
-    async def put_rule(self, definition: RuleDefinition) -> None:
-        await self._execute(_UPSERT_RULE, (definition.name, _json(definition)))
+    async def put_rule(self, definition: RuleDefinition, *, audit: AuditEntry | None = None) -> None:
+        await self._execute(_UPSERT_RULE, (definition.name, _json(definition)), audit)
 
-    async def delete_rule(self, name: str) -> bool:
+    async def delete_rule(self, name: str, *, audit: AuditEntry | None = None) -> bool:
         async with self._conn() as conn, conn.transaction():
             cur = await conn.execute("DELETE FROM rules WHERE name = %s", (name,))
             found = cur.rowcount > 0
             await conn.execute("DELETE FROM rule_timers WHERE rule = %s", (name,))
+            if audit is not None:
+                await _insert_audit(conn, audit)
         return found
 
     async def list_zones(self) -> dict[str, Zone]:
         rows = await self._fetch("SELECT name, zone::text FROM zones ORDER BY name")
         return {row[0]: _decode_zone(row[1]) for row in rows}
 
-    async def put_zone(self, name: str, zone: Zone) -> None:
-        await self._execute(_UPSERT_ZONE, (name, _json(zone)))
+    async def put_zone(self, name: str, zone: Zone, *, audit: AuditEntry | None = None) -> None:
+        await self._execute(_UPSERT_ZONE, (name, _json(zone)), audit)
 
-    async def delete_zone(self, name: str) -> bool:
-        return await self._execute("DELETE FROM zones WHERE name = %s", (name,)) > 0
+    async def delete_zone(self, name: str, *, audit: AuditEntry | None = None) -> bool:
+        return await self._execute("DELETE FROM zones WHERE name = %s", (name,), audit) > 0
 
     # -- alerts and timers --------------------------------------------------------------
 
     async def write(self, batch: RulesWrite) -> None:
-        if not (batch.alerts or batch.timers or batch.timers_done):
+        if not (batch.alerts or batch.timers or batch.timers_done or batch.audit):
             return
         alerts = [
             (
@@ -180,6 +185,8 @@ class PostgresRulesStore:
                 await cur.executemany(_DELETE_TIMER, batch.timers_done)
             if timers:
                 await cur.executemany(_UPSERT_TIMER, timers)
+            for entry in batch.audit:
+                await _insert_audit(conn, entry)
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         rows = await self._fetch("SELECT doc::text FROM alerts WHERE id = %s", (alert_id,))
@@ -229,3 +236,8 @@ class PostgresRulesStore:
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     # Like the twin store's connections: UTC sessions, and no JIT for short queries.
     await conn.execute("SET TIME ZONE 'UTC'; SET jit = off")
+
+
+async def _insert_audit(conn: psycopg.AsyncConnection[Any], entry: AuditEntry) -> None:
+    sql, args = audit_insert(entry, "%s", jsonb=True)
+    await conn.execute(sql.encode(), args)

@@ -17,6 +17,8 @@ import msgspec
 from rules.alerts import Alert, AlertQuery
 from rules.definitions import RuleDefinition
 from rules.zones import Zone
+from security import AuditEntry
+from twin.errors import StoreError
 
 
 class TimerKind(enum.Enum):
@@ -44,6 +46,8 @@ class RulesWrite(msgspec.Struct):
     timers: list[PendingTimer] = msgspec.field(default_factory=list)
     # (rule, vehicle_id) whose pending timer ended without firing, or fired.
     timers_done: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    # Entries recording the operator actions (acknowledge, clear) among these changes.
+    audit: list[AuditEntry] = msgspec.field(default_factory=list)
 
 
 class RulesStore(Protocol):
@@ -55,20 +59,22 @@ class RulesStore(Protocol):
 
     async def list_rules(self) -> list[RuleDefinition]: ...
 
-    async def put_rule(self, definition: RuleDefinition) -> None: ...
+    # Every write takes the audit entry recording it (if any), committed in the same transaction.
 
-    async def delete_rule(self, name: str) -> bool:
+    async def put_rule(self, definition: RuleDefinition, *, audit: AuditEntry | None = None) -> None: ...
+
+    async def delete_rule(self, name: str, *, audit: AuditEntry | None = None) -> bool:
         """Remove a rule and its pending timers; False when there was none."""
         ...
 
     async def list_zones(self) -> dict[str, Zone]: ...
 
-    async def put_zone(self, name: str, zone: Zone) -> None: ...
+    async def put_zone(self, name: str, zone: Zone, *, audit: AuditEntry | None = None) -> None: ...
 
-    async def delete_zone(self, name: str) -> bool: ...
+    async def delete_zone(self, name: str, *, audit: AuditEntry | None = None) -> bool: ...
 
     async def write(self, batch: RulesWrite) -> None:
-        """Upsert alerts, upsert and delete pending timers, atomically."""
+        """Upsert alerts, upsert and delete pending timers, insert the batch's audit entries, atomically."""
         ...
 
     async def get_alert(self, alert_id: str) -> Alert | None: ...
@@ -92,6 +98,7 @@ class MemoryRulesStore:
         self.zones: dict[str, Zone] = {}
         self.alerts: dict[str, Alert] = {}
         self.timers: dict[tuple[str, str], PendingTimer] = {}
+        self.audit: list[AuditEntry] = []
         self.writes = 0
 
     async def __aenter__(self) -> Self:
@@ -105,10 +112,19 @@ class MemoryRulesStore:
     async def list_rules(self) -> list[RuleDefinition]:
         return [self.rules[name] for name in sorted(self.rules)]
 
-    async def put_rule(self, definition: RuleDefinition) -> None:
+    def _record(self, audit: AuditEntry | None) -> None:
+        # Checked before the change is made, so a refused entry leaves the change unmade, as in a transaction.
+        if audit is not None:
+            if any(e.id == audit.id for e in self.audit):
+                raise StoreError(f"audit entry '{audit.id}' already exists")
+            self.audit.append(audit)
+
+    async def put_rule(self, definition: RuleDefinition, *, audit: AuditEntry | None = None) -> None:
+        self._record(audit)
         self.rules[definition.name] = definition
 
-    async def delete_rule(self, name: str) -> bool:
+    async def delete_rule(self, name: str, *, audit: AuditEntry | None = None) -> bool:
+        self._record(audit)
         for key in [k for k in self.timers if k[0] == name]:
             del self.timers[key]
         return self.rules.pop(name, None) is not None
@@ -116,13 +132,17 @@ class MemoryRulesStore:
     async def list_zones(self) -> dict[str, Zone]:
         return dict(sorted(self.zones.items()))
 
-    async def put_zone(self, name: str, zone: Zone) -> None:
+    async def put_zone(self, name: str, zone: Zone, *, audit: AuditEntry | None = None) -> None:
+        self._record(audit)
         self.zones[name] = zone
 
-    async def delete_zone(self, name: str) -> bool:
+    async def delete_zone(self, name: str, *, audit: AuditEntry | None = None) -> bool:
+        self._record(audit)
         return self.zones.pop(name, None) is not None
 
     async def write(self, batch: RulesWrite) -> None:
+        for entry in batch.audit:
+            self._record(entry)
         self.writes += 1
         for alert in batch.alerts:
             self.alerts[alert.id] = msgspec.structs.replace(alert, values=dict(alert.values))

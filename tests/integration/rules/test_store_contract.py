@@ -1,5 +1,7 @@
 """One contract for every rules store backend: in memory, SQLite and PostgreSQL."""
 
+import sqlite3
+
 import psycopg
 import pytest
 
@@ -9,6 +11,7 @@ from rules.definitions import RuleDefinition, Selector, Severity
 from rules.postgres_store import PostgresRulesStore
 from rules.sqlite_store import SqliteRulesStore
 from rules.store import MemoryRulesStore, PendingTimer, RulesWrite, TimerKind
+from security import AuditEntry
 from twin import SqliteStore, StoreError
 from twin.postgres_store import PostgresOptions, PostgresStore
 
@@ -236,3 +239,36 @@ async def test_postgres_keeps_one_open_alert_per_rule_and_vehicle(pg_url):
         with pytest.raises(psycopg.errors.UniqueViolation):
             await store.write(RulesWrite(alerts=[alert("f2", raised_at=101.0)]))
         assert [a.id for a in await store.open_alerts()] == ["f1"]
+
+
+async def _audit_ids(store) -> set[str]:
+    if isinstance(store, MemoryRulesStore):
+        return {e.id for e in store.audit}
+    return {row[0] for row in await store._fetch("SELECT id FROM audit_log")}
+
+
+def _entry(entry_id: str) -> AuditEntry:
+    return AuditEntry(entry_id, 100.0, "alice", "rule.put", "127.0.0.1:1", target="hot", detail={"created": True})
+
+
+# What each backend raises for a duplicate audit id.
+_REFUSED = (StoreError, sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
+
+
+async def test_a_change_and_its_audit_entry_commit_together(store):
+    """Rule, zone and alert writes store their audit entries with them; a refused entry undoes its change."""
+    await store.put_rule(RuleDefinition(name="hot", when="battery.temp_c > 60"), audit=_entry("e1"))
+    await store.put_zone("depot", Circle(lat=1, lon=2, radius_m=3), audit=_entry("e2"))
+    await store.write(RulesWrite(alerts=[alert("a1")], audit=[_entry("e3")]))
+    await store.delete_zone("depot", audit=_entry("e4"))
+    assert await _audit_ids(store) == {"e1", "e2", "e3", "e4"}
+    with pytest.raises(_REFUSED):
+        await store.put_rule(RuleDefinition(name="cold", when="battery.temp_c < 0"), audit=_entry("e1"))
+    with pytest.raises(_REFUSED):
+        await store.write(RulesWrite(alerts=[alert("a2")], audit=[_entry("e2")]))
+    with pytest.raises(_REFUSED):
+        await store.delete_rule("hot", audit=_entry("e3"))
+    assert [r.name for r in await store.list_rules()] == ["hot"]
+    assert await store.get_alert("a2") is None
+    assert await store.get_alert("a1") is not None
+    assert await _audit_ids(store) == {"e1", "e2", "e3", "e4"}

@@ -20,7 +20,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from api.auth import Caller, audit, ensure_fleet, remote_of, requires
+from api.auth import Caller, actor_of, ensure_fleet, remote_of, requires
 from api.deps import ApiDeps, Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
@@ -221,10 +221,8 @@ class VehicleCommandsController(Controller):
                 idempotency_key=data.idempotency_key,
                 requested_by=who,
                 source=source,
+                actor=actor_of(request),
             )
-            if created:
-                detail = {"name": data.name, "args": data.args, "precondition": data.precondition}
-                await audit(request, deps, "command.send", vehicle_id=vehicle_id, target=command.id, detail=detail)
             if timeout is not None:
                 command = await service.wait(command.id, timeout)
             headers = _location(vehicle_id, command.id)
@@ -298,8 +296,7 @@ class VehicleCommandsController(Controller):
         who, _ = _who(principal, requested_by, request)
 
         async def run() -> Response[Any]:
-            cancelled = await service_of(deps).cancel(vehicle_id, command_id, by=who)
-            await audit(request, deps, "command.cancel", vehicle_id=vehicle_id, target=command_id)
+            cancelled = await service_of(deps).cancel(vehicle_id, command_id, by=who, actor=actor_of(request))
             return Response(view(cancelled))
 
         result: Response[Any] = await _refusing(request, run)
@@ -338,15 +335,9 @@ class FleetCommandsController(Controller):
                 precondition=data.precondition,
                 requested_by=who,
                 source=source,
+                actor=actor_of(request),
             )
             body = await service.job(job.id, outcomes=False)
-            detail = {
-                "name": data.name,
-                "args": data.args,
-                "selector": msgspec.to_builtins(selector),
-                "rate": data.rate,
-            }
-            await audit(request, deps, "job.create", fleet=selector.fleet, target=job.id, detail=detail)
             return Response(
                 body, status_code=HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/commands/jobs/{job.id}"}
             )
@@ -443,17 +434,15 @@ async def _change_job(
     requested_by: str | None,
     action: Literal["pause", "resume", "cancel"],
 ) -> Response[Any]:
-    """Pause, resume or cancel a job the caller sees; audited when it took effect."""
-    job = await _visible_job(deps, principal, job_id)
+    """Pause, resume or cancel a job the caller sees; the service audits it with the change."""
+    await _visible_job(deps, principal, job_id)
     who, _ = _who(principal, requested_by, request)
     service = service_of(deps)
     change = {"pause": service.pause_job, "resume": service.resume_job, "cancel": service.cancel_job}[action]
 
     async def respond() -> Response[Any]:
         # Explicit: a Response without a status leaves it None until Litestar sends it.
-        return Response(await change(job_id, by=who), status_code=HTTP_200_OK)
+        return Response(await change(job_id, by=who, actor=actor_of(request)), status_code=HTTP_200_OK)
 
     result: Response[Any] = await _refusing(request, respond)
-    if result.status_code == HTTP_200_OK:
-        await audit(request, deps, f"job.{action}", fleet=job.selector.fleet, target=job_id)
     return result

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 import structlog
 
+from security.model import AuditEntry
 from twin.commands import (
     RESULT_STATES,
     Command,
@@ -68,6 +69,8 @@ class Work:
         self.sends: list[Command] = []
         self.acks: list[asyncio.Future[Verdict]] = []
         self.errors: list[tuple[str, str, bytes]] = []
+        # Entries recording the operator actions among these changes, committed with them.
+        self.audit: list[AuditEntry] = []
 
     def changed(self, command: Command, *, event: bool = True) -> None:
         self.commands[command.id] = command
@@ -75,7 +78,7 @@ class Work:
             self.events.append(msgspec.structs.replace(command, history=list(command.history)))
 
     def __bool__(self) -> bool:
-        return bool(self.commands or self.jobs)
+        return bool(self.commands or self.jobs or self.audit)
 
 
 class CommandEngine:
@@ -293,7 +296,7 @@ class CommandEngine:
 
     async def _finish(self, work: Work) -> None:
         if work:
-            await self._commit(work.commands.values(), work.jobs.values())
+            await self._commit(work.commands.values(), work.jobs.values(), work.audit)
         for command in work.commands.values():
             if not command.open:
                 self._forget(command)
@@ -334,12 +337,14 @@ class CommandEngine:
             metrics.refused.labels(reason).inc()
         metrics.waiting.set(len(self._open))
 
-    async def _commit(self, commands: Iterable[Command] = (), jobs: Iterable[Job] = ()) -> None:
-        commands, jobs = list(commands), list(jobs)
+    async def _commit(
+        self, commands: Iterable[Command] = (), jobs: Iterable[Job] = (), audit: Iterable[AuditEntry] = ()
+    ) -> None:
+        commands, jobs, entries = list(commands), list(jobs), list(audit)
         delay = 0.05
         while True:
             try:
-                await self.store.write(commands, jobs)
+                await self.store.write(commands, jobs, entries)
                 return
             # A failed write is retried, never dropped: nothing takes effect before it lands.
             except Exception as exc:

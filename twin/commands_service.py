@@ -22,6 +22,7 @@ from typing import Any, Self
 import msgspec
 import structlog
 
+from security.audit import Actor, audit_entry
 from twin.commands import (
     IDEMPOTENCY_KEY_PATTERN,
     NAME_PATTERN,
@@ -98,8 +99,12 @@ class CommandService(CommandEngine):
         idempotency_key: str | None = None,
         requested_by: str = "anonymous",
         source: str | None = None,
+        actor: Actor | None = None,
     ) -> tuple[Command, bool]:
-        """Queue a command; returns it and whether it is new (False: an idempotent repeat)."""
+        """Queue a command; returns it and whether it is new (False: an idempotent repeat).
+
+        With an `actor`, a new command is audited (`command.send`) in the transaction that stores it.
+        """
         args = args or {}
         ttl = self._check_request(name, args, ttl_s, precondition)
         if idempotency_key is not None and IDEMPOTENCY_KEY_PATTERN.fullmatch(idempotency_key) is None:
@@ -114,7 +119,8 @@ class CommandService(CommandEngine):
                             f"idempotency_key {idempotency_key!r} was used for a different command ({existing.id})",
                         )
                     return self._current(existing), False
-            if await self.twins.state(vehicle_id) is None:
+            twin = await self.twins.state(vehicle_id)
+            if twin is None:
                 raise NotFound(f"vehicle '{vehicle_id}' not found")
             if len(self._open.of_vehicle(vehicle_id)) >= self.settings.max_open_per_vehicle:
                 raise LimitExceeded(
@@ -129,6 +135,19 @@ class CommandService(CommandEngine):
             command.source = source
             work = Work()
             work.changed(command)
+            if actor is not None:
+                detail = {"name": name, "args": args, "precondition": precondition}
+                work.audit.append(
+                    audit_entry(
+                        actor,
+                        "command.send",
+                        now,
+                        vehicle_id=vehicle_id,
+                        fleet=twin.fleet,
+                        target=command.id,
+                        detail=detail,
+                    )
+                )
             self._remember(command)
             if vehicle_id in self._open.online:
                 await self._deliver(vehicle_id, resend=False, now=now, work=work)
@@ -183,7 +202,9 @@ class CommandService(CommandEngine):
                 if not waiters:
                     del self._waiters[command_id]
 
-    async def cancel(self, vehicle_id: str, command_id: str, *, by: str = "anonymous") -> Command:
+    async def cancel(
+        self, vehicle_id: str, command_id: str, *, by: str = "anonymous", actor: Actor | None = None
+    ) -> Command:
         async with self._lock:
             command = self._open.get(vehicle_id, command_id)
             if command is None:
@@ -194,8 +215,14 @@ class CommandService(CommandEngine):
                     f"command '{command_id}' is {stored.state.value}; only a waiting one can be cancelled"
                 )
             work = Work()
-            command.move(CommandState.CANCELLED, self.clock(), f"cancelled by {by}")
+            now = self.clock()
+            command.move(CommandState.CANCELLED, now, f"cancelled by {by}")
             work.changed(command)
+            if actor is not None:
+                twin = await self.twins.state(vehicle_id)
+                fleet = twin.fleet if twin is not None else None
+                entry = audit_entry(actor, "command.cancel", now, vehicle_id=vehicle_id, fleet=fleet, target=command_id)
+                work.audit.append(entry)
             await self._finish(work)
             return copy_of(command)
 
@@ -212,6 +239,7 @@ class CommandService(CommandEngine):
         precondition: str | None = None,
         requested_by: str = "anonymous",
         source: str | None = None,
+        actor: Actor | None = None,
     ) -> Job:
         args = args or {}
         ttl = self._check_request(name, args, ttl_s, precondition)
@@ -237,8 +265,12 @@ class CommandService(CommandEngine):
             source=source,
         )
         job.move(JobState.RUNNING, now)
+        entries = []
+        if actor is not None:
+            detail = {"name": name, "args": args, "selector": msgspec.to_builtins(selector), "rate": rate}
+            entries.append(audit_entry(actor, "job.create", now, fleet=selector.fleet, target=job.id, detail=detail))
         async with self._lock:
-            await self._commit(jobs=[job])
+            await self._commit(jobs=[job], audit=entries)
             self._jobs[job.id] = job
             self._buckets[job.id] = RateLimit(rate)
         self._wake.set()
@@ -259,21 +291,28 @@ class CommandService(CommandEngine):
     async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[JobReport]:
         return [await self.job(j.id, outcomes=False) for j in await self.store.jobs(limit=limit, before=before)]
 
-    async def pause_job(self, job_id: str, *, by: str = "anonymous") -> JobReport:
-        await self._job_change(job_id, JobState.PAUSED, from_states=(JobState.RUNNING,), by=by)
+    async def pause_job(self, job_id: str, *, by: str = "anonymous", actor: Actor | None = None) -> JobReport:
+        await self._job_change(job_id, JobState.PAUSED, from_states=(JobState.RUNNING,), by=by, actor=actor)
         return await self.job(job_id, outcomes=False)
 
-    async def resume_job(self, job_id: str, *, by: str = "anonymous") -> JobReport:
-        await self._job_change(job_id, JobState.RUNNING, from_states=(JobState.PAUSED,), by=by)
+    async def resume_job(self, job_id: str, *, by: str = "anonymous", actor: Actor | None = None) -> JobReport:
+        await self._job_change(job_id, JobState.RUNNING, from_states=(JobState.PAUSED,), by=by, actor=actor)
         self._wake.set()
         return await self.job(job_id, outcomes=False)
 
-    async def cancel_job(self, job_id: str, *, by: str = "anonymous") -> JobReport:
-        await self._job_change(job_id, JobState.CANCELLED, from_states=(JobState.RUNNING, JobState.PAUSED), by=by)
+    async def cancel_job(self, job_id: str, *, by: str = "anonymous", actor: Actor | None = None) -> JobReport:
+        from_states = (JobState.RUNNING, JobState.PAUSED)
+        await self._job_change(job_id, JobState.CANCELLED, from_states=from_states, by=by, actor=actor)
         return await self.job(job_id, outcomes=False)
 
     async def _job_change(
-        self, job_id: str, state: JobState, *, from_states: tuple[JobState, ...], by: str = "anonymous"
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        from_states: tuple[JobState, ...],
+        by: str = "anonymous",
+        actor: Actor | None = None,
     ) -> None:
         async with self._lock:
             job = self._jobs.get(job_id)
@@ -291,6 +330,9 @@ class CommandService(CommandEngine):
             verb = "resumed" if state is JobState.RUNNING else state.value
             job.move(state, now, f"{verb} by {by}")
             work.jobs[job.id] = job
+            if actor is not None:
+                action = {JobState.PAUSED: "job.pause", JobState.RUNNING: "job.resume"}.get(state, "job.cancel")
+                work.audit.append(audit_entry(actor, action, now, fleet=job.selector.fleet, target=job_id))
             if state is JobState.RUNNING:
                 self._buckets.setdefault(job_id, RateLimit(job.rate))
             if state is JobState.CANCELLED:

@@ -18,6 +18,8 @@ import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from security.audit import audit_insert
+from security.model import AuditEntry
 from twin.commands import Command, CommandState, Job, JobState
 from twin.commands_store import CommandQuery
 from twin.errors import StoreError
@@ -161,7 +163,9 @@ class SqliteCommandStore(_CommandReads):
         async with self._c.execute(sql, tuple(args)) as cur:
             return [row[0] for row in await cur.fetchall()]
 
-    async def write(self, commands: Sequence[Command] = (), jobs: Sequence[Job] = ()) -> None:
+    async def write(
+        self, commands: Sequence[Command] = (), jobs: Sequence[Job] = (), audit: Sequence[AuditEntry] = ()
+    ) -> None:
         conn = self._c
         await conn.execute("BEGIN IMMEDIATE")
         try:
@@ -169,6 +173,8 @@ class SqliteCommandStore(_CommandReads):
                 await conn.executemany(_UPSERT_COMMAND, [_command_row(c) for c in commands])
             if jobs:
                 await conn.executemany(_UPSERT_JOB, [_job_row(j) for j in jobs])
+            for entry in audit:
+                await conn.execute(*audit_insert(entry, "?"))
         except BaseException:
             await conn.execute("ROLLBACK")
             raise
@@ -230,12 +236,17 @@ class PostgresCommandStore(_CommandReads):
             cur = await conn.execute(_pg(sql), tuple(args))
             return [row[0] for row in await cur.fetchall()]
 
-    async def write(self, commands: Sequence[Command] = (), jobs: Sequence[Job] = ()) -> None:
+    async def write(
+        self, commands: Sequence[Command] = (), jobs: Sequence[Job] = (), audit: Sequence[AuditEntry] = ()
+    ) -> None:
         async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
             if commands:
                 await cur.executemany(_pg(_UPSERT_COMMAND), [_command_row(c) for c in commands])
             if jobs:
                 await cur.executemany(_pg(_UPSERT_JOB), [_job_row(j) for j in jobs])
+            for entry in audit:
+                sql, args = audit_insert(entry, "%s", jsonb=True)
+                await cur.execute(sql.encode(), args)
 
     async def count_states(self, job_id: str) -> dict[CommandState, int]:
         async with self._conn() as conn:

@@ -11,11 +11,15 @@ import copy
 from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import msgspec
 
 from twin.commands import Command, CommandState, Job, JobState
+from twin.errors import StoreError
+
+if TYPE_CHECKING:
+    from security import AuditEntry
 
 
 class CommandQuery(msgspec.Struct, frozen=True):
@@ -40,8 +44,10 @@ class CommandStore(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
-    async def write(self, commands: Sequence[Command] = (), jobs: Sequence[Job] = ()) -> None:
-        """Insert or replace commands and jobs in one transaction."""
+    async def write(
+        self, commands: Sequence[Command] = (), jobs: Sequence[Job] = (), audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Insert or replace commands and jobs, and insert the audit entries recording them, in one transaction."""
         ...
 
     async def get(self, command_id: str) -> Command | None: ...
@@ -77,6 +83,7 @@ class MemoryCommandStore:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
         self._jobs: dict[str, Job] = {}
+        self.audit: list[AuditEntry] = []
 
     async def __aenter__(self) -> Self:
         return self
@@ -86,7 +93,13 @@ class MemoryCommandStore:
     ) -> None:
         return None
 
-    async def write(self, commands: Sequence[Command] = (), jobs: Sequence[Job] = ()) -> None:
+    async def write(
+        self, commands: Sequence[Command] = (), jobs: Sequence[Job] = (), audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        # Checked before anything changes, so a refused entry leaves the write unmade, as in a transaction.
+        if any(a.id == e.id for a in audit for e in self.audit):
+            raise StoreError("audit entry already exists")
+        self.audit.extend(audit)
         for command in commands:
             self._commands[command.id] = copy.deepcopy(command)
         for job in jobs:

@@ -1,7 +1,11 @@
 """One contract for every commands store backend: in memory, SQLite and PostgreSQL."""
 
+import sqlite3
+
+import psycopg
 import pytest
 
+from security import AuditEntry
 from twin import SqliteStore, StoreError
 from twin.commands import Command, CommandState, Job, JobState, Selector, Transition
 from twin.commands_sql import PostgresCommandStore, SqliteCommandStore
@@ -142,3 +146,29 @@ async def test_sqlite_store_without_migrations_is_refused(tmp_path):
     with pytest.raises(StoreError, match="fleethub migrate"):
         async with SqliteCommandStore(f"sqlite:///{tmp_path}/empty.db"):
             pass
+
+
+async def _audit_ids(store) -> set[str]:
+    if isinstance(store, MemoryCommandStore):
+        return {e.id for e in store.audit}
+    if isinstance(store, SqliteCommandStore):
+        async with store._c.execute("SELECT id FROM audit_log") as cur:
+            return {row[0] for row in await cur.fetchall()}
+    async with store._conn() as conn:
+        return {row[0] for row in await (await conn.execute("SELECT id FROM audit_log")).fetchall()}
+
+
+def _entry(entry_id: str) -> AuditEntry:
+    return AuditEntry(entry_id, 100.0, "olga", "command.send", "127.0.0.1:1", vehicle_id="v1", detail={"name": "x"})
+
+
+async def test_a_write_and_its_audit_entries_commit_together(store):
+    """Commands and jobs are stored with the entries recording them; a refused entry undoes the whole write."""
+    await store.write([command("c1")], [job("j1")], [_entry("e1"), _entry("e2")])
+    assert await _audit_ids(store) == {"e1", "e2"}
+    with pytest.raises((StoreError, sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+        await store.write([command("c2")], [job("j2")], [_entry("e3"), _entry("e1")])
+    assert await store.get("c2") is None
+    assert await store.get_job("j2") is None
+    assert await store.get("c1") is not None
+    assert await _audit_ids(store) == {"e1", "e2"}

@@ -13,10 +13,10 @@ from api.auth import Caller, audit, ensure_fleet, requires
 from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import engine_of, parse_when
+from kernel import InvalidPayload
 from rules.alerts import Alert, AlertQuery, AlertState, AlertView, view
 from rules.evaluator import AlertNotOpen
 from security import Permission, PrincipalKind
-from twin import InvalidPayload
 
 AlertId = Annotated[str, PathParameter(max_length=64, description="Alert id")]
 

@@ -24,9 +24,9 @@ from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import parse_when
 from api.vehicles import VehicleId
+from kernel import InvalidPayload, NotFound
 from rules import RuleSyntaxError
 from security import Permission, Principal, PrincipalKind
-from twin import InvalidPayload, NotFound
 from twin.commands import CommandState, CommandView, Selector, view
 from twin.commands_jobs import JobReport
 from twin.commands_service import CommandClosed, CommandService

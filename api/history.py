@@ -22,12 +22,12 @@ from litestar.response import Stream
 from api.auth import Caller, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
 from api.vehicles import VehicleId
+from kernel import InvalidPayload, isoformat, parse_time
 from security import Permission
-from twin import HistoryRow, InvalidPayload, Order
+from twin import HistoryRow, Order
 from twin.aggregates import parse_aggs, zone
 from twin.document import ConnectionView
 from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, Store, VehicleSet
-from twin.telemetry import isoformat, parse_time
 
 # Rows read from the store per page of a CSV export.
 CSV_PAGE_ROWS = 5_000

@@ -13,10 +13,9 @@ from api.auth import requires
 from api.deps import Deps
 from api.history import From, To, query_time
 from api.vehicles import VehicleId
+from kernel import InvalidPayload, isoformat
 from security import Permission
-from twin import InvalidPayload
 from twin.store import PointQuery, VehicleSet
-from twin.telemetry import isoformat
 from twin.trips import TRIP_FIELDS, Position, Stop, Trip, TripDetector, TripSettings
 
 # Rows read from the store per page while folding.

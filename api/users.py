@@ -18,8 +18,8 @@ from litestar.status_codes import HTTP_201_CREATED
 from api.auth import Caller, remote_of, requires
 from api.credentials import security_of
 from api.deps import Deps
+from kernel import NotFound
 from security import ALL_FLEETS, Actor, ApiToken, Permission, PrincipalKind, Role, User
-from twin import NotFound
 
 UserName = Annotated[str, PathParameter(description="User name")]
 TokenId = Annotated[str, PathParameter(description="Token id (not the token)")]

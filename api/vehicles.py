@@ -12,10 +12,10 @@ from litestar.status_codes import HTTP_201_CREATED
 from api.auth import Caller, audit, requires
 from api.credentials import NewVehicle, VehicleSecret, provision_one
 from api.deps import Deps
+from kernel import InvalidPayload, parse_time
 from security import Permission
-from twin import InvalidPayload, TwinDocument, TwinFilter
+from twin import TwinDocument, TwinFilter
 from twin.document import TwinAsOf
-from twin.telemetry import parse_time
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")

@@ -15,7 +15,7 @@ import structlog
 
 from fleethub.logs import configure_logging
 from fleethub.settings import RuntimeSettings, Settings, load_settings
-from twin import ConfigError, FleethubError
+from kernel import ConfigError, FleethubError
 
 log = structlog.get_logger("fleethub")
 

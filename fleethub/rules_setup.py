@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 
 from fleethub.settings import Settings, StoreSettings
+from kernel import ConfigError
 from rules import Compiler, RuleConfigError, Zone
 from rules.definitions import RuleDefinition, load_rules_file
 from rules.engine import EngineOptions, RulesEngine
 from rules.postgres_store import PostgresRulesStore
 from rules.sqlite_store import SqliteRulesStore
 from rules.store import RulesStore
-from twin import ConfigError, SqliteStore, Store
+from twin import SqliteStore, Store
 
 
 def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:

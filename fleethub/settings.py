@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from kernel import ConfigError
 from rules import Limits as RuleLimits
 from rules import Zone
 from security.limits import AbuseLimits
-from twin import ConfigError, IngestSettings, Limits
+from twin import IngestSettings, Limits
 from twin.commands import CommandsSettings
 
 ENV_PREFIX = "FLEETHUB_"

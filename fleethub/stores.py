@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fleethub.settings import StoreSettings
+from kernel import ConfigError
 from security import MemorySecurityStore, SecurityStore
 from security.postgres_store import PostgresSecurityStore
 from security.sqlite_store import SqliteSecurityStore
-from twin import ConfigError, SqliteStore, Store
+from twin import SqliteStore, Store
 from twin.postgres_store import PostgresOptions, PostgresStore
 from twin.sqlite_store import sqlite_path
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from twin.telemetry import isoformat
+from kernel import isoformat
 
 _TOPIC_UNSAFE: Final = re.compile(r"[/+#\x00]")
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
+from kernel import isoformat
 from rules.alerts import AlertEventKind
 from rules.definitions import CompiledRule
 from rules.evaluator import Evaluator
@@ -20,7 +21,6 @@ from twin.merge import apply_reported
 from twin.model import HistoryRow, TwinState
 from twin.observe import TwinUpdate, UpdateKind
 from twin.paths import flatten
-from twin.telemetry import isoformat
 
 # Deadlines fired between two rows at most, so a periodic re-check over a long gap stays bounded.
 MAX_FIRINGS = 100_000

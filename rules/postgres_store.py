@@ -22,11 +22,11 @@ import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from kernel import StoreError
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
-from twin.errors import StoreError
 from twin.postgres_store import pool_connection, redact
 
 __all__ = ["PostgresRulesStore"]

@@ -15,11 +15,11 @@ from typing import Any, Self
 import aiosqlite
 import msgspec
 
+from kernel import StoreError
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.store import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
-from twin.errors import StoreError
 from twin.sqlite_store import SqliteStore, fetch_all, in_connection_thread, open_beside, sqlite_path
 
 _encode = msgspec.json.Encoder().encode

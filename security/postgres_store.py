@@ -13,10 +13,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from kernel import StoreError
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.sqlite_store import audit_where
 from security.store import AlreadyExists
-from twin.errors import StoreError
 
 _CRED = "vehicle_id, fleet, secret_hash, created_at, rotated_at, revoked_at"
 _USER = "name, role, fleets, password_hash, disabled, created_at"

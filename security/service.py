@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from kernel import InvalidPayload, NotFound
 from security import secrets as sec
 from security.model import (
     ALL_FLEETS,
@@ -31,7 +32,6 @@ from security.model import (
 )
 from security.roles import Principal
 from security.store import AlreadyExists, SecurityStore
-from twin.errors import InvalidPayload, NotFound
 
 log = structlog.get_logger(__name__)
 

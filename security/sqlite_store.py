@@ -12,9 +12,9 @@ from typing import Any, Self
 import aiosqlite
 import msgspec
 
+from kernel import StoreError
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.store import AlreadyExists
-from twin.errors import StoreError
 from twin.sqlite_store import open_beside, sqlite_path
 
 _encode = msgspec.json.encode

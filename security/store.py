@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, Self
 
+from kernel import FleethubError
 from security.model import ApiToken, AuditEntry, AuditQuery, User, VehicleCredential
-from twin.errors import FleethubError
 
 
 class AlreadyExists(FleethubError):

@@ -4,16 +4,7 @@
 """
 
 from twin.document import DeltaMessage, TwinDocument, to_document
-from twin.errors import (
-    ConfigError,
-    FleethubError,
-    InvalidPayload,
-    LimitExceeded,
-    NotFound,
-    StoreError,
-    TwinError,
-    VersionConflict,
-)
+from twin.errors import TwinError, VersionConflict
 from twin.inbound import (
     ACCEPTED,
     Channel,
@@ -36,10 +27,8 @@ from twin.store import HistoryQuery, Order, Store, StoreInfo, TwinFilter
 __all__ = [
     "ACCEPTED",
     "Channel",
-    "ConfigError",
     "DeltaMessage",
     "DisconnectReason",
-    "FleethubError",
     "HealthReport",
     "HistoryQuery",
     "HistoryRow",
@@ -47,16 +36,12 @@ __all__ = [
     "InboundSink",
     "IngestMetrics",
     "IngestSettings",
-    "InvalidPayload",
-    "LimitExceeded",
     "Limits",
     "MemoryStore",
     "MessageKind",
-    "NotFound",
     "Order",
     "SqliteStore",
     "Store",
-    "StoreError",
     "StoreInfo",
     "TwinDocument",
     "TwinError",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from twin.errors import InvalidPayload
+from kernel import InvalidPayload
 from twin.model import Json
 from twin.paths import get_path
 from twin.store import Agg, AggregateRow, Bucket, FieldAgg

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from twin.telemetry import isoformat
+from kernel import isoformat
 
 
 class CommandState(enum.Enum):

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 import structlog
 
+from kernel import InvalidPayload, isoformat
 from twin.commands import (
     RESULT_STATES,
     Command,
@@ -37,11 +38,9 @@ from twin.commands_index import OpenCommands
 from twin.commands_jobs import Preconditions, RateLimit, TwinReader
 from twin.commands_metrics import CommandMetrics
 from twin.commands_store import CommandStore
-from twin.errors import InvalidPayload
 from twin.inbound import ACCEPTED, Channel, Inbound, VehicleChannel, Verdict
 from twin.limits import Limits, check_patch
 from twin.service import ErrorMessage
-from twin.telemetry import isoformat
 
 log = structlog.get_logger(__name__)
 

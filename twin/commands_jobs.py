@@ -9,11 +9,10 @@ from typing import Protocol
 
 import msgspec
 
+from kernel import InvalidPayload, LimitExceeded, NotFound, isoformat
 from twin.commands import OPEN_STATES, Command, CommandState, Job, JobState, Selector
-from twin.errors import InvalidPayload, LimitExceeded, NotFound
 from twin.model import TwinState
 from twin.store import TwinFilter
-from twin.telemetry import isoformat
 
 # Twins read per page while resolving a selector.
 _PAGE = 1000

@@ -22,6 +22,7 @@ from typing import Any, Self
 import msgspec
 import structlog
 
+from kernel import InvalidPayload, LimitExceeded, NotFound
 from twin.commands import (
     IDEMPOTENCY_KEY_PATTERN,
     NAME_PATTERN,
@@ -35,7 +36,7 @@ from twin.commands import (
 from twin.commands_engine import CommandEngine, Work, copy_of, new_command
 from twin.commands_jobs import JobReport, RateLimit, report, resolve_targets
 from twin.commands_store import CommandQuery
-from twin.errors import InvalidPayload, LimitExceeded, NotFound, TwinError
+from twin.errors import TwinError
 from twin.limits import check_patch
 
 log = structlog.get_logger(__name__)

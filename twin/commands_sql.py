@@ -18,9 +18,9 @@ import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from kernel import StoreError
 from twin.commands import Command, CommandState, Job, JobState
 from twin.commands_store import CommandQuery
-from twin.errors import StoreError
 from twin.postgres_store import pool_connection
 from twin.sqlite_store import open_beside, sqlite_path
 

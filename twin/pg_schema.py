@@ -17,7 +17,7 @@ import msgspec
 import psycopg
 import structlog
 
-from twin.errors import StoreError
+from kernel import StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +85,7 @@ async def prepare(conn: psycopg.AsyncConnection[Any], options: PostgresOptions) 
         applied = {int(r[0]) for r in await cur.fetchall()}
         current = max(applied, default=0)
         for migration in load_pg_migrations(mode):
-            # Every missing number runs: parts of the hub own number ranges (see twin.migrate).
+            # Every missing number runs: parts of the hub own number ranges (see kernel.migrate).
             if migration.version in applied:
                 continue
             async with conn.transaction():

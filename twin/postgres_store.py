@@ -22,8 +22,8 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from kernel import StoreError
 from twin.aggregates import next_bucket, zone
-from twin.errors import StoreError
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.pg_copy import (
     COPY_HISTORY,

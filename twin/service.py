@@ -21,8 +21,9 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
+from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, isoformat
 from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
-from twin.errors import InvalidPayload, LimitExceeded, NotFound, StoreError, VersionConflict
+from twin.errors import VersionConflict
 from twin.inbound import ACCEPTED, Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel, Verdict
 from twin.limits import Limits, check_patch
 from twin.merge import (
@@ -38,7 +39,7 @@ from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
 from twin.store import HistoryQuery, Store, TwinFilter
-from twin.telemetry import decode_object, isoformat, split_envelope
+from twin.telemetry import decode_object, split_envelope
 
 log = structlog.get_logger(__name__)
 

@@ -19,9 +19,8 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 import msgspec
 
+from kernel import StoreError, load_migrations, split_statements
 from twin.aggregates import Bucketizer, next_bucket, zone
-from twin.errors import StoreError
-from twin.migrate import load_migrations, split_statements
 from twin.model import HistoryRow, Json, PresenceEvent, TwinState
 from twin.paths import get_path
 from twin.store import (

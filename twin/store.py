@@ -14,7 +14,7 @@ from typing import Any, Protocol, Self, TypeVar
 import msgspec
 import structlog
 
-from twin.errors import InvalidPayload
+from kernel import InvalidPayload
 from twin.model import HistoryRow, Json, PresenceEvent, TwinState
 
 log = structlog.get_logger(__name__)

@@ -8,8 +8,8 @@ import pytest
 
 from fleethub.hub import Hub
 from fleethub.settings import load_settings
+from kernel import ConfigError
 from tests.integration.rules.conftest import hub_settings
-from twin import ConfigError
 
 
 async def test_validate_reports_line_column_and_caret(http):

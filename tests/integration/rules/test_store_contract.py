@@ -3,13 +3,14 @@
 import psycopg
 import pytest
 
+from kernel import StoreError
 from rules import Circle, LatLon, Polygon
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition, Selector, Severity
 from rules.postgres_store import PostgresRulesStore
 from rules.sqlite_store import SqliteRulesStore
 from rules.store import MemoryRulesStore, PendingTimer, RulesWrite, TimerKind
-from twin import SqliteStore, StoreError
+from twin import SqliteStore
 from twin.postgres_store import PostgresOptions, PostgresStore
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -2,7 +2,8 @@
 
 import pytest
 
-from twin import SqliteStore, StoreError
+from kernel import StoreError
+from twin import SqliteStore
 from twin.commands import Command, CommandState, Job, JobState, Selector, Transition
 from twin.commands_sql import PostgresCommandStore, SqliteCommandStore
 from twin.commands_store import CommandQuery, MemoryCommandStore

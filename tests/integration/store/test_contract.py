@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from twin import HistoryQuery, HistoryRow, InvalidPayload, MemoryStore, Order, SqliteStore, TwinFilter, TwinState
+from kernel import InvalidPayload
+from twin import HistoryQuery, HistoryRow, MemoryStore, Order, SqliteStore, TwinFilter, TwinState
 from twin.aggregates import parse_aggs
 from twin.model import Connection, PresenceEvent, ReportedEntry
 from twin.postgres_store import PostgresOptions, PostgresStore

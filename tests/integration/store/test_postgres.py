@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from twin import HistoryQuery, HistoryRow, Inbound, IngestMetrics, IngestSettings, MessageKind, StoreError, TwinService
+from kernel import StoreError
+from twin import HistoryQuery, HistoryRow, Inbound, IngestMetrics, IngestSettings, MessageKind, TwinService
 from twin import running as run_service
 from twin.model import TwinState
 from twin.pg_partitions import partition_name

@@ -2,8 +2,8 @@
 
 import sqlite3
 
+from kernel import load_migrations
 from twin import HistoryRow, SqliteStore, TwinState
-from twin.migrate import load_migrations
 from twin.sqlite_store import sqlite_path
 
 
@@ -46,8 +46,8 @@ async def test_data_survives_reopen(tmp_path) -> None:
 
 async def test_a_lower_numbered_migration_landing_later_still_runs(tmp_path, monkeypatch) -> None:
     """Migrations are applied by missing number, not only above the highest applied one."""
+    from kernel import Migration, load_migrations
     from twin import sqlite_store
-    from twin.migrate import Migration, load_migrations
 
     url = f"sqlite:///{tmp_path}/late.db"
     real = load_migrations("sqlite")

@@ -4,9 +4,10 @@ import pytest
 
 from fleethub.rules_setup import rules_engine, rules_store
 from fleethub.settings import StoreSettings, load_settings
+from kernel import ConfigError
 from rules.postgres_store import PostgresRulesStore
 from rules.sqlite_store import SqliteRulesStore
-from twin import ConfigError, MemoryStore
+from twin import MemoryStore
 
 
 @pytest.mark.parametrize(

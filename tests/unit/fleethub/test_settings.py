@@ -4,7 +4,7 @@ import pytest
 
 from fleethub.cli import tune_gc
 from fleethub.settings import load_settings
-from twin import ConfigError
+from kernel import ConfigError
 
 
 def test_defaults_run_with_no_file() -> None:

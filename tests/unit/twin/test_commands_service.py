@@ -5,7 +5,7 @@ import asyncio
 import msgspec
 import pytest
 
-from twin import InvalidPayload, NotFound
+from kernel import InvalidPayload, NotFound
 from twin.commands import CommandsSettings, CommandState, JobState, Selector
 from twin.commands_service import CommandClosed, CommandService
 from twin.commands_store import CommandQuery, MemoryCommandStore

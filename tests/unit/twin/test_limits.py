@@ -1,6 +1,6 @@
 import pytest
 
-from twin.errors import LimitExceeded
+from kernel import LimitExceeded
 from twin.limits import Limits, check_patch
 
 

@@ -3,13 +3,14 @@
 import msgspec
 import pytest
 
+from kernel import NotFound
 from rules import Circle
 from rules.definitions import RuleDefinition, Selector, Severity, parse_rules_toml
 from rules.engine import RulesEngine
 from rules.evaluator import AlertNotOpen
 from rules.store import MemoryRulesStore, TimerKind
 from rules.timers import TimerHeap
-from twin import MemoryStore, NotFound
+from twin import MemoryStore
 from twin.merge import apply_reported
 from twin.model import Connection, TwinState
 from twin.observe import TwinUpdate, UpdateKind

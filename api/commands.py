@@ -24,13 +24,13 @@ from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import parse_when
 from api.vehicles import VehicleId
+from commands.jobs import JobReport
+from commands.model import CommandState, CommandView, Selector, view
+from commands.service import CommandClosed, CommandService
+from commands.stores.protocol import CommandQuery
 from kernel import InvalidPayload, NotFound
 from rules import RuleSyntaxError
 from security import Permission, Principal, PrincipalKind
-from twin.commands import CommandState, CommandView, Selector, view
-from twin.commands_jobs import JobReport
-from twin.commands_service import CommandClosed, CommandService
-from twin.commands_store import CommandQuery
 
 CommandId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Command id")]
 JobId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Job id")]

@@ -9,10 +9,10 @@ import msgspec
 from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry
 
+from commands.service import CommandService
 from rules.engine import RulesEngine
 from security import SecurityService
 from twin import TwinService
-from twin.commands_service import CommandService
 
 
 class ComponentHealth(msgspec.Struct):

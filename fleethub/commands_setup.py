@@ -6,14 +6,16 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
+from commands.metrics import CommandMetrics
+from commands.service import CommandService
+from commands.stores.memory import MemoryCommandStore
+from commands.stores.postgres import PostgresCommandStore
+from commands.stores.protocol import CommandStore
+from commands.stores.sqlite import SqliteCommandStore
 from fleethub.settings import Settings
 from rules import Compiler, Zone
 from rules.preconditions import RulePreconditions
 from twin import TwinService
-from twin.commands_metrics import CommandMetrics
-from twin.commands_service import CommandService
-from twin.commands_sql import PostgresCommandStore, SqliteCommandStore
-from twin.commands_store import CommandStore, MemoryCommandStore
 from twin.sqlite_store import sqlite_path
 
 

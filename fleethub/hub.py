@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
 from broker import BrokerMetrics, EmbeddedBroker, TlsListener
+from commands.service import CommandService
 from fleethub.commands_setup import command_service
 from fleethub.http_server import HttpServer
 from fleethub.rules_setup import rules_engine, start_rules
@@ -28,7 +29,6 @@ from fleethub.stores import open_security_store, open_store
 from rules.engine import RulesEngine
 from security import SecurityService, SecurityStore
 from twin import IngestMetrics, Store, TwinService
-from twin.commands_service import CommandService
 from twin.store import run_maintenance
 
 log = structlog.get_logger(__name__)

@@ -11,12 +11,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from commands.model import CommandsSettings
 from kernel import ConfigError
 from rules import Limits as RuleLimits
 from rules import Zone
 from security.limits import AbuseLimits
 from twin import IngestSettings, Limits
-from twin.commands import CommandsSettings
 
 ENV_PREFIX = "FLEETHUB_"
 

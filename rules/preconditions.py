@@ -1,6 +1,6 @@
 """Command preconditions and fleet-job filters: conditions of the rules language over one twin.
 
-Satisfies `twin.commands_service.Preconditions`. A condition is compiled once per
+Satisfies `commands.Preconditions`. A condition is compiled once per
 distinct text (a few are in use at a time: `speed == 0 and not ignition` for every
 unlock) and evaluated on the live twin just before a command goes out.
 """

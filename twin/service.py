@@ -62,7 +62,7 @@ class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class CommandHooks(Protocol):
-    """What the twin consumer tells the command service (see `twin.commands_service`)."""
+    """What the twin consumer tells the command service (see `commands.CommandService`)."""
 
     def vehicle_connected(self, vehicle_id: str) -> None: ...
 

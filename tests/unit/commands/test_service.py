@@ -5,10 +5,11 @@ import asyncio
 import msgspec
 import pytest
 
+from commands.model import CommandsSettings, CommandState, JobState, Selector
+from commands.service import CommandClosed, CommandService
+from commands.stores.memory import MemoryCommandStore
+from commands.stores.protocol import CommandQuery
 from kernel import InvalidPayload, NotFound
-from twin.commands import CommandsSettings, CommandState, JobState, Selector
-from twin.commands_service import CommandClosed, CommandService
-from twin.commands_store import CommandQuery, MemoryCommandStore
 from twin.inbound import Channel, Inbound, MessageKind
 from twin.model import TwinState
 from twin.store import TwinFilter

@@ -1,6 +1,6 @@
 """The command service's engine: its state, the pass its task runs, and commit-then-act.
 
-`CommandService` (twin.commands_service) adds the operations the API calls on top; the
+`CommandService` (commands.service) adds the operations the API calls on top; the
 split follows the broker's layering: this part moves commands along (expiry, delivery
 in order, resends, results, job sends at their rate), that part creates and changes them.
 
@@ -20,8 +20,10 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 import structlog
 
-from kernel import InvalidPayload, isoformat
-from twin.commands import (
+from commands.index import OpenCommands
+from commands.jobs import Preconditions, RateLimit, TwinReader
+from commands.metrics import CommandMetrics
+from commands.model import (
     RESULT_STATES,
     Command,
     CommandResult,
@@ -34,10 +36,8 @@ from twin.commands import (
     new_id,
     view,
 )
-from twin.commands_index import OpenCommands
-from twin.commands_jobs import Preconditions, RateLimit, TwinReader
-from twin.commands_metrics import CommandMetrics
-from twin.commands_store import CommandStore
+from commands.stores.protocol import CommandStore
+from kernel import InvalidPayload, isoformat
 from twin.inbound import ACCEPTED, Channel, Inbound, VehicleChannel, Verdict
 from twin.limits import Limits, check_patch
 from twin.service import ErrorMessage

@@ -11,7 +11,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterator
 
-from twin.commands import Command
+from commands.model import Command
 
 
 class OpenCommands:

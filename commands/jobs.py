@@ -9,8 +9,8 @@ from typing import Protocol
 
 import msgspec
 
+from commands.model import OPEN_STATES, Command, CommandState, Job, JobState, Selector
 from kernel import InvalidPayload, LimitExceeded, NotFound, isoformat
-from twin.commands import OPEN_STATES, Command, CommandState, Job, JobState, Selector
 from twin.model import TwinState
 from twin.store import TwinFilter
 

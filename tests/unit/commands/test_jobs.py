@@ -1,7 +1,7 @@
 """The job rate limit and the job report, without a hub."""
 
-from twin.commands import Command, CommandState, Job, JobState, Selector
-from twin.commands_jobs import RateLimit, report
+from commands.jobs import RateLimit, report
+from commands.model import Command, CommandState, Job, JobState, Selector
 
 
 def test_rate_limit_never_exceeds_the_rate_in_any_window():

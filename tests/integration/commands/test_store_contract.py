@@ -2,11 +2,13 @@
 
 import pytest
 
+from commands.model import Command, CommandState, Job, JobState, Selector, Transition
+from commands.stores.memory import MemoryCommandStore
+from commands.stores.postgres import PostgresCommandStore
+from commands.stores.protocol import CommandQuery
+from commands.stores.sqlite import SqliteCommandStore
 from kernel import StoreError
 from twin import SqliteStore
-from twin.commands import Command, CommandState, Job, JobState, Selector, Transition
-from twin.commands_sql import PostgresCommandStore, SqliteCommandStore
-from twin.commands_store import CommandQuery, MemoryCommandStore
 from twin.postgres_store import PostgresOptions, PostgresStore
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

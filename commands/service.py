@@ -22,21 +22,11 @@ from typing import Any, Self
 import msgspec
 import structlog
 
-from kernel import InvalidPayload, LimitExceeded, NotFound
-from twin.commands import (
-    IDEMPOTENCY_KEY_PATTERN,
-    NAME_PATTERN,
-    Command,
-    CommandState,
-    Job,
-    JobState,
-    Selector,
-    new_id,
-)
-from twin.commands_engine import CommandEngine, Work, copy_of, new_command
-from twin.commands_jobs import JobReport, RateLimit, report, resolve_targets
-from twin.commands_store import CommandQuery
-from twin.errors import TwinError
+from commands.engine import CommandEngine, Work, copy_of, new_command
+from commands.jobs import JobReport, RateLimit, report, resolve_targets
+from commands.model import IDEMPOTENCY_KEY_PATTERN, NAME_PATTERN, Command, CommandState, Job, JobState, Selector, new_id
+from commands.stores.protocol import CommandQuery
+from kernel import FleethubError, InvalidPayload, LimitExceeded, NotFound
 from twin.limits import check_patch
 
 log = structlog.get_logger(__name__)
@@ -44,7 +34,7 @@ log = structlog.get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
 
 
-class CommandClosed(TwinError):
+class CommandClosed(FleethubError):
     """The command (or job) is no longer in a state that allows this."""
 
 

@@ -25,9 +25,9 @@ from api.vehicles import VehicleId
 from kernel import InvalidPayload, isoformat, parse_time
 from security import Permission
 from twin import HistoryRow, Order
-from twin.aggregates import parse_aggs, zone
 from twin.document import ConnectionView
-from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, Store, VehicleSet
+from twin.stores.aggregates import parse_aggs, zone
+from twin.stores.protocol import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, Store, VehicleSet
 
 # Rows read from the store per page of a CSV export.
 CSV_PAGE_ROWS = 5_000

@@ -15,7 +15,7 @@ from api.history import From, To, query_time
 from api.vehicles import VehicleId
 from kernel import InvalidPayload, isoformat
 from security import Permission
-from twin.store import PointQuery, VehicleSet
+from twin.stores.protocol import PointQuery, VehicleSet
 from twin.trips import TRIP_FIELDS, Position, Stop, Trip, TripDetector, TripSettings
 
 # Rows read from the store per page while folding.

@@ -32,12 +32,13 @@ import psycopg
 from rules import Circle
 from rules.definitions import RuleDefinition, Severity
 from rules.engine import RulesEngine
-from rules.postgres_store import PostgresRulesStore
-from rules.sqlite_store import SqliteRulesStore
-from rules.store import MemoryRulesStore, RulesStore
+from rules.stores.memory import MemoryRulesStore
+from rules.stores.postgres import PostgresRulesStore
+from rules.stores.protocol import RulesStore
+from rules.stores.sqlite import SqliteRulesStore
 from twin import Inbound, MemoryStore, MessageKind, SqliteStore, Store, TwinService
 from twin.observe import TwinUpdate
-from twin.postgres_store import PostgresStore
+from twin.stores.postgres import PostgresStore
 
 _encode = msgspec.json.Encoder().encode
 

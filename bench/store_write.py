@@ -27,11 +27,11 @@ from urllib.parse import quote
 
 import psycopg
 
-from twin.aggregates import parse_aggs
 from twin.model import HistoryRow, ReportedEntry, TwinState
 from twin.paths import flatten, join
-from twin.postgres_store import PostgresOptions, PostgresStore
-from twin.store import AggregateQuery, Bucket, VehicleSet
+from twin.stores.aggregates import parse_aggs
+from twin.stores.postgres import PostgresOptions, PostgresStore
+from twin.stores.protocol import AggregateQuery, Bucket, VehicleSet
 
 DAY_START = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 AGGS = parse_aggs("soc:avg,speed:max,speed:avg,odometer_km:last,soc:count")

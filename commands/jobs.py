@@ -12,7 +12,7 @@ import msgspec
 from commands.model import OPEN_STATES, Command, CommandState, Job, JobState, Selector
 from kernel import InvalidPayload, LimitExceeded, NotFound, isoformat
 from twin.model import TwinState
-from twin.store import TwinFilter
+from twin.stores.protocol import TwinFilter
 
 # Twins read per page while resolving a selector.
 _PAGE = 1000

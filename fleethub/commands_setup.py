@@ -16,7 +16,7 @@ from fleethub.settings import Settings
 from rules import Compiler, Zone
 from rules.preconditions import RulePreconditions
 from twin import TwinService
-from twin.sqlite_store import sqlite_path
+from twin.stores.sqlite import sqlite_path
 
 
 def command_store(settings: Settings) -> CommandStore:

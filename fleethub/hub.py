@@ -29,7 +29,7 @@ from fleethub.stores import open_security_store, open_store
 from rules.engine import RulesEngine
 from security import SecurityService, SecurityStore
 from twin import IngestMetrics, Store, TwinService
-from twin.store import run_maintenance
+from twin.stores.protocol import run_maintenance
 
 log = structlog.get_logger(__name__)
 

@@ -9,9 +9,9 @@ from kernel import ConfigError
 from rules import Compiler, RuleConfigError, Zone
 from rules.definitions import RuleDefinition, load_rules_file
 from rules.engine import EngineOptions, RulesEngine
-from rules.postgres_store import PostgresRulesStore
-from rules.sqlite_store import SqliteRulesStore
-from rules.store import RulesStore
+from rules.stores.postgres import PostgresRulesStore
+from rules.stores.protocol import RulesStore
+from rules.stores.sqlite import SqliteRulesStore
 from twin import SqliteStore, Store
 
 

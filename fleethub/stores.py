@@ -5,11 +5,11 @@ from __future__ import annotations
 from fleethub.settings import StoreSettings
 from kernel import ConfigError
 from security import MemorySecurityStore, SecurityStore
-from security.postgres_store import PostgresSecurityStore
-from security.sqlite_store import SqliteSecurityStore
+from security.stores.postgres import PostgresSecurityStore
+from security.stores.sqlite import SqliteSecurityStore
 from twin import SqliteStore, Store
-from twin.postgres_store import PostgresOptions, PostgresStore
-from twin.sqlite_store import sqlite_path
+from twin.stores.postgres import PostgresOptions, PostgresStore
+from twin.stores.sqlite import sqlite_path
 
 
 def open_store(settings: StoreSettings) -> Store:

@@ -27,11 +27,11 @@ from rules.compiler import Compiler
 from rules.definitions import CompiledRule, CompileProblem, RuleDefinition, RuleInvalid, compile_definition
 from rules.errors import RuleConfigError, RuleError, quote
 from rules.evaluator import AlertNotOpen, Evaluator
-from rules.store import RulesStore, RulesWrite
+from rules.stores.protocol import RulesStore, RulesWrite
 from rules.zones import Zone, ZoneSet
 from twin.model import TwinState
 from twin.observe import TwinUpdate
-from twin.store import HistoryPage, PointQuery, TwinFilter, VehicleSet
+from twin.stores.protocol import HistoryPage, PointQuery, TwinFilter, VehicleSet
 
 log = structlog.get_logger(__name__)
 

@@ -26,7 +26,7 @@ from rules.context import MISSING, Path, Source
 from rules.definitions import CompiledRule, Selector
 from rules.errors import RuleError
 from rules.paths import parse_path
-from rules.store import PendingTimer, TimerKind
+from rules.stores.protocol import PendingTimer, TimerKind
 from rules.syntax import Call, Compare, DurationLit, Expr, Field, NumberLit, StringLit, Unary, children
 from rules.timers import TimerHeap
 from rules.twin_context import TwinContext

@@ -7,7 +7,8 @@ package decides; it knows nothing of MQTT or HTTP itself.
 from security.model import ALL_FLEETS, DEFAULT_FLEET, ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.roles import Permission, Principal, PrincipalKind
 from security.service import CLI, Actor, IssuedToken, Provisioned, SecurityService
-from security.store import AlreadyExists, MemorySecurityStore, SecurityStore
+from security.stores.memory import MemorySecurityStore
+from security.stores.protocol import AlreadyExists, SecurityStore
 
 __all__ = [
     "ALL_FLEETS",

@@ -31,7 +31,7 @@ from security.model import (
     VehicleCredential,
 )
 from security.roles import Principal
-from security.store import AlreadyExists, SecurityStore
+from security.stores.protocol import AlreadyExists, SecurityStore
 
 log = structlog.get_logger(__name__)
 

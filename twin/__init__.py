@@ -16,13 +16,13 @@ from twin.inbound import (
     Verdict,
 )
 from twin.limits import Limits
-from twin.memory_store import MemoryStore
 from twin.metrics import IngestMetrics
 from twin.model import HistoryRow, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.service import HealthReport, IngestSettings, TwinService, running
-from twin.sqlite_store import SqliteStore
-from twin.store import HistoryQuery, Order, Store, StoreInfo, TwinFilter
+from twin.stores.memory import MemoryStore
+from twin.stores.protocol import HistoryQuery, Order, Store, StoreInfo, TwinFilter
+from twin.stores.sqlite import SqliteStore
 
 __all__ = [
     "ACCEPTED",

@@ -38,7 +38,7 @@ from twin.metrics import IngestMetrics
 from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
-from twin.store import HistoryQuery, Store, TwinFilter
+from twin.stores.protocol import HistoryQuery, Store, TwinFilter
 from twin.telemetry import decode_object, split_envelope
 
 log = structlog.get_logger(__name__)

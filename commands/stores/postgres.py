@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from commands.model import Command, CommandState, Job
 from commands.stores.sql import COUNT_STATES, UPSERT_COMMAND, UPSERT_JOB, CommandReads, command_row, job_row
 from kernel import StoreError
-from twin.postgres_store import pool_connection
+from twin.stores.postgres import pool_connection
 
 
 def _pg(sql: str) -> str:

@@ -11,7 +11,7 @@ import aiosqlite
 from commands.model import Command, CommandState, Job
 from commands.stores.sql import COUNT_STATES, UPSERT_COMMAND, UPSERT_JOB, CommandReads, command_row, job_row
 from kernel import StoreError
-from twin.sqlite_store import open_beside, sqlite_path
+from twin.stores.sqlite import open_beside, sqlite_path
 
 
 class SqliteCommandStore(CommandReads):

@@ -9,7 +9,7 @@ from commands.stores.protocol import CommandQuery
 from commands.stores.sqlite import SqliteCommandStore
 from kernel import StoreError
 from twin import SqliteStore
-from twin.postgres_store import PostgresOptions, PostgresStore
+from twin.stores.postgres import PostgresOptions, PostgresStore
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 

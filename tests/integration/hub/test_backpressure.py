@@ -21,8 +21,7 @@ from broker.reader import BACKLOG_LIMIT
 from fleethub.hub import Hub
 from fleethub.settings import load_settings
 from twin.model import HistoryRow, PresenceEvent, TwinState
-from twin.sqlite_store import SqliteStore
-from twin.store import (
+from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
     HistoryPage,
@@ -33,6 +32,7 @@ from twin.store import (
     StoreInfo,
     TwinFilter,
 )
+from twin.stores.sqlite import SqliteStore
 
 QUEUE_MAX = 20
 BATCH_MAX = 10

@@ -12,7 +12,7 @@ from fleethub.hub import Hub
 from fleethub.rules_setup import rules_store
 from fleethub.stores import open_store
 from rules.alerts import Alert, AlertQuery
-from rules.store import PendingTimer, TimerKind
+from rules.stores.protocol import PendingTimer, TimerKind
 from tests.integration.rules.conftest import hub_settings
 
 

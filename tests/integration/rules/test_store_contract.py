@@ -7,11 +7,12 @@ from kernel import StoreError
 from rules import Circle, LatLon, Polygon
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition, Selector, Severity
-from rules.postgres_store import PostgresRulesStore
-from rules.sqlite_store import SqliteRulesStore
-from rules.store import MemoryRulesStore, PendingTimer, RulesWrite, TimerKind
+from rules.stores.memory import MemoryRulesStore
+from rules.stores.postgres import PostgresRulesStore
+from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
+from rules.stores.sqlite import SqliteRulesStore
 from twin import SqliteStore
-from twin.postgres_store import PostgresOptions, PostgresStore
+from twin.stores.postgres import PostgresOptions, PostgresStore
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 

@@ -4,10 +4,10 @@ import pytest
 
 from kernel import StoreError
 from security import AlreadyExists, ApiToken, AuditEntry, AuditQuery, MemorySecurityStore, Role, User, VehicleCredential
-from security.postgres_store import PostgresSecurityStore
-from security.sqlite_store import SqliteSecurityStore
+from security.stores.postgres import PostgresSecurityStore
+from security.stores.sqlite import SqliteSecurityStore
 from twin import SqliteStore
-from twin.postgres_store import PostgresOptions, PostgresStore
+from twin.stores.postgres import PostgresOptions, PostgresStore
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 

@@ -12,7 +12,7 @@ from commands.stores.protocol import CommandQuery
 from kernel import InvalidPayload, NotFound
 from twin.inbound import Channel, Inbound, MessageKind
 from twin.model import TwinState
-from twin.store import TwinFilter
+from twin.stores.protocol import TwinFilter
 
 
 class Clock:

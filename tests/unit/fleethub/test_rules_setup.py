@@ -5,8 +5,8 @@ import pytest
 from fleethub.rules_setup import rules_engine, rules_store
 from fleethub.settings import StoreSettings, load_settings
 from kernel import ConfigError
-from rules.postgres_store import PostgresRulesStore
-from rules.sqlite_store import SqliteRulesStore
+from rules.stores.postgres import PostgresRulesStore
+from rules.stores.sqlite import SqliteRulesStore
 from twin import MemoryStore
 
 

@@ -7,7 +7,7 @@ from kernel import isoformat
 from twin import Inbound, IngestSettings, MemoryStore, MessageKind, TwinService, running
 from twin.model import PresenceEvent
 from twin.observe import TwinUpdate, UpdateKind
-from twin.store import Order, PresenceQuery
+from twin.stores.protocol import Order, PresenceQuery
 
 DEBOUNCE_S = 0.2
 

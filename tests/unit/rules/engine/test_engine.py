@@ -8,7 +8,8 @@ from rules import Circle
 from rules.definitions import RuleDefinition, Selector, Severity, parse_rules_toml
 from rules.engine import RulesEngine
 from rules.evaluator import AlertNotOpen
-from rules.store import MemoryRulesStore, TimerKind
+from rules.stores.memory import MemoryRulesStore
+from rules.stores.protocol import TimerKind
 from rules.timers import TimerHeap
 from twin import MemoryStore
 from twin.merge import apply_reported

@@ -25,9 +25,9 @@ from psycopg_pool import AsyncConnectionPool
 from kernel import StoreError
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
-from rules.store import PendingTimer, RulesWrite, TimerKind
+from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
-from twin.postgres_store import pool_connection, redact
+from twin.stores.postgres import pool_connection, redact
 
 __all__ = ["PostgresRulesStore"]
 

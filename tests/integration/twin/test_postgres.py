@@ -14,10 +14,10 @@ from kernel import StoreError
 from twin import HistoryQuery, HistoryRow, Inbound, IngestMetrics, IngestSettings, MessageKind, TwinService
 from twin import running as run_service
 from twin.model import TwinState
-from twin.pg_partitions import partition_name
-from twin.pg_schema import Mode, load_pg_migrations
-from twin.postgres_store import PostgresOptions, PostgresStore, redact
-from twin.store import PointQuery, VehicleSet
+from twin.stores.pg_partitions import partition_name
+from twin.stores.pg_schema import Mode, load_pg_migrations
+from twin.stores.postgres import PostgresOptions, PostgresStore, redact
+from twin.stores.protocol import PointQuery, VehicleSet
 
 pytestmark = pytest.mark.postgres
 

@@ -20,10 +20,10 @@ import aiosqlite
 import msgspec
 
 from kernel import StoreError, load_migrations, split_statements
-from twin.aggregates import Bucketizer, next_bucket, zone
 from twin.model import HistoryRow, Json, PresenceEvent, TwinState
 from twin.paths import get_path
-from twin.store import (
+from twin.stores.aggregates import Bucketizer, next_bucket, zone
+from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
     AggregateRow,

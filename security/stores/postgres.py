@@ -15,8 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from kernel import StoreError
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
-from security.sqlite_store import audit_where
-from security.store import AlreadyExists
+from security.stores.protocol import AlreadyExists
+from security.stores.sqlite import audit_where
 
 _CRED = "vehicle_id, fleet, secret_hash, created_at, rotated_at, revoked_at"
 _USER = "name, role, fleets, password_hash, disabled, created_at"

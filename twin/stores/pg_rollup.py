@@ -17,9 +17,9 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from twin.aggregates import field_path, finish, output_plan
 from twin.model import PATH_SEP
-from twin.store import AggregateRow, Bucket, FieldAgg
+from twin.stores.aggregates import field_path, finish, output_plan
+from twin.stores.protocol import AggregateRow, Bucket, FieldAgg
 
 MARK_DIRTY = """
 INSERT INTO history_1m_dirty (vehicle_id, bucket)

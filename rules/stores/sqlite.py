@@ -18,9 +18,9 @@ import msgspec
 from kernel import StoreError
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
-from rules.store import PendingTimer, RulesWrite, TimerKind
+from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
-from twin.sqlite_store import SqliteStore, fetch_all, in_connection_thread, open_beside, sqlite_path
+from twin.stores.sqlite import SqliteStore, fetch_all, in_connection_thread, open_beside, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
 _decode_rule = msgspec.json.Decoder(RuleDefinition).decode

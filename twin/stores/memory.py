@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from twin.aggregates import Bucketizer, next_bucket, zone
 from twin.model import HistoryRow, PresenceEvent, TwinState
-from twin.sqlite_store import project
-from twin.store import (
+from twin.stores.aggregates import Bucketizer, next_bucket, zone
+from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
     AggregateRow,
@@ -31,6 +30,7 @@ from twin.store import (
     point_cursor,
     retention_cutoff,
 )
+from twin.stores.sqlite import project
 
 
 class MemoryStore:

@@ -4,7 +4,7 @@ import sqlite3
 
 from kernel import load_migrations
 from twin import HistoryRow, SqliteStore, TwinState
-from twin.sqlite_store import sqlite_path
+from twin.stores.sqlite import sqlite_path
 
 
 def test_url_forms() -> None:
@@ -47,7 +47,7 @@ async def test_data_survives_reopen(tmp_path) -> None:
 async def test_a_lower_numbered_migration_landing_later_still_runs(tmp_path, monkeypatch) -> None:
     """Migrations are applied by missing number, not only above the highest applied one."""
     from kernel import Migration, load_migrations
-    from twin import sqlite_store
+    from twin.stores import sqlite as sqlite_store
 
     url = f"sqlite:///{tmp_path}/late.db"
     real = load_migrations("sqlite")

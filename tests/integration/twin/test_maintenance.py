@@ -6,7 +6,7 @@ import pytest
 
 from twin import MemoryStore
 from twin.model import HistoryRow
-from twin.store import MaintenanceReport, run_maintenance
+from twin.stores.protocol import MaintenanceReport, run_maintenance
 
 
 class FlakyStore(MemoryStore):

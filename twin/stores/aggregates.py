@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from kernel import InvalidPayload
 from twin.model import Json
 from twin.paths import get_path
-from twin.store import Agg, AggregateRow, Bucket, FieldAgg
+from twin.stores.protocol import Agg, AggregateRow, Bucket, FieldAgg
 
 BUCKET_SECONDS = {Bucket.MINUTE: 60, Bucket.FIVE_MINUTES: 300, Bucket.HOUR: 3600}
 

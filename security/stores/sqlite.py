@@ -14,8 +14,8 @@ import msgspec
 
 from kernel import StoreError
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
-from security.store import AlreadyExists
-from twin.sqlite_store import open_beside, sqlite_path
+from security.stores.protocol import AlreadyExists
+from twin.stores.sqlite import open_beside, sqlite_path
 
 _encode = msgspec.json.encode
 _decode_fleets = msgspec.json.Decoder(tuple[str, ...]).decode

@@ -23,9 +23,9 @@ import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from kernel import StoreError
-from twin.aggregates import next_bucket, zone
 from twin.model import HistoryRow, PresenceEvent, TwinState
-from twin.pg_copy import (
+from twin.stores.aggregates import next_bucket, zone
+from twin.stores.pg_copy import (
     COPY_HISTORY,
     COPY_TWINS,
     MOVE_HISTORY,
@@ -35,11 +35,10 @@ from twin.pg_copy import (
     json_text,
     twins_copy,
 )
-from twin.pg_partitions import Partitions
-from twin.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
-from twin.pg_schema import Mode, PostgresOptions, prepare
-from twin.sqlite_store import project
-from twin.store import (
+from twin.stores.pg_partitions import Partitions
+from twin.stores.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
+from twin.stores.pg_schema import Mode, PostgresOptions, prepare
+from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
     AggregateRow,
@@ -59,6 +58,7 @@ from twin.store import (
     point_cursor,
     retention_cutoff,
 )
+from twin.stores.sqlite import project
 
 __all__ = ["PostgresOptions", "PostgresStore"]
 

@@ -7,10 +7,10 @@ import pytest
 
 from kernel import InvalidPayload
 from twin import HistoryQuery, HistoryRow, MemoryStore, Order, SqliteStore, TwinFilter, TwinState
-from twin.aggregates import parse_aggs
 from twin.model import Connection, PresenceEvent, ReportedEntry
-from twin.postgres_store import PostgresOptions, PostgresStore
-from twin.store import AggregateQuery, Bucket, PointQuery, PresenceQuery, VehicleSet
+from twin.stores.aggregates import parse_aggs
+from twin.stores.postgres import PostgresOptions, PostgresStore
+from twin.stores.protocol import AggregateQuery, Bucket, PointQuery, PresenceQuery, VehicleSet
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 DAY = 86_400.0

@@ -1,0 +1,21 @@
+"""The rules store seam: definitions, zones, alerts and pending `for` windows.
+
+`protocol` holds the `RulesStore` protocol and the shapes it stores; `memory`,
+`sqlite` and `postgres` implement it, and all pass one contract suite
+(tests/integration/rules/test_store_contract.py).
+"""
+
+from rules.stores.memory import MemoryRulesStore
+from rules.stores.postgres import PostgresRulesStore
+from rules.stores.protocol import PendingTimer, RulesStore, RulesWrite, TimerKind
+from rules.stores.sqlite import SqliteRulesStore
+
+__all__ = [
+    "MemoryRulesStore",
+    "PendingTimer",
+    "PostgresRulesStore",
+    "RulesStore",
+    "RulesWrite",
+    "SqliteRulesStore",
+    "TimerKind",
+]

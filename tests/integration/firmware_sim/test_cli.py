@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sim.harness import Mosquitto
+from tests.integration.firmware_sim.harness import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim import Fleet, SimConfig
-from tests.integration.sim.harness import Mosquitto, eventually, free_port, recording
+from tests.integration.firmware_sim.harness import Mosquitto, eventually, free_port, recording
 
 TELEMETRY_FIELDS = {
     "ts", "seq", "gps", "speed", "heading", "soc", "charging", "odometer_km",

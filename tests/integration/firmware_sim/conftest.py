@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sim.harness import MOSQUITTO, Mosquitto
+from tests.integration.firmware_sim.harness import MOSQUITTO, Mosquitto
 
 
 @pytest.fixture

@@ -24,10 +24,16 @@ from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import parse_when
 from api.vehicles import VehicleId
-from commands.jobs import JobReport
-from commands.model import CommandState, CommandView, Selector, view
-from commands.service import CommandClosed, CommandService
-from commands.stores.protocol import CommandQuery
+from commands import (
+    CommandClosed,
+    CommandQuery,
+    CommandService,
+    CommandState,
+    CommandView,
+    JobReport,
+    Selector,
+    command_view,
+)
 from kernel import InvalidPayload, NotFound
 from rules import RuleSyntaxError
 from security import Permission, Principal, PrincipalKind
@@ -192,7 +198,7 @@ class VehicleCommandsController(Controller):
             if not created:
                 headers["Idempotent-Replay"] = "true"
             status = HTTP_202_ACCEPTED if command.open else HTTP_200_OK
-            return Response(view(command), status_code=status, headers=headers)
+            return Response(command_view(command), status_code=status, headers=headers)
 
         result: Response[Any] = await _refusing(request, run)
         return result
@@ -226,7 +232,7 @@ class VehicleCommandsController(Controller):
         found = await service_of(deps).query(query)
         more = len(found) > limit
         found = found[:limit]
-        return CommandPage([view(c) for c in found], found[-1].id if more else None)
+        return CommandPage([command_view(c) for c in found], found[-1].id if more else None)
 
     @get("/{command_id:str}", summary="One command with its state history", opt=requires(Permission.COMMANDS_READ))
     async def get_command(
@@ -239,7 +245,7 @@ class VehicleCommandsController(Controller):
             raise NotFound(f"command '{command_id}' of vehicle '{vehicle_id}' not found")
         if timeout is not None:
             command = await service.wait(command_id, timeout)
-        return view(command)
+        return command_view(command)
 
     @delete(
         "/{command_id:str}",
@@ -261,7 +267,7 @@ class VehicleCommandsController(Controller):
         async def run() -> Response[Any]:
             cancelled = await service_of(deps).cancel(vehicle_id, command_id, by=who)
             await audit(request, deps, "command.cancel", vehicle_id=vehicle_id, target=command_id)
-            return Response(view(cancelled))
+            return Response(command_view(cancelled))
 
         result: Response[Any] = await _refusing(request, run)
         return result

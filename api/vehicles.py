@@ -14,8 +14,7 @@ from api.credentials import NewVehicle, VehicleSecret, provision_one
 from api.deps import Deps
 from kernel import InvalidPayload, parse_time
 from security import Permission
-from twin import TwinDocument, TwinFilter
-from twin.document import TwinAsOf
+from twin import TwinAsOf, TwinDocument, TwinFilter
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")

@@ -19,10 +19,17 @@ from commands.model import (
     JobState,
     Selector,
     Transition,
-    view,
+    command_view,
 )
 from commands.service import CommandClosed, CommandService
-from commands.stores import CommandQuery, CommandStore, MemoryCommandStore, PostgresCommandStore, SqliteCommandStore
+from commands.stores import (
+    CommandQuery,
+    CommandStore,
+    MemoryCommandStore,
+    PostgresCommandStore,
+    SqliteCommandStore,
+    command_store,
+)
 
 __all__ = [
     "Command",
@@ -45,5 +52,6 @@ __all__ = [
     "SqliteCommandStore",
     "Transition",
     "TwinReader",
-    "view",
+    "command_store",
+    "command_view",
 ]

@@ -33,14 +33,12 @@ from commands.model import (
     Job,
     JobState,
     Transition,
+    command_view,
     new_id,
-    view,
 )
 from commands.stores.protocol import CommandStore
 from kernel import InvalidPayload, isoformat
-from twin.inbound import ACCEPTED, Channel, Inbound, VehicleChannel, Verdict
-from twin.limits import Limits, check_patch
-from twin.service import ErrorMessage
+from twin import ACCEPTED, Channel, ErrorMessage, Inbound, Limits, VehicleChannel, Verdict, check_patch
 
 log = structlog.get_logger(__name__)
 
@@ -349,7 +347,7 @@ class CommandEngine:
     async def _publish(self, command: Command) -> None:
         if self.publisher is None:
             return
-        payload = msgspec.to_builtins(view(command))
+        payload = msgspec.to_builtins(command_view(command))
         payload["event"] = command.state.value
         try:
             await self.publisher.publish(f"{EVENT_PREFIX}/{command.vehicle_id}/{command.id}", _encode(payload), qos=1)

@@ -11,8 +11,7 @@ import msgspec
 
 from commands.model import OPEN_STATES, Command, CommandState, Job, JobState, Selector
 from kernel import InvalidPayload, LimitExceeded, NotFound, isoformat
-from twin.model import TwinState
-from twin.stores.protocol import TwinFilter
+from twin import TwinFilter, TwinState
 
 # Twins read per page while resolving a selector.
 _PAGE = 1000

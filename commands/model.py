@@ -204,7 +204,7 @@ class CommandView(msgspec.Struct, frozen=True):
     history: list[TransitionView]
 
 
-def view(command: Command) -> CommandView:
+def command_view(command: Command) -> CommandView:
     return CommandView(
         id=command.id,
         vehicle_id=command.vehicle_id,

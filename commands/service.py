@@ -27,7 +27,7 @@ from commands.jobs import JobReport, RateLimit, report, resolve_targets
 from commands.model import IDEMPOTENCY_KEY_PATTERN, NAME_PATTERN, Command, CommandState, Job, JobState, Selector, new_id
 from commands.stores.protocol import CommandQuery
 from kernel import FleethubError, InvalidPayload, LimitExceeded, NotFound
-from twin.limits import check_patch
+from twin import check_patch
 
 log = structlog.get_logger(__name__)
 

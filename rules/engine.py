@@ -29,9 +29,7 @@ from rules.errors import RuleConfigError, RuleError, quote
 from rules.evaluator import AlertNotOpen, Evaluator
 from rules.stores.protocol import RulesStore, RulesWrite
 from rules.zones import Zone, ZoneSet
-from twin.model import TwinState
-from twin.observe import TwinUpdate
-from twin.stores.protocol import HistoryPage, PointQuery, TwinFilter, VehicleSet
+from twin import HistoryPage, PointQuery, TwinFilter, TwinState, TwinUpdate, VehicleSet
 
 log = structlog.get_logger(__name__)
 

@@ -31,8 +31,7 @@ from rules.syntax import Call, Compare, DurationLit, Expr, Field, NumberLit, Str
 from rules.timers import TimerHeap
 from rules.twin_context import TwinContext
 from rules.zones import Zone
-from twin.model import PATH_SEP, ReportedEntry, TwinState
-from twin.observe import TwinUpdate, UpdateKind
+from twin import PATH_SEP, ReportedEntry, TwinState, TwinUpdate, UpdateKind
 
 log = structlog.get_logger(__name__)
 

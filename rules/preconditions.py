@@ -14,7 +14,7 @@ from typing import Final
 from rules.compiler import NO_ZONES, CompiledExpr, Compiler
 from rules.twin_context import TwinContext
 from rules.zones import Zone
-from twin.model import TwinState
+from twin import TwinState
 
 # Distinct condition texts kept compiled; the oldest is dropped beyond this.
 CACHE_SIZE: Final = 256

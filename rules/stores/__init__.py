@@ -5,6 +5,9 @@
 (tests/integration/rules/test_store_contract.py).
 """
 
+from typing import assert_never
+
+from kernel import Database, PostgresDatabase, SqliteDatabase
 from rules.stores.memory import MemoryRulesStore
 from rules.stores.postgres import PostgresRulesStore
 from rules.stores.protocol import PendingTimer, RulesStore, RulesWrite, TimerKind
@@ -18,4 +21,16 @@ __all__ = [
     "RulesWrite",
     "SqliteRulesStore",
     "TimerKind",
+    "rules_store",
 ]
+
+
+def rules_store(db: Database) -> RulesStore:
+    """The rules store on `db`, of its backend; enter it (`async with`) after the database."""
+    match db:
+        case SqliteDatabase():
+            return SqliteRulesStore(db)
+        case PostgresDatabase():
+            return PostgresRulesStore(db)
+        case _:
+            assert_never(db)

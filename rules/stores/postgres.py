@@ -1,14 +1,6 @@
-"""The rules store on PostgreSQL: psycopg 3 async with a small pool of its own.
+"""The rules store on PostgreSQL: the hub's database, through its one connection pool.
 
-The tables come from `migrations/postgres/0010_rules.sql`, which the twin store applies
-when it opens the same database (and schema, through the URL's search_path); opening
-this store on a database without them is refused with the fix.
-
-Why a pool of its own rather than the twin store's: the two stores then have separate
-lifecycles and no import of each other's internals (the SQLite rules store likewise
-opens its own connection), and an alert write or an API read never waits behind ingest
-COPY batches holding every connection of the twin pool. The engine writes from one task
-at a time, so a pool of one to `pool_max_size` (default 4) connections is plenty.
+The tables come from `migrations/postgres/0010_rules.sql`, applied when the database opens.
 """
 
 from __future__ import annotations
@@ -20,16 +12,12 @@ from typing import Any, Self
 
 import msgspec
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from kernel import StoreError
+from kernel import PostgresDatabase
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
-from twin.stores.postgres import pool_connection, redact
-
-__all__ = ["PostgresRulesStore"]
 
 _encode = msgspec.json.Encoder().encode
 _decode_rule = msgspec.json.Decoder(RuleDefinition).decode
@@ -72,49 +60,21 @@ def _json(value: object) -> str:
 
 
 class PostgresRulesStore:
-    """See the module docstring. Use as an async context manager."""
+    """Rules, zones, alerts and timers in the hub's PostgreSQL database (see `kernel.PostgresDatabase`)."""
 
-    def __init__(self, url: str, *, pool_min_size: int = 1, pool_max_size: int = 4) -> None:
-        self.url = url
-        self._min_size = pool_min_size
-        self._max_size = pool_max_size
-        self._pool: AsyncConnectionPool | None = None
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
 
     async def __aenter__(self) -> Self:
-        try:
-            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                cur = await conn.execute("SELECT to_regclass('rule_timers') IS NOT NULL")
-                row = await cur.fetchone()
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot open PostgreSQL at {redact(self.url)}: {exc}") from None
-        if row is None or not row[0]:
-            raise StoreError(
-                f"database {redact(self.url)} has no rules tables; run `fleethub migrate` "
-                "(the hub applies migrations when it starts)"
-            )
-        pool = AsyncConnectionPool(
-            self.url,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            kwargs={"autocommit": True},
-            configure=_configure,
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="fleethub-rules",
-        )
-        await pool.open(wait=True, timeout=30)
-        self._pool = pool
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        return None
 
     def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        return pool_connection(self._pool, "the PostgreSQL rules store")
+        return self.db.connection()
 
     async def _fetch(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
         async with self._conn() as conn:
@@ -221,8 +181,3 @@ class PostgresRulesStore:
     async def pending_timers(self) -> list[PendingTimer]:
         rows = await self._fetch("SELECT rule, vehicle_id, kind, since, due, vals::text FROM rule_timers")
         return [PendingTimer(r[0], r[1], TimerKind(r[2]), r[3], r[4], _decode_values(r[5])) for r in rows]
-
-
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    # Like the twin store's connections: UTC sessions, and no JIT for short queries.
-    await conn.execute("SET TIME ZONE 'UTC'; SET jit = off")

@@ -1,8 +1,6 @@
-"""The rules store on SQLite: its own aiosqlite connection to the hub's database file.
+"""The rules store on SQLite: the hub's database file, through its one writer and its readers.
 
-The tables come from `migrations/sqlite/0010_rules.sql`, which the twin store applies
-when it opens the same file (WAL lets both connections work side by side); opening
-this store on a database without them is refused with the fix.
+The tables come from `migrations/sqlite/0010_rules.sql`, applied when the database opens.
 """
 
 from __future__ import annotations
@@ -12,15 +10,13 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
-import aiosqlite
 import msgspec
 
-from kernel import StoreError
+from kernel import SqliteDatabase
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
 from rules.zones import Zone
-from twin.stores.sqlite import SqliteStore, fetch_all, in_connection_thread, open_beside, sqlite_path
 
 _encode = msgspec.json.Encoder().encode
 _decode_rule = msgspec.json.Decoder(RuleDefinition).decode
@@ -28,7 +24,6 @@ _decode_zone = msgspec.json.Decoder(Zone).decode
 _decode_alert = msgspec.json.Decoder(Alert).decode
 _decode_values = msgspec.json.Decoder(dict[str, Any]).decode
 
-_HAS_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rule_timers'"
 _UPSERT_ALERT = """
 INSERT INTO alerts (id, rule, vehicle_id, severity, state, raised_at, cleared_at, doc)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -42,50 +37,27 @@ ON CONFLICT (rule, vehicle_id) DO UPDATE SET
 
 
 class SqliteRulesStore:
-    def __init__(self, url: str, *, synchronous: str = "NORMAL", writer: SqliteStore | None = None) -> None:
-        """With `writer` (the hub's open twin store on the same file), every call goes
-        through its writer connection instead of a connection of the rules store's own."""
-        self.url = url
-        self.path = sqlite_path(url)
-        self._synchronous = synchronous
-        self._writer = writer
-        self._conn: aiosqlite.Connection | None = None
+    """Rules, zones, alerts and timers in the hub's SQLite database (see `kernel.SqliteDatabase`)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
 
     async def __aenter__(self) -> Self:
-        if self._writer is not None:
-            if not await self._fetch(_HAS_TABLES):
-                raise StoreError(f"database {self.path} has no rules tables; run `fleethub migrate`")
-            return self
-        self._conn = await open_beside(self.path, synchronous=self._synchronous, store="rules", table="rule_timers")
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    @property
-    def _c(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise StoreError("the SQLite rules store is not open")
-        return self._conn
+        return None
 
     async def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        if self._writer is not None:
-            return await self._writer.run_in_writer(fetch_all, sql, args)
-        async with self._c.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        return await self.db.fetch(sql, args)
 
     async def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        # One hop to the connection's thread for the whole transaction: a hop per
-        # statement waited a busy event loop's iteration each, and an alert is published
-        # only after its write (alert p99 was 523 ms at 1,000 msg/s).
-        if self._writer is not None:
-            await self._writer.run_in_writer(_run_transaction, statements)
-            return
-        await in_connection_thread(self._c, _run_transaction, statements)
+        # One call on the writer's thread for the whole transaction: a hop per statement
+        # waited a busy event loop's iteration each, and an alert is published only after
+        # its write (alert p99 was 523 ms at 1,000 msg/s).
+        await self.db.write(_run_transaction, statements)
 
     # -- rules and zones ----------------------------------------------------------------
 

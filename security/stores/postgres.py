@@ -1,7 +1,6 @@
-"""The security store on PostgreSQL: a small pool of its own to the hub's database.
+"""The security store on PostgreSQL: the hub's database, through its one connection pool.
 
-The tables come from `migrations/postgres/0030_security.sql`, applied by the twin
-store when it opens the database.
+The tables come from `migrations/postgres/0030_security.sql`, applied when the database opens.
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ from typing import Any, Self
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
-from kernel import StoreError
+from kernel import PostgresDatabase
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.stores.protocol import AlreadyExists
 from security.stores.sqlite import audit_where
@@ -41,49 +39,21 @@ def _audit(row: Any) -> AuditEntry:
 
 
 class PostgresSecurityStore:
-    def __init__(self, url: str, *, pool_max_size: int = 4) -> None:
-        self.url = url
-        self._pool_max = pool_max_size
-        self._pool: AsyncConnectionPool | None = None
+    """Credentials, users, tokens and the audit log in the hub's PostgreSQL database."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
 
     async def __aenter__(self) -> Self:
-        pool = AsyncConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=self._pool_max,
-            kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="fleethub-security",
-        )
-        try:
-            await pool.open(wait=True, timeout=30)
-            async with pool.connection() as conn:
-                cur = await conn.execute("SELECT to_regclass('audit_log')")
-                row = await cur.fetchone()
-        except BaseException:
-            await pool.close()
-            raise
-        if row is None or row[0] is None:
-            await pool.close()
-            raise StoreError("the database has no security tables; run `fleethub migrate`")
-        self._pool = pool
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    def _running(self) -> AsyncConnectionPool:
-        if self._pool is None:
-            raise StoreError("the security store is not open; use it inside `async with`")
-        return self._pool
+        return None
 
     async def _exec(self, sql: str, args: tuple[Any, ...] | list[Any] = (), what: str = "") -> int:
-        async with self._running().connection() as conn:
+        async with self.db.connection() as conn:
             try:
                 cur = await conn.execute(sql.encode(), args)
             except psycopg.errors.UniqueViolation:
@@ -91,7 +61,7 @@ class PostgresSecurityStore:
             return cur.rowcount
 
     async def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
-        async with self._running().connection() as conn:
+        async with self.db.connection() as conn:
             cur = await conn.execute(sql.encode(), args)
             return list(await cur.fetchall())
 

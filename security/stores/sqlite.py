@@ -1,21 +1,19 @@
-"""The security store on SQLite: its own aiosqlite connection to the hub's database file.
+"""The security store on SQLite: the hub's database file, through its one writer and its readers.
 
-The tables come from `migrations/sqlite/0030_security.sql`, applied by the twin store
-when it opens the same file.
+The tables come from `migrations/sqlite/0030_security.sql`, applied when the database opens.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from types import TracebackType
 from typing import Any, Self
 
-import aiosqlite
 import msgspec
 
-from kernel import StoreError
+from kernel import SqliteDatabase
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.stores.protocol import AlreadyExists
-from twin.stores.sqlite import open_beside, sqlite_path
 
 _encode = msgspec.json.encode
 _decode_fleets = msgspec.json.Decoder(tuple[str, ...]).decode
@@ -68,42 +66,35 @@ def audit_where(query: AuditQuery, mark: str) -> tuple[str, list[Any]]:
 
 
 class SqliteSecurityStore:
-    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
-        self.url = url
-        self.path = sqlite_path(url)
-        self._synchronous = synchronous
-        self._conn: aiosqlite.Connection | None = None
+    """Credentials, users, tokens and the audit log in the hub's SQLite database (see `kernel.SqliteDatabase`)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
 
     async def __aenter__(self) -> Self:
-        self._conn = await open_beside(self.path, synchronous=self._synchronous, store="security", table="audit_log")
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        return None
 
-    @property
-    def _db(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise StoreError("the security store is not open; use it inside `async with`")
-        return self._conn
+    async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
+        """One statement on the writer (autocommit); returns the rows it changed."""
+        return await self.db.write(_execute, sql, args)
 
     async def _write(self, sql: str, args: tuple[Any, ...], what: str) -> None:
         try:
-            await self._db.execute(sql, args)
-        except aiosqlite.IntegrityError:
+            await self._exec(sql, args)
+        except sqlite3.IntegrityError:
             raise AlreadyExists(f"{what} already exists") from None
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
-        async with self._db.execute(sql, args) as cur:
-            return await cur.fetchone()
+        rows = await self.db.fetch(sql, args)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
-        async with self._db.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        return await self.db.fetch(sql, args)
 
     # -- vehicle credentials ---------------------------------------------------------
 
@@ -116,7 +107,7 @@ class SqliteSecurityStore:
 
     async def put_credential(self, credential: VehicleCredential) -> None:
         sql = f"INSERT OR REPLACE INTO vehicle_credentials ({_CRED}) VALUES (?, ?, ?, ?, ?, ?)"
-        await self._db.execute(sql, self._cred_args(credential))
+        await self._exec(sql, self._cred_args(credential))
 
     async def get_credential(self, vehicle_id: str) -> VehicleCredential | None:
         row = await self._one(f"SELECT {_CRED} FROM vehicle_credentials WHERE vehicle_id = ?", (vehicle_id,))
@@ -141,9 +132,7 @@ class SqliteSecurityStore:
         )
 
     async def put_user(self, user: User) -> None:
-        await self._db.execute(
-            f"INSERT OR REPLACE INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user)
-        )
+        await self._exec(f"INSERT OR REPLACE INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user))
 
     async def get_user(self, name: str) -> User | None:
         row = await self._one(f"SELECT {_USER} FROM users WHERE name = ?", (name,))
@@ -153,8 +142,7 @@ class SqliteSecurityStore:
         return [_user(r) for r in await self._all(f"SELECT {_USER} FROM users ORDER BY name")]
 
     async def delete_user(self, name: str) -> bool:
-        cur = await self._db.execute("DELETE FROM users WHERE name = ?", (name,))
-        return bool(cur.rowcount)
+        return bool(await self._exec("DELETE FROM users WHERE name = ?", (name,)))
 
     # -- tokens ----------------------------------------------------------------------
 
@@ -167,7 +155,7 @@ class SqliteSecurityStore:
 
     async def put_token(self, token: ApiToken) -> None:
         sql = f"INSERT OR REPLACE INTO api_tokens ({_TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        await self._db.execute(sql, self._token_args(token))
+        await self._exec(sql, self._token_args(token))
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None:
         row = await self._one(f"SELECT {_TOK} FROM api_tokens WHERE token_hash = ?", (token_hash,))
@@ -191,9 +179,13 @@ class SqliteSecurityStore:
     async def append_audit(self, entry: AuditEntry) -> None:
         e = entry
         args = (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _encode(e.detail).decode())
-        await self._db.execute(f"INSERT INTO audit_log ({_AUDIT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", args)
+        await self._exec(f"INSERT INTO audit_log ({_AUDIT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", args)
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
         where, args = audit_where(query, "?")
         sql = f"SELECT {_AUDIT} FROM audit_log{where} ORDER BY ts DESC, id DESC LIMIT ?"
         return [_audit(r) for r in await self._all(sql, [*args, query.limit])]
+
+
+def _execute(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    return conn.execute(sql, args).rowcount

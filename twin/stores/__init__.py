@@ -6,9 +6,12 @@ write path, partitions, rollup and schema are the `pg_*` modules beside it).
 Every implementation passes one contract suite (tests/integration/twin/test_store_contract.py).
 """
 
-from twin.stores.aggregates import parse_aggs, zone
+from typing import assert_never
+
+from kernel import Database, PostgresDatabase, SqliteDatabase
+from twin.stores.aggregates import parse_aggs, time_zone
 from twin.stores.memory import MemoryStore
-from twin.stores.pg_schema import PostgresOptions
+from twin.stores.pg_schema import HistoryOptions
 from twin.stores.postgres import PostgresStore
 from twin.stores.protocol import (
     Agg,
@@ -19,12 +22,12 @@ from twin.stores.protocol import (
     FieldAgg,
     HistoryPage,
     HistoryQuery,
+    HistoryReader,
     MaintenanceReport,
     Order,
     PointQuery,
     PresenceQuery,
     Store,
-    StoreInfo,
     TwinFilter,
     VehicleSet,
     run_maintenance,
@@ -38,21 +41,34 @@ __all__ = [
     "AggregateRow",
     "Bucket",
     "FieldAgg",
+    "HistoryOptions",
     "HistoryPage",
     "HistoryQuery",
+    "HistoryReader",
     "MaintenanceReport",
     "MemoryStore",
     "Order",
     "PointQuery",
-    "PostgresOptions",
     "PostgresStore",
     "PresenceQuery",
     "SqliteStore",
     "Store",
-    "StoreInfo",
     "TwinFilter",
     "VehicleSet",
     "parse_aggs",
     "run_maintenance",
-    "zone",
+    "time_zone",
+    "twin_store",
 ]
+
+
+def twin_store(db: Database, options: HistoryOptions | None = None) -> Store:
+    """The twin store on `db`, of its backend; enter it (`async with`) after the database."""
+    options = options or HistoryOptions()
+    match db:
+        case SqliteDatabase():
+            return SqliteStore(db, retention_days=options.retention_days)
+        case PostgresDatabase():
+            return PostgresStore(db, options=options)
+        case _:
+            assert_never(db)

@@ -27,7 +27,7 @@ _EXACT = Context(prec=80)
 _INTO_NEXT_DAY = timedelta(hours=36)
 
 
-def zone(name: str) -> ZoneInfo:
+def time_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

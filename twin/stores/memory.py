@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from kernel import DatabaseInfo
 from twin.model import HistoryRow, PresenceEvent, TwinState
-from twin.stores.aggregates import Bucketizer, next_bucket, zone
+from twin.stores.aggregates import Bucketizer, next_bucket, time_zone
 from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
@@ -20,7 +21,6 @@ from twin.stores.protocol import (
     Order,
     PointQuery,
     PresenceQuery,
-    StoreInfo,
     TwinFilter,
     VehicleSet,
     bucket_cursor,
@@ -28,9 +28,9 @@ from twin.stores.protocol import (
     parse_bucket_cursor,
     parse_point_cursor,
     point_cursor,
+    project,
     retention_cutoff,
 )
-from twin.stores.sqlite import project
 
 
 class MemoryStore:
@@ -180,7 +180,7 @@ class MemoryStore:
         return HistoryPage(rows=rows, next_cursor=cursor)
 
     async def aggregate(self, query: AggregateQuery) -> AggregatePage:
-        tz = zone(query.tz)
+        tz = time_zone(query.tz)
         resume = parse_bucket_cursor(query.cursor) if query.cursor is not None else None
 
         async def fetch(vid: str, after: float | None, n: int) -> list[AggregateRow]:
@@ -217,8 +217,8 @@ class MemoryStore:
             self._keys = {(r.vehicle_id, r.ts, r.seq) for r in self.rows if r.seq is not None}
         return MaintenanceReport(retention_cutoff=cutoff, rows_deleted=deleted)
 
-    async def info(self) -> StoreInfo:
-        return StoreInfo(backend="memory", url="memory://", schema_version=0)
+    async def info(self) -> DatabaseInfo:
+        return DatabaseInfo(backend="memory", url="memory://", schema_version=0)
 
     async def ping(self) -> None:
         return None

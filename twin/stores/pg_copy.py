@@ -20,7 +20,7 @@ _encode = msgspec.json.Encoder().encode
 # backslash followed by "u0000") becomes U+FFFD rather than failing the batch forever.
 _NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
-# Created on every pooled connection (temporary tables are per session).
+# Created once on each pooled connection the store writes through (temporary tables are per session).
 STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS fh_history_stage (
     ord integer, vehicle_id text, ts float8, received_at float8, seq bigint, data jsonb
@@ -29,8 +29,6 @@ CREATE TEMPORARY TABLE IF NOT EXISTS fh_twin_stage (
     ord integer, vehicle_id text, fleet text, version bigint, connected boolean, last_seen float8,
     created_at float8, updated_at float8, tags jsonb, state jsonb
 ) ON COMMIT DELETE ROWS;
-SET TIME ZONE 'UTC';
-SET jit = off;
 """
 
 COPY_HISTORY = "COPY fh_history_stage (ord, vehicle_id, ts, received_at, seq, data) FROM STDIN"

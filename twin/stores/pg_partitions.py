@@ -16,7 +16,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+
+from kernel import PostgresDatabase
 
 TABLES = ("history", "history_1m")
 _SUFFIX = re.compile(r"_p(\d{8})_(\d{2})$")
@@ -62,13 +63,13 @@ class Partitions:
                 per_table[str(parent)].add(start)
         self.known = per_table["history"] & per_table["history_1m"]
 
-    async def ensure(self, pool: AsyncConnectionPool, starts: Iterable[int]) -> list[str]:
+    async def ensure(self, db: PostgresDatabase, starts: Iterable[int]) -> list[str]:
         """Create the partitions beginning at `starts` in both tables; returns the names created."""
         wanted = sorted(set(starts) - self.known)
         if not wanted:
             return []
         created: list[str] = []
-        async with pool.connection() as conn, conn.transaction():
+        async with db.connection() as conn, conn.transaction():
             # Serialise with other hub workers and with retention; IF NOT EXISTS covers the rest.
             await conn.execute(_LOCK)
             for start in wanted:
@@ -88,13 +89,13 @@ class Partitions:
         self.known.update(wanted)
         return created
 
-    async def premake_from(self, pool: AsyncConnectionPool, now: float) -> list[str]:
+    async def premake_from(self, db: PostgresDatabase, now: float) -> list[str]:
         first = self.start_of(now)
-        return await self.ensure(pool, (first + k * self.width for k in range(self.premake + 1)))
+        return await self.ensure(db, (first + k * self.width for k in range(self.premake + 1)))
 
-    async def drop_before(self, pool: AsyncConnectionPool, cutoff: float) -> list[str]:
+    async def drop_before(self, db: PostgresDatabase, cutoff: float) -> list[str]:
         """Drop every partition that ends at or before `cutoff`, in both tables."""
-        async with pool.connection() as conn:
+        async with db.connection() as conn:
             await self.load(conn)
             old = sorted(s for s in self.known if s + self.width <= cutoff)
             dropped: list[str] = []

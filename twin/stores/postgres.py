@@ -1,4 +1,4 @@
-"""The production store: PostgreSQL (optionally TimescaleDB) through psycopg 3 and a pool.
+"""The production store: PostgreSQL (optionally TimescaleDB), on the process's connection pool.
 
 A batch is one transaction: history rows are COPYed into a per-connection temporary
 staging table and moved with INSERT ... ON CONFLICT DO NOTHING (so resends are
@@ -10,21 +10,19 @@ replaces broken connections, checking each one before lending it out.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import psycopg
 import structlog
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from kernel import StoreError
+from kernel import DatabaseInfo, PostgresDatabase, TimeseriesMode, schema_lock
 from twin.model import HistoryRow, PresenceEvent, TwinState
-from twin.stores.aggregates import next_bucket, zone
+from twin.stores.aggregates import next_bucket, time_zone
 from twin.stores.pg_copy import (
     COPY_HISTORY,
     COPY_TWINS,
@@ -37,7 +35,7 @@ from twin.stores.pg_copy import (
 )
 from twin.stores.pg_partitions import Partitions
 from twin.stores.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
-from twin.stores.pg_schema import Mode, PostgresOptions, prepare
+from twin.stores.pg_schema import HistoryOptions, apply_policies
 from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
@@ -48,7 +46,6 @@ from twin.stores.protocol import (
     Order,
     PointQuery,
     PresenceQuery,
-    StoreInfo,
     TwinFilter,
     VehicleSet,
     bucket_cursor,
@@ -56,11 +53,9 @@ from twin.stores.protocol import (
     parse_bucket_cursor,
     parse_point_cursor,
     point_cursor,
+    project,
     retention_cutoff,
 )
-from twin.stores.sqlite import project
-
-__all__ = ["PostgresOptions", "PostgresStore"]
 
 log = structlog.get_logger(__name__)
 
@@ -77,76 +72,36 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-@asynccontextmanager
-async def pool_connection(pool: AsyncConnectionPool | None, store: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A connection from `pool`, with a pool that is exhausted or a server that is gone as `StoreError`."""
-    if pool is None:
-        raise StoreError(f"{store} is not open")
-    try:
-        async with pool.connection() as conn:
-            yield conn
-    except PoolTimeout as exc:
-        raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
-    except psycopg.OperationalError as exc:
-        raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and the health endpoint."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class PostgresStore:
-    def __init__(self, url: str, *, options: PostgresOptions | None = None) -> None:
-        self.url = url
-        self.options = options or PostgresOptions()
-        self.mode = Mode.NATIVE
-        self._pool: AsyncConnectionPool | None = None
-        self._schema_version = 0
-        self._detail = ""
+    """Twins, history and presence in the hub's PostgreSQL database (see `kernel.PostgresDatabase`)."""
+
+    def __init__(self, db: PostgresDatabase, *, options: HistoryOptions | None = None) -> None:
+        self.db = db
+        self.options = options or HistoryOptions()
         self._partitions = Partitions(self.options.chunk_interval_hours, self.options.premake_partitions)
+
+    @property
+    def mode(self) -> TimeseriesMode:
+        return self.db.mode
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        try:
-            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                self.mode, self._schema_version, self._detail = await prepare(conn, self.options)
-                if self.mode is Mode.NATIVE:
-                    await self._fix_partition_width(conn)
-                    await self._partitions.load(conn)
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot open PostgreSQL at {redact(self.url)}: {exc}") from None
-        pool = AsyncConnectionPool(
-            self.url,
-            min_size=self.options.pool_min_size,
-            max_size=self.options.pool_max_size,
-            kwargs={"autocommit": True},
-            configure=self._configure,
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="fleethub-store",
-        )
-        await pool.open(wait=True, timeout=30)
-        self._pool = pool
-        if self.mode is Mode.NATIVE:
-            await self._partitions.premake_from(pool, time.time())
+        if self.mode is TimeseriesMode.TIMESCALEDB:
+            # Every worker does this at start-up; the migrations' lock makes them take turns.
+            async with self._conn() as conn, schema_lock(conn):
+                await apply_policies(conn, self.options)
+            return self
+        async with self._conn() as conn:
+            await self._fix_partition_width(conn)
+            await self._partitions.load(conn)
+        await self._partitions.premake_from(self.db, time.time())
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    @staticmethod
-    async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(STAGING)
+        return None
 
     async def _fix_partition_width(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Partitions keep the width they were created with; a changed setting would overlap them."""
@@ -167,21 +122,19 @@ class PostgresStore:
             self._partitions = Partitions(int(row[0]), self.options.premake_partitions)
 
     def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        return pool_connection(self._pool, "the PostgreSQL store")
+        return self.db.connection()
 
     # -- writes ------------------------------------------------------------------------
 
     async def write_batch(
         self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
     ) -> None:
-        if self._pool is None:
-            raise StoreError("the PostgreSQL store is not open")
-        if history and self.mode is Mode.NATIVE:
+        if history and self.mode is TimeseriesMode.NATIVE:
             needed = self._partitions.missing(h.ts for h in history)
             if needed:
-                await self._partitions.ensure(self._pool, needed)
+                await self._partitions.ensure(self.db, needed)
         try:
-            async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            async with self.db.connection(prepare=STAGING) as conn, conn.transaction(), conn.cursor() as cur:
                 if history:
                     async with cur.copy(COPY_HISTORY) as copy:
                         await copy.write(history_copy(history))
@@ -363,7 +316,7 @@ class PostgresStore:
         return await self._page([vehicle_id], None, at, True, query, cursor)
 
     async def aggregate(self, query: AggregateQuery) -> AggregatePage:
-        tz = zone(query.tz)
+        tz = time_zone(query.tz)
         resume = parse_bucket_cursor(query.cursor) if query.cursor is not None else None
         fields = list(dict.fromkeys(a.field for a in query.aggs))
         sql = aggregate_sql(query.bucket, fields)
@@ -390,15 +343,13 @@ class PostgresStore:
 
         With TimescaleDB, chunks, retention and compression are its own background jobs.
         """
-        if self._pool is None:
-            raise StoreError("the PostgreSQL store is not open")
         report = MaintenanceReport()
-        if self.mode is Mode.NATIVE:
-            report.partitions_created = await self._partitions.premake_from(self._pool, now)
+        if self.mode is TimeseriesMode.NATIVE:
+            report.partitions_created = await self._partitions.premake_from(self.db, now)
             cutoff = retention_cutoff(now, self.options.retention_days, self._partitions.width)
             if cutoff is not None:
                 report.retention_cutoff = cutoff
-                report.partitions_dropped = await self._partitions.drop_before(self._pool, cutoff)
+                report.partitions_dropped = await self._partitions.drop_before(self.db, cutoff)
         elif self.options.retention_days > 0:
             report.retention_cutoff = now - self.options.retention_days * 86_400
         if report.retention_cutoff is not None:
@@ -417,11 +368,8 @@ class PostgresStore:
 
     # -- health ------------------------------------------------------------------------
 
-    async def info(self) -> StoreInfo:
-        return StoreInfo(
-            backend="postgresql", url=redact(self.url), schema_version=self._schema_version, detail=self._detail
-        )
+    async def info(self) -> DatabaseInfo:
+        return await self.db.info()
 
     async def ping(self) -> None:
-        async with self._conn() as conn:
-            await conn.execute("SELECT 1")
+        await self.db.ping()

@@ -14,8 +14,9 @@ from typing import Any, Protocol, Self, TypeVar
 import msgspec
 import structlog
 
-from kernel import InvalidPayload
+from kernel import DatabaseInfo, InvalidPayload
 from twin.model import HistoryRow, Json, PresenceEvent, TwinState
+from twin.paths import get_path
 
 log = structlog.get_logger(__name__)
 
@@ -49,13 +50,6 @@ class TwinFilter(msgspec.Struct, frozen=True):
     # Keyset pagination: vehicle ids strictly after this one.
     after: str | None = None
     limit: int = 100
-
-
-class StoreInfo(msgspec.Struct, frozen=True):
-    backend: str
-    url: str
-    schema_version: int
-    detail: str = ""
 
 
 class VehicleSet(msgspec.Struct, frozen=True):
@@ -173,7 +167,23 @@ class MaintenanceReport(msgspec.Struct):
     rollup_buckets_refreshed: int = 0
 
 
-class Store(Protocol):
+class HistoryReader(Protocol):
+    """The reads the API serves straight from the store: history, aggregates and presence."""
+
+    async def history_page(self, query: PointQuery) -> HistoryPage:
+        """Raw rows of one or more vehicles within [start, end), one page at a time."""
+        ...
+
+    async def aggregate(self, query: AggregateQuery) -> AggregatePage:
+        """Per-vehicle buckets in bucket order, only buckets that hold at least one row."""
+        ...
+
+    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
+        """A vehicle's connection events in [start, end), in time order (or reversed)."""
+        ...
+
+
+class Store(HistoryReader, Protocol):
     """A durable home for twins and history; every implementation passes the contract suite."""
 
     async def __aenter__(self) -> Self: ...
@@ -199,19 +209,7 @@ class Store(Protocol):
 
     async def count_twins(self, fleet: str | None = None) -> int: ...
 
-    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
-        """A vehicle's connection events in [start, end), in time order (or reversed)."""
-        ...
-
     async def history(self, query: HistoryQuery) -> list[HistoryRow]: ...
-
-    async def history_page(self, query: PointQuery) -> HistoryPage:
-        """Raw rows of one or more vehicles within [start, end), one page at a time."""
-        ...
-
-    async def aggregate(self, query: AggregateQuery) -> AggregatePage:
-        """Per-vehicle buckets in bucket order, only buckets that hold at least one row."""
-        ...
 
     async def history_until(
         self, vehicle_id: str, at: float, *, cursor: str | None = None, limit: int = 1000
@@ -225,7 +223,7 @@ class Store(Protocol):
         rollups. Each call does a bounded amount of work."""
         ...
 
-    async def info(self) -> StoreInfo: ...
+    async def info(self) -> DatabaseInfo: ...
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -349,3 +347,15 @@ def retention_cutoff(now: float, retention_days: int, align_s: int = 86_400) -> 
     if retention_days <= 0:
         return None
     return float((int(now) - retention_days * 86_400) // align_s * align_s)
+
+
+def project(data: dict[str, Json], fields: tuple[str, ...] | None) -> dict[str, Json]:
+    """Keep only the requested (dotted) field paths of a history row's data."""
+    if fields is None:
+        return data
+    out: dict[str, Json] = {}
+    for name in fields:
+        found, value = get_path(data, tuple(name.split(".")))
+        if found:
+            out[name] = value
+    return out

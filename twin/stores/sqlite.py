@@ -1,7 +1,7 @@
-"""The zero-setup store: SQLite in WAL mode through aiosqlite.
+"""The zero-setup store: twins and history in SQLite, through the process's `SqliteDatabase`.
 
-One connection writes (group-committed batches), another reads, so API reads never
-queue behind a write batch.
+A group-committed batch is one call on the database's writer thread; reads take one
+of its read connections, so API reads never queue behind a write batch.
 """
 
 from __future__ import annotations
@@ -10,19 +10,15 @@ import asyncio
 import functools
 import math
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-import aiosqlite
 import msgspec
 
-from kernel import StoreError, load_migrations, split_statements
-from twin.model import HistoryRow, Json, PresenceEvent, TwinState
-from twin.paths import get_path
-from twin.stores.aggregates import Bucketizer, next_bucket, zone
+from kernel import DatabaseInfo, SqliteDatabase
+from twin.model import HistoryRow, PresenceEvent, TwinState
+from twin.stores.aggregates import Bucketizer, next_bucket, time_zone
 from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
@@ -33,7 +29,6 @@ from twin.stores.protocol import (
     Order,
     PointQuery,
     PresenceQuery,
-    StoreInfo,
     TwinFilter,
     VehicleSet,
     bucket_cursor,
@@ -41,10 +36,9 @@ from twin.stores.protocol import (
     parse_bucket_cursor,
     parse_point_cursor,
     point_cursor,
+    project,
     retention_cutoff,
 )
-
-T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(TwinState).decode
@@ -130,6 +124,10 @@ def _write_rows(
     conn.execute("COMMIT")
 
 
+def _delete_presence_before(conn: sqlite3.Connection, cutoff: float) -> None:
+    conn.execute("DELETE FROM presence WHERE ts < ?", (cutoff,))
+
+
 def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -145,135 +143,26 @@ def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
     return count
 
 
-async def _configure(conn: aiosqlite.Connection, synchronous: str) -> None:
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute(f"PRAGMA synchronous={synchronous}")
-    await conn.execute("PRAGMA busy_timeout=5000")
-
-
-async def open_beside(path: str, *, synchronous: str, store: str, table: str) -> aiosqlite.Connection:
-    """A connection of another store (rules, commands, security) to the hub's database file.
-
-    Configured as the twin store's are; `table` must exist, since the hub's migrations
-    create every store's tables.
-    """
-    if path == ":memory:":
-        raise StoreError(f"the {store} store needs a database file; an in-memory SQLite database is private")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await _configure(conn, synchronous)
-        async with conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) as cur:
-            found = await cur.fetchone()
-        if found is None:
-            raise StoreError(
-                f"database {path} has no {store} tables; run `fleethub migrate` "
-                "(the hub applies migrations when it starts)"
-            )
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
-
-
-def sqlite_path(url: str) -> str:
-    """`sqlite:///relative/or/absolute.db` (or `sqlite://:memory:`) to a filesystem path."""
-    if not url.startswith("sqlite://"):
-        raise StoreError(f"not a SQLite URL: {url!r}; expected sqlite:///path/to.db")
-    path = url.removeprefix("sqlite://")
-    if path in {":memory:", "/:memory:"}:
-        return ":memory:"
-    # As in SQLAlchemy: three slashes start a relative path, four an absolute one.
-    return path[1:] if path.startswith("/") else path
-
-
 class SqliteStore:
-    def __init__(self, url: str, *, synchronous: str = "NORMAL", retention_days: int = 730) -> None:
-        self.url = url
-        self.path = sqlite_path(url)
-        self._synchronous = synchronous
+    """Twins, history and presence in the hub's SQLite database (see `kernel.SqliteDatabase`)."""
+
+    def __init__(self, db: SqliteDatabase, *, retention_days: int = 730) -> None:
+        self.db = db
         self.retention_days = retention_days
-        # One transaction at a time on the writer: batches and retention deletes both use it.
+        # One transaction at a time of this store: batches and retention deletes both take it.
         self._write_lock = asyncio.Lock()
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._schema_version = 0
 
     async def __aenter__(self) -> Self:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._migrate(self._writer)
-        # An in-memory database is private to its connection, so reads share the writer.
-        self._reader = self._writer if self.path == ":memory:" else await self._connect()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
-            await conn.close()
-        self._reader = self._writer = None
-
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await _configure(conn, self._synchronous)
-        await conn.execute("PRAGMA foreign_keys=ON")
-        return conn
-
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        async with conn.execute("SELECT version FROM schema_version") as cur:
-            applied = {int(r[0]) for r in await cur.fetchall()}
-        current = max(applied, default=0)
-        for migration in load_migrations("sqlite"):
-            # Every missing number runs, not only those above the highest: parts of the hub
-            # own number ranges, so a lower number can land after a higher one.
-            if migration.version in applied:
-                continue
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in split_statements(migration.sql):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, time.time()),
-                )
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
-            current = max(current, migration.version)
-        self._schema_version = current
-
-    @property
-    def _w(self) -> aiosqlite.Connection:
-        if self._writer is None:
-            raise StoreError("the SQLite store is not open")
-        return self._writer
-
-    @property
-    def _r(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            raise StoreError("the SQLite store is not open")
-        return self._reader
-
-    async def run_in_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(sqlite3_connection, *args)` as one call on the writer connection's thread.
-
-        Another part of the hub with tables in this database (the rules store) writes
-        through here: calls run one after another on one thread, so its transactions
-        and the ingest commits never wait for each other in SQLite's busy handler,
-        which sleeps in steps of up to 100 ms. `fn` must finish any transaction it opens.
-        """
-        return await in_connection_thread(self._w, fn, *args)
+        return None
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        # One hop to the reader's thread (aiosqlite's cursor takes three: execute, fetch, close).
-        return await in_connection_thread(self._r, fetch_all, sql, args)
+        # One hop to a reader's thread (aiosqlite's cursor takes three: execute, fetch, close).
+        return await self.db.fetch(sql, args)
 
     async def load_twin(self, vehicle_id: str) -> TwinState | None:
         rows = await self._fetch("SELECT state FROM twins WHERE vehicle_id = ?", (vehicle_id,))
@@ -316,7 +205,7 @@ class SqliteStore:
         # The whole transaction is one hop to the connection's thread: each hop back to a
         # busy event loop costs a loop iteration, and four of them per batch added up.
         presence_rows = [(p.vehicle_id, p.ts, int(p.connected), p.reason) for p in presence]
-        await in_connection_thread(self._w, _write_rows, history_rows, twin_rows, presence_rows)
+        await self.db.write(_write_rows, history_rows, twin_rows, presence_rows)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
         where, args = ["1=1"], list[Any]()
@@ -369,8 +258,7 @@ class SqliteStore:
             f"SELECT ts, connected, reason FROM presence WHERE {' AND '.join(where)} "
             f"ORDER BY ts {direction}, id {direction} LIMIT ?"
         )
-        async with self._r.execute(sql, (*args, query.limit)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, (*args, query.limit))
         return [PresenceEvent(query.vehicle_id, r[0], bool(r[1]), r[2]) for r in rows]
 
     async def _vehicles(self, selection: VehicleSet) -> list[str]:
@@ -451,7 +339,7 @@ class SqliteStore:
         return await self._page([vehicle_id], None, at, True, query, cursor)
 
     async def aggregate(self, query: AggregateQuery) -> AggregatePage:
-        tz = zone(query.tz)
+        tz = time_zone(query.tz)
         resume = parse_bucket_cursor(query.cursor) if query.cursor is not None else None
 
         async def fetch(vid: str, after: float | None, n: int) -> list[AggregateRow]:
@@ -465,7 +353,7 @@ class SqliteStore:
             sql = f"SELECT ts, id, data FROM history WHERE {' AND '.join(where)} ORDER BY ts, id"
             folder = Bucketizer(vid, query.bucket, query.aggs, tz)
             out: list[AggregateRow] = []
-            async with self._r.execute(sql, args) as cur:
+            async with self.db.reading() as conn, conn.execute(sql, args) as cur:
                 async for ts, row_id, data in cur:
                     done = folder.feed(ts, row_id, _decode_data(data))
                     if done is not None:
@@ -488,49 +376,17 @@ class SqliteStore:
         while deleted < _RETENTION_PER_CALL:
             async with self._write_lock:
                 # One call per chunk: the writer's thread may run other parts' transactions between calls.
-                count = await self.run_in_writer(_delete_before, cutoff)
+                count = await self.db.write(_delete_before, cutoff)
             deleted += count
             if count < _RETENTION_CHUNK:
                 break
         async with self._write_lock:
             # Presence rows are few (two per connection); one statement keeps up with them.
-            await self._w.execute("DELETE FROM presence WHERE ts < ?", (cutoff,))
+            await self.db.write(_delete_presence_before, cutoff)
         return MaintenanceReport(retention_cutoff=cutoff, rows_deleted=deleted)
 
-    async def info(self) -> StoreInfo:
-        return StoreInfo(backend="sqlite", url=self.url, schema_version=self._schema_version, detail="WAL")
+    async def info(self) -> DatabaseInfo:
+        return await self.db.info()
 
     async def ping(self) -> None:
-        async with self._r.execute("SELECT 1") as cur:
-            await cur.fetchone()
-
-
-async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run `fn(sqlite3_connection, *args)` on the aiosqlite connection's own thread.
-
-    aiosqlite has no public way to run several statements in one hop; `_execute` is the
-    method all of its public calls go through (aiosqlite 0.20-0.22).
-    """
-
-    def call() -> T:
-        return fn(conn._conn, *args)
-
-    result: T = await conn._execute(call)  # type: ignore[no-untyped-call]  # aiosqlite leaves it unannotated
-    return result
-
-
-def fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
-    """Every row of a query, on a plain sqlite3 connection (run it in the connection's thread)."""
-    return conn.execute(sql, args).fetchall()
-
-
-def project(data: dict[str, Json], fields: tuple[str, ...] | None) -> dict[str, Json]:
-    """Keep only the requested (dotted) field paths of a history row's data."""
-    if fields is None:
-        return data
-    out: dict[str, Json] = {}
-    for name in fields:
-        found, value = get_path(data, tuple(name.split(".")))
-        if found:
-            out[name] = value
-    return out
+        await self.db.ping()

@@ -6,7 +6,7 @@ import uuid
 import httpx
 import pytest
 
-from commands.stores.protocol import CommandQuery
+from commands import CommandQuery
 from firmware_sim import Fleet, SimConfig
 from fleethub.hub import Hub
 from tests.helpers import eventually

@@ -2,14 +2,19 @@
 
 import pytest
 
-from commands.model import Command, CommandState, Job, JobState, Selector, Transition
-from commands.stores.memory import MemoryCommandStore
-from commands.stores.postgres import PostgresCommandStore
-from commands.stores.protocol import CommandQuery
-from commands.stores.sqlite import SqliteCommandStore
-from kernel import StoreError
-from twin import SqliteStore
-from twin.stores.postgres import PostgresOptions, PostgresStore
+from commands import (
+    Command,
+    CommandQuery,
+    CommandState,
+    Job,
+    JobState,
+    MemoryCommandStore,
+    PostgresCommandStore,
+    Selector,
+    SqliteCommandStore,
+    Transition,
+)
+from kernel import PostgresDatabase, SqliteDatabase
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -21,15 +26,12 @@ async def store(request, tmp_path):
             yield memory
         return
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/hub.db"
-        # The twin store applies the migrations that create the commands tables.
-        async with SqliteStore(url), SqliteCommandStore(url) as sqlite:
+        # The database applies the migrations that create the commands tables when it opens.
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteCommandStore(db) as sqlite:
             yield sqlite
         return
     url = request.getfixturevalue("pg_url")
-    async with PostgresStore(url, options=PostgresOptions(pool_min_size=1, pool_max_size=2)):
-        pass
-    async with PostgresCommandStore(url) as pg:
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresCommandStore(db) as pg:
         yield pg
 
 
@@ -138,10 +140,3 @@ async def test_jobs_round_trip_with_commands_in_one_write(store):
     assert [j.id for j in await store.jobs(limit=1, before="j3")] == ["j2"]
     assert [j.id for j in await store.open_jobs()] == ["j1", "j2"]
     assert await store.get_job("nope") is None
-
-
-async def test_sqlite_store_without_migrations_is_refused(tmp_path):
-    """Opening the commands store on a database the hub never migrated says how to fix it."""
-    with pytest.raises(StoreError, match="fleethub migrate"):
-        async with SqliteCommandStore(f"sqlite:///{tmp_path}/empty.db"):
-            pass

@@ -3,8 +3,8 @@ import contextlib
 import httpx
 import pytest
 
+from fleethub import load_settings
 from fleethub.hub import Hub
-from fleethub.settings import load_settings
 from tests.helpers import MqttClient
 
 

@@ -18,21 +18,23 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.reader import BACKLOG_LIMIT
+from fleethub import load_settings
 from fleethub.hub import Hub
-from fleethub.settings import load_settings
-from twin.model import HistoryRow, PresenceEvent, TwinState
-from twin.stores.protocol import (
+from kernel import DatabaseInfo
+from twin import (
     AggregatePage,
     AggregateQuery,
     HistoryPage,
     HistoryQuery,
+    HistoryRow,
     MaintenanceReport,
     PointQuery,
+    PresenceEvent,
     PresenceQuery,
-    StoreInfo,
+    Store,
     TwinFilter,
+    TwinState,
 )
-from twin.stores.sqlite import SqliteStore
 
 QUEUE_MAX = 20
 BATCH_MAX = 10
@@ -45,7 +47,7 @@ PAYLOAD_BYTES = 8000
 class SlowStore:
     """A real SQLite store whose every commit takes `delay` longer, counting committed history rows."""
 
-    def __init__(self, inner: SqliteStore, delay: float) -> None:
+    def __init__(self, inner: Store, delay: float) -> None:
         self.inner = inner
         self.delay = delay
         self.committed_rows = 0
@@ -98,7 +100,7 @@ class SlowStore:
     async def maintain(self, now: float) -> MaintenanceReport:
         return await self.inner.maintain(now)
 
-    async def info(self) -> StoreInfo:
+    async def info(self) -> DatabaseInfo:
         return await self.inner.info()
 
     async def ping(self) -> None:
@@ -144,9 +146,14 @@ async def slow_hub(tmp_path) -> AsyncIterator[tuple[Hub, SlowStore]]:
             "ingest.batch_max": BATCH_MAX,
         },
     )
-    store = SlowStore(SqliteStore(settings.store.url), COMMIT_DELAY_S)
-    async with Hub(settings, store=store) as hub:
-        yield hub, store
+    slow: list[SlowStore] = []
+
+    def wrap(store: Store) -> SlowStore:
+        slow.append(SlowStore(store, COMMIT_DELAY_S))
+        return slow[0]
+
+    async with Hub(settings, wrap_store=wrap) as hub:
+        yield hub, slow[0]
 
 
 # The paho clients share this process: their queued packets are allocated in paho, and the

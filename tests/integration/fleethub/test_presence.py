@@ -6,8 +6,8 @@ import uuid
 import httpx
 import pytest
 
+from fleethub import load_settings
 from fleethub.hub import Hub
-from fleethub.settings import load_settings
 from tests.helpers import MqttClient, eventually
 
 DEBOUNCE_S = 0.5

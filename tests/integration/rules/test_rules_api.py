@@ -6,8 +6,8 @@ import httpx
 import msgspec
 import pytest
 
+from fleethub import load_settings
 from fleethub.hub import Hub
-from fleethub.settings import load_settings
 from kernel import ConfigError
 from tests.integration.rules.conftest import hub_settings
 

@@ -4,9 +4,7 @@ import asyncio
 
 import pytest
 
-from twin import MemoryStore
-from twin.model import HistoryRow
-from twin.stores.protocol import MaintenanceReport, run_maintenance
+from twin import HistoryRow, MaintenanceReport, MemoryStore, run_maintenance
 
 
 class FlakyStore(MemoryStore):

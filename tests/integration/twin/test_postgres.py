@@ -1,31 +1,47 @@
-"""PostgreSQL specifics: migrations, partitions, modes, and losing the connection mid-batch."""
+"""The twin store on PostgreSQL: partitions, NUL in strings, and losing the connection mid-batch."""
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from kernel import StoreError
-from twin import HistoryQuery, HistoryRow, Inbound, IngestMetrics, IngestSettings, MessageKind, TwinService
+from kernel import PostgresDatabase
+from twin import (
+    HistoryOptions,
+    HistoryQuery,
+    HistoryRow,
+    Inbound,
+    IngestMetrics,
+    IngestSettings,
+    MessageKind,
+    PointQuery,
+    PostgresStore,
+    TwinService,
+    TwinState,
+    VehicleSet,
+)
 from twin import running as run_service
-from twin.model import TwinState
 from twin.stores.pg_partitions import partition_name
-from twin.stores.pg_schema import Mode, load_pg_migrations
-from twin.stores.postgres import PostgresOptions, PostgresStore, redact
-from twin.stores.protocol import PointQuery, VehicleSet
 
 pytestmark = pytest.mark.postgres
 
 DAY = 86_400
 
 
-def _options(**kw) -> PostgresOptions:
-    return PostgresOptions(pool_min_size=1, pool_max_size=4, **kw)
+@contextlib.asynccontextmanager
+async def _store(url: str, **options: int) -> AsyncIterator[PostgresStore]:
+    async with (
+        PostgresDatabase(url, pool_min_size=1, pool_max_size=4) as db,
+        PostgresStore(db, options=HistoryOptions(**options)) as store,
+    ):
+        yield store
 
 
 def _partitions(url: str, parent: str) -> set[str]:
@@ -38,50 +54,11 @@ def _partitions(url: str, parent: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-async def test_migrations_recorded_once_even_when_workers_start_together(pg_url: str) -> None:
-    """Two stores opening at once on a new schema migrate it once; reopening applies nothing."""
-    first, second = PostgresStore(pg_url, options=_options()), PostgresStore(pg_url, options=_options())
-    async with asyncio.TaskGroup() as tg:
-        a = tg.create_task(first.__aenter__())
-        b = tg.create_task(second.__aenter__())
-    try:
-        assert a.result().mode.value == b.result().mode.value == "native"
-        info = await first.info()
-        assert (info.backend, info.detail) == ("postgresql", "native partitioning")
-    finally:
-        await first.__aexit__(None, None, None)
-        await second.__aexit__(None, None, None)
-    async with PostgresStore(pg_url, options=_options()) as again:
-        assert (await again.info()).schema_version == info.schema_version
-    with psycopg.connect(pg_url) as conn:
-        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
-        mode = conn.execute("SELECT value FROM store_meta WHERE key = 'timeseries'").fetchone()[0]
-    assert versions == [m.version for m in load_pg_migrations(Mode.NATIVE)]
-    assert info.schema_version == versions[-1]
-    assert mode == "native"
-
-
-async def test_asking_for_timescaledb_where_it_is_missing_says_how_to_fix(pg_url: str) -> None:
-    """Forcing TimescaleDB on a server without it (or against a native schema) is a clear StoreError."""
-    with psycopg.connect(pg_url) as conn:
-        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    if available:
-        pytest.skip("this server has TimescaleDB")
-    with pytest.raises(StoreError, match="pg_timeseries"):
-        async with PostgresStore(pg_url, options=_options(timeseries="timescaledb")):
-            pass
-    async with PostgresStore(pg_url, options=_options(timeseries="native")):
-        pass
-    with pytest.raises(StoreError, match="set up for 'native'"):
-        async with PostgresStore(pg_url, options=_options(timeseries="timescaledb")):
-            pass
-
-
 async def test_partitions_premade_created_for_backfill_and_dropped_by_retention(pg_url: str) -> None:
     """Partitions exist ahead of now, appear on demand for old rows, and go whole with retention."""
     now = time.time()
     today = int(now // DAY * DAY)
-    async with PostgresStore(pg_url, options=_options(premake_partitions=2, retention_days=30)) as store:
+    async with _store(pg_url, premake_partitions=2, retention_days=30) as store:
         expected = {partition_name("history", today + k * DAY) for k in range(3)}
         assert expected <= _partitions(pg_url, "history")
         old = today - 40 * DAY + 5
@@ -101,7 +78,7 @@ async def test_partitions_premade_created_for_backfill_and_dropped_by_retention(
 
 async def test_nul_in_strings_does_not_poison_the_batch(pg_url: str) -> None:
     """jsonb cannot hold U+0000: it is stored as U+FFFD, escaped backslashes left alone."""
-    async with PostgresStore(pg_url, options=_options()) as store:
+    async with _store(pg_url) as store:
         data = {"msg": "a\x00b", "path": "C:\\u0000", "tags": ["\x00"]}
         twin = TwinState("v1", 1.0, 1.0, tags={"note": "x\x00"})
         await store.write_batch([twin], [HistoryRow("v1", 1.0, 1.0, None, data)])
@@ -110,12 +87,6 @@ async def test_nul_in_strings_does_not_poison_the_batch(pg_url: str) -> None:
         loaded = await store.load_twin("v1")
         assert loaded is not None
         assert loaded.tags == {"note": "x\ufffd"}
-
-
-def test_passwords_are_redacted() -> None:
-    """The URL shown by info() and the health endpoint carries no password."""
-    assert redact("postgresql://hub:s3cret@db:5432/fleet") == "postgresql://hub:***@db:5432/fleet"
-    assert redact("postgresql://db/fleet") == "postgresql://db/fleet"
 
 
 def _kill_pool(admin: psycopg.Connection, app: str) -> int:
@@ -130,7 +101,7 @@ def _kill_pool(admin: psycopg.Connection, app: str) -> int:
 async def test_pool_recovers_after_its_connections_are_killed(pg_url: str) -> None:
     """With every pooled connection terminated between calls, the next call still succeeds."""
     url = f"{pg_url}&application_name=fleethub-recover"
-    async with PostgresStore(url, options=_options()) as store:
+    async with _store(url) as store:
         await store.write_batch([], [HistoryRow("v1", 1.0, 1.0, 1, {"a": 1})])
         with psycopg.connect(pg_url, autocommit=True) as admin:
             assert _kill_pool(admin, "fleethub-recover") >= 1
@@ -144,7 +115,7 @@ async def test_connection_lost_mid_batch_loses_nothing_acknowledged(pg_url: str)
     app = f"fleethub-drop-test-{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}&application_name={app}"
     registry = CollectorRegistry()
-    async with PostgresStore(url, options=_options()) as store:
+    async with _store(url) as store:
         with psycopg.connect(pg_url, autocommit=True) as admin:
             # Batches 3, 5 and 8 (counting retries) die after their history rows are in,
             # while the twin upsert runs: the connection goes away mid-transaction.
@@ -187,7 +158,7 @@ async def test_connection_lost_mid_batch_loses_nothing_acknowledged(pg_url: str)
     failures = registry.get_sample_value("fleethub_ingest_commit_failures_total")
     assert failures is not None
     assert failures >= 3
-    async with PostgresStore(pg_url, options=_options()) as reopened:
+    async with _store(pg_url) as reopened:
         for v in range(vehicles):
             page = await reopened.history_page(PointQuery(VehicleSet.one(f"veh-{v}"), limit=1000))
             assert [r.seq for r in page.rows] == list(range(per_vehicle))
@@ -202,21 +173,3 @@ def test_partition_names_are_utc_starts() -> None:
     start = int(datetime(2024, 1, 15, tzinfo=UTC).timestamp())
     assert partition_name("history", start) == "history_p20240115_00"
     assert partition_name("history_1m", start + 6 * 3600) == "history_1m_p20240115_06"
-
-
-@pytest.mark.parametrize("mode", list(Mode))
-def test_each_mode_has_a_complete_migration_chain(mode: Mode) -> None:
-    """Both modes get the same migration numbers, in order; time-series DDL differs as intended."""
-    chain = load_pg_migrations(mode)
-    versions = [m.version for m in chain]
-    assert versions == sorted(set(versions))
-    assert versions == [m.version for m in load_pg_migrations(Mode.NATIVE)]
-    assert 10 in versions, "the rules tables (0010) are part of both chains"
-    text = "\n".join(m.sql for m in chain)
-    if mode is Mode.TIMESCALEDB:
-        assert "create_hypertable('history'" in text
-        assert "timescaledb.continuous" in text
-        assert "PARTITION BY" not in text
-    else:
-        assert "PARTITION BY RANGE (ts)" in text
-        assert "create_hypertable" not in text

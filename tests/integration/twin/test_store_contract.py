@@ -1,16 +1,34 @@
 """One contract, every store backend: the same calls give the same answers."""
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
-from kernel import InvalidPayload
-from twin import HistoryQuery, HistoryRow, MemoryStore, Order, SqliteStore, TwinFilter, TwinState
-from twin.model import Connection, PresenceEvent, ReportedEntry
-from twin.stores.aggregates import parse_aggs
-from twin.stores.postgres import PostgresOptions, PostgresStore
-from twin.stores.protocol import AggregateQuery, Bucket, PointQuery, PresenceQuery, VehicleSet
+from kernel import InvalidPayload, PostgresDatabase, SqliteDatabase
+from twin import (
+    AggregateQuery,
+    Bucket,
+    HistoryOptions,
+    HistoryQuery,
+    HistoryRow,
+    MemoryStore,
+    Order,
+    PointQuery,
+    PostgresStore,
+    PresenceEvent,
+    PresenceQuery,
+    ReportedEntry,
+    SqliteStore,
+    Store,
+    TwinFilter,
+    TwinState,
+    VehicleSet,
+    parse_aggs,
+)
+from twin.model import Connection
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 DAY = 86_400.0
@@ -20,20 +38,28 @@ T0 = 1_700_000_000.0
 
 @pytest.fixture(params=BACKENDS)
 def make_store(request, tmp_path):
-    """Build a store of the parametrised backend; each call gives a separate, empty one."""
+    """Open a store of the parametrised backend, on a database of its own (SQLite: a new file)."""
     made = []
 
-    def make(*, retention_days: int = 730):
+    @contextlib.asynccontextmanager
+    async def make(*, retention_days: int = 730) -> AsyncIterator[Store]:
+        made.append(request.param)
         if request.param == "memory":
-            store = MemoryStore(retention_days=retention_days)
+            async with MemoryStore(retention_days=retention_days) as memory:
+                yield memory
         elif request.param == "sqlite":
-            store = SqliteStore(f"sqlite:///{tmp_path}/t{len(made)}.db", retention_days=retention_days)
+            async with (
+                SqliteDatabase(f"sqlite:///{tmp_path}/t{len(made)}.db") as db,
+                SqliteStore(db, retention_days=retention_days) as sqlite,
+            ):
+                yield sqlite
         else:
-            url = request.getfixturevalue("pg_url")
-            options = PostgresOptions(pool_min_size=1, pool_max_size=4, retention_days=retention_days)
-            store = PostgresStore(url, options=options)
-        made.append(store)
-        return store
+            options = HistoryOptions(retention_days=retention_days)
+            async with (
+                PostgresDatabase(request.getfixturevalue("pg_url"), pool_min_size=1, pool_max_size=4) as db,
+                PostgresStore(db, options=options) as postgres,
+            ):
+                yield postgres
 
     return make
 

@@ -1,7 +1,7 @@
 """The job rate limit and the job report, without a hub."""
 
+from commands import Command, CommandState, Job, JobState, Selector
 from commands.jobs import RateLimit, report
-from commands.model import Command, CommandState, Job, JobState, Selector
 
 
 def test_rate_limit_never_exceeds_the_rate_in_any_window():

@@ -5,14 +5,18 @@ import asyncio
 import msgspec
 import pytest
 
-from commands.model import CommandsSettings, CommandState, JobState, Selector
-from commands.service import CommandClosed, CommandService
-from commands.stores.memory import MemoryCommandStore
-from commands.stores.protocol import CommandQuery
+from commands import (
+    CommandClosed,
+    CommandQuery,
+    CommandService,
+    CommandsSettings,
+    CommandState,
+    JobState,
+    MemoryCommandStore,
+    Selector,
+)
 from kernel import InvalidPayload, NotFound
-from twin.inbound import Channel, Inbound, MessageKind
-from twin.model import TwinState
-from twin.stores.protocol import TwinFilter
+from twin import Channel, Inbound, MessageKind, TwinFilter, TwinState
 
 
 class Clock:

@@ -4,10 +4,8 @@ import random
 
 import msgspec
 
-from firmware_sim.cities import get_city
+from firmware_sim import Firmware, Vehicle, get_city
 from firmware_sim.commands import CommandHandler
-from firmware_sim.firmware import Firmware
-from firmware_sim.vehicle import Vehicle
 
 
 def _vehicle() -> Vehicle:

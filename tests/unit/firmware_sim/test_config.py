@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from firmware_sim import ConfigError, SimConfig
-from firmware_sim.cli import build_parser, config_from_args, main
+from firmware_sim import ConfigError, SimConfig, main
+from firmware_sim.cli import build_parser, config_from_args
 
 
 def test_defaults_run_locally() -> None:

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from firmware_sim import CITIES, Phase, Vehicle, get_city
-from firmware_sim.geo import distance_km
+from firmware_sim import CITIES, Phase, Vehicle, distance_km, get_city
 
 T0 = 1_800_000_000.0
 

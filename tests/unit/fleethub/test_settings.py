@@ -2,8 +2,8 @@ import gc
 
 import pytest
 
+from fleethub import load_settings
 from fleethub.cli import tune_gc
-from fleethub.settings import load_settings
 from kernel import ConfigError
 
 

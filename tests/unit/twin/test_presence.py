@@ -4,10 +4,19 @@ import asyncio
 import time
 
 from kernel import isoformat
-from twin import Inbound, IngestSettings, MemoryStore, MessageKind, TwinService, running
-from twin.model import PresenceEvent
-from twin.observe import TwinUpdate, UpdateKind
-from twin.stores.protocol import Order, PresenceQuery
+from twin import (
+    Inbound,
+    IngestSettings,
+    MemoryStore,
+    MessageKind,
+    Order,
+    PresenceEvent,
+    PresenceQuery,
+    TwinService,
+    TwinUpdate,
+    UpdateKind,
+    running,
+)
 
 DEBOUNCE_S = 0.2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_sim.errors import ConfigError
+from firmware_sim import ConfigError
 from firmware_sim.load import Histogram, LoadPlan, Mode
 
 

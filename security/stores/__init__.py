@@ -1,7 +1,8 @@
 """The security store seam: vehicle credentials, users, API tokens and the audit log.
 
 `protocol` holds the `SecurityStore` protocol; `memory`, `sqlite` and `postgres`
-implement it, and all pass one contract suite (tests/integration/security/test_store_contract.py).
+implement it (`sql` holds what the last two share), and all pass one contract suite
+(tests/integration/security/test_store_contract.py).
 """
 
 from typing import assert_never

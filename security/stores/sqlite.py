@@ -14,15 +14,11 @@ import msgspec
 from kernel import SqliteDatabase
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.stores.protocol import AlreadyExists
+from security.stores.sql import AUDIT, CRED, TOK, USER, audit_where
 
 _encode = msgspec.json.encode
 _decode_fleets = msgspec.json.Decoder(tuple[str, ...]).decode
 _decode_detail = msgspec.json.Decoder(dict[str, object]).decode
-
-_CRED = "vehicle_id, fleet, secret_hash, created_at, rotated_at, revoked_at"
-_USER = "name, role, fleets, password_hash, disabled, created_at"
-_TOK = "id, user_name, token_hash, label, created_at, expires_at, revoked_at"
-_AUDIT = "id, ts, actor, action, remote, vehicle_id, fleet, target, detail"
 
 
 def _cred(row: Any) -> VehicleCredential:
@@ -39,30 +35,6 @@ def _token(row: Any) -> ApiToken:
 
 def _audit(row: Any) -> AuditEntry:
     return AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], _decode_detail(row[8]))
-
-
-def audit_where(query: AuditQuery, mark: str) -> tuple[str, list[Any]]:
-    """WHERE clause and arguments for an audit query; `mark` is the placeholder ("?" or "%s")."""
-    where: list[str] = []
-    args: list[Any] = []
-    for column, op, value in (
-        ("ts", ">=", query.start),
-        ("ts", "<", query.end),
-        ("actor", "=", query.actor),
-        ("vehicle_id", "=", query.vehicle_id),
-        ("action", "=", query.action),
-    ):
-        if value is not None:
-            where.append(f"{column} {op} {mark}")
-            args.append(value)
-    if query.fleets is not None:
-        marks = ", ".join([mark] * len(query.fleets)) or "NULL"
-        where.append(f"(fleet IS NULL OR fleet IN ({marks}))")
-        args.extend(query.fleets)
-    if query.before is not None:
-        where.append(f"(ts < {mark} OR (ts = {mark} AND id < {mark}))")
-        args.extend((query.before[0], query.before[0], query.before[1]))
-    return (" WHERE " + " AND ".join(where)) if where else "", args
 
 
 class SqliteSecurityStore:
@@ -102,22 +74,22 @@ class SqliteSecurityStore:
         return (c.vehicle_id, c.fleet, c.secret_hash, c.created_at, c.rotated_at, c.revoked_at)
 
     async def add_credential(self, credential: VehicleCredential) -> None:
-        sql = f"INSERT INTO vehicle_credentials ({_CRED}) VALUES (?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT INTO vehicle_credentials ({CRED}) VALUES (?, ?, ?, ?, ?, ?)"
         await self._write(sql, self._cred_args(credential), f"vehicle '{credential.vehicle_id}'")
 
     async def put_credential(self, credential: VehicleCredential) -> None:
-        sql = f"INSERT OR REPLACE INTO vehicle_credentials ({_CRED}) VALUES (?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT OR REPLACE INTO vehicle_credentials ({CRED}) VALUES (?, ?, ?, ?, ?, ?)"
         await self._exec(sql, self._cred_args(credential))
 
     async def get_credential(self, vehicle_id: str) -> VehicleCredential | None:
-        row = await self._one(f"SELECT {_CRED} FROM vehicle_credentials WHERE vehicle_id = ?", (vehicle_id,))
+        row = await self._one(f"SELECT {CRED} FROM vehicle_credentials WHERE vehicle_id = ?", (vehicle_id,))
         return None if row is None else _cred(row)
 
     async def list_credentials(self, fleet: str | None = None) -> list[VehicleCredential]:
         if fleet is None:
-            rows = await self._all(f"SELECT {_CRED} FROM vehicle_credentials ORDER BY vehicle_id")
+            rows = await self._all(f"SELECT {CRED} FROM vehicle_credentials ORDER BY vehicle_id")
         else:
-            sql = f"SELECT {_CRED} FROM vehicle_credentials WHERE fleet = ? ORDER BY vehicle_id"
+            sql = f"SELECT {CRED} FROM vehicle_credentials WHERE fleet = ? ORDER BY vehicle_id"
             rows = await self._all(sql, (fleet,))
         return [_cred(r) for r in rows]
 
@@ -128,18 +100,18 @@ class SqliteSecurityStore:
 
     async def add_user(self, user: User) -> None:
         await self._write(
-            f"INSERT INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user), f"user '{user.name}'"
+            f"INSERT INTO users ({USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user), f"user '{user.name}'"
         )
 
     async def put_user(self, user: User) -> None:
-        await self._exec(f"INSERT OR REPLACE INTO users ({_USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user))
+        await self._exec(f"INSERT OR REPLACE INTO users ({USER}) VALUES (?, ?, ?, ?, ?, ?)", self._user_args(user))
 
     async def get_user(self, name: str) -> User | None:
-        row = await self._one(f"SELECT {_USER} FROM users WHERE name = ?", (name,))
+        row = await self._one(f"SELECT {USER} FROM users WHERE name = ?", (name,))
         return None if row is None else _user(row)
 
     async def list_users(self) -> list[User]:
-        return [_user(r) for r in await self._all(f"SELECT {_USER} FROM users ORDER BY name")]
+        return [_user(r) for r in await self._all(f"SELECT {USER} FROM users ORDER BY name")]
 
     async def delete_user(self, name: str) -> bool:
         return bool(await self._exec("DELETE FROM users WHERE name = ?", (name,)))
@@ -150,28 +122,26 @@ class SqliteSecurityStore:
         return (t.id, t.user, t.token_hash, t.label, t.created_at, t.expires_at, t.revoked_at)
 
     async def add_token(self, token: ApiToken) -> None:
-        sql = f"INSERT INTO api_tokens ({_TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT INTO api_tokens ({TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         await self._write(sql, self._token_args(token), f"token '{token.id}'")
 
     async def put_token(self, token: ApiToken) -> None:
-        sql = f"INSERT OR REPLACE INTO api_tokens ({_TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT OR REPLACE INTO api_tokens ({TOK}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         await self._exec(sql, self._token_args(token))
 
     async def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        row = await self._one(f"SELECT {_TOK} FROM api_tokens WHERE token_hash = ?", (token_hash,))
+        row = await self._one(f"SELECT {TOK} FROM api_tokens WHERE token_hash = ?", (token_hash,))
         return None if row is None else _token(row)
 
     async def get_token(self, token_id: str) -> ApiToken | None:
-        row = await self._one(f"SELECT {_TOK} FROM api_tokens WHERE id = ?", (token_id,))
+        row = await self._one(f"SELECT {TOK} FROM api_tokens WHERE id = ?", (token_id,))
         return None if row is None else _token(row)
 
     async def list_tokens(self, user: str | None = None) -> list[ApiToken]:
         if user is None:
-            rows = await self._all(f"SELECT {_TOK} FROM api_tokens ORDER BY created_at, id")
+            rows = await self._all(f"SELECT {TOK} FROM api_tokens ORDER BY created_at, id")
         else:
-            rows = await self._all(
-                f"SELECT {_TOK} FROM api_tokens WHERE user_name = ? ORDER BY created_at, id", (user,)
-            )
+            rows = await self._all(f"SELECT {TOK} FROM api_tokens WHERE user_name = ? ORDER BY created_at, id", (user,))
         return [_token(r) for r in rows]
 
     # -- audit -----------------------------------------------------------------------
@@ -179,11 +149,11 @@ class SqliteSecurityStore:
     async def append_audit(self, entry: AuditEntry) -> None:
         e = entry
         args = (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _encode(e.detail).decode())
-        await self._exec(f"INSERT INTO audit_log ({_AUDIT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", args)
+        await self._exec(f"INSERT INTO audit_log ({AUDIT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", args)
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
         where, args = audit_where(query, "?")
-        sql = f"SELECT {_AUDIT} FROM audit_log{where} ORDER BY ts DESC, id DESC LIMIT ?"
+        sql = f"SELECT {AUDIT} FROM audit_log{where} ORDER BY ts DESC, id DESC LIMIT ?"
         return [_audit(r) for r in await self._all(sql, [*args, query.limit])]
 
 

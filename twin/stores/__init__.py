@@ -2,7 +2,8 @@
 
 `protocol` holds the `Store` protocol and the query and page types every backend
 shares; `memory`, `sqlite` and `postgres` implement it (the PostgreSQL backend's
-write path, partitions, rollup and schema are the `pg_*` modules beside it).
+write path, partitions, rollup and TimescaleDB policies are the `pg_*` modules beside
+it, and `aggregates` folds rows into buckets for the backends that do it in Python).
 Every implementation passes one contract suite (tests/integration/twin/test_store_contract.py).
 """
 
@@ -11,7 +12,6 @@ from typing import assert_never
 from kernel import Database, PostgresDatabase, SqliteDatabase
 from twin.stores.aggregates import parse_aggs, time_zone
 from twin.stores.memory import MemoryStore
-from twin.stores.pg_schema import HistoryOptions
 from twin.stores.postgres import PostgresStore
 from twin.stores.protocol import (
     Agg,
@@ -20,6 +20,7 @@ from twin.stores.protocol import (
     AggregateRow,
     Bucket,
     FieldAgg,
+    HistoryOptions,
     HistoryPage,
     HistoryQuery,
     HistoryReader,

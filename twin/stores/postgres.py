@@ -34,12 +34,13 @@ from twin.stores.pg_copy import (
     twins_copy,
 )
 from twin.stores.pg_partitions import Partitions
+from twin.stores.pg_policies import apply_policies
 from twin.stores.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
-from twin.stores.pg_schema import HistoryOptions, apply_policies
 from twin.stores.protocol import (
     AggregatePage,
     AggregateQuery,
     AggregateRow,
+    HistoryOptions,
     HistoryPage,
     HistoryQuery,
     MaintenanceReport,

@@ -158,6 +158,19 @@ class AggregatePage(msgspec.Struct):
     next_cursor: str | None
 
 
+class HistoryOptions(msgspec.Struct, frozen=True):
+    """How history is kept: retention everywhere; partitions and compression on PostgreSQL."""
+
+    # 0 keeps history forever.
+    retention_days: int = 730
+    # Hypertable chunk / native partition width; divides a day or is whole days.
+    chunk_interval_hours: int = 24
+    # TimescaleDB only; 0 leaves chunks uncompressed.
+    compress_after_days: int = 7
+    # Native partitioning only: partitions kept ready ahead of the current one.
+    premake_partitions: int = 3
+
+
 class MaintenanceReport(msgspec.Struct):
     # History before this time (epoch seconds) is gone; None when retention is off.
     retention_cutoff: float | None = None

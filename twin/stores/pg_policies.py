@@ -1,30 +1,18 @@
-"""The history store's PostgreSQL options, and the TimescaleDB policies that follow them.
+"""TimescaleDB's background jobs for the history store, made to follow its options.
 
 The time-series mode ("native" partitions or TimescaleDB hypertables) is chosen by
-the database when it migrates (`kernel.PostgresDatabase`); this module makes
-TimescaleDB's background jobs (chunk width, retention, compression, the activity
-aggregate's refresh) match the settings, at every start.
+the database when it migrates (`kernel.PostgresDatabase`); in TimescaleDB mode the
+store makes the chunk width, retention, compression and the activity aggregate's
+refresh match `HistoryOptions`, at every start.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import psycopg
 
-
-class HistoryOptions(msgspec.Struct, frozen=True):
-    """How history is kept: retention everywhere; partitions and compression on PostgreSQL."""
-
-    # 0 keeps history forever.
-    retention_days: int = 730
-    # Hypertable chunk / native partition width; divides a day or is whole days.
-    chunk_interval_hours: int = 24
-    # TimescaleDB only; 0 leaves chunks uncompressed.
-    compress_after_days: int = 7
-    # Native partitioning only: partitions kept ready ahead of the current one.
-    premake_partitions: int = 3
+from twin.stores.protocol import HistoryOptions
 
 
 def _days(n: int) -> str:

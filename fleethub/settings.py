@@ -61,7 +61,8 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = "sqlite:///var/fleethub.db"
     # NORMAL survives a crash of the hub (kill -9); FULL also survives power loss, at a write cost.
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
-    # SQLite read connections (API reads, history queries and exports) beside the one writer every store shares.
+    # SQLite read connections beside the one writer every store shares; history queries read in steps
+    # (aggregates, exports) take all but one, so short reads such as token checks never wait for them.
     sqlite_readers: int = 3
     # Days of history kept, removed whole days (whole partitions in PostgreSQL) at a time; 0 keeps all.
     retention_days: int = 730

@@ -4,9 +4,15 @@ Every store (twins, rules, commands, security) writes through `write`: calls run
 after another on the writer connection's thread, so their transactions never wait for
 each other in SQLite's busy handler, which sleeps in steps of up to 100 ms (an alert
 write behind an ingest commit took 143 ms at p99 when each store had its own writer).
-Reads go to a small set of read connections, so API reads never queue behind a write
-batch. An in-memory database is private to its connection: there, one connection does
-everything.
+
+Reads go to a few read connections, so they never queue behind a write batch. A read
+done in one call (`read`, `fetch`) goes to the least busy of them. A query read in
+steps (`reading`) has a connection to itself until it ends: while its statement is
+open, that connection sees the database as it was when the statement began, and a
+read of another caller there would miss writes already committed. Such queries get
+all read connections but one, so one-call reads (the ingest consumer's twin loads,
+token checks) never wait for them. An in-memory database is private to its
+connection: there, one connection does everything.
 """
 
 from __future__ import annotations
@@ -76,13 +82,20 @@ class SqliteDatabase:
         self.read_connections = readers
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
-        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        # One-call reads queued on each read connection, and the connections lent to one caller.
+        self._queued: dict[aiosqlite.Connection, int] = {}
+        self._lent: set[aiosqlite.Connection] = set()
+        self._returned = asyncio.Condition()
+        self._lendable = asyncio.Semaphore(max(1, readers - 1))
 
     @property
     def in_memory(self) -> bool:
         return self.path == MEMORY
 
     async def __aenter__(self) -> Self:
+        # Made here, not in __init__: asyncio primitives belong to the loop that uses them.
+        self._returned = asyncio.Condition()
+        self._lendable = asyncio.Semaphore(max(1, self.read_connections - 1))
         if not self.in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -92,7 +105,7 @@ class SqliteDatabase:
                 for _ in range(self.read_connections):
                     reader = await self._connect()
                     self._readers.append(reader)
-                    self._idle.put_nowait(reader)
+                    self._queued[reader] = 0
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
@@ -102,7 +115,11 @@ class SqliteDatabase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         readers, self._readers = self._readers, []
-        self._idle = asyncio.Queue()
+        self._queued.clear()
+        self._lent.clear()
+        async with self._returned:
+            # Readers waiting for a connection find the database closed.
+            self._returned.notify_all()
         writer, self._writer = self._writer, None
         for conn in readers:
             await conn.close()
@@ -163,9 +180,16 @@ class SqliteDatabase:
         return await in_connection_thread(self._w, fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(sqlite3_connection, *args)` as one call on an idle read connection's thread."""
-        async with self.reading() as conn:
+        """Run `fn(sqlite3_connection, *args)` as one call on the least busy read connection's thread."""
+        if self.in_memory:
+            return await in_connection_thread(self._w, fn, *args)
+        conn = await self._least_busy()
+        self._queued[conn] += 1
+        try:
             return await in_connection_thread(conn, fn, *args)
+        finally:
+            if conn in self._queued:
+                self._queued[conn] -= 1
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """Every row of a read query."""
@@ -173,22 +197,32 @@ class SqliteDatabase:
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A read connection for this caller alone until the block ends (for a query read in steps).
-
-        Alone, because a statement still open on a connection holds its snapshot for every
-        other statement on it: another caller would read data older than its own writes.
-        """
+        """A read connection for this caller alone until the block ends, for a query read in steps."""
         if self.in_memory:
             yield self._w
             return
-        if not self._readers:
-            raise StoreError("the SQLite database is not open")
-        conn = await self._idle.get()
-        try:
-            yield conn
-        finally:
-            if conn in self._readers:
-                self._idle.put_nowait(conn)
+        async with self._lendable:
+            conn = await self._least_busy()
+            # One-call reads queued on it before now run first (a connection's calls run in
+            # order); none are queued on it after, until it is returned.
+            self._lent.add(conn)
+            try:
+                yield conn
+            finally:
+                self._lent.discard(conn)
+                async with self._returned:
+                    self._returned.notify_all()
+
+    async def _least_busy(self) -> aiosqlite.Connection:
+        async with self._returned:
+            while True:
+                if not self._readers:
+                    raise StoreError("the SQLite database is not open")
+                free = [c for c in self._readers if c not in self._lent]
+                if free:
+                    return min(free, key=self._queued.__getitem__)
+                # Only with one read connection, lent out: wait for it.
+                await self._returned.wait()
 
     async def info(self) -> DatabaseInfo:
         return DatabaseInfo(backend=self.backend, url=self.url, schema_version=self.schema_version, detail="WAL")

@@ -86,8 +86,30 @@ async def test_a_read_open_on_one_connection_does_not_make_other_reads_stale(tmp
             assert await db.fetch("SELECT count(*) FROM t") == [(3,)]
 
 
-async def test_read_connections_are_bounded(tmp_path) -> None:
-    """With every read connection lent out, the next read waits for one to come back."""
+async def test_one_call_reads_never_wait_for_queries_read_in_steps(tmp_path) -> None:
+    """Queries read in steps get all read connections but one; one-call reads keep the last."""
+    async with SqliteDatabase(f"sqlite:///{tmp_path}/s.db", readers=2) as db:
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with db.reading():
+                await release.wait()
+
+        first = asyncio.create_task(hold())
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(hold())
+        # Each one-call read answers at once while a connection is lent out ...
+        for _ in range(3):
+            assert await asyncio.wait_for(db.fetch("SELECT 1"), timeout=5) == [(1,)]
+        # ... while a second query read in steps waits for the first to end.
+        await asyncio.sleep(0.2)
+        assert not second.done()
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+
+
+async def test_with_one_read_connection_reads_wait_for_it_to_come_back(tmp_path) -> None:
+    """With its only read connection lent out, the next read waits for it to come back."""
     async with SqliteDatabase(f"sqlite:///{tmp_path}/b.db", readers=1) as db:
         release = asyncio.Event()
 
@@ -96,7 +118,7 @@ async def test_read_connections_are_bounded(tmp_path) -> None:
                 await release.wait()
 
         holder = asyncio.create_task(hold())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
         waiting = asyncio.create_task(db.fetch("SELECT 1"))
         await asyncio.sleep(0.2)
         assert not waiting.done()

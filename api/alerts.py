@@ -16,10 +16,9 @@ from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_curso
 from api.problems import Problem, problem_response
 from api.rules import engine_of
 from api.times import query_time
-from rules.alerts import Alert, AlertQuery, AlertState, AlertView, view
-from rules.evaluator import AlertNotOpen
+from kernel import InvalidPayload
+from rules import Alert, AlertNotOpen, AlertQuery, AlertState, AlertView, alert_view
 from security import Permission, PrincipalKind
-from twin import InvalidPayload
 
 AlertId = Annotated[str, PathParameter(max_length=64, description="Alert id")]
 
@@ -108,11 +107,11 @@ class AlertsController(Controller):
         more = len(found) > size
         found = found[:size]
         next_cursor = encode_cursor(found[-1].raised_at, found[-1].id) if more else None
-        return AlertList([view(a) for a in found], next_cursor)
+        return AlertList([alert_view(a) for a in found], next_cursor)
 
     @get("/{alert_id:str}", summary="Read an alert", opt=requires(Permission.ALERTS_READ))
     async def get_alert(self, deps: Deps, principal: Caller, alert_id: AlertId) -> AlertView:
-        return view(await _visible_alert(deps, principal, alert_id))
+        return alert_view(await _visible_alert(deps, principal, alert_id))
 
     @post(
         "/{alert_id:str}/ack",
@@ -135,7 +134,7 @@ class AlertsController(Controller):
             )
         except AlertNotOpen as exc:
             return _conflict(request, exc)
-        return Response(view(alert))
+        return Response(alert_view(alert))
 
     @post(
         "/{alert_id:str}/clear",
@@ -156,4 +155,4 @@ class AlertsController(Controller):
             alert = await engine_of(deps).clear(alert_id, _by(principal, data), data.note, actor=actor_of(request))
         except AlertNotOpen as exc:
             return _conflict(request, exc)
-        return Response(view(alert))
+        return Response(alert_view(alert))

@@ -41,8 +41,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from api.deps import ApiDeps
+from kernel import NotFound
 from security import Actor, Permission, Principal
-from twin import NotFound
 
 # How handlers ask for the caller: `principal: Caller`.
 Caller = NamedDependency[Principal]

@@ -10,9 +10,8 @@ from litestar import Request
 from api.auth import ensure_fleet, remote_of
 from api.deps import ApiDeps
 from api.times import rfc3339
+from kernel import StoreError, isoformat
 from security import DEFAULT_FLEET, Actor, Principal, Provisioned, SecurityService, VehicleCredential
-from twin import StoreError
-from twin.telemetry import isoformat
 
 
 class NewVehicle(msgspec.Struct, forbid_unknown_fields=True):

@@ -21,12 +21,11 @@ import msgspec
 from litestar.response import Stream
 
 from api.times import rfc3339
-from twin.aggregates import zone
-from twin.store import AggregateQuery, PointQuery, Store
+from twin import AggregateQuery, HistoryReader, PointQuery, time_zone
 
 
 def bucket_time(ts: float, tz: str) -> str:
-    text = datetime.fromtimestamp(ts, zone(tz)).isoformat(timespec="seconds")
+    text = datetime.fromtimestamp(ts, time_zone(tz)).isoformat(timespec="seconds")
     return text.replace("+00:00", "Z") if tz == "UTC" else text
 
 
@@ -96,7 +95,7 @@ async def _paged_csv(
 
 
 def point_csv(
-    store: Store, query: PointQuery, cap: int | None, rows_per_read: int, chunk_bytes: int
+    store: HistoryReader, query: PointQuery, cap: int | None, rows_per_read: int, chunk_bytes: int
 ) -> AsyncIterator[str]:
     columns = list(query.fields) if query.fields is not None else ["data"]
 
@@ -115,7 +114,7 @@ def point_csv(
 
 
 def aggregate_csv(
-    store: Store, query: AggregateQuery, cap: int | None, rows_per_read: int, chunk_bytes: int
+    store: HistoryReader, query: AggregateQuery, cap: int | None, rows_per_read: int, chunk_bytes: int
 ) -> AsyncIterator[str]:
     keys = [a.key for a in query.aggs]
 

@@ -22,11 +22,21 @@ from api.deps import ApiDeps, Deps
 from api.export import aggregate_csv, bucket_time, csv_response, point_csv
 from api.times import query_time, rfc3339
 from api.vehicles import VehicleId
+from kernel import InvalidPayload
 from security import Permission
-from twin import HistoryRow, InvalidPayload, Order
-from twin.aggregates import parse_aggs, zone
-from twin.document import ConnectionView
-from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, VehicleSet
+from twin import (
+    AggregateQuery,
+    AggregateRow,
+    Bucket,
+    ConnectionView,
+    HistoryRow,
+    Order,
+    PointQuery,
+    PresenceQuery,
+    VehicleSet,
+    parse_aggs,
+    time_zone,
+)
 
 _AGG_HELP = (
     "Comma-separated field:function pairs, functions avg|min|max|last|count, e.g. soc:avg,speed:max,soc:min. "
@@ -166,8 +176,8 @@ def _page_limit(limit: int | None, deps: ApiDeps) -> int:
 async def _aggregate(
     deps: ApiDeps, query: AggregateQuery, limit: int | None, accept: str | None, filename: str
 ) -> Response[AggregateOut] | Stream:
-    zone(query.tz)  # refuse a bad zone before streaming starts
-    store = deps.service.store
+    time_zone(query.tz)  # refuse a bad zone before streaming starts
+    store = deps.history
     if _wants_csv(accept):
         body = aggregate_csv(store, query, limit, deps.export_rows_per_read, deps.export_chunk_bytes)
         return csv_response(body, filename)
@@ -220,7 +230,7 @@ class HistoryController(Controller):
             order=order,
             cursor=cursor,
         )
-        store = deps.service.store
+        store = deps.history
         if _wants_csv(accept):
             body = point_csv(store, query, limit, deps.export_rows_per_read, deps.export_chunk_bytes)
             return csv_response(body, f"history-{vehicle_id}.csv")
@@ -260,7 +270,7 @@ class HistoryController(Controller):
             else:
                 end = math.nextafter(at, math.inf)
         query = PresenceQuery(vehicle_id, start=start, end=end, limit=size + skip + 1, order=order)
-        events = (await deps.service.store.presence_history(query))[skip:]
+        events = (await deps.history.presence_history(query))[skip:]
         page = events[:size]
         next_cursor = None
         if len(events) > size:
@@ -335,7 +345,7 @@ class HistoryController(Controller):
             order=order,
             cursor=cursor,
         )
-        store = deps.service.store
+        store = deps.history
         if _wants_csv(accept):
             body = point_csv(store, query, limit, deps.export_rows_per_read, deps.export_chunk_bytes)
             return csv_response(body, "history.csv")

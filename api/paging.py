@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from litestar.params import QueryParameter
 
-from twin import InvalidPayload
+from kernel import InvalidPayload
 
 T = TypeVar("T")
 

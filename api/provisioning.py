@@ -26,8 +26,8 @@ from api.credentials import (
 )
 from api.deps import Deps
 from api.vehicles import VehicleId
+from kernel import InvalidPayload
 from security import DEFAULT_FLEET, Actor, Permission
-from twin import InvalidPayload
 
 
 def _actor(request: Request[Any, Any, Any], principal: Caller) -> Actor:

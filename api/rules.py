@@ -17,10 +17,7 @@ from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, page_of, page_size
 from api.problems import Problem, problem_response
 from api.times import query_time
-from rules import RuleConfigError
-from rules.backtest import BacktestResult
-from rules.definitions import CompileProblem, RuleBody, RuleDefinition, RuleInvalid
-from rules.engine import RulesEngine
+from rules import BacktestResult, CompileProblem, RuleBody, RuleConfigError, RuleDefinition, RuleInvalid, RulesEngine
 from security import Permission
 
 RuleName = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Rule name")]

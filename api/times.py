@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from twin import InvalidPayload
-from twin.telemetry import isoformat, parse_time
+from kernel import InvalidPayload, isoformat, parse_time
 
 # 9999-12-31T23:59:59Z: the last second `datetime` (and so RFC 3339 output) can hold.
 MAX_EPOCH_S = 253_402_300_799.0

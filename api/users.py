@@ -21,9 +21,8 @@ from api.deps import Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, page_of, page_size
 from api.times import rfc3339
+from kernel import NotFound, isoformat
 from security import ALL_FLEETS, Actor, ApiToken, Permission, Principal, PrincipalKind, Role, SecurityService, User
-from twin import NotFound
-from twin.telemetry import isoformat
 
 UserName = Annotated[str, PathParameter(description="User name")]
 TokenId = Annotated[str, PathParameter(description="Token id (not the token)")]
@@ -128,8 +127,11 @@ async def _tokens_visible(security: SecurityService, principal: Principal, user:
         return True
     if not principal.can(Permission.USERS_ADMIN):
         return False
-    found = await security.store.get_user(user)
-    return _covers(principal, found.fleets if found is not None else (ALL_FLEETS,))
+    try:
+        fleets = (await security.user(user)).fleets
+    except NotFound:
+        fleets = (ALL_FLEETS,)
+    return _covers(principal, fleets)
 
 
 def _actor(request: Request[Any, Any, Any], principal: Caller) -> Actor:
@@ -144,7 +146,7 @@ class UsersController(Controller):
     async def list_users(
         self, deps: Deps, principal: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
     ) -> UserList:
-        users = [u for u in await security_of(deps).store.list_users() if _covers(principal, u.fleets)]
+        users = [u for u in await security_of(deps).users() if _covers(principal, u.fleets)]
         page, next_cursor = page_of(users, lambda u: u.name, page_size(limit, deps.max_page_size), cursor)
         return UserList([_user_view(u) for u in page], next_cursor)
 
@@ -211,7 +213,7 @@ class TokensController(Controller):
         if not await _tokens_visible(security, principal, whose):
             # A user of fleets the caller does not see is as absent as in GET /users.
             raise NotFound(f"user '{whose}' not found")
-        tokens = await security.store.list_tokens(whose)
+        tokens = await security.tokens(whose)
         page, next_cursor = page_of(tokens, _token_order, page_size(limit, deps.max_page_size), cursor)
         return TokenList([_token_view(t) for t in page], next_cursor)
 
@@ -222,7 +224,7 @@ class TokensController(Controller):
     )
     async def revoke(self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, token_id: TokenId) -> None:
         security = security_of(deps)
-        token = await security.store.get_token(token_id)
+        token = await security.token(token_id)
         if token is not None and not await _tokens_visible(security, principal, token.user):
             token = None
         if token is None:

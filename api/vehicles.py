@@ -15,9 +15,9 @@ from api.deps import Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
 from api.times import query_time
+from kernel import InvalidPayload
 from security import Permission
-from twin import InvalidPayload, TwinDocument, TwinFilter
-from twin.document import TwinAsOf
+from twin import TwinAsOf, TwinDocument, TwinFilter
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")

@@ -48,7 +48,7 @@ _VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 def _document() -> dict:
     """The OpenAPI document exactly as the hub serves it (built without starting one)."""
-    app = create_app(ApiDeps(service=None, registry=CollectorRegistry(), health=None))
+    app = create_app(ApiDeps(service=None, history=None, registry=CollectorRegistry(), health=None))
     return app.openapi_schema.to_schema()
 
 

@@ -15,8 +15,13 @@ async def _ok() -> Health:
     return Health("ok", {"store": ComponentHealth("ok")})
 
 
+def _deps(**kw) -> ApiDeps:
+    store = MemoryStore()
+    return ApiDeps(service=TwinService(store), history=store, registry=CollectorRegistry(), health=_ok, **kw)
+
+
 def _app() -> Litestar:
-    return create_app(ApiDeps(service=TwinService(MemoryStore()), registry=CollectorRegistry(), health=_ok))
+    return create_app(_deps())
 
 
 def test_every_route_declares_a_permission() -> None:
@@ -52,7 +57,7 @@ async def test_a_route_without_a_permission_is_refused() -> None:
     async def forgotten() -> str:
         return "leak"
 
-    deps = ApiDeps(service=TwinService(MemoryStore()), registry=CollectorRegistry(), health=_ok, auth_enabled=False)
+    deps = _deps(auth_enabled=False)
     app = Litestar([forgotten], guards=[authorize], state=State({"fleethub_deps": deps}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
         assert (await client.get("/forgotten")).status_code == 403

@@ -3,7 +3,7 @@
 import pytest
 
 from security import CLI, MemorySecurityStore, SecurityService
-from twin import InvalidPayload
+from kernel import InvalidPayload
 
 
 async def test_bare_carriage_returns_end_lines() -> None:

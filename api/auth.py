@@ -20,13 +20,17 @@ Every route handler must say what it needs in its `opt`:
 
 Handlers read the principal with a `principal: Caller` parameter, filter lists with
 `principal.fleet_filter()`, check resources found by other keys with
-`ensure_fleet(principal, fleet, what)`, and record writes with `audit(...)`. A commands
-module, for example, needs no more than:
+`ensure_fleet(principal, fleet, what)`, and hand the service `actor=actor_of(request)`:
+the service builds the audit entry and its store commits it in the same transaction as
+the change (`security.audit`). A commands module, for example, needs no more than:
 
     @post("/{vehicle_id:str}/commands", opt=requires(Permission.COMMANDS_SEND))
     async def send(self, request: Request[Any, Any, Any], deps: Deps, vehicle_id: VehicleId, ...) -> ...:
         ...  # the guard has already 404'd a vehicle of another fleet
-        await audit(request, deps, "command.send", vehicle_id=vehicle_id, detail={"name": ..., "id": ...})
+        await service.create(vehicle_id, data.name, data.args, actor=actor_of(request))
+
+`audit(...)` records after the fact, for writes whose store cannot take the entry yet
+(twin desired state and tags, written by the ingest pipeline).
 """
 
 from __future__ import annotations

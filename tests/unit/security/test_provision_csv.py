@@ -2,8 +2,8 @@
 
 import pytest
 
-from security import CLI, MemorySecurityStore, SecurityService
 from kernel import InvalidPayload
+from security import CLI, MemorySecurityStore, SecurityService
 
 
 async def test_bare_carriage_returns_end_lines() -> None:

@@ -9,6 +9,7 @@ import msgspec
 from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry
 
+from console import Console
 from rules.engine import RulesEngine
 from security import SecurityService
 from twin import TwinService
@@ -44,6 +45,8 @@ class ApiDeps:
     # /healthz and /metrics without a token.
     public_health: bool = True
     public_metrics: bool = False
+    # The operator console (pages, fleet index, live feed, login sessions); None when console.enabled is false.
+    console: Console | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

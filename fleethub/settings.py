@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from console import ConsoleSettings
 from rules import Limits as RuleLimits
 from rules import Zone
 from security.limits import AbuseLimits
@@ -154,6 +155,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     abuse: AbuseLimits = msgspec.field(default_factory=AbuseLimits)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)

@@ -83,7 +83,12 @@ class SessionController(Controller):
         found = await current_session(request, deps)
         return _view(found[1].principal, found[1], True) if found else _view(None, None, True)
 
-    @post("/", summary="Log in to the console: sets an HttpOnly session cookie", opt=requires(Permission.PUBLIC))
+    @post(
+        "/",
+        summary="Log in to the console: sets an HttpOnly session cookie",
+        status_code=200,
+        opt=requires(Permission.PUBLIC),
+    )
     async def login(self, request: Request[Any, Any, Any], deps: Deps, data: JSONBody[Login]) -> Response[Any]:
         console, security = deps.console, deps.security
         if not deps.auth_enabled:

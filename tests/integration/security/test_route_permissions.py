@@ -1,5 +1,7 @@
 """Every route of the app declares its permission, and the guard closes any route that does not."""
 
+import dataclasses
+
 import httpx
 from litestar import Litestar, get
 from litestar.datastructures import State
@@ -7,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
 from api.auth import OPT_PUBLIC_IF, authorize, is_framework_route, permission_of
+from console import Console, ConsoleSettings
 from security import Permission
 from twin import MemoryStore, TwinService
 
@@ -33,16 +36,34 @@ def test_every_route_declares_a_permission() -> None:
     assert undeclared == []
 
 
-def test_only_health_and_metrics_may_be_public() -> None:
-    """No data route is public; /healthz and /metrics are public only through their settings."""
+def _console_app() -> Litestar:
+    deps = ApiDeps(service=TwinService(MemoryStore()), registry=CollectorRegistry(), health=_ok)
+    console = Console(ConsoleSettings(), deps.service)
+    return create_app(dataclasses.replace(deps, console=console))
+
+
+def test_only_health_metrics_and_the_console_shell_may_be_public() -> None:
+    """No data route is public: /healthz and /metrics through their settings; the console's page, assets,
+    settings and login (which hold no fleet data) always."""
+    assets = 0
     public = []
-    for route in _app().routes:
+    for route in _console_app().routes:
         for handler in getattr(route, "route_handlers", ()):
             if is_framework_route(handler):
                 continue
             if permission_of(handler) is Permission.PUBLIC or OPT_PUBLIC_IF in handler.opt:
-                public.append(route.path)
-    assert sorted(public) == ["/healthz", "/metrics"]
+                if route.path.startswith("/console"):
+                    assets += 1  # the static files of console/static/: the front end and vendored libraries
+                else:
+                    public.append(route.path)
+    assert sorted(set(public)) == [
+        "/",
+        "/api/v1/console/config",
+        "/api/v1/session",
+        "/healthz",
+        "/metrics",
+    ]
+    assert assets >= 1
 
 
 async def test_a_route_without_a_permission_is_refused() -> None:

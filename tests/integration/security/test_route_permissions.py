@@ -44,18 +44,15 @@ def _console_app() -> Litestar:
 
 def test_only_health_metrics_and_the_console_shell_may_be_public() -> None:
     """No data route is public: /healthz and /metrics through their settings; the console's page, assets,
-    settings and login (which hold no fleet data) always."""
-    assets = 0
+    settings and login (which hold no fleet data) always. (The console's static files are served by
+    Litestar's own handler, which `is_framework_route` exempts like the schema routes.)"""
     public = []
     for route in _console_app().routes:
         for handler in getattr(route, "route_handlers", ()):
             if is_framework_route(handler):
                 continue
             if permission_of(handler) is Permission.PUBLIC or OPT_PUBLIC_IF in handler.opt:
-                if route.path.startswith("/console"):
-                    assets += 1  # the static files of console/static/: the front end and vendored libraries
-                else:
-                    public.append(route.path)
+                public.append(route.path)
     assert sorted(set(public)) == [
         "/",
         "/api/v1/console/config",
@@ -63,7 +60,6 @@ def test_only_health_metrics_and_the_console_shell_may_be_public() -> None:
         "/healthz",
         "/metrics",
     ]
-    assert assets >= 1
 
 
 async def test_a_route_without_a_permission_is_refused() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from twin import TwinState
@@ -132,6 +133,6 @@ class Columns:
 SEVERITIES = ("critical", "major", "minor", "warning", "info")
 
 
-def worst_severity(severities: object) -> str | None:
-    found = set(severities)  # type: ignore[call-overload]
+def worst_severity(severities: Iterable[str]) -> str | None:
+    found = set(severities)
     return next((s for s in SEVERITIES if s in found), None)

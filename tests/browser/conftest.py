@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 ]
 RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "console"
 VEHICLES = 5
-PASSWORD = "console-test-password"  # noqa: S105 - a throwaway password of a throwaway hub
+PASSWORD = "console-test-password"
 USERS = {
     "oper": ("operator", ["default"]),
     "mia": ("maintenance", ["default"]),
@@ -124,7 +124,9 @@ live_interval_s = 0.5
         )
         running = Hub(url, token, process, sim)
         for name, (role, fleets) in USERS.items():
-            made = running.api.post("/api/v1/users", json={"name": name, "role": role, "fleets": fleets, "password": PASSWORD})
+            made = running.api.post(
+                "/api/v1/users", json={"name": name, "role": role, "fleets": fleets, "password": PASSWORD}
+            )
             assert made.status_code == 201, made.text
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -190,4 +192,3 @@ def login(page, hub: Hub, user: str) -> None:
 def shot(page, name: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(RESULTS / name))
-

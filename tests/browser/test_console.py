@@ -88,7 +88,8 @@ def test_an_alert_raised_by_a_rule_is_acknowledged_from_the_inbox(page, hub) -> 
     shot(page, "alerts.png")
     alerts = hub.api.get("/api/v1/alerts", params={"rule": "console-test"}).json()["items"]
     assert alerts[0]["state"] == "acknowledged"
-    assert alerts[0]["acknowledged_by"] == "mia" and alerts[0]["note"] == "driver called"
+    assert alerts[0]["acknowledged_by"] == "mia"
+    assert alerts[0]["note"] == "driver called"
 
 
 def test_a_viewer_sees_no_command_button_and_no_desired_editor(page, hub) -> None:

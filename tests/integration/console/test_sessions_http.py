@@ -25,12 +25,17 @@ async def test_login_sets_an_httponly_samesite_strict_cookie_and_no_token(hub, h
     assert "path=/" in lowered
     assert "secure" not in lowered  # plain HTTP here; Secure is set under TLS
     body = response.json()
-    assert body["authenticated"] is True and body["user"] == "ann" and body["fleets"] == ["acme"]
-    assert "twins:write" in body["permissions"] and "users:admin" not in body["permissions"]
+    assert body["authenticated"] is True
+    assert body["user"] == "ann"
+    assert body["fleets"] == ["acme"]
+    assert "twins:write" in body["permissions"]
+    assert "users:admin" not in body["permissions"]
     assert len(body["csrf_token"]) >= 32
-    assert password not in response.text and "fh_" not in response.text
+    assert password not in response.text
+    assert "fh_" not in response.text
     again = (await http.get("/api/v1/session")).json()
-    assert again["authenticated"] is True and again["csrf_token"] == body["csrf_token"]
+    assert again["authenticated"] is True
+    assert again["csrf_token"] == body["csrf_token"]
 
 
 async def test_without_a_cookie_or_token_the_api_is_401_and_the_session_says_so(hub, http) -> None:
@@ -107,7 +112,8 @@ async def test_a_session_opened_with_a_token_ends_when_the_token_is_revoked(hub,
     await user("tim", Role.VIEWER, "acme")
     issued = await hub.security.issue_token("tim", actor=CLI)
     response = await http.post("/api/v1/session", json={"token": issued.secret})
-    assert response.status_code == 200 and response.json()["user"] == "tim"
+    assert response.status_code == 200
+    assert response.json()["user"] == "tim"
     assert (await http.get("/api/v1/console/fleet")).status_code == 200
     await hub.security.revoke_token(issued.token.id, actor=CLI)
     assert (await http.get("/api/v1/console/fleet")).status_code == 401

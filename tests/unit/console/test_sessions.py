@@ -51,7 +51,8 @@ def test_the_least_recently_used_session_goes_beyond_the_limit() -> None:
     sessions.get(a)
     c, _ = sessions.open(principal("c"))
     assert sessions.get(b) is None
-    assert sessions.get(a) is not None and sessions.get(c) is not None
+    assert sessions.get(a) is not None
+    assert sessions.get(c) is not None
 
 
 def test_csrf_token_must_match_exactly() -> None:
@@ -69,4 +70,5 @@ def test_close_where_ends_matching_sessions() -> None:
     a, _ = sessions.open(principal("a"))
     b, _ = sessions.open(principal("b"))
     assert sessions.close_where(lambda s: s.principal.name == "a") == 1
-    assert sessions.get(a) is None and sessions.get(b) is not None
+    assert sessions.get(a) is None
+    assert sessions.get(b) is not None

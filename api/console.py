@@ -7,6 +7,7 @@ to the hub's own origin only, plus the tile server's when `console.tile_url` nam
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import time
 from collections.abc import AsyncIterator
@@ -68,14 +69,10 @@ def content_security_policy(settings: ConsoleSettings) -> str:
     )
 
 
-_index_html: bytes | None = None
-
-
+@functools.cache
 def _index() -> bytes:
-    global _index_html  # noqa: PLW0603 - read once; the file ships with the package
-    if _index_html is None:
-        _index_html = (STATIC_DIR / "index.html").read_bytes()
-    return _index_html
+    # Read once: the file ships with the package.
+    return (STATIC_DIR / "index.html").read_bytes()
 
 
 @get("/", include_in_schema=False, opt=requires(Permission.PUBLIC))
@@ -122,6 +119,7 @@ async def fleet(request: Request[Any, Any, Any], deps: Deps, principal: Caller) 
         await asyncio.wait_for(console.index.ready.wait(), _READY_WAIT_S)
     except TimeoutError:
         raise HTTPException(status_code=503, detail="the console is still loading the fleet; try again") from None
+    console.feed.refresh_index()
     scope = principal.fleet_filter()
     columns = console.index.columns(None if scope is None else frozenset(scope))
     body = _encode({"seq": console.feed.seq, "at": time.time(), "count": len(columns), "vehicles": columns})
@@ -151,14 +149,22 @@ async def live(request: Request[Any, Any, Any], deps: Deps, principal: Caller) -
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "10"}) from None
     cookie_session = request.cookies.get(COOKIE) is not None and deps.auth_enabled
 
+    async def still_allowed() -> bool:
+        """A logout, a revoked token or a deleted user ends the stream at the next heartbeat."""
+        if cookie_session:
+            return await current_session(request, deps) is not None
+        if principal.token_id is not None and deps.security is not None:
+            token = await deps.security.store.get_token(principal.token_id)
+            return token is not None and token.valid_at(deps.security.clock())
+        return True
+
     async def events() -> AsyncIterator[bytes]:
         try:
             retry_ms = int(max(1.0, console.settings.live_interval_s) * 2000)
             yield f'retry: {retry_ms}\nevent: hello\ndata: {{"seq": {console.feed.seq}}}\n\n'.encode()
             async for batch in client.batches(console.settings.live_heartbeat_s):
                 if batch is None:
-                    # A logout, a revoked token or a deleted user ends the stream at the next heartbeat.
-                    if cookie_session and await current_session(request, deps) is None:
+                    if not await still_allowed():
                         return
                     yield b": ping\n\n"
                     continue

@@ -36,6 +36,9 @@ class OpenAlerts(Protocol):
 class FleetIndex:
     def __init__(self) -> None:
         self.rows: dict[str, VehicleRow] = {}
+        # Open alerts per vehicle (alert id -> severity), shared with the vehicle's row; kept apart
+        # so an alert of a vehicle whose row is not built yet is not lost.
+        self.alerts: dict[str, dict[str, str]] = {}
         self.ready = asyncio.Event()
         # Alerts seen in events before the initial load, so the load does not resurrect them.
         self._alerts_seen: set[str] = set()
@@ -45,20 +48,18 @@ class FleetIndex:
         loaded = 0
         async for state in _all_states(twins):
             if state.vehicle_id not in self.rows:
-                self.rows[state.vehicle_id] = row_of(state)
+                self.rows[state.vehicle_id] = row_of(state, self.alerts.setdefault(state.vehicle_id, {}))
             loaded += 1
         if open_alerts is not None:
             for alert_id, vehicle_id, severity in await open_alerts():
-                row = self.rows.get(vehicle_id)
-                if row is not None and alert_id not in self._alerts_seen:
-                    row.alerts[alert_id] = severity
+                if alert_id not in self._alerts_seen:
+                    self.alerts.setdefault(vehicle_id, {})[alert_id] = severity
         self._alerts_seen.clear()
         self.ready.set()
         log.info("console fleet index loaded", vehicles=loaded)
 
     def update(self, state: TwinState) -> VehicleRow:
-        previous = self.rows.get(state.vehicle_id)
-        row = row_of(state, previous.alerts if previous is not None else None)
+        row = row_of(state, self.alerts.setdefault(state.vehicle_id, {}))
         self.rows[state.vehicle_id] = row
         return row
 
@@ -69,14 +70,12 @@ class FleetIndex:
             return None
         if not self.ready.is_set():
             self._alerts_seen.add(alert_id)
-        row = self.rows.get(vehicle_id)
-        if row is None:
-            return None
+        open_ = self.alerts.setdefault(vehicle_id, {})
         if event.get("state") in _OPEN:
-            row.alerts[alert_id] = str(event.get("severity", "info"))
-        elif row.alerts.pop(alert_id, None) is None:
+            open_[alert_id] = str(event.get("severity", "info"))
+        elif open_.pop(alert_id, None) is None:
             return None
-        return row
+        return self.rows.get(vehicle_id)
 
     def fleet_of(self, vehicle_id: str) -> str | None:
         row = self.rows.get(vehicle_id)

@@ -209,8 +209,21 @@ class LiveFeed:
             except Exception:
                 log.exception("console live tick failed")
 
+    def refresh_index(self) -> None:
+        """Bring the index up to date with every twin change so far (the bulk endpoint reads it)."""
+        dirty, self._dirty = self._dirty, {}
+        for state in dirty.values():
+            self.index.update(state)
+
     def tick(self) -> None:
         """Turn what changed since the last tick into one batch per client."""
+        if not self.clients:
+            # Nobody is watching: rows are built when the index is next read, once per vehicle.
+            self._alerts.clear()
+            self._commands.clear()
+            self._touched.clear()
+            self._overflow = False
+            return
         dirty, self._dirty = self._dirty, {}
         touched, self._touched = self._touched, set()
         alerts, self._alerts = self._alerts, []
@@ -220,7 +233,7 @@ class LiveFeed:
         for vid in touched:
             if vid not in rows and vid in self.index.rows:
                 rows[vid] = self.index.rows[vid]
-        if not (rows or alerts or commands or overflow) or not self.clients:
+        if not (rows or alerts or commands or overflow):
             return
         self.seq += 1
         ordered = sorted(rows.values(), key=lambda r: r.vehicle_id)

@@ -66,7 +66,7 @@ def _number(value: object) -> float | None:
 
 
 def row_of(state: TwinState, alerts: dict[str, str] | None = None) -> VehicleRow:
-    """The row of a twin (read-only access to `state`)."""
+    """The row of a twin (read-only access to `state`); `alerts` is kept as given, not copied."""
     reported = state.reported
 
     def value(key: str) -> object:
@@ -91,7 +91,7 @@ def row_of(state: TwinState, alerts: dict[str, str] | None = None) -> VehicleRow
         connected=state.connection.connected,
         last_seen=state.connection.last_seen,
         tags={k: v for k, v in state.tags.items() if isinstance(v, str)},
-        alerts=dict(alerts or {}),
+        alerts={} if alerts is None else alerts,
     )
 
 

@@ -16,7 +16,7 @@ from console.live import LiveFeed, LiveMetrics
 from console.sessions import MemorySessions, Session, SessionStore
 from console.settings import ConsoleSettings
 from console.tiles import MbTiles
-from security import PrincipalKind, SecurityService
+from security import Principal, PrincipalKind, SecurityService
 from security.limits import LoginBackoff
 
 log = structlog.get_logger(__name__)
@@ -109,5 +109,5 @@ class Console:
             return session if principal.name == "bootstrap" and principal.token_id is None else None
         if user.disabled:
             return None
-        session.principal = type(principal).user(user.name, user.role, user.fleets, token_id=principal.token_id)
+        session.principal = Principal.user(user.name, user.role, user.fleets, token_id=principal.token_id)
         return session

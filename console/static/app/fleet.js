@@ -45,6 +45,7 @@ export const fleet = {
     this.fleets = [...new Set(cols.fleet)].sort();
     this.loadedAt = Date.now();
     this.loadMs = performance.now() - started;
+    document.body.dataset.fleetLoadMs = this.loadMs.toFixed(0);
     this.emit('reset', rows);
     return rows;
   },

@@ -46,11 +46,17 @@ export function MapView({ config, session, route }) {
     layerRef.current = layer;
     layer.addTo(map);
     zonesRef.current = L.layerGroup().addTo(map);
-    let fitted = false;
+    // The view follows the whole fleet (vehicles appearing later included) until the user moves the map.
+    let interacted = false;
+    let fitting = false;
     const fit = () => {
       const pts = fleet.rows.filter((r) => r.lat !== null).map((r) => [r.lat, r.lon]);
-      if (pts.length) { map.fitBounds(L.latLngBounds(pts).pad(0.1), { maxZoom: 14 }); fitted = true; } else map.setView([20, 0], 2);
+      fitting = true;
+      if (pts.length) map.fitBounds(L.latLngBounds(pts).pad(0.1), { maxZoom: 14, animate: false });
+      else map.setView([20, 0], 2, { animate: false });
+      fitting = false;
     };
+    map.on('dragstart zoomstart', () => { if (!fitting) interacted = true; });
     const focus = () => {
       const row = fleet.byId.get(selectedRef.current);
       if (row && row.lat !== null) map.setView([row.lat, row.lon], Math.max(map.getZoom(), 15));
@@ -70,7 +76,7 @@ export function MapView({ config, session, route }) {
     });
     let countTimer = null;
     const offReset = fleet.on('reset', () => {
-      if (!fitted && !selectedRef.current) fit();
+      if (!interacted && !selectedRef.current) fit();
       layer.redraw();
       setStateCounts(counts());
     });

@@ -99,6 +99,7 @@ export const VehicleLayer = L.Layer.extend({
   },
 
   _draw() {
+    const started = performance.now();
     const map = this._map;
     const ctx = this._canvas.getContext('2d');
     const ratio = window.devicePixelRatio || 1;
@@ -149,6 +150,11 @@ export const VehicleLayer = L.Layer.extend({
     this.hits = hits;
     this.drawn = singles.length + [...cells.values()].reduce((n, c) => n + (c.n > 1 ? c.n : 0), 0);
     this._canvas.dataset.drawn = String(this.drawn);
+    // For the benchmark and the curious: how long a frame took, and when the loaded fleet was first drawn.
+    this._canvas.dataset.drawMs = (performance.now() - started).toFixed(1);
+    if (fleet.loadedAt && !this._canvas.dataset.fleetDrawnAt) {
+      this._canvas.dataset.fleetDrawnAt = performance.now().toFixed(0);
+    }
   },
 
   hitTest(containerPoint) {

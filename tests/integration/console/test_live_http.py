@@ -189,3 +189,23 @@ async def test_a_disabled_console_serves_no_page_but_the_api_docs_still_load(hub
     assert hub.console is None
     assert (await http.get("/console/vendor/swagger-ui-dist/swagger-ui-bundle.js")).status_code == 200
     assert (await http.get("/api/v1/console/config")).status_code == 404
+
+
+@pytest.mark.parametrize("console_overrides", [{"console.live_heartbeat_s": 0.2}])
+async def test_the_stream_ends_when_its_token_is_revoked(hub, http, user) -> None:
+    """A live stream opened with an API token closes at the next heartbeat after the token is revoked."""
+    await user("tia", Role.VIEWER, "acme")
+    issued = await hub.security.issue_token("tia", actor=CLI)
+    lines: list[str] = []
+    async with http.stream("GET", "/api/v1/console/live", headers=bearer(issued.secret)) as response:
+
+        async def read() -> None:
+            async for line in response.aiter_lines():
+                lines.append(line)
+
+        reader = asyncio.ensure_future(read())
+        await eventually(lambda: _assert(": ping" in lines))
+        assert not reader.done()
+        await hub.security.revoke_token(issued.token.id, actor=CLI)
+        await asyncio.wait_for(reader, 5)
+    assert hub.console.feed.clients == set()

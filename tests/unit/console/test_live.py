@@ -167,11 +167,23 @@ def test_alert_events_mark_and_clear_the_vehicle_alarm_in_the_index() -> None:
     live.twin_updated([update(twin("v1", "acme", speed=0.0))])
     live.tick()
     live.hub_message("alerts/acme/critical/r/v1", alert("v1", "acme"))
-    live.tick()
+    live.refresh_index()
     assert live.index.rows["v1"].state.value == "alarm"
     live.hub_message("alerts/acme/critical/r/v1", alert("v1", "acme", state="cleared"))
-    live.tick()
+    live.refresh_index()
     assert live.index.rows["v1"].state.value == "parked"
+
+
+def test_an_alert_for_a_vehicle_not_yet_indexed_is_kept_for_its_row() -> None:
+    """With nobody watching, rows are built lazily; an alert that arrives first still marks the row."""
+    live = feed()
+    live.twin_updated([update(twin("v2", "acme", speed=0.0))])
+    live.tick()
+    assert "v2" not in live.index.rows
+    live.hub_message("alerts/acme/critical/r/v2", alert("v2", "acme", alert_id="a9"))
+    live.refresh_index()
+    assert live.index.rows["v2"].state.value == "alarm"
+    assert live.index.rows["v2"].alerts == {"a9": "critical"}
 
 
 async def test_the_tee_publishes_through_the_inner_publisher_even_when_the_feed_fails() -> None:

@@ -105,7 +105,8 @@ def test_a_viewer_sees_no_command_button_and_no_desired_editor(page, hub) -> Non
 
 
 def test_a_user_of_another_fleet_sees_none_of_these_vehicles(page, hub) -> None:
-    """A globex viewer's map and list are empty, and the default fleet's vehicle page is not found."""
+    """A globex viewer's map and list are empty and the default fleet's vehicle page is not found;
+    a viewer of the default fleet, in the same browser after logging out and in, sees them all."""
     login(page, hub, "gus")
     canvas = page.locator("canvas.vehicle-canvas")
     expect(canvas).to_have_attribute("data-drawn", "0")
@@ -116,3 +117,8 @@ def test_a_user_of_another_fleet_sees_none_of_these_vehicles(page, hub) -> None:
     page.goto(hub.url + "/#/vehicle/veh-0001")
     page.get_by_role("alert").get_by_text("not found").wait_for()
     assert page.locator("body").inner_text().count("veh-0002") == 0
+    # Positive control: the same page, logged in as a viewer of the vehicles' fleet, draws them all.
+    page.get_by_role("button", name="Log out").click()
+    login(page, hub, "vic")
+    page.get_by_role("link", name="Map").click()
+    expect(page.locator("canvas.vehicle-canvas")).to_have_attribute("data-drawn", str(VEHICLES))

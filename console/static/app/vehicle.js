@@ -59,14 +59,31 @@ function DesiredEditor({ twin, initial, onDone }) {
     let parsed;
     try { parsed = JSON.parse(value); } catch (err) { parsed = value; }
     setBusy(true);
+    // The twin's version also moves with every report, so a conflict is retried with the new
+    // version as long as desired state itself is still what this page showed; a change to desired
+    // by someone else stops the write and is shown instead.
+    const seen = JSON.stringify(twin.desired);
+    let version = twin.version;
     try {
-      await api(`/api/v1/vehicles/${vid(twin.vehicle_id)}/twin/desired`, {
-        method: 'PATCH', body: nest(key.trim(), parsed), headers: { 'If-Match': `"${twin.version}"` },
-      });
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          await api(`/api/v1/vehicles/${vid(twin.vehicle_id)}/twin/desired`, {
+            method: 'PATCH', body: nest(key.trim(), parsed), headers: { 'If-Match': `"${version}"` },
+          });
+          break;
+        } catch (err) {
+          if (err.status !== 409 || attempt >= 4) throw err;
+          const fresh = await get(`/api/v1/vehicles/${vid(twin.vehicle_id)}/twin`);
+          if (JSON.stringify(fresh.desired) !== seen) {
+            throw new Error('Desired state was changed by someone else meanwhile; the page shows it now: check and try again.');
+          }
+          version = fresh.version;
+        }
+      }
       onDone();
     } catch (err) {
-      setError(err.status === 409 ? new Error('The twin changed since you loaded it; it has been reloaded, check and try again.') : err);
-      if (err.status === 409) onDone();
+      setError(err);
+      onDone();
     } finally { setBusy(false); }
   }
   return html`<form class="card inline-form" onSubmit=${submit} aria-label="Change a desired value">
@@ -74,7 +91,7 @@ function DesiredEditor({ twin, initial, onDone }) {
     <label>Key <input required value=${key} onInput=${(e) => setKey(e.target.value)} placeholder="charge_limit" name="desired-key" /></label>
     <label>Value (JSON) <input required value=${value} onInput=${(e) => setValue(e.target.value)} placeholder="80" name="desired-value" /></label>
     <button type="submit" class="primary" disabled=${busy}>Set desired</button>
-    <p class="hint">Sent with If-Match: ${twin.version}; the value null removes the key.</p>
+    <p class="hint">Sent with If-Match (refused if desired state changed meanwhile); the value null removes the key.</p>
     <${ErrorNote} error=${error} />
   </form>`;
 }

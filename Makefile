@@ -41,7 +41,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench
 
 # Front-end work only: fetch the console's pinned libraries (console/vendor.toml) from the npm
-# registry into console/static/vendor/. The result is committed; running the hub never needs it.
+# registry into console/web-ui/vendor/. The result is committed; running the hub never needs it.
 vendor: | $(BIN)/python
 	$(BIN)/python -m console.vendor
 

@@ -3,7 +3,7 @@
 `Console` holds an in-memory index of every vehicle (for the map and the list), the
 live feed (coalesced, batched, bounded per client) and the console's login sessions.
 `api.console` serves its pages, assets and endpoints; the static front end lives in
-`static/` (ES modules, no build step; libraries vendored in `static/vendor/`).
+`web-ui/` (ES modules, no build step; libraries vendored in `web-ui/vendor/`).
 """
 
 from console.index import FleetIndex

@@ -21,7 +21,8 @@ from security.limits import LoginBackoff
 
 log = structlog.get_logger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
+# Not a valid module name on purpose: setuptools would take its folders for packages.
+STATIC_DIR = Path(__file__).parent / "web-ui"
 
 
 class Console:

@@ -1,4 +1,4 @@
-"""`make vendor`: fetch the console's front-end libraries from the npm registry into `static/vendor/`.
+"""`make vendor`: fetch the console's front-end libraries from the npm registry into `web-ui/vendor/`.
 
 Only for front-end work: the fetched files are committed, so installing or running the
 hub never needs the network or Node.js. Each tarball is checked against the sha512
@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).parent
-VENDOR = HERE / "static" / "vendor"
+VENDOR = HERE / "web-ui" / "vendor"
 REGISTRY = "https://registry.npmjs.org"
 
 

@@ -58,10 +58,12 @@ class FleetIndex:
         self.ready.set()
         log.info("console fleet index loaded", vehicles=loaded)
 
-    def update(self, state: TwinState) -> VehicleRow:
+    def update(self, state: TwinState) -> tuple[VehicleRow, VehicleRow | None]:
+        """Rebuild the vehicle's row; returns it and the row it replaced."""
+        previous = self.rows.get(state.vehicle_id)
         row = row_of(state, self.alerts.setdefault(state.vehicle_id, {}))
         self.rows[state.vehicle_id] = row
-        return row
+        return row, previous
 
     def alert(self, event: dict[str, Any]) -> VehicleRow | None:
         """Apply an alert event; the vehicle's row when its open alerts changed."""

@@ -28,7 +28,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from console.index import FleetIndex, columns_of
-from console.rows import VehicleRow
+from console.rows import LAST_SEEN_STEP_S, VehicleRow
 from twin import TwinState, TwinUpdate
 
 log = structlog.get_logger(__name__)
@@ -137,6 +137,8 @@ class LiveFeed:
         self.seq = 0
         self.dropped_total = 0
         self._dirty: dict[str, TwinState] = {}
+        # The last-seen time last sent per vehicle: an unchanged row is re-sent only when it moved enough.
+        self._sent_seen: dict[str, float] = {}
         self._touched: set[str] = set()
         self._alerts: list[dict[str, Any]] = []
         self._commands: list[dict[str, Any]] = []
@@ -229,7 +231,17 @@ class LiveFeed:
         alerts, self._alerts = self._alerts, []
         commands, self._commands = self._commands, []
         overflow, self._overflow = self._overflow, False
-        rows: dict[str, VehicleRow] = {vid: self.index.update(state) for vid, state in dirty.items()}
+        rows: dict[str, VehicleRow] = {}
+        for vid, state in dirty.items():
+            row, previous = self.index.update(state)
+            seen = row.last_seen or 0.0
+            if (
+                previous is None
+                or not row.looks_like(previous)
+                or seen - self._sent_seen.get(vid, 0.0) >= LAST_SEEN_STEP_S
+            ):
+                rows[vid] = row
+                self._sent_seen[vid] = seen
         for vid in touched:
             if vid not in rows and vid in self.index.rows:
                 rows[vid] = self.index.rows[vid]

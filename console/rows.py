@@ -13,12 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from twin import TwinState
-from twin.model import PATH_SEP
+from twin.model import PATH_SEP, ReportedEntry
 
 _GPS_LAT = f"gps{PATH_SEP}lat"
 _GPS_LON = f"gps{PATH_SEP}lon"
 # Below this speed (km/h) a vehicle with its position still counts as parked (GPS jitter).
 MOVING_KMH = 3.0
+# A vehicle that reports the same values is re-sent to live clients only when its last-seen time
+# moved this much (seconds): a parked fleet reporting every few seconds then costs almost nothing.
+LAST_SEEN_STEP_S = 30.0
 
 
 class VehicleState(enum.Enum):
@@ -45,6 +48,20 @@ class VehicleRow:
     # Open alerts of this vehicle: alert id -> severity.
     alerts: dict[str, str] = field(default_factory=dict)
 
+    def looks_like(self, other: VehicleRow) -> bool:
+        """Whether a browser would draw `other` as this row, last-seen time aside."""
+        return (
+            self.lat == other.lat
+            and self.lon == other.lon
+            and self.speed == other.speed
+            and self.heading == other.heading
+            and self.soc == other.soc
+            and self.charging == other.charging
+            and self.connected == other.connected
+            and self.fleet == other.fleet
+            and self.tags == other.tags
+        )
+
     @property
     def state(self) -> VehicleState:
         if self.alerts:
@@ -58,39 +75,42 @@ class VehicleRow:
         return VehicleState.PARKED
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _number(entry: ReportedEntry | None) -> float | None:
+    """The entry's value when it is a finite number (not a bool); this runs per field per report."""
+    if entry is None:
         return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    value = entry.value
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value)
+    return None
 
 
 def row_of(state: TwinState, alerts: dict[str, str] | None = None) -> VehicleRow:
     """The row of a twin (read-only access to `state`); `alerts` is kept as given, not copied."""
-    reported = state.reported
-
-    def value(key: str) -> object:
-        entry = reported.get(key)
-        return None if entry is None else entry.value
-
-    lat = _number(value(_GPS_LAT))
-    lon = _number(value(_GPS_LON))
+    get = state.reported.get
+    lat = _number(get(_GPS_LAT))
+    lon = _number(get(_GPS_LON))
     if lat is None or lon is None:
-        lat, lon = _number(value("lat")), _number(value("lon"))
+        lat, lon = _number(get("lat")), _number(get("lon"))
     if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
         lat = lon = None
+    charging = get("charging")
+    tags = state.tags
     return VehicleRow(
         vehicle_id=state.vehicle_id,
         fleet=state.fleet,
         lat=lat,
         lon=lon,
-        heading=_number(value("heading")),
-        speed=_number(value("speed")),
-        soc=_number(value("soc")),
-        charging=value("charging") is True,
+        heading=_number(get("heading")),
+        speed=_number(get("speed")),
+        soc=_number(get("soc")),
+        charging=charging is not None and charging.value is True,
         connected=state.connection.connected,
         last_seen=state.connection.last_seen,
-        tags={k: v for k, v in state.tags.items() if isinstance(v, str)},
+        tags={k: v for k, v in tags.items() if isinstance(v, str)} if tags else {},
         alerts={} if alerts is None else alerts,
     )
 
@@ -123,7 +143,7 @@ class Columns:
         self.state.append(row.state.value)
         self.last_seen.append(row.last_seen)
         self.alerts.append(len(row.alerts))
-        self.severity.append(worst_severity(row.alerts.values()))
+        self.severity.append(worst_severity(row.alerts.values()) if row.alerts else None)
         self.tags.append(row.tags)
 
     def __len__(self) -> int:

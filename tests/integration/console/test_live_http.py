@@ -138,9 +138,18 @@ async def test_a_client_that_stops_reading_is_dropped_while_a_reading_one_keeps_
             states = [_fake_state(i) for i in range(2000)]
             updates = [TwinUpdate(UpdateKind.TAGS, s.vehicle_id, s, 0.0) for s in states]
 
-            async def dropped() -> None:
+            rounds = iter(range(1_000_000))
+
+            def change(which: list[TwinUpdate]) -> None:
+                # A new value each time, so every row is sent again.
+                n = str(next(rounds))
+                for u in which:
+                    u.state.tags["round"] = n
+                feed.twin_updated(which)
+
+            async def dropped() -> bool:
                 # Every tick re-sends 2,000 rows (~500 KB): the stalled socket's buffers fill within a few.
-                feed.twin_updated(updates)
+                change(updates)
                 assert metric(hub.registry, "fleethub_console_live_dropped_total") == 1
                 return True
 
@@ -149,7 +158,7 @@ async def test_a_client_that_stops_reading_is_dropped_while_a_reading_one_keeps_
             count = len(got)
 
             async def still_served() -> bool:
-                feed.twin_updated(updates[:10])
+                change(updates[:10])
                 return len(got) > count + 2
 
             await eventually(still_served, interval=0.1)

@@ -199,3 +199,22 @@ async def test_the_tee_publishes_through_the_inner_publisher_even_when_the_feed_
     await tee.publish("alerts/acme/critical/r/v1", b"not json")
     await tee.publish("alerts/acme/critical/r/v1", alert("v1", "acme"))
     assert sent == ["alerts/acme/critical/r/v1", "alerts/acme/critical/r/v1"]
+
+
+def test_a_vehicle_reporting_the_same_values_is_resent_only_when_last_seen_moved_enough() -> None:
+    """A parked vehicle's identical reports are not re-sent every tick, but its last-seen time is, every 30 s."""
+    live = feed()
+    client = live.connect(None, alerts=True, commands=True)
+    state = twin("v1", speed=0.0, gps__lat=1.0, gps__lon=2.0)
+    sent = []
+    for second in range(0, 70, 5):
+        state.connection.last_seen = 1000.0 + second
+        live.twin_updated([update(state)])
+        live.tick()
+        sent += [b["vehicles"]["last_seen"][0] for b in batches(client)]
+        client.pending.clear()
+    assert sent == [1000.0, 1030.0, 1060.0]
+    state.reported["speed"] = ReportedEntry(12.0, 2.0)
+    live.twin_updated([update(state)])
+    live.tick()
+    assert batches(client)[0]["vehicles"]["speed"] == [12.0]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test check lint typecheck format bench vendor clean
+.PHONY: run test check lint typecheck imports format bench vendor clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fleethub needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -24,7 +24,7 @@ run: $(VENV)/.runtime
 test: check
 	$(BIN)/pytest
 
-check: lint typecheck
+check: lint typecheck imports
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -32,6 +32,10 @@ lint: $(VENV)/.dev
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
+
+# The layers and public surfaces ([tool.importlinter] in pyproject.toml; README, "Layout").
+imports: $(VENV)/.dev
+	$(BIN)/lint-imports
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .
@@ -46,4 +50,4 @@ vendor: | $(BIN)/python
 	$(BIN)/python -m console.vendor
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build *.egg-info

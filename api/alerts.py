@@ -13,10 +13,9 @@ from api.auth import Caller, audit, ensure_fleet, requires
 from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import engine_of, parse_when
-from rules.alerts import Alert, AlertQuery, AlertState, AlertView, view
-from rules.evaluator import AlertNotOpen
+from kernel import InvalidPayload
+from rules import Alert, AlertNotOpen, AlertQuery, AlertState, AlertView, alert_view
 from security import Permission, PrincipalKind
-from twin import InvalidPayload
 
 AlertId = Annotated[str, PathParameter(max_length=64, description="Alert id")]
 
@@ -93,11 +92,11 @@ class AlertsController(Controller):
             limit=min(limit, deps.max_page_size),
             fleets=principal.fleet_filter(),
         )
-        return AlertList(items=[view(a) for a in await engine.query_alerts(query)])
+        return AlertList(items=[alert_view(a) for a in await engine.query_alerts(query)])
 
     @get("/{alert_id:str}", summary="Read an alert", opt=requires(Permission.ALERTS_READ))
     async def get_alert(self, deps: Deps, principal: Caller, alert_id: AlertId) -> AlertView:
-        return view(await _visible_alert(deps, principal, alert_id))
+        return alert_view(await _visible_alert(deps, principal, alert_id))
 
     @post(
         "/{alert_id:str}/ack",
@@ -122,7 +121,7 @@ class AlertsController(Controller):
         await audit(
             request, deps, "alert.ack", vehicle_id=alert.vehicle_id, fleet=found.fleet, target=alert_id, detail=detail
         )
-        return Response(view(alert))
+        return Response(alert_view(alert))
 
     @post(
         "/{alert_id:str}/clear",
@@ -147,4 +146,4 @@ class AlertsController(Controller):
         await audit(
             request, deps, "alert.clear", vehicle_id=alert.vehicle_id, fleet=found.fleet, target=alert_id, detail=detail
         )
-        return Response(view(alert))
+        return Response(alert_view(alert))

@@ -28,8 +28,8 @@ from api.trips import TripController
 from api.users import TokensController, UsersController
 from api.vehicles import VehicleController
 from api.zones import ZonesController
+from kernel import FleethubError
 from security import Principal
-from twin import FleethubError
 
 _SWAGGER = "/console/vendor/swagger-ui-dist"
 

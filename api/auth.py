@@ -42,8 +42,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 from api.cookie_auth import session_principal
 from api.deps import ApiDeps
+from kernel import NotFound
 from security import Actor, Permission, Principal
-from twin import NotFound
 
 # How handlers ask for the caller: `principal: Caller`.
 Caller = NamedDependency[Principal]

@@ -24,13 +24,19 @@ from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
 from api.rules import parse_when
 from api.vehicles import VehicleId
+from commands import (
+    CommandClosed,
+    CommandQuery,
+    CommandService,
+    CommandState,
+    CommandView,
+    JobReport,
+    Selector,
+    command_view,
+)
+from kernel import InvalidPayload, NotFound
 from rules import RuleSyntaxError
 from security import Permission, Principal, PrincipalKind
-from twin import InvalidPayload, NotFound
-from twin.commands import CommandState, CommandView, Selector, view
-from twin.commands_jobs import JobReport
-from twin.commands_service import CommandClosed, CommandService
-from twin.commands_store import CommandQuery
 
 CommandId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Command id")]
 JobId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Job id")]
@@ -192,7 +198,7 @@ class VehicleCommandsController(Controller):
             if not created:
                 headers["Idempotent-Replay"] = "true"
             status = HTTP_202_ACCEPTED if command.open else HTTP_200_OK
-            return Response(view(command), status_code=status, headers=headers)
+            return Response(command_view(command), status_code=status, headers=headers)
 
         result: Response[Any] = await _refusing(request, run)
         return result
@@ -226,7 +232,7 @@ class VehicleCommandsController(Controller):
         found = await service_of(deps).query(query)
         more = len(found) > limit
         found = found[:limit]
-        return CommandPage([view(c) for c in found], found[-1].id if more else None)
+        return CommandPage([command_view(c) for c in found], found[-1].id if more else None)
 
     @get("/{command_id:str}", summary="One command with its state history", opt=requires(Permission.COMMANDS_READ))
     async def get_command(
@@ -239,7 +245,7 @@ class VehicleCommandsController(Controller):
             raise NotFound(f"command '{command_id}' of vehicle '{vehicle_id}' not found")
         if timeout is not None:
             command = await service.wait(command_id, timeout)
-        return view(command)
+        return command_view(command)
 
     @delete(
         "/{command_id:str}",
@@ -261,7 +267,7 @@ class VehicleCommandsController(Controller):
         async def run() -> Response[Any]:
             cancelled = await service_of(deps).cancel(vehicle_id, command_id, by=who)
             await audit(request, deps, "command.cancel", vehicle_id=vehicle_id, target=command_id)
-            return Response(view(cancelled))
+            return Response(command_view(cancelled))
 
         result: Response[Any] = await _refusing(request, run)
         return result

@@ -25,8 +25,8 @@ from api.auth import Caller, requires
 from api.cookie_auth import current_session
 from api.deps import ApiDeps, Deps
 from console import COOKIE, STATIC_DIR, Console, ConsoleSettings, TooManyClients
+from kernel import NotFound
 from security import Permission
-from twin import NotFound
 
 _encode = msgspec.json.Encoder().encode
 # Bodies at least this large are gzipped for browsers that accept it (the bulk fleet: ~2 MB at 20,000).

@@ -9,8 +9,8 @@ from litestar import Request
 
 from api.auth import ensure_fleet, remote_of
 from api.deps import ApiDeps
+from kernel import StoreError
 from security import DEFAULT_FLEET, Actor, Principal, Provisioned, SecurityService
-from twin import StoreError
 
 
 class NewVehicle(msgspec.Struct, forbid_unknown_fields=True):

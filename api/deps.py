@@ -9,11 +9,11 @@ import msgspec
 from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry
 
+from commands import CommandService
 from console import Console
-from rules.engine import RulesEngine
+from rules import RulesEngine
 from security import SecurityService
-from twin import TwinService
-from twin.commands_service import CommandService
+from twin import HistoryReader, TwinService
 
 
 class ComponentHealth(msgspec.Struct):
@@ -29,6 +29,8 @@ class Health(msgspec.Struct):
 @dataclass(frozen=True, slots=True)
 class ApiDeps:
     service: TwinService
+    # History, aggregates and presence: read from the twin store, not through the ingest consumer.
+    history: HistoryReader
     registry: CollectorRegistry
     health: Callable[[], Awaitable[Health]]
     max_page_size: int = 1000

@@ -22,12 +22,22 @@ from litestar.response import Stream
 from api.auth import Caller, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
 from api.vehicles import VehicleId
+from kernel import InvalidPayload, isoformat, parse_time
 from security import Permission
-from twin import HistoryRow, InvalidPayload, Order
-from twin.aggregates import parse_aggs, zone
-from twin.document import ConnectionView
-from twin.store import AggregateQuery, AggregateRow, Bucket, PointQuery, PresenceQuery, Store, VehicleSet
-from twin.telemetry import isoformat, parse_time
+from twin import (
+    AggregateQuery,
+    AggregateRow,
+    Bucket,
+    ConnectionView,
+    HistoryReader,
+    HistoryRow,
+    Order,
+    PointQuery,
+    PresenceQuery,
+    VehicleSet,
+    parse_aggs,
+    time_zone,
+)
 
 # Rows read from the store per page of a CSV export.
 CSV_PAGE_ROWS = 5_000
@@ -181,7 +191,7 @@ def _page_limit(limit: int | None, deps: ApiDeps) -> int:
 
 
 def _bucket_time(ts: float, tz: str) -> str:
-    text = datetime.fromtimestamp(ts, zone(tz)).isoformat(timespec="seconds")
+    text = datetime.fromtimestamp(ts, time_zone(tz)).isoformat(timespec="seconds")
     return text.replace("+00:00", "Z") if tz == "UTC" else text
 
 
@@ -210,7 +220,7 @@ def _csv_response(body: AsyncIterator[str], filename: str) -> Stream:
     )
 
 
-async def _point_csv(store: Store, query: PointQuery, cap: int | None) -> AsyncIterator[str]:
+async def _point_csv(store: HistoryReader, query: PointQuery, cap: int | None) -> AsyncIterator[str]:
     columns = list(query.fields) if query.fields is not None else ["data"]
     yield _csv([["vehicle_id", "ts", "received_at", "seq", *columns]])
     sent, cursor = 0, None
@@ -229,7 +239,7 @@ async def _point_csv(store: Store, query: PointQuery, cap: int | None) -> AsyncI
         cursor = page.next_cursor
 
 
-async def _aggregate_csv(store: Store, query: AggregateQuery, cap: int | None) -> AsyncIterator[str]:
+async def _aggregate_csv(store: HistoryReader, query: AggregateQuery, cap: int | None) -> AsyncIterator[str]:
     keys = [a.key for a in query.aggs]
     yield _csv([["vehicle_id", "bucket", "rows", *keys]])
     sent, cursor = 0, None
@@ -253,8 +263,8 @@ async def _aggregate_csv(store: Store, query: AggregateQuery, cap: int | None) -
 async def _aggregate(
     deps: ApiDeps, query: AggregateQuery, limit: int | None, accept: str | None, filename: str
 ) -> Response[AggregateOut] | Stream:
-    zone(query.tz)  # refuse a bad zone before streaming starts
-    store = deps.service.store
+    time_zone(query.tz)  # refuse a bad zone before streaming starts
+    store = deps.history
     if _wants_csv(accept):
         return _csv_response(_aggregate_csv(store, query, limit), filename)
     page = await store.aggregate(msgspec.structs.replace(query, limit=_page_limit(limit, deps)))
@@ -306,7 +316,7 @@ class HistoryController(Controller):
             order=order,
             cursor=cursor,
         )
-        store = deps.service.store
+        store = deps.history
         if _wants_csv(accept):
             return _csv_response(_point_csv(store, query, limit), f"history-{vehicle_id}.csv")
         page = await store.history_page(msgspec.structs.replace(query, limit=_page_limit(limit, deps)))
@@ -339,7 +349,7 @@ class HistoryController(Controller):
             limit=_page_limit(limit, deps),
             order=order,
         )
-        events = await deps.service.store.presence_history(query)
+        events = await deps.history.presence_history(query)
         items = [PresenceOut(isoformat(e.ts) or "", e.connected, e.reason) for e in events]
         return PresencePage(vehicle_id=vehicle_id, connection=doc.connection, items=items)
 
@@ -408,7 +418,7 @@ class HistoryController(Controller):
             order=order,
             cursor=cursor,
         )
-        store = deps.service.store
+        store = deps.history
         if _wants_csv(accept):
             return _csv_response(_point_csv(store, query, limit), "history.csv")
         page = await store.history_page(msgspec.structs.replace(query, limit=_page_limit(limit, deps)))

@@ -9,8 +9,9 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from kernel import FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError
 from security import AlreadyExists
-from twin import FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError, VersionConflict
+from twin import VersionConflict
 
 log = structlog.get_logger(__name__)
 

@@ -16,8 +16,8 @@ from api.auth import Caller, ensure_fleet, remote_of, requires
 from api.credentials import CredentialStatus, ImportResult, VehicleSecret, secret_view, security_of
 from api.deps import Deps
 from api.vehicles import VehicleId
+from kernel import InvalidPayload
 from security import DEFAULT_FLEET, Actor, Permission
-from twin import InvalidPayload
 
 
 def _actor(request: Request[Any, Any, Any], principal: Caller) -> Actor:

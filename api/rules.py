@@ -14,13 +14,9 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from api.auth import Caller, audit, ensure_fleet, requires, vehicle_fleet
 from api.deps import ApiDeps, Deps
 from api.problems import Problem, problem_response
-from rules import RuleConfigError
-from rules.backtest import BacktestResult
-from rules.definitions import CompileProblem, RuleBody, RuleDefinition, RuleInvalid
-from rules.engine import RulesEngine
+from kernel import InvalidPayload, parse_time
+from rules import BacktestResult, CompileProblem, RuleBody, RuleConfigError, RuleDefinition, RuleInvalid, RulesEngine
 from security import Permission
-from twin import InvalidPayload
-from twin.telemetry import parse_time
 
 RuleName = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Rule name")]
 

@@ -13,11 +13,9 @@ from api.auth import requires
 from api.deps import Deps
 from api.history import From, To, query_time
 from api.vehicles import VehicleId
+from kernel import InvalidPayload, isoformat
 from security import Permission
-from twin import InvalidPayload
-from twin.store import PointQuery, VehicleSet
-from twin.telemetry import isoformat
-from twin.trips import TRIP_FIELDS, Position, Stop, Trip, TripDetector, TripSettings
+from twin import TRIP_FIELDS, PointQuery, Position, Stop, Trip, TripDetector, TripSettings, VehicleSet
 
 # Rows read from the store per page while folding.
 PAGE_ROWS = 5_000
@@ -103,7 +101,7 @@ class TripController(Controller):
             raise InvalidPayload("range_too_long", "trips cover at most 93 days per request; narrow from/to")
         detector = TripDetector(TripSettings(speed_threshold_kmh=speed_threshold_kmh, dwell_s=dwell_s))
         query = PointQuery(VehicleSet.one(vehicle_id), start=start, end=end, fields=TRIP_FIELDS, limit=PAGE_ROWS)
-        store = deps.service.store
+        store = deps.history
         cursor = None
         while True:
             page = await store.history_page(msgspec.structs.replace(query, cursor=cursor))

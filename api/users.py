@@ -18,8 +18,8 @@ from litestar.status_codes import HTTP_201_CREATED
 from api.auth import Caller, remote_of, requires
 from api.credentials import security_of
 from api.deps import Deps
+from kernel import NotFound
 from security import ALL_FLEETS, Actor, ApiToken, Permission, PrincipalKind, Role, User
-from twin import NotFound
 
 UserName = Annotated[str, PathParameter(description="User name")]
 TokenId = Annotated[str, PathParameter(description="Token id (not the token)")]
@@ -96,7 +96,7 @@ class UsersController(Controller):
 
     @get("/", summary="List users", opt=requires(Permission.USERS_ADMIN))
     async def list_users(self, deps: Deps, principal: Caller) -> UserList:
-        users = await security_of(deps).store.list_users()
+        users = await security_of(deps).users()
         return UserList([_user_view(u) for u in users if _covers(principal, u.fleets)])
 
     @get("/me", summary="Who the token belongs to: name, role and fleets", opt=requires(Permission.TOKENS_OWN))
@@ -155,7 +155,7 @@ class TokensController(Controller):
         whose = user or principal.name
         if whose != principal.name and not principal.can(Permission.USERS_ADMIN):
             raise PermissionDeniedException(detail="listing another user's tokens needs users:admin")
-        return TokenList([_token_view(t) for t in await security.store.list_tokens(whose)])
+        return TokenList([_token_view(t) for t in await security.tokens(whose)])
 
     @delete(
         "/{token_id:str}",
@@ -164,7 +164,7 @@ class TokensController(Controller):
     )
     async def revoke(self, request: Request[Any, Any, Any], deps: Deps, principal: Caller, token_id: TokenId) -> None:
         security = security_of(deps)
-        token = await security.store.get_token(token_id)
+        token = await security.token(token_id)
         if token is not None and token.user != principal.name and not principal.can(Permission.USERS_ADMIN):
             token = None
         if token is None:

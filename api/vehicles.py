@@ -12,10 +12,9 @@ from litestar.status_codes import HTTP_201_CREATED
 from api.auth import Caller, audit, requires
 from api.credentials import NewVehicle, VehicleSecret, provision_one
 from api.deps import Deps
+from kernel import InvalidPayload, parse_time
 from security import Permission
-from twin import InvalidPayload, TwinDocument, TwinFilter
-from twin.document import TwinAsOf
-from twin.telemetry import parse_time
+from twin import TwinAsOf, TwinDocument, TwinFilter
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")

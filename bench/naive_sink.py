@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware_sim.load.histogram import Histogram
+from firmware_sim.load import Histogram
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS telemetry (

@@ -29,15 +29,9 @@ from urllib.parse import quote
 import msgspec
 import psycopg
 
-from rules import Circle
-from rules.definitions import RuleDefinition, Severity
-from rules.engine import RulesEngine
-from rules.postgres_store import PostgresRulesStore
-from rules.sqlite_store import SqliteRulesStore
-from rules.store import MemoryRulesStore, RulesStore
-from twin import Inbound, MemoryStore, MessageKind, SqliteStore, Store, TwinService
-from twin.observe import TwinUpdate
-from twin.postgres_store import PostgresStore
+from kernel import open_database
+from rules import Circle, MemoryRulesStore, RuleDefinition, RulesEngine, RulesStore, Severity, rules_store
+from twin import Inbound, MemoryStore, MessageKind, Store, TwinService, TwinUpdate, twin_store
 
 _encode = msgspec.json.Encoder().encode
 
@@ -190,14 +184,6 @@ async def pg_schema(database: str) -> AsyncIterator[str]:
             await conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
 
 
-def rules_store_for(twins: Store) -> RulesStore:
-    if isinstance(twins, SqliteStore):
-        return SqliteRulesStore(twins.url)
-    if isinstance(twins, PostgresStore):
-        return PostgresRulesStore(twins.url)
-    return MemoryRulesStore()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vehicles", type=int, default=20_000)
@@ -215,24 +201,34 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
 
         @contextlib.asynccontextmanager
-        async def open_store(name: str) -> AsyncIterator[Store]:
-            if args.store == "memory":
-                async with MemoryStore() as memory:
-                    yield memory
-            elif args.store == "sqlite":
-                async with SqliteStore(f"sqlite:///{Path(tmp) / name}.db") as sqlite:
-                    yield sqlite
+        async def open_database_at(name: str) -> AsyncIterator[str]:
+            if args.store == "sqlite":
+                yield f"sqlite:///{Path(tmp) / name}.db"
             else:
-                async with pg_schema(args.database) as url, PostgresStore(url) as postgres:
-                    yield postgres
+                async with pg_schema(args.database) as url:
+                    yield url
 
-        async with open_store("plain") as store:
+        @contextlib.asynccontextmanager
+        async def open_stores(name: str) -> AsyncIterator[tuple[Store, RulesStore]]:
+            if args.store == "memory":
+                async with MemoryStore() as memory, MemoryRulesStore() as memory_rules:
+                    yield memory, memory_rules
+                return
+            async with (
+                open_database_at(name) as url,
+                open_database(url) as db,
+                twin_store(db) as store,
+                rules_store(db) as rules,
+            ):
+                yield store, rules
+
+        async with open_stores("plain") as (store, _):
             # A first pass creates the twins, so both measured passes update existing ones.
             await run_ingest(store, args.vehicles, args.vehicles, None, args.seed, args.mode)
             plain = await run_ingest(store, args.vehicles, args.messages, None, args.seed, args.mode)
-        async with open_store("rules") as store, rules_store_for(store) as rules_store:
+        async with open_stores("rules") as (store, alert_store):
             await run_ingest(store, args.vehicles, args.vehicles, None, args.seed, args.mode)
-            engine = RulesEngine(rules_store, store, file_rules=definitions, file_zones=zones)
+            engine = RulesEngine(alert_store, store, file_rules=definitions, file_zones=zones)
             async with engine:
                 recorder = _Recorder()
                 with_rules = await run_ingest(

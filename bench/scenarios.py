@@ -307,7 +307,7 @@ def _alert_latency(scale: Scale, tmp: Path, hub_env: dict[str, str]) -> dict[str
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from twin.telemetry import parse_time
+    from kernel import parse_time
 
     hist = Histogram()
     counts = {"raised": 0, "other": 0}

@@ -27,11 +27,19 @@ from urllib.parse import quote
 
 import psycopg
 
-from twin.aggregates import parse_aggs
-from twin.model import HistoryRow, ReportedEntry, TwinState
-from twin.paths import flatten, join
-from twin.postgres_store import PostgresOptions, PostgresStore
-from twin.store import AggregateQuery, Bucket, VehicleSet
+from kernel import PostgresDatabase
+from twin import (
+    PATH_SEP,
+    AggregateQuery,
+    Bucket,
+    HistoryRow,
+    PostgresStore,
+    ReportedEntry,
+    TwinState,
+    VehicleSet,
+    flatten,
+    parse_aggs,
+)
 
 DAY_START = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 AGGS = parse_aggs("soc:avg,speed:max,speed:avg,odometer_km:last,soc:count")
@@ -50,7 +58,7 @@ def _data(k: int, v: int) -> dict:
 
 
 def _leaves(data: dict) -> list[tuple[str, object]]:
-    return [(join(path), value) for path, value in flatten(data)]
+    return [(PATH_SEP.join(path), value) for path, value in flatten(data)]
 
 
 def _batches(count: int, batch: int, vehicles: int, twins: bool) -> list[tuple[list[TwinState], list[HistoryRow]]]:
@@ -72,7 +80,7 @@ def _batches(count: int, batch: int, vehicles: int, twins: bool) -> list[tuple[l
 
 async def sustained(url: str, batches: int, batch: int, vehicles: int, twins: bool) -> dict:
     work = _batches(batches, batch, vehicles, twins)
-    async with PostgresStore(url, options=PostgresOptions(pool_min_size=1, pool_max_size=2)) as store:
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresStore(db) as store:
         # Warm-up: partitions, pool, staging tables.
         await store.write_batch([], [HistoryRow("warm", DAY_START + 86_400, DAY_START, 0, {"a": 1})])
         started = time.perf_counter()
@@ -110,7 +118,7 @@ def fill(url: str, rows: int) -> float:
 
 
 async def vehicle_day(url: str, rows: int, runs: int) -> dict:
-    async with PostgresStore(url, options=PostgresOptions(pool_min_size=1, pool_max_size=2)) as store:
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresStore(db) as store:
         await store.write_batch([], [HistoryRow("warm", DAY_START, DAY_START, 0, {"a": 1})])
         fill_s = fill(url, rows)
         day = [HistoryRow("veh-day", DAY_START + s, DAY_START + s, s, _data(s, 0)) for s in range(86_400)]

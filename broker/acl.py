@@ -23,7 +23,7 @@ import enum
 from dataclasses import dataclass
 
 from broker import topics
-from security.roles import Permission, Principal, PrincipalKind
+from security import Permission, Principal, PrincipalKind
 
 _WILDCARDS = frozenset({"+", "#"})
 

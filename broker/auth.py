@@ -23,9 +23,7 @@ from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
 from broker.metrics import SecurityMetrics
-from security.limits import AbuseLimits, LoginBackoff, TokenBuckets
-from security.roles import Principal, PrincipalKind
-from security.service import SecurityService
+from security import AbuseLimits, LoginBackoff, Principal, PrincipalKind, SecurityService, TokenBuckets
 
 log = structlog.get_logger(__name__)
 

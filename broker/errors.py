@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twin.errors import ConfigError
+from kernel import ConfigError
 
 
 class PortInUse(ConfigError):

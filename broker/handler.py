@@ -59,7 +59,7 @@ from amqtt.session import (
     Session,
 )
 
-from twin.inbound import ACCEPTED, DisconnectReason, Verdict
+from twin import ACCEPTED, DisconnectReason, Verdict
 
 log = structlog.get_logger(__name__)
 

@@ -41,9 +41,8 @@ from broker.reader import Backlog, BoundedReader, read_bound
 from broker.routing import peer_of
 from broker.sessions import SessionBroker
 from broker.topics import Refusal
-from security.limits import AbuseLimits
-from security.roles import Principal, PrincipalKind
-from twin.inbound import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
+from security import AbuseLimits, Principal, PrincipalKind
+from twin import Channel, DisconnectReason, Inbound, InboundSink, MessageKind
 
 log = structlog.get_logger(__name__)
 

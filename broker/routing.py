@@ -33,9 +33,8 @@ from broker.handler import AckedMessage, resolve
 from broker.metrics import BrokerMetrics
 from broker.topic_index import TopicIndex
 from broker.topics import Refusal
-from security.limits import AbuseLimits, TokenBuckets
-from security.roles import PrincipalKind
-from twin.inbound import Channel, Inbound, InboundSink
+from security import AbuseLimits, PrincipalKind, TokenBuckets
+from twin import Channel, Inbound, InboundSink
 
 log = structlog.get_logger(__name__)
 

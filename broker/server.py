@@ -13,11 +13,9 @@ from broker import topics
 from broker.auth import BrokerAuth
 from broker.hub_broker import DEFAULT_LISTEN_BACKLOG, HubBroker
 from broker.metrics import BrokerMetrics
-from security.limits import AbuseLimits
-from security.roles import PrincipalKind
-from security.service import SecurityService
-from twin.errors import ConfigError
-from twin.inbound import Channel, DisconnectReason, InboundSink, VehicleChannel
+from kernel import ConfigError
+from security import AbuseLimits, PrincipalKind, SecurityService
+from twin import Channel, DisconnectReason, InboundSink, VehicleChannel
 
 # A persistent session outlives its connection this long (7 days), and holds at most
 # this many QoS 1/2 messages for its absent client, dropping the oldest.

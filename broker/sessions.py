@@ -21,8 +21,8 @@ from broker.auth import BrokerAuth
 from broker.handler import HubProtocolHandler
 from broker.metrics import BrokerMetrics
 from broker.routing import RoutingBroker
-from security.limits import AbuseLimits
-from twin.inbound import InboundSink
+from security import AbuseLimits
+from twin import InboundSink
 
 # Seconds between sweeps for expired sessions.
 SWEEP_INTERVAL: Final = 1.0

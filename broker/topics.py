@@ -10,7 +10,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from twin.inbound import Channel, MessageKind
+from twin import Channel, MessageKind
 
 PREFIX = "vehicles/"
 

@@ -12,8 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from twin import TwinState
-from twin.model import PATH_SEP, ReportedEntry
+from twin import PATH_SEP, ReportedEntry, TwinState
 
 _GPS_LAT = f"gps{PATH_SEP}lat"
 _GPS_LON = f"gps{PATH_SEP}lon"

@@ -16,8 +16,7 @@ from console.live import LiveFeed, LiveMetrics
 from console.sessions import MemorySessions, Session, SessionStore
 from console.settings import ConsoleSettings
 from console.tiles import MbTiles
-from security import Principal, PrincipalKind, SecurityService
-from security.limits import LoginBackoff
+from security import LoginBackoff, Principal, PrincipalKind, SecurityService
 
 log = structlog.get_logger(__name__)
 

@@ -5,11 +5,13 @@ the network-free model and contract underneath, usable by other transports.
 """
 
 from firmware_sim.cities import CITIES, City, get_city
+from firmware_sim.cli import main
 from firmware_sim.config import SimConfig
 from firmware_sim.desired import DesiredResult, Settings, apply_desired
 from firmware_sim.errors import ConfigError, InvalidDelta, SimError
 from firmware_sim.firmware import DeltaHandled, Firmware, Outbound
 from firmware_sim.fleet import Fleet
+from firmware_sim.geo import distance_km
 from firmware_sim.link import BrokerRefused
 from firmware_sim.stats import FleetStats, progress_line
 from firmware_sim.vehicle import Phase, Vehicle
@@ -32,6 +34,8 @@ __all__ = [
     "SimError",
     "Vehicle",
     "apply_desired",
+    "distance_km",
     "get_city",
+    "main",
     "progress_line",
 ]

@@ -18,12 +18,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 
 from fleethub.settings import Settings
-from fleethub.stores import open_security_store, open_store
-from security import ALL_FLEETS, CLI, DEFAULT_FLEET, Role, SecurityService
-from twin import Store
-from twin.merge import merge_patch
-from twin.model import TwinState
-from twin.paths import prune_empty
+from fleethub.stores import database, history_options
+from security import ALL_FLEETS, CLI, DEFAULT_FLEET, Role, SecurityService, security_store
+from twin import Store, TwinState, merge_patch, prune_empty, twin_store
 
 
 def add_parsers(
@@ -69,7 +66,9 @@ def add_parsers(
 
 @contextlib.asynccontextmanager
 async def _opened(settings: Settings) -> AsyncIterator[tuple[SecurityService, Store]]:
-    async with open_store(settings.store) as store, open_security_store(settings.store) as sec_store:
+    db = database(settings.store)
+    twins = twin_store(db, history_options(settings.store))
+    async with db, twins as store, security_store(db) as sec_store:
         service = SecurityService(sec_store, token_ttl_s=settings.auth.token_ttl_days * 86400, verify_cache_s=0)
 
         async def provision_twin(vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
@@ -122,7 +121,7 @@ async def run_vehicles(settings: Settings, args: argparse.Namespace) -> int:
                 await security.revoke(args.vehicle_id, actor=CLI)
                 print(f"vehicle {args.vehicle_id}: credentials revoked (its next login is refused)")
             case "list":
-                for c in await security.store.list_credentials(args.fleet):
+                for c in await security.credentials(args.fleet):
                     state = "active" if c.active else f"revoked {_when(c.revoked_at)}"
                     print(f"{c.vehicle_id}\t{c.fleet}\t{state}")
     return 0
@@ -148,7 +147,7 @@ async def run_users(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"  API token: {issued.secret}")
                 print(f"  expires:   {_when(issued.token.expires_at)}")
             case "list":
-                for u in await security.store.list_users():
+                for u in await security.users():
                     print(f"{u.name}\t{u.role.value}\t{','.join(u.fleets)}")
             case "remove":
                 await security.remove_user(args.name, actor=CLI)

@@ -15,7 +15,7 @@ import structlog
 
 from fleethub.logs import configure_logging
 from fleethub.settings import RuntimeSettings, Settings, load_settings
-from twin import ConfigError, FleethubError
+from kernel import ConfigError, FleethubError
 
 log = structlog.get_logger("fleethub")
 
@@ -79,7 +79,7 @@ def tune_gc(runtime: RuntimeSettings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":
-        from firmware_sim.cli import main as sim_main
+        from firmware_sim import main as sim_main
 
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -133,9 +133,11 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    from fleethub.stores import open_store
+    from fleethub.stores import database, history_options
+    from twin import twin_store
 
-    async with open_store(settings.store) as store:
-        info = await store.info()
+    # The twin store too: on PostgreSQL it sets up partitions or TimescaleDB policies.
+    async with database(settings.store) as db, twin_store(db, history_options(settings.store)):
+        info = await db.info()
     print(msgspec.json.encode(info).decode())
     return 0

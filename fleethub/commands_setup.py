@@ -6,37 +6,23 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
+from commands import CommandMetrics, CommandService, command_store
 from fleethub.settings import Settings
-from rules import Compiler, Zone
-from rules.preconditions import RulePreconditions
+from kernel import Database
+from rules import Compiler, RulePreconditions, Zone
 from twin import TwinService
-from twin.commands_metrics import CommandMetrics
-from twin.commands_service import CommandService
-from twin.commands_sql import PostgresCommandStore, SqliteCommandStore
-from twin.commands_store import CommandStore, MemoryCommandStore
-from twin.sqlite_store import sqlite_path
-
-
-def command_store(settings: Settings) -> CommandStore:
-    """The commands store on the same database as the twins (its tables come with the twin store's migrations)."""
-    url = settings.store.url
-    if url.startswith("sqlite://"):
-        if sqlite_path(url) == ":memory:":
-            # An in-memory database is private to its connection; such a hub keeps nothing anyway.
-            return MemoryCommandStore()
-        return SqliteCommandStore(url, synchronous=settings.store.sqlite_synchronous)
-    return PostgresCommandStore(url, pool_max_size=max(2, settings.store.pg_pool_max_size // 2))
 
 
 def command_service(
     settings: Settings,
+    db: Database,
     twins: TwinService,
     zones: Callable[[], Mapping[str, Zone]] | None = None,
     registry: CollectorRegistry | None = None,
 ) -> CommandService:
     """Enter `service.store`, then the service; set `channel` and `publisher` once the broker runs."""
     return CommandService(
-        command_store(settings),
+        command_store(db),
         twins,
         settings=settings.commands,
         limits=settings.limits,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from commands import CommandService
 from console import Console
 from fleethub.settings import Settings
-from rules.alerts import AlertQuery
-from rules.engine import RulesEngine
-from security.limits import LoginBackoff
+from rules import AlertQuery, RulesEngine
+from security import LoginBackoff
 from twin import TwinService
-from twin.commands_service import CommandService
 
 # Open alerts read into the console's index at start.
 _OPEN_ALERTS_MAX = 100_000

@@ -10,9 +10,7 @@ import msgspec
 import structlog
 
 from broker import PortInUse
-from firmware_sim import Fleet, SimConfig
-from firmware_sim.cities import get_city
-from firmware_sim.geo import distance_km
+from firmware_sim import Fleet, SimConfig, distance_km, get_city
 from fleethub.cli import stop_on_signals
 from fleethub.http_server import HttpPortInUse
 from fleethub.hub import Hub

@@ -12,7 +12,7 @@ from typing import Any, Self
 
 import uvicorn
 
-from twin import ConfigError
+from kernel import ConfigError
 
 
 class HttpPortInUse(ConfigError):

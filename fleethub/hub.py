@@ -1,17 +1,17 @@
 """The composition root: every part of the hub, started and stopped in order.
 
-Start: store (migrated) -> twin consumer -> broker -> rules engine -> HTTP. Stop in
-reverse, except the rules engine: stop accepting HTTP, stop the broker (no new
+Start: database (migrated) -> stores -> twin consumer -> broker -> rules engine -> HTTP.
+Stop in reverse, except the rules engine: stop accepting HTTP, stop the broker (no new
 messages), drain and commit the ingest queue, stop the rules engine (it evaluates the
 drained updates; their alerts are stored, though no longer published), close the
-stores. Nothing is fire-and-forget: every task is held and awaited.
+stores, then the database. Nothing is fire-and-forget: every task is held and awaited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self
 
@@ -20,18 +20,18 @@ from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
 from broker import BrokerMetrics, EmbeddedBroker, TlsListener
+from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
 from fleethub.console_setup import console_of
 from fleethub.http_server import HttpServer
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
-from fleethub.stores import open_security_store, open_store
-from rules.engine import RulesEngine
-from security import SecurityService, SecurityStore
-from twin import IngestMetrics, Store, TwinService
-from twin.commands_service import CommandService
-from twin.store import run_maintenance
+from fleethub.stores import database, history_options
+from kernel import Database
+from rules import RulesEngine
+from security import SecurityService, SecurityStore, security_store
+from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
 
 log = structlog.get_logger(__name__)
 
@@ -43,11 +43,14 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
 
 
 class Hub:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
-        """`store` replaces the one `settings.store` names (tests wrap a real store with it)."""
+    def __init__(self, settings: Settings, *, wrap_store: Callable[[Store], Store] | None = None) -> None:
+        """`wrap_store` wraps the twin store the hub builds (tests slow its commits with it)."""
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.store: Store = store if store is not None else open_store(settings.store)
+        # The one Database of the process: every store below takes its connections from it.
+        self.database: Database = database(settings.store)
+        store = twin_store(self.database, history_options(settings.store))
+        self.store: Store = wrap_store(store) if wrap_store is not None else store
         self.service = TwinService(
             self.store,
             limits=settings.limits,
@@ -61,7 +64,7 @@ class Hub:
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
         self.console: Console | None = None
-        self.security_store: SecurityStore = open_security_store(settings.store)
+        self.security_store: SecurityStore = security_store(self.database)
         self.security = SecurityService(
             self.security_store,
             verify_cache_s=settings.auth.verify_cache_s,
@@ -99,12 +102,13 @@ class Hub:
 
     async def _start(self) -> None:
         s = self.settings
+        # Migrates the database before any store reads it; closed last, after every store.
+        await self._stack.enter_async_context(self.database)
         await self._stack.enter_async_context(self.store)
         # The rules engine starts after the broker but stops after the ingest drain, so an
         # update committed while the hub stops is still evaluated and its alert stored.
         rules_stack = contextlib.AsyncExitStack()
         self._stack.push_async_callback(rules_stack.aclose)
-        # After the twin store: it applies the migrations the security store's tables come from.
         await self._stack.enter_async_context(self.security_store)
         self.security.on_provision.append(self._provision_twin)
         self._consumer = asyncio.get_running_loop().create_task(self.service.run(), name="twin-consumer")
@@ -114,13 +118,13 @@ class Hub:
         )
         self._stack.push_async_callback(_cancel_and_wait, maintenance)
         # Registered before the broker starts so no committed update is missed; evaluated once started.
-        self.rules = rules_engine(s, self.store)
+        self.rules = rules_engine(s, self.database, self.store)
         if self.rules is not None:
             self.service.observers.append(self.rules)
         # Started before the broker, so results and presence reach it from the first connection.
         rules = self.rules
         zones = (lambda: rules.core.zones) if rules is not None else None
-        self.commands = command_service(s, self.service, zones, self.registry)
+        self.commands = command_service(s, self.database, self.service, zones, self.registry)
         await self._stack.enter_async_context(self.commands.store)
         await self._stack.enter_async_context(self.commands)
         self.service.commands = self.commands
@@ -155,6 +159,7 @@ class Hub:
             await start_rules(rules_stack, self.rules)
         deps = ApiDeps(
             service=self.service,
+            history=self.store,
             registry=self.registry,
             health=self.health,
             max_page_size=s.http.max_page_size,

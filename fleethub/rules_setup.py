@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 
-from fleethub.settings import Settings, StoreSettings
-from rules import Compiler, RuleConfigError, Zone
-from rules.definitions import RuleDefinition, load_rules_file
-from rules.engine import EngineOptions, RulesEngine
-from rules.postgres_store import PostgresRulesStore
-from rules.sqlite_store import SqliteRulesStore
-from rules.store import RulesStore
-from twin import ConfigError, SqliteStore, Store
+from fleethub.settings import Settings
+from kernel import ConfigError, Database
+from rules import (
+    Compiler,
+    EngineOptions,
+    RuleConfigError,
+    RuleDefinition,
+    RulesEngine,
+    Zone,
+    load_rules_file,
+    rules_store,
+)
+from twin import Store
 
 
-def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
+def rules_engine(settings: Settings, db: Database, twins: Store) -> RulesEngine | None:
     """The engine over the hub's database, with the rules file and zones read; None when off.
 
     Raises `ConfigError` for a bad rules file or zone. Enter `engine.store`, then the engine.
@@ -33,11 +38,8 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
             zones.update(file_zones)
     except RuleConfigError as exc:
         raise ConfigError(str(exc)) from None
-    # Alerts go through the ingest store's writer connection when it is SQLite: two
-    # writers on one file wait for each other in SQLite's busy handler (alert p99 143 ms).
-    writer = twins if isinstance(twins, SqliteStore) else None
     return RulesEngine(
-        rules_store(settings.store, writer=writer),
+        rules_store(db),
         twins,
         compiler=Compiler(limits=rules.limits),
         options=EngineOptions(
@@ -46,19 +48,6 @@ def rules_engine(settings: Settings, twins: Store) -> RulesEngine | None:
         file_rules=definitions,
         file_zones=zones,
     )
-
-
-def rules_store(settings: StoreSettings, *, writer: SqliteStore | None = None) -> RulesStore:
-    """The rules store beside the twin store `settings.url` names, in the same database.
-
-    With SQLite, `writer` (the open twin store) lends its writer connection.
-    """
-    url = settings.url
-    if url.startswith("sqlite://"):
-        return SqliteRulesStore(url, synchronous=settings.sqlite_synchronous, writer=writer)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresRulesStore(url)
-    raise ConfigError(f"setting 'store.url' must be a sqlite:/// or postgresql:// URL, got {url!r}")
 
 
 async def start_rules(stack: contextlib.AsyncExitStack, engine: RulesEngine) -> None:

@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from commands import CommandsSettings
 from console import ConsoleSettings
+from kernel import ConfigError
 from rules import Limits as RuleLimits
 from rules import Zone
-from security.limits import AbuseLimits
-from twin import ConfigError, IngestSettings, Limits
-from twin.commands import CommandsSettings
+from security import AbuseLimits
+from twin import IngestSettings, Limits
 
 ENV_PREFIX = "FLEETHUB_"
 
@@ -61,11 +62,14 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = "sqlite:///var/fleethub.db"
     # NORMAL survives a crash of the hub (kill -9); FULL also survives power loss, at a write cost.
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    # SQLite read connections beside the one writer every store shares; history queries read in steps
+    # (aggregates, exports) take all but one, so short reads such as token checks never wait for them.
+    sqlite_readers: int = 3
     # Days of history kept, removed whole days (whole partitions in PostgreSQL) at a time; 0 keeps all.
     retention_days: int = 730
     # Seconds between store maintenance runs: retention, partitions ahead, 1-minute rollup refresh.
     maintenance_interval_s: float = 30.0
-    # PostgreSQL connection pool: connections kept open, and at most.
+    # The PostgreSQL connection pool every store shares (one per process): connections kept open, and at most.
     pg_pool_min_size: int = 2
     pg_pool_max_size: int = 10
     # "auto" uses TimescaleDB when the extension is available (and preloaded), else native partitioning.
@@ -271,6 +275,7 @@ def validate(settings: Settings) -> None:
     _check(store.retention_days >= 0, "store.retention_days", "0 (keep all) or more", store.retention_days)
     interval = store.maintenance_interval_s
     _check(interval > 0, "store.maintenance_interval_s", "positive", interval)
+    _check(store.sqlite_readers >= 1, "store.sqlite_readers", "at least 1", store.sqlite_readers)
     _check(store.pg_pool_min_size >= 1, "store.pg_pool_min_size", "at least 1", store.pg_pool_min_size)
     _check(
         store.pg_pool_max_size >= store.pg_pool_min_size,

@@ -1,43 +1,28 @@
-"""Choosing a store from the configured URL."""
+"""The process's database and the twin store's options, from the `[store]` settings."""
 
 from __future__ import annotations
 
 from fleethub.settings import StoreSettings
-from security import MemorySecurityStore, SecurityStore
-from security.postgres_store import PostgresSecurityStore
-from security.sqlite_store import SqliteSecurityStore
-from twin import ConfigError, SqliteStore, Store
-from twin.postgres_store import PostgresOptions, PostgresStore
-from twin.sqlite_store import sqlite_path
+from kernel import Database, open_database
+from twin import HistoryOptions
 
 
-def open_store(settings: StoreSettings) -> Store:
-    url = settings.url
-    if url.startswith("sqlite://"):
-        return SqliteStore(url, synchronous=settings.sqlite_synchronous, retention_days=settings.retention_days)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url, options=postgres_options(settings))
-    raise ConfigError(f"setting 'store.url' must be a sqlite:/// or postgresql:// URL, got {url!r}")
-
-
-def postgres_options(settings: StoreSettings) -> PostgresOptions:
-    return PostgresOptions(
-        pool_min_size=settings.pg_pool_min_size,
-        pool_max_size=settings.pg_pool_max_size,
-        timeseries=settings.pg_timeseries,
-        chunk_interval_hours=settings.pg_chunk_interval_hours,
-        retention_days=settings.retention_days,
-        compress_after_days=settings.pg_compress_after_days,
-        premake_partitions=settings.pg_premake_partitions,
+def database(settings: StoreSettings) -> Database:
+    """The one Database of this process (not yet open), of the backend `settings.url` names."""
+    return open_database(
+        settings.url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_readers=settings.sqlite_readers,
+        pg_pool_min_size=settings.pg_pool_min_size,
+        pg_pool_max_size=settings.pg_pool_max_size,
+        pg_timeseries=settings.pg_timeseries,
     )
 
 
-def open_security_store(settings: StoreSettings) -> SecurityStore:
-    """The security store beside the twin store, on the same database (whose migrations it shares)."""
-    url = settings.url
-    if url.startswith("sqlite://"):
-        if sqlite_path(url) == ":memory:":
-            # A private in-memory database cannot be shared; credentials then live as long as the process.
-            return MemorySecurityStore()
-        return SqliteSecurityStore(url, synchronous=settings.sqlite_synchronous)
-    return PostgresSecurityStore(url)
+def history_options(settings: StoreSettings) -> HistoryOptions:
+    return HistoryOptions(
+        retention_days=settings.retention_days,
+        chunk_interval_hours=settings.pg_chunk_interval_hours,
+        compress_after_days=settings.pg_compress_after_days,
+        premake_partitions=settings.pg_premake_partitions,
+    )

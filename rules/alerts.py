@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from twin.telemetry import isoformat
+from kernel import isoformat
 
 _TOPIC_UNSAFE: Final = re.compile(r"[/+#\x00]")
 
@@ -99,7 +99,7 @@ class AlertView(msgspec.Struct):
     event: str | None = None
 
 
-def view(alert: Alert, event: AlertEventKind | None = None) -> AlertView:
+def alert_view(alert: Alert, event: AlertEventKind | None = None) -> AlertView:
     return AlertView(
         id=alert.id,
         rule=alert.rule,
@@ -128,7 +128,7 @@ _encoder = msgspec.json.Encoder()
 
 def event_payload(alert: Alert, event: AlertEventKind) -> bytes:
     """The JSON an alert topic carries for one transition."""
-    return _encoder.encode(view(alert, event))
+    return _encoder.encode(alert_view(alert, event))
 
 
 class AlertQuery(msgspec.Struct, frozen=True):

@@ -12,15 +12,12 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
+from kernel import isoformat
 from rules.alerts import AlertEventKind
 from rules.definitions import CompiledRule
 from rules.evaluator import Evaluator
 from rules.zones import Zone
-from twin.merge import apply_reported
-from twin.model import HistoryRow, TwinState
-from twin.observe import TwinUpdate, UpdateKind
-from twin.paths import flatten
-from twin.telemetry import isoformat
+from twin import HistoryRow, TwinState, TwinUpdate, UpdateKind, apply_reported, flatten
 
 # Deadlines fired between two rows at most, so a periodic re-check over a long gap stays bounded.
 MAX_FIRINGS = 100_000

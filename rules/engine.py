@@ -20,19 +20,16 @@ from typing import Protocol, Self
 
 import structlog
 
+from kernel import NotFound, isoformat
 from rules.alerts import Alert, AlertEventKind, AlertQuery, alert_topic, event_payload
 from rules.backtest import BacktestResult, Replay
 from rules.compiler import Compiler
 from rules.definitions import CompiledRule, CompileProblem, RuleDefinition, RuleInvalid, compile_definition
 from rules.errors import RuleConfigError, RuleError, quote
 from rules.evaluator import AlertNotOpen, Evaluator
-from rules.store import RulesStore, RulesWrite
+from rules.stores.protocol import RulesStore, RulesWrite
 from rules.zones import Zone, ZoneSet
-from twin.errors import NotFound
-from twin.model import TwinState
-from twin.observe import TwinUpdate
-from twin.store import HistoryPage, PointQuery, TwinFilter, VehicleSet
-from twin.telemetry import isoformat
+from twin import HistoryPage, PointQuery, TwinFilter, TwinState, TwinUpdate, VehicleSet
 
 log = structlog.get_logger(__name__)
 

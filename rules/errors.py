@@ -7,7 +7,7 @@ a log line and an HTTP problem document.
 
 from __future__ import annotations
 
-from twin.errors import FleethubError
+from kernel import FleethubError
 
 # How much of a long source line an error shows around the caret.
 _EXCERPT_WIDTH = 80

@@ -26,13 +26,12 @@ from rules.context import MISSING, Path, Source
 from rules.definitions import CompiledRule, Selector
 from rules.errors import RuleError
 from rules.paths import parse_path
-from rules.store import PendingTimer, TimerKind
+from rules.stores.protocol import PendingTimer, TimerKind
 from rules.syntax import Call, Compare, DurationLit, Expr, Field, NumberLit, StringLit, Unary, children
 from rules.timers import TimerHeap
 from rules.twin_context import TwinContext
 from rules.zones import Zone
-from twin.model import PATH_SEP, ReportedEntry, TwinState
-from twin.observe import TwinUpdate, UpdateKind
+from twin import PATH_SEP, ReportedEntry, TwinState, TwinUpdate, UpdateKind
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """Command preconditions and fleet-job filters: conditions of the rules language over one twin.
 
-Satisfies `twin.commands_service.Preconditions`. A condition is compiled once per
+Satisfies `commands.Preconditions`. A condition is compiled once per
 distinct text (a few are in use at a time: `speed == 0 and not ignition` for every
 unlock) and evaluated on the live twin just before a command goes out.
 """
@@ -14,7 +14,7 @@ from typing import Final
 from rules.compiler import NO_ZONES, CompiledExpr, Compiler
 from rules.twin_context import TwinContext
 from rules.zones import Zone
-from twin.model import TwinState
+from twin import TwinState
 
 # Distinct condition texts kept compiled; the oldest is dropped beyond this.
 CACHE_SIZE: Final = 256

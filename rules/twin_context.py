@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from rules.context import MISSING, Path, Source
-from twin.model import PATH_SEP, ReportedEntry, TwinState
+from twin import PATH_SEP, ReportedEntry, TwinState
 
 _NONE: Final[Mapping[str, ReportedEntry | None]] = {}
 _ABSENT: Final = object()

@@ -4,29 +4,43 @@ The broker (`broker.auth`, `broker.acl`) and the API (`api.auth`) enforce what t
 package decides; it knows nothing of MQTT or HTTP itself.
 """
 
+from security.limits import AbuseLimits, LoginBackoff, TokenBuckets
 from security.model import ALL_FLEETS, DEFAULT_FLEET, ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.roles import Permission, Principal, PrincipalKind
 from security.service import CLI, Actor, IssuedToken, Provisioned, SecurityService
-from security.store import AlreadyExists, MemorySecurityStore, SecurityStore
+from security.stores import (
+    AlreadyExists,
+    MemorySecurityStore,
+    PostgresSecurityStore,
+    SecurityStore,
+    SqliteSecurityStore,
+    security_store,
+)
 
 __all__ = [
     "ALL_FLEETS",
     "CLI",
     "DEFAULT_FLEET",
+    "AbuseLimits",
     "Actor",
     "AlreadyExists",
     "ApiToken",
     "AuditEntry",
     "AuditQuery",
     "IssuedToken",
+    "LoginBackoff",
     "MemorySecurityStore",
     "Permission",
+    "PostgresSecurityStore",
     "Principal",
     "PrincipalKind",
     "Provisioned",
     "Role",
     "SecurityService",
     "SecurityStore",
+    "SqliteSecurityStore",
+    "TokenBuckets",
     "User",
     "VehicleCredential",
+    "security_store",
 ]

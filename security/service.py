@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from kernel import InvalidPayload, NotFound
 from security import secrets as sec
 from security.model import (
     ALL_FLEETS,
@@ -30,8 +31,7 @@ from security.model import (
     VehicleCredential,
 )
 from security.roles import Principal
-from security.store import AlreadyExists, SecurityStore
-from twin.errors import InvalidPayload, NotFound
+from security.stores.protocol import AlreadyExists, SecurityStore
 
 log = structlog.get_logger(__name__)
 
@@ -204,6 +204,10 @@ class SecurityService:
         log.warning("vehicle credentials revoked", vehicle_id=vehicle_id, actor=actor.name)
         return revoked
 
+    async def credentials(self, fleet: str | None = None) -> list[VehicleCredential]:
+        """Provisioned vehicles (of one fleet, or all), revoked ones included, by vehicle id."""
+        return await self.store.list_credentials(fleet)
+
     async def fleet_of(self, vehicle_id: str) -> str | None:
         found = await self.store.get_credential(vehicle_id)
         return None if found is None else found.fleet
@@ -296,6 +300,10 @@ class SecurityService:
             raise NotFound(f"user '{name}' not found")
         return found
 
+    async def users(self) -> list[User]:
+        """Every user, by name."""
+        return await self.store.list_users()
+
     async def remove_user(self, name: str, *, actor: Actor) -> None:
         await self.user(name)
         for token in await self.store.list_tokens(name):
@@ -317,6 +325,13 @@ class SecurityService:
             actor, "token.create", target=user, detail={"token_id": token.id, "expires_at": token.expires_at}
         )
         return IssuedToken(token, secret)
+
+    async def tokens(self, user: str) -> list[ApiToken]:
+        """A user's tokens, revoked and expired ones included, oldest first."""
+        return await self.store.list_tokens(user)
+
+    async def token(self, token_id: str) -> ApiToken | None:
+        return await self.store.get_token(token_id)
 
     async def revoke_token(self, token_id: str, *, actor: Actor) -> ApiToken:
         found = await self.store.get_token(token_id)

@@ -1,19 +1,11 @@
-"""Vehicle twins: the model, merge and delta, the ingest pipeline and the stores.
+"""Vehicle twins: the model, merge and delta, the ingest pipeline, history and the twin store.
 
-`twin` knows nothing of MQTT or HTTP; the broker and the API adapt to it.
+`twin` knows nothing of MQTT or HTTP; the broker and the API adapt to it. Other
+packages import what is named here, never twin's modules.
 """
 
-from twin.document import DeltaMessage, TwinDocument, to_document
-from twin.errors import (
-    ConfigError,
-    FleethubError,
-    InvalidPayload,
-    LimitExceeded,
-    NotFound,
-    StoreError,
-    TwinError,
-    VersionConflict,
-)
+from twin.document import ConnectionView, DeltaMessage, TwinAsOf, TwinDocument, to_document
+from twin.errors import TwinError, VersionConflict
 from twin.inbound import (
     ACCEPTED,
     Channel,
@@ -24,40 +16,85 @@ from twin.inbound import (
     VehicleChannel,
     Verdict,
 )
-from twin.limits import Limits
-from twin.memory_store import MemoryStore
+from twin.limits import Limits, check_patch
+from twin.merge import apply_reported, merge_patch
 from twin.metrics import IngestMetrics
-from twin.model import HistoryRow, TwinState
+from twin.model import PATH_SEP, HistoryRow, Json, PresenceEvent, ReportedEntry, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
-from twin.service import HealthReport, IngestSettings, TwinService, running
-from twin.sqlite_store import SqliteStore
-from twin.store import HistoryQuery, Order, Store, StoreInfo, TwinFilter
+from twin.paths import flatten, prune_empty
+from twin.service import ErrorMessage, HealthReport, IngestSettings, TwinService, running
+from twin.stores import (
+    Agg,
+    AggregatePage,
+    AggregateQuery,
+    AggregateRow,
+    Bucket,
+    FieldAgg,
+    HistoryOptions,
+    HistoryPage,
+    HistoryQuery,
+    HistoryReader,
+    MaintenanceReport,
+    MemoryStore,
+    Order,
+    PointQuery,
+    PostgresStore,
+    PresenceQuery,
+    SqliteStore,
+    Store,
+    TwinFilter,
+    VehicleSet,
+    parse_aggs,
+    run_maintenance,
+    time_zone,
+    twin_store,
+)
+from twin.trips import TRIP_FIELDS, Position, Stop, Trip, TripDetector, TripSettings
 
 __all__ = [
     "ACCEPTED",
+    "PATH_SEP",
+    "TRIP_FIELDS",
+    "Agg",
+    "AggregatePage",
+    "AggregateQuery",
+    "AggregateRow",
+    "Bucket",
     "Channel",
-    "ConfigError",
+    "ConnectionView",
     "DeltaMessage",
     "DisconnectReason",
-    "FleethubError",
+    "ErrorMessage",
+    "FieldAgg",
     "HealthReport",
+    "HistoryOptions",
+    "HistoryPage",
     "HistoryQuery",
+    "HistoryReader",
     "HistoryRow",
     "Inbound",
     "InboundSink",
     "IngestMetrics",
     "IngestSettings",
-    "InvalidPayload",
-    "LimitExceeded",
+    "Json",
     "Limits",
+    "MaintenanceReport",
     "MemoryStore",
     "MessageKind",
-    "NotFound",
     "Order",
+    "PointQuery",
+    "Position",
+    "PostgresStore",
+    "PresenceEvent",
+    "PresenceQuery",
+    "ReportedEntry",
     "SqliteStore",
+    "Stop",
     "Store",
-    "StoreError",
-    "StoreInfo",
+    "Trip",
+    "TripDetector",
+    "TripSettings",
+    "TwinAsOf",
     "TwinDocument",
     "TwinError",
     "TwinFilter",
@@ -67,8 +104,18 @@ __all__ = [
     "TwinUpdate",
     "UpdateKind",
     "VehicleChannel",
+    "VehicleSet",
     "Verdict",
     "VersionConflict",
+    "apply_reported",
+    "check_patch",
+    "flatten",
+    "merge_patch",
+    "parse_aggs",
+    "prune_empty",
+    "run_maintenance",
     "running",
+    "time_zone",
     "to_document",
+    "twin_store",
 ]

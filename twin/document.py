@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
+from kernel import isoformat
 from twin.merge import compute_delta, effective_status
 from twin.model import Json, TwinState
 from twin.paths import materialise, set_path, split
-from twin.telemetry import isoformat
 
 
 class ConnectionView(msgspec.Struct):

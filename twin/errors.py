@@ -1,26 +1,12 @@
-"""The one exception tree of fleethub.
-
-Every error a caller may act on derives from `FleethubError`; the API maps the tree
-to problem documents in one place and the broker maps it to `vehicles/{vid}/errors`.
-"""
+"""Errors of twin operations (the tree's root and the errors every part shares are in `kernel`)."""
 
 from __future__ import annotations
 
-
-class FleethubError(Exception):
-    """Base of every error fleethub raises on purpose."""
-
-
-class ConfigError(FleethubError):
-    """A setting is invalid; the message names the setting and how to fix it."""
+from kernel import FleethubError
 
 
 class TwinError(FleethubError):
     """A twin operation was refused."""
-
-
-class NotFound(TwinError):
-    """The vehicle (or another addressed thing) does not exist."""
 
 
 class VersionConflict(TwinError):
@@ -30,20 +16,3 @@ class VersionConflict(TwinError):
         super().__init__(f"version conflict: expected {expected}, current is {current}")
         self.expected = expected
         self.current = current
-
-
-class InvalidPayload(TwinError):
-    """A payload is not what the contract allows (not JSON, not an object, bad field)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-class LimitExceeded(InvalidPayload):
-    """A payload breaks a configured limit (size, depth, keys, string length)."""
-
-
-class StoreError(FleethubError):
-    """The store failed in a way the caller cannot fix by changing its input."""

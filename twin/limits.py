@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from twin.errors import LimitExceeded
+from kernel import LimitExceeded
 from twin.model import PATH_SEP, Json
 
 # One regex search per key instead of a generator over its characters: this check runs

@@ -21,8 +21,9 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
+from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, isoformat
 from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
-from twin.errors import InvalidPayload, LimitExceeded, NotFound, StoreError, VersionConflict
+from twin.errors import VersionConflict
 from twin.inbound import ACCEPTED, Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel, Verdict
 from twin.limits import Limits, check_patch
 from twin.merge import (
@@ -37,8 +38,8 @@ from twin.metrics import IngestMetrics
 from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
-from twin.store import HistoryQuery, Store, TwinFilter
-from twin.telemetry import decode_object, isoformat, split_envelope
+from twin.stores.protocol import HistoryQuery, Store, TwinFilter
+from twin.telemetry import decode_object, split_envelope
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +62,7 @@ class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class CommandHooks(Protocol):
-    """What the twin consumer tells the command service (see `twin.commands_service`)."""
+    """What the twin consumer tells the command service (see `commands.CommandService`)."""
 
     def vehicle_connected(self, vehicle_id: str) -> None: ...
 

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
-from typing import Any
-
 import msgspec
 
-from twin.errors import InvalidPayload
+from kernel import InvalidPayload, parse_time
 from twin.model import Json
 
 _decode_json = msgspec.json.Decoder().decode
-
-# Device clocks that report milliseconds are common; no real epoch-seconds value is this large.
-_MILLIS_THRESHOLD = 1e11
 
 
 def decode_object(payload: bytes) -> dict[str, Json]:
@@ -43,26 +36,6 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-def parse_time(value: Any, *, field: str = "ts") -> float:
-    """Epoch seconds (or milliseconds) as a number, or an RFC 3339 string, to epoch seconds."""
-    if isinstance(value, bool):
-        raise InvalidPayload("bad_timestamp", f"'{field}' must be epoch seconds or RFC 3339, got a boolean")
-    if isinstance(value, (int, float)):
-        ts = float(value)
-        if not math.isfinite(ts) or ts < 0:
-            raise InvalidPayload("bad_timestamp", f"'{field}' must be a non-negative finite number")
-        return ts / 1000.0 if ts > _MILLIS_THRESHOLD else ts
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidPayload("bad_timestamp", f"'{field}' is not an RFC 3339 time: {value[:64]!r}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    raise InvalidPayload("bad_timestamp", f"'{field}' must be epoch seconds or RFC 3339")
-
-
 class Envelope(msgspec.Struct, frozen=True):
     ts: float
     seq: int | None
@@ -87,10 +60,3 @@ def split_envelope(obj: dict[str, Json], received_at: float, max_clock_ahead_s: 
             raise InvalidPayload("bad_seq", "'seq' must be a non-negative integer")
         seq = raw_seq
     return Envelope(ts=ts, seq=seq, data=data)
-
-
-def isoformat(ts: float | None) -> str | None:
-    """Epoch seconds to RFC 3339 UTC with milliseconds, the one time format the hub emits."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

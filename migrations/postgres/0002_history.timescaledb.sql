@@ -1,6 +1,6 @@
 -- History: one row per accepted telemetry message; ts is device time.
 -- A hypertable. Chunk width, compression and retention policies follow the settings
--- and are applied at every start (twin/pg_schema.py), not fixed here.
+-- and are applied at every start (twin/stores/pg_policies.py), not fixed here.
 CREATE SEQUENCE history_id_seq AS bigint;
 
 CREATE TABLE history (

@@ -1,4 +1,4 @@
--- 1-minute rollup of every numeric field, maintained by the hub (twin/pg_rollup.py):
+-- 1-minute rollup of every numeric field, maintained by the hub (twin/stores/pg_rollup.py):
 -- stats maps a field path (segments joined by U+001F) to
 -- {"n": count, "s": sum, "lo": min, "hi": max, "lt": epoch of last, "li": id of last, "lv": last}.
 -- Partitioned like history, so retention drops both together.

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 import api.history
 from api import ApiDeps, ComponentHealth, Health, create_app
+from kernel import SqliteDatabase
 from twin import Inbound, MessageKind, SqliteStore, TwinService, running
 
 # A whole hour, three hours ago: buckets in the tests start at known places.
@@ -25,11 +26,18 @@ async def _ok_health() -> Health:
 @pytest.fixture
 async def env(tmp_path):
     registry = CollectorRegistry()
-    async with SqliteStore(f"sqlite:///{tmp_path}/history.db") as store:
+    async with SqliteDatabase(f"sqlite:///{tmp_path}/history.db") as db, SqliteStore(db) as store:
         service = TwinService(store)
         async with running(service):
             app = create_app(
-                ApiDeps(service=service, registry=registry, health=_ok_health, max_history_rows=50, auth_enabled=False)
+                ApiDeps(
+                    service=service,
+                    history=store,
+                    registry=registry,
+                    health=_ok_health,
+                    max_history_rows=50,
+                    auth_enabled=False,
+                )
             )
             # Same event loop as the service: the consumer's futures must not cross loops.
             transport = httpx.ASGITransport(app=app)

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
+from kernel import SqliteDatabase
 from twin import Inbound, IngestMetrics, Limits, MessageKind, SqliteStore, TwinService, running
 
 
@@ -19,11 +20,18 @@ async def _ok_health() -> Health:
 @pytest.fixture
 async def env(tmp_path):
     registry = CollectorRegistry()
-    async with SqliteStore(f"sqlite:///{tmp_path}/api.db") as store:
+    async with SqliteDatabase(f"sqlite:///{tmp_path}/api.db") as db, SqliteStore(db) as store:
         service = TwinService(store, limits=Limits(max_depth=3), metrics=IngestMetrics(registry))
         async with running(service):
             app = create_app(
-                ApiDeps(service=service, registry=registry, health=_ok_health, max_page_size=50, auth_enabled=False)
+                ApiDeps(
+                    service=service,
+                    history=store,
+                    registry=registry,
+                    health=_ok_health,
+                    max_page_size=50,
+                    auth_enabled=False,
+                )
             )
             # Same event loop as the service: the consumer's futures must not cross loops.
             transport = httpx.ASGITransport(app=app)

@@ -10,7 +10,7 @@ import pytest
 from broker_harness import Client, RawClient, RecordingSink, eventually
 
 from broker import EmbeddedBroker, PortInUse
-from twin.errors import ConfigError
+from kernel import ConfigError
 from twin.inbound import Channel, MessageKind
 
 

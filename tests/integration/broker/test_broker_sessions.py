@@ -13,7 +13,7 @@ from broker_harness import PUBACK, Client, RawClient, RecordingSink, ack_packet,
 from prometheus_client import CollectorRegistry
 
 from broker import BrokerMetrics, EmbeddedBroker
-from twin.errors import ConfigError
+from kernel import ConfigError
 
 ClientMaker = Callable[..., Client]
 

@@ -6,11 +6,11 @@ import uuid
 import httpx
 import pytest
 
+from commands import CommandQuery
 from firmware_sim import Fleet, SimConfig
 from fleethub.hub import Hub
 from tests.helpers import eventually
 from tests.integration.commands.conftest import hub_settings
-from twin.commands_store import CommandQuery
 
 
 async def make_twins(clients, hub: Hub, prefix: str, count: int, tags: dict | None = None) -> list[str]:

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from fleethub import load_settings
 from fleethub.hub import Hub
-from fleethub.settings import load_settings
 from tests.helpers import MqttClient
 
 

@@ -9,10 +9,8 @@ import httpx
 import pytest
 
 from fleethub.hub import Hub
-from fleethub.rules_setup import rules_store
-from fleethub.stores import open_store
-from rules.alerts import Alert, AlertQuery
-from rules.store import PendingTimer, TimerKind
+from fleethub.stores import database
+from rules import Alert, AlertQuery, PendingTimer, TimerKind, rules_store
 from tests.integration.rules.conftest import hub_settings
 
 
@@ -23,7 +21,7 @@ async def alerts_of(hub: Hub, rule: str) -> list[dict]:
 
 async def stored_while_closed(store_url: str, rule: str) -> tuple[list[Alert], list[PendingTimer]]:
     """Alerts and pending windows stored for a rule while no hub runs."""
-    async with rules_store(hub_settings(store_url).store) as store:
+    async with database(hub_settings(store_url).store) as db, rules_store(db) as store:
         timers = [t for t in await store.pending_timers() if t.rule == rule]
         return await store.query_alerts(AlertQuery(rule=rule)), timers
 
@@ -182,7 +180,7 @@ class SlowCommits:
 async def test_telemetry_committed_while_the_hub_stops_is_still_evaluated(store_url, clients, vid, rule_name):
     """An update whose commit finishes during shutdown still raises its alert, stored and open after a restart."""
     settings = hub_settings(store_url)
-    async with Hub(settings, store=SlowCommits(open_store(settings.store), 0.6)) as hub:
+    async with Hub(settings, wrap_store=lambda store: SlowCommits(store, 0.6)) as hub:
         await put_rule(hub, rule_name, when="speed > 100")
         vehicle = await clients(hub.mqtt_port, vid).connect()
         vehicle.publish(f"vehicles/{vid}/telemetry", {"speed": 130})

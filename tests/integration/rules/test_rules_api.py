@@ -6,10 +6,10 @@ import httpx
 import msgspec
 import pytest
 
+from fleethub import load_settings
 from fleethub.hub import Hub
-from fleethub.settings import load_settings
+from kernel import ConfigError
 from tests.integration.rules.conftest import hub_settings
-from twin import ConfigError
 
 
 async def test_validate_reports_line_column_and_caret(http):

@@ -3,37 +3,40 @@
 import psycopg
 import pytest
 
-from rules import Circle, LatLon, Polygon
-from rules.alerts import Alert, AlertQuery, AlertState
-from rules.definitions import RuleDefinition, Selector, Severity
-from rules.postgres_store import PostgresRulesStore
-from rules.sqlite_store import SqliteRulesStore
-from rules.store import MemoryRulesStore, PendingTimer, RulesWrite, TimerKind
-from twin import SqliteStore, StoreError
-from twin.postgres_store import PostgresOptions, PostgresStore
+from kernel import PostgresDatabase, SqliteDatabase
+from rules import (
+    Alert,
+    AlertQuery,
+    AlertState,
+    Circle,
+    LatLon,
+    MemoryRulesStore,
+    PendingTimer,
+    Polygon,
+    PostgresRulesStore,
+    RuleDefinition,
+    RulesWrite,
+    Selector,
+    Severity,
+    SqliteRulesStore,
+    TimerKind,
+)
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=[*BACKENDS, "sqlite-shared-writer"])
+@pytest.fixture(params=BACKENDS)
 async def store(request, tmp_path):
     if request.param == "memory":
         async with MemoryRulesStore() as memory:
             yield memory
-    elif request.param.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path}/hub.db"
-        # The twin store applies the migrations, the rules tables included; the hub lends
-        # the rules store its writer connection.
-        async with SqliteStore(url) as twins:
-            writer = twins if request.param == "sqlite-shared-writer" else None
-            async with SqliteRulesStore(url, writer=writer) as sqlite:
-                yield sqlite
+    elif request.param == "sqlite":
+        # The database applies the migrations, the rules tables included, when it opens.
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteRulesStore(db) as sqlite:
+            yield sqlite
     else:
         url = request.getfixturevalue("pg_url")
-        async with (
-            PostgresStore(url, options=PostgresOptions(pool_min_size=1, pool_max_size=2)),
-            PostgresRulesStore(url) as postgres,
-        ):
+        async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresRulesStore(db) as postgres:
             yield postgres
 
 
@@ -205,33 +208,10 @@ async def test_an_empty_write_is_a_no_op(store):
     assert await store.open_alerts() == []
 
 
-async def test_sqlite_rules_store_needs_migrated_database(tmp_path):
-    """Opening the SQLite rules store on a database without its tables says how to fix it."""
-    with pytest.raises(StoreError, match="fleethub migrate"):
-        async with SqliteRulesStore(f"sqlite:///{tmp_path}/empty.db"):
-            pass
-
-
-@pytest.mark.postgres
-async def test_postgres_rules_store_needs_migrated_database(pg_url):
-    """Opening the PostgreSQL rules store on a schema without its tables says how to fix it."""
-    with pytest.raises(StoreError, match="fleethub migrate"):
-        async with PostgresRulesStore(pg_url):
-            pass
-
-
-@pytest.mark.postgres
-async def test_postgres_rules_store_refuses_an_unreachable_server():
-    """A server that does not answer is a StoreError naming it, password redacted."""
-    with pytest.raises(StoreError, match=r"cannot open PostgreSQL at postgresql://u:\*\*\*@127.0.0.1:1/"):
-        async with PostgresRulesStore("postgresql://u:secret@127.0.0.1:1/x?connect_timeout=2"):
-            pass
-
-
 @pytest.mark.postgres
 async def test_postgres_keeps_one_open_alert_per_rule_and_vehicle(pg_url):
     """The database itself refuses a second open alert for one rule and vehicle."""
-    async with PostgresStore(pg_url), PostgresRulesStore(pg_url) as store:
+    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=2) as db, PostgresRulesStore(db) as store:
         await store.write(RulesWrite(alerts=[alert("f1")]))
         with pytest.raises(psycopg.errors.UniqueViolation):
             await store.write(RulesWrite(alerts=[alert("f2", raised_at=101.0)]))

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from fleethub import load_settings
 from fleethub.hub import Hub
-from fleethub.settings import load_settings
 from security import CLI, Role
 from tests.integration.security.client import Client
 

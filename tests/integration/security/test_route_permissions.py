@@ -18,8 +18,13 @@ async def _ok() -> Health:
     return Health("ok", {"store": ComponentHealth("ok")})
 
 
+def _deps(**kw) -> ApiDeps:
+    store = MemoryStore()
+    return ApiDeps(service=TwinService(store), history=store, registry=CollectorRegistry(), health=_ok, **kw)
+
+
 def _app() -> Litestar:
-    return create_app(ApiDeps(service=TwinService(MemoryStore()), registry=CollectorRegistry(), health=_ok))
+    return create_app(_deps())
 
 
 def test_every_route_declares_a_permission() -> None:
@@ -37,9 +42,8 @@ def test_every_route_declares_a_permission() -> None:
 
 
 def _console_app() -> Litestar:
-    deps = ApiDeps(service=TwinService(MemoryStore()), registry=CollectorRegistry(), health=_ok)
-    console = Console(ConsoleSettings(), deps.service)
-    return create_app(dataclasses.replace(deps, console=console))
+    deps = _deps()
+    return create_app(dataclasses.replace(deps, console=Console(ConsoleSettings(), deps.service)))
 
 
 def test_only_health_metrics_and_the_console_shell_may_be_public() -> None:
@@ -69,7 +73,7 @@ async def test_a_route_without_a_permission_is_refused() -> None:
     async def forgotten() -> str:
         return "leak"
 
-    deps = ApiDeps(service=TwinService(MemoryStore()), registry=CollectorRegistry(), health=_ok, auth_enabled=False)
+    deps = _deps(auth_enabled=False)
     app = Litestar([forgotten], guards=[authorize], state=State({"fleethub_deps": deps}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
         assert (await client.get("/forgotten")).status_code == 403

@@ -2,11 +2,19 @@
 
 import pytest
 
-from security import AlreadyExists, ApiToken, AuditEntry, AuditQuery, MemorySecurityStore, Role, User, VehicleCredential
-from security.postgres_store import PostgresSecurityStore
-from security.sqlite_store import SqliteSecurityStore
-from twin import SqliteStore, StoreError
-from twin.postgres_store import PostgresOptions, PostgresStore
+from kernel import PostgresDatabase, SqliteDatabase
+from security import (
+    AlreadyExists,
+    ApiToken,
+    AuditEntry,
+    AuditQuery,
+    MemorySecurityStore,
+    PostgresSecurityStore,
+    Role,
+    SqliteSecurityStore,
+    User,
+    VehicleCredential,
+)
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -17,14 +25,12 @@ async def store(request, tmp_path):
         async with MemorySecurityStore() as memory:
             yield memory
     elif request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/hub.db"
-        # The twin store applies the migrations the security tables come from.
-        async with SqliteStore(url), SqliteSecurityStore(url) as sqlite:
+        # The database applies the migrations the security tables come from when it opens.
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteSecurityStore(db) as sqlite:
             yield sqlite
     else:
         url = request.getfixturevalue("pg_url")
-        options = PostgresOptions(pool_min_size=1, pool_max_size=2)
-        async with PostgresStore(url, options=options), PostgresSecurityStore(url, pool_max_size=2) as pg:
+        async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresSecurityStore(db) as pg:
             yield pg
 
 
@@ -98,13 +104,3 @@ async def test_audit_filters_and_orders_newest_first(store) -> None:
     assert [e.id for e in await store.query_audit(AuditQuery(fleets=("acme",)))] == ["a4", "a3", "a1"]
     assert [e.id for e in await store.query_audit(AuditQuery(limit=1, before=(40.0, "a4")))] == ["a3"]
     assert (await store.query_audit(AuditQuery(actor="alice", limit=1)))[0].detail == {}
-
-
-async def test_sqlite_security_store_needs_its_tables(tmp_path) -> None:
-    """Opening the SQLite security store on an unmigrated database says how to fix it."""
-    import sqlite3
-
-    sqlite3.connect(tmp_path / "bare.db").close()
-    with pytest.raises(StoreError, match="fleethub migrate"):
-        async with SqliteSecurityStore(f"sqlite:///{tmp_path}/bare.db"):
-            pass

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules import Compiler, EvalContext, MemoryContext, Path, Source, compile_rule, reference
-from rules.functions import FUNCTIONS
+from rules import FUNCTIONS, Compiler, EvalContext, MemoryContext, Path, Source, compile_rule, reference
 from rules.parser import parse
 from tests.property.rules.strategies import (
     ZONES,

@@ -3,9 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twin.merge import apply_reported
-from twin.model import TwinState
-from twin.paths import flatten, materialise
+from twin import TwinState, apply_reported, flatten
+from twin.paths import materialise
 
 keys = st.sampled_from(["soc", "speed", "gps", "lat", "lon", "doors", "locked"])
 scalars = st.one_of(st.integers(-5, 5), st.booleans(), st.text(max_size=3), st.none())

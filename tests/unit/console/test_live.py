@@ -6,8 +6,7 @@ import json
 import pytest
 
 from console import FleetIndex, LiveFeed, TooManyClients
-from twin import TwinState, TwinUpdate, UpdateKind
-from twin.model import PATH_SEP, ReportedEntry
+from twin import PATH_SEP, ReportedEntry, TwinState, TwinUpdate, UpdateKind
 
 
 def twin(vid: str, fleet: str = "acme", **reported: float) -> TwinState:

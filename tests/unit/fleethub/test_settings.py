@@ -2,9 +2,9 @@ import gc
 
 import pytest
 
+from fleethub import load_settings
 from fleethub.cli import tune_gc
-from fleethub.settings import load_settings
-from twin import ConfigError
+from kernel import ConfigError
 
 
 def test_defaults_run_with_no_file() -> None:

@@ -14,12 +14,12 @@ from rules import (
     Polygon,
     Position,
     RuleConfigError,
+    Zone,
     ZoneSet,
     builtins,
     compile_rule,
 )
 from rules.geo import contains, distance_m
-from rules.zones import Zone
 
 # A 1 km circle around (0, 0), and a unit square with a notch cut out of its top
 # edge (concave), from lat/lon 10 to 11.

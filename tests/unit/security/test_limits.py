@@ -1,4 +1,4 @@
-from security.limits import LoginBackoff, TokenBuckets
+from security import LoginBackoff, TokenBuckets
 
 
 class Clock:

@@ -1,7 +1,7 @@
 import pytest
 
-from twin.errors import LimitExceeded
-from twin.limits import Limits, check_patch
+from kernel import LimitExceeded
+from twin import Limits, check_patch
 
 
 @pytest.mark.parametrize(

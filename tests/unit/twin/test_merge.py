@@ -1,14 +1,7 @@
-from twin.merge import (
-    apply_desired,
-    apply_reported,
-    compute_delta,
-    json_equal,
-    merge_patch,
-    refresh_desired_status,
-    reject_desired,
-)
-from twin.model import DesiredStatus, TwinState
-from twin.paths import flatten, materialise
+from twin import TwinState, apply_reported, flatten, merge_patch
+from twin.merge import apply_desired, compute_delta, json_equal, refresh_desired_status, reject_desired
+from twin.model import DesiredStatus
+from twin.paths import materialise
 
 
 def _twin() -> TwinState:

@@ -3,11 +3,20 @@
 import asyncio
 import time
 
-from twin import Inbound, IngestSettings, MemoryStore, MessageKind, TwinService, running
-from twin.model import PresenceEvent
-from twin.observe import TwinUpdate, UpdateKind
-from twin.store import Order, PresenceQuery
-from twin.telemetry import isoformat
+from kernel import isoformat
+from twin import (
+    Inbound,
+    IngestSettings,
+    MemoryStore,
+    MessageKind,
+    Order,
+    PresenceEvent,
+    PresenceQuery,
+    TwinService,
+    TwinUpdate,
+    UpdateKind,
+    running,
+)
 
 DEBOUNCE_S = 0.2
 

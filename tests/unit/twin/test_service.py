@@ -4,16 +4,14 @@ import time
 
 import pytest
 
+from kernel import InvalidPayload, LimitExceeded, NotFound
 from twin import (
     Channel,
     Inbound,
     IngestSettings,
-    InvalidPayload,
-    LimitExceeded,
     Limits,
     MemoryStore,
     MessageKind,
-    NotFound,
     TwinService,
     VersionConflict,
     running,

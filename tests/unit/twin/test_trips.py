@@ -2,8 +2,8 @@
 
 import pytest
 
-from twin.model import HistoryRow
-from twin.trips import Position, TripSettings, derive_trips, haversine_km
+from twin import HistoryRow, Position, TripSettings
+from twin.trips import derive_trips, haversine_km
 
 T0 = 1_700_000_000.0
 

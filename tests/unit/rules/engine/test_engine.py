@@ -3,17 +3,21 @@
 import msgspec
 import pytest
 
-from rules import Circle
-from rules.definitions import RuleDefinition, Selector, Severity, parse_rules_toml
-from rules.engine import RulesEngine
-from rules.evaluator import AlertNotOpen
-from rules.store import MemoryRulesStore, TimerKind
+from kernel import NotFound
+from rules import (
+    AlertNotOpen,
+    Circle,
+    MemoryRulesStore,
+    RuleDefinition,
+    RulesEngine,
+    Selector,
+    Severity,
+    TimerKind,
+    parse_rules_toml,
+)
 from rules.timers import TimerHeap
-from twin import MemoryStore, NotFound
-from twin.merge import apply_reported
-from twin.model import Connection, TwinState
-from twin.observe import TwinUpdate, UpdateKind
-from twin.paths import flatten
+from twin import MemoryStore, TwinState, TwinUpdate, UpdateKind, apply_reported, flatten
+from twin.model import Connection
 
 
 class Clock:

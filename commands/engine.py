@@ -1,0 +1,398 @@
+"""The command service's engine: its state, the pass its task runs, and commit-then-act.
+
+`CommandService` (commands.service) adds the operations the API calls on top; the
+split follows the broker's layering: this part moves commands along (expiry, delivery
+in order, resends, results, job sends at their rate), that part creates and changes them.
+
+Every change is committed to the `CommandStore` before it has effects: a command is
+stored as `sent` before it goes out, a result is stored before its PUBACK, and a job's
+progress is stored with the commands it created. One lock orders every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+import structlog
+
+from commands.index import OpenCommands
+from commands.jobs import Preconditions, RateLimit, TwinReader
+from commands.metrics import CommandMetrics
+from commands.model import (
+    RESULT_STATES,
+    Command,
+    CommandResult,
+    CommandsSettings,
+    CommandState,
+    DeviceCommand,
+    Job,
+    JobState,
+    Transition,
+    command_view,
+    new_id,
+)
+from commands.stores.protocol import CommandStore
+from kernel import InvalidPayload, isoformat
+from twin import ACCEPTED, Channel, ErrorMessage, Inbound, Limits, VehicleChannel, Verdict, check_patch
+
+log = structlog.get_logger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+_decode_result = msgspec.json.Decoder(CommandResult).decode
+
+# How often the service looks for expired commands, due resends and job sends.
+TICK_S = 0.2
+EVENT_PREFIX = "events/commands"
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None: ...
+
+
+class Work:
+    """Changes made under the lock, to commit together and then act on."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+        self.jobs: dict[str, Job] = {}
+        # Commands whose state changed: an event each, and waiters to wake.
+        self.events: list[Command] = []
+        self.sends: list[Command] = []
+        self.acks: list[asyncio.Future[Verdict]] = []
+        self.errors: list[tuple[str, str, bytes]] = []
+
+    def changed(self, command: Command, *, event: bool = True) -> None:
+        self.commands[command.id] = command
+        if event:
+            self.events.append(msgspec.structs.replace(command, history=list(command.history)))
+
+    def __bool__(self) -> bool:
+        return bool(self.commands or self.jobs)
+
+
+class CommandEngine:
+    def __init__(
+        self,
+        store: CommandStore,
+        twins: TwinReader,
+        *,
+        settings: CommandsSettings | None = None,
+        limits: Limits | None = None,
+        preconditions: Preconditions | None = None,
+        clock: Callable[[], float] = time.time,
+        metrics: CommandMetrics | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.twins = twins
+        self.settings = settings or CommandsSettings()
+        self.limits = limits or Limits()
+        self.preconditions = preconditions
+        self.clock = clock
+        # Set once the broker runs.
+        self.channel: VehicleChannel | None = None
+        self.publisher: Publisher | None = None
+        self._lock = asyncio.Lock()
+        self._open = OpenCommands()
+        self._results: asyncio.Queue[Inbound] = asyncio.Queue(self.settings.queue_max)
+        self._jobs: dict[str, Job] = {}
+        self._buckets: dict[str, RateLimit] = {}
+        self._waiters: dict[str, list[asyncio.Future[Command]]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self.events_published = 0
+
+    # -- hooks the twin service calls from its consumer (never blocking it for long) --
+
+    def vehicle_connected(self, vehicle_id: str) -> None:
+        # Queued commands go out now; what was sent before waits for the subscription (or its resend time).
+        self._open.online.add(vehicle_id)
+        self._open.due.setdefault(vehicle_id, False)
+        self._wake.set()
+
+    def vehicle_disconnected(self, vehicle_id: str) -> None:
+        self._open.online.discard(vehicle_id)
+        self._open.due.pop(vehicle_id, None)
+
+    def vehicle_subscribed(self, vehicle_id: str) -> None:
+        """The vehicle subscribed to its commands topic: what was sent before may have been lost."""
+        self._open.due[vehicle_id] = True
+        self._wake.set()
+
+    async def result_received(self, item: Inbound) -> None:
+        """Take a `commands/{id}/result` message; its `ack` is resolved once the result is stored."""
+        if not self._running:
+            # Not acknowledged: the vehicle sends it again to the next hub.
+            return
+        await self._results.put(item)
+        self._wake.set()
+
+    # -- the service's task ------------------------------------------------------------
+
+    async def run_once(self) -> None:
+        """One pass of the service's task now: results, expiry, delivery, job sends (tests drive it so)."""
+        async with self._lock:
+            await self._pass()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.run_once()
+            # One bad pass must not stop delivery for every vehicle; the next tick tries again.
+            except Exception:
+                log.exception("command service pass failed")
+
+    async def _pass(self) -> None:
+        now = self.clock()
+        work = Work()
+        while not self._results.empty():
+            await self._result(self._results.get_nowait(), now, work)
+        # Expiry from a heap of deadlines, so queued commands of offline vehicles cost nothing per pass.
+        for command in list(self._open.expired(now)):
+            if command.id not in work.commands:
+                self._expire(command, now, work)
+        due, self._open.due = self._open.due, {}
+        # Online vehicles with something waiting: send what is queued, resend what is due.
+        for vehicle_id in self._open.online_with_commands():
+            await self._deliver(vehicle_id, resend=due.get(vehicle_id, False), now=now, work=work)
+        self._dispatch_jobs(now, work)
+        await self._finish(work)
+
+    async def _deliver(self, vehicle_id: str, *, resend: bool, now: float, work: Work) -> None:
+        """Expire what is over; when online, send what is queued (in order) and resend what is due."""
+        online = vehicle_id in self._open.online and self.channel is not None
+        for command in self._open.of_vehicle(vehicle_id):
+            if command.id in work.commands and not command.open:
+                continue
+            if now >= command.expires_at:
+                self._expire(command, now, work)
+                continue
+            if not online:
+                continue
+            if command.state is CommandState.QUEUED:
+                if command.precondition is not None and not await self._precondition_holds(command, now):
+                    command.move(
+                        CommandState.PRECONDITION_FAILED, now, f"precondition did not hold: {command.precondition}"
+                    )
+                    work.changed(command)
+                    continue
+                command.attempts += 1
+                command.sent_at = now
+                command.move(CommandState.SENT, now)
+                work.changed(command)
+                work.sends.append(command)
+            elif resend or now - (command.sent_at or 0.0) >= self.settings.resend_interval_s:
+                command.attempts += 1
+                command.sent_at = now
+                work.changed(command, event=False)
+                work.sends.append(command)
+
+    def _expire(self, command: Command, now: float, work: Work) -> None:
+        detail = "ttl ended before the vehicle answered" if command.attempts else "ttl ended while queued"
+        command.move(CommandState.EXPIRED, now, detail)
+        work.changed(command)
+
+    async def _precondition_holds(self, command: Command, now: float) -> bool:
+        state = await self.twins.state(command.vehicle_id)
+        if state is None or self.preconditions is None or command.precondition is None:
+            return False
+        return self.preconditions.holds(command.precondition, state, now)
+
+    async def _result(self, item: Inbound, now: float, work: Work) -> None:
+        command_id = item.subtopic
+        try:
+            answer = _decode_result(item.payload)
+        except msgspec.DecodeError as exc:
+            self._refuse(
+                item, "bad_result", f"a result is {{'status': ..., 'detail': ..., 'result': {{...}}}}: {exc}", work
+            )
+            return
+        try:
+            state = CommandState(answer.status)
+        except ValueError:
+            state = None
+        if state is None or state not in RESULT_STATES:
+            self._refuse(
+                item, "bad_result", f"status must be succeeded, failed or rejected, got {answer.status!r}", work
+            )
+            return
+        if answer.result is not None:
+            try:
+                check_patch(answer.result, self.limits)
+            except InvalidPayload as exc:
+                self._refuse(item, exc.reason, f"result: {exc.detail}", work)
+                return
+        command = self._open.get(item.vehicle_id, command_id)
+        if command is None or not command.open:
+            # Finished already, maybe earlier in this very pass (a resent result arriving right behind the first).
+            stored = command or work.commands.get(command_id) or await self.store.get(command_id)
+            if stored is None or stored.vehicle_id != item.vehicle_id:
+                self._refuse(item, "unknown_command", f"no command '{command_id}' was sent to this vehicle", work)
+            elif stored.state not in RESULT_STATES:
+                self._refuse(
+                    item, "command_closed", f"command '{command_id}' is {stored.state.value}; result not recorded", work
+                )
+            elif item.ack is not None:
+                # A resend of a result already stored (QoS 1 is at least once).
+                work.acks.append(item.ack)
+            return
+        command.result = answer.result
+        command.move(state, now, answer.detail)
+        work.changed(command)
+        if item.ack is not None:
+            work.acks.append(item.ack)
+
+    def _refuse(self, item: Inbound, reason: str, detail: str, work: Work) -> None:
+        log.warning("command result refused", vehicle_id=item.vehicle_id, command_id=item.subtopic, reason=reason)
+        topic = f"commands/{item.subtopic}/result"
+        work.errors.append(
+            (item.vehicle_id, reason, _encode(ErrorMessage(reason, detail, topic, isoformat(self.clock()))))
+        )
+        if item.ack is not None:
+            # MQTT 3.1.1 has no negative PUBACK: a refused message is acknowledged and dropped.
+            work.acks.append(item.ack)
+
+    def _dispatch_jobs(self, now: float, work: Work) -> None:
+        for job in list(self._jobs.values()):
+            if job.state is JobState.RUNNING and job.dispatched < len(job.targets):
+                limit = self._buckets[job.id]
+                count = min(limit.take(now), len(job.targets) - job.dispatched)
+                limit.sent(now, count)
+                for vehicle_id in job.targets[job.dispatched : job.dispatched + count]:
+                    command = new_command(vehicle_id, job.name, job.args, now, job.ttl_s, job.precondition)
+                    command.job_id = job.id
+                    command.requested_by = job.requested_by
+                    command.source = job.source
+                    work.changed(command)
+                    self._remember(command)
+                if count:
+                    job.dispatched += count
+                    job.updated_at = now
+                    work.jobs[job.id] = job
+                    self._wake.set()
+            if job.dispatched >= len(job.targets) and self._open.waiting_for_job(job.id) == 0:
+                job.move(JobState.COMPLETED, now)
+                work.jobs[job.id] = job
+                del self._jobs[job.id]
+                self._buckets.pop(job.id, None)
+
+    # -- commit, then act ----------------------------------------------------------------
+
+    async def _finish(self, work: Work) -> None:
+        if work:
+            await self._commit(work.commands.values(), work.jobs.values())
+        for command in work.commands.values():
+            if not command.open:
+                self._forget(command)
+        for ack in work.acks:
+            if not ack.done():
+                ack.set_result(ACCEPTED)
+        if self.channel is not None:
+            for vehicle_id, _, payload in work.errors:
+                self.channel.send(vehicle_id, Channel.ERRORS, payload)
+            for command in work.sends:
+                payload = _encode(
+                    DeviceCommand(
+                        command.id, command.name, command.args, isoformat(command.expires_at), command.attempts
+                    )
+                )
+                self.channel.send(command.vehicle_id, Channel.COMMAND, payload, qos=1, subtopic=command.id)
+        if self.metrics is not None:
+            self._count(work)
+        for command in work.events:
+            if not command.open:
+                for waiter in self._waiters.pop(command.id, []):
+                    if not waiter.done():
+                        waiter.set_result(command)
+            await self._publish(command)
+
+    def _count(self, work: Work) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        for command in work.events:
+            if command.state is CommandState.QUEUED:
+                metrics.created.inc()
+            elif not command.open:
+                metrics.finished.labels(command.state.value).inc()
+        if work.sends:
+            metrics.sends.inc(len(work.sends))
+        for _, reason, _ in work.errors:
+            metrics.refused.labels(reason).inc()
+        metrics.waiting.set(len(self._open))
+
+    async def _commit(self, commands: Iterable[Command] = (), jobs: Iterable[Job] = ()) -> None:
+        commands, jobs = list(commands), list(jobs)
+        delay = 0.05
+        while True:
+            try:
+                await self.store.write(commands, jobs)
+                return
+            # A failed write is retried, never dropped: nothing takes effect before it lands.
+            except Exception as exc:
+                log.error("commands store write failed, retrying", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _publish(self, command: Command) -> None:
+        if self.publisher is None:
+            return
+        payload = msgspec.to_builtins(command_view(command))
+        payload["event"] = command.state.value
+        try:
+            await self.publisher.publish(f"{EVENT_PREFIX}/{command.vehicle_id}/{command.id}", _encode(payload), qos=1)
+        # Events are for integrations; a failed publish must not undo a stored change.
+        except Exception as exc:
+            log.warning("command event not published", command_id=command.id, error=str(exc))
+            return
+        self.events_published += 1
+
+    def _remember(self, command: Command) -> None:
+        self._open.add(command)
+
+    def _forget(self, command: Command) -> None:
+        if self._open.remove(command) and command.job_id is not None and not self._open.waiting_for_job(command.job_id):
+            # The job may be complete now.
+            self._wake.set()
+
+    def _current(self, command: Command) -> Command:
+        live = self._open.get(command.vehicle_id, command.id)
+        return copy_of(live) if live is not None else command
+
+    @property
+    def online_vehicles(self) -> set[str]:
+        return set(self._open.online)
+
+
+def new_command(
+    vehicle_id: str, name: str, args: dict[str, Any], now: float, ttl_s: float, precondition: str | None
+) -> Command:
+    return Command(
+        id=new_id(now),
+        vehicle_id=vehicle_id,
+        name=name,
+        state=CommandState.QUEUED,
+        created_at=now,
+        expires_at=now + ttl_s,
+        updated_at=now,
+        args=dict(args),
+        precondition=precondition,
+        history=[Transition(CommandState.QUEUED, now)],
+    )
+
+
+_T = TypeVar("_T", Command, Job)
+
+
+def copy_of(item: _T) -> _T:
+    return msgspec.json.decode(_encode(item), type=type(item))

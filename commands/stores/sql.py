@@ -1,0 +1,124 @@
+"""What the SQLite and PostgreSQL commands stores share: the same tables, the same queries.
+
+The tables come from migration 0020. The two stores differ only in placeholders and
+in how a transaction is opened.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from commands.model import Command, Job, JobState
+from commands.stores.protocol import CommandQuery
+
+_encode = msgspec.json.Encoder().encode
+_decode_command = msgspec.json.Decoder(Command).decode
+_decode_job = msgspec.json.Decoder(Job).decode
+
+UPSERT_COMMAND = """
+INSERT INTO commands (id, vehicle_id, name, state, job_id, idempotency_key, created_at, doc)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc
+"""
+UPSERT_JOB = """
+INSERT INTO command_jobs (id, state, created_at, doc) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc
+"""
+_OPEN_COMMANDS = "SELECT doc FROM commands WHERE state IN ('queued', 'sent') ORDER BY created_at, id"
+COUNT_STATES = "SELECT state, count(*) FROM commands WHERE job_id = ? GROUP BY state"
+_OPEN_JOBS = "SELECT doc FROM command_jobs WHERE state IN (?, ?) ORDER BY created_at, id"
+
+
+def command_row(c: Command) -> tuple[Any, ...]:
+    return (c.id, c.vehicle_id, c.name, c.state.value, c.job_id, c.idempotency_key, c.created_at, _encode(c).decode())
+
+
+def job_row(j: Job) -> tuple[Any, ...]:
+    return (j.id, j.state.value, j.created_at, _encode(j).decode())
+
+
+def _where(query: CommandQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if query.vehicle_id is not None:
+        clauses.append("vehicle_id = ?")
+        args.append(query.vehicle_id)
+    if query.job_id is not None:
+        clauses.append("job_id = ?")
+        args.append(query.job_id)
+    if query.states:
+        clauses.append(f"state IN ({', '.join('?' for _ in query.states)})")
+        args.extend(s.value for s in query.states)
+    if query.name is not None:
+        clauses.append("name = ?")
+        args.append(query.name)
+    if query.since is not None:
+        clauses.append("created_at >= ?")
+        args.append(query.since)
+    if query.until is not None:
+        clauses.append("created_at < ?")
+        args.append(query.until)
+    if query.before is not None:
+        # Keyset paging: strictly older than the anchor command, ties broken by id.
+        clauses.append(
+            "(created_at < (SELECT created_at FROM commands WHERE id = ?) OR "
+            "(created_at = (SELECT created_at FROM commands WHERE id = ?) AND id < ?))"
+        )
+        args.extend([query.before, query.before, query.before])
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def _query_sql(query: CommandQuery) -> tuple[str, list[Any]]:
+    where, args = _where(query)
+    return f"SELECT doc FROM commands{where} ORDER BY created_at DESC, id DESC LIMIT ?", [*args, query.limit]
+
+
+def _jobs_sql(limit: int, before: str | None) -> tuple[str, list[Any]]:
+    if before is None:
+        return "SELECT doc FROM command_jobs ORDER BY created_at DESC, id DESC LIMIT ?", [limit]
+    sql = (
+        "SELECT doc FROM command_jobs WHERE created_at < (SELECT created_at FROM command_jobs WHERE id = ?) OR "
+        "(created_at = (SELECT created_at FROM command_jobs WHERE id = ?) AND id < ?) "
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+    return sql, [before, before, before, limit]
+
+
+class CommandReads(abc.ABC):
+    """The reads both stores share: the SQL is the same, only `_docs` (rows of `doc`) differs."""
+
+    @abc.abstractmethod
+    async def _docs(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
+
+    async def get(self, command_id: str) -> Command | None:
+        docs = await self._docs("SELECT doc FROM commands WHERE id = ?", (command_id,))
+        return _decode_command(docs[0]) if docs else None
+
+    async def by_key(self, vehicle_id: str, idempotency_key: str) -> Command | None:
+        docs = await self._docs(
+            "SELECT doc FROM commands WHERE vehicle_id = ? AND idempotency_key = ?", (vehicle_id, idempotency_key)
+        )
+        return _decode_command(docs[0]) if docs else None
+
+    async def query(self, query: CommandQuery) -> list[Command]:
+        sql, args = _query_sql(query)
+        return [_decode_command(d) for d in await self._docs(sql, args)]
+
+    async def open_commands(self) -> list[Command]:
+        return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
+
+    async def get_job(self, job_id: str) -> Job | None:
+        docs = await self._docs("SELECT doc FROM command_jobs WHERE id = ?", (job_id,))
+        return _decode_job(docs[0]) if docs else None
+
+    async def jobs(self, *, limit: int = 100, before: str | None = None) -> list[Job]:
+        sql, args = _jobs_sql(limit, before)
+        return [_decode_job(d) for d in await self._docs(sql, args)]
+
+    async def open_jobs(self) -> list[Job]:
+        docs = await self._docs(_OPEN_JOBS, (JobState.RUNNING.value, JobState.PAUSED.value))
+        return [_decode_job(d) for d in docs]

@@ -1,0 +1,38 @@
+"""The one exception tree of fleethub.
+
+Every error a caller may act on derives from `FleethubError`; the API maps the tree
+to problem documents in one place and the broker maps it to `vehicles/{vid}/errors`.
+Errors that belong to one part live there (`twin.VersionConflict`, `rules.RuleError`,
+`security.AlreadyExists`) and derive from these.
+"""
+
+from __future__ import annotations
+
+
+class FleethubError(Exception):
+    """Base of every error fleethub raises on purpose."""
+
+
+class ConfigError(FleethubError):
+    """A setting is invalid; the message names the setting and how to fix it."""
+
+
+class NotFound(FleethubError):
+    """The vehicle (or another addressed thing) does not exist."""
+
+
+class InvalidPayload(FleethubError):
+    """A payload is not what the contract allows (not JSON, not an object, bad field)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class LimitExceeded(InvalidPayload):
+    """A payload breaks a configured limit (size, depth, keys, string length)."""
+
+
+class StoreError(FleethubError):
+    """The store failed in a way the caller cannot fix by changing its input."""

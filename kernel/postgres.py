@@ -1,0 +1,235 @@
+"""PostgreSQL for the whole process: one migrated database, one connection pool.
+
+Every store (twins, rules, commands, security) takes its connections from the one
+pool through `connection`, which turns a pool that is exhausted or a server that is
+gone into `StoreError`. Migrations run once, before the pool opens, under an advisory
+lock, so hub workers starting together take turns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from kernel.errors import StoreError
+from kernel.info import DatabaseInfo
+from kernel.migrate import TimeseriesMode, load_pg_migrations
+
+log = structlog.get_logger(__name__)
+
+Timeseries = Literal["auto", "timescaledb", "native"]
+
+# Set on every pooled connection.
+_SESSION = "SET TIME ZONE 'UTC'; SET jit = off"
+# One lock per schema: two hub workers starting together take turns migrating.
+_SCHEMA_LOCK = "SELECT pg_advisory_lock(hashtext(current_schema() || ':fleethub:migrate'))"
+_SCHEMA_UNLOCK = "SELECT pg_advisory_unlock(hashtext(current_schema() || ':fleethub:migrate'))"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and the health endpoint."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextlib.asynccontextmanager
+async def schema_lock(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """Hold the lock migrations take, for other schema work every worker repeats at start-up."""
+    await conn.execute(_SCHEMA_LOCK)
+    try:
+        yield
+    finally:
+        await conn.execute(_SCHEMA_UNLOCK)
+
+
+class PostgresDatabase:
+    """The process's PostgreSQL database; an async context manager that migrates it and opens the pool."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 10, timeseries: Timeseries = "auto"
+    ) -> None:
+        self.url = url
+        self.pool_min_size = pool_min_size
+        self.pool_max_size = pool_max_size
+        self.timeseries = timeseries
+        self.mode = TimeseriesMode.NATIVE
+        self.schema_version = 0
+        self._detail = ""
+        self._pool: AsyncConnectionPool | None = None
+        # Per-connection set-up that stores ask for (temporary tables), done once per connection.
+        self._prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = weakref.WeakKeyDictionary()
+
+    async def __aenter__(self) -> Self:
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                await self._migrate(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot open PostgreSQL at {redact(self.url)}: {exc}") from None
+        pool = AsyncConnectionPool(
+            self.url,
+            min_size=self.pool_min_size,
+            max_size=self.pool_max_size,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="fleethub",
+        )
+        try:
+            await pool.open(wait=True, timeout=30)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise StoreError(f"cannot open a PostgreSQL connection pool at {redact(self.url)}: {exc}") from None
+        self._pool = pool
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self, *, prepare: str | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (autocommit, UTC); pool exhaustion and lost servers become `StoreError`.
+
+        `prepare` is SQL the caller needs run once on each connection it gets (temporary
+        tables of its own); it runs the first time this connection is lent with it.
+        """
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the PostgreSQL database is not open")
+        try:
+            async with pool.connection() as conn:
+                if prepare is not None:
+                    done = self._prepared.setdefault(conn, set())
+                    if prepare not in done:
+                        await conn.execute(prepare.encode())
+                        done.add(prepare)
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+
+    # -- migrations ----------------------------------------------------------------------
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with schema_lock(conn):
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            await conn.execute("CREATE TABLE IF NOT EXISTS store_meta (key text PRIMARY KEY, value text NOT NULL)")
+            mode = await self._mode(conn)
+            cur = await conn.execute("SELECT version FROM schema_version")
+            applied = {int(r[0]) for r in await cur.fetchall()}
+            current = max(applied, default=0)
+            for migration in load_pg_migrations(mode):
+                # Every missing number runs: parts of the hub own number ranges (see kernel.migrate).
+                if migration.version in applied:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                current = max(current, migration.version)
+                log.info("postgres migration applied", version=migration.version, name=migration.name)
+            if mode is TimeseriesMode.TIMESCALEDB:
+                version = await _scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+                self._detail = f"timescaledb {version}"
+            else:
+                self._detail = "native partitioning"
+            self.mode = mode
+            self.schema_version = int(current or 0)
+
+    async def _mode(self, conn: psycopg.AsyncConnection[Any]) -> TimeseriesMode:
+        """The time-series mode, chosen once when the schema is created and recorded in `store_meta`:
+        switching a live database between hypertables and native partitions is a data migration,
+        not a restart."""
+        recorded = await _scalar(conn, "SELECT value FROM store_meta WHERE key = 'timeseries'")
+        if recorded is not None:
+            mode = TimeseriesMode(str(recorded))
+            if self.timeseries not in {"auto", mode.value}:
+                raise StoreError(
+                    f"setting 'store.pg_timeseries' is {self.timeseries!r} but this database was set up for "
+                    f"{mode.value!r}; use 'auto' or {mode.value!r}, or a new database"
+                )
+            if mode is TimeseriesMode.TIMESCALEDB:
+                await _create_extension(conn)
+            return mode
+        mode = await self._choose(conn)
+        async with conn.transaction():
+            await conn.execute("INSERT INTO store_meta (key, value) VALUES ('timeseries', %s)", (mode.value,))
+        return mode
+
+    async def _choose(self, conn: psycopg.AsyncConnection[Any]) -> TimeseriesMode:
+        if self.timeseries == "native":
+            return TimeseriesMode.NATIVE
+        installed = await _scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        available = await _scalar(
+            conn, "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+        )
+        preload = str(await _scalar(conn, "SELECT current_setting('shared_preload_libraries')") or "")
+        usable = installed is not None or (available is not None and "timescaledb" in preload)
+        if self.timeseries == "timescaledb" and not usable:
+            reason = "is not installed" if available is None else "is not in shared_preload_libraries"
+            raise StoreError(
+                f"setting 'store.pg_timeseries' asks for TimescaleDB but the extension {reason} on this server; "
+                "install it, or use 'native'"
+            )
+        if not usable:
+            if available is not None:
+                log.warning("timescaledb is installed but not preloaded; using native partitioning")
+            return TimeseriesMode.NATIVE
+        await _create_extension(conn)
+        return TimeseriesMode.TIMESCALEDB
+
+    # -- health --------------------------------------------------------------------------
+
+    async def info(self) -> DatabaseInfo:
+        return DatabaseInfo(
+            backend=self.backend, url=redact(self.url), schema_version=self.schema_version, detail=self._detail
+        )
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        async with self.connection() as conn:
+            await conn.execute("SELECT 1")
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute(_SESSION)
+
+
+async def _scalar(conn: psycopg.AsyncConnection[Any], sql: str) -> Any:
+    cur = await conn.execute(sql.encode())
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def _create_extension(conn: psycopg.AsyncConnection[Any]) -> None:
+    try:
+        async with conn.transaction():
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.errors.InsufficientPrivilege:
+        raise StoreError(
+            "the timescaledb extension needs creating by a superuser: run "
+            "'CREATE EXTENSION timescaledb;' in this database, or set store.pg_timeseries = 'native'"
+        ) from None

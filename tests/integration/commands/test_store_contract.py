@@ -1,0 +1,142 @@
+"""One contract for every commands store backend: in memory, SQLite and PostgreSQL."""
+
+import pytest
+
+from commands import (
+    Command,
+    CommandQuery,
+    CommandState,
+    Job,
+    JobState,
+    MemoryCommandStore,
+    PostgresCommandStore,
+    Selector,
+    SqliteCommandStore,
+    Transition,
+)
+from kernel import PostgresDatabase, SqliteDatabase
+
+BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request, tmp_path):
+    if request.param == "memory":
+        async with MemoryCommandStore() as memory:
+            yield memory
+        return
+    if request.param == "sqlite":
+        # The database applies the migrations that create the commands tables when it opens.
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteCommandStore(db) as sqlite:
+            yield sqlite
+        return
+    url = request.getfixturevalue("pg_url")
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresCommandStore(db) as pg:
+        yield pg
+
+
+def command(cid: str, *, vehicle="v1", at=100.0, state=CommandState.QUEUED, **kw) -> Command:
+    return Command(
+        id=cid,
+        vehicle_id=vehicle,
+        name=kw.pop("name", "unlock"),
+        state=state,
+        created_at=at,
+        expires_at=at + 60,
+        updated_at=at,
+        args=kw.pop("args", {"why": "renter"}),
+        history=[Transition(CommandState.QUEUED, at)],
+        **kw,
+    )
+
+
+def job(jid: str, *, at=100.0, state=JobState.RUNNING) -> Job:
+    return Job(
+        id=jid,
+        name="set_charge_limit",
+        selector=Selector(fleet="default", tags={"depot": "north"}),
+        rate=5.0,
+        ttl_s=60.0,
+        state=state,
+        created_at=at,
+        updated_at=at,
+        targets=["v1", "v2"],
+        args={"limit": 80},
+    )
+
+
+async def test_commands_round_trip_and_replace(store):
+    """A command is stored whole and replaced by id, its history and result included."""
+    first = command("c1", precondition="speed == 0", idempotency_key="k1", requested_by="maria", source="10.0.0.1")
+    await store.write([first])
+    assert await store.get("c1") == first
+    first.move(CommandState.SENT, 101.0)
+    first.attempts = 1
+    first.move(CommandState.SUCCEEDED, 102.0, "unlocked")
+    first.result = {"doors": "unlocked"}
+    await store.write([first])
+    assert await store.get("c1") == first
+    assert await store.get("nope") is None
+
+
+async def test_idempotency_key_finds_the_command(store):
+    """The key is looked up per vehicle."""
+    await store.write([command("c1", idempotency_key="k1"), command("c2", vehicle="v2", idempotency_key="k1")])
+    found = await store.by_key("v1", "k1")
+    assert found is not None
+    assert found.id == "c1"
+    assert (await store.by_key("v2", "k1")).id == "c2"
+    assert await store.by_key("v3", "k1") is None
+
+
+async def test_query_filters_newest_first_and_pages(store):
+    """Queries filter by vehicle, job, state, name and time, newest first, paged by the last id."""
+    await store.write(
+        [
+            command("c1", at=100.0),
+            command("c2", at=200.0, state=CommandState.SENT, job_id="j1"),
+            command("c3", at=300.0, name="lock"),
+            command("c4", at=300.0, vehicle="v2", job_id="j1"),
+            command("c5", at=400.0, state=CommandState.EXPIRED),
+        ]
+    )
+    ids = lambda found: [c.id for c in found]  # noqa: E731
+    assert ids(await store.query(CommandQuery(vehicle_id="v1"))) == ["c5", "c3", "c2", "c1"]
+    assert ids(await store.query(CommandQuery())) == ["c5", "c4", "c3", "c2", "c1"]
+    assert ids(await store.query(CommandQuery(job_id="j1"))) == ["c4", "c2"]
+    assert await store.count_states("j1") == {CommandState.SENT: 1, CommandState.QUEUED: 1}
+    assert await store.count_states("j2") == {}
+    assert ids(await store.query(CommandQuery(states=(CommandState.SENT, CommandState.EXPIRED)))) == ["c5", "c2"]
+    assert ids(await store.query(CommandQuery(name="lock"))) == ["c3"]
+    assert ids(await store.query(CommandQuery(since=200.0, until=400.0))) == ["c4", "c3", "c2"]
+    page = await store.query(CommandQuery(limit=2))
+    assert ids(page) == ["c5", "c4"]
+    assert ids(await store.query(CommandQuery(limit=2, before="c4"))) == ["c3", "c2"]
+    assert ids(await store.query(CommandQuery(limit=2, before="c1"))) == []
+
+
+async def test_open_commands_are_queued_and_sent_oldest_first(store):
+    """A starting hub loads exactly the commands still waiting, in creation order."""
+    await store.write(
+        [
+            command("c3", at=300.0, state=CommandState.SENT),
+            command("c1", at=100.0),
+            command("c2", at=200.0, state=CommandState.CANCELLED),
+            command("c4", at=400.0, state=CommandState.SUCCEEDED),
+        ]
+    )
+    assert [c.id for c in await store.open_commands()] == ["c1", "c3"]
+
+
+async def test_jobs_round_trip_with_commands_in_one_write(store):
+    """Jobs and commands land in one write; jobs list newest first; open jobs are running or paused."""
+    j1, j2, j3 = job("j1", at=100.0), job("j2", at=200.0, state=JobState.PAUSED), job("j3", at=300.0)
+    j3.move(JobState.COMPLETED, 310.0)
+    j1.dispatched = 1
+    await store.write([command("c1", job_id="j1")], [j1, j2, j3])
+    assert await store.get_job("j1") == j1
+    assert (await store.get("c1")).job_id == "j1"
+    assert [j.id for j in await store.jobs()] == ["j3", "j2", "j1"]
+    assert [j.id for j in await store.jobs(limit=1, before="j3")] == ["j2"]
+    assert [j.id for j in await store.open_jobs()] == ["j1", "j2"]
+    assert await store.get_job("nope") is None

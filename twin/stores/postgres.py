@@ -1,0 +1,376 @@
+"""The production store: PostgreSQL (optionally TimescaleDB), on the process's connection pool.
+
+A batch is one transaction: history rows are COPYed into a per-connection temporary
+staging table and moved with INSERT ... ON CONFLICT DO NOTHING (so resends are
+dropped), twins likewise with an upsert. Any failure, a dropped connection included,
+raises and rolls the whole batch back; the twin service retries it and the pool
+replaces broken connections, checking each one before lending it out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+import psycopg
+import structlog
+
+from kernel import DatabaseInfo, PostgresDatabase, TimeseriesMode, schema_lock
+from twin.model import HistoryRow, PresenceEvent, TwinState
+from twin.stores.aggregates import next_bucket, time_zone
+from twin.stores.pg_copy import (
+    COPY_HISTORY,
+    COPY_TWINS,
+    MOVE_HISTORY,
+    MOVE_TWINS,
+    STAGING,
+    history_copy,
+    json_text,
+    twins_copy,
+)
+from twin.stores.pg_partitions import Partitions
+from twin.stores.pg_policies import apply_policies
+from twin.stores.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
+from twin.stores.protocol import (
+    AggregatePage,
+    AggregateQuery,
+    AggregateRow,
+    HistoryOptions,
+    HistoryPage,
+    HistoryQuery,
+    MaintenanceReport,
+    Order,
+    PointQuery,
+    PresenceQuery,
+    TwinFilter,
+    VehicleSet,
+    bucket_cursor,
+    fill_page,
+    parse_bucket_cursor,
+    parse_point_cursor,
+    point_cursor,
+    project,
+    retention_cutoff,
+)
+
+log = structlog.get_logger(__name__)
+
+_decode_state = msgspec.json.Decoder(TwinState).decode
+_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
+
+# Minutes younger than this are still being written: the rollup leaves them to raw reads.
+_SETTLE = timedelta(minutes=2)
+_REFRESH_CHUNK = 2_000
+_REFRESH_BUDGET_S = 5.0
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class PostgresStore:
+    """Twins, history and presence in the hub's PostgreSQL database (see `kernel.PostgresDatabase`)."""
+
+    def __init__(self, db: PostgresDatabase, *, options: HistoryOptions | None = None) -> None:
+        self.db = db
+        self.options = options or HistoryOptions()
+        self._partitions = Partitions(self.options.chunk_interval_hours, self.options.premake_partitions)
+
+    @property
+    def mode(self) -> TimeseriesMode:
+        return self.db.mode
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self.mode is TimeseriesMode.TIMESCALEDB:
+            # Every worker does this at start-up; the migrations' lock makes them take turns.
+            async with self._conn() as conn, schema_lock(conn):
+                await apply_policies(conn, self.options)
+            return self
+        async with self._conn() as conn:
+            await self._fix_partition_width(conn)
+            await self._partitions.load(conn)
+        await self._partitions.premake_from(self.db, time.time())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def _fix_partition_width(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Partitions keep the width they were created with; a changed setting would overlap them."""
+        hours = self.options.chunk_interval_hours
+        # Workers starting together both get here after migrating: the first one records it.
+        await conn.execute(
+            "INSERT INTO store_meta (key, value) VALUES ('partition_hours', %s) ON CONFLICT (key) DO NOTHING",
+            (str(hours),),
+        )
+        cur = await conn.execute("SELECT value FROM store_meta WHERE key = 'partition_hours'")
+        row = await cur.fetchone()
+        if row is not None and int(row[0]) != hours:
+            log.warning(
+                "store.pg_chunk_interval_hours differs from the existing partitions; keeping theirs",
+                configured=hours,
+                existing=int(row[0]),
+            )
+            self._partitions = Partitions(int(row[0]), self.options.premake_partitions)
+
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return self.db.connection()
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def write_batch(
+        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+    ) -> None:
+        if history and self.mode is TimeseriesMode.NATIVE:
+            needed = self._partitions.missing(h.ts for h in history)
+            if needed:
+                await self._partitions.ensure(self.db, needed)
+        try:
+            async with self.db.connection(prepare=STAGING) as conn, conn.transaction(), conn.cursor() as cur:
+                if history:
+                    async with cur.copy(COPY_HISTORY) as copy:
+                        await copy.write(history_copy(history))
+                    await cur.execute(MOVE_HISTORY)
+                    await cur.execute(MARK_DIRTY)
+                if presence:
+                    await cur.executemany(
+                        "INSERT INTO presence (vehicle_id, ts, connected, reason) VALUES (%s, %s, %s, %s)",
+                        [(p.vehicle_id, _dt(p.ts), p.connected, p.reason) for p in presence],
+                    )
+                if twins:
+                    async with cur.copy(COPY_TWINS) as copy:
+                        await copy.write(twins_copy(twins))
+                    await cur.execute(MOVE_TWINS)
+        except psycopg.errors.CheckViolation:
+            # "no partition of relation found": another worker's retention dropped one we
+            # thought existed. Forget what we know; the retried batch recreates it.
+            self._partitions.known.clear()
+            raise
+
+    # -- twins -------------------------------------------------------------------------
+
+    async def load_twin(self, vehicle_id: str) -> TwinState | None:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT state::text FROM twins WHERE vehicle_id = %s", (vehicle_id,))
+            row = await cur.fetchone()
+        return _decode_state(row[0]) if row else None
+
+    async def load_twins(self, vehicle_ids: Sequence[str]) -> dict[str, TwinState]:
+        if not vehicle_ids:
+            return {}
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT state::text FROM twins WHERE vehicle_id = ANY(%s)", (list(vehicle_ids),))
+            rows = await cur.fetchall()
+        states = [_decode_state(raw) for (raw,) in rows]
+        return {state.vehicle_id: state for state in states}
+
+    async def list_twins(self, query: TwinFilter) -> list[TwinState]:
+        where, args = ["true"], list[Any]()
+        if query.fleet is not None:
+            where.append("fleet = %s")
+            args.append(query.fleet)
+        if query.connected is not None:
+            where.append("connected = %s")
+            args.append(query.connected)
+        if query.after is not None:
+            where.append("vehicle_id > %s")
+            args.append(query.after)
+        sql = f"SELECT state::text FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id LIMIT %s"
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), (*args, query.limit))
+            rows = await cur.fetchall()
+        return [_decode_state(r[0]) for r in rows]
+
+    async def count_twins(self, fleet: str | None = None) -> int:
+        async with self._conn() as conn:
+            if fleet is None:
+                cur = await conn.execute("SELECT count(*) FROM twins")
+            else:
+                cur = await conn.execute("SELECT count(*) FROM twins WHERE fleet = %s", (fleet,))
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _vehicles(self, selection: VehicleSet) -> list[str]:
+        if not selection.needs_twins:
+            return sorted(set(selection.ids or ()))
+        where, args = ["true"], list[Any]()
+        if selection.fleet is not None:
+            where.append("fleet = %s")
+            args.append(selection.fleet)
+        if selection.tags:
+            where.append("tags @> %s::jsonb")
+            args.append(json_text(dict(selection.tags)))
+        if selection.ids is not None:
+            where.append("vehicle_id = ANY(%s::text[])")
+            args.append(list(selection.ids))
+        sql = f"SELECT vehicle_id FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id"
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), args)
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
+        where, args = ["vehicle_id = %s"], list[Any]([query.vehicle_id])
+        if query.start is not None:
+            where.append("ts >= %s")
+            args.append(_dt(query.start))
+        if query.end is not None:
+            where.append("ts < %s")
+            args.append(_dt(query.end))
+        direction = "ASC" if query.order is Order.ASC else "DESC"
+        sql = (
+            f"SELECT ts, connected, reason FROM presence WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {direction}, id {direction} LIMIT %s"
+        )
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), (*args, query.limit))
+            rows = await cur.fetchall()
+        return [PresenceEvent(query.vehicle_id, r[0].timestamp(), r[1], r[2]) for r in rows]
+
+    # -- history -----------------------------------------------------------------------
+
+    async def history(self, query: HistoryQuery) -> list[HistoryRow]:
+        page = await self.history_page(
+            PointQuery(
+                VehicleSet.one(query.vehicle_id),
+                start=query.start,
+                end=query.end,
+                fields=query.fields,
+                limit=query.limit,
+                order=query.order,
+            )
+        )
+        return page.rows
+
+    async def _points(
+        self,
+        vid: str,
+        lo: float | None,
+        hi: float | None,
+        hi_inclusive: bool,
+        order: Order,
+        after: tuple[float, int] | None,
+        n: int,
+    ) -> list[tuple[int, HistoryRow]]:
+        where, args = ["vehicle_id = %s"], list[Any]([vid])
+        if lo is not None:
+            where.append("ts >= %s")
+            args.append(_dt(lo))
+        if hi is not None:
+            where.append("ts <= %s" if hi_inclusive else "ts < %s")
+            args.append(_dt(hi))
+        direction, beyond = ("ASC", ">") if order is Order.ASC else ("DESC", "<")
+        if after is not None:
+            # The plain range test lets the (vehicle_id, ts) index start at the cursor.
+            where.append(f"ts {beyond}= %s AND (ts {beyond} %s OR id {beyond} %s)")
+            at = _dt(after[0])
+            args.extend([at, at, after[1]])
+        sql = (
+            f"SELECT id, ts, received_at, seq, data::text FROM history WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {direction}, id {direction} LIMIT %s"
+        )
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), (*args, n))
+            rows = await cur.fetchall()
+        return [
+            (int(r[0]), HistoryRow(vid, r[1].timestamp(), r[2].timestamp(), r[3], _decode_data(r[4]))) for r in rows
+        ]
+
+    async def _page(
+        self,
+        vids: list[str],
+        lo: float | None,
+        hi: float | None,
+        hi_inclusive: bool,
+        query: PointQuery,
+        cursor: str | None,
+    ) -> HistoryPage:
+        resume = None
+        if cursor is not None:
+            vid, ts, row_id = parse_point_cursor(cursor)
+            resume = (vid, (ts, row_id))
+
+        async def fetch(vid: str, after: tuple[float, int] | None, n: int) -> list[tuple[int, HistoryRow]]:
+            return await self._points(vid, lo, hi, hi_inclusive, query.order, after, n)
+
+        items, more = await fill_page(vids, query.order, resume, query.limit, fetch)
+        rows = [HistoryRow(r.vehicle_id, r.ts, r.received_at, r.seq, project(r.data, query.fields)) for _, r in items]
+        cursor = point_cursor(items[-1][1].vehicle_id, items[-1][1].ts, items[-1][0]) if more else None
+        return HistoryPage(rows=rows, next_cursor=cursor)
+
+    async def history_page(self, query: PointQuery) -> HistoryPage:
+        vids = await self._vehicles(query.vehicles)
+        return await self._page(vids, query.start, query.end, False, query, query.cursor)
+
+    async def history_until(
+        self, vehicle_id: str, at: float, *, cursor: str | None = None, limit: int = 1000
+    ) -> HistoryPage:
+        query = PointQuery(VehicleSet.one(vehicle_id), limit=limit)
+        return await self._page([vehicle_id], None, at, True, query, cursor)
+
+    async def aggregate(self, query: AggregateQuery) -> AggregatePage:
+        tz = time_zone(query.tz)
+        resume = parse_bucket_cursor(query.cursor) if query.cursor is not None else None
+        fields = list(dict.fromkeys(a.field for a in query.aggs))
+        sql = aggregate_sql(query.bucket, fields)
+
+        async def fetch(vid: str, after: float | None, n: int) -> list[AggregateRow]:
+            lo = query.start
+            if after is not None:
+                resume_at = next_bucket(after, query.bucket, tz)
+                lo = resume_at if lo is None else max(lo, resume_at)
+            params = aggregate_params(vid, fields, lo, query.end, query.tz, n)
+            async with self._conn() as conn:
+                cur = await conn.execute(sql, params)
+                found = await cur.fetchall()
+            return aggregate_rows(vid, fields, query.aggs, found)
+
+        items, more = await fill_page(await self._vehicles(query.vehicles), Order.ASC, resume, query.limit, fetch)
+        cursor = bucket_cursor(items[-1].vehicle_id, items[-1].bucket) if more else None
+        return AggregatePage(rows=items, next_cursor=cursor)
+
+    # -- maintenance -------------------------------------------------------------------
+
+    async def maintain(self, now: float) -> MaintenanceReport:
+        """Partitions ahead and retention (native mode), then rollup refresh within a time budget.
+
+        With TimescaleDB, chunks, retention and compression are its own background jobs.
+        """
+        report = MaintenanceReport()
+        if self.mode is TimeseriesMode.NATIVE:
+            report.partitions_created = await self._partitions.premake_from(self.db, now)
+            cutoff = retention_cutoff(now, self.options.retention_days, self._partitions.width)
+            if cutoff is not None:
+                report.retention_cutoff = cutoff
+                report.partitions_dropped = await self._partitions.drop_before(self.db, cutoff)
+        elif self.options.retention_days > 0:
+            report.retention_cutoff = now - self.options.retention_days * 86_400
+        if report.retention_cutoff is not None:
+            async with self._conn() as conn:
+                await conn.execute("DELETE FROM history_1m_dirty WHERE bucket < %s", (_dt(report.retention_cutoff),))
+                await conn.execute("DELETE FROM presence WHERE ts < %s", (_dt(report.retention_cutoff),))
+        deadline = time.monotonic() + _REFRESH_BUDGET_S
+        settled = _dt(now) - _SETTLE
+        while time.monotonic() < deadline:
+            async with self._conn() as conn:
+                done = await refresh(conn, settled, _REFRESH_CHUNK)
+            report.rollup_buckets_refreshed += done
+            if done < _REFRESH_CHUNK:
+                break
+        return report
+
+    # -- health ------------------------------------------------------------------------
+
+    async def info(self) -> DatabaseInfo:
+        return await self.db.info()
+
+    async def ping(self) -> None:
+        await self.db.ping()

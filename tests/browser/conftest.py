@@ -38,6 +38,7 @@ USERS = {
     "mia": ("maintenance", ["default"]),
     "vic": ("viewer", ["default"]),
     "gus": ("viewer", ["globex"]),
+    "ada": ("admin", ["*"]),
 }
 
 

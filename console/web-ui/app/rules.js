@@ -42,7 +42,7 @@ function Problem({ problem, text }) {
   const line = problem.line ? lines[problem.line - 1] || '' : null;
   return html`<div class="problem" role="alert" data-field=${problem.field} data-line=${problem.line} data-column=${problem.column}>
     <p><b>${problem.field}</b>${problem.line ? ` line ${problem.line}, column ${problem.column}` : ''}: ${problem.message}</p>
-    ${line !== null && html`<pre>${line}\n${' '.repeat(Math.max(0, (problem.column || 1) - 1))}^</pre>`}
+    ${line !== null && html`<pre>${`${line}\n${' '.repeat(Math.max(0, (problem.column || 1) - 1))}^`}</pre>`}
   </div>`;
 }
 

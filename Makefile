@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test check lint typecheck imports format bench clean
+.PHONY: run test check lint typecheck imports format bench vendor clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fleethub needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -43,6 +43,11 @@ format: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+# Front-end work only: fetch the console's pinned libraries (console/vendor.toml) from the npm
+# registry into console/web-ui/vendor/. The result is committed; running the hub never needs it.
+vendor: | $(BIN)/python
+	$(BIN)/python -m console.vendor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build *.egg-info

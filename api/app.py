@@ -9,13 +9,14 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api.alerts import AlertsController
 from api.audit import AuditController
 from api.auth import authorize, principal_of
 from api.body_depth import limit_json_depth
 from api.commands import FleetCommandsController, VehicleCommandsController
+from api.console import console_routes
 from api.deps import ApiDeps
 from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
@@ -24,12 +25,15 @@ from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
 from api.provisioning import ProvisioningController
 from api.rules import RulesController
+from api.session import SessionController
 from api.trips import TripController
 from api.users import TokensController, UsersController
 from api.vehicles import VehicleController
 from api.zones import ZonesController
 from kernel import FleethubError
 from security import Principal
+
+_SWAGGER = "/console/vendor/swagger-ui-dist"
 
 
 def create_app(deps: ApiDeps) -> Litestar:
@@ -57,6 +61,8 @@ def create_app(deps: ApiDeps) -> Litestar:
             AuditController,
             healthz,
             metrics,
+            SessionController,
+            *console_routes(enabled=deps.console is not None),
         ],
         dependencies={
             "deps": Provide(provide_deps, use_cache=True, sync_to_thread=False),
@@ -76,7 +82,15 @@ def create_app(deps: ApiDeps) -> Litestar:
             version="1",
             description=DESCRIPTION,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+            # Served from the hub's own copy of swagger-ui-dist, so the page works offline.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{_SWAGGER}/swagger-ui-bundle.js",
+                    css_url=f"{_SWAGGER}/swagger-ui.css",
+                    standalone_preset_js_url=f"{_SWAGGER}/swagger-ui-standalone-preset.js",
+                    favicon="<link rel='icon' type='image/svg+xml' href='/console/favicon.svg'>",
+                )
+            ],
         ),
         request_max_body_size=deps.max_body_bytes,
         # The hub configures logging once (fleethub.logs); Litestar must not reconfigure the root logger.

@@ -11,8 +11,8 @@ Every route handler must say what it needs in its `opt`:
    forget to protect a route (`tests/integration/api/test_route_permissions.py`
    enumerates every route as well);
 2. authenticates the request: `Authorization: Bearer <token>` (401 when missing,
-   unknown, revoked or expired), or the development principal when `auth.enabled`
-   is false;
+   unknown, revoked or expired), else the console's session cookie (`api.cookie_auth`),
+   or the development principal when `auth.enabled` is false;
 3. checks the principal's role has the permission (403);
 4. for a route with a `vehicle_id` path parameter, answers 404 when the vehicle
    belongs to a fleet the principal does not see, exactly as for a vehicle that does
@@ -44,6 +44,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from api.cookie_auth import session_principal
 from api.deps import ApiDeps
 from kernel import NotFound
 from security import Actor, Permission, Principal
@@ -120,6 +121,10 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any], deps: Ap
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        # The console's browser sends its session cookie instead (and a CSRF token on writes).
+        from_session = await session_principal(connection, deps)
+        if from_session is not None:
+            return from_session
         raise _unauthorized("send an API token: Authorization: Bearer <token>")
     if deps.security is None:
         raise _unauthorized("no credential store is configured")

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry
 
 from commands import CommandService
+from console import Console
 from rules import RulesEngine
 from security import SecurityService
 from twin import HistoryReader, TwinService
@@ -51,6 +52,8 @@ class ApiDeps:
     # /healthz and /metrics without a token.
     public_health: bool = True
     public_metrics: bool = False
+    # The operator console (pages, fleet index, live feed, login sessions); None when console.enabled is false.
+    console: Console | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

@@ -53,5 +53,9 @@ def document_problems(app: Litestar) -> None:
                 continue
             responses = operation.responses if operation.responses is not None else {}
             responses.pop("400", None)
+            # A 204 has no body; Litestar documents one for handlers that return Response[None].
+            no_content = responses.get("204")
+            if isinstance(no_content, OpenAPIResponse):
+                no_content.content = None
             responses["4XX"] = problem
             operation.responses = responses

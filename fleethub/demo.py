@@ -80,13 +80,18 @@ def with_demo_rules(settings: Settings) -> Settings:
 def banner(hub: Hub, vehicles: int, prefix: str) -> str:
     http = f"http://localhost:{hub.http_port}"
     first = f"{prefix}0001"
+    console = (
+        f"  Console       {http}/   (live map, vehicles, alerts; no login in the demo)\n"
+        if getattr(hub, "console", True)
+        else ""
+    )
     return f"""
 fleethub demo is running with {vehicles} simulated vehicles.
 
   !! DEVELOPMENT MODE: MQTT accepts anonymous clients, HTTP requests need no token.
   !! Never expose the demo; `fleethub serve` is secure by default (see README, "Security").
 
-  HTTP API      {http}/api/v1/vehicles
+{console}  HTTP API      {http}/api/v1/vehicles
   API docs      {http}/schema/swagger
   Health        {http}/healthz
   Metrics       {http}/metrics

@@ -21,7 +21,9 @@ from prometheus_client import CollectorRegistry
 from api import ApiDeps, ComponentHealth, Health, create_app
 from broker import BrokerMetrics, EmbeddedBroker, TlsListener
 from commands import CommandService
+from console import Console
 from fleethub.commands_setup import command_service
+from fleethub.console_setup import console_of
 from fleethub.http_server import HttpServer
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
@@ -61,6 +63,7 @@ class Hub:
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
+        self.console: Console | None = None
         self.security_store: SecurityStore = security_store(self.database)
         self.security = SecurityService(
             self.security_store,
@@ -149,6 +152,11 @@ class Hub:
         self.commands.publisher = self.broker
         if self.rules is not None:
             self.rules.publisher = self.broker
+        # Before the rules engine starts: the console's live feed sees every alert it publishes.
+        self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
+        if self.console is not None:
+            await self._stack.enter_async_context(self.console)
+        if self.rules is not None:
             await start_rules(rules_stack, self.rules)
         deps = ApiDeps(
             service=self.service,
@@ -167,9 +175,13 @@ class Hub:
             auth_enabled=s.auth.enabled,
             public_health=s.auth.public_health,
             public_metrics=s.auth.public_metrics,
+            console=self.console,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)
+        if self.console is not None:
+            # Live streams end before the HTTP server stops, which would otherwise wait for them.
+            self._stack.callback(self.console.close_streams)
         info = await self.store.info()
         log.info(
             "hub started",

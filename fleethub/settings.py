@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from commands import CommandsSettings
+from console import ConsoleSettings
 from kernel import ConfigError
 from rules import Limits as RuleLimits
 from rules import Zone
@@ -167,6 +168,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     abuse: AbuseLimits = msgspec.field(default_factory=AbuseLimits)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)

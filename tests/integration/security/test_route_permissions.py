@@ -1,5 +1,7 @@
 """Every route of the app declares its permission, and the guard closes any route that does not."""
 
+import dataclasses
+
 import httpx
 from litestar import Litestar, get
 from litestar.datastructures import State
@@ -7,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
 from api.auth import OPT_PUBLIC_IF, authorize, is_framework_route, permission_of
+from console import Console, ConsoleSettings
 from security import Permission
 from twin import MemoryStore, TwinService
 
@@ -38,16 +41,29 @@ def test_every_route_declares_a_permission() -> None:
     assert undeclared == []
 
 
-def test_only_health_and_metrics_may_be_public() -> None:
-    """No data route is public; /healthz and /metrics are public only through their settings."""
+def _console_app() -> Litestar:
+    deps = _deps()
+    return create_app(dataclasses.replace(deps, console=Console(ConsoleSettings(), deps.service)))
+
+
+def test_only_health_metrics_and_the_console_shell_may_be_public() -> None:
+    """No data route is public: /healthz and /metrics through their settings; the console's page, assets,
+    settings and login (which hold no fleet data) always. (The console's static files are served by
+    Litestar's own handler, which `is_framework_route` exempts like the schema routes.)"""
     public = []
-    for route in _app().routes:
+    for route in _console_app().routes:
         for handler in getattr(route, "route_handlers", ()):
             if is_framework_route(handler):
                 continue
             if permission_of(handler) is Permission.PUBLIC or OPT_PUBLIC_IF in handler.opt:
                 public.append(route.path)
-    assert sorted(public) == ["/healthz", "/metrics"]
+    assert sorted(set(public)) == [
+        "/",
+        "/api/v1/console/config",
+        "/api/v1/session",
+        "/healthz",
+        "/metrics",
+    ]
 
 
 async def test_a_route_without_a_permission_is_refused() -> None:

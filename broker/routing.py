@@ -16,6 +16,7 @@ connecting client the retained messages matching anyone's filters).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from typing import Any
@@ -34,7 +35,7 @@ from broker.metrics import BrokerMetrics
 from broker.topic_index import TopicIndex
 from broker.topics import Refusal
 from security import AbuseLimits, PrincipalKind, TokenBuckets
-from twin import Channel, Inbound, InboundSink
+from twin import Channel, Inbound, InboundSink, Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,8 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         self._auth = auth or BrokerAuth(None, allow_anonymous=True, metrics=metrics.security)
         self._abuse = abuse or AbuseLimits()
         self._message_rate = TokenBuckets(self._abuse.message_rate_per_s, self._abuse.message_burst)
+        # Retained vehicle messages being stored once accepted (held so none is collected mid-way).
+        self._retaining: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
@@ -139,6 +142,9 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         elif route is not None and route.refusal is not None:
             self._refuse(session, vehicle_id, topic, route.refusal, len(data))
         elif route is not None and route.kind is not None:
+            # The pipeline's verdict decides routing, so every ingested message gets a
+            # future; a QoS 0 one simply has no PUBACK waiting on it.
+            verdict = ack if ack is not None else asyncio.get_running_loop().create_future()
             await self._sink.submit(
                 Inbound(
                     route.vehicle_id,
@@ -146,20 +152,38 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
                     bytes(data),
                     received_at=time.time(),
                     qos=message.qos or 0,
-                    ack=ack,
+                    ack=verdict,
                     subtopic=route.subtopic,
                     client_id=session.client_id,
                     peer=peer_of(session),
                 )
             )
-            # Ingested messages still reach other subscribers (a dashboard on vehicles/+/telemetry).
-            await self._route(session, message)
+            # Accepted messages still reach other subscribers (a dashboard on vehicles/+/telemetry);
+            # refused ones, and ones never committed, reach no one.
+            verdict.add_done_callback(functools.partial(self._route_if_accepted, session, message))
             return True
         else:
             await self._route(session, message)
         # MQTT 3.1.1 has no negative PUBACK: a refused message is acknowledged and dropped.
         resolve(ack)
         return True
+
+    def _route_if_accepted(
+        self, session: Session, message: ApplicationMessage, verdict: asyncio.Future[Verdict]
+    ) -> None:
+        if verdict.cancelled() or verdict.exception() is not None or not verdict.result().accepted:
+            return
+        if not self.running:
+            return
+        self._broadcast_queue.put_nowait(
+            {"session": session, "topic": message.topic, "data": message.data, "qos": message.qos or QOS_0}
+        )
+        if message.publish_packet is not None and message.publish_packet.retain_flag:
+            task = asyncio.get_running_loop().create_task(
+                self.retain_message(session, message.topic, message.data, message.qos)
+            )
+            self._retaining.add(task)
+            task.add_done_callback(self._retaining.discard)
 
     async def _route(self, session: Session, message: ApplicationMessage) -> None:
         await self._broadcast_message(session, message.topic, message.data, force_qos=message.qos or QOS_0)

@@ -7,6 +7,7 @@ from kernel.clock import Clock, isoformat, parse_time
 from kernel.database import Database, open_database
 from kernel.errors import ConfigError, FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError
 from kernel.info import DatabaseInfo
+from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, sqlite_path
@@ -26,9 +27,11 @@ __all__ = [
     "StoreError",
     "Timeseries",
     "TimeseriesMode",
+    "deeper_than",
     "fetch_all",
     "in_connection_thread",
     "isoformat",
+    "json_depth",
     "load_migrations",
     "load_pg_migrations",
     "open_database",

@@ -25,7 +25,7 @@ from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, isoforma
 from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
 from twin.errors import VersionConflict
 from twin.inbound import ACCEPTED, Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel, Verdict
-from twin.limits import Limits, check_patch
+from twin.limits import Limits, check_patch, check_ttl
 from twin.merge import (
     apply_desired,
     apply_reported,
@@ -329,12 +329,15 @@ class TwinService:
         )
         if self.metrics:
             self.metrics.refused.labels(exc.reason).inc()
+        if item.ack is not None and not item.ack.done():
+            # Refused is final: acknowledged (there is nothing to commit) and not routed on.
+            item.ack.set_result(Verdict.refused(exc.reason, exc.detail))
         topic = item.kind.value if not item.subtopic else f"commands/{item.subtopic}/result"
         payload = _encode(ErrorMessage(exc.reason, exc.detail, topic, isoformat(self.clock())))
         batch.outbox.append((item.vehicle_id, Channel.ERRORS, payload))
 
     async def _telemetry(self, item: Inbound, batch: _Batch) -> None:
-        obj = decode_object(item.payload)
+        obj = decode_object(item.payload, self.limits.max_depth + 1)
         check_patch(obj, self.limits)
         env = split_envelope(obj, item.received_at, self.settings.max_clock_ahead_s)
         state = await self._twin(item.vehicle_id, create=True)
@@ -372,7 +375,7 @@ class TwinService:
     async def _twin_get(self, item: Inbound, batch: _Batch) -> None:
         request_id: str | None = None
         if item.payload.strip():
-            obj = decode_object(item.payload)
+            obj = decode_object(item.payload, self.limits.max_depth + 1)
             raw = obj.get("request_id")
             if raw is not None and not isinstance(raw, str):
                 raise InvalidPayload("bad_request_id", "'request_id' must be a string")
@@ -386,7 +389,7 @@ class TwinService:
         batch.outbox.append((item.vehicle_id, Channel.DOCUMENT, _encode(doc)))
 
     async def _twin_rejected(self, item: Inbound, batch: _Batch) -> None:
-        obj = decode_object(item.payload)
+        obj = decode_object(item.payload, self.limits.max_depth + 1)
         check_patch(obj, self.limits)
         reasons = {k: v if isinstance(v, str) else _encode(v).decode() for k, v in obj.items()}
         state = await self._twin(item.vehicle_id)
@@ -567,6 +570,7 @@ class TwinService:
         With `clear_applied`, the patched keys leave desired once the vehicle applies them.
         """
         check_patch(patch, self.limits)
+        check_ttl(ttl_s, self.limits)
 
         def apply(state: TwinState) -> _DeltaChanged:
             _check_version(state, if_match)

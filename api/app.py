@@ -17,6 +17,7 @@ from api.auth import authorize, principal_of
 from api.body_depth import limit_json_depth
 from api.commands import FleetCommandsController, VehicleCommandsController
 from api.console import console_routes
+from api.dead_letters import DeadLetterController
 from api.deps import ApiDeps
 from api.history import HistoryController
 from api.metrics import HttpMetrics, observe_requests
@@ -59,6 +60,7 @@ def create_app(deps: ApiDeps) -> Litestar:
             UsersController,
             TokensController,
             AuditController,
+            DeadLetterController,
             healthz,
             metrics,
             SessionController,

@@ -31,7 +31,7 @@ from fleethub.stores import database, history_options
 from kernel import Database
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
-from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
+from twin import IngestMetrics, Store, TwinService, dead_letter_store, run_maintenance, twin_store
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,7 @@ class Hub:
             limits=settings.limits,
             settings=settings.ingest,
             metrics=IngestMetrics(self.registry),
+            dead_letters=dead_letter_store(self.database),
         )
         self._stack = contextlib.AsyncExitStack()
         self._consumer: asyncio.Task[None] | None = None
@@ -198,11 +199,19 @@ class Hub:
         await self.service.provision(vehicle_id, fleet, dict(tags))
 
     async def _drain_ingest(self) -> None:
-        if self._consumer is None:
+        """Commit what is queued, within `ingest.shutdown_timeout_s`; nothing else is acknowledged."""
+        consumer = self._consumer
+        if consumer is None:
             return
-        if not self._consumer.done():
+        if not consumer.done():
             self.service.stop()
-        await self._consumer
+        # The consumer keeps the deadline itself; this bounds a store call that never returns.
+        grace = self.settings.ingest.shutdown_timeout_s + 2.0
+        try:
+            await asyncio.wait_for(asyncio.shield(consumer), grace)
+        except TimeoutError:
+            log.error("ingest did not stop in time; leaving the rest unacknowledged", waited_s=grace)
+            await _cancel_and_wait(consumer)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -245,6 +254,10 @@ class Hub:
                 "last_commit_at": ingest.last_commit_at,
                 "last_commit_error": ingest.last_commit_error,
                 "twins_cached": ingest.twins_cached,
+                # Quarantined items do not make ingest unhealthy: everyone else's data commits.
+                "dead_letters": ingest.dead_letters,
+                "last_dead_letter_at": ingest.last_dead_letter_at,
+                "last_dead_letter_reason": ingest.last_dead_letter_reason,
             },
         )
         broker_ok = self.broker is not None and self.broker.running

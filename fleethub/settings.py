@@ -311,6 +311,7 @@ def validate(settings: Settings) -> None:
     _check(ingest.batch_max >= 1, "ingest.batch_max", "at least 1", ingest.batch_max)
     _check(ingest.max_clock_ahead_s >= 0, "ingest.max_clock_ahead_s", "0 or more", ingest.max_clock_ahead_s)
     _check(ingest.commit_retry_max_s > 0, "ingest.commit_retry_max_s", "positive", ingest.commit_retry_max_s)
+    _check(ingest.shutdown_timeout_s > 0, "ingest.shutdown_timeout_s", "positive", ingest.shutdown_timeout_s)
     for field in Limits.__struct_fields__:
         value = getattr(settings.limits, field)
         _check(value >= 1, f"limits.{field}", "at least 1", value)

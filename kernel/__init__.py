@@ -5,7 +5,19 @@
 
 from kernel.clock import Clock, isoformat, parse_time
 from kernel.database import Database, open_database
-from kernel.errors import ConfigError, FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError
+from kernel.errors import (
+    ConfigError,
+    FleethubError,
+    InvalidPayload,
+    LimitExceeded,
+    NotFound,
+    StoreError,
+    StoreFull,
+    StoreLocked,
+    StoreRejected,
+    StoreUnavailable,
+    TransientStoreError,
+)
 from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
@@ -25,8 +37,13 @@ __all__ = [
     "PostgresDatabase",
     "SqliteDatabase",
     "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "StoreRejected",
+    "StoreUnavailable",
     "Timeseries",
     "TimeseriesMode",
+    "TransientStoreError",
     "deeper_than",
     "fetch_all",
     "in_connection_thread",

@@ -1,8 +1,10 @@
 """PostgreSQL for the whole process: one migrated database, one connection pool.
 
 Every store (twins, rules, commands, security) takes its connections from the one
-pool through `connection`, which turns a pool that is exhausted or a server that is
-gone into `StoreError`. Migrations run once, before the pool opens, under an advisory
+pool through `connection`, which turns every psycopg error (a pool that is exhausted,
+a server that is gone, a value refused) into one of kernel's store errors
+(`kernel.postgres_errors`: the one place PostgreSQL's errors are mapped).
+Migrations run once, before the pool opens, under an advisory
 lock, so hub workers starting together take turns.
 """
 
@@ -22,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from kernel.errors import StoreError
 from kernel.info import DatabaseInfo
 from kernel.migrate import TimeseriesMode, load_pg_migrations
+from kernel.postgres_errors import MAPPED, store_error
 
 log = structlog.get_logger(__name__)
 
@@ -121,10 +124,8 @@ class PostgresDatabase:
                         await conn.execute(prepare.encode())
                         done.add(prepare)
                 yield conn
-        except PoolTimeout as exc:
-            raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+        except MAPPED as exc:
+            raise store_error(exc) from exc
 
     # -- migrations ----------------------------------------------------------------------
 

@@ -38,6 +38,12 @@ class IngestMetrics:
             "Batch commits that failed and were retried",
             registry=registry,
         )
+        self.dead_letters = Counter(
+            "fleethub_ingest_dead_letters_total",
+            "Messages the database refused, kept in the dead-letter table, by message kind",
+            ["kind"],
+            registry=registry,
+        )
         self.connected_vehicles = Gauge(
             "fleethub_connected_vehicles", "Vehicles with an open MQTT session", registry=registry
         )

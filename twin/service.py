@@ -14,14 +14,14 @@ import asyncio
 import contextlib
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import structlog
 
-from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, isoformat
+from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, StoreRejected, StoreUnavailable, isoformat
 from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
 from twin.errors import VersionConflict
 from twin.inbound import ACCEPTED, Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel, Verdict
@@ -38,6 +38,7 @@ from twin.metrics import IngestMetrics
 from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
+from twin.stores.dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
 from twin.stores.protocol import HistoryQuery, Store, TwinFilter
 from twin.telemetry import decode_object, split_envelope
 
@@ -55,6 +56,9 @@ class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_clock_ahead_s: float = 300.0
     # Longest pause between retries of a failed commit.
     commit_retry_max_s: float = 5.0
+    # After SIGTERM, how long the consumer may go on committing what is queued; what is not
+    # committed by then is left unacknowledged (its senders send it again).
+    shutdown_timeout_s: float = 10.0
     # A connected vehicle with no telemetry for this long shows `connection.reporting: false`.
     reporting_window_s: float = 120.0
     # A vehicle back within this long of dropping off is a flap: no events, `since` kept.
@@ -89,6 +93,10 @@ class HealthReport(msgspec.Struct):
     last_commit_at: str | None
     last_commit_error: str | None
     twins_cached: int
+    # Messages quarantined since the hub started (the dead-letter table holds every one).
+    dead_letters: int = 0
+    last_dead_letter_at: str | None = None
+    last_dead_letter_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -127,6 +135,22 @@ class _Offline:
     due: float
 
 
+_Item = Inbound | _Op
+_T = TypeVar("_T")
+
+
+class _Rejected(Exception):
+    """The database refused a value in the batch: split it to find the item."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Abandoned(Exception):
+    """The stop deadline passed while the store kept failing: the batch is left unacknowledged."""
+
+
 _STOP = object()
 # Queued by the presence timer so debounced events are written by the consumer, in order.
 _TICK = object()
@@ -143,6 +167,7 @@ class TwinService:
         settings: IngestSettings | None = None,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
@@ -165,6 +190,16 @@ class TwinService:
         self._running = False
         self._last_commit_at: float | None = None
         self._last_commit_error: str | None = None
+        self.dead_letters: DeadLetterStore = dead_letters or MemoryDeadLetters()
+        self._dead_letters_total = 0
+        self._last_dead_letter: DeadLetter | None = None
+        # Items taken from the queue whose batch is not finished yet (part of the queue depth).
+        self._in_flight = 0
+        self._stop_requested = asyncio.Event()
+        self._stop_deadline: float | None = None
+        if metrics is not None:
+            # Read when scraped, so it tells the truth while the consumer is stuck on a commit.
+            metrics.queue_depth.set_function(lambda: self._queue.qsize() + self._in_flight)
 
     # -- the inbound side ------------------------------------------------------------
 
@@ -179,13 +214,20 @@ class TwinService:
         return True
 
     def stop(self) -> None:
-        """Ask `run` to finish what is queued, commit it and return."""
+        """Ask `run` to commit what is queued and return, within `shutdown_timeout_s`.
+
+        What is not committed by then is left unacknowledged: the senders send it again.
+        """
+        loop = asyncio.get_running_loop()
+        if self._stop_deadline is None:
+            self._stop_deadline = loop.time() + self.settings.shutdown_timeout_s
+        self._stop_requested.set()
         # The stop marker may wait behind a full queue; a task keeps the caller non-blocking.
         if not self.try_submit(_STOP):  # type: ignore[arg-type]
-            self._stopper = asyncio.get_running_loop().create_task(self._queue.put(_STOP))
+            self._stopper = loop.create_task(self._queue.put(_STOP))
 
     async def run(self) -> None:
-        """The consumer; returns after `stop()` once everything before it is committed."""
+        """The consumer; returns after `stop()` once everything before it is committed (or abandoned)."""
         self._running = True
         try:
             stopping = False
@@ -197,55 +239,75 @@ class TwinService:
                         items.append(self._queue.get_nowait())
                     except asyncio.QueueEmpty:
                         break
-                if self.metrics:
-                    self.metrics.queue_depth.set(self._queue.qsize())
                 if any(i is _STOP for i in items):
                     stopping = True
-                items = [i for i in items if i is not _STOP and i is not _TICK]
+                work = [i for i in items if isinstance(i, Inbound | _Op)]
+                if self._past_deadline():
+                    self._abandon(work)
+                    continue
                 # On stop, links that dropped are reported now: the hub will not be here to see them return.
-                await self._process(items, flush_presence=stopping)
+                await self._supervised(work, flush_presence=stopping)
         finally:
             self._running = False
+            self._abandon_queued()
             if self._presence_timer is not None:
                 self._presence_timer.cancel()
                 self._presence_timer = None
 
-    async def _process(self, items: list[Inbound | _Op | object], *, flush_presence: bool = False) -> None:
+    async def _supervised(self, items: list[_Item], *, flush_presence: bool) -> None:
+        """Process one batch; whatever goes wrong stays with its items, and the consumer goes on."""
+        self._in_flight = len(items)
+        try:
+            await self._process(items, flush_presence=flush_presence)
+        except _Abandoned:
+            self._abandon(items)
+        # A bug in a stage must not end the consumer: the batch's items are not acknowledged
+        # (their senders resend them) and the next batch starts from what is committed.
+        except Exception:
+            log.exception("ingest batch failed; its items are left unacknowledged", items=len(items))
+            self._forget_uncommitted(items)
+            self._abandon(items)
+        finally:
+            self._in_flight = 0
+
+    async def _process(self, items: list[_Item], *, flush_presence: bool = False) -> None:
         await self._prefetch(items)
         try:
-            await self._apply_and_commit(items, flush_presence)
+            batch = await self._apply(items, flush_presence)
+            if await self._commit_or_isolate(batch, items):
+                self._finish(batch)
         finally:
             self._fetched.clear()
 
-    async def _prefetch(self, items: list[Inbound | _Op | object]) -> None:
+    async def _prefetch(self, items: list[_Item]) -> None:
         """Load the twins this batch needs that are not in memory, in one query.
 
         One store round trip per missing twin made a reconnecting fleet stall ingest:
-        each is a hop to the store's thread and back through a busy event loop.
+        each is a hop to the store's thread and back through a busy event loop. A store
+        that cannot answer now is asked again with backoff while the batch's acks wait.
         """
-        wanted = {
-            item.vehicle_id for item in items if isinstance(item, Inbound | _Op) and item.vehicle_id not in self._twins
-        }
+        wanted = {item.vehicle_id for item in items if item.vehicle_id not in self._twins}
         if not wanted:
             return
-        try:
-            found = await self.store.load_twins(sorted(wanted))
-        # Each item then loads its own twin, and reports its own store error.
-        except Exception as exc:
-            log.warning("twin prefetch failed", error=f"{type(exc).__name__}: {exc}")
-            return
+        found = await self._retrying("twin read", lambda: self.store.load_twins(sorted(wanted)))
         self._fetched = {vid: found.get(vid) for vid in wanted}
 
-    async def _apply_and_commit(self, items: list[Inbound | _Op | object], flush_presence: bool) -> None:
+    async def _apply(
+        self, items: list[_Item], flush_presence: bool, carried: list[PresenceEvent] | None = None
+    ) -> _Batch:
         batch = _Batch()
+        if carried:
+            batch.presence.extend(carried)
         for item in items:
             if isinstance(item, Inbound):
                 await self._apply_inbound(item, batch)
-            elif isinstance(item, _Op):
+            else:
                 await self._apply_op(item, batch)
         await self._report_offline(batch, everything=flush_presence)
-        if batch.dirty or batch.history or batch.presence:
-            await self._commit(batch)
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """After the commit: acknowledge, answer, send what waited for it, tell observers."""
         for ack in batch.acks:
             if not ack.done():
                 ack.set_result(ACCEPTED)
@@ -265,28 +327,161 @@ class TwinService:
         if self.metrics and batch.accepted:
             self.metrics.accepted.inc(batch.accepted)
 
+    async def _commit_or_isolate(self, batch: _Batch, items: list[_Item]) -> bool:
+        """True when `batch` committed. When the database refused a value in it, the batch is
+        split until the offending item is found and quarantined; the rest commits (and is
+        finished) on the way, and False is returned."""
+        if not (batch.dirty or batch.history or batch.presence):
+            return True
+        try:
+            await self._commit(batch)
+        except _Rejected as rejected:
+            self._forget_uncommitted(items, batch)
+            await self._isolate(items, batch.presence, rejected.error)
+            return False
+        return True
+
+    async def _isolate(self, items: list[_Item], presence: list[PresenceEvent], error: StoreError) -> None:
+        # Command results went to the command service with the first pass: never twice.
+        redo = [i for i in items if not (isinstance(i, Inbound) and i.kind is MessageKind.COMMAND_RESULT)]
+        if not redo:
+            if presence:
+                log.error("presence events refused by the store, dropped", events=len(presence), error=str(error))
+            return
+        if len(redo) == 1:
+            await self._quarantine(redo[0], error)
+            if presence:
+                await self._commit_or_isolate(_Batch(presence=list(presence)), [])
+            return
+        mid = len(redo) // 2
+        for part, carried in ((redo[:mid], presence), (redo[mid:], [])):
+            await self._prefetch(part)
+            batch = await self._apply(part, False, carried)
+            if await self._commit_or_isolate(batch, part):
+                self._finish(batch)
+
+    def _forget_uncommitted(self, items: list[_Item], batch: _Batch | None = None) -> None:
+        """Drop the in-memory twins an uncommitted batch changed: they reload as committed."""
+        vids = {item.vehicle_id for item in items}
+        if batch is not None:
+            vids.update(batch.dirty)
+        for vid in vids:
+            self._twins.pop(vid, None)
+            self._fetched.pop(vid, None)
+
+    async def _quarantine(self, item: _Item, error: StoreError) -> None:
+        """Set aside the one item the database refuses: kept, counted, told to its sender."""
+        reason, detail = "store_rejected", f"the database refused this message: {error}"
+        if isinstance(item, _Op):
+            if not item.done.done():
+                item.done.set_exception(StoreRejected(str(error)))
+            return
+        known = self._twins.get(item.vehicle_id)
+        letter = DeadLetter(
+            id=DeadLetter.new_id(),
+            vehicle_id=item.vehicle_id,
+            fleet=known.fleet if known is not None else None,
+            kind=item.kind.value,
+            topic=_topic_of(item),
+            payload=item.payload,
+            reason=reason,
+            detail=str(error),
+            received_at=item.received_at,
+            quarantined_at=self.clock(),
+        )
+        letters = self.dead_letters
+        await self._retrying("dead letter", lambda: letters.add(letter))
+        self._dead_letters_total += 1
+        self._last_dead_letter = letter
+        log.error("message quarantined", vehicle_id=item.vehicle_id, kind=item.kind.value, error=str(error))
+        if self.metrics:
+            self.metrics.dead_letters.labels(item.kind.value).inc()
+            self.metrics.refused.labels(reason).inc()
+        if item.ack is not None and not item.ack.done():
+            item.ack.set_result(Verdict.refused(reason, detail))
+        if self.channel is not None:
+            notice = ErrorMessage(reason, detail, _topic_of(item), isoformat(self.clock()))
+            self.channel.send(item.vehicle_id, Channel.ERRORS, _encode(notice))
+
     async def _commit(self, batch: _Batch) -> None:
-        delay = 0.05
+        """Commit `batch`; transient failures are retried with backoff while its acks wait.
+
+        Raises `_Rejected` when the database refuses a value (retrying cannot help), and
+        `_Abandoned` when the stop deadline passes first.
+        """
         twins = list(batch.dirty.values())
+        started = time.perf_counter()
+        try:
+            await self._retrying("commit", lambda: self.store.write_batch(twins, batch.history, batch.presence))
+        except (_Abandoned, asyncio.CancelledError):
+            raise
+        except StoreRejected as exc:
+            raise _Rejected(exc) from exc
+        # Not a store error: a value our own code cannot encode, which is as deterministic.
+        except Exception as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise _Rejected(StoreRejected(f"{type(exc).__name__}: {exc}")) from exc
+        self._last_commit_at = self.clock()
+        if self.metrics:
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(len(batch.history) + len(twins))
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """`call()`, repeated with backoff while it fails transiently, until the stop deadline."""
+        delay = 0.05
         while True:
-            started = time.perf_counter()
             try:
-                await self.store.write_batch(twins, batch.history, batch.presence)
-            # Any store failure is retried, never dropped: acks wait until the batch commits.
-            except Exception as exc:
+                result = await call()
+            except StoreError as exc:
+                if isinstance(exc, StoreRejected):
+                    raise
                 self._last_commit_error = f"{type(exc).__name__}: {exc}"
                 if self.metrics:
                     self.metrics.commit_failures.inc()
-                log.error("commit failed, retrying", error=self._last_commit_error, retry_in_s=delay)
-                await asyncio.sleep(delay)
+                if self._past_deadline():
+                    log.error(f"{what} failed at shutdown; giving up", error=self._last_commit_error)
+                    raise _Abandoned from exc
+                log.error(f"{what} failed, retrying", error=self._last_commit_error, retry_in_s=delay)
+                await self._pause(delay)
                 delay = min(delay * 2, self.settings.commit_retry_max_s)
                 continue
-            self._last_commit_at = self.clock()
             self._last_commit_error = None
-            if self.metrics:
-                self.metrics.commit_seconds.observe(time.perf_counter() - started)
-                self.metrics.batch_size.observe(len(batch.history) + len(twins))
+            return result
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay`, but no later than the stop deadline once a stop is asked for."""
+        if self._stop_deadline is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay)
             return
+        remaining = self._stop_deadline - asyncio.get_running_loop().time()
+        await asyncio.sleep(max(0.0, min(delay, remaining)))
+
+    def _past_deadline(self) -> bool:
+        return self._stop_deadline is not None and asyncio.get_running_loop().time() >= self._stop_deadline
+
+    def _abandon(self, items: list[_Item]) -> None:
+        """Leave items unacknowledged: their senders send them again (MQTT resends on reconnect)."""
+        for item in items:
+            future = item.ack if isinstance(item, Inbound) else item.done
+            if future is not None and not future.done():
+                future.set_exception(StoreUnavailable("not committed: the hub is stopping or the batch failed"))
+                # Retrieved here: an unacknowledged message is expected, not an unhandled error.
+                future.exception()
+        if items:
+            log.warning("items left unacknowledged", items=len(items))
+
+    def _abandon_queued(self) -> None:
+        left: list[_Item] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(item, Inbound | _Op):
+                left.append(item)
+        self._abandon(left)
 
     # -- applying vehicle messages ---------------------------------------------------
 
@@ -317,7 +512,21 @@ class TwinService:
         except InvalidPayload as exc:
             self._refuse(item, exc, batch)
         except StoreError as exc:
+            # Its twin could not be read: nothing of it is applied, and it is not acknowledged.
             log.error("store error while applying message", vehicle_id=item.vehicle_id, error=str(exc))
+            self._withhold(item, batch)
+        # One message's bug stays with that message: it is not acknowledged (its sender resends
+        # it, and merging is idempotent), and the consumer goes on.
+        except Exception:
+            log.exception("message failed", vehicle_id=item.vehicle_id, kind=item.kind.value)
+            self._withhold(item, batch)
+
+    def _withhold(self, item: Inbound, batch: _Batch) -> None:
+        if item.ack is None:
+            return
+        with contextlib.suppress(ValueError):
+            batch.acks.remove(item.ack)
+        self._abandon([item])
 
     def _refuse(self, item: Inbound, exc: InvalidPayload, batch: _Batch) -> None:
         log.warning(
@@ -332,8 +541,7 @@ class TwinService:
         if item.ack is not None and not item.ack.done():
             # Refused is final: acknowledged (there is nothing to commit) and not routed on.
             item.ack.set_result(Verdict.refused(exc.reason, exc.detail))
-        topic = item.kind.value if not item.subtopic else f"commands/{item.subtopic}/result"
-        payload = _encode(ErrorMessage(exc.reason, exc.detail, topic, isoformat(self.clock())))
+        payload = _encode(ErrorMessage(exc.reason, exc.detail, _topic_of(item), isoformat(self.clock())))
         batch.outbox.append((item.vehicle_id, Channel.ERRORS, payload))
 
     async def _telemetry(self, item: Inbound, batch: _Batch) -> None:
@@ -522,14 +730,13 @@ class TwinService:
             state = await self._twin(op.vehicle_id, create=op.create)
             if state is None:
                 raise NotFound(f"vehicle '{op.vehicle_id}' not found")
-            snapshot = copy.deepcopy(state)
-            try:
-                result = op.fn(state)
-                _check_document_size(state, self.limits)
-            except BaseException:
-                # An operator write is all or nothing: restore the twin as it was.
-                self._twins[op.vehicle_id] = snapshot
-                raise
+            # An operator write is all or nothing: it is applied to a copy, which replaces the
+            # live twin's contents only when it succeeds. The live twin may already be in this
+            # batch (telemetry of the same vehicle), so a refused write must never touch it.
+            draft = copy.deepcopy(state)
+            result = op.fn(draft)
+            _check_document_size(draft, self.limits)
+            _adopt(state, draft)
         # The caller gets the exception; the consumer carries on with the rest of the batch.
         except Exception as exc:
             if not op.done.done():
@@ -665,16 +872,30 @@ class TwinService:
     def health(self) -> HealthReport:
         return HealthReport(
             running=self._running,
-            queue_depth=self._queue.qsize(),
+            queue_depth=self._queue.qsize() + self._in_flight,
             queue_max=self.settings.queue_max,
             last_commit_at=isoformat(self._last_commit_at),
             last_commit_error=self._last_commit_error,
             twins_cached=len(self._twins),
+            dead_letters=self._dead_letters_total,
+            last_dead_letter_at=isoformat(last.quarantined_at) if (last := self._last_dead_letter) else None,
+            last_dead_letter_reason=last.detail if last else None,
         )
 
     @property
     def online_vehicles(self) -> int:
         return len(self._online)
+
+
+def _adopt(state: TwinState, draft: TwinState) -> None:
+    """Give the live twin the contents of a successfully changed copy (observers hold the live object)."""
+    for name in state.__struct_fields__:
+        setattr(state, name, getattr(draft, name))
+
+
+def _topic_of(item: Inbound) -> str:
+    """The topic below `vehicles/{vid}/` an item came on."""
+    return item.kind.value if not item.subtopic else f"commands/{item.subtopic}/result"
 
 
 def _document_bytes(state: TwinState) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Self
 
 import msgspec
 
-from kernel import SqliteDatabase
+from kernel import SqliteDatabase, StoreRejected
 from security.audit import audit_insert
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.stores.protocol import AlreadyExists
@@ -59,8 +59,10 @@ class SqliteSecurityStore:
             statements.append(audit_insert(audit, "?"))
         try:
             return await self.db.write(_transaction, statements)
-        except sqlite3.IntegrityError:
-            raise AlreadyExists(f"{what or 'the row'} already exists") from None
+        except StoreRejected as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise AlreadyExists(f"{what or 'the row'} already exists") from None
+            raise
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
         rows = await self.db.fetch(sql, args)

@@ -11,6 +11,13 @@ from typing import assert_never
 
 from kernel import Database, PostgresDatabase, SqliteDatabase
 from twin.stores.aggregates import parse_aggs, time_zone
+from twin.stores.dead_letters import (
+    DeadLetter,
+    DeadLetterQuery,
+    DeadLetterStore,
+    MemoryDeadLetters,
+    dead_letter_store,
+)
 from twin.stores.memory import MemoryStore
 from twin.stores.postgres import PostgresStore
 from twin.stores.protocol import (
@@ -41,12 +48,16 @@ __all__ = [
     "AggregateQuery",
     "AggregateRow",
     "Bucket",
+    "DeadLetter",
+    "DeadLetterQuery",
+    "DeadLetterStore",
     "FieldAgg",
     "HistoryOptions",
     "HistoryPage",
     "HistoryQuery",
     "HistoryReader",
     "MaintenanceReport",
+    "MemoryDeadLetters",
     "MemoryStore",
     "Order",
     "PointQuery",
@@ -56,6 +67,7 @@ __all__ = [
     "Store",
     "TwinFilter",
     "VehicleSet",
+    "dead_letter_store",
     "parse_aggs",
     "run_maintenance",
     "time_zone",

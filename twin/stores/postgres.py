@@ -20,7 +20,7 @@ import msgspec
 import psycopg
 import structlog
 
-from kernel import DatabaseInfo, PostgresDatabase, TimeseriesMode, schema_lock
+from kernel import DatabaseInfo, PostgresDatabase, StoreError, TimeseriesMode, schema_lock
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.stores.aggregates import next_bucket, time_zone
 from twin.stores.pg_copy import (
@@ -150,10 +150,11 @@ class PostgresStore:
                     async with cur.copy(COPY_TWINS) as copy:
                         await copy.write(twins_copy(twins))
                     await cur.execute(MOVE_TWINS)
-        except psycopg.errors.CheckViolation:
-            # "no partition of relation found": another worker's retention dropped one we
-            # thought existed. Forget what we know; the retried batch recreates it.
-            self._partitions.known.clear()
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.CheckViolation):
+                # "no partition of relation found": another worker's retention dropped one we
+                # thought existed. Forget what we know; the retried batch recreates it.
+                self._partitions.known.clear()
             raise
 
     # -- twins -------------------------------------------------------------------------

@@ -251,6 +251,7 @@ class Hub:
             {
                 "queue_depth": ingest.queue_depth,
                 "queue_max": ingest.queue_max,
+                "in_flight": ingest.in_flight,
                 "last_commit_at": ingest.last_commit_at,
                 "last_commit_error": ingest.last_commit_error,
                 "twins_cached": ingest.twins_cached,

@@ -22,7 +22,7 @@ from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
-from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, sqlite_path
+from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
 
 __all__ = [
     "Clock",
@@ -54,6 +54,7 @@ __all__ = [
     "open_database",
     "parse_time",
     "redact",
+    "rollback",
     "schema_lock",
     "split_statements",
     "sqlite_path",

@@ -66,6 +66,13 @@ async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., T],
     return result
 
 
+def rollback(conn: sqlite3.Connection) -> None:
+    """End a failed transaction, if SQLite has not already: on SQLITE_FULL (and some I/O
+    errors) it rolls back by itself, and a second ROLLBACK would hide the real error."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> list[Any]:
     """Every row of a query, on a plain sqlite3 connection (run it in the connection's thread)."""
     return conn.execute(sql, args).fetchall()

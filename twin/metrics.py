@@ -21,6 +21,11 @@ class IngestMetrics:
         self.queue_depth = Gauge(
             "fleethub_ingest_queue_depth", "Items waiting for the ingest consumer", registry=registry
         )
+        self.in_flight = Gauge(
+            "fleethub_ingest_in_flight",
+            "Items taken by the ingest consumer whose batch is not committed yet",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "fleethub_ingest_batch_size",
             "Items per group commit",

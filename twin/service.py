@@ -90,6 +90,8 @@ class HealthReport(msgspec.Struct):
     running: bool
     queue_depth: int
     queue_max: int
+    # Items taken from the queue whose batch is not committed yet.
+    in_flight: int
     last_commit_at: str | None
     last_commit_error: str | None
     twins_cached: int
@@ -199,7 +201,8 @@ class TwinService:
         self._stop_deadline: float | None = None
         if metrics is not None:
             # Read when scraped, so it tells the truth while the consumer is stuck on a commit.
-            metrics.queue_depth.set_function(lambda: self._queue.qsize() + self._in_flight)
+            metrics.queue_depth.set_function(self._queue.qsize)
+            metrics.in_flight.set_function(lambda: self._in_flight)
 
     # -- the inbound side ------------------------------------------------------------
 
@@ -488,7 +491,11 @@ class TwinService:
     async def _apply_inbound(self, item: Inbound, batch: _Batch) -> None:
         if item.kind is MessageKind.COMMAND_RESULT and self.commands is not None:
             # The command service stores the result and then resolves the ack itself.
-            await self.commands.result_received(item)
+            try:
+                await self.commands.result_received(item)
+            except Exception:
+                log.exception("command result failed", vehicle_id=item.vehicle_id, command_id=item.subtopic)
+                self._abandon([item])
             return
         if item.ack is not None:
             batch.acks.append(item.ack)
@@ -872,7 +879,8 @@ class TwinService:
     def health(self) -> HealthReport:
         return HealthReport(
             running=self._running,
-            queue_depth=self._queue.qsize() + self._in_flight,
+            queue_depth=self._queue.qsize(),
+            in_flight=self._in_flight,
             queue_max=self.settings.queue_max,
             last_commit_at=isoformat(self._last_commit_at),
             last_commit_error=self._last_commit_error,

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from commands.model import Command, CommandState, Job
 from commands.stores.sql import COUNT_STATES, UPSERT_COMMAND, UPSERT_JOB, CommandReads, command_row, job_row
-from kernel import SqliteDatabase
+from kernel import SqliteDatabase, rollback
 from security import AuditEntry, audit_insert
 
 
@@ -57,6 +57,6 @@ def _write(
         for sql, args in audit:
             conn.execute(sql, args)
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")

@@ -12,7 +12,7 @@ from typing import Any, Self
 
 import msgspec
 
-from kernel import SqliteDatabase
+from kernel import SqliteDatabase, rollback
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
@@ -205,6 +205,6 @@ def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple
         for sql, args in statements:
             conn.execute(sql, args)
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")

@@ -11,7 +11,7 @@ from typing import Any, Self
 
 import msgspec
 
-from kernel import SqliteDatabase, StoreRejected
+from kernel import SqliteDatabase, StoreRejected, rollback
 from security.audit import audit_insert
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.stores.protocol import AlreadyExists
@@ -166,7 +166,7 @@ def _transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple[Any
         for sql, args in statements[1:]:
             conn.execute(sql, args)
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")
     return changed

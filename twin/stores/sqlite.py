@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import msgspec
 
-from kernel import DatabaseInfo, SqliteDatabase
+from kernel import DatabaseInfo, SqliteDatabase, rollback
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.stores.aggregates import Bucketizer, next_bucket, time_zone
 from twin.stores.protocol import (
@@ -119,7 +119,7 @@ def _write_rows(
         _insert_rows(conn, _history_sql, history)
         _insert_rows(conn, _twin_sql, twins)
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")
 
@@ -137,7 +137,7 @@ def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
         )
         count = cur.rowcount
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")
     return count

@@ -1,8 +1,5 @@
 """One contract for every commands store backend: in memory, SQLite and PostgreSQL."""
 
-import sqlite3
-
-import psycopg
 import pytest
 
 from commands import (
@@ -163,7 +160,7 @@ async def test_a_write_and_its_audit_entries_commit_together(store):
     """Commands and jobs are stored with the entries recording them; a refused entry undoes the whole write."""
     await store.write([command("c1")], [job("j1")], [_entry("e1"), _entry("e2")])
     assert await _audit_ids(store) == {"e1", "e2"}
-    with pytest.raises((StoreError, sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+    with pytest.raises(StoreError):
         await store.write([command("c2")], [job("j2")], [_entry("e3"), _entry("e1")])
     assert await store.get("c2") is None
     assert await store.get_job("j2") is None

@@ -39,7 +39,7 @@ from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
 from twin.observe import TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
 from twin.stores.dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
-from twin.stores.protocol import HistoryQuery, Store, TwinFilter
+from twin.stores.protocol import HistoryQuery, Statement, Store, TwinFilter
 from twin.telemetry import decode_object, split_envelope
 
 log = structlog.get_logger(__name__)
@@ -101,6 +101,10 @@ class HealthReport(msgspec.Struct):
     last_dead_letter_reason: str | None = None
 
 
+# Makes the audit entry of an operator write from the twin as changed (its fleet, its new version).
+AuditRecord = Callable[[TwinState], Statement]
+
+
 @dataclass(slots=True)
 class _Op:
     """An operator write run inside the consumer; `fn` mutates and returns the result."""
@@ -111,6 +115,8 @@ class _Op:
     create: bool = False
     # The paths the write patches, told to observers so they look only at what it touched.
     changed: tuple[tuple[str, ...], ...] = ()
+    # The audit entry of the write, made from the changed twin; committed in the same transaction.
+    audit: AuditRecord | None = None
 
 
 @dataclass(slots=True)
@@ -123,6 +129,8 @@ class _Batch:
     outbox: list[tuple[str, Channel, bytes]] = field(default_factory=list)
     updates: list[TwinUpdate] = field(default_factory=list)
     presence: list[PresenceEvent] = field(default_factory=list)
+    # Rows that commit with the twins (the audit entries of operator writes).
+    statements: list[Statement] = field(default_factory=list)
     accepted: int = 0
 
 
@@ -415,7 +423,9 @@ class TwinService:
         twins = list(batch.dirty.values())
         started = time.perf_counter()
         try:
-            await self._retrying("commit", lambda: self.store.write_batch(twins, batch.history, batch.presence))
+            await self._retrying(
+                "commit", lambda: self.store.write_batch(twins, batch.history, batch.presence, batch.statements)
+            )
         except (_Abandoned, asyncio.CancelledError):
             raise
         except StoreRejected as exc:
@@ -750,6 +760,8 @@ class TwinService:
                 op.done.set_exception(exc)
             return
         batch.dirty[state.vehicle_id] = state
+        if op.audit is not None:
+            batch.statements.append(op.audit(state))
         kind = UpdateKind.DESIRED if isinstance(result, _DeltaChanged) else UpdateKind.TAGS
         batch.updates.append(TwinUpdate(kind, state.vehicle_id, state, self.clock(), op.changed))
         if isinstance(result, _DeltaChanged):
@@ -763,11 +775,12 @@ class TwinService:
         *,
         create: bool = False,
         changed: tuple[tuple[str, ...], ...] = (),
+        audit: AuditRecord | None = None,
     ) -> TwinDocument:
         if not self._running:
             raise StoreError("the twin service is not running")
         done: asyncio.Future[TwinDocument] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Op(vehicle_id, fn, done, create, changed))
+        await self._queue.put(_Op(vehicle_id, fn, done, create, changed, audit))
         return await done
 
     async def patch_desired(
@@ -778,10 +791,12 @@ class TwinService:
         if_match: int | None = None,
         ttl_s: float | None = None,
         clear_applied: bool = False,
+        audit: AuditRecord | None = None,
     ) -> TwinDocument:
         """Merge `patch` into desired; the new delta goes to the vehicle once committed.
 
         With `clear_applied`, the patched keys leave desired once the vehicle applies them.
+        With `audit`, its entry commits in the same transaction as the change.
         """
         check_patch(patch, self.limits)
         check_ttl(ttl_s, self.limits)
@@ -794,10 +809,15 @@ class TwinService:
             state.updated_at = now
             return _DeltaChanged()
 
-        return await self._run_op(vehicle_id, apply, changed=_paths(patch))
+        return await self._run_op(vehicle_id, apply, changed=_paths(patch), audit=audit)
 
     async def patch_tags(
-        self, vehicle_id: str, patch: Mapping[str, Json], *, if_match: int | None = None
+        self,
+        vehicle_id: str,
+        patch: Mapping[str, Json],
+        *,
+        if_match: int | None = None,
+        audit: AuditRecord | None = None,
     ) -> TwinDocument:
         check_patch(patch, self.limits)
 
@@ -807,7 +827,7 @@ class TwinService:
             state.version += 1
             state.updated_at = self.clock()
 
-        return await self._run_op(vehicle_id, apply, changed=_paths(patch))
+        return await self._run_op(vehicle_id, apply, changed=_paths(patch), audit=audit)
 
     async def provision(self, vehicle_id: str, fleet: str, tags: Mapping[str, Json] | None = None) -> TwinDocument:
         """Create the vehicle's twin in `fleet` (or move an existing twin there), merging `tags`."""

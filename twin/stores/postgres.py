@@ -47,6 +47,7 @@ from twin.stores.protocol import (
     Order,
     PointQuery,
     PresenceQuery,
+    Statement,
     TwinFilter,
     VehicleSet,
     bucket_cursor,
@@ -128,7 +129,11 @@ class PostgresStore:
     # -- writes ------------------------------------------------------------------------
 
     async def write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent] = (),
+        statements: Sequence[Statement] = (),
     ) -> None:
         if history and self.mode is TimeseriesMode.NATIVE:
             needed = self._partitions.missing(h.ts for h in history)
@@ -150,6 +155,9 @@ class PostgresStore:
                     async with cur.copy(COPY_TWINS) as copy:
                         await copy.write(twins_copy(twins))
                     await cur.execute(MOVE_TWINS)
+                for statement in statements:
+                    sql, args = statement("%s", jsonb=True)
+                    await cur.execute(sql.encode(), args)
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.errors.CheckViolation):
                 # "no partition of relation found": another worker's retention dropped one we

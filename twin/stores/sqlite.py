@@ -29,6 +29,7 @@ from twin.stores.protocol import (
     Order,
     PointQuery,
     PresenceQuery,
+    Statement,
     TwinFilter,
     VehicleSet,
     bucket_cursor,
@@ -110,6 +111,7 @@ def _write_rows(
     history: Sequence[tuple[Any, ...]],
     twins: Sequence[tuple[Any, ...]],
     presence: Sequence[tuple[Any, ...]],
+    statements: Sequence[tuple[str, tuple[Any, ...]]] = (),
 ) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -118,6 +120,8 @@ def _write_rows(
             conn.executemany(_INSERT_PRESENCE, presence)
         _insert_rows(conn, _history_sql, history)
         _insert_rows(conn, _twin_sql, twins)
+        for sql, args in statements:
+            conn.execute(sql, args)
     except BaseException:
         rollback(conn)
         raise
@@ -180,13 +184,21 @@ class SqliteStore:
         return found
 
     async def write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent] = (),
+        statements: Sequence[Statement] = (),
     ) -> None:
         async with self._write_lock:
-            await self._write_batch(twins, history, presence)
+            await self._write_batch(twins, history, presence, statements)
 
     async def _write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent]
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent],
+        statements: Sequence[Statement],
     ) -> None:
         history_rows = [(h.vehicle_id, h.ts, h.received_at, h.seq, _encode(h.data).decode()) for h in history]
         twin_rows = [
@@ -205,7 +217,8 @@ class SqliteStore:
         # The whole transaction is one hop to the connection's thread: each hop back to a
         # busy event loop costs a loop iteration, and four of them per batch added up.
         presence_rows = [(p.vehicle_id, p.ts, int(p.connected), p.reason) for p in presence]
-        await self.db.write(_write_rows, history_rows, twin_rows, presence_rows)
+        extra = [statement("?") for statement in statements]
+        await self.db.write(_write_rows, history_rows, twin_rows, presence_rows, extra)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
         where, args = ["1=1"], list[Any]()

@@ -31,6 +31,7 @@ from twin import (
     PointQuery,
     PresenceEvent,
     PresenceQuery,
+    Statement,
     Store,
     TwinFilter,
     TwinState,
@@ -62,10 +63,14 @@ class SlowStore:
         await self.inner.__aexit__(exc_type, exc, tb)
 
     async def write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent] = (),
+        statements: Sequence[Statement] = (),
     ) -> None:
         await asyncio.sleep(self.delay)
-        await self.inner.write_batch(twins, history, presence)
+        await self.inner.write_batch(twins, history, presence, statements)
         self.committed_rows += len(history)
 
     async def load_twin(self, vehicle_id: str) -> TwinState | None:

@@ -374,11 +374,11 @@ class FlakyStore(MemoryStore):
             raise self.error("database is locked")
         return await super().load_twins(vehicle_ids)
 
-    async def write_batch(self, twins, history, presence=()):
+    async def write_batch(self, twins, history, presence=(), statements=()):
         if self.write_failures:
             self.write_failures -= 1
             raise self.error("server closed the connection")
-        await super().write_batch(twins, history, presence)
+        await super().write_batch(twins, history, presence, statements)
 
 
 async def test_a_transient_read_error_delays_the_ack_and_the_message_commits() -> None:

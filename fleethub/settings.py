@@ -79,6 +79,10 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The PostgreSQL connection pool every store shares (one per process): connections kept open, and at most.
     pg_pool_min_size: int = 2
     pg_pool_max_size: int = 10
+    # Seconds a store call waits for a pooled connection before it fails (and ingest retries it).
+    pg_pool_timeout_s: float = 10.0
+    # While the server is unreachable it is probed at least this often; once it answers the pool is renewed.
+    pg_reconnect_max_s: float = 2.0
     # "auto" uses TimescaleDB when the extension is available (and preloaded), else native partitioning.
     # Fixed when the schema is first created.
     pg_timeseries: Literal["auto", "timescaledb", "native"] = "auto"
@@ -292,6 +296,8 @@ def validate(settings: Settings) -> None:
         f"at least store.pg_pool_min_size ({store.pg_pool_min_size})",
         store.pg_pool_max_size,
     )
+    _check(store.pg_pool_timeout_s > 0, "store.pg_pool_timeout_s", "positive", store.pg_pool_timeout_s)
+    _check(store.pg_reconnect_max_s > 0, "store.pg_reconnect_max_s", "positive", store.pg_reconnect_max_s)
     hours = store.pg_chunk_interval_hours
     _check(
         hours >= 1 and (24 % hours == 0 or hours % 24 == 0),

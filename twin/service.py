@@ -1,46 +1,53 @@
 """The twin service: one ordered consumer that owns every twin write.
 
 Vehicle messages, presence changes and operator writes all pass through one queue and
-one consumer, so there is a single writer and no lock. The consumer applies what it
-takes to in-memory twins, then commits the whole batch in one transaction and only
-then acknowledges: resolves QoS 1 futures (the broker sends PUBACK), answers API
-callers and sends deltas. While a commit is in flight new items pile up and form the
-next batch, so batches grow with load and latency stays low when idle.
+one consumer, so there is a single writer and no lock. Each batch the consumer takes
+goes through four stages:
+
+1. decode and validate (`twin.decode`): payloads to checked values, or a refusal;
+2. apply (`twin.handlers`): one handler per message kind changes the live twins
+   (`twin.live`) and records what to write and what to send;
+3. commit (`twin.commit`): one transaction; transient store failures retried, a value
+   the database refuses isolated and quarantined;
+4. acknowledge and publish: QoS 1 futures resolved (the broker sends PUBACK and routes
+   the message on), API callers answered, deltas sent, observers told.
+
+While a commit is in flight new items pile up and form the next batch, so batches grow
+with load and latency stays low when idle. Reads go through the read model
+(`twin.reads`). The failure model is docs/failure-model.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import msgspec
 import structlog
 
-from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, StoreRejected, StoreUnavailable, isoformat
-from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
+from kernel import InvalidPayload, StoreError, StoreRejected, StoreUnavailable, isoformat
+from twin.batch import AuditRecord, Batch, DeltaChanged, Item, Op, topic_of
+from twin.commit import Abandoned, Committer, Rejected
+from twin.decode import Decoded, decode
+from twin.document import TwinAsOf, TwinDocument, to_document
 from twin.errors import VersionConflict
-from twin.inbound import ACCEPTED, Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel, Verdict
+from twin.handlers import CommandHooks, ErrorMessage, Handlers
+from twin.inbound import ACCEPTED, Channel, Inbound, MessageKind, VehicleChannel, Verdict
 from twin.limits import Limits, check_patch, check_ttl
-from twin.merge import (
-    apply_desired,
-    apply_reported,
-    compute_delta,
-    merge_patch,
-    refresh_desired_status,
-    reject_desired,
-)
+from twin.live import LiveTwins
+from twin.merge import apply_desired, merge_patch
 from twin.metrics import IngestMetrics
-from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
-from twin.observe import TwinObserver, TwinUpdate, UpdateKind
+from twin.model import HistoryRow, Json, PresenceEvent, TwinState
+from twin.observe import TwinObserver
 from twin.paths import flatten, prune_empty
+from twin.reads import TwinReads
 from twin.stores.dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
-from twin.stores.protocol import HistoryQuery, Statement, Store, TwinFilter
-from twin.telemetry import decode_object, split_envelope
+from twin.stores.protocol import HistoryQuery, Store, TwinFilter
+
+__all__ = ["CommandHooks", "ErrorMessage", "HealthReport", "IngestSettings", "TwinService", "running"]
 
 log = structlog.get_logger(__name__)
 
@@ -65,27 +72,6 @@ class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     presence_debounce_s: float = 10.0
 
 
-class CommandHooks(Protocol):
-    """What the twin consumer tells the command service (see `commands.CommandService`)."""
-
-    def vehicle_connected(self, vehicle_id: str) -> None: ...
-
-    def vehicle_disconnected(self, vehicle_id: str) -> None: ...
-
-    def vehicle_subscribed(self, vehicle_id: str) -> None: ...
-
-    async def result_received(self, item: Inbound) -> None: ...
-
-
-class ErrorMessage(msgspec.Struct):
-    """Payload of `vehicles/{vid}/errors`."""
-
-    error: str
-    detail: str
-    topic: str
-    ts: str | None
-
-
 class HealthReport(msgspec.Struct):
     running: bool
     queue_depth: int
@@ -99,66 +85,6 @@ class HealthReport(msgspec.Struct):
     dead_letters: int = 0
     last_dead_letter_at: str | None = None
     last_dead_letter_reason: str | None = None
-
-
-# Makes the audit entry of an operator write from the twin as changed (its fleet, its new version).
-AuditRecord = Callable[[TwinState], Statement]
-
-
-@dataclass(slots=True)
-class _Op:
-    """An operator write run inside the consumer; `fn` mutates and returns the result."""
-
-    vehicle_id: str
-    fn: Callable[[TwinState], Any]
-    done: asyncio.Future[Any]
-    create: bool = False
-    # The paths the write patches, told to observers so they look only at what it touched.
-    changed: tuple[tuple[str, ...], ...] = ()
-    # The audit entry of the write, made from the changed twin; committed in the same transaction.
-    audit: AuditRecord | None = None
-
-
-@dataclass(slots=True)
-class _Batch:
-    dirty: dict[str, TwinState] = field(default_factory=dict)
-    history: list[HistoryRow] = field(default_factory=list)
-    acks: list[asyncio.Future[Verdict]] = field(default_factory=list)
-    results: list[tuple[asyncio.Future[Any], Any]] = field(default_factory=list)
-    # Messages to vehicles, sent only after the data they reflect is committed.
-    outbox: list[tuple[str, Channel, bytes]] = field(default_factory=list)
-    updates: list[TwinUpdate] = field(default_factory=list)
-    presence: list[PresenceEvent] = field(default_factory=list)
-    # Rows that commit with the twins (the audit entries of operator writes).
-    statements: list[Statement] = field(default_factory=list)
-    accepted: int = 0
-
-
-@dataclass(slots=True)
-class _Offline:
-    """A dropped link not yet reported: it becomes an event at `due` unless the vehicle returns."""
-
-    at: float
-    reason: str
-    # When the vehicle had come online; restored if it returns in time.
-    since: float | None
-    due: float
-
-
-_Item = Inbound | _Op
-_T = TypeVar("_T")
-
-
-class _Rejected(Exception):
-    """The database refused a value in the batch: split it to find the item."""
-
-    def __init__(self, error: StoreError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _Abandoned(Exception):
-    """The stop deadline passed while the store kept failing: the batch is left unacknowledged."""
 
 
 _STOP = object()
@@ -186,31 +112,44 @@ class TwinService:
         self.clock = clock
         self.channel: VehicleChannel | None = None
         self.observers: list[TwinObserver] = []
-        # The command service, once the hub wires one: it takes command results and presence changes.
-        self.commands: CommandHooks | None = None
-        self._queue: asyncio.Queue[Inbound | _Op | object] = asyncio.Queue(self.settings.queue_max)
-        self._twins: dict[str, TwinState] = {}
-        # What the current batch's prefetch found in the store (None: no twin stored).
-        self._fetched: dict[str, TwinState | None] = {}
-        # Vehicles with an open session, including ones that have no twin yet.
-        self._online: dict[str, float] = {}
-        # Insertion order is due order: every entry waits the same debounce.
-        self._offline: dict[str, _Offline] = {}
-        self._presence_timer: asyncio.TimerHandle | None = None
-        self._running = False
-        self._last_commit_at: float | None = None
-        self._last_commit_error: str | None = None
         self.dead_letters: DeadLetterStore = dead_letters or MemoryDeadLetters()
+        self._queue: asyncio.Queue[Item | object] = asyncio.Queue(self.settings.queue_max)
+        self.live = LiveTwins(store, clock)
+        self.reads = TwinReads(store, self.live, self._document)
+        self.handlers = Handlers(
+            self.live,
+            limits=self.limits,
+            presence_debounce_s=self.settings.presence_debounce_s,
+            document=self._document,
+            clock=clock,
+            metrics=metrics,
+            wake=self._tick,
+        )
+        self.committer = Committer(
+            store,
+            retry_max_s=self.settings.commit_retry_max_s,
+            shutdown_timeout_s=self.settings.shutdown_timeout_s,
+            metrics=metrics,
+            clock=clock,
+        )
+        self._running = False
         self._dead_letters_total = 0
         self._last_dead_letter: DeadLetter | None = None
-        # Items taken from the queue whose batch is not finished yet (part of the queue depth).
+        # Items taken from the queue whose batch is not finished yet.
         self._in_flight = 0
-        self._stop_requested = asyncio.Event()
-        self._stop_deadline: float | None = None
         if metrics is not None:
-            # Read when scraped, so it tells the truth while the consumer is stuck on a commit.
+            # Read when scraped, so they tell the truth while the consumer is stuck on a commit.
             metrics.queue_depth.set_function(self._queue.qsize)
             metrics.in_flight.set_function(lambda: self._in_flight)
+
+    @property
+    def commands(self) -> CommandHooks | None:
+        """The command service, once the hub wires one: it takes command results and presence changes."""
+        return self.handlers.commands
+
+    @commands.setter
+    def commands(self, hooks: CommandHooks | None) -> None:
+        self.handlers.commands = hooks
 
     # -- the inbound side ------------------------------------------------------------
 
@@ -224,18 +163,24 @@ class TwinService:
             return False
         return True
 
+    def _tick(self) -> None:
+        # A full queue means the consumer is busy: it reports due drops with its next batch anyway.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_TICK)
+
     def stop(self) -> None:
         """Ask `run` to commit what is queued and return, within `shutdown_timeout_s`.
 
         What is not committed by then is left unacknowledged: the senders send it again.
         """
-        loop = asyncio.get_running_loop()
-        if self._stop_deadline is None:
-            self._stop_deadline = loop.time() + self.settings.shutdown_timeout_s
-        self._stop_requested.set()
+        self.committer.stop()
         # The stop marker may wait behind a full queue; a task keeps the caller non-blocking.
-        if not self.try_submit(_STOP):  # type: ignore[arg-type]
-            self._stopper = loop.create_task(self._queue.put(_STOP))
+        try:
+            self._queue.put_nowait(_STOP)
+        except asyncio.QueueFull:
+            self._stopper = asyncio.get_running_loop().create_task(self._queue.put(_STOP))
+
+    # -- the consumer ----------------------------------------------------------------
 
     async def run(self) -> None:
         """The consumer; returns after `stop()` once everything before it is committed (or abandoned)."""
@@ -243,17 +188,15 @@ class TwinService:
         try:
             stopping = False
             while not stopping:
-                first = await self._queue.get()
-                items = [first]
+                items = [await self._queue.get()]
                 while len(items) < self.settings.batch_max:
                     try:
                         items.append(self._queue.get_nowait())
                     except asyncio.QueueEmpty:
                         break
-                if any(i is _STOP for i in items):
-                    stopping = True
-                work = [i for i in items if isinstance(i, Inbound | _Op)]
-                if self._past_deadline():
+                stopping = any(i is _STOP for i in items)
+                work = [i for i in items if isinstance(i, Inbound | Op)]
+                if self.committer.past_deadline():
                     self._abandon(work)
                     continue
                 # On stop, links that dropped are reported now: the hub will not be here to see them return.
@@ -261,63 +204,181 @@ class TwinService:
         finally:
             self._running = False
             self._abandon_queued()
-            if self._presence_timer is not None:
-                self._presence_timer.cancel()
-                self._presence_timer = None
+            self.handlers.close()
 
-    async def _supervised(self, items: list[_Item], *, flush_presence: bool) -> None:
+    async def _supervised(self, items: list[Item], *, flush_presence: bool) -> None:
         """Process one batch; whatever goes wrong stays with its items, and the consumer goes on."""
         self._in_flight = len(items)
         try:
             await self._process(items, flush_presence=flush_presence)
-        except _Abandoned:
+        except Abandoned:
             self._abandon(items)
         # A bug in a stage must not end the consumer: the batch's items are not acknowledged
         # (their senders resend them) and the next batch starts from what is committed.
         except Exception:
             log.exception("ingest batch failed; its items are left unacknowledged", items=len(items))
-            self._forget_uncommitted(items)
+            self.live.forget(item.vehicle_id for item in items)
             self._abandon(items)
         finally:
             self._in_flight = 0
 
-    async def _process(self, items: list[_Item], *, flush_presence: bool = False) -> None:
+    async def _process(self, items: list[Item], *, flush_presence: bool = False) -> None:
+        """The four stages over one batch."""
         await self._prefetch(items)
         try:
-            batch = await self._apply(items, flush_presence)
-            if await self._commit_or_isolate(batch, items):
-                self._finish(batch)
+            batch = Batch()
+            decoded = self._decode(items, batch)
+            await self._apply(decoded, batch, flush_presence)
+            if await self._commit(batch, items):
+                self._acknowledge(batch)
         finally:
-            self._fetched.clear()
+            self.live.end_batch()
 
-    async def _prefetch(self, items: list[_Item]) -> None:
+    async def _prefetch(self, items: list[Item]) -> None:
         """Load the twins this batch needs that are not in memory, in one query.
 
         One store round trip per missing twin made a reconnecting fleet stall ingest:
         each is a hop to the store's thread and back through a busy event loop. A store
         that cannot answer now is asked again with backoff while the batch's acks wait.
         """
-        wanted = {item.vehicle_id for item in items if item.vehicle_id not in self._twins}
+        wanted = self.live.missing(item.vehicle_id for item in items)
         if not wanted:
             return
-        found = await self._retrying("twin read", lambda: self.store.load_twins(sorted(wanted)))
-        self._fetched = {vid: found.get(vid) for vid in wanted}
+        found = await self.committer.retrying("twin read", lambda: self.store.load_twins(sorted(wanted)))
+        self.live.prefetched({vid: found.get(vid) for vid in wanted})
 
-    async def _apply(
-        self, items: list[_Item], flush_presence: bool, carried: list[PresenceEvent] | None = None
-    ) -> _Batch:
-        batch = _Batch()
-        if carried:
-            batch.presence.extend(carried)
+    # Stage 1 ----------------------------------------------------------------------------
+
+    def _decode(self, items: list[Item], batch: Batch) -> list[tuple[Item, Decoded]]:
+        """Decode and validate every vehicle message; refused ones leave the batch here."""
+        out: list[tuple[Item, Decoded]] = []
         for item in items:
-            if isinstance(item, Inbound):
-                await self._apply_inbound(item, batch)
-            else:
-                await self._apply_op(item, batch)
-        await self._report_offline(batch, everything=flush_presence)
-        return batch
+            if isinstance(item, Op) or item.kind is MessageKind.COMMAND_RESULT:
+                out.append((item, None))
+                continue
+            try:
+                out.append((item, decode(item, self.limits, self.settings.max_clock_ahead_s)))
+            except InvalidPayload as exc:
+                self.handlers.refuse(item, exc, batch)
+        return out
 
-    def _finish(self, batch: _Batch) -> None:
+    # Stage 2 ----------------------------------------------------------------------------
+
+    async def _apply(self, decoded: list[tuple[Item, Decoded]], batch: Batch, flush_presence: bool) -> None:
+        for item, value in decoded:
+            if isinstance(item, Op):
+                await self.handlers.apply_op(item, batch)
+            elif item.kind is MessageKind.COMMAND_RESULT and self.commands is not None:
+                await self._command_result(self.commands, item)
+            else:
+                await self._apply_message(item, value, batch)
+        await self.handlers.report_offline(batch, everything=flush_presence)
+
+    async def _command_result(self, commands: CommandHooks, item: Inbound) -> None:
+        # The command service stores the result and then resolves the ack itself.
+        try:
+            await commands.result_received(item)
+        except Exception:
+            log.exception("command result failed", vehicle_id=item.vehicle_id, command_id=item.subtopic)
+            self._abandon([item])
+
+    async def _apply_message(self, item: Inbound, value: Decoded, batch: Batch) -> None:
+        if item.ack is not None:
+            batch.acks.append(item.ack)
+        try:
+            await self.handlers.apply(item, value, batch)
+        except InvalidPayload as exc:
+            self.handlers.refuse(item, exc, batch)
+        except StoreError as exc:
+            # Its twin could not be read: nothing of it is applied, and it is not acknowledged.
+            log.error("store error while applying message", vehicle_id=item.vehicle_id, error=str(exc))
+            self._withhold(item, batch)
+        # One message's bug stays with that message: it is not acknowledged (its sender resends
+        # it, and merging is idempotent), and the consumer goes on.
+        except Exception:
+            log.exception("message failed", vehicle_id=item.vehicle_id, kind=item.kind.value)
+            self._withhold(item, batch)
+
+    def _withhold(self, item: Inbound, batch: Batch) -> None:
+        if item.ack is None:
+            return
+        with contextlib.suppress(ValueError):
+            batch.acks.remove(item.ack)
+        self._abandon([item])
+
+    # Stage 3 ----------------------------------------------------------------------------
+
+    async def _commit(self, batch: Batch, items: list[Item]) -> bool:
+        """True when `batch` committed. When the database refused a value in it, the batch is
+        split until the offending item is found and quarantined; the rest commits (and is
+        acknowledged) on the way, and False is returned."""
+        if not batch.writes:
+            return True
+        try:
+            await self.committer.commit(batch)
+        except Rejected as rejected:
+            self.live.forget([*(item.vehicle_id for item in items), *batch.dirty])
+            await self._isolate(items, batch.presence, rejected.error)
+            return False
+        return True
+
+    async def _isolate(self, items: list[Item], presence: list[PresenceEvent], error: StoreError) -> None:
+        # Command results went to the command service with the first pass: never twice.
+        redo = [i for i in items if not (isinstance(i, Inbound) and i.kind is MessageKind.COMMAND_RESULT)]
+        if not redo:
+            if presence:
+                log.error("presence events refused by the store, dropped", events=len(presence), error=str(error))
+            return
+        if len(redo) == 1:
+            await self._quarantine(redo[0], error)
+            if presence:
+                await self._commit(Batch(presence=list(presence)), [])
+            return
+        mid = len(redo) // 2
+        for part, carried in ((redo[:mid], presence), (redo[mid:], [])):
+            await self._prefetch(part)
+            batch = Batch(presence=list(carried))
+            await self._apply(self._decode(part, batch), batch, False)
+            if await self._commit(batch, part):
+                self._acknowledge(batch)
+
+    async def _quarantine(self, item: Item, error: StoreError) -> None:
+        """Set aside the one item the database refuses: kept, counted, told to its sender."""
+        reason, detail = "store_rejected", f"the database refused this message: {error}"
+        if isinstance(item, Op):
+            if not item.done.done():
+                item.done.set_exception(StoreRejected(str(error)))
+            return
+        known = self.live.peek(item.vehicle_id)
+        letter = DeadLetter(
+            id=DeadLetter.new_id(),
+            vehicle_id=item.vehicle_id,
+            fleet=known.fleet if known is not None else None,
+            kind=item.kind.value,
+            topic=topic_of(item),
+            payload=item.payload,
+            reason=reason,
+            detail=str(error),
+            received_at=item.received_at,
+            quarantined_at=self.clock(),
+        )
+        letters = self.dead_letters
+        await self.committer.retrying("dead letter", lambda: letters.add(letter))
+        self._dead_letters_total += 1
+        self._last_dead_letter = letter
+        log.error("message quarantined", vehicle_id=item.vehicle_id, kind=item.kind.value, error=str(error))
+        if self.metrics:
+            self.metrics.dead_letters.labels(item.kind.value).inc()
+            self.metrics.refused.labels(reason).inc()
+        if item.ack is not None and not item.ack.done():
+            item.ack.set_result(Verdict.refused(reason, detail))
+        if self.channel is not None:
+            notice = ErrorMessage(reason, detail, topic_of(item), isoformat(self.clock()))
+            self.channel.send(item.vehicle_id, Channel.ERRORS, _encode(notice))
+
+    # Stage 4 ----------------------------------------------------------------------------
+
+    def _acknowledge(self, batch: Batch) -> None:
         """After the commit: acknowledge, answer, send what waited for it, tell observers."""
         for ack in batch.acks:
             if not ack.done():
@@ -338,143 +399,9 @@ class TwinService:
         if self.metrics and batch.accepted:
             self.metrics.accepted.inc(batch.accepted)
 
-    async def _commit_or_isolate(self, batch: _Batch, items: list[_Item]) -> bool:
-        """True when `batch` committed. When the database refused a value in it, the batch is
-        split until the offending item is found and quarantined; the rest commits (and is
-        finished) on the way, and False is returned."""
-        if not (batch.dirty or batch.history or batch.presence):
-            return True
-        try:
-            await self._commit(batch)
-        except _Rejected as rejected:
-            self._forget_uncommitted(items, batch)
-            await self._isolate(items, batch.presence, rejected.error)
-            return False
-        return True
+    # Leaving items unacknowledged -------------------------------------------------------
 
-    async def _isolate(self, items: list[_Item], presence: list[PresenceEvent], error: StoreError) -> None:
-        # Command results went to the command service with the first pass: never twice.
-        redo = [i for i in items if not (isinstance(i, Inbound) and i.kind is MessageKind.COMMAND_RESULT)]
-        if not redo:
-            if presence:
-                log.error("presence events refused by the store, dropped", events=len(presence), error=str(error))
-            return
-        if len(redo) == 1:
-            await self._quarantine(redo[0], error)
-            if presence:
-                await self._commit_or_isolate(_Batch(presence=list(presence)), [])
-            return
-        mid = len(redo) // 2
-        for part, carried in ((redo[:mid], presence), (redo[mid:], [])):
-            await self._prefetch(part)
-            batch = await self._apply(part, False, carried)
-            if await self._commit_or_isolate(batch, part):
-                self._finish(batch)
-
-    def _forget_uncommitted(self, items: list[_Item], batch: _Batch | None = None) -> None:
-        """Drop the in-memory twins an uncommitted batch changed: they reload as committed."""
-        vids = {item.vehicle_id for item in items}
-        if batch is not None:
-            vids.update(batch.dirty)
-        for vid in vids:
-            self._twins.pop(vid, None)
-            self._fetched.pop(vid, None)
-
-    async def _quarantine(self, item: _Item, error: StoreError) -> None:
-        """Set aside the one item the database refuses: kept, counted, told to its sender."""
-        reason, detail = "store_rejected", f"the database refused this message: {error}"
-        if isinstance(item, _Op):
-            if not item.done.done():
-                item.done.set_exception(StoreRejected(str(error)))
-            return
-        known = self._twins.get(item.vehicle_id)
-        letter = DeadLetter(
-            id=DeadLetter.new_id(),
-            vehicle_id=item.vehicle_id,
-            fleet=known.fleet if known is not None else None,
-            kind=item.kind.value,
-            topic=_topic_of(item),
-            payload=item.payload,
-            reason=reason,
-            detail=str(error),
-            received_at=item.received_at,
-            quarantined_at=self.clock(),
-        )
-        letters = self.dead_letters
-        await self._retrying("dead letter", lambda: letters.add(letter))
-        self._dead_letters_total += 1
-        self._last_dead_letter = letter
-        log.error("message quarantined", vehicle_id=item.vehicle_id, kind=item.kind.value, error=str(error))
-        if self.metrics:
-            self.metrics.dead_letters.labels(item.kind.value).inc()
-            self.metrics.refused.labels(reason).inc()
-        if item.ack is not None and not item.ack.done():
-            item.ack.set_result(Verdict.refused(reason, detail))
-        if self.channel is not None:
-            notice = ErrorMessage(reason, detail, _topic_of(item), isoformat(self.clock()))
-            self.channel.send(item.vehicle_id, Channel.ERRORS, _encode(notice))
-
-    async def _commit(self, batch: _Batch) -> None:
-        """Commit `batch`; transient failures are retried with backoff while its acks wait.
-
-        Raises `_Rejected` when the database refuses a value (retrying cannot help), and
-        `_Abandoned` when the stop deadline passes first.
-        """
-        twins = list(batch.dirty.values())
-        started = time.perf_counter()
-        try:
-            await self._retrying(
-                "commit", lambda: self.store.write_batch(twins, batch.history, batch.presence, batch.statements)
-            )
-        except (_Abandoned, asyncio.CancelledError):
-            raise
-        except StoreRejected as exc:
-            raise _Rejected(exc) from exc
-        # Not a store error: a value our own code cannot encode, which is as deterministic.
-        except Exception as exc:
-            if isinstance(exc, StoreError):
-                raise
-            raise _Rejected(StoreRejected(f"{type(exc).__name__}: {exc}")) from exc
-        self._last_commit_at = self.clock()
-        if self.metrics:
-            self.metrics.commit_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_size.observe(len(batch.history) + len(twins))
-
-    async def _retrying(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
-        """`call()`, repeated with backoff while it fails transiently, until the stop deadline."""
-        delay = 0.05
-        while True:
-            try:
-                result = await call()
-            except StoreError as exc:
-                if isinstance(exc, StoreRejected):
-                    raise
-                self._last_commit_error = f"{type(exc).__name__}: {exc}"
-                if self.metrics:
-                    self.metrics.commit_failures.inc()
-                if self._past_deadline():
-                    log.error(f"{what} failed at shutdown; giving up", error=self._last_commit_error)
-                    raise _Abandoned from exc
-                log.error(f"{what} failed, retrying", error=self._last_commit_error, retry_in_s=delay)
-                await self._pause(delay)
-                delay = min(delay * 2, self.settings.commit_retry_max_s)
-                continue
-            self._last_commit_error = None
-            return result
-
-    async def _pause(self, delay: float) -> None:
-        """Sleep `delay`, but no later than the stop deadline once a stop is asked for."""
-        if self._stop_deadline is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), delay)
-            return
-        remaining = self._stop_deadline - asyncio.get_running_loop().time()
-        await asyncio.sleep(max(0.0, min(delay, remaining)))
-
-    def _past_deadline(self) -> bool:
-        return self._stop_deadline is not None and asyncio.get_running_loop().time() >= self._stop_deadline
-
-    def _abandon(self, items: list[_Item]) -> None:
+    def _abandon(self, items: list[Item]) -> None:
         """Leave items unacknowledged: their senders send them again (MQTT resends on reconnect)."""
         for item in items:
             future = item.ack if isinstance(item, Inbound) else item.done
@@ -486,287 +413,17 @@ class TwinService:
             log.warning("items left unacknowledged", items=len(items))
 
     def _abandon_queued(self) -> None:
-        left: list[_Item] = []
+        left: list[Item] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 break
-            if isinstance(item, Inbound | _Op):
+            if isinstance(item, Inbound | Op):
                 left.append(item)
         self._abandon(left)
 
-    # -- applying vehicle messages ---------------------------------------------------
-
-    async def _apply_inbound(self, item: Inbound, batch: _Batch) -> None:
-        if item.kind is MessageKind.COMMAND_RESULT and self.commands is not None:
-            # The command service stores the result and then resolves the ack itself.
-            try:
-                await self.commands.result_received(item)
-            except Exception:
-                log.exception("command result failed", vehicle_id=item.vehicle_id, command_id=item.subtopic)
-                self._abandon([item])
-            return
-        if item.ack is not None:
-            batch.acks.append(item.ack)
-        try:
-            match item.kind:
-                case MessageKind.TELEMETRY:
-                    await self._telemetry(item, batch)
-                case MessageKind.TWIN_GET:
-                    await self._twin_get(item, batch)
-                case MessageKind.TWIN_REJECTED:
-                    await self._twin_rejected(item, batch)
-                case MessageKind.CONNECTED:
-                    await self._connected(item, batch)
-                case MessageKind.DISCONNECTED:
-                    await self._disconnected(item, batch)
-                case MessageKind.SUBSCRIBED:
-                    await self._subscribed(item, batch)
-                case MessageKind.COMMAND_RESULT:
-                    # Commands arrive with the command queue; until then a result has no command.
-                    raise InvalidPayload("unknown_command", f"no command '{item.subtopic}' is waiting for a result")
-        except InvalidPayload as exc:
-            self._refuse(item, exc, batch)
-        except StoreError as exc:
-            # Its twin could not be read: nothing of it is applied, and it is not acknowledged.
-            log.error("store error while applying message", vehicle_id=item.vehicle_id, error=str(exc))
-            self._withhold(item, batch)
-        # One message's bug stays with that message: it is not acknowledged (its sender resends
-        # it, and merging is idempotent), and the consumer goes on.
-        except Exception:
-            log.exception("message failed", vehicle_id=item.vehicle_id, kind=item.kind.value)
-            self._withhold(item, batch)
-
-    def _withhold(self, item: Inbound, batch: _Batch) -> None:
-        if item.ack is None:
-            return
-        with contextlib.suppress(ValueError):
-            batch.acks.remove(item.ack)
-        self._abandon([item])
-
-    def _refuse(self, item: Inbound, exc: InvalidPayload, batch: _Batch) -> None:
-        log.warning(
-            "message refused",
-            vehicle_id=item.vehicle_id,
-            kind=item.kind.value,
-            reason=exc.reason,
-            detail=exc.detail,
-        )
-        if self.metrics:
-            self.metrics.refused.labels(exc.reason).inc()
-        if item.ack is not None and not item.ack.done():
-            # Refused is final: acknowledged (there is nothing to commit) and not routed on.
-            item.ack.set_result(Verdict.refused(exc.reason, exc.detail))
-        payload = _encode(ErrorMessage(exc.reason, exc.detail, _topic_of(item), isoformat(self.clock())))
-        batch.outbox.append((item.vehicle_id, Channel.ERRORS, payload))
-
-    async def _telemetry(self, item: Inbound, batch: _Batch) -> None:
-        obj = decode_object(item.payload, self.limits.max_depth + 1)
-        check_patch(obj, self.limits)
-        env = split_envelope(obj, item.received_at, self.settings.max_clock_ahead_s)
-        state = await self._twin(item.vehicle_id, create=True)
-        if state is None:  # pragma: no cover - create=True always yields a twin
-            raise StoreError("twin could not be created")
-        before = dict(state.reported)
-        change = apply_reported(state, flatten(env.data), env.ts)
-        if change.applied:
-            try:
-                _check_document_size(state, self.limits)
-            except LimitExceeded:
-                # Refused whole: the twin keeps exactly what it had.
-                state.reported = before
-                raise
-        if change.changed:
-            state.version += 1
-            refresh_desired_status(state, item.received_at)
-        state.connection.last_seen = item.received_at
-        state.updated_at = item.received_at
-        batch.dirty[state.vehicle_id] = state
-        batch.history.append(HistoryRow(state.vehicle_id, env.ts, item.received_at, env.seq, env.data))
-        batch.accepted += 1
-        if change.applied:
-            batch.updates.append(
-                TwinUpdate(
-                    UpdateKind.TELEMETRY,
-                    state.vehicle_id,
-                    state,
-                    item.received_at,
-                    tuple(change.changed),
-                    change.previous,
-                )
-            )
-
-    async def _twin_get(self, item: Inbound, batch: _Batch) -> None:
-        request_id: str | None = None
-        if item.payload.strip():
-            obj = decode_object(item.payload, self.limits.max_depth + 1)
-            raw = obj.get("request_id")
-            if raw is not None and not isinstance(raw, str):
-                raise InvalidPayload("bad_request_id", "'request_id' must be a string")
-            request_id = raw
-        state = await self._twin(item.vehicle_id)
-        if state is None:
-            raise InvalidPayload("unknown_vehicle", "no twin exists yet; publish telemetry first")
-        doc = msgspec.to_builtins(self._document(state))
-        if request_id is not None:
-            doc["request_id"] = request_id
-        batch.outbox.append((item.vehicle_id, Channel.DOCUMENT, _encode(doc)))
-
-    async def _twin_rejected(self, item: Inbound, batch: _Batch) -> None:
-        obj = decode_object(item.payload, self.limits.max_depth + 1)
-        check_patch(obj, self.limits)
-        reasons = {k: v if isinstance(v, str) else _encode(v).decode() for k, v in obj.items()}
-        state = await self._twin(item.vehicle_id)
-        if state is None:
-            raise InvalidPayload("unknown_vehicle", "no twin exists yet; publish telemetry first")
-        unknown = reject_desired(state, reasons)
-        if len(unknown) < len(reasons):
-            state.version += 1
-            state.updated_at = item.received_at
-            batch.dirty[state.vehicle_id] = state
-            batch.updates.append(TwinUpdate(UpdateKind.REJECTED, state.vehicle_id, state, item.received_at))
-        if unknown:
-            raise InvalidPayload("unknown_desired_key", f"no desired value at {', '.join(sorted(unknown))}")
-
-    async def _connected(self, item: Inbound, batch: _Batch) -> None:
-        vid = item.vehicle_id
-        flap = self._offline.pop(vid, None)
-        since = flap.since if flap is not None and flap.since is not None else item.received_at
-        self._online[vid] = since
-        if self.commands is not None:
-            self.commands.vehicle_connected(vid)
-        if self.metrics:
-            self.metrics.connected_vehicles.set(len(self._online))
-            if flap is not None:
-                self.metrics.presence_flaps.inc()
-        if flap is None:
-            batch.presence.append(PresenceEvent(vid, item.received_at, True))
-        state = await self._twin(vid)
-        if state is None:
-            return
-        state.connection = Connection(connected=True, since=since, last_seen=item.received_at)
-        batch.dirty[vid] = state
-        if flap is None:
-            batch.updates.append(TwinUpdate(UpdateKind.CONNECTED, vid, state, item.received_at))
-        self._queue_delta(state, batch)
-
-    async def _disconnected(self, item: Inbound, batch: _Batch) -> None:
-        vid = item.vehicle_id
-        since = self._online.pop(vid, None)
-        if self.commands is not None:
-            self.commands.vehicle_disconnected(vid)
-        if self.metrics:
-            self.metrics.connected_vehicles.set(len(self._online))
-        reason = item.extra.get("reason", DisconnectReason.CONNECTION_LOST.value)
-        state = await self._twin(vid)
-        if state is not None:
-            # The document tells the truth at once; only the event and observers wait out a flap.
-            state.connection = Connection(
-                connected=False,
-                since=item.received_at,
-                last_seen=state.connection.last_seen,
-                disconnect_reason=reason,
-            )
-            batch.dirty[vid] = state
-        debounce = self.settings.presence_debounce_s
-        if since is None and vid in self._offline:
-            return  # a second drop without a connect in between says nothing new
-        self._offline[vid] = _Offline(item.received_at, reason, since, asyncio.get_running_loop().time() + debounce)
-        if debounce <= 0:
-            await self._report_offline(batch)
-
-    async def _report_offline(self, batch: _Batch, *, everything: bool = False) -> None:
-        """Turn drops whose debounce ran out into events; arm the timer for the next one."""
-        if not self._offline:
-            return
-        now = asyncio.get_running_loop().time()
-        for vid, drop in list(self._offline.items()):
-            if drop.due > now and not everything:
-                break
-            del self._offline[vid]
-            batch.presence.append(PresenceEvent(vid, drop.at, False, drop.reason))
-            state = await self._twin(vid)
-            if state is not None:
-                batch.updates.append(TwinUpdate(UpdateKind.DISCONNECTED, vid, state, drop.at))
-        if self._offline and self._presence_timer is None:
-            due = next(iter(self._offline.values())).due
-            self._presence_timer = asyncio.get_running_loop().call_at(due, self._presence_due)
-
-    def _presence_due(self) -> None:
-        self._presence_timer = None
-        # A full queue means the consumer is busy: it reports due drops with its next batch anyway.
-        self.try_submit(_TICK)  # type: ignore[arg-type]
-
-    async def _subscribed(self, item: Inbound, batch: _Batch) -> None:
-        if self.commands is not None and item.extra.get("commands"):
-            self.commands.vehicle_subscribed(item.vehicle_id)
-        if item.subtopic != Channel.DELTA.value:
-            return
-        state = await self._twin(item.vehicle_id)
-        if state is not None:
-            self._queue_delta(state, batch)
-
-    def _queue_delta(self, state: TwinState, batch: _Batch, *, even_if_empty: bool = False) -> None:
-        delta = compute_delta(state, self.clock())
-        if delta or even_if_empty:
-            payload = _encode(DeltaMessage(version=state.version, delta=delta))
-            batch.outbox.append((state.vehicle_id, Channel.DELTA, payload))
-
-    async def _twin(self, vehicle_id: str, *, create: bool = False) -> TwinState | None:
-        state = self._twins.get(vehicle_id)
-        if state is not None:
-            return state
-        if vehicle_id in self._fetched:
-            state = self._fetched[vehicle_id]
-        else:
-            state = await self.store.load_twin(vehicle_id)
-        if state is None:
-            if not create:
-                return None
-            now = self.clock()
-            state = TwinState(vehicle_id=vehicle_id, created_at=now, updated_at=now)
-        online_since = self._online.get(vehicle_id)
-        if online_since is not None and not state.connection.connected:
-            state.connection = Connection(connected=True, since=online_since, last_seen=state.connection.last_seen)
-        elif online_since is None and state.connection.connected:
-            # The hub restarted or the vehicle left while it was down: the stored flag is stale.
-            state.connection = Connection(
-                connected=False,
-                since=self.clock(),
-                last_seen=state.connection.last_seen,
-                disconnect_reason=DisconnectReason.CONNECTION_LOST.value,
-            )
-        self._twins[vehicle_id] = state
-        return state
-
     # -- operator writes -------------------------------------------------------------
-
-    async def _apply_op(self, op: _Op, batch: _Batch) -> None:
-        try:
-            state = await self._twin(op.vehicle_id, create=op.create)
-            if state is None:
-                raise NotFound(f"vehicle '{op.vehicle_id}' not found")
-            # An operator write is all or nothing: it is applied to a copy, which replaces the
-            # live twin's contents only when it succeeds. The live twin may already be in this
-            # batch (telemetry of the same vehicle), so a refused write must never touch it.
-            draft = copy.deepcopy(state)
-            result = op.fn(draft)
-            _check_document_size(draft, self.limits)
-            _adopt(state, draft)
-        # The caller gets the exception; the consumer carries on with the rest of the batch.
-        except Exception as exc:
-            if not op.done.done():
-                op.done.set_exception(exc)
-            return
-        batch.dirty[state.vehicle_id] = state
-        if op.audit is not None:
-            batch.statements.append(op.audit(state))
-        kind = UpdateKind.DESIRED if isinstance(result, _DeltaChanged) else UpdateKind.TAGS
-        batch.updates.append(TwinUpdate(kind, state.vehicle_id, state, self.clock(), op.changed))
-        if isinstance(result, _DeltaChanged):
-            self._queue_delta(state, batch, even_if_empty=True)
-        batch.results.append((op.done, self._document(state)))
 
     async def _run_op(
         self,
@@ -780,7 +437,7 @@ class TwinService:
         if not self._running:
             raise StoreError("the twin service is not running")
         done: asyncio.Future[TwinDocument] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Op(vehicle_id, fn, done, create, changed, audit))
+        await self._queue.put(Op(vehicle_id, fn, done, create, changed, audit))
         return await done
 
     async def patch_desired(
@@ -801,13 +458,13 @@ class TwinService:
         check_patch(patch, self.limits)
         check_ttl(ttl_s, self.limits)
 
-        def apply(state: TwinState) -> _DeltaChanged:
+        def apply(state: TwinState) -> DeltaChanged:
             _check_version(state, if_match)
             now = self.clock()
             apply_desired(state, patch, now, ttl_s, clear_applied=clear_applied)
             state.version += 1
             state.updated_at = now
-            return _DeltaChanged()
+            return DeltaChanged()
 
         return await self._run_op(vehicle_id, apply, changed=_paths(patch), audit=audit)
 
@@ -843,104 +500,50 @@ class TwinService:
 
         return await self._run_op(vehicle_id, apply, create=True)
 
-    # -- reads -----------------------------------------------------------------------
+    # -- reads (the read model) ---------------------------------------------------------
 
     async def state(self, vehicle_id: str) -> TwinState | None:
         """The live twin (read-only for the caller), or None when the vehicle has none."""
-        return self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)
+        return await self.reads.state(vehicle_id)
 
     async def states(self, query: TwinFilter) -> list[TwinState]:
         """Stored twins matching `query`, each replaced by its live version when one is held."""
-        return [self._twins.get(s.vehicle_id, s) for s in await self.store.list_twins(query)]
+        return await self.reads.states(query)
 
     async def get_twin(self, vehicle_id: str) -> TwinDocument:
-        state = self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)
-        if state is None:
-            raise NotFound(f"vehicle '{vehicle_id}' not found")
-        return self._document(state)
+        return await self.reads.get_twin(vehicle_id)
 
     async def twin_at(self, vehicle_id: str, at: float) -> TwinAsOf:
         """Reported state as of `at`, replayed from history through the same merge as ingest."""
-        current = self._twins.get(vehicle_id) or await self.store.load_twin(vehicle_id)
-        if current is None:
-            raise NotFound(f"vehicle '{vehicle_id}' not found")
-        rebuilt = TwinState(vehicle_id=vehicle_id, created_at=current.created_at, updated_at=at)
-        rows = 0
-        cursor: str | None = None
-        while True:
-            page = await self.store.history_until(vehicle_id, at, cursor=cursor, limit=1000)
-            for row in page.rows:
-                apply_reported(rebuilt, flatten(row.data), row.ts)
-            rows += len(page.rows)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        return to_as_of(vehicle_id, current.fleet, at, rebuilt, rows)
+        return await self.reads.twin_at(vehicle_id, at)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinDocument]:
-        states = await self.store.list_twins(query)
-        docs = []
-        for stored in states:
-            # The in-memory twin may hold a change whose commit is still in flight.
-            docs.append(self._document(self._twins.get(stored.vehicle_id, stored)))
-        return docs
+        return await self.reads.list_twins(query)
 
     async def history(self, query: HistoryQuery) -> list[HistoryRow]:
-        if vehicle_id_unknown := (
-            query.vehicle_id not in self._twins and await self.store.load_twin(query.vehicle_id) is None
-        ):
-            del vehicle_id_unknown
-            raise NotFound(f"vehicle '{query.vehicle_id}' not found")
-        return await self.store.history(query)
+        return await self.reads.history(query)
 
     def _document(self, state: TwinState) -> TwinDocument:
         return to_document(state, now=self.clock(), reporting_window_s=self.settings.reporting_window_s)
 
     def health(self) -> HealthReport:
+        last = self._last_dead_letter
         return HealthReport(
             running=self._running,
             queue_depth=self._queue.qsize(),
             in_flight=self._in_flight,
             queue_max=self.settings.queue_max,
-            last_commit_at=isoformat(self._last_commit_at),
-            last_commit_error=self._last_commit_error,
-            twins_cached=len(self._twins),
+            last_commit_at=isoformat(self.committer.last_commit_at),
+            last_commit_error=self.committer.last_error,
+            twins_cached=len(self.live),
             dead_letters=self._dead_letters_total,
-            last_dead_letter_at=isoformat(last.quarantined_at) if (last := self._last_dead_letter) else None,
+            last_dead_letter_at=isoformat(last.quarantined_at) if last else None,
             last_dead_letter_reason=last.detail if last else None,
         )
 
     @property
     def online_vehicles(self) -> int:
-        return len(self._online)
-
-
-def _adopt(state: TwinState, draft: TwinState) -> None:
-    """Give the live twin the contents of a successfully changed copy (observers hold the live object)."""
-    for name in state.__struct_fields__:
-        setattr(state, name, getattr(draft, name))
-
-
-def _topic_of(item: Inbound) -> str:
-    """The topic below `vehicles/{vid}/` an item came on."""
-    return item.kind.value if not item.subtopic else f"commands/{item.subtopic}/result"
-
-
-def _document_bytes(state: TwinState) -> int:
-    return len(_encode(state.reported)) + len(_encode(state.desired)) + len(_encode(state.tags))
-
-
-def _check_document_size(state: TwinState, limits: Limits) -> None:
-    size = _document_bytes(state)
-    if size > limits.max_document_bytes:
-        raise LimitExceeded(
-            "document_too_large",
-            f"the twin would grow to {size} bytes, the limit is {limits.max_document_bytes}",
-        )
-
-
-class _DeltaChanged:
-    """Marks an operator write after which the vehicle must get its new delta."""
+        return len(self.live.online)
 
 
 def _paths(patch: Mapping[str, Json]) -> tuple[tuple[str, ...], ...]:

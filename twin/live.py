@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import msgspec
+
 from twin.inbound import DisconnectReason
 from twin.model import Connection, TwinState
 from twin.stores.protocol import Store
+
+_encode = msgspec.json.Encoder().encode
+_decode_state = msgspec.json.Decoder(TwinState).decode
 
 
 class LiveTwins:
@@ -22,6 +27,8 @@ class LiveTwins:
         self._fetched: dict[str, TwinState | None] = {}
         # Vehicles with an open session, including ones that have no twin yet: vehicle -> online since.
         self.online: dict[str, float] = {}
+        # Twins a commit in flight is writing: the next change to one goes to a copy.
+        self._frozen: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._twins)
@@ -39,6 +46,13 @@ class LiveTwins:
     def end_batch(self) -> None:
         self._fetched = {}
 
+    def freeze(self, vehicle_ids: Iterable[str]) -> None:
+        """The commit now in flight holds these twins: they must not change under it."""
+        self._frozen = set(vehicle_ids)
+
+    def thaw(self) -> None:
+        self._frozen = set()
+
     def forget(self, vehicle_ids: Iterable[str]) -> None:
         """Drop twins an uncommitted batch changed: they reload as committed."""
         for vid in vehicle_ids:
@@ -48,6 +62,10 @@ class LiveTwins:
     async def get(self, vehicle_id: str, *, create: bool = False) -> TwinState | None:
         state = self._twins.get(vehicle_id)
         if state is not None:
+            if vehicle_id in self._frozen:
+                # Copy on write: the committing batch keeps the object it applied.
+                self._frozen.discard(vehicle_id)
+                state = self._twins[vehicle_id] = _decode_state(_encode(state))
             return state
         if vehicle_id in self._fetched:
             state = self._fetched[vehicle_id]

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -135,12 +136,18 @@ class TwinService:
         self._running = False
         self._dead_letters_total = 0
         self._last_dead_letter: DeadLetter | None = None
-        # Items taken from the queue whose batch is not finished yet.
-        self._in_flight = 0
+        # Items taken from the queue whose batch is not finished yet: being applied, or committing.
+        self._applying = 0
+        self._committing: _Committing | None = None
         if metrics is not None:
             # Read when scraped, so they tell the truth while the consumer is stuck on a commit.
             metrics.queue_depth.set_function(self._queue.qsize)
             metrics.in_flight.set_function(lambda: self._in_flight)
+
+    @property
+    def _in_flight(self) -> int:
+        committing = self._committing
+        return self._applying + (len(committing.items) if committing and not committing.task.done() else 0)
 
     @property
     def commands(self) -> CommandHooks | None:
@@ -183,32 +190,129 @@ class TwinService:
     # -- the consumer ----------------------------------------------------------------
 
     async def run(self) -> None:
-        """The consumer; returns after `stop()` once everything before it is committed (or abandoned)."""
+        """The consumer; returns after `stop()` once everything before it is committed (or abandoned).
+
+        Pipelined: while one batch commits, the next is decoded and applied. The twins the
+        committing batch holds are frozen (`LiveTwins.freeze`): the next batch changes copies
+        of them, so what is written is exactly what was applied. One commit is in flight at a
+        time and batches are acknowledged in order.
+        """
         self._running = True
+        committing: _Committing | None = None
         try:
             stopping = False
             while not stopping:
-                items = [await self._queue.get()]
-                while len(items) < self.settings.batch_max:
-                    try:
-                        items.append(self._queue.get_nowait())
-                    except asyncio.QueueEmpty:
-                        break
+                items = await self._take()
                 stopping = any(i is _STOP for i in items)
                 work = [i for i in items if isinstance(i, Inbound | Op)]
                 if self.committer.past_deadline():
+                    await self._settled(committing)
+                    committing = None
                     self._abandon(work)
                     continue
                 # On stop, links that dropped are reported now: the hub will not be here to see them return.
-                await self._supervised(work, flush_presence=stopping)
+                committing = await self._next(committing, work, flush_presence=stopping)
+            await self._settled(committing)
         finally:
             self._running = False
+            current = self._committing
+            if current is not None and not current.task.done():
+                # Cancelled while a commit is in flight (the hub's stop bound): none of it is acknowledged.
+                current.task.cancel()
+                self._abandon(current.items)
             self._abandon_queued()
             self.handlers.close()
 
+    async def _take(self) -> list[Item | object]:
+        items = [await self._queue.get()]
+        while len(items) < self.settings.batch_max:
+            try:
+                items.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return items
+
+    async def _next(
+        self, committing: _Committing | None, work: list[Item], *, flush_presence: bool
+    ) -> _Committing | None:
+        """Apply `work` while `committing` commits; then start its own commit. Returns what commits now."""
+        self._applying = len(work)
+        try:
+            batch = await self._prepare(work, flush_presence)
+        except Exception:
+            # Whatever went wrong stays with these items; the commit in flight is not affected.
+            log.exception("ingest batch failed; its items are left unacknowledged", items=len(work))
+            self._applying = 0
+            await self._settled(committing)
+            self.live.forget(item.vehicle_id for item in work)
+            self._abandon(work)
+            return None
+        if committing is not None and await self._failed(committing):
+            # This batch was applied on top of twins that did not commit: apply it again.
+            self.live.forget([*(item.vehicle_id for item in work), *batch.dirty])
+            await self._supervised(_without_results(work), flush_presence=flush_presence)
+            return None
+        self._applying = 0
+        if not batch.writes:
+            self._acknowledge(batch)
+            return None
+        self.live.freeze(batch.dirty)
+        task = asyncio.get_running_loop().create_task(self._commit_then_acknowledge(batch))
+        self._committing = _Committing(task, batch, work)
+        return self._committing
+
+    async def _commit_then_acknowledge(self, batch: Batch) -> StoreError | None:
+        """Commit; on success acknowledge at once (an idle consumer must not hold acks back).
+        A refused value is returned for the consumer to isolate, waking it if it waits."""
+        try:
+            await self.committer.commit(batch)
+        except Rejected as rejected:
+            self._tick()
+            return rejected.error
+        finally:
+            self.live.thaw()
+        self._acknowledge(batch)
+        return None
+
+    async def _failed(self, committing: _Committing) -> bool:
+        """Wait for the commit in flight; True when its batch did not commit as a whole
+        (its items are then isolated, quarantined or left unacknowledged)."""
+        try:
+            error = await committing.task
+        except Abandoned:
+            self.live.forget([*(i.vehicle_id for i in committing.items), *committing.batch.dirty])
+            self._abandon(committing.items)
+            return True
+        except Exception:
+            log.exception("ingest commit failed; its items are left unacknowledged", items=len(committing.items))
+            self.live.forget([*(i.vehicle_id for i in committing.items), *committing.batch.dirty])
+            self._abandon(committing.items)
+            return True
+        if error is None:
+            return False
+        self.live.forget([*(i.vehicle_id for i in committing.items), *committing.batch.dirty])
+        try:
+            await self._isolate(committing.items, committing.batch.presence, error)
+        except Abandoned:
+            self._abandon(committing.items)
+        return True
+
+    async def _settled(self, committing: _Committing | None) -> None:
+        if committing is not None:
+            await self._failed(committing)
+
+    async def _prepare(self, items: list[Item], flush_presence: bool) -> Batch:
+        """Stages 1 and 2: the batch to commit."""
+        await self._prefetch(items)
+        try:
+            batch = Batch()
+            await self._apply(self._decode(items, batch), batch, flush_presence)
+        finally:
+            self.live.end_batch()
+        return batch
+
     async def _supervised(self, items: list[Item], *, flush_presence: bool) -> None:
-        """Process one batch; whatever goes wrong stays with its items, and the consumer goes on."""
-        self._in_flight = len(items)
+        """Process one batch start to end; whatever goes wrong stays with its items."""
         try:
             await self._process(items, flush_presence=flush_presence)
         except Abandoned:
@@ -220,19 +324,13 @@ class TwinService:
             self.live.forget(item.vehicle_id for item in items)
             self._abandon(items)
         finally:
-            self._in_flight = 0
+            self._applying = 0
 
     async def _process(self, items: list[Item], *, flush_presence: bool = False) -> None:
-        """The four stages over one batch."""
-        await self._prefetch(items)
-        try:
-            batch = Batch()
-            decoded = self._decode(items, batch)
-            await self._apply(decoded, batch, flush_presence)
-            if await self._commit(batch, items):
-                self._acknowledge(batch)
-        finally:
-            self.live.end_batch()
+        """The four stages over one batch, without overlap (isolating a refused value, redoing)."""
+        batch = await self._prepare(items, flush_presence)
+        if await self._commit(batch, items):
+            self._acknowledge(batch)
 
     async def _prefetch(self, items: list[Item]) -> None:
         """Load the twins this batch needs that are not in memory, in one query.
@@ -323,8 +421,7 @@ class TwinService:
         return True
 
     async def _isolate(self, items: list[Item], presence: list[PresenceEvent], error: StoreError) -> None:
-        # Command results went to the command service with the first pass: never twice.
-        redo = [i for i in items if not (isinstance(i, Inbound) and i.kind is MessageKind.COMMAND_RESULT)]
+        redo = _without_results(items)
         if not redo:
             if presence:
                 log.error("presence events refused by the store, dropped", events=len(presence), error=str(error))
@@ -336,9 +433,8 @@ class TwinService:
             return
         mid = len(redo) // 2
         for part, carried in ((redo[:mid], presence), (redo[mid:], [])):
-            await self._prefetch(part)
-            batch = Batch(presence=list(carried))
-            await self._apply(self._decode(part, batch), batch, False)
+            batch = await self._prepare(part, False)
+            batch.presence[:0] = carried
             if await self._commit(batch, part):
                 self._acknowledge(batch)
 
@@ -544,6 +640,20 @@ class TwinService:
     @property
     def online_vehicles(self) -> int:
         return len(self.live.online)
+
+
+@dataclass(slots=True)
+class _Committing:
+    """A batch whose commit is in flight while the consumer applies the next one."""
+
+    task: asyncio.Task[StoreError | None]
+    batch: Batch
+    items: list[Item]
+
+
+def _without_results(items: list[Item]) -> list[Item]:
+    """Items to apply again; command results went to the command service with the first pass, never twice."""
+    return [i for i in items if not (isinstance(i, Inbound) and i.kind is MessageKind.COMMAND_RESULT)]
 
 
 def _paths(patch: Mapping[str, Json]) -> tuple[tuple[str, ...], ...]:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, StoreLocked, StoreUnavailable
+from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, StoreLocked, StoreRejected, StoreUnavailable
 from twin import (
     Channel,
     Inbound,
@@ -442,3 +442,66 @@ async def test_stop_ends_within_the_deadline_while_commits_fail_and_acknowledges
     assert time.monotonic() - started < 2
     assert all(isinstance(i.ack.exception(), StoreError) for i in items)
     assert store.rows == []
+
+
+class SlowSnapshotStore(MemoryStore):
+    """Reads the twins it is given only after a pause, as the PostgreSQL store's COPY does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[int, int]] = []  # (twin version written, history rows committed by then)
+        self.committed_rows = 0
+
+    async def write_batch(self, twins, history, presence=(), statements=()):
+        await asyncio.sleep(0.05)
+        self.committed_rows += len(history)
+        self.written.extend((t.version, self.committed_rows) for t in twins)
+        await super().write_batch(twins, history, presence, statements)
+
+
+async def test_the_next_batch_is_applied_while_one_commits_and_never_changes_what_it_writes() -> None:
+    store = SlowSnapshotStore()
+    service = TwinService(store)
+    async with running(service):
+        items = []
+        for n in range(40):
+            item = telemetry("veh-1", {"soc": n, "ts": 1000 + n}, ack=True)
+            items.append(item)
+            await service.submit(item)
+            await asyncio.sleep(0.01)
+        for item in items:
+            assert (await asyncio.wait_for(item.ack, 10)).accepted
+    # Several batches, each written as it was applied: a twin's version is the count of its
+    # messages committed with it, never one applied later.
+    assert store.batches > 2
+    assert all(version == rows for version, rows in store.written), store.written
+    assert store.twins["veh-1"].version == 40
+
+
+async def test_a_refused_value_while_the_next_batch_is_applied_is_isolated_and_the_next_batch_commits() -> None:
+    class RefusingStore(SlowSnapshotStore):
+        async def write_batch(self, twins, history, presence=(), statements=()):
+            await asyncio.sleep(0.05)
+            if any(row.data.get("poison") for row in history):
+                raise StoreRejected("poison is not allowed")
+            await super().write_batch(twins, history, presence, statements)
+
+    store = RefusingStore()
+    service = TwinService(store)
+    async with running(service):
+        first = [telemetry(f"veh-{n}", {"soc": n}, ack=True) for n in range(5)]
+        poison = telemetry("veh-0", {"poison": True}, ack=True)
+        for item in [*first, poison]:
+            await service.submit(item)
+        await asyncio.sleep(0.02)
+        second = [telemetry(f"veh-{n}", {"soc": 10 + n}, ack=True) for n in range(5)]
+        for item in second:
+            await service.submit(item)
+        for item in [*first, *second]:
+            assert (await asyncio.wait_for(item.ack, 10)).accepted
+        refused = await asyncio.wait_for(poison.ack, 10)
+    assert not refused.accepted
+    assert refused.reason == "store_rejected"
+    assert [d.vehicle_id for d in service.dead_letters.letters] == ["veh-0"]
+    assert {vid: t.reported["soc"].value for vid, t in store.twins.items()} == {f"veh-{n}": 10 + n for n in range(5)}
+    assert "poison" not in store.twins["veh-0"].reported

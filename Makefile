@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test check lint typecheck imports format bench vendor clean
+.PHONY: run test check lint typecheck imports docs docs-build format bench vendor clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fleethub needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -15,7 +15,7 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	@touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
@@ -24,7 +24,7 @@ run: $(VENV)/.runtime
 test: check
 	$(BIN)/pytest
 
-check: lint typecheck imports
+check: lint typecheck imports docs-build
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -33,9 +33,18 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-# The layers and public surfaces ([tool.importlinter] in pyproject.toml; README, "Layout").
+# The layers and public surfaces ([tool.importlinter] in pyproject.toml; docs/layout.md).
 imports: $(VENV)/.dev
 	$(BIN)/lint-imports
+
+# The manual (docs/, mkdocs.yml): built with --strict, so a broken link or a stale generated page fails
+# `make check`; `make docs` also serves it at http://127.0.0.1:8000/ and rebuilds on every change.
+export NO_MKDOCS_2_WARNING := 1
+docs-build: $(VENV)/.dev
+	$(BIN)/mkdocs build --strict --quiet
+
+docs: docs-build
+	$(BIN)/mkdocs serve
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .

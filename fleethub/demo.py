@@ -89,7 +89,7 @@ def banner(hub: Hub, vehicles: int, prefix: str) -> str:
 fleethub demo is running with {vehicles} simulated vehicles.
 
   !! DEVELOPMENT MODE: MQTT accepts anonymous clients, HTTP requests need no token.
-  !! Never expose the demo; `fleethub serve` is secure by default (see README, "Security").
+  !! Never expose the demo; `fleethub serve` is secure by default (see docs/security.md).
 
 {console}  HTTP API      {http}/api/v1/vehicles
   API docs      {http}/schema/swagger

@@ -135,7 +135,7 @@ class RulesSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     recheck_s: float = 10.0
     # History rows one backtest replays at most.
     backtest_max_rows: int = 100_000
-    # Size limits of one rule and message template (see rules/LANGUAGE.md, "Limits").
+    # Size limits of one rule and message template (see docs/rules-language.md, "Limits").
     limits: RuleLimits = msgspec.field(default_factory=RuleLimits)
 
 

@@ -37,13 +37,17 @@ typecheck: $(VENV)/.dev
 imports: $(VENV)/.dev
 	$(BIN)/lint-imports
 
-# The manual (docs/, mkdocs.yml): built with --strict, so a broken link or a stale generated page fails
+# The manual (docs/, mkdocs.yml): built with --strict, and a broken link or a stale generated page fails
 # `make check`; `make docs` also serves it at http://127.0.0.1:8000/ and rebuilds on every change.
 export NO_MKDOCS_2_WARNING := 1
 docs-build: $(VENV)/.dev
+	$(BIN)/python -m fleethub.reference check
 	$(BIN)/mkdocs build --strict --quiet
 
-docs: docs-build
+# Regenerates the reference pages (docs/reference/) from the code first.
+docs: $(VENV)/.dev
+	$(BIN)/python -m fleethub.reference write
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/mkdocs serve
 
 format: $(VENV)/.dev

@@ -10,16 +10,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# `make run` installs a copy, not an editable install (setuptools prints a notice on every editable
+# install), and reinstalls it when a source changes; a developer's editable install (.dev) serves as is.
+SOURCES := $(wildcard */*.py */*/*.py */*/*/*.py migrations/*/*.sql fleethub/*.toml)
+
+$(VENV)/.runtime: pyproject.toml $(SOURCES) | $(BIN)/python
+	@if [ -f $(VENV)/.dev ] && [ $(VENV)/.dev -nt pyproject.toml ]; then :; else $(BIN)/python -m pip install --quiet .; fi
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
-	@touch $@ $(VENV)/.runtime
+	@touch $@
 
 run: $(VENV)/.runtime
-	$(BIN)/fleethub demo
+	$(BIN)/python -m fleethub demo
 
 test: check
 	$(BIN)/pytest

@@ -14,10 +14,13 @@ import msgspec
 import structlog
 
 from fleethub.logs import configure_logging
-from fleethub.settings import RuntimeSettings, Settings, load_settings
+from fleethub.settings import RuntimeSettings, Settings, StoreSettings, load_settings
 from kernel import ConfigError, FleethubError
 
 log = structlog.get_logger("fleethub")
+
+# Where `fleethub demo` keeps its data unless given a database (`serve` defaults to var/fleethub.db).
+DEMO_DATABASE = "sqlite:///var/demo.db"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +70,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if args.command == "demo":
         overrides |= {"demo.vehicles": args.vehicles, "demo.interval_s": args.interval}
-    return load_settings(args.config, overrides=overrides)
+    settings = load_settings(args.config, overrides=overrides)
+    if args.command == "demo" and settings.store.url == StoreSettings().url:
+        # The demo keeps its own database, so `serve` never starts with the demo's vehicles and rules.
+        settings = msgspec.structs.replace(settings, store=msgspec.structs.replace(settings.store, url=DEMO_DATABASE))
+    return settings
 
 
 def tune_gc(runtime: RuntimeSettings) -> None:

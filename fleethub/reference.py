@@ -235,7 +235,8 @@ def metrics_page(rows: list[MetricRow]) -> str:
         _HEADER,
         "What `GET /metrics` exposes, in Prometheus' text format (a token with any role unless "
         "`auth.public_metrics`). Histograms also expose `_bucket`, `_sum` and `_count` series; counters "
-        "`_created`. \n\n",
+        "`_created`. The [operations kit](../operations.md) has a Grafana dashboard and alerting rules built on "
+        "these.\n\n",
         "| metric | type | labels | what |\n|---|---|---|---|\n",
     ]
     for row in rows:

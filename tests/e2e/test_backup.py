@@ -1,15 +1,22 @@
 """`fleethub backup` while the hub ingests, and `fleethub restore` into a hub that then serves the data."""
 
+import asyncio
 import json
 import re
 import subprocess
 import sys
 import threading
+import uuid
 
 import httpx
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg import sql
+
+from tests.helpers import need_program
+from tests.postgres import _with_database
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +120,73 @@ def test_restore_refuses_to_replace_a_database_with_vehicles_unless_forced(tmp_p
     bad = _cli("backup", "x.db", "--database", "postgresql://127.0.0.1/none", cwd=tmp_path, check=False)
     assert bad.returncode == 2
     assert "pg_dump" in bad.stderr
+
+
+@pytest.mark.postgres
+async def test_pg_dump_while_ingesting_then_pg_restore_serves_the_data(run_hub, pg_server, tmp_path) -> None:
+    """The documented PostgreSQL procedure (docs/operations.md): pg_dump while the hub writes, pg_restore, serve."""
+    pg_dump, pg_restore = need_program("pg_dump"), need_program("pg_restore")
+    suffix = uuid.uuid4().hex[:10]
+    names = (f"fleethub_bk_{suffix}", f"fleethub_rs_{suffix}")
+    with psycopg.connect(pg_server.url, autocommit=True) as admin:
+        for name in names:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    source, target = (_with_database(pg_server.url, name) for name in names)
+    try:
+        hub = run_hub(
+            "serve", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--log-format", "json",
+            "--database", source, env=_DEV,
+        )  # fmt: skip
+        ports = hub.started()
+        publisher = Publisher(ports["mqtt_port"])
+        publisher.start()
+        try:
+            while publisher.acked < 100:
+                publisher.join(0.05)
+                assert publisher.is_alive()
+            acked_before = publisher.acked
+            dumped = await asyncio.to_thread(
+                subprocess.run,
+                [pg_dump, "--format=custom", f"--file={tmp_path / 'fleethub.dump'}", source],
+                capture_output=True, text=True, check=False, timeout=120,
+            )  # fmt: skip
+            assert publisher.is_alive()
+        finally:
+            publisher.close()
+        assert hub.stop() == 0
+        assert dumped.returncode == 0, dumped.stderr
+
+        timescale = pg_server.timescaledb is not None and _uses_timescaledb(source)
+        if timescale:
+            with psycopg.connect(target, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                conn.execute("SELECT timescaledb_pre_restore()")
+        restored = await asyncio.to_thread(
+            subprocess.run,
+            [pg_restore, "--no-owner", f"--dbname={target}", str(tmp_path / "fleethub.dump")],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        if timescale:
+            with psycopg.connect(target, autocommit=True) as conn:
+                conn.execute("SELECT timescaledb_post_restore()")
+        assert restored.returncode == 0, restored.stderr
+
+        again = run_hub(
+            "serve", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--log-format", "json",
+            "--database", target, env=_DEV,
+        )  # fmt: skip
+        ports = again.started()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['http_port']}", timeout=10) as http:
+            history = (await http.get("/api/v1/vehicles/car-b/history", params={"limit": 10000, "fields": "n"})).json()
+        assert again.stop() == 0
+        seqs = sorted(item["data"]["n"] for item in history["items"])
+        assert seqs[:acked_before] == list(range(1, acked_before + 1))
+    finally:
+        with psycopg.connect(pg_server.url, autocommit=True) as admin:
+            for name in names:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _uses_timescaledb(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is not None

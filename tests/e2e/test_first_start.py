@@ -58,6 +58,10 @@ def test_the_demo_keeps_its_own_database_and_starts_each_part_once(run_hub, tmp_
     limit = int(re.search(r'"charge_limit": (\d+)', example).group(1))
     assert limit not in (80, 90, 100)
     assert 50 <= limit <= 100
+    # The README's quick start shows the same change, and says what the vehicle then reports.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert set(re.findall(r'"charge_limit": ?(\d+)', readme)) <= {str(limit), "120"}
+    assert f'"charge_limit":{limit}' in readme
     assert (tmp_path / "var" / "demo.db").is_file()
     assert not (tmp_path / "var" / "fleethub.db").exists()
     started = [e for e in _json_lines(demo.text) if e.get("event") == "command service started"]

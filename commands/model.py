@@ -21,6 +21,7 @@ import msgspec
 from msgspec import Meta
 
 from kernel import isoformat
+from twin import VehicleSelector
 
 
 class CommandState(enum.Enum):
@@ -132,22 +133,19 @@ class JobTransition(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str | None = None
 
 
-class Selector(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Which vehicles a job targets: those meeting every given criterion."""
+class JobSelector(VehicleSelector, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Which vehicles a job targets: a vehicle selector (each of `vehicle_ids` must have a twin), and
+    optionally a condition in the rules language that each twin must meet.
+    """
 
-    fleet: str | None = None
-    # Tags that must equal these strings.
-    tags: dict[str, str] = msgspec.field(default_factory=dict)
-    # A condition in the rules language over each twin, e.g. `tags.depot == "north" and soc > 20`.
+    # e.g. `tags.depot == "north" and soc > 20`
     filter: str | None = None
-    # Explicit vehicle ids (each must have a twin).
-    vehicle_ids: list[str] | None = None
 
 
 class Job(msgspec.Struct, omit_defaults=True):
     id: str
     name: str
-    selector: Selector
+    selector: JobSelector
     rate: float
     ttl_s: float
     state: JobState

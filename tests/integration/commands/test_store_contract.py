@@ -10,10 +10,10 @@ from commands import (
     CommandQuery,
     CommandState,
     Job,
+    JobSelector,
     JobState,
     MemoryCommandStore,
     PostgresCommandStore,
-    Selector,
     SqliteCommandStore,
     Transition,
 )
@@ -58,7 +58,7 @@ def job(jid: str, *, at=100.0, state=JobState.RUNNING) -> Job:
     return Job(
         id=jid,
         name="set_charge_limit",
-        selector=Selector(fleet="default", tags={"depot": "north"}),
+        selector=JobSelector(fleet="default", tags={"depot": "north"}),
         rate=5.0,
         ttl_s=60.0,
         state=state,

@@ -18,12 +18,12 @@ from rules import (
     PostgresRulesStore,
     RuleDefinition,
     RulesWrite,
-    Selector,
     Severity,
     SqliteRulesStore,
     TimerKind,
 )
 from security import AuditEntry
+from twin import VehicleSelector
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -62,7 +62,7 @@ def alert(alert_id: str, *, rule="hot", vehicle="v1", state=AlertState.ACTIVE, r
 
 async def test_rules_and_zones_round_trip(store):
     """Definitions and zones are stored, listed in name order, replaced and deleted."""
-    hot = RuleDefinition(name="hot", when="battery.temp_c > 60", for_="30s", selector=Selector(tags={"d": "n"}))
+    hot = RuleDefinition(name="hot", when="battery.temp_c > 60", for_="30s", selector=VehicleSelector(tags={"d": "n"}))
     await store.put_rule(hot)
     await store.put_rule(RuleDefinition(name="cold", when="battery.temp_c < 0"))
     assert [r.name for r in await store.list_rules()] == ["cold", "hot"]

@@ -26,8 +26,7 @@ from commands.stores import (
     CommandQuery,
     CommandStore,
     MemoryCommandStore,
-    PostgresCommandStore,
-    SqliteCommandStore,
+    SqlCommandStore,
     command_store,
 )
 
@@ -47,9 +46,8 @@ __all__ = [
     "JobSelector",
     "JobState",
     "MemoryCommandStore",
-    "PostgresCommandStore",
     "Preconditions",
-    "SqliteCommandStore",
+    "SqlCommandStore",
     "Transition",
     "TwinReader",
     "command_store",

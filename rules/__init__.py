@@ -37,10 +37,9 @@ from rules.settings import Limits, Position
 from rules.stores import (
     MemoryRulesStore,
     PendingTimer,
-    PostgresRulesStore,
     RulesStore,
     RulesWrite,
-    SqliteRulesStore,
+    SqlRulesStore,
     TimerKind,
     rules_store,
 )
@@ -75,7 +74,6 @@ __all__ = [
     "Placeholder",
     "Polygon",
     "Position",
-    "PostgresRulesStore",
     "RuleBody",
     "RuleConfigError",
     "RuleDefinition",
@@ -90,7 +88,7 @@ __all__ = [
     "Severity",
     "Signature",
     "Source",
-    "SqliteRulesStore",
+    "SqlRulesStore",
     "TimerKind",
     "TooManyRules",
     "TwinSource",

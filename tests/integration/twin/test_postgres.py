@@ -229,3 +229,30 @@ def test_partition_names_are_utc_starts() -> None:
     start = int(datetime(2024, 1, 15, tzinfo=UTC).timestamp())
     assert partition_name("history", start) == "history_p20240115_00"
     assert partition_name("history_1m", start + 6 * 3600) == "history_1m_p20240115_06"
+
+
+async def test_an_older_schemas_unread_continuous_aggregate_is_dropped(pg_url: str) -> None:
+    """A database from before migration 5 loses history_activity_1m and its refresh job; new ones never had it."""
+    async with _store(pg_url) as store:
+        if store.mode is not TimeseriesMode.TIMESCALEDB:
+            pytest.skip("a TimescaleDB schema's migration: this server has no TimescaleDB")
+    views = "SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema()"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute(views).fetchone() == (0,)
+        # As the old migration 3 left it, with its policy, and migration 5 not yet applied.
+        conn.execute(
+            "CREATE MATERIALIZED VIEW history_activity_1m WITH (timescaledb.continuous) AS "
+            "SELECT vehicle_id, time_bucket(INTERVAL '1 minute', ts) AS bucket, count(*) AS rows "
+            "FROM history GROUP BY 1, 2 WITH NO DATA"
+        )
+        conn.execute(
+            "SELECT add_continuous_aggregate_policy('history_activity_1m', start_offset => INTERVAL '2 days', "
+            "end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute')"
+        )
+        conn.execute("DELETE FROM schema_version WHERE version = 5")
+        assert conn.execute(views).fetchone() == (1,)
+    async with _store(pg_url):
+        pass
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(views).fetchone() == (0,)
+        assert conn.execute("SELECT 1 FROM schema_version WHERE version = 5").fetchone() == (1,)

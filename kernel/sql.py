@@ -37,10 +37,6 @@ def _datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-def _epoch(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
 def _same(value: Any) -> Any:
     return value
 
@@ -56,12 +52,15 @@ class Dialect:
     as_text: str
     # The placeholder of a JSON parameter, which is always given as JSON text.
     json_mark: str
-    # A time column's parameter from epoch seconds, and its value back (None stays None): REAL in
-    # SQLite, timestamptz in PostgreSQL.
+    # A time column's parameter from epoch seconds (None stays None): REAL in SQLite, timestamptz
+    # in PostgreSQL; `seconds` reads one back as epoch seconds.
     time: Callable[[float | None], Any]
-    epoch: Callable[[Any], float | None]
     # A boolean column's parameter: INTEGER 0/1 in SQLite.
     flag: Callable[[bool], Any]
+
+    def seconds(self, column: str) -> str:
+        """A time column read as epoch seconds (a float), computed by the database rather than per row here."""
+        return column if self.name == "sqlite" else f"extract(epoch from {column})::float8"
 
     def json_field(self, column: str, key: str) -> str:
         """A top-level field of a JSON document column, as text."""
@@ -72,10 +71,8 @@ class Dialect:
         return text if self.name == "sqlite" else _percent_s(text)
 
 
-SQLITE: Final = Dialect("sqlite", true="1=1", as_text="", json_mark="?", time=_same, epoch=_same, flag=int)
-POSTGRES: Final = Dialect(
-    "postgresql", true="true", as_text="::text", json_mark="?::jsonb", time=_datetime, epoch=_epoch, flag=bool
-)
+SQLITE: Final = Dialect("sqlite", true="1=1", as_text="", json_mark="?", time=_same, flag=int)
+POSTGRES: Final = Dialect("postgresql", true="true", as_text="::text", json_mark="?::jsonb", time=_datetime, flag=bool)
 
 
 @functools.lru_cache(maxsize=1024)

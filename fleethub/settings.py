@@ -237,7 +237,8 @@ class RulesSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = 10.0
     backtest_max_rows: Annotated[int, Meta(ge=1, description="History rows one backtest replays at most.")] = 100_000
     limits: Annotated[
-        RuleLimits, Meta(description='Size limits of one rule and message template (see rules/LANGUAGE.md, "Limits").')
+        RuleLimits,
+        Meta(description='Size limits of one rule and message template (see docs/rules-language.md, "Limits").'),
     ] = msgspec.field(default_factory=RuleLimits)
 
 

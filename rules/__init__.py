@@ -7,7 +7,7 @@
     >>> sorted(rule.fields)
     [('charging',), ('soc',)]
 
-The language is documented for users in `rules/LANGUAGE.md`: grammar, types, the
+The language is documented for users in `docs/rules-language.md`: grammar, types, the
 missing-value rule, functions, zones, message templates and limits. Compiling never
 runs the rule's text as Python: it is lexed, parsed into a tree, type-checked and
 turned into closures. Evaluating is pure, does no I/O, and never raises on twin data.

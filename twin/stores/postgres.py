@@ -204,8 +204,12 @@ class PostgresStore(SqlReads):
             if cutoff is not None:
                 report.retention_cutoff = cutoff
                 report.partitions_dropped = await self._partitions.drop_before(self.db, cutoff)
-        elif self.options.retention_days > 0:
-            report.retention_cutoff = now - self.options.retention_days * 86_400
+        else:
+            # TimescaleDB's retention job drops whole chunks, which start at multiples of their width
+            # since the epoch as native partitions do: the same cutoff in both modes.
+            report.retention_cutoff = retention_cutoff(
+                now, self.options.retention_days, self.options.chunk_interval_hours * 3600
+            )
         if report.retention_cutoff is not None:
             async with self._conn() as conn:
                 await conn.execute("DELETE FROM history_1m_dirty WHERE bucket < %s", (_dt(report.retention_cutoff),))

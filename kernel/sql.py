@@ -107,27 +107,35 @@ class Sql:
 
     async def transaction(self, statements: Sequence[Statement]) -> list[int]:
         """Run every statement or none; the rows each one changed. A broken unique key raises `Duplicate`."""
+        try:
+            return await self._transaction(statements)
+        except Exception as exc:
+            # The driver's error, or the database's mapping of it to a `StoreError` cause.
+            for error in (exc, exc.__cause__):
+                if _is_duplicate(error):
+                    raise Duplicate(str(error)) from exc
+            raise
+
+    async def _transaction(self, statements: Sequence[Statement]) -> list[int]:
         db = self.db
         if isinstance(db, SqliteDatabase):
-            try:
-                return await db.write(_sqlite_transaction, statements)
-            except sqlite3.IntegrityError as exc:
-                if exc.sqlite_errorname in _DUPLICATE_CODES:
-                    raise Duplicate(str(exc)) from exc
-                raise
+            return await db.write(_sqlite_transaction, statements)
         changed = []
-        try:
-            async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                for s in statements:
-                    sql = _percent_s(s.sql).encode()
-                    if s.many:
-                        await cur.executemany(sql, s.args)
-                    else:
-                        await cur.execute(sql, s.args)
-                    changed.append(cur.rowcount)
-        except psycopg.errors.UniqueViolation as exc:
-            raise Duplicate(str(exc)) from exc
+        async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for s in statements:
+                sql = _percent_s(s.sql).encode()
+                if s.many:
+                    await cur.executemany(sql, s.args)
+                else:
+                    await cur.execute(sql, s.args)
+                changed.append(cur.rowcount)
         return changed
+
+
+def _is_duplicate(error: BaseException | None) -> bool:
+    if isinstance(error, sqlite3.IntegrityError):
+        return error.sqlite_errorname in _DUPLICATE_CODES
+    return isinstance(error, psycopg.errors.UniqueViolation)
 
 
 def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:

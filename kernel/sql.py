@@ -57,22 +57,43 @@ class Dialect:
     time: Callable[[float | None], Any]
     # A boolean column's parameter: INTEGER 0/1 in SQLite.
     flag: Callable[[bool], Any]
+    # Templates of `seconds` and `json_field`.
+    seconds_of: str
+    field_of: str
 
     def seconds(self, column: str) -> str:
         """A time column read as epoch seconds (a float), computed by the database rather than per row here."""
-        return column if self.name == "sqlite" else f"extract(epoch from {column})::float8"
+        return self.seconds_of.format(column=column)
 
     def json_field(self, column: str, key: str) -> str:
         """A top-level field of a JSON document column, as text."""
-        return f"json_extract({column}, '$.{key}')" if self.name == "sqlite" else f"({column}->>'{key}')"
+        return self.field_of.format(column=column, key=key)
 
     def sql(self, text: str) -> str:
         """`text` (written with `?` placeholders) as this backend takes it."""
         return text if self.name == "sqlite" else _percent_s(text)
 
 
-SQLITE: Final = Dialect("sqlite", true="1=1", as_text="", json_mark="?", time=_same, flag=int)
-POSTGRES: Final = Dialect("postgresql", true="true", as_text="::text", json_mark="?::jsonb", time=_datetime, flag=bool)
+SQLITE: Final = Dialect(
+    "sqlite",
+    true="1=1",
+    as_text="",
+    json_mark="?",
+    time=_same,
+    flag=int,
+    seconds_of="{column}",
+    field_of="json_extract({column}, '$.{key}')",
+)
+POSTGRES: Final = Dialect(
+    "postgresql",
+    true="true",
+    as_text="::text",
+    json_mark="?::jsonb",
+    time=_datetime,
+    flag=bool,
+    seconds_of="extract(epoch from {column})::float8",
+    field_of="({column}->>'{key}')",
+)
 
 
 @functools.lru_cache(maxsize=1024)

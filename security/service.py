@@ -301,10 +301,13 @@ class SecurityService:
         return user
 
     async def user(self, name: str) -> User:
-        found = await self.store.get_user(name)
+        found = await self.find_user(name)
         if found is None:
             raise NotFound(f"user '{name}' not found")
         return found
+
+    async def find_user(self, name: str) -> User | None:
+        return await self.store.get_user(name)
 
     async def users(self) -> list[User]:
         """Every user, by name."""

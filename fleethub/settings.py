@@ -47,6 +47,27 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # net.core.somaxconn). With asyncio's default of 100, a reconnect storm overflows the
     # queue and each dropped client waits out TCP's 1, 3, 7, 15 s SYN retransmits.
     listen_backlog: int = 4096
+    # The largest MQTT packet read (and announced to MQTT 5 clients); a bigger one closes the connection.
+    # PUBLISHes between limits.max_payload_bytes and this are read, thrown away and refused with a notice.
+    max_packet_bytes: int = 1_048_576
+    # Bytes of QoS 0/1/2 messages queued per session, connected or absent, beside max_queued_messages.
+    max_queued_bytes: int = 1_048_576
+    # A connected client whose queue is full: "drop_oldest" (counted) or "disconnect" (counted).
+    slow_subscriber: str = "drop_oldest"
+    # Seconds a new connection has to send its CONNECT.
+    connect_timeout_s: float = 10.0
+    # Connections open at once from one IP address (a carrier NAT puts many vehicles behind one).
+    max_connections_per_address: int = 1000
+    # File descriptors kept free for the HTTP API, the database and existing sessions: new MQTT
+    # connections are closed at once when the process is this close to its open-files limit.
+    fd_headroom: int = 64
+    # QoS 1/2 messages in flight to one client at once (an MQTT 5 client's receive maximum wins).
+    max_inflight_messages: int = 100
+    # MQTT 5: QoS 1/2 messages a client may have unacknowledged at once, and topic aliases per connection.
+    receive_maximum: int = 100
+    topic_alias_maximum: int = 64
+    # Seconds between $SYS/broker/... statistics (retained, for global admins); 0 turns them off.
+    sys_interval_s: float = 10.0
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -273,6 +294,23 @@ def validate(settings: Settings) -> None:
     _check(mqtt.session_expiry_s >= 1, "mqtt.session_expiry_s", "at least 1 (seconds)", mqtt.session_expiry_s)
     _check(mqtt.max_queued_messages >= 1, "mqtt.max_queued_messages", "at least 1", mqtt.max_queued_messages)
     _check(mqtt.listen_backlog >= 1, "mqtt.listen_backlog", "at least 1", mqtt.listen_backlog)
+    payload = settings.limits.max_payload_bytes
+    _check(mqtt.max_packet_bytes >= payload, "mqtt.max_packet_bytes", f"at least limits.max_payload_bytes ({payload})",
+           mqtt.max_packet_bytes)  # fmt: skip
+    _check(mqtt.max_queued_bytes >= 1, "mqtt.max_queued_bytes", "at least 1", mqtt.max_queued_bytes)
+    _check(mqtt.slow_subscriber in ("drop_oldest", "disconnect"), "mqtt.slow_subscriber",
+           '"drop_oldest" or "disconnect"', mqtt.slow_subscriber)  # fmt: skip
+    _check(mqtt.connect_timeout_s > 0, "mqtt.connect_timeout_s", "positive (seconds)", mqtt.connect_timeout_s)
+    for name, value, low in (
+        ("max_connections_per_address", mqtt.max_connections_per_address, 1),
+        ("fd_headroom", mqtt.fd_headroom, 0),
+        ("max_inflight_messages", mqtt.max_inflight_messages, 1),
+        ("receive_maximum", mqtt.receive_maximum, 1),
+        ("topic_alias_maximum", mqtt.topic_alias_maximum, 0),
+    ):
+        _check(low <= value <= (65_535 if name in ("receive_maximum", "topic_alias_maximum") else 10**9),
+               f"mqtt.{name}", f"at least {low}", value)  # fmt: skip
+    _check(mqtt.sys_interval_s >= 0, "mqtt.sys_interval_s", "0 (off) or more seconds", mqtt.sys_interval_s)
     url = settings.store.url
     _check(
         url.startswith(("sqlite://", "postgresql://", "postgres://")),

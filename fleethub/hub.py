@@ -157,6 +157,7 @@ class Hub:
         await self._stack.enter_async_context(self.broker)
         self.security.on_vehicle_revoked.append(self.broker.disconnect_vehicle)
         self.security.on_token_revoked.append(self.broker.disconnect_token)
+        self.security.on_user_removed.append(self.broker.disconnect_user)
         self.service.channel = self.broker.channel
         self.commands.channel = self.broker.channel
         self.commands.publisher = self.broker

@@ -3,6 +3,10 @@
 Every implementation passes one contract suite (tests/integration/broker/test_store_contract.py).
 """
 
+from typing import assert_never
+
+from broker.stores.memory import MemoryBrokerStore
+from broker.stores.postgres import PostgresBrokerStore
 from broker.stores.protocol import (
     NEVER_EXPIRES,
     AckInflight,
@@ -33,6 +37,8 @@ from broker.stores.protocol import (
     Subscription,
     Unsubscribe,
 )
+from broker.stores.sqlite import SqliteBrokerStore
+from kernel import Database, PostgresDatabase, SqliteDatabase
 
 __all__ = [
     "NEVER_EXPIRES",
@@ -48,7 +54,9 @@ __all__ = [
     "Expired",
     "Inflight",
     "InflightState",
+    "MemoryBrokerStore",
     "Message",
+    "PostgresBrokerStore",
     "PutIncoming",
     "PutInflight",
     "PutSession",
@@ -58,9 +66,22 @@ __all__ = [
     "Retain",
     "SessionRecord",
     "Snapshot",
+    "SqliteBrokerStore",
     "StoreStats",
     "StoredSession",
     "Subscribe",
     "Subscription",
     "Unsubscribe",
+    "broker_store",
 ]
+
+
+def broker_store(db: Database, limits: QueueLimits | None = None) -> BrokerStore:
+    """The broker store on `db`, of its backend; enter it (`async with`) after the database."""
+    match db:
+        case SqliteDatabase():
+            return SqliteBrokerStore(db, limits)
+        case PostgresDatabase():
+            return PostgresBrokerStore(db, limits)
+        case _:
+            assert_never(db)

@@ -6,6 +6,7 @@ Every implementation passes one contract suite (tests/integration/broker/test_st
 from typing import assert_never
 
 from broker.stores.memory import MemoryBrokerStore
+from broker.stores.metrics import BrokerStoreMetrics
 from broker.stores.postgres import PostgresBrokerStore
 from broker.stores.protocol import (
     NEVER_EXPIRES,
@@ -38,6 +39,7 @@ from broker.stores.protocol import (
     Unsubscribe,
 )
 from broker.stores.sqlite import SqliteBrokerStore
+from broker.stores.writer import StoreBusy, StoreWriter, WriterSettings
 from kernel import Database, PostgresDatabase, SqliteDatabase
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "AckInflight",
     "ApplyResult",
     "BrokerStore",
+    "BrokerStoreMetrics",
     "Change",
     "ClearRetained",
     "Dequeue",
@@ -67,11 +70,14 @@ __all__ = [
     "SessionRecord",
     "Snapshot",
     "SqliteBrokerStore",
+    "StoreBusy",
     "StoreStats",
+    "StoreWriter",
     "StoredSession",
     "Subscribe",
     "Subscription",
     "Unsubscribe",
+    "WriterSettings",
     "broker_store",
 ]
 

@@ -174,7 +174,7 @@ class MemoryBrokerStore:
                         queue=[
                             s.queue[seq] for seq in sorted(s.queue) if not _gone(s.queue[seq].message.expires_at, now)
                         ],
-                        inflight=sorted(s.inflight.values(), key=lambda i: i.seq),
+                        inflight=sorted(s.inflight.values(), key=lambda i: (i.seq, i.packet_id)),
                         incoming=sorted(s.incoming),
                     )
                 )

@@ -137,7 +137,7 @@ class StoredSession(msgspec.Struct, frozen=True):
     subscriptions: list[Subscription]
     # Oldest first.
     queue: list[Queued]
-    # In the order they were sent (by seq): resend them in this order.
+    # In the order they were sent (by seq, then packet id): resend them in this order.
     inflight: list[Inflight]
     # Incoming QoS 2 packet ids that got PUBREC and wait for PUBREL, ascending.
     incoming: list[int]

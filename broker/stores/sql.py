@@ -102,7 +102,7 @@ WHERE expires_at IS NULL OR expires_at > ? ORDER BY client_id, seq
 """
 LOAD_INFLIGHT = """
 SELECT client_id, packet_id, seq, state, topic, payload, qos, retain, properties, expires_at FROM broker_inflight
-ORDER BY client_id, seq
+ORDER BY client_id, seq, packet_id
 """
 LOAD_INCOMING = "SELECT client_id, packet_id FROM broker_incoming ORDER BY client_id, packet_id"
 LOAD_RETAINED = """

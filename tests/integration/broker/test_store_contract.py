@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import random
 
 import pytest
 
@@ -417,3 +418,55 @@ async def test_empty_store_and_empty_batch(store):
         0,
         0,
     )
+
+
+def random_batch(rng, seq: list[int]) -> list:
+    """A batch of random changes over a few clients, topics, seqs and packet ids, so they collide often."""
+    clients = ["a", "b", "c"]
+    changes = []
+    for _ in range(rng.randint(1, 40)):
+        c = rng.choice(clients)
+        roll = rng.random()
+        if roll < 0.08:
+            changes.append(PutSession(record(c, expires_at=rng.choice([None, NOW + 100]), version=rng.choice([4, 5]))))
+        elif roll < 0.12:
+            changes.append(DropSession(c))
+        elif roll < 0.20:
+            changes.append(Subscribe(c, Subscription(rng.choice(["x/#", "y/+"]), rng.randint(0, 2))))
+        elif roll < 0.24:
+            changes.append(Unsubscribe(c, rng.choice(["x/#", "y/+"])))
+        elif roll < 0.45:
+            seq[0] += 1
+            changes.append(Enqueue(c, queued(rng.choice([seq[0], rng.randint(1, seq[0])]), size=rng.randint(5, 40))))
+        elif roll < 0.60:
+            changes.append(Dequeue(c, rng.randint(1, max(1, seq[0]))))
+        elif roll < 0.72:
+            state = rng.choice(list(InflightState))
+            changes.append(PutInflight(c, Inflight(rng.randint(1, 50), rng.randint(1, 4), state, message())))
+        elif roll < 0.80:
+            changes.append(AckInflight(c, rng.randint(1, 4)))
+        elif roll < 0.86:
+            changes.append(PutIncoming(c, rng.randint(1, 4)))
+        elif roll < 0.90:
+            changes.append(ReleaseIncoming(c, rng.randint(1, 4)))
+        elif roll < 0.96:
+            changes.append(Retain(message(rng.choice(["r/1", "r/2"]), payload=bytes([rng.randint(0, 255)]))))
+        else:
+            changes.append(ClearRetained(rng.choice(["r/1", "r/2"])))
+    return changes
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+async def test_random_batches_end_as_the_reference_store_does(backend, seed):
+    """Random batches of colliding changes leave every backend with what the in-memory reference holds."""
+    rng = random.Random(seed)
+    limits = QueueLimits(max_messages=6, max_bytes=150)
+    reference = MemoryBrokerStore(limits)
+    seq = [0]
+    async with backend.open(limits) as store:
+        for _ in range(25):
+            batch = random_batch(rng, seq)
+            expected = await reference.apply(batch)
+            assert await store.apply(batch) == expected
+            assert await store.load(NOW) == await reference.load(NOW)
+            assert await store.stats() == await reference.stats()

@@ -140,10 +140,6 @@ def inflight_row(client_id: str, i: Inflight) -> tuple[Any, ...]:
     return (client_id, i.packet_id, i.seq, i.state.value, *message_row(i.message), client_id)
 
 
-def _message(topic: str, payload: bytes, qos: int, retain: Any, properties: bytes, expires_at: Any) -> Message:
-    return Message(topic, bytes(payload), qos, bool(retain), bytes(properties), expires_at)
-
-
 def snapshot(
     sessions: Iterable[Any],
     subscriptions: Iterable[Any],
@@ -153,7 +149,10 @@ def snapshot(
     retained: Iterable[Any],
     last_seq: int,
 ) -> Snapshot:
-    """Assemble the rows of the LOAD_* queries (each ordered by client id) into a `Snapshot`."""
+    """Assemble the rows of the LOAD_* queries (each grouped by client id) into a `Snapshot`.
+
+    The hot loops are written out: a restore builds a Struct or two per queued message.
+    """
     parts: dict[str, tuple[SessionRecord, list[Subscription], list[Queued], list[Inflight], list[int]]] = {}
     for client_id, version, interval, expires_at, username, created_at in sessions:
         record = SessionRecord(client_id, version, interval, expires_at, username, created_at)
@@ -161,17 +160,30 @@ def snapshot(
     for client_id, topic_filter, qos, no_local, rap, rh, sub_id in subscriptions:
         if (held := parts.get(client_id)) is not None:
             held[1].append(Subscription(topic_filter, qos, bool(no_local), bool(rap), rh, sub_id))
-    for client_id, seq, *message in queue:
+    current: str | None = None
+    queued: list[Queued] | None = None
+    for client_id, seq, topic, payload, qos, retain, properties, expires_at in queue:
+        if client_id != current:
+            current = client_id
+            held = parts.get(client_id)
+            queued = held[2] if held is not None else None
+        if queued is not None:
+            queued.append(Queued(seq, Message(topic, payload, qos, bool(retain), properties, expires_at)))
+    for client_id, packet_id, seq, state, topic, payload, qos, retain, properties, expires_at in inflight:
         if (held := parts.get(client_id)) is not None:
-            held[2].append(Queued(seq, _message(*message)))
-    for client_id, packet_id, seq, state, *message in inflight:
-        if (held := parts.get(client_id)) is not None:
-            held[3].append(Inflight(seq, packet_id, InflightState(state), _message(*message)))
+            message = Message(topic, payload, qos, bool(retain), properties, expires_at)
+            held[3].append(Inflight(seq, packet_id, _STATES[state], message))
     for client_id, packet_id in incoming:
         if (held := parts.get(client_id)) is not None:
             held[4].append(packet_id)
     return Snapshot(
-        retained=[_message(*row) for row in retained],
+        retained=[
+            Message(topic, payload, qos, bool(retain), properties, expires_at)
+            for topic, payload, qos, retain, properties, expires_at in retained
+        ],
         sessions=[StoredSession(*held) for held in parts.values()],
         last_seq=int(last_seq),
     )
+
+
+_STATES = {state.value: state for state in InflightState}

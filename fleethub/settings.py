@@ -32,6 +32,15 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     session_expiry_s: int = 604_800
     # QoS 1/2 messages kept per absent persistent session; beyond it the oldest are dropped and counted.
     max_queued_messages: int = 1000
+    # Persistence (docs/broker-persistence.md): retained messages and persistent sessions are
+    # kept in the hub's database (store.url) and restored at start.
+    persistence: bool = True
+    # Broker state changes waiting for a commit; beyond it acknowledgements wait (backpressure).
+    store_max_pending: int = 100_000
+    # Changes per broker store transaction, at most.
+    store_batch_max: int = 10_000
+    # How often expired sessions and expired queued/retained messages are removed from the store.
+    store_sweep_interval_s: float = 5.0
     # MQTT over TLS: listens on tls_port only when both tls_certfile and tls_keyfile are set (PEM files).
     tls_port: int = 8883
     tls_certfile: str = ""
@@ -292,6 +301,10 @@ def validate(settings: Settings) -> None:
         _check(0 <= port <= 65535, name, "0-65535 (0 picks a free port)", port)
     mqtt = settings.mqtt
     _check(mqtt.session_expiry_s >= 1, "mqtt.session_expiry_s", "at least 1 (seconds)", mqtt.session_expiry_s)
+    _check(mqtt.store_max_pending >= 1, "mqtt.store_max_pending", "at least 1", mqtt.store_max_pending)
+    _check(mqtt.store_batch_max >= 1, "mqtt.store_batch_max", "at least 1", mqtt.store_batch_max)
+    sweep = mqtt.store_sweep_interval_s
+    _check(sweep > 0, "mqtt.store_sweep_interval_s", "positive (seconds)", sweep)
     _check(mqtt.max_queued_messages >= 1, "mqtt.max_queued_messages", "at least 1", mqtt.max_queued_messages)
     _check(mqtt.listen_backlog >= 1, "mqtt.listen_backlog", "at least 1", mqtt.listen_backlog)
     payload = settings.limits.max_payload_bytes

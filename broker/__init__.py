@@ -8,9 +8,20 @@ turns `twin.inbound.Channel` sends back into topics.
 from broker.errors import PortInUse
 from broker.metrics import BrokerMetrics
 from broker.server import EmbeddedBroker, TlsListener
+from broker.stores import BrokerStoreMetrics, QueueLimits, WriterSettings, broker_store
 
 # Connection-level PUBLISHes read but not yet handed to ingest: the reader handles one
 # packet at a time, so one message per connection waits at most.
 BACKLOG_LIMIT = 1
 
-__all__ = ["BACKLOG_LIMIT", "BrokerMetrics", "EmbeddedBroker", "PortInUse", "TlsListener"]
+__all__ = [
+    "BACKLOG_LIMIT",
+    "BrokerMetrics",
+    "BrokerStoreMetrics",
+    "EmbeddedBroker",
+    "PortInUse",
+    "QueueLimits",
+    "TlsListener",
+    "WriterSettings",
+    "broker_store",
+]

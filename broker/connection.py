@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from broker import codec, filters, topics
+from broker import codec, filters, persistence, stores, topics
 from broker.auth import LoginAttempt
 from broker.codec import (
     Ack,
@@ -433,8 +433,7 @@ class Connection:
             self._acknowledge(packet, _REFUSAL_REASON[refusal[0]], broker.refusal_detail(refusal[0], topic, size))
             return
         if route is None or route.kind is None:
-            broker.route(message)
-            self._acknowledge(packet, Reason.SUCCESS)
+            self._acknowledge(packet, Reason.SUCCESS, changes=broker.route(message))
             return
         ack: asyncio.Future[Verdict] | None = None
         if packet.qos:
@@ -443,7 +442,7 @@ class Connection:
             ack.add_done_callback(lambda done: self._committed(packet, message, done))
         else:
             # Nothing to wait for: other subscribers (a dashboard) get it now.
-            broker.route(message)
+            broker.persist(broker.route(message))
         await broker.sink.submit(
             Inbound(
                 route.vehicle_id,
@@ -467,19 +466,41 @@ class Connection:
             return
         verdict = ack.result()
         if verdict.accepted:
-            self.broker.route(message)
-            self._acknowledge(packet, Reason.SUCCESS)
+            self._acknowledge(packet, Reason.SUCCESS, changes=self.broker.route(message))
         else:
             self._acknowledge(packet, Reason.PAYLOAD_FORMAT_INVALID, verdict.detail or verdict.reason)
 
-    def _acknowledge(self, packet: Publish, reason: Reason, detail: str = "") -> None:
+    def _acknowledge(
+        self, packet: Publish, reason: Reason, detail: str = "", changes: list[stores.Change] | None = None
+    ) -> None:
+        """PUBACK or PUBREC, once the broker store has committed what this message changed (if anything)."""
+        changes = changes or []
+        session = self._attached()
         if not packet.qos:
+            self.broker.persist(changes)
             return
+        if packet.qos == 2 and session.stored:
+            # The id must be durable before PUBREC, so a resend after a restart is recognised.
+            changes.append(stores.PutIncoming(session.client_id, packet.packet_id))
         props = Properties(reason_string=detail) if detail and self.version is Version.V5 else Properties()
-        if packet.qos == 2 and self.session is not None:
-            self.session.incoming[packet.packet_id] = True
         kind = PacketType.PUBACK if packet.qos == 1 else PacketType.PUBREC
-        self._write(codec.encode(Ack(kind, packet.packet_id, reason, props), self.version))
+        data = codec.encode(Ack(kind, packet.packet_id, reason, props), self.version)
+        durable = self.broker.persist(changes)
+        if durable is None:
+            self._acked(packet, data, None)
+        else:
+            durable.add_done_callback(lambda done: self._acked(packet, data, done))
+
+    def _acked(self, packet: Publish, data: bytes, durable: asyncio.Future[None] | None) -> None:
+        session = self.session
+        if durable is not None and (durable.cancelled() or durable.exception() is not None):
+            # Not durable: no acknowledgement, so the client sends it again.
+            if packet.qos == 2 and session is not None:
+                session.incoming.pop(packet.packet_id, None)
+            return
+        if packet.qos == 2 and session is not None:
+            session.incoming[packet.packet_id] = True
+        self._write(data)
 
     def _on_ack(self, packet: Ack) -> None:
         session = self._attached()
@@ -488,7 +509,14 @@ class Connection:
             # finishing the flow after a reconnect gets its PUBCOMP (MQTT 4.3.3).
             found = session.incoming.pop(packet.packet_id, None) is not None
             reason = Reason.SUCCESS if found or self.version is not Version.V5 else Reason.PACKET_IDENTIFIER_NOT_FOUND
-            self._write(codec.encode(Ack(PacketType.PUBCOMP, packet.packet_id, reason), self.version))
+            pubcomp = codec.encode(Ack(PacketType.PUBCOMP, packet.packet_id, reason), self.version)
+            released = self.broker.persist([stores.ReleaseIncoming(session.client_id, packet.packet_id)]) if (
+                found and session.stored
+            ) else None  # fmt: skip
+            if released is None:
+                self._write(pubcomp)
+            else:
+                released.add_done_callback(lambda done: None if done.exception() else self._write(pubcomp))
             return
         inflight = session.inflight.get(packet.packet_id)
         if inflight is None:
@@ -496,16 +524,22 @@ class Connection:
         if packet.kind is PacketType.PUBREC:
             if packet.reason >= Reason.UNSPECIFIED_ERROR:
                 # MQTT 5: the subscriber refused it; the exchange ends here.
-                del session.inflight[packet.packet_id]
-                self._wake.set()
+                self._complete(session, packet.packet_id)
                 return
             inflight.state = InflightState.PUBREL_SENT
+            if session.stored:
+                self.broker.persist(persistence.sent(session, inflight)[1:])
             self._write(codec.encode(Ack(PacketType.PUBREL, packet.packet_id), self.version))
             return
         expected = InflightState.PUBLISH_SENT if packet.kind is PacketType.PUBACK else InflightState.PUBREL_SENT
         if inflight.state is expected and (packet.kind is PacketType.PUBACK) == (inflight.outgoing.qos == 1):
-            del session.inflight[packet.packet_id]
-            self._wake.set()
+            self._complete(session, packet.packet_id)
+
+    def _complete(self, session: Session, packet_id: int) -> None:
+        del session.inflight[packet_id]
+        if session.stored:
+            self.broker.persist([stores.AckInflight(session.client_id, packet_id)])
+        self._wake.set()
 
     # -- subscriptions --------------------------------------------------------------
 
@@ -575,17 +609,26 @@ class Connection:
                     break
                 outgoing = session.dequeue()
                 now = time.time()
+                stored = session.stored and outgoing.qos > 0
                 if outgoing.message.expires_at is not None and outgoing.message.expires_at <= now:
+                    if stored:
+                        self.broker.persist([stores.Dequeue(session.client_id, outgoing.seq)])
                     continue
                 inflight: Inflight | None = None
                 if outgoing.qos:
                     inflight = Inflight(outgoing, session.next_packet_id())
                     session.inflight[inflight.packet_id] = inflight
-                self._send(session, outgoing, inflight)
+                delivered = self._send(session, outgoing, inflight)
+                if stored and inflight is not None:
+                    self.broker.persist(
+                        persistence.sent(session, inflight)
+                        if delivered
+                        else [stores.Dequeue(session.client_id, outgoing.seq)]
+                    )
                 if self.link.buffered() > high_water:
                     await self.link.drain()
 
-    def _send(self, session: Session, outgoing: Outgoing, inflight: Inflight | None) -> None:
+    def _send(self, session: Session, outgoing: Outgoing, inflight: Inflight | None) -> bool:
         packet = session.publish_packet(inflight, outgoing)
         data = codec.encode_publish(packet, self.version)
         if self._client_max_packet and len(data) > self._client_max_packet:
@@ -593,11 +636,12 @@ class Connection:
             self.broker.metrics.too_large_for_client.inc()
             if inflight is not None:
                 session.inflight.pop(inflight.packet_id, None)
-            return
+            return False
         if inflight is not None:
             inflight.sent = True
         self.broker.metrics.messages_sent.inc()
         self._write(data)
+        return True
 
     # -- presence -------------------------------------------------------------------
 

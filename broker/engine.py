@@ -22,13 +22,14 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from broker import acl, filters, refusals, topics
+from broker import acl, filters, persistence, refusals, stores, topics
 from broker.auth import BrokerAuth
 from broker.codec import Connect, Reason, Subscription, Version
 from broker.connection import Connection
 from broker.errors import PortInUse
 from broker.link import Link, StreamLink, WebSocketLink
 from broker.metrics import BrokerMetrics
+from broker.persistence import Persistence
 from broker.quiet_log import QuietLog
 from broker.router import Router
 from broker.session import Message, Outgoing, Overflow, Session, SessionLimits, SlowPolicy
@@ -100,8 +101,10 @@ class Broker:
         metrics: BrokerMetrics,
         auth: BrokerAuth,
         abuse: AbuseLimits | None = None,
+        persistence: Persistence | None = None,
     ) -> None:
         self.settings = settings
+        self.persistence = persistence
         self.sink = sink
         self.metrics = metrics
         self.auth = auth
@@ -213,6 +216,41 @@ class Broker:
     def connected_clients(self) -> int:
         return len(self._live)
 
+    # -- persistence ----------------------------------------------------------------
+
+    def restore(self, snapshot: stores.Snapshot, now: float) -> None:
+        """Take back what the broker store kept: retained messages and persistent sessions."""
+        for stored in snapshot.retained:
+            self.router.retain(persistence.restored_retained(stored))
+        for kept in snapshot.sessions:
+            rec = kept.record
+            session = Session(rec.client_id, None, persistence.version_of(rec.protocol_version), self._limits)
+            session.expiry_s = self.cap_expiry(rec.expiry_interval_s)
+            persistence.restore_session(kept, session, now)
+            for sub, sub_id in persistence.restored_subscriptions(kept):
+                session.subscriptions[sub.topic_filter] = sub
+                shared = filters.split_shared(sub.topic_filter)
+                inner, group = (shared[1], shared[0]) if shared is not None else (sub.topic_filter, None)
+                self.router.subscribe(session.client_id, (sub, sub_id), inner, group)
+            self.sessions[session.client_id] = session
+        self.router.continue_after(snapshot.last_seq)
+
+    def persist(self, changes: list[stores.Change]) -> asyncio.Future[None] | None:
+        """Hand `changes` to the store writer; None when there is nothing to wait for."""
+        if self.persistence is None or not changes:
+            return None
+        return self.persistence.put(changes)
+
+    def on_store_dropped(self, dropped: list[stores.Dropped]) -> None:
+        """The store dropped queued messages to keep a session within its limits: so does memory."""
+        by_client: dict[str, set[int]] = {}
+        for item in dropped:
+            by_client.setdefault(item.client_id, set()).add(item.seq)
+        for client_id, seqs in by_client.items():
+            session = self.sessions.get(client_id)
+            if session is not None:
+                self.metrics.queued_dropped.inc(session.discard(seqs))
+
     # -- accepting ------------------------------------------------------------------
 
     def _admit_link(self, host: str) -> str | None:
@@ -286,7 +324,7 @@ class Broker:
         self, client_id: str, principal: Principal, version: Version, clean: bool, expiry: float, connection: Connection
     ) -> tuple[Session, bool]:
         stored = self.sessions.get(client_id)
-        if stored is not None and (clean or not _same_identity(stored.principal, principal)):
+        if stored is not None and (clean or not _same_identity(stored, principal)):
             # A clean start, or another identity reusing the client id: it must not inherit
             # subscriptions it was never checked for.
             self._drop_session(stored)
@@ -305,6 +343,13 @@ class Broker:
         session.disconnected_at = None
         session.notify = connection.wake
         self._live[client_id] = connection
+        if session.persistent:
+            session.stored = True
+            self.persist([persistence.record(session)])
+        elif session.stored:
+            # Resumed with session expiry 0: it ends with this connection and is not kept.
+            session.stored = False
+            self.persist([stores.DropSession(client_id)])
         if session.queue:
             connection.wake()
         return session, present
@@ -323,6 +368,8 @@ class Broker:
         session.disconnected_at = time.time()
         if not session.persistent:
             self._drop_session(session)
+        elif session.stored:
+            self.persist([persistence.record(session)])
 
     def disconnected(self, connection: Connection) -> None:
         if self._live.get(connection.client_id) is connection:
@@ -336,6 +383,9 @@ class Broker:
         session.inflight.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+        if session.stored:
+            session.stored = False
+            self.persist([stores.DropSession(session.client_id)])
 
     def expire_sessions(self, now: float) -> None:
         for session in list(self.sessions.values()):
@@ -372,7 +422,7 @@ class Broker:
     def publish_will(self, client_id: str, will: Message, delay: float, session: Session) -> None:
         delay = min(delay, session.expiry_s) if session.persistent else 0
         if delay <= 0:
-            self.route(will)
+            self.persist(self.route(will))
             return
         previous = self._wills.pop(client_id, None)
         if previous is not None:
@@ -380,7 +430,7 @@ class Broker:
 
         def fire() -> None:
             self._wills.pop(client_id, None)
-            self.route(will)
+            self.persist(self.route(will))
 
         self._wills[client_id] = asyncio.get_running_loop().call_later(delay, fire)
 
@@ -438,10 +488,21 @@ class Broker:
     def refusal_detail(self, reason: Refusal, topic: str, size: int) -> str:
         return refusals.detail(reason, topic, size, self.settings.max_payload_bytes)
 
-    def route(self, message: Message) -> None:
-        """Retain (if asked) and queue `message` for every session whose subscriptions match it."""
+    def route(self, message: Message) -> list[stores.Change]:
+        """Retain (if asked) and queue `message` for every matching subscription.
+
+        Returns the broker store changes this made (retained message, queued messages of
+        persistent sessions): a publisher is acknowledged only once they are committed.
+        """
+        changes: list[stores.Change] = []
         if message.retain:
             self.router.retain(message)
+            if self.persistence is not None:
+                changes.append(
+                    stores.Retain(persistence.retained_message(message))
+                    if message.payload
+                    else stores.ClearRetained(message.topic)
+                )
         sessions = self.sessions
         for client_id, granted in self.router.targets(message.topic, sessions).items():
             session = sessions.get(client_id)
@@ -456,12 +517,16 @@ class Broker:
             if not session.connected and (not session.persistent or outgoing.qos == 0):
                 # MQTT 3.1.2.4: an absent client's persistent session keeps QoS 1 and 2 only.
                 continue
-            self._enqueue(session, outgoing)
+            self._enqueue(session, outgoing, changes)
+        return changes
 
-    def _enqueue(self, session: Session, outgoing: Outgoing) -> None:
+    def _enqueue(self, session: Session, outgoing: Outgoing, changes: list[stores.Change] | None = None) -> None:
         overflow, dropped = session.enqueue(outgoing)
+        if session.stored and outgoing.qos and changes is not None and self.persistence is not None:
+            changes.append(persistence.enqueue(session, outgoing))
+            changes.extend(stores.Dequeue(session.client_id, old.seq) for old in dropped if old.qos)
         if dropped:
-            (self.metrics.slow_dropped if session.connected else self.metrics.queued_dropped).inc(dropped)
+            (self.metrics.slow_dropped if session.connected else self.metrics.queued_dropped).inc(len(dropped))
         if overflow is Overflow.DISCONNECT:
             connection = self._live.get(session.client_id)
             self.metrics.slow_disconnected.inc()
@@ -480,10 +545,10 @@ class Broker:
         if not self.running:
             log.debug("mqtt send dropped", topic=topic, reason="broker is not running")
             return
-        self.route(Message(topic, payload, qos))
+        self.persist(self.route(Message(topic, payload, qos)))
 
-    def publish_from_hub(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        self.route(Message(topic, payload, qos, retain))
+    def publish_from_hub(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None] | None:
+        return self.persist(self.route(Message(topic, payload, qos, retain)))
 
     # -- subscriptions --------------------------------------------------------------
 
@@ -514,6 +579,8 @@ class Broker:
         held[topic_filter] = subscription
         group = shared[0] if shared is not None else None
         self.router.subscribe(session.client_id, (subscription, sub_id), inner, group)
+        if session.stored:
+            self.persist([persistence.subscription(session.client_id, subscription, sub_id)])
         return Reason(subscription.qos), new
 
     async def _may_subscribe(self, principal: Principal, topic_filter: str) -> bool:
@@ -537,6 +604,8 @@ class Broker:
     def _unsubscribe(self, session: Session, topic_filter: str) -> bool:
         if session.subscriptions.pop(topic_filter, None) is None:
             return False
+        if session.stored:
+            self.persist([stores.Unsubscribe(session.client_id, topic_filter)])
         shared = filters.split_shared(topic_filter)
         if shared is None:
             return self.router.unsubscribe(session.client_id, topic_filter, None)
@@ -545,12 +614,15 @@ class Broker:
     def send_retained(self, session: Session, subscription: Subscription, sub_id: int | None) -> None:
         """Queue the retained messages matching a new subscription, RETAIN set, at the lower QoS."""
         now = time.time()
+        changes: list[stores.Change] = []
         for message in self.router.retained_for(subscription.topic_filter):
             if message.expires_at is not None and message.expires_at <= now:
                 self.router.retained.pop(message.topic, None)
                 continue
             qos = min(subscription.qos, message.qos)
-            self._enqueue(session, Outgoing(message, qos, True, (sub_id,) if sub_id else (), self.router.next_seq()))
+            ids = (sub_id,) if sub_id else ()
+            self._enqueue(session, Outgoing(message, qos, True, ids, self.router.next_seq()), changes)
+        self.persist(changes)
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -583,11 +655,18 @@ class Broker:
             "version": "fleethub",
         }
         for name, value in values.items():
-            self.route(Message(f"$SYS/broker/{name}", str(value).encode(), 0, retain=True))
+            message = Message(f"$SYS/broker/{name}", str(value).encode(), 0, retain=True)
+            # Statistics are not worth a store write: they are published again after a restart.
+            self.router.retain(message)
+            self.route(Message(message.topic, message.payload, 0))
 
 
-def _same_identity(previous: Principal | None, principal: Principal) -> bool:
-    return previous is None or (previous.kind, previous.name) == (principal.kind, principal.name)
+def _same_identity(session: Session, principal: Principal) -> bool:
+    """Whether a stored session belongs to `principal` (one restored from the store knows its owner by name)."""
+    previous = session.principal
+    if previous is not None:
+        return (previous.kind, previous.name) == (principal.kind, principal.name)
+    return session.owner is None or session.owner == f"{principal.kind.value}:{principal.name}"
 
 
 def _tls_context(tls: TlsListener) -> ssl.SSLContext:

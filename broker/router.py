@@ -97,6 +97,10 @@ class Router:
     def next_seq(self) -> int:
         return next(self._seq)
 
+    def continue_after(self, last_seq: int) -> None:
+        """Number deliveries above `last_seq` (the highest the broker store holds)."""
+        self._seq = itertools.count(last_seq + 1)
+
     def outgoing(self, message: Message, granted: list[Granted]) -> Outgoing:
         """One delivery for several matching subscriptions: the highest QoS, all ids (MQTT 5 3.3.4).
 

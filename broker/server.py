@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from types import TracebackType
 from typing import Self
 
+import structlog
 from prometheus_client import CollectorRegistry
 
 from broker import topics
 from broker.auth import BrokerAuth
 from broker.engine import Broker, BrokerSettings, TlsListener
 from broker.metrics import BrokerMetrics
+from broker.persistence import Persistence
 from broker.session import Session, SlowPolicy
+from broker.stores import BrokerStore, BrokerStoreMetrics, StoreWriter, WriterSettings
 from kernel import ConfigError
 from security import AbuseLimits, Principal, PrincipalKind, SecurityService
 from twin import Channel, DisconnectReason, InboundSink, VehicleChannel
 
 # A persistent session outlives its connection this long (7 days), and holds at most
 # this many QoS 1/2 messages for its absent client, dropping the oldest.
+log = structlog.get_logger("broker")
+
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 DEFAULT_MAX_QUEUED_MESSAGES = 1000
 DEFAULT_LISTEN_BACKLOG = 4096
@@ -71,6 +78,9 @@ class EmbeddedBroker:
         max_inflight_messages: int = 100,
         topic_alias_maximum: int = 64,
         sys_interval_s: float = 10.0,
+        store: BrokerStore | None = None,
+        store_writer: WriterSettings | None = None,
+        store_metrics: BrokerStoreMetrics | None = None,
     ) -> None:
         _check_port("MQTT port", port)
         if ws_port is not None:
@@ -132,6 +142,10 @@ class EmbeddedBroker:
         self._metrics = metrics or BrokerMetrics(CollectorRegistry())
         self._security = security
         self._abuse = abuse
+        self._store = store
+        self._store_writer = store_writer
+        self._store_metrics = store_metrics
+        self._stack: contextlib.AsyncExitStack | None = None
         self._broker: Broker | None = None
         self._channel: BrokerChannel | None = None
 
@@ -139,7 +153,31 @@ class EmbeddedBroker:
         if self._broker is not None:
             msg = "the embedded broker is already running"
             raise RuntimeError(msg)
+        async with contextlib.AsyncExitStack() as stack:
+            broker = await self._start(stack)
+            self._stack = stack.pop_all()
+        self._broker = broker
+        self._channel = BrokerChannel(broker)
+        return self
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> Broker:
+        """Restore what the store kept, then listen. The store writer outlives the broker on the way out."""
         settings = self._settings
+        durable: Persistence | None = None
+        snapshot = None
+        if self._store is not None:
+            store = await stack.enter_async_context(self._store)
+            snapshot = await store.load(time.time())
+            holder: list[Broker] = []
+            writer = await stack.enter_async_context(
+                StoreWriter(
+                    store,
+                    self._store_writer,
+                    metrics=self._store_metrics,
+                    on_dropped=lambda dropped: holder[0].on_store_dropped(dropped) if holder else None,
+                )
+            )
+            durable = Persistence(writer)
         broker = Broker(
             settings,
             sink=self._sink,
@@ -152,11 +190,14 @@ class EmbeddedBroker:
                 client_cert_auth=settings.tls is not None and settings.tls.client_cert_auth,
             ),
             abuse=self._abuse,
+            persistence=durable,
         )
+        if snapshot is not None:
+            broker.restore(snapshot, time.time())
+            holder.append(broker)
         await broker.start()
-        self._broker = broker
-        self._channel = BrokerChannel(broker)
-        return self
+        stack.push_async_callback(broker.shutdown)
+        return broker
 
     async def __aexit__(
         self,
@@ -164,9 +205,11 @@ class EmbeddedBroker:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        broker, self._broker, self._channel = self._broker, None, None
-        if broker is not None:
-            await broker.shutdown()
+        stack, self._stack = self._stack, None
+        self._broker, self._channel = None, None
+        if stack is not None:
+            # The broker stops first (its last session changes are queued), then the writer commits them.
+            await stack.aclose()
 
     @property
     def running(self) -> bool:
@@ -241,7 +284,14 @@ class EmbeddedBroker:
         if qos not in (0, 1, 2):
             msg = f"qos must be 0, 1 or 2, got {qos}"
             raise ValueError(msg)
-        self._running().publish_from_hub(topic, payload, qos, retain)
+        durable = self._running().publish_from_hub(topic, payload, qos, retain)
+        if durable is not None:
+            # A retained alert, or one queued for an absent persistent session, is durable on return;
+            # if the store cannot take it the live subscribers still got it, and the caller goes on.
+            try:
+                await durable
+            except Exception as exc:  # a store failure must not stop the alerting caller
+                log.warning("mqtt hub message not stored", topic=topic, error=str(exc))
 
     def connected_clients(self) -> int:
         return self._running().connected_clients

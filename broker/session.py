@@ -100,6 +100,11 @@ class Session:
         # Incoming QoS 2 packet ids: False while ingest decides, True once PUBREC went out.
         self.incoming: dict[int, bool] = {}
         self.connected = False
+        # Who the session belongs to, as "kind:name", for a session restored before its client logs in again.
+        self.owner: str | None = None
+        self.created_at = time.time()
+        # Whether the broker store holds this session.
+        self.stored = False
         # Wakes the connected client's sender when something is queued.
         self.notify: Callable[[], None] | None = None
         self._next_id = 0
@@ -111,11 +116,11 @@ class Session:
     def expired(self, now: float) -> bool:
         return not self.connected and self.disconnected_at is not None and now - self.disconnected_at >= self.expiry_s
 
-    def enqueue(self, outgoing: Outgoing) -> tuple[Overflow, int]:
-        """Queue `outgoing`; returns what the bounds did and how many older messages were dropped."""
+    def enqueue(self, outgoing: Outgoing) -> tuple[Overflow, list[Outgoing]]:
+        """Queue `outgoing`; returns what the bounds did and the older messages dropped for it."""
         self.queue.append(outgoing)
         self.queued_bytes += outgoing.message.size
-        dropped = 0
+        dropped: list[Outgoing] = []
         while len(self.queue) > 1 and (
             len(self.queue) > self.limits.max_messages or self.queued_bytes > self.limits.max_bytes
         ):
@@ -123,8 +128,17 @@ class Session:
                 return Overflow.DISCONNECT, dropped
             old = self.queue.popleft()
             self.queued_bytes -= old.message.size
-            dropped += 1
+            dropped.append(old)
         return (Overflow.DROPPED if dropped else Overflow.NONE), dropped
+
+    def discard(self, seqs: set[int]) -> int:
+        """Remove queued messages by seq (the store dropped them); returns how many were here."""
+        kept = [o for o in self.queue if o.seq not in seqs]
+        removed = len(self.queue) - len(kept)
+        if removed:
+            self.queue = collections.deque(kept)
+            self.queued_bytes = sum(o.message.size for o in kept)
+        return removed
 
     def dequeue(self) -> Outgoing:
         outgoing = self.queue.popleft()

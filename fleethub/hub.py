@@ -19,7 +19,15 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
-from broker import BrokerMetrics, EmbeddedBroker, TlsListener
+from broker import (
+    BrokerMetrics,
+    BrokerStoreMetrics,
+    EmbeddedBroker,
+    QueueLimits,
+    TlsListener,
+    WriterSettings,
+    broker_store,
+)
 from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
@@ -148,6 +156,17 @@ class Hub:
             receive_maximum=s.mqtt.receive_maximum,
             topic_alias_maximum=s.mqtt.topic_alias_maximum,
             sys_interval_s=s.mqtt.sys_interval_s,
+            store=(
+                broker_store(self.database, QueueLimits(s.mqtt.max_queued_messages, s.mqtt.max_queued_bytes))
+                if s.mqtt.persistence
+                else None
+            ),
+            store_writer=WriterSettings(
+                max_pending=s.mqtt.store_max_pending,
+                batch_max=s.mqtt.store_batch_max,
+                sweep_interval_s=s.mqtt.store_sweep_interval_s,
+            ),
+            store_metrics=BrokerStoreMetrics(self.registry),
             metrics=BrokerMetrics(self.registry),
             security=self.security,
             abuse=s.abuse,

@@ -5,8 +5,8 @@
 defect of the input is a `CodecError` carrying the MQTT 5 reason code to answer with.
 """
 
-from broker.codec.decode import decode
-from broker.codec.encode import encode, encode_publish
+from broker.codec.decode import decode, decode_properties
+from broker.codec.encode import encode, encode_properties, encode_publish
 from broker.codec.errors import CodecError, MalformedPacket, PacketTooLarge, ProtocolError, UnsupportedProtocol
 from broker.codec.packets import (
     Ack,
@@ -60,6 +60,8 @@ __all__ = [
     "Version",
     "Will",
     "decode",
+    "decode_properties",
     "encode",
+    "encode_properties",
     "encode_publish",
 ]

@@ -274,3 +274,13 @@ _DECODERS: Final[dict[PacketType, _Decoder]] = {
     PacketType.DISCONNECT: _disconnect,
     PacketType.AUTH: _auth,
 }
+
+
+def decode_properties(data: bytes) -> Properties:
+    """MQTT 5 properties written by `encode_properties` (length first)."""
+    cursor = Cursor(data)
+    props = properties.read(cursor)
+    if cursor.remaining():
+        msg = f"{cursor.remaining()} bytes after the properties"
+        raise MalformedPacket(msg)
+    return props

@@ -114,3 +114,7 @@ def _connect(packet: Connect) -> bytes:
     if packet.password is not None:
         body += wire.binary(packet.password)
     return frame(PacketType.CONNECT, 0, bytes(body))
+
+
+def encode_properties(props: Properties) -> bytes:
+    return properties.write(props)

@@ -5,6 +5,7 @@ vehicle's presence change into a `twin.inbound.Inbound` for the ingest pipeline,
 turns `twin.inbound.Channel` sends back into topics.
 """
 
+from broker.contract import CONTRACT, TopicSpec, refusal_reasons
 from broker.errors import PortInUse
 from broker.metrics import BrokerMetrics
 from broker.server import EmbeddedBroker, TlsListener
@@ -16,12 +17,15 @@ BACKLOG_LIMIT = 1
 
 __all__ = [
     "BACKLOG_LIMIT",
+    "CONTRACT",
     "BrokerMetrics",
     "BrokerStoreMetrics",
     "EmbeddedBroker",
     "PortInUse",
     "QueueLimits",
     "TlsListener",
+    "TopicSpec",
     "WriterSettings",
     "broker_store",
+    "refusal_reasons",
 ]

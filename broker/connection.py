@@ -65,6 +65,7 @@ _DISCONNECT_REASON: Final = {
     DisconnectReason.SHUTDOWN: Reason.SERVER_SHUTTING_DOWN,
     DisconnectReason.REVOKED: Reason.ADMINISTRATIVE_ACTION,
     DisconnectReason.PROTOCOL_ERROR: Reason.PROTOCOL_ERROR,
+    DisconnectReason.SLOW_CONSUMER: Reason.QUOTA_EXCEEDED,
 }
 _LOGIN_REASON: Final = {
     "bad_credentials": Reason.BAD_USERNAME_OR_PASSWORD,

@@ -436,6 +436,8 @@ class Connection:
         if route is None or route.kind is None:
             self._acknowledge(packet, Reason.SUCCESS, changes=broker.route(message))
             return
+        if route.kind is MessageKind.TWIN_GET and props.response_topic is not None:
+            self._expect_reply(route.vehicle_id, props.response_topic, props.correlation_data)
         ack: asyncio.Future[Verdict] | None = None
         if packet.qos:
             ack = asyncio.get_running_loop().create_future()
@@ -457,6 +459,16 @@ class Connection:
                 peer=f"{self.link.host}:{self.link.port}",
             )
         )
+
+    def _expect_reply(self, vehicle_id: str, response_topic: str, correlation: bytes | None) -> None:
+        """Remember an MQTT 5 twin/get's response topic, if it is one the vehicle may read (its own topics)."""
+        principal = self.principal
+        own = response_topic.startswith(f"{topics.PREFIX}{vehicle_id}/")
+        if principal is None or not own or not filters.valid_topic_name(response_topic):
+            return
+        if principal.kind is PrincipalKind.VEHICLE and principal.name != vehicle_id:
+            return
+        self.broker.expect_twin_reply(vehicle_id, response_topic, correlation)
 
     def _committed(self, packet: Publish, message: Message, ack: asyncio.Future[Verdict]) -> None:
         self._acks.discard(ack)

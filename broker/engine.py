@@ -24,7 +24,7 @@ from websockets.typing import Subprotocol
 
 from broker import acl, filters, persistence, refusals, stores, topics
 from broker.auth import BrokerAuth
-from broker.codec import Connect, Reason, Subscription, Version
+from broker.codec import Connect, Properties, Reason, Subscription, Version
 from broker.connection import Connection
 from broker.errors import PortInUse
 from broker.link import Link, StreamLink, WebSocketLink
@@ -47,6 +47,8 @@ SWEEP_INTERVAL: Final = 1.0
 # The longest string MQTT carries, with its length prefix, and room for a packet id and
 # properties: the read bound never cuts the head of a PUBLISH that is legal but for its size.
 _HEAD_ROOM: Final = 65_537 + 2 + 4096
+# Vehicles with an MQTT 5 twin/get awaiting its document on a response topic, at most.
+_MAX_PENDING_REPLIES: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,8 @@ class Broker:
         self._ws_server: WsServer | None = None
         self._housekeeping: list[asyncio.Task[None]] = []
         self._log = QuietLog()
+        # MQTT 5 request/response: where each vehicle asked for its next twin document (topic, correlation data).
+        self._twin_replies: dict[str, tuple[str, bytes | None]] = {}
         self.running = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -539,6 +543,35 @@ class Broker:
             return
         if session.notify is not None:
             session.notify()
+
+    def expect_twin_reply(self, vehicle_id: str, response_topic: str, correlation: bytes | None) -> None:
+        """An MQTT 5 vehicle asked for its twin with a response topic: the next document goes there too."""
+        self._twin_replies.pop(vehicle_id, None)
+        if len(self._twin_replies) >= _MAX_PENDING_REPLIES:
+            # Bounded: the oldest request is forgotten (its vehicle still gets twin/doc).
+            del self._twin_replies[next(iter(self._twin_replies))]
+        self._twin_replies[vehicle_id] = (response_topic, correlation)
+
+    def send_to_vehicle(self, vehicle_id: str, channel: Channel, payload: bytes, qos: int, subtopic: str) -> None:
+        """The hub talks to a vehicle on a channel's topic; MQTT 5 request/response is used where it helps.
+
+        A command carries the topic its result goes to as Response Topic and its id as
+        Correlation Data; a twin document asked for with a Response Topic is also sent there.
+        """
+        if not self.running:
+            log.debug("mqtt send dropped", vehicle_id=vehicle_id, reason="broker is not running")
+            return
+        topic = topics.downlink(vehicle_id, channel, subtopic)
+        props = Properties()
+        if channel is Channel.COMMAND:
+            props = Properties(response_topic=f"{topic}/result", correlation_data=subtopic.encode())
+        changes = self.route(Message(topic, payload, qos, properties=props))
+        if channel is Channel.DOCUMENT:
+            reply = self._twin_replies.pop(vehicle_id, None)
+            if reply is not None:
+                response = Message(reply[0], payload, qos, properties=Properties(correlation_data=reply[1]))
+                changes += self.route(response)
+        self.persist(changes)
 
     def send_nowait(self, topic: str, payload: bytes, qos: int) -> None:
         """Queue a hub message for subscribers without waiting (each session's queue is bounded)."""

@@ -10,7 +10,6 @@ from typing import Self
 import structlog
 from prometheus_client import CollectorRegistry
 
-from broker import topics
 from broker.auth import BrokerAuth
 from broker.engine import Broker, BrokerSettings, TlsListener
 from broker.metrics import BrokerMetrics
@@ -39,7 +38,7 @@ class BrokerChannel:
         self._broker = broker
 
     def send(self, vehicle_id: str, channel: Channel, payload: bytes, qos: int = 1, subtopic: str = "") -> None:
-        self._broker.send_nowait(topics.downlink(vehicle_id, channel, subtopic), payload, qos)
+        self._broker.send_to_vehicle(vehicle_id, channel, payload, qos, subtopic)
 
 
 class EmbeddedBroker:

@@ -391,3 +391,53 @@ async def test_will_with_delay_is_not_sent_when_the_session_resumes(
     await wire(hub.port, back_id, clean=False, properties=props)
     got = [p for p in await watcher.recv_all(2.0) if isinstance(p, Publish)]
     assert [p.topic for p in got] == [f"{topic}/gone"]
+
+
+async def test_twin_get_is_answered_on_the_response_topic(
+    hub: EmbeddedBroker, sink: RecordingSink, wire: Connector, vid: str
+) -> None:
+    """A v5 twin/get with a response topic gets the document there too, with its correlation data."""
+    client, _ = await wire(hub.port, vid)
+    # no-local: its own twin/get is not echoed back to it.
+    await subscribe(client, Subscription(f"vehicles/{vid}/#", 0, no_local=True))
+    props = Properties(response_topic=f"vehicles/{vid}/replies/r1", correlation_data=b"c-1")
+    await client.send(Publish(f"vehicles/{vid}/twin/get", b"{}", 0, properties=props))
+    await sink.wait_for(vid, MessageKind.TWIN_GET)
+    hub.channel.send(vid, Channel.DOCUMENT, b'{"version": 4}')
+    got = {p.topic: p for p in await client.recv_all(0.5) if isinstance(p, Publish)}
+    assert set(got) == {f"vehicles/{vid}/twin/doc", f"vehicles/{vid}/replies/r1"}
+    reply = got[f"vehicles/{vid}/replies/r1"]
+    assert (reply.payload, reply.properties.correlation_data) == (b'{"version": 4}', b"c-1")
+    # Answered once: the next document goes to twin/doc only.
+    hub.channel.send(vid, Channel.DOCUMENT, b'{"version": 5}')
+    assert [p.topic for p in await client.recv_all(0.5) if isinstance(p, Publish)] == [f"vehicles/{vid}/twin/doc"]
+
+
+async def test_twin_get_response_topic_of_another_vehicle_is_ignored(
+    hub: EmbeddedBroker, sink: RecordingSink, wire: Connector, vid: str, new_vid: Callable[[], str]
+) -> None:
+    """A response topic outside the vehicle's own topics is not used (it could push documents to someone else)."""
+    other = new_vid()
+    watcher, _ = await wire(hub.port)
+    await subscribe(watcher, Subscription(f"vehicles/{other}/#", 0))
+    client, _ = await wire(hub.port, vid)
+    await client.send(
+        Publish(f"vehicles/{vid}/twin/get", b"{}", 0, properties=Properties(response_topic=f"vehicles/{other}/x"))
+    )
+    await sink.wait_for(vid, MessageKind.TWIN_GET)
+    hub.channel.send(vid, Channel.DOCUMENT, b"{}")
+    hub.channel.send(other, Channel.DOCUMENT, b"control")
+    got = [p for p in await watcher.recv_all(0.5) if isinstance(p, Publish)]
+    assert [(p.topic, p.payload) for p in got] == [(f"vehicles/{other}/twin/doc", b"control")]
+
+
+async def test_commands_carry_their_result_topic(hub: EmbeddedBroker, wire: Connector, vid: str) -> None:
+    """A command to a v5 vehicle names its result topic as Response Topic and its id as Correlation Data."""
+    client, _ = await wire(hub.port, vid)
+    await subscribe(client, Subscription(f"vehicles/{vid}/commands/+", 1))
+    hub.channel.send(vid, Channel.COMMAND, b'{"name": "unlock"}', subtopic="cmd-9")
+    command = await client.recv()
+    assert isinstance(command, Publish)
+    assert command.topic == f"vehicles/{vid}/commands/cmd-9"
+    assert command.properties.response_topic == f"vehicles/{vid}/commands/cmd-9/result"
+    assert command.properties.correlation_data == b"cmd-9"

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -109,6 +110,7 @@ class Connection:
         self._client_max_packet = 0
         self._inbound_qos = 0
         self._sender: asyncio.Task[None] | None = None
+        self._watch: _IdleWatch | None = None
         self._reader: asyncio.Task[None] | None = None
 
     # -- the connection's life ------------------------------------------------------
@@ -256,13 +258,13 @@ class Connection:
         try:
             await self._presence(MessageKind.CONNECTED)
             self._sender = asyncio.create_task(self._send_loop())
+            if self.keep_alive:
+                # MQTT-3.1.2-24: a client silent for one and a half keep-alives is gone.
+                self._watch = _IdleWatch(self.keep_alive * 1.5, lambda: self.kick(DisconnectReason.KEEPALIVE_TIMEOUT))
             while True:
                 try:
                     first, body, dropped = await self._read_packet()
                 except LinkClosed:
-                    return
-                except TimeoutError:
-                    self.kick(DisconnectReason.KEEPALIVE_TIMEOUT)
                     return
                 except codec.PacketTooLarge as exc:
                     self.broker.refuse(
@@ -286,6 +288,8 @@ class Connection:
 
     async def _finish(self) -> None:
         broker = self.broker
+        if self._watch is not None:
+            self._watch.cancel()
         for ack in list(self._acks):
             # Not acknowledged: the client still owns the message and will send it again.
             ack.cancel()
@@ -321,23 +325,23 @@ class Connection:
         """One packet: its first byte, its body, and how many bytes of an oversized PUBLISH were thrown away."""
         link = self.link
         settings = self.broker.settings
-        if self.keep_alive and not first_packet:
-            # MQTT-3.1.2-24: a client silent for one and a half keep-alives is gone.
-            async with asyncio.timeout(self.keep_alive * 1.5):
-                head = await link.read(1)
+        watch = self._watch
+        # Every packet has at least two bytes: the type and the first byte of its length.
+        if watch is not None and not first_packet:
+            watch.waiting()
+            head = await link.read(2)
+            watch.busy()
         else:
-            head = await link.read(1)
-        length, shift = 0, 0
-        for _ in range(4):
+            head = await link.read(2)
+        first, byte = head[0], head[1]
+        length, shift = byte & 0x7F, 7
+        while byte & 0x80:
+            if shift > 21:
+                msg = "the remaining length is longer than four bytes"
+                raise codec.MalformedPacket(msg)
             byte = (await link.read(1))[0]
             length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
             shift += 7
-        else:
-            msg = "the remaining length is longer than four bytes"
-            raise codec.MalformedPacket(msg)
-        first = head[0]
         self.broker.metrics.bytes_received.inc(length + 2)
         if length > settings.max_packet_bytes:
             raise codec.PacketTooLarge(length, settings.max_packet_bytes)
@@ -495,9 +499,13 @@ class Connection:
         if packet.qos == 2 and session.stored:
             # The id must be durable before PUBREC, so a resend after a restart is recognised.
             changes.append(stores.PutIncoming(session.client_id, packet.packet_id))
-        props = Properties(reason_string=detail) if detail and self.version is Version.V5 else Properties()
         kind = PacketType.PUBACK if packet.qos == 1 else PacketType.PUBREC
-        data = codec.encode(Ack(kind, packet.packet_id, reason, props), self.version)
+        if reason is Reason.SUCCESS or self.version is not Version.V5:
+            # The common case, without building a packet: type, length 2, packet id.
+            data = bytes((kind << 4, 2)) + packet.packet_id.to_bytes(2, "big")
+        else:
+            props = Properties(reason_string=detail) if detail else Properties()
+            data = codec.encode(Ack(kind, packet.packet_id, reason, props), self.version)
         durable = self.broker.persist(changes)
         if durable is None:
             self._acked(packet, data, None)
@@ -676,6 +684,42 @@ class Connection:
                 extra=extra or {},
             )
         )
+
+
+class _IdleWatch:
+    """Calls `expired` once waiting for a packet's first bytes has lasted `limit` seconds.
+
+    One timer per connection rather than one per packet. Only that wait counts: a reader
+    paused inside a packet, or held by a full ingest pipeline, is not a silent client.
+    """
+
+    __slots__ = ("_expired", "_limit", "_loop", "_since", "_timer")
+
+    def __init__(self, limit: float, expired: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._limit = limit
+        self._expired = expired
+        self._since: float | None = None
+        self._timer = self._loop.call_later(limit, self._check)
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+
+    def busy(self) -> None:
+        self._since = None
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        due = self._limit
+        if self._since is not None:
+            idle = self._loop.time() - self._since
+            if idle >= self._limit:
+                self._expired()
+                return
+            due = self._limit - idle
+        self._timer = self._loop.call_later(due, self._check)
 
 
 def _vehicle_of(principal: Principal, username: str | None, client_id: str) -> str | None:

@@ -139,7 +139,10 @@ class Connection:
             self._end = reason
         code = _DISCONNECT_REASON.get(reason)
         if self.version is Version.V5 and code is not None and self.session is not None:
-            self._write(codec.encode(Disconnect(code), self.version))
+            reference = self.broker.settings.server_reference
+            # MQTT 5: a client told the server is shutting down may move to the one named here.
+            props = Properties(server_reference=reference or None) if reason is DisconnectReason.SHUTDOWN else None
+            self._write(codec.encode(Disconnect(code, props or Properties()), self.version))
         self.link.close()
 
     def wake(self) -> None:
@@ -209,6 +212,11 @@ class Connection:
         self.vehicle_id = _vehicle_of(login.principal, connect.username, client_id)
         self.keep_alive = connect.keep_alive
         props = connect.properties
+        server_keep_alive = None
+        longest = broker.settings.max_keep_alive_s
+        if v5 and longest and (self.keep_alive == 0 or self.keep_alive > longest):
+            # MQTT 5 Server Keep Alive: the client must use the broker's, and is told so in CONNACK.
+            self.keep_alive = server_keep_alive = longest
         if v5:
             self._send_quota = props.receive_maximum or 65_535
             self._client_max_packet = props.maximum_packet_size or 0
@@ -225,6 +233,7 @@ class Connection:
                 maximum_packet_size=settings.max_packet_bytes,
                 topic_alias_maximum=settings.topic_alias_maximum,
                 assigned_client_identifier=assigned or None,
+                server_keep_alive=server_keep_alive,
                 session_expiry_interval=(int(expiry) if expiry != (props.session_expiry_interval or 0) else None),
             )
         self._write(codec.encode(Connack(Reason.SUCCESS, present, ack_props), self.version))
@@ -238,8 +247,9 @@ class Connection:
             # A will is published by the hub on the client's behalf, past ingest and the
             # topic rules: one under vehicles/ would speak for the hub or bypass ingest,
             # and presence already tells the hub when a vehicle drops (docs/broker.md).
-            log.warning(
+            self.broker.quiet.warning(
                 "mqtt will dropped",
+                f"{self.link.host}",
                 client_id=self.client_id,
                 topic=will.topic,
                 detail="a will may not target vehicles/ or $ topics",
@@ -280,8 +290,12 @@ class Connection:
         except Closing as closing:
             if self._end is None:
                 self._end = closing.reason
-            log.warning(
-                "mqtt protocol error", client_id=self.client_id, vehicle_id=self.vehicle_id, detail=closing.detail
+            self.broker.quiet.warning(
+                "mqtt protocol error",
+                f"{self.link.host}",
+                client_id=self.client_id,
+                vehicle_id=self.vehicle_id,
+                detail=closing.detail,
             )
             if self.version is Version.V5 and closing.code is not None:
                 self._write(codec.encode(Disconnect(closing.code), self.version))

@@ -87,6 +87,10 @@ class BrokerSettings:
     topic_alias_maximum: int = 64
     write_buffer_bytes: int = 65_536
     sys_interval_s: float = 10.0
+    # MQTT 5 only: the longest keep-alive a client may use (0: its own); a longer or zero one is replaced.
+    max_keep_alive_s: int = 0
+    # MQTT 5 only: the server named in the DISCONNECT sent at shutdown ("" for none).
+    server_reference: str = ""
 
     @property
     def read_bound(self) -> int:
@@ -127,6 +131,7 @@ class Broker:
         self._ws_server: WsServer | None = None
         self._housekeeping: list[asyncio.Task[None]] = []
         self._log = QuietLog()
+        self.quiet = self._log
         # MQTT 5 request/response: where each vehicle asked for its next twin document (topic, correlation data).
         self._twin_replies: dict[str, tuple[str, bytes | None]] = {}
         self.running = False

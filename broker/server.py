@@ -77,6 +77,8 @@ class EmbeddedBroker:
         max_inflight_messages: int = 100,
         topic_alias_maximum: int = 64,
         sys_interval_s: float = 10.0,
+        max_keep_alive_s: int = 0,
+        server_reference: str = "",
         store: BrokerStore | None = None,
         store_writer: WriterSettings | None = None,
         store_metrics: BrokerStoreMetrics | None = None,
@@ -103,6 +105,10 @@ class EmbeddedBroker:
         _at_least("receive maximum", "receive_maximum", receive_maximum, 1)
         _at_least("in-flight messages per client", "max_inflight_messages", max_inflight_messages, 1)
         _at_least("topic alias maximum", "topic_alias_maximum", topic_alias_maximum, 0)
+        _at_least("maximum keep-alive", "max_keep_alive_s", max_keep_alive_s, 0)
+        if max_keep_alive_s > 65_535:
+            msg = f"mqtt.max_keep_alive_s is at most 65535, got {max_keep_alive_s}"
+            raise ConfigError(msg)
         if receive_maximum > 65_535 or topic_alias_maximum > 65_535:
             msg = "mqtt.receive_maximum and mqtt.topic_alias_maximum are at most 65535"
             raise ConfigError(msg)
@@ -135,6 +141,8 @@ class EmbeddedBroker:
             receive_maximum=receive_maximum,
             topic_alias_maximum=topic_alias_maximum,
             sys_interval_s=sys_interval_s,
+            max_keep_alive_s=max_keep_alive_s,
+            server_reference=server_reference,
         )
         self._sink = sink
         # Without a registry of the caller's, count anyway so the code path is the same.

@@ -156,6 +156,8 @@ class Hub:
             receive_maximum=s.mqtt.receive_maximum,
             topic_alias_maximum=s.mqtt.topic_alias_maximum,
             sys_interval_s=s.mqtt.sys_interval_s,
+            max_keep_alive_s=s.mqtt.max_keep_alive_s,
+            server_reference=s.mqtt.server_reference,
             store=(
                 broker_store(self.database, QueueLimits(s.mqtt.max_queued_messages, s.mqtt.max_queued_bytes))
                 if s.mqtt.persistence

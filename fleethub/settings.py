@@ -145,6 +145,18 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         float,
         Meta(ge=0, description="Seconds between $SYS/broker/... statistics (for global admins); 0 turns them off."),
     ] = 10.0
+    max_keep_alive_s: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="MQTT 5: the longest keep-alive a client may use, announced as Server Keep Alive when it "
+            "asks for longer or none; 0 accepts the client's.",
+        ),
+    ] = 0
+    server_reference: Annotated[
+        str, Meta(description="MQTT 5: the server named in the DISCONNECT clients get at shutdown (empty: none).")
+    ] = ""
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -441,3 +441,25 @@ async def test_commands_carry_their_result_topic(hub: EmbeddedBroker, wire: Conn
     assert command.topic == f"vehicles/{vid}/commands/cmd-9"
     assert command.properties.response_topic == f"vehicles/{vid}/commands/cmd-9/result"
     assert command.properties.correlation_data == b"cmd-9"
+
+
+async def test_server_keep_alive_replaces_a_missing_or_longer_one(sink: RecordingSink, wire: Connector) -> None:
+    """With `max_keep_alive_s`, a v5 client asking for none or longer is told the broker's, and held to it."""
+    async with EmbeddedBroker(sink, host="127.0.0.1", port=0, max_keep_alive_s=1, sys_interval_s=0) as hub:
+        silent, connack = await wire(hub.port, keep_alive=0)
+        assert connack.properties.server_keep_alive == 1
+        started = time.monotonic()
+        assert await silent.recv(within=5) == Disconnect(Reason.KEEP_ALIVE_TIMEOUT)
+        assert 1.0 <= time.monotonic() - started < 4
+        _, shorter = await wire(hub.port, keep_alive=1)
+        assert shorter.properties.server_keep_alive is None
+
+
+async def test_shutdown_names_the_server_reference(sink: RecordingSink, wire: Connector) -> None:
+    """At shutdown a v5 client gets DISCONNECT 0x8B naming `server_reference`."""
+    hub = EmbeddedBroker(sink, host="127.0.0.1", port=0, server_reference="standby.example:1883", sys_interval_s=0)
+    async with hub:
+        client, _ = await wire(hub.port)
+    assert await client.recv() == Disconnect(
+        Reason.SERVER_SHUTTING_DOWN, Properties(server_reference="standby.example:1883")
+    )

@@ -87,6 +87,9 @@ class BrokerSettings:
     topic_alias_maximum: int = 64
     write_buffer_bytes: int = 65_536
     sys_interval_s: float = 10.0
+    # Retained messages kept at most, and their bytes (topic and payload); a new topic beyond either is not kept.
+    max_retained_messages: int = 100_000
+    max_retained_bytes: int = 256 * 1024 * 1024
     # MQTT 5 only: the longest keep-alive a client may use (0: its own); a longer or zero one is replaced.
     max_keep_alive_s: int = 0
     # MQTT 5 only: the server named in the DISCONNECT sent at shutdown ("" for none).
@@ -504,14 +507,22 @@ class Broker:
         persistent sessions): a publisher is acknowledged only once they are committed.
         """
         changes: list[stores.Change] = []
-        if message.retain:
-            self.router.retain(message)
-            if self.persistence is not None:
-                changes.append(
-                    stores.Retain(persistence.retained_message(message))
-                    if message.payload
-                    else stores.ClearRetained(message.topic)
-                )
+        if message.retain and not self.router.retain(
+            message, self.settings.max_retained_messages, self.settings.max_retained_bytes
+        ):
+            # Still delivered to subscribers, not kept: retained messages are bounded like everything else.
+            self.metrics.retained_refused.inc()
+            self._log.warning(
+                "mqtt retained message not kept", message.sender or "hub", topic=message.topic,
+                client_id=message.sender or None, retained=len(self.router.retained),
+                limit=self.settings.max_retained_messages,
+            )  # fmt: skip
+        elif message.retain and self.persistence is not None:
+            changes.append(
+                stores.Retain(persistence.retained_message(message))
+                if message.payload
+                else stores.ClearRetained(message.topic)
+            )
         sessions = self.sessions
         for client_id, granted in self.router.targets(message.topic, sessions).items():
             session = sessions.get(client_id)
@@ -655,7 +666,7 @@ class Broker:
         changes: list[stores.Change] = []
         for message in self.router.retained_for(subscription.topic_filter):
             if message.expires_at is not None and message.expires_at <= now:
-                self.router.retained.pop(message.topic, None)
+                self.router.retain(Message(message.topic, b"", 0))
                 continue
             qos = min(subscription.qos, message.qos)
             ids = (sub_id,) if sub_id else ()

@@ -79,6 +79,11 @@ class BrokerMetrics:
             "Messages waiting in sessions' outgoing queues, connected and absent clients together.",
             registry=registry,
         )
+        self.retained_refused = Counter(
+            "fleethub_mqtt_retained_refused",
+            "Retained PUBLISHes delivered but not kept: over mqtt.max_retained_messages or max_retained_bytes.",
+            registry=registry,
+        )
         self.security = SecurityMetrics(registry)
 
 

@@ -40,6 +40,7 @@ class Router:
         self._index = TopicIndex()
         self._by_filter: dict[str, _Subscribers] = {}
         self.retained: dict[str, Message] = {}
+        self.retained_bytes = 0
         self._seq = itertools.count(1)
 
     def subscribe(self, client_id: str, subscription: Granted, inner: str, group: str | None) -> None:
@@ -84,12 +85,26 @@ class Router:
                 found.setdefault(client_id, []).append(chosen)
         return found
 
-    def retain(self, message: Message) -> None:
-        """Keep `message` as its topic's retained message; an empty payload deletes it (MQTT-3.3.1-10)."""
-        if message.payload:
-            self.retained[message.topic] = message
-        else:
-            self.retained.pop(message.topic, None)
+    def retain(self, message: Message, max_messages: int = 0, max_bytes: int = 0) -> bool:
+        """Keep `message` as its topic's retained message; an empty payload deletes it (MQTT-3.3.1-10).
+
+        False, and nothing kept, when a new topic would take the retained messages over
+        `max_messages` or `max_bytes` (0: no bound); replacing or deleting always works.
+        """
+        previous = self.retained.get(message.topic)
+        if not message.payload:
+            if previous is not None:
+                del self.retained[message.topic]
+                self.retained_bytes -= previous.size
+            return True
+        grows = message.size - (previous.size if previous is not None else 0)
+        if previous is None and max_messages and len(self.retained) >= max_messages:
+            return False
+        if grows > 0 and max_bytes and self.retained_bytes + grows > max_bytes:
+            return False
+        self.retained[message.topic] = message
+        self.retained_bytes += grows
+        return True
 
     def retained_for(self, topic_filter: str) -> list[Message]:
         return [m for topic, m in self.retained.items() if matches(topic, topic_filter)]

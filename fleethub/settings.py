@@ -154,6 +154,13 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "asks for longer or none; 0 accepts the client's.",
         ),
     ] = 0
+    max_retained_messages: Annotated[
+        int, Meta(ge=1, description="Retained messages kept at most; a retained PUBLISH on a new topic beyond it is "
+                  "delivered but not kept (counted).")
+    ] = 100_000  # fmt: skip
+    max_retained_bytes: Annotated[
+        int, Meta(ge=1, description="Bytes (topic and payload) of the retained messages kept at most, likewise.")
+    ] = 268_435_456
     server_reference: Annotated[
         str, Meta(description="MQTT 5: the server named in the DISCONNECT clients get at shutdown (empty: none).")
     ] = ""

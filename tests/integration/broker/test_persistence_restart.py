@@ -22,7 +22,12 @@ from paho.mqtt.properties import Properties
 
 from tests.e2e.conftest import HubProcess
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Strict: once the server restores its state from `broker.stores`, these pass and the
+    # marker must go. Until then each fails at its first check after the restart.
+    pytest.mark.xfail(strict=True, reason="the embedded broker does not restore its state from broker.stores yet"),
+]
 
 # Development mode, explicitly: anonymous clients with no topic ACL, no API tokens.
 DEV_MODE = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false"}

@@ -10,8 +10,9 @@ after the other.
 Bounded: at most `max_pending` changes wait. `write` waits for room (the publisher's
 acknowledgement is delayed, as ingest delays it); `put` raises `StoreBusy` instead.
 A commit that fails because the database is unreachable (`kernel.StoreError`) is retried
-with backoff up to `retry_max_s` apart while its callers wait; any other failure is handed
-to the callers of that commit only, who leave their packets unacknowledged.
+with backoff up to `retry_max_s` apart while its callers wait. Any other failure means
+something in the batch is wrong: its packets are committed one by one, and only the one
+at fault gets the error (its packet stays unacknowledged).
 
 The same task runs the expiry sweep every `sweep_interval_s`, between commits.
 """
@@ -199,10 +200,16 @@ class StoreWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
             except Exception as exc:
-                # The batch itself is wrong: only its callers hear of it.
                 if self._metrics is not None:
                     self._metrics.commit_failures.inc()
-                log.error("broker store refused a batch", error=repr(exc), changes=len(changes))
+                if len(groups) > 1:
+                    # Something in the batch is wrong: commit its packets one by one, so
+                    # only the packet at fault is refused.
+                    log.warning("broker store refused a batch; committing its packets apart", error=repr(exc))
+                    for group in groups:
+                        await self._commit([group])
+                    return
+                log.error("broker store refused a packet's changes", error=repr(exc), changes=len(changes))
                 await self._release(groups, exc)
                 return
         if self._metrics is not None:

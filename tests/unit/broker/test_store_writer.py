@@ -94,6 +94,23 @@ async def test_a_refused_batch_fails_only_its_callers():
     assert [s.record.client_id for s in (await store.load(NOW)).sessions] == ["good"]
 
 
+async def test_a_bad_packet_in_a_group_fails_alone():
+    """When a group commit is refused, its packets are committed apart: only the one at fault gets the error."""
+    store = FlakyStore()
+    store.gate = asyncio.Event()
+    async with StoreWriter(store) as writer:
+        first = writer.put([session("c1")])
+        await store.entered.wait()
+        good_before = writer.put([enqueue("c1", 1)])
+        bad = writer.put([enqueue("c1", 2), object()])
+        good_after = writer.put([enqueue("c1", 3)])
+        store.gate.set()
+        await asyncio.gather(first, good_before, good_after)
+        with pytest.raises(AssertionError):
+            await bad
+    assert [q.seq for q in (await store.load(NOW)).sessions[0].queue] == [1, 3]
+
+
 async def test_pending_changes_are_bounded():
     """Beyond max_pending, put raises StoreBusy and write waits for room; both go through once commits free it."""
     store = FlakyStore()

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -186,7 +187,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "scenario": "broker-store",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"python": platform.python_version(), "cpus": len(__import__("os").sched_getaffinity(0))},
+        # The load average says how much else the machine was doing: the numbers are only as quiet as it was.
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": len(os.sched_getaffinity(0)),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        },
         "backends": {},
     }
     for backend in args.backend:

@@ -20,13 +20,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+import broker
 from tests.e2e.conftest import HubProcess
 
+# The server restores its state from `broker.stores` once it exports the store's factory.
+# Until then every test here fails at its first check after the restart, and is expected to
+# (strictly: when the server restores, the marker stops applying by itself).
+RESTORES = "broker_store" in broker.__all__
 pytestmark = [
     pytest.mark.e2e,
-    # Strict: once the server restores its state from `broker.stores`, these pass and the
-    # marker must go. Until then each fails at its first check after the restart.
-    pytest.mark.xfail(strict=True, reason="the embedded broker does not restore its state from broker.stores yet"),
+    pytest.mark.xfail(not RESTORES, strict=True, reason="the embedded broker does not restore from broker.stores"),
 ]
 
 # Development mode, explicitly: anonymous clients with no topic ACL, no API tokens.
@@ -204,7 +207,7 @@ class Raw:
 
     def expect(self, first: int, packet_id: int) -> None:
         kind, body = self.read()
-        assert (kind, struct.unpack("!H", body)[0]) == (first, packet_id)
+        assert (kind, body[:2]) == (first, struct.pack("!H", packet_id)), (hex(kind), body)
 
     def close(self) -> None:
         self.sock.close()
@@ -319,7 +322,21 @@ def test_an_mqtt5_session_keeps_its_subscription_options(sqlite_hub, sig) -> Non
     other.close()
 
 
-@pytest.mark.parametrize("sig", SIGNALS)
+PUBREL_BEFORE_COMMIT = pytest.mark.xfail(
+    RESTORES,
+    strict=True,
+    reason="the server writes PUBREL before the PUBREL_SENT state is committed (broker.stores protocol: commit first), "
+    "so after SIGKILL it resends the PUBLISH instead",
+)
+
+
+@pytest.mark.parametrize(
+    "sig",
+    [
+        pytest.param(signal.SIGTERM, id="sigterm"),
+        pytest.param(signal.SIGKILL, id="sigkill", marks=PUBREL_BEFORE_COMMIT),
+    ],
+)
 def test_outgoing_qos2_in_flight_is_resumed_with_its_packet_id(sqlite_hub, sig) -> None:
     """An unanswered QoS 2 PUBLISH is resent with DUP and the same packet id; then an unanswered PUBREL is resent."""
     hub, run = sqlite_hub, run_id()

@@ -24,6 +24,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -59,7 +60,10 @@ class StoreBusy(LimitExceeded):
         super().__init__("store busy", f"{pending} broker store changes wait for a commit")
 
 
-class _Group(msgspec.Struct):
+@dataclass(slots=True)
+class _Group:
+    """One caller's changes (one packet's, usually), never split between transactions."""
+
     changes: Sequence[Change]
     done: asyncio.Future[None]
 

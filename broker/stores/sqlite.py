@@ -101,16 +101,7 @@ def _apply_in_transaction(conn: sqlite3.Connection, changes: list[Change], limit
     enqueued: set[str] = set()
     for change in changes:
         match change:
-            case PutSession(record=record):
-                conn.execute(sql.UPSERT_SESSION, sql.session_row(record))
-            case DropSession(client_id=client_id):
-                conn.execute(sql.DROP_SESSION, (client_id,))
-                added.pop(client_id, None)
-                enqueued.discard(client_id)
-            case Subscribe(client_id=client_id, subscription=subscription):
-                conn.execute(sql.SUBSCRIBE, sql.subscription_row(client_id, subscription))
-            case Unsubscribe(client_id=client_id, topic_filter=topic_filter):
-                conn.execute(sql.UNSUBSCRIBE, (client_id, topic_filter))
+            # The changes of every message first: they are most of any batch.
             case Enqueue(client_id=client_id, queued=queued):
                 row = sql.queued_row(client_id, queued)
                 cur = conn.execute(_ENQUEUE, (*row, client_id))
@@ -129,6 +120,16 @@ def _apply_in_transaction(conn: sqlite3.Connection, changes: list[Change], limit
                 conn.execute(sql.PUT_INFLIGHT, sql.inflight_row(client_id, inflight))
             case AckInflight(client_id=client_id, packet_id=packet_id):
                 conn.execute(sql.ACK_INFLIGHT, (client_id, packet_id))
+            case PutSession(record=record):
+                conn.execute(sql.UPSERT_SESSION, sql.session_row(record))
+            case DropSession(client_id=client_id):
+                conn.execute(sql.DROP_SESSION, (client_id,))
+                added.pop(client_id, None)
+                enqueued.discard(client_id)
+            case Subscribe(client_id=client_id, subscription=subscription):
+                conn.execute(sql.SUBSCRIBE, sql.subscription_row(client_id, subscription))
+            case Unsubscribe(client_id=client_id, topic_filter=topic_filter):
+                conn.execute(sql.UNSUBSCRIBE, (client_id, topic_filter))
             case PutIncoming(client_id=client_id, packet_id=packet_id):
                 conn.execute(sql.PUT_INCOMING, (client_id, packet_id, client_id))
             case ReleaseIncoming(client_id=client_id, packet_id=packet_id):

@@ -173,17 +173,32 @@ class StoreWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(0.0, next_sweep - self._clock()))
             if self._groups:
-                self._committing = self._take()
-                await self._commit(self._committing)
-                self._committing = []
+                await self._commit_next(len(self._groups))
             if self._clock() >= next_sweep and not self._closing:
+                # What was handed over before the sweep commits first: a client back since
+                # its session's expiry was written must not lose the session to the sweep.
+                due = len(self._groups)
+                while due > 0:
+                    due -= await self._commit_next(due)
                 await self._sweep()
                 next_sweep = self._clock() + self.settings.sweep_interval_s
 
-    def _take(self) -> list[_Group]:
+    async def _commit_next(self, most: int) -> int:
+        """Commit the oldest groups, at most `most` of them; how many were committed."""
+        self._committing = self._take(most)
+        # Left in `_committing` if cancelled at shutdown: `_fail_all` answers their callers.
+        await self._commit(self._committing)
+        taken, self._committing = len(self._committing), []
+        return taken
+
+    def _take(self, most: int) -> list[_Group]:
         taken: list[_Group] = []
         size = 0
-        while self._groups and (not taken or size + len(self._groups[0].changes) <= self.settings.batch_max):
+        while (
+            self._groups
+            and len(taken) < most
+            and (not taken or size + len(self._groups[0].changes) <= self.settings.batch_max)
+        ):
             group = self._groups.popleft()
             taken.append(group)
             size += len(group.changes)

@@ -33,6 +33,10 @@ Ordering the broker must keep (the promise "nothing acknowledged is lost"):
   restart only means the message or PUBREL is resent, which the subscriber handles).
 - Changes to subscriptions and to the session record may be flushed with the next batch;
   SUBACK need not wait for them unless the broker wants the subscription durable first.
+- When a client takes its stored session back, its `PutSession` (with `expires_at` None)
+  is handed to the writer at CONNECT, before anything else of the session: the writer's
+  expiry sweep runs only after what was handed to it earlier has committed, so a session
+  taken back in time is never swept.
 
 Every implementation passes one contract suite
 (tests/integration/broker/test_store_contract.py).

@@ -19,6 +19,7 @@ from api.commands import FleetCommandsController, VehicleCommandsController
 from api.console import console_routes
 from api.deps import ApiDeps
 from api.history import HistoryController
+from api.maintenance import MaintenanceController, VehicleMaintenanceController
 from api.metrics import HttpMetrics, observe_requests
 from api.openapi import DESCRIPTION, document_problems
 from api.ops import healthz, metrics
@@ -59,6 +60,8 @@ def create_app(deps: ApiDeps) -> Litestar:
             UsersController,
             TokensController,
             AuditController,
+            MaintenanceController,
+            VehicleMaintenanceController,
             healthz,
             metrics,
             SessionController,

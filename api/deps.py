@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from commands import CommandService
 from console import Console
+from maintenance import MaintenanceService
 from rules import RulesEngine
 from security import SecurityService
 from twin import HistoryReader, TwinService
@@ -54,6 +55,8 @@ class ApiDeps:
     public_metrics: bool = False
     # The operator console (pages, fleet index, live feed, login sessions); None when console.enabled is false.
     console: Console | None = None
+    # Maintenance schedules, service records and meters (api/maintenance.py); None when maintenance is off.
+    maintenance: MaintenanceService | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

@@ -25,10 +25,12 @@ from console import Console
 from fleethub.commands_setup import command_service
 from fleethub.console_setup import console_of
 from fleethub.http_server import HttpServer
+from fleethub.maintenance_setup import maintenance_service
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
 from kernel import Database
+from maintenance import MaintenanceService
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
 from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
@@ -64,6 +66,7 @@ class Hub:
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
         self.console: Console | None = None
+        self.maintenance: MaintenanceService | None = None
         self.security_store: SecurityStore = security_store(self.database)
         self.security = SecurityService(
             self.security_store,
@@ -122,6 +125,7 @@ class Hub:
         self.rules = rules_engine(s, self.database, self.store)
         if self.rules is not None:
             self.service.observers.append(self.rules)
+        self.maintenance = maintenance_service(s, self.database, self.service, self.store, self.rules)
         # Started before the broker, so results and presence reach it from the first connection.
         rules = self.rules
         zones = (lambda: rules.core.zones) if rules is not None else None
@@ -158,6 +162,10 @@ class Hub:
             await self._stack.enter_async_context(self.console)
         if self.rules is not None:
             await start_rules(rules_stack, self.rules)
+        if self.maintenance is not None:
+            # After the rules engine: due alerts go through its lifecycle.
+            await self._stack.enter_async_context(self.maintenance.store)
+            await self._stack.enter_async_context(self.maintenance)
         deps = ApiDeps(
             service=self.service,
             history=self.store,
@@ -176,6 +184,7 @@ class Hub:
             public_health=s.auth.public_health,
             public_metrics=s.auth.public_metrics,
             console=self.console,
+            maintenance=self.maintenance,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)

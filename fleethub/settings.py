@@ -14,6 +14,7 @@ import msgspec
 from commands import CommandsSettings
 from console import ConsoleSettings
 from kernel import ConfigError
+from maintenance import MaintenanceSettings, validate_maintenance
 from rules import Limits as RuleLimits
 from rules import Zone
 from security import AbuseLimits
@@ -169,6 +170,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     abuse: AbuseLimits = msgspec.field(default_factory=AbuseLimits)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    maintenance: MaintenanceSettings = msgspec.field(default_factory=MaintenanceSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)
@@ -333,6 +335,8 @@ def validate(settings: Settings) -> None:
     _check(rules.recheck_s > 0, "rules.recheck_s", "positive", rules.recheck_s)
     _check(rules.backtest_max_rows >= 1, "rules.backtest_max_rows", "at least 1", rules.backtest_max_rows)
     _validate_commands(settings.commands)
+    for name, must, value in validate_maintenance(settings.maintenance):
+        _check(False, name, must, value)
 
 
 def _validate_commands(commands: CommandsSettings) -> None:

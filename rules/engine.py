@@ -421,6 +421,25 @@ class RulesEngine:
         if entry is not None:
             self._audit.append(entry)
 
+    def raise_alert(
+        self, rule: str, vehicle_id: str, fleet: str, severity: str, message: str, values: dict[str, Any]
+    ) -> bool:
+        """Raise an alert decided outside the rule language (maintenance due dates) through the same
+        lifecycle: stored, published on `alerts/...`, listed, acknowledged and cleared like any other.
+        False when one is already open for this rule and vehicle."""
+        raised = self.core.raise_external(rule, vehicle_id, fleet, severity, message, values, self.clock())
+        self._changed()
+        return raised is not None
+
+    def clear_alert(self, rule: str, vehicle_id: str, by: str, values: dict[str, Any] | None = None) -> bool:
+        """Clear the open alert `raise_alert` raised; False when none is open."""
+        cleared = self.core.clear_external(rule, vehicle_id, by, dict(values or {}), self.clock())
+        self._changed()
+        return cleared is not None
+
+    def open_alert(self, rule: str, vehicle_id: str) -> Alert | None:
+        return self.core.open_alert(rule, vehicle_id)
+
     async def _known(self, alert_id: str) -> None:
         alert = await self.get_alert(alert_id)
         if not alert.state.open:

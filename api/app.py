@@ -21,6 +21,7 @@ from api.deps import ApiDeps
 from api.history import HistoryController
 from api.maintenance import MaintenanceController, VehicleMaintenanceController
 from api.metrics import HttpMetrics, observe_requests
+from api.notifications import NotificationsController
 from api.openapi import DESCRIPTION, document_problems
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
@@ -62,6 +63,7 @@ def create_app(deps: ApiDeps) -> Litestar:
             AuditController,
             MaintenanceController,
             VehicleMaintenanceController,
+            NotificationsController,
             healthz,
             metrics,
             SessionController,

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from commands import CommandService
 from console import Console
 from maintenance import MaintenanceService
+from notifications import NotificationService
 from rules import RulesEngine
 from security import SecurityService
 from twin import HistoryReader, TwinService
@@ -57,6 +58,8 @@ class ApiDeps:
     console: Console | None = None
     # Maintenance schedules, service records and meters (api/maintenance.py); None when maintenance is off.
     maintenance: MaintenanceService | None = None
+    # Channels, subscriptions, deliveries (api/notifications.py); None when notifications are off.
+    notifications: NotificationService | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

@@ -31,6 +31,7 @@ from fleethub.settings import Settings
 from fleethub.stores import database, history_options
 from kernel import Database
 from maintenance import MaintenanceService
+from notifications import NotificationService, notification_store
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
 from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
@@ -67,6 +68,7 @@ class Hub:
         self.commands: CommandService | None = None
         self.console: Console | None = None
         self.maintenance: MaintenanceService | None = None
+        self.notifications: NotificationService | None = None
         self.security_store: SecurityStore = security_store(self.database)
         self.security = SecurityService(
             self.security_store,
@@ -160,6 +162,13 @@ class Hub:
         self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
         if self.console is not None:
             await self._stack.enter_async_context(self.console)
+        if s.notifications.enabled:
+            self.notifications = NotificationService(notification_store(self.database), s.notifications)
+            await self._stack.enter_async_context(self.notifications.store)
+            await self._stack.enter_async_context(self.notifications)
+            if self.rules is not None:
+                # Alert events reach the outbox before their MQTT publish, from the rules engine's writer task.
+                self.rules.publisher = self.notifications.tee(self.rules.publisher)
         if self.rules is not None:
             await start_rules(rules_stack, self.rules)
         if self.maintenance is not None:
@@ -185,6 +194,7 @@ class Hub:
             public_metrics=s.auth.public_metrics,
             console=self.console,
             maintenance=self.maintenance,
+            notifications=self.notifications,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)

@@ -15,6 +15,7 @@ from commands import CommandsSettings
 from console import ConsoleSettings
 from kernel import ConfigError
 from maintenance import MaintenanceSettings, validate_maintenance
+from notifications import NotificationSettings, validate_notifications
 from rules import Limits as RuleLimits
 from rules import Zone
 from security import AbuseLimits
@@ -171,6 +172,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     maintenance: MaintenanceSettings = msgspec.field(default_factory=MaintenanceSettings)
+    notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)
@@ -335,7 +337,10 @@ def validate(settings: Settings) -> None:
     _check(rules.recheck_s > 0, "rules.recheck_s", "positive", rules.recheck_s)
     _check(rules.backtest_max_rows >= 1, "rules.backtest_max_rows", "at least 1", rules.backtest_max_rows)
     _validate_commands(settings.commands)
-    for name, must, value in validate_maintenance(settings.maintenance):
+    for name, must, value in [
+        *validate_maintenance(settings.maintenance),
+        *validate_notifications(settings.notifications),
+    ]:
         _check(False, name, must, value)
 
 

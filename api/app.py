@@ -26,6 +26,7 @@ from api.openapi import DESCRIPTION, document_problems
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
 from api.provisioning import ProvisioningController
+from api.reports import ReportsController
 from api.rules import RulesController
 from api.session import SessionController
 from api.trips import TripController
@@ -64,6 +65,7 @@ def create_app(deps: ApiDeps) -> Litestar:
             MaintenanceController,
             VehicleMaintenanceController,
             NotificationsController,
+            ReportsController,
             healthz,
             metrics,
             SessionController,

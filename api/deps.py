@@ -13,6 +13,7 @@ from commands import CommandService
 from console import Console
 from maintenance import MaintenanceService
 from notifications import NotificationService
+from reports import ReportService
 from rules import RulesEngine
 from security import SecurityService
 from twin import HistoryReader, TwinService
@@ -60,6 +61,8 @@ class ApiDeps:
     maintenance: MaintenanceService | None = None
     # Channels, subscriptions, deliveries (api/notifications.py); None when notifications are off.
     notifications: NotificationService | None = None
+    # Daily summaries, stops, zone visits and report schedules (api/reports.py); None when reports are off.
+    reports: ReportService | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

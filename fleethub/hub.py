@@ -32,6 +32,7 @@ from fleethub.stores import database, history_options
 from kernel import Database
 from maintenance import MaintenanceService
 from notifications import NotificationService, notification_store
+from reports import ReportService, report_store
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
 from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
@@ -69,6 +70,7 @@ class Hub:
         self.console: Console | None = None
         self.maintenance: MaintenanceService | None = None
         self.notifications: NotificationService | None = None
+        self.reports: ReportService | None = None
         self.security_store: SecurityStore = security_store(self.database)
         self.security = SecurityService(
             self.security_store,
@@ -171,6 +173,19 @@ class Hub:
                 self.rules.publisher = self.notifications.tee(self.rules.publisher)
         if self.rules is not None:
             await start_rules(rules_stack, self.rules)
+        if s.reports.enabled:
+            self.reports = ReportService(
+                self.store,
+                self.store,
+                settings=s.reports,
+                alerts=self.rules,
+                zones=zones,
+                sink=self.notifications,
+                store=report_store(self.database),
+            )
+            if self.reports.store is not None:
+                await self._stack.enter_async_context(self.reports.store)
+            await self._stack.enter_async_context(self.reports)
         if self.maintenance is not None:
             # After the rules engine: due alerts go through its lifecycle.
             await self._stack.enter_async_context(self.maintenance.store)
@@ -195,6 +210,7 @@ class Hub:
             console=self.console,
             maintenance=self.maintenance,
             notifications=self.notifications,
+            reports=self.reports,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)

@@ -16,6 +16,7 @@ from console import ConsoleSettings
 from kernel import ConfigError
 from maintenance import MaintenanceSettings, validate_maintenance
 from notifications import NotificationSettings, validate_notifications
+from reports import ReportSettings
 from rules import Limits as RuleLimits
 from rules import Zone
 from security import AbuseLimits
@@ -173,6 +174,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     maintenance: MaintenanceSettings = msgspec.field(default_factory=MaintenanceSettings)
     notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
+    reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)

@@ -5,8 +5,9 @@ It turns each accepted PUBLISH and each vehicle's presence change into a
 sends back into topics.
 """
 
+from broker.contract import CONTRACT, TopicSpec, refusal_reasons
 from broker.errors import PortInUse
 from broker.metrics import BrokerMetrics
 from broker.server import EmbeddedBroker, TlsListener
 
-__all__ = ["BrokerMetrics", "EmbeddedBroker", "PortInUse", "TlsListener"]
+__all__ = ["CONTRACT", "BrokerMetrics", "EmbeddedBroker", "PortInUse", "TlsListener", "TopicSpec", "refusal_reasons"]

@@ -228,6 +228,13 @@ class Hub:
             mqtt_ws_port=self.broker.ws_port,
         )
         _warn_if_insecure(s)
+        if s.auth.enabled and not s.auth.bootstrap_token and not await self.security_store.list_users():
+            log.warning(
+                "no users yet: every HTTP request is refused until you create the first admin",
+                create_admin=f"fleethub users add admin --role admin {_store_flag(s)}",
+                then="use the API token it prints: curl -H 'Authorization: Bearer fh_...'",
+                docs="docs/security.md, First start",
+            )
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
         await self.service.provision(vehicle_id, fleet, dict(tags))
@@ -306,6 +313,14 @@ def _tls_listener(settings: Settings) -> TlsListener | None:
         cafile=mqtt.tls_cafile,
         client_cert_auth=mqtt.tls_client_cert_auth,
     )
+
+
+def _store_flag(settings: Settings) -> str:
+    """How to point a CLI command at this hub's store, without repeating a password from its URL."""
+    url = settings.store.url
+    if url.startswith("sqlite:"):
+        return f"--database {url}"
+    return "--database <the hub's store URL> (or --config <the hub's TOML file>)"
 
 
 def _warn_if_insecure(settings: Settings) -> None:

@@ -9,20 +9,27 @@ from kernel.errors import ConfigError, FleethubError, InvalidPayload, LimitExcee
 from kernel.info import DatabaseInfo
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
+from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, sqlite_path
 
 __all__ = [
+    "POSTGRES",
+    "SQLITE",
     "Clock",
     "ConfigError",
     "Database",
     "DatabaseInfo",
+    "Dialect",
+    "Duplicate",
     "FleethubError",
     "InvalidPayload",
     "LimitExceeded",
     "Migration",
     "NotFound",
     "PostgresDatabase",
+    "Sql",
     "SqliteDatabase",
+    "Statement",
     "StoreError",
     "Timeseries",
     "TimeseriesMode",

@@ -183,23 +183,38 @@ class PostgresDatabase:
         if self.timeseries == "native":
             return TimeseriesMode.NATIVE
         installed = await _scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        if installed is not None:
+            return TimeseriesMode.TIMESCALEDB
         available = await _scalar(
             conn, "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
         )
-        preload = str(await _scalar(conn, "SELECT current_setting('shared_preload_libraries')") or "")
-        usable = installed is not None or (available is not None and "timescaledb" in preload)
-        if self.timeseries == "timescaledb" and not usable:
-            reason = "is not installed" if available is None else "is not in shared_preload_libraries"
-            raise StoreError(
-                f"setting 'store.pg_timeseries' asks for TimescaleDB but the extension {reason} on this server; "
-                "install it, or use 'native'"
-            )
-        if not usable:
-            if available is not None:
-                log.warning("timescaledb is installed but not preloaded; using native partitioning")
+        if available is None:
+            if self.timeseries == "timescaledb":
+                raise StoreError(
+                    "setting 'store.pg_timeseries' asks for TimescaleDB but the extension is not installed on this "
+                    "server; install it, or use 'native'"
+                )
             return TimeseriesMode.NATIVE
-        await _create_extension(conn)
+        # pg_settings shows shared_preload_libraries only to superusers and pg_read_all_settings (reading it
+        # with current_setting() is an error for anyone else): no row means "cannot tell", and then creating
+        # the extension is the test, since TimescaleDB refuses to be created unless it is preloaded.
+        preload = await _scalar(conn, "SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'")
+        if preload is not None and "timescaledb" not in str(preload):
+            return self._not_preloaded()
+        try:
+            await _create_extension(conn)
+        except _NotPreloaded:
+            return self._not_preloaded()
         return TimeseriesMode.TIMESCALEDB
+
+    def _not_preloaded(self) -> TimeseriesMode:
+        if self.timeseries == "timescaledb":
+            raise StoreError(
+                "setting 'store.pg_timeseries' asks for TimescaleDB but the extension is not in "
+                "shared_preload_libraries on this server; add it and restart PostgreSQL, or use 'native'"
+            )
+        log.warning("timescaledb is installed but not preloaded; using native partitioning")
+        return TimeseriesMode.NATIVE
 
     # -- health --------------------------------------------------------------------------
 
@@ -224,12 +239,24 @@ async def _scalar(conn: psycopg.AsyncConnection[Any], sql: str) -> Any:
     return row[0] if row else None
 
 
+class _NotPreloaded(Exception):
+    """CREATE EXTENSION timescaledb failed because the server did not preload its library."""
+
+
 async def _create_extension(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Create TimescaleDB once per database (a no-op when it exists, wherever it lives).
+
+    TimescaleDB is a trusted extension: the database's owner may create it, no superuser needed.
+    """
     try:
         async with conn.transaction():
             await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except psycopg.errors.InsufficientPrivilege:
         raise StoreError(
-            "the timescaledb extension needs creating by a superuser: run "
+            "the timescaledb extension needs creating by the database's owner or a superuser: run "
             "'CREATE EXTENSION timescaledb;' in this database, or set store.pg_timeseries = 'native'"
         ) from None
+    except psycopg.Error as exc:
+        if "preload" in str(exc).lower():
+            raise _NotPreloaded(str(exc)) from None
+        raise

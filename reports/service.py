@@ -29,7 +29,7 @@ from reports.settings import ReportSettings
 from reports.stores.protocol import ReportStore
 from rules import Alert, AlertQuery, Zone
 from security import Actor, AuditEntry, audit_entry
-from twin import HistoryReader, PointQuery, TripDetector, TripSettings, TwinFilter, TwinState, VehicleSet
+from twin import HistoryReader, PointQuery, TripDetector, TripSettings, TwinFilter, TwinState, VehicleSelector
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +118,7 @@ class ReportService:
     # -- reading history ------------------------------------------------------------------
 
     async def _rows(
-        self, vehicles: VehicleSet, start: float, end: float, fields: tuple[str, ...]
+        self, vehicles: VehicleSelector, start: float, end: float, fields: tuple[str, ...]
     ) -> AsyncIterator[tuple[str, list[tuple[float, dict[str, Any]]]]]:
         """Each vehicle's rows in device-time order, one vehicle at a time."""
         query = PointQuery(vehicles, start=start, end=end, fields=fields, limit=self.settings.rows_per_read)
@@ -150,8 +150,8 @@ class ReportService:
             after = page[-1].vehicle_id
 
     @staticmethod
-    def _vehicle_set(fleet: str | None, vehicles: tuple[str, ...] | None) -> VehicleSet:
-        return VehicleSet(ids=vehicles, fleet=fleet)
+    def _vehicle_set(fleet: str | None, vehicles: tuple[str, ...] | None) -> VehicleSelector:
+        return VehicleSelector(vehicle_ids=vehicles, fleet=fleet)
 
     # -- reports ----------------------------------------------------------------------------
 

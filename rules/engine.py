@@ -31,7 +31,7 @@ from rules.evaluator import AlertNotOpen, Evaluator
 from rules.stores.protocol import RulesStore, RulesWrite
 from rules.zones import Zone, ZoneSet
 from security import Actor, AuditEntry, audit_entry
-from twin import HistoryPage, PointQuery, TwinFilter, TwinState, TwinUpdate, VehicleSet
+from twin import HistoryPage, PointQuery, TwinFilter, TwinState, TwinUpdate, VehicleSelector
 
 log = structlog.get_logger(__name__)
 
@@ -476,7 +476,7 @@ class RulesEngine:
                 truncated = True
                 break
             page = await self.twins.history_page(
-                PointQuery(VehicleSet.one(vehicle_id), start=start, end=end, limit=limit, cursor=cursor)
+                PointQuery(VehicleSelector.one(vehicle_id), start=start, end=end, limit=limit, cursor=cursor)
             )
             replay.feed(page.rows)
             if page.rows:

@@ -23,7 +23,7 @@ import structlog
 from rules.alerts import Alert, AlertEventKind, AlertState, new_alert_id
 from rules.builtins import Eval
 from rules.context import MISSING, Path, Source
-from rules.definitions import CompiledRule, Selector
+from rules.definitions import CompiledRule
 from rules.errors import RuleError
 from rules.paths import parse_path
 from rules.stores.protocol import PendingTimer, TimerKind
@@ -31,7 +31,7 @@ from rules.syntax import Call, Compare, DurationLit, Expr, Field, NumberLit, Str
 from rules.timers import TimerHeap
 from rules.twin_context import TwinContext
 from rules.zones import Zone
-from twin import PATH_SEP, ReportedEntry, TwinState, TwinUpdate, UpdateKind
+from twin import PATH_SEP, ReportedEntry, TwinState, TwinUpdate, UpdateKind, VehicleSelector
 
 log = structlog.get_logger(__name__)
 
@@ -146,7 +146,7 @@ class _Indexed:
     when: Eval
     clear_when: Eval | None
     enabled: bool
-    selector: Selector | None
+    selector: VehicleSelector | None
     uses_time: bool
     desired_reads: frozenset[Path]
     # Tags the rule reads, in its condition or its selector.
@@ -382,7 +382,7 @@ class Evaluator:
         key = (indexed.name, state.vehicle_id)
         slot = self._slots.get(key)
         selector = indexed.selector
-        if selector is not None and not selector.admits(state.fleet, state.tags):
+        if selector is not None and not selector.admits(state):
             if slot is not None and slot.alert is None:
                 self._end_window(key, slot)
                 del self._slots[key]

@@ -22,6 +22,7 @@ from twin.metrics import IngestMetrics
 from twin.model import PATH_SEP, HistoryRow, Json, PresenceEvent, ReportedEntry, TwinState
 from twin.observe import TelemetryEnricher, TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
+from twin.selector import VehicleSelector
 from twin.service import ErrorMessage, HealthReport, IngestSettings, TwinService, running
 from twin.stores import (
     Agg,
@@ -43,7 +44,6 @@ from twin.stores import (
     SqliteStore,
     Store,
     TwinFilter,
-    VehicleSet,
     parse_aggs,
     run_maintenance,
     time_zone,
@@ -105,7 +105,7 @@ __all__ = [
     "TwinUpdate",
     "UpdateKind",
     "VehicleChannel",
-    "VehicleSet",
+    "VehicleSelector",
     "Verdict",
     "VersionConflict",
     "apply_reported",

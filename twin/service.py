@@ -16,10 +16,11 @@ import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import structlog
+from msgspec import Meta
 
 from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, isoformat
 from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
@@ -47,18 +48,27 @@ _encode = msgspec.json.Encoder().encode
 
 
 class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # Items waiting for the consumer; when full, publishers wait (delayed PUBACK).
-    queue_max: int = 10_000
-    # Items applied per group commit at most.
-    batch_max: int = 1_000
-    # Device timestamps further ahead of the hub's clock are refused.
-    max_clock_ahead_s: float = 300.0
-    # Longest pause between retries of a failed commit.
-    commit_retry_max_s: float = 5.0
-    # A connected vehicle with no telemetry for this long shows `connection.reporting: false`.
-    reporting_window_s: float = 120.0
-    # A vehicle back within this long of dropping off is a flap: no events, `since` kept.
-    presence_debounce_s: float = 10.0
+    queue_max: Annotated[
+        int, Meta(ge=1, description="Items waiting for the consumer; when full, publishers wait (delayed PUBACK).")
+    ] = 10_000
+    batch_max: Annotated[int, Meta(ge=1, description="Items applied per group commit at most.")] = 1_000
+    max_clock_ahead_s: Annotated[
+        float, Meta(ge=0, description="Device timestamps further ahead of the hub's clock are refused.")
+    ] = 300.0
+    commit_retry_max_s: Annotated[
+        float, Meta(gt=0, description="Longest pause between retries of a failed commit.")
+    ] = 5.0
+    reporting_window_s: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="A connected vehicle with no telemetry for this long shows `connection.reporting: false`.",
+        ),
+    ] = 120.0
+    presence_debounce_s: Annotated[
+        float,
+        Meta(ge=0, description="A vehicle back within this long of dropping off is a flap: no events, `since` kept."),
+    ] = 10.0
 
 
 class CommandHooks(Protocol):

@@ -40,6 +40,10 @@ class MqttError(Exception):
     """The broker refused the session or broke the protocol."""
 
 
+class ConnectRefused(MqttError):
+    """The broker answered CONNECT with a refusal code (bad credentials, not authorised)."""
+
+
 def _string(value: str) -> bytes:
     raw = value.encode()
     return _U16.pack(len(raw)) + raw
@@ -54,11 +58,22 @@ def _remaining_length(n: int) -> bytes:
             return bytes(out)
 
 
-def connect_packet(client_id: str, *, username: str | None = None, keepalive_s: int = 60, clean: bool = True) -> bytes:
-    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0)
+def connect_packet(
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    keepalive_s: int = 60,
+    clean: bool = True,
+) -> bytes:
+    if password is not None and username is None:
+        raise ValueError("MQTT 3.1.1 sends a password only with a username")
+    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
     body = _string("MQTT") + bytes((4, flags)) + _U16.pack(keepalive_s) + _string(client_id)
     if username is not None:
         body += _string(username)
+    if password is not None:
+        body += _string(password)
     return bytes((CONNECT,)) + _remaining_length(len(body)) + body
 
 
@@ -193,7 +208,7 @@ class MqttProtocol(asyncio.Protocol):
                 if code == 0:
                     self._connack.set_result(None)
                 else:
-                    self._connack.set_exception(MqttError(f"CONNACK refused: {CONNACK_REASONS.get(code, code)}"))
+                    self._connack.set_exception(ConnectRefused(f"CONNACK refused: {CONNACK_REASONS.get(code, code)}"))
         # SUBACK and PINGRESP need no action.
 
     def _fail(self, exc: Exception) -> None:
@@ -208,12 +223,20 @@ class MqttProtocol(asyncio.Protocol):
     def connected(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    async def handshake(self, client_id: str, *, username: str | None, keepalive_s: int, timeout_s: float) -> None:
+    async def handshake(
+        self,
+        client_id: str,
+        *,
+        username: str | None,
+        keepalive_s: int,
+        timeout_s: float,
+        password: str | None = None,
+    ) -> None:
         """Send CONNECT and wait for an accepting CONNACK."""
         if self.transport is None:
             raise MqttError("not connected")
         self._connack = asyncio.get_running_loop().create_future()
-        self.transport.write(connect_packet(client_id, username=username, keepalive_s=keepalive_s))
+        self.transport.write(connect_packet(client_id, username=username, password=password, keepalive_s=keepalive_s))
         await asyncio.wait_for(self._connack, timeout_s)
 
     def next_packet_id(self) -> int:

@@ -30,7 +30,6 @@ from twin.stores.protocol import (
     PresenceQuery,
     Store,
     TwinFilter,
-    VehicleSet,
     run_maintenance,
 )
 from twin.stores.sqlite import SqliteStore
@@ -55,7 +54,6 @@ __all__ = [
     "SqliteStore",
     "Store",
     "TwinFilter",
-    "VehicleSet",
     "parse_aggs",
     "run_maintenance",
     "time_zone",

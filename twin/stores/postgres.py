@@ -22,6 +22,7 @@ import structlog
 
 from kernel import DatabaseInfo, PostgresDatabase, TimeseriesMode, schema_lock
 from twin.model import HistoryRow, PresenceEvent, TwinState
+from twin.selector import VehicleSelector
 from twin.stores.aggregates import next_bucket, time_zone
 from twin.stores.pg_copy import (
     COPY_HISTORY,
@@ -48,7 +49,6 @@ from twin.stores.protocol import (
     PointQuery,
     PresenceQuery,
     TwinFilter,
-    VehicleSet,
     bucket_cursor,
     fill_page,
     parse_bucket_cursor,
@@ -199,9 +199,9 @@ class PostgresStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def _vehicles(self, selection: VehicleSet) -> list[str]:
+    async def _vehicles(self, selection: VehicleSelector) -> list[str]:
         if not selection.needs_twins:
-            return sorted(set(selection.ids or ()))
+            return sorted(set(selection.vehicle_ids or ()))
         where, args = ["true"], list[Any]()
         if selection.fleet is not None:
             where.append("fleet = %s")
@@ -209,9 +209,9 @@ class PostgresStore:
         if selection.tags:
             where.append("tags @> %s::jsonb")
             args.append(json_text(dict(selection.tags)))
-        if selection.ids is not None:
+        if selection.vehicle_ids is not None:
             where.append("vehicle_id = ANY(%s::text[])")
-            args.append(list(selection.ids))
+            args.append(list(selection.vehicle_ids))
         sql = f"SELECT vehicle_id FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id"
         async with self._conn() as conn:
             cur = await conn.execute(sql.encode(), args)
@@ -240,7 +240,7 @@ class PostgresStore:
     async def history(self, query: HistoryQuery) -> list[HistoryRow]:
         page = await self.history_page(
             PointQuery(
-                VehicleSet.one(query.vehicle_id),
+                VehicleSelector.one(query.vehicle_id),
                 start=query.start,
                 end=query.end,
                 fields=query.fields,
@@ -313,7 +313,7 @@ class PostgresStore:
     async def history_until(
         self, vehicle_id: str, at: float, *, cursor: str | None = None, limit: int = 1000
     ) -> HistoryPage:
-        query = PointQuery(VehicleSet.one(vehicle_id), limit=limit)
+        query = PointQuery(VehicleSelector.one(vehicle_id), limit=limit)
         return await self._page([vehicle_id], None, at, True, query, cursor)
 
     async def aggregate(self, query: AggregateQuery) -> AggregatePage:
@@ -351,8 +351,12 @@ class PostgresStore:
             if cutoff is not None:
                 report.retention_cutoff = cutoff
                 report.partitions_dropped = await self._partitions.drop_before(self.db, cutoff)
-        elif self.options.retention_days > 0:
-            report.retention_cutoff = now - self.options.retention_days * 86_400
+        else:
+            # TimescaleDB's retention job drops whole chunks, which start at multiples of their width
+            # since the epoch as native partitions do: the same cutoff in both modes.
+            report.retention_cutoff = retention_cutoff(
+                now, self.options.retention_days, self.options.chunk_interval_hours * 3600
+            )
         if report.retention_cutoff is not None:
             async with self._conn() as conn:
                 await conn.execute("DELETE FROM history_1m_dirty WHERE bucket < %s", (_dt(report.retention_cutoff),))

@@ -18,6 +18,7 @@ import msgspec
 
 from kernel import DatabaseInfo, SqliteDatabase
 from twin.model import HistoryRow, PresenceEvent, TwinState
+from twin.selector import VehicleSelector
 from twin.stores.aggregates import Bucketizer, next_bucket, time_zone
 from twin.stores.protocol import (
     AggregatePage,
@@ -30,7 +31,6 @@ from twin.stores.protocol import (
     PointQuery,
     PresenceQuery,
     TwinFilter,
-    VehicleSet,
     bucket_cursor,
     fill_page,
     parse_bucket_cursor,
@@ -261,19 +261,18 @@ class SqliteStore:
         rows = await self._fetch(sql, (*args, query.limit))
         return [PresenceEvent(query.vehicle_id, r[0], bool(r[1]), r[2]) for r in rows]
 
-    async def _vehicles(self, selection: VehicleSet) -> list[str]:
+    async def _vehicles(self, selection: VehicleSelector) -> list[str]:
         if not selection.needs_twins:
-            return sorted(set(selection.ids or ()))
+            return sorted(set(selection.vehicle_ids or ()))
         sql, args = "SELECT vehicle_id, fleet, json_extract(state, '$.tags') FROM twins", list[Any]()
         if selection.fleet is not None:
             sql, args = sql + " WHERE fleet = ?", [selection.fleet]
         found = await self._fetch(sql + " ORDER BY vehicle_id", args)
-        wanted = set(selection.ids) if selection.ids is not None else None
         out = []
         for vid, fleet, tags_json in found:
             tags = _decode_tags(tags_json) if tags_json else None
             probe = TwinState(vehicle_id=vid, created_at=0, updated_at=0, fleet=fleet, tags=tags or {})
-            if selection.admits(probe) and (wanted is None or vid in wanted):
+            if selection.admits(probe):
                 out.append(vid)
         return out
 
@@ -335,7 +334,7 @@ class SqliteStore:
     async def history_until(
         self, vehicle_id: str, at: float, *, cursor: str | None = None, limit: int = 1000
     ) -> HistoryPage:
-        query = PointQuery(VehicleSet.one(vehicle_id), limit=limit)
+        query = PointQuery(VehicleSelector.one(vehicle_id), limit=limit)
         return await self._page([vehicle_id], None, at, True, query, cursor)
 
     async def aggregate(self, query: AggregateQuery) -> AggregatePage:

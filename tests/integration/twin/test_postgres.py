@@ -25,7 +25,7 @@ from twin import (
     PostgresStore,
     TwinService,
     TwinState,
-    VehicleSet,
+    VehicleSelector,
 )
 from twin import running as run_service
 from twin.stores.pg_partitions import partition_name
@@ -160,7 +160,7 @@ async def test_connection_lost_mid_batch_loses_nothing_acknowledged(pg_url: str)
     assert failures >= 3
     async with _store(pg_url) as reopened:
         for v in range(vehicles):
-            page = await reopened.history_page(PointQuery(VehicleSet.one(f"veh-{v}"), limit=1000))
+            page = await reopened.history_page(PointQuery(VehicleSelector.one(f"veh-{v}"), limit=1000))
             assert [r.seq for r in page.rows] == list(range(per_vehicle))
             twin = await reopened.load_twin(f"veh-{v}")
             assert twin is not None

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ServiceUnavailableException
+from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -242,6 +243,7 @@ class MaintenanceController(Controller):
     @put(
         "/schedules/{schedule_id:str}",
         summary="Create or replace a schedule: every N km, N engine hours or N days, whichever comes first",
+        responses={201: ResponseSpec(ScheduleView, generate_examples=False, description="Created")},
         opt=requires(Permission.MAINTENANCE_WRITE),
     )
     async def put_schedule(

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ServiceUnavailableException
+from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -34,7 +35,8 @@ DeliveryId = Annotated[str, PathParameter(max_length=64, description="Delivery i
 SubscriptionName = Annotated[str, PathParameter(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Your name for it")]
 Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
 
-_MASK = "********"
+# Long enough to be a valid secret in the response schema, and never one anybody would choose.
+_MASK = "*" * 16
 
 
 def notifications_of(deps: ApiDeps) -> NotificationService:
@@ -178,6 +180,7 @@ class NotificationsController(Controller):
     @put(
         "/channels/{channel_id:str}",
         summary="Create or replace a channel: webhook (signed), chat (Slack/Teams) or email, with its routing",
+        responses={201: ResponseSpec(ChannelView, generate_examples=False, description="Created")},
         opt=requires(Permission.NOTIFICATIONS_ADMIN),
     )
     async def put_channel(
@@ -215,6 +218,7 @@ class NotificationsController(Controller):
     @put(
         "/subscriptions/{name:str}",
         summary="Subscribe yourself by email to alerts of a fleet you see",
+        responses={201: ResponseSpec(ChannelView, generate_examples=False, description="Created")},
         opt=requires(Permission.NOTIFICATIONS_READ),
     )
     async def subscribe(

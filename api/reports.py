@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ServiceUnavailableException
+from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -257,6 +258,7 @@ class ReportsController(Controller):
     @put(
         "/schedules/{schedule_id:str}",
         summary="Create or replace a schedule: a fleet's daily or weekly summary to a notification channel",
+        responses={201: ResponseSpec(ScheduleView, generate_examples=False, description="Created")},
         opt=requires(Permission.NOTIFICATIONS_ADMIN),
     )
     async def put_schedule(

@@ -198,12 +198,17 @@ _SCHEDULE_EXAMPLES = body(
     (
         "oil",
         "Every 15,000 km or 180 days, whichever comes first, for one fleet",
-        {"name": "Oil and filter", "every_km": 15000, "every_days": 180, "fleet": "north"},
+        {"name": "Oil and filter", "every_km": 15000, "every_days": 180, "selector": {"fleet": "north"}},
     ),
     (
         "engine",
         "Every 500 engine hours for vehicles tagged model=Van",
-        {"name": "Engine check", "every_engine_hours": 500, "tags": {"model": "Van"}, "due_soon_engine_hours": 25},
+        {
+            "name": "Engine check",
+            "every_engine_hours": 500,
+            "due_soon_engine_hours": 25,
+            "selector": {"fleet": "north", "tags": {"model": "Van"}},
+        },
     ),
 )
 _SERVICE_EXAMPLES = body(
@@ -255,10 +260,11 @@ class MaintenanceController(Controller):
         data: Annotated[ScheduleBody, _SCHEDULE_EXAMPLES],
     ) -> Response[ScheduleView]:
         service = maintenance_of(deps)
-        if data.fleet is None and not principal.all_fleets:
-            raise InvalidPayload("bad_body", "name the fleet the schedule is for; you do not see every fleet")
-        if data.fleet is not None and not principal.sees(data.fleet):
-            raise InvalidPayload("bad_body", f"fleet {data.fleet!r} is not one of yours")
+        fleet = data.selector.fleet
+        if fleet is None and not principal.all_fleets:
+            raise InvalidPayload("bad_body", "name the fleet in the selector; you do not see every fleet")
+        if fleet is not None and not principal.sees(fleet):
+            raise InvalidPayload("bad_body", f"fleet {fleet!r} is not one of yours")
         existed = schedule_id in {s.id for s in service.list_schedules()}
         schedule = await service.put_schedule(schedule_id, data, actor=actor_of(request))
         return Response(schedule_view(schedule), status_code=HTTP_200_OK if existed else HTTP_201_CREATED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fleethub.settings import Settings
 from kernel import Database
-from maintenance import MaintenanceService, MeterDeriver, maintenance_store
+from maintenance import RULE_PREFIX, MaintenanceService, MeterDeriver, maintenance_store
 from rules import RulesEngine
 from twin import Store, TwinService
 
@@ -24,5 +24,7 @@ def maintenance_service(
     if not s.enabled:
         return None
     maintenance = MaintenanceService(maintenance_store(db), twins, settings=s, deriver=deriver, alerts=rules)
+    if rules is not None:
+        rules.reserved_prefixes.append(RULE_PREFIX)
     service.observers.append(maintenance)
     return maintenance

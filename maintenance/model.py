@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Final
 
 import msgspec
+
+from twin import VehicleSelector
 
 SCHEDULE_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
@@ -14,6 +18,13 @@ ScheduleId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 Positive = Annotated[float, msgspec.Meta(gt=0, le=1e9)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Selected:
+    vehicle_id: str
+    fleet: str
+    tags: Mapping[str, object]
 
 
 class Stage(enum.Enum):
@@ -42,12 +53,8 @@ class ScheduleBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     due_soon_km: NonNegative | None = None
     due_soon_engine_hours: NonNegative | None = None
     due_soon_days: NonNegative | None = None
-    # Which vehicles: all of a fleet (None: every fleet), with these tags, or these vehicles.
-    fleet: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
-    tags: dict[str, str] = msgspec.field(default_factory=dict)
-    vehicles: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = msgspec.field(
-        default_factory=list
-    )
+    # Which vehicles: those meeting every criterion given (fleet, tags, vehicle ids); none given: every vehicle.
+    selector: VehicleSelector = msgspec.field(default_factory=VehicleSelector)
     severity_due_soon: str = "warning"
     severity_overdue: str = "major"
     description: Text | None = None
@@ -67,13 +74,8 @@ class Schedule(msgspec.Struct, frozen=True, omit_defaults=True):
     created_at: float
     updated_at: float
 
-    def selects(self, vehicle_id: str, fleet: str, tags: dict[str, object]) -> bool:
-        b = self.body
-        if b.fleet is not None and fleet != b.fleet:
-            return False
-        if b.vehicles and vehicle_id not in b.vehicles:
-            return False
-        return all(str(tags.get(k)) == v for k, v in b.tags.items())
+    def selects(self, vehicle_id: str, fleet: str, tags: Mapping[str, object]) -> bool:
+        return self.body.selector.admits(_Selected(vehicle_id, fleet, tags))
 
     def due_soon_margin(self) -> tuple[float | None, float | None, float | None]:
         b = self.body

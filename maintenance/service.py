@@ -287,7 +287,7 @@ class MaintenanceService:
                 "too_many_schedules", f"at most {self.settings.max_schedules} schedules (maintenance.max_schedules)"
             )
         schedule = Schedule(schedule_id, body, old.created_at if old else now, now)
-        entry = self._entry(actor, "maintenance.schedule.put", now, fleet=body.fleet, target=schedule_id)
+        entry = self._entry(actor, "maintenance.schedule.put", now, fleet=body.selector.fleet, target=schedule_id)
         await self.store.put_schedule(schedule, audit=entry)
         self._schedules[schedule_id] = schedule
         self.check_soon()

@@ -107,6 +107,8 @@ class RulesEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
         self.publish_failures = 0
+        # Rule names other parts of the hub raise alerts under (`raise_alert`); no rule may take one.
+        self.reserved_prefixes: list[str] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -330,6 +332,12 @@ class RulesEngine:
         A new or changed rule is evaluated at once on every twin as it is now. With an
         `actor`, the change is audited (`rule.put`) in the same transaction.
         """
+        for prefix in self.reserved_prefixes:
+            if definition.name.startswith(prefix):
+                problem = CompileProblem(
+                    "name", f"names starting with {prefix!r} belong to alerts the hub raises itself"
+                )
+                raise RuleInvalid(definition.name, [problem])
         compiled = self.compile(definition)
         created = definition.name not in self._definitions
         if created and len(self._definitions) >= self.options.max_rules:

@@ -123,3 +123,12 @@ async def test_time_schedule_goes_due_soon_then_overdue(hub, http, mqtt, vid):
     assert over[0]["severity"] == "critical"
     soon = await raised("maintenance.inspect.due_soon")
     assert (soon[0]["state"], soon[0]["cleared_by"]) == ("cleared", "overdue")
+
+
+async def test_rules_may_not_take_maintenance_names(http):
+    """A rule named like a maintenance alert is refused (422), so the two never share an alert slot."""
+    rule = {"when": "speed > 100", "severity": "warning", "message": "fast"}
+    refused = await http.put("/api/v1/rules/maintenance.oil.overdue", json=rule)
+    assert refused.status_code == 422, refused.text
+    assert "belong to alerts the hub raises" in refused.text
+    assert (await http.put("/api/v1/rules/fast", json=rule)).status_code == 201

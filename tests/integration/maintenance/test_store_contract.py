@@ -16,6 +16,7 @@ from maintenance import (
     Stage,
 )
 from security import Actor, audit_entry
+from twin import VehicleSelector
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -45,7 +46,8 @@ def record(rid: str, vid="v1", at=100.0, sid="oil", fleet="f1") -> ServiceRecord
 
 async def test_schedules_round_trip_and_replace(store):
     """A schedule reads back as written; putting the same id replaces it."""
-    await store.put_schedule(schedule("oil", every_km=15000.0, every_days=180.0, fleet="f1", tags={"m": "A"}))
+    selector = VehicleSelector(fleet="f1", tags={"m": "A"})
+    await store.put_schedule(schedule("oil", every_km=15000.0, every_days=180.0, selector=selector))
     await store.put_schedule(schedule("brakes"))
     await store.put_schedule(schedule("oil", every_engine_hours=500.0))
     found = await store.list_schedules()

@@ -4,6 +4,7 @@ import msgspec
 import pytest
 
 from maintenance import Interval, Schedule, ScheduleBody, Stage, evaluate
+from twin import VehicleSelector
 
 DAY = 86_400.0
 
@@ -55,7 +56,11 @@ def test_a_schedule_needs_a_measure_and_a_known_severity():
 
 def test_selector():
     """A schedule selects by fleet, tags and vehicle list together."""
-    s = Schedule("s", ScheduleBody(name="x", every_days=1, fleet="f1", tags={"model": "A"}), 0, 0)
+    selector = VehicleSelector(fleet="f1", tags={"model": "A"})
+    s = Schedule("s", ScheduleBody(name="x", every_days=1, selector=selector), 0, 0)
     assert s.selects("v1", "f1", {"model": "A", "depot": "n"})
     assert not s.selects("v1", "f2", {"model": "A"})
     assert not s.selects("v1", "f1", {"model": "B"})
+    only = Schedule("s", ScheduleBody(name="x", every_days=1, selector=VehicleSelector(vehicle_ids=("v2",))), 0, 0)
+    assert only.selects("v2", "any", {})
+    assert not only.selects("v1", "any", {})

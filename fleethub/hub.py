@@ -31,7 +31,7 @@ from fleethub.settings import Settings
 from fleethub.stores import database, history_options
 from kernel import Database
 from maintenance import MaintenanceService
-from notifications import NotificationService, notification_store
+from notifications import NotificationMetrics, NotificationService, notification_store
 from reports import ReportService, report_store
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
@@ -165,7 +165,9 @@ class Hub:
         if self.console is not None:
             await self._stack.enter_async_context(self.console)
         if s.notifications.enabled:
-            self.notifications = NotificationService(notification_store(self.database), s.notifications)
+            self.notifications = NotificationService(
+                notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
+            )
             await self._stack.enter_async_context(self.notifications.store)
             await self._stack.enter_async_context(self.notifications)
             if self.rules is not None:

@@ -3,6 +3,7 @@ routing by fleet, severity, rule and event, quiet hours, de-duplication, per-cha
 digests, and an outbox in the store that a worker delivers with retries and a dead-letter list.
 """
 
+from notifications.metrics import NotificationMetrics
 from notifications.model import (
     SEVERITIES,
     Channel,
@@ -42,6 +43,7 @@ __all__ = [
     "MemoryNotificationStore",
     "Notification",
     "NotificationKind",
+    "NotificationMetrics",
     "NotificationService",
     "NotificationSettings",
     "NotificationStore",

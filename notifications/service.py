@@ -34,6 +34,7 @@ import msgspec
 import structlog
 
 from kernel import InvalidPayload, LimitExceeded, NotFound
+from notifications.metrics import NotificationMetrics
 from notifications.model import (
     Channel,
     ChannelBody,
@@ -97,6 +98,7 @@ class NotificationService:
         settings: NotificationSettings | None = None,
         *,
         transports: dict[ChannelKind, Transport] | None = None,
+        metrics: NotificationMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -107,6 +109,7 @@ class NotificationService:
         self.transports = transports
         self.clock = clock
         self.counters = Counters()
+        self.metrics = metrics
         self._channels: dict[str, Channel] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -166,6 +169,8 @@ class NotificationService:
                 continue
             if self._duplicate(channel, f"{rule}|{vehicle}|{event}", now):
                 self.counters.suppressed += 1
+                if self.metrics:
+                    self.metrics.suppressed.inc()
                 continue
             items.append(
                 Notification(
@@ -193,6 +198,8 @@ class NotificationService:
             return 0
         added = await self.store.add_notifications(items)
         self.counters.queued += added
+        if self.metrics and added:
+            self.metrics.queued.labels(items[0].kind.value).inc(added)
         self._wake.set()
         return added
 
@@ -251,6 +258,8 @@ class NotificationService:
         await self.store.create_delivery(delivery, [i.id for i in items])
         if len(items) > 1:
             self.counters.digests += 1
+            if self.metrics:
+                self.metrics.digests.inc()
 
     async def _attempt_due(self) -> None:
         due = await self.store.due_deliveries(self.clock(), self.settings.batch_max)
@@ -285,11 +294,14 @@ class NotificationService:
         if error is None:
             delivery.state, delivery.delivered_at, delivery.last_error = DeliveryState.DELIVERED, now, None
             self.counters.delivered += 1
+            outcome = "delivered"
         else:
             delivery.attempts += 1
             delivery.last_error = error[:500]
             self.counters.failed_attempts += 1
+            outcome = "failed"
             if delivery.attempts >= s.max_attempts:
+                outcome = "dead"
                 delivery.state = DeliveryState.DEAD
                 self.counters.dead += 1
                 log.warning(
@@ -299,6 +311,8 @@ class NotificationService:
                 wait = min(s.retry_max_s, s.retry_base_s * 2 ** (delivery.attempts - 1))
                 delivery.next_at = now + wait * random.uniform(0.8, 1.0)
         await self.store.update_delivery(delivery)
+        if self.metrics:
+            self.metrics.deliveries.labels(outcome).inc()
 
     # -- channels -------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ vehicle is seen after a restart, so the values carry on across restarts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from maintenance.settings import MaintenanceSettings
@@ -49,6 +49,34 @@ def _number(value: object) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+_M_PER_DEG = math.pi / 180 * _EARTH_RADIUS_M
+
+
+def fast_distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Metres between two fixes: the equirectangular approximation for steps under 10 km (off by
+    less than a millimetre there), great-circle beyond."""
+    dy = lat2 - lat1
+    dx = (lon2 - lon1) * math.cos(math.radians((lat1 + lat2) * 0.5))
+    metres = math.sqrt(dx * dx + dy * dy) * _M_PER_DEG
+    return metres if metres < 10_000 else distance_m(lat1, lon1, lat2, lon2)
+
+
+def _getter(path: tuple[str, ...]) -> Callable[[Mapping[str, Json]], object]:
+    """A lookup of `path` in a message, specialised for one and two levels (the usual cases)."""
+    if len(path) == 1:
+        (key,) = path
+        return lambda data: data.get(key)
+    if len(path) == 2:
+        outer, inner = path
+
+        def two(data: Mapping[str, Json]) -> object:
+            node = data.get(outer)
+            return node.get(inner) if type(node) is dict else None
+
+        return two
+    return lambda data: _get(data, path)
 
 
 def _get(data: Mapping[str, Json], path: tuple[str, ...]) -> object:
@@ -96,6 +124,12 @@ class MeterDeriver:
         self._lon_path = tuple(s.lon_field.split("."))
         self._speed_path = tuple(s.speed_field.split("."))
         self._ignition_path = tuple(s.ignition_field.split("."))
+        self._odometer_of = _getter(self._odometer_path)
+        self._hours_of = _getter(self._hours_path)
+        self._lat_of = _getter(self._lat_path)
+        self._lon_of = _getter(self._lon_path)
+        self._speed_of = _getter(self._speed_path)
+        self._ignition_of = _getter(self._ignition_path)
         self._meters: dict[str, Meter] = {}
         # Corrections waiting for the vehicle's next message: (odometer_km, engine_hours).
         self._pending: dict[str, tuple[float | None, float | None]] = {}
@@ -191,18 +225,19 @@ class MeterDeriver:
         return meter.speed_kmh is not None and meter.speed_kmh > self.settings.moving_kmh
 
     def _step(self, meter: Meter, ts: float, data: Mapping[str, Json]) -> None:
+        # The hot path of every telemetry message: lookups and arithmetic inlined on purpose.
         s = self.settings
         dt = ts - meter.ts if meter.ts is not None else None
         was_on = self._engine_on(meter)
-        ignition = _get(data, self._ignition_path)
-        if isinstance(ignition, bool):
+        ignition = self._ignition_of(data)
+        if ignition is True or ignition is False:
             meter.ignition = ignition
-        speed = _number(_get(data, self._speed_path))
-        if speed is not None:
-            meter.speed_kmh = speed
+        speed = self._speed_of(data)
+        if type(speed) is float or type(speed) is int:
+            meter.speed_kmh = float(speed)
         on = self._engine_on(meter)
 
-        hours_reading = _number(_get(data, self._hours_path))
+        hours_reading = _number(self._hours_of(data))
         if hours_reading is not None:
             meter.last_hours_reading = hours_reading
             meter.engine_hours = hours_reading + meter.engine_hours_offset
@@ -210,19 +245,20 @@ class MeterDeriver:
             meter.engine_hours += min(dt, s.max_gap_s) / 3600.0
 
         counted_m = 0.0
-        lat, lon = _number(_get(data, self._lat_path)), _number(_get(data, self._lon_path))
-        if lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180:
+        lat, lon = self._lat_of(data), self._lon_of(data)
+        valid = (type(lat) is float or type(lat) is int) and (type(lon) is float or type(lon) is int)
+        if valid and -90 <= lat <= 90 and -180 <= lon <= 180:  # type: ignore[operator]
             if meter.lat is None or meter.lon is None:
-                meter.lat, meter.lon = lat, lon
+                meter.lat, meter.lon = float(lat), float(lon)  # type: ignore[arg-type]
             else:
-                step = distance_m(meter.lat, meter.lon, lat, lon)
+                step = fast_distance_m(meter.lat, meter.lon, lat, lon)  # type: ignore[arg-type]
                 if dt is not None and dt > 0 and step / dt * 3.6 > s.max_speed_kmh:
                     meter.jumps += 1
-                    meter.lat, meter.lon = lat, lon
+                    meter.lat, meter.lon = float(lat), float(lon)  # type: ignore[arg-type]
                 elif was_on or on or step > s.jitter_m:
                     counted_m = step
-                    meter.lat, meter.lon = lat, lon
-        odometer_reading = _number(_get(data, self._odometer_path))
+                    meter.lat, meter.lon = float(lat), float(lon)  # type: ignore[arg-type]
+        odometer_reading = _number(self._odometer_of(data))
         if odometer_reading is not None:
             meter.last_odometer_reading = odometer_reading
             meter.odometer_km = odometer_reading + meter.odometer_offset_km

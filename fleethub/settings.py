@@ -20,9 +20,9 @@ from msgspec import Meta
 from commands import CommandsSettings
 from console import ConsoleSettings
 from kernel import ConfigError
-from maintenance import MaintenanceSettings, validate_maintenance
-from notifications import NotificationSettings, validate_notifications
-from reports import ReportSettings, validate_reports
+from maintenance import MaintenanceSettings
+from notifications import NotificationSettings
+from reports import ReportSettings
 from rules import Limits as RuleLimits
 from rules import Zone
 from security import AbuseLimits
@@ -528,9 +528,3 @@ def validate(settings: Settings) -> None:
         f"at most commands.max_ttl_s ({commands.max_ttl_s:g})",
         commands.default_ttl_s,
     )
-    for name, must, value in [
-        *validate_maintenance(settings.maintenance),
-        *validate_notifications(settings.notifications),
-        *validate_reports(settings.reports),
-    ]:
-        _check(False, name, must, value)

@@ -9,7 +9,7 @@ from maintenance.due import evaluate
 from maintenance.meters import MeterDeriver, distance_m
 from maintenance.model import Due, Interval, MeterCorrection, Schedule, ScheduleBody, ServiceRecord, Stage
 from maintenance.service import RULE_PREFIX, AlertSink, MaintenanceService, alert_rule
-from maintenance.settings import MaintenanceSettings, validate_maintenance
+from maintenance.settings import MaintenanceSettings
 from maintenance.stores import (
     MaintenanceStore,
     MemoryMaintenanceStore,
@@ -41,5 +41,4 @@ __all__ = [
     "distance_m",
     "evaluate",
     "maintenance_store",
-    "validate_maintenance",
 ]

@@ -19,7 +19,7 @@ from notifications.model import (
 from notifications.render import sign, verify
 from notifications.routing import TokenBucket, quiet, routes
 from notifications.service import Counters, NotificationService, Publisher
-from notifications.settings import NotificationSettings, validate_notifications
+from notifications.settings import NotificationSettings
 from notifications.stores import (
     MemoryNotificationStore,
     NotificationStore,
@@ -58,6 +58,5 @@ __all__ = [
     "quiet",
     "routes",
     "sign",
-    "validate_notifications",
     "verify",
 ]

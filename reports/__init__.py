@@ -22,7 +22,7 @@ from reports.service import (
     visit_row,
     zone_of,
 )
-from reports.settings import ReportSettings, validate_reports
+from reports.settings import ReportSettings
 from reports.stores import MemoryReportStore, PostgresReportStore, ReportStore, SqliteReportStore, report_store
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
     "report_store",
     "stop_row",
     "to_csv",
-    "validate_reports",
     "vehicle_row",
     "visit_row",
     "zone_of",

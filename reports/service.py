@@ -1,14 +1,15 @@
 """Fleet reports from raw history: daily summaries, stops, zone visits; CSV and JSON; scheduled delivery.
 
 Every report streams the history of its vehicles once, page by page (rows come grouped
-by vehicle, then in device-time order), folding each vehicle as its rows pass, so memory
-holds one page and one fold at a time, not the day's history. Days are local days of the
+by vehicle, then in device-time order), folding each row as it passes, so memory holds
+one page and the folds of one vehicle, never the history itself. Days are local days of the
 report's time zone (DST-aware: a day may have 23 or 25 hours).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import csv
 import datetime as dt
@@ -119,25 +120,17 @@ class ReportService:
 
     async def _rows(
         self, vehicles: VehicleSelector, start: float, end: float, fields: tuple[str, ...]
-    ) -> AsyncIterator[tuple[str, list[tuple[float, dict[str, Any]]]]]:
-        """Each vehicle's rows in device-time order, one vehicle at a time."""
+    ) -> AsyncIterator[tuple[str, float, dict[str, Any]]]:
+        """(vehicle, device time, data) of every row, grouped by vehicle and in device-time order, page by page."""
         query = PointQuery(vehicles, start=start, end=end, fields=fields, limit=self.settings.rows_per_read)
-        current: str | None = None
-        rows: list[tuple[float, dict[str, Any]]] = []
         cursor: str | None = None
         while True:
             page = await self.history.history_page(msgspec.structs.replace(query, cursor=cursor))
             for row in page.rows:
-                if row.vehicle_id != current:
-                    if current is not None:
-                        yield current, rows
-                    current, rows = row.vehicle_id, []
-                rows.append((row.ts, row.data))
+                yield row.vehicle_id, row.ts, row.data
             if page.next_cursor is None:
-                break
+                return
             cursor = page.next_cursor
-        if current is not None:
-            yield current, rows
 
     async def _fleets(self, fleet: str | None) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -170,6 +163,7 @@ class ReportService:
         zone = zone_of(tz)
         bounds = [day_bounds(first_day + dt.timedelta(days=i), zone) for i in range(days)]
         start, end = bounds[0][0], bounds[-1][1]
+        starts = [a for a, _ in bounds]
         fleets = await self._fleets(fleet)
         alerts: dict[tuple[str, int], int] = {}
         if self.alerts is not None:
@@ -180,16 +174,29 @@ class ReportService:
                     alerts[(alert.vehicle_id, index)] = alerts.get((alert.vehicle_id, index), 0) + 1
         out: list[VehicleDay] = []
         s = self.settings
-        async for vid, rows in self._rows(self._vehicle_set(fleet, vehicles), start, end, REPORT_FIELDS):
-            vfleet = fleets.get(vid, fleet or "")
-            for index, (a, b) in enumerate(bounds):
+        # One fold per day of the vehicle whose rows are passing; finished when the next vehicle starts.
+        folds: dict[int, DayFold] = {}
+        current: str | None = None
+
+        def finish() -> None:
+            for index, fold in sorted(folds.items()):
+                out.append(fold.finish(alerts.get((fold.day.vehicle_id, index), 0)))
+            folds.clear()
+
+        async for vid, ts, data in self._rows(self._vehicle_set(fleet, vehicles), start, end, REPORT_FIELDS):
+            if vid != current:
+                finish()
+                current = vid
+            index = bisect.bisect_right(starts, ts) - 1
+            if not 0 <= index < days or ts >= bounds[index][1]:
+                continue
+            fold = folds.get(index)
+            if fold is None:
                 label = (first_day + dt.timedelta(days=index)).isoformat()
-                fold = DayFold(vid, vfleet, label, moving_kmh=s.moving_kmh, max_gap_s=s.max_gap_s)
-                for ts, data in rows:
-                    if a <= ts < b:
-                        fold.feed(ts, data)
-                if fold.day.samples:
-                    out.append(fold.finish(alerts.get((vid, index), 0)))
+                vfleet = fleets.get(vid, fleet or "")
+                fold = folds[index] = DayFold(vid, vfleet, label, moving_kmh=s.moving_kmh, max_gap_s=s.max_gap_s)
+            fold.feed(ts, data)
+        finish()
         out.sort(key=lambda d: (d.date, d.vehicle_id))
         by_fleet: dict[tuple[str, str], list[VehicleDay]] = {}
         for d in out:
@@ -204,15 +211,25 @@ class ReportService:
         """Stops between trips: where, from when, how long."""
         s = self.settings
         out: list[StopRow] = []
-        async for vid, rows in self._rows(self._vehicle_set(fleet, vehicles), start, end, REPORT_FIELDS):
-            detector = TripDetector(TripSettings(speed_threshold_kmh=s.moving_kmh, dwell_s=s.stop_min_s))
-            for ts, data in rows:
-                detector.feed(ts, data)
+        current: str | None = None
+        detector = TripDetector(TripSettings(speed_threshold_kmh=s.moving_kmh, dwell_s=s.stop_min_s))
+
+        def finish(vid: str | None) -> None:
+            if vid is None:
+                return
             for stop in detector.finish().stops:
                 at = stop.position
                 out.append(
                     StopRow(vid, stop.start, stop.end, stop.duration_s, at.lat if at else None, at.lon if at else None)
                 )
+
+        async for vid, ts, data in self._rows(self._vehicle_set(fleet, vehicles), start, end, REPORT_FIELDS):
+            if vid != current:
+                finish(current)
+                current = vid
+                detector = TripDetector(TripSettings(speed_threshold_kmh=s.moving_kmh, dwell_s=s.stop_min_s))
+            detector.feed(ts, data)
+        finish(current)
         return out
 
     async def visits(
@@ -223,10 +240,14 @@ class ReportService:
         if not zones:
             return []
         out: list[VisitRow] = []
-        async for vid, rows in self._rows(self._vehicle_set(fleet, vehicles), start, end, ("gps.lat", "gps.lon")):
-            fold = VisitFold(vid, zones, start, end)
-            for ts, data in rows:
-                fold.feed(ts, data)
+        fold: VisitFold | None = None
+        async for vid, ts, data in self._rows(self._vehicle_set(fleet, vehicles), start, end, ("gps.lat", "gps.lon")):
+            if fold is None or fold.vehicle_id != vid:
+                if fold is not None:
+                    out += fold.finish()
+                fold = VisitFold(vid, zones, start, end)
+            fold.feed(ts, data)
+        if fold is not None:
             out += fold.finish()
         return out
 

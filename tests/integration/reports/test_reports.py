@@ -110,6 +110,9 @@ async def test_days_follow_the_time_zone_and_csv_has_the_same_rows(http, driven)
     local = (await http.get("/api/v1/reports/daily", params={**la, "date": before})).json()
     assert {r["vehicle_id"] for r in local["items"]} == {s.vid for s in driven}
     assert all(r["first_seen"].endswith("-08:00") for r in local["items"])
+    two_days = (await http.get("/api/v1/reports/daily", params={**la, "date": before, "days": 2})).json()
+    assert two_days["days"] == [before, YESTERDAY.isoformat()]
+    assert two_days["items"] == local["items"]
     text = (await http.get("/api/v1/reports/daily", params={**la, "date": before, "format": "csv"})).text
     vehicles_part = text.split("\n\n")[0]
     parsed = list(csv.DictReader(io.StringIO(vehicles_part)))

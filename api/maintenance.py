@@ -44,19 +44,20 @@ def maintenance_of(deps: ApiDeps) -> MaintenanceService:
     return deps.maintenance
 
 
-class ScheduleView(msgspec.Struct, omit_defaults=True):
+class MaintenanceScheduleView(msgspec.Struct, omit_defaults=True):
     id: str
-    schedule: ScheduleBody
+    # The schedule as written; a plain object so the request schema keeps its examples.
+    schedule: dict[str, Any]
     created_at: str
     updated_at: str
 
 
-def schedule_view(s: Schedule) -> ScheduleView:
-    return ScheduleView(s.id, s.body, rfc3339(s.created_at), rfc3339(s.updated_at))
+def schedule_view(s: Schedule) -> MaintenanceScheduleView:
+    return MaintenanceScheduleView(s.id, msgspec.to_builtins(s.body), rfc3339(s.created_at), rfc3339(s.updated_at))
 
 
-class ScheduleList(msgspec.Struct, omit_defaults=True):
-    items: list[ScheduleView]
+class MaintenanceScheduleList(msgspec.Struct, omit_defaults=True):
+    items: list[MaintenanceScheduleView]
     next_cursor: str | None = None
 
 
@@ -236,19 +237,21 @@ class MaintenanceController(Controller):
     tags = ["maintenance"]  # noqa: RUF012 - Litestar reads this class attribute
 
     @get("/schedules", summary="List maintenance schedules by id", opt=requires(Permission.MAINTENANCE_READ))
-    async def list_schedules(self, deps: Deps, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> ScheduleList:
+    async def list_schedules(
+        self, deps: Deps, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    ) -> MaintenanceScheduleList:
         views = [schedule_view(s) for s in maintenance_of(deps).list_schedules()]
         items, next_cursor = page_of(views, lambda v: v.id, page_size(limit, deps.max_page_size), cursor)
-        return ScheduleList(items, next_cursor)
+        return MaintenanceScheduleList(items, next_cursor)
 
     @get("/schedules/{schedule_id:str}", summary="Read a schedule", opt=requires(Permission.MAINTENANCE_READ))
-    async def get_schedule(self, deps: Deps, schedule_id: ScheduleId) -> ScheduleView:
+    async def get_schedule(self, deps: Deps, schedule_id: ScheduleId) -> MaintenanceScheduleView:
         return schedule_view(maintenance_of(deps).get_schedule(schedule_id))
 
     @put(
         "/schedules/{schedule_id:str}",
         summary="Create or replace a schedule: every N km, N engine hours or N days, whichever comes first",
-        responses={201: ResponseSpec(ScheduleView, generate_examples=False, description="Created")},
+        responses={201: ResponseSpec(MaintenanceScheduleView, generate_examples=False, description="Created")},
         opt=requires(Permission.MAINTENANCE_WRITE),
     )
     async def put_schedule(
@@ -258,7 +261,7 @@ class MaintenanceController(Controller):
         principal: Caller,
         schedule_id: ScheduleId,
         data: Annotated[ScheduleBody, _SCHEDULE_EXAMPLES],
-    ) -> Response[ScheduleView]:
+    ) -> Response[MaintenanceScheduleView]:
         service = maintenance_of(deps)
         fleet = data.selector.fleet
         if fleet is None and not principal.all_fleets:

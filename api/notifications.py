@@ -47,14 +47,17 @@ def notifications_of(deps: ApiDeps) -> NotificationService:
 
 class ChannelView(msgspec.Struct, omit_defaults=True):
     id: str
-    channel: ChannelBody
+    # The channel as written (a webhook's secret masked); a plain object so the request schema keeps its examples.
+    channel: dict[str, Any]
     created_at: str
     updated_at: str
     owner: str | None = None
 
 
 def channel_view(c: Channel) -> ChannelView:
-    shown = msgspec.structs.replace(c.body, secret=_MASK) if c.body.secret else c.body
+    shown = msgspec.to_builtins(c.body)
+    if c.body.secret:
+        shown["secret"] = _MASK
     return ChannelView(c.id, shown, rfc3339(c.created_at), rfc3339(c.updated_at), c.owner)
 
 

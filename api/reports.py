@@ -25,8 +25,8 @@ from reports import (
     STOP_COLUMNS,
     VISIT_COLUMNS,
     ReportSchedule,
+    ReportScheduleBody,
     ReportService,
-    ScheduleBody,
     fleet_row,
     parse_day,
     stop_row,
@@ -73,20 +73,23 @@ class RowsOut(msgspec.Struct, omit_defaults=True):
     next_cursor: str | None = None
 
 
-class ScheduleView(msgspec.Struct, omit_defaults=True):
+class ReportScheduleView(msgspec.Struct, omit_defaults=True):
     id: str
-    schedule: ScheduleBody
+    # The schedule as written; a plain object so the request schema keeps its examples.
+    schedule: dict[str, Any]
     created_at: str
     updated_at: str
     last_period: str | None = None
 
 
-def schedule_view(s: ReportSchedule) -> ScheduleView:
-    return ScheduleView(s.id, s.body, rfc3339(s.created_at), rfc3339(s.updated_at), s.last_period)
+def schedule_view(s: ReportSchedule) -> ReportScheduleView:
+    return ReportScheduleView(
+        s.id, msgspec.to_builtins(s.body), rfc3339(s.created_at), rfc3339(s.updated_at), s.last_period
+    )
 
 
-class ScheduleList(msgspec.Struct, omit_defaults=True):
-    items: list[ScheduleView]
+class ReportScheduleList(msgspec.Struct, omit_defaults=True):
+    items: list[ReportScheduleView]
     next_cursor: str | None = None
 
 
@@ -250,15 +253,15 @@ class ReportsController(Controller):
     @get("/schedules", summary="Report schedules", opt=requires(Permission.REPORTS_READ))
     async def list_schedules(
         self, deps: Deps, principal: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-    ) -> ScheduleList:
+    ) -> ReportScheduleList:
         views = [schedule_view(s) for s in reports_of(deps).list_schedules() if principal.sees(s.body.fleet)]
         items, next_cursor = page_of(views, lambda v: v.id, page_size(limit, deps.max_page_size), cursor)
-        return ScheduleList(items, next_cursor)
+        return ReportScheduleList(items, next_cursor)
 
     @put(
         "/schedules/{schedule_id:str}",
         summary="Create or replace a schedule: a fleet's daily or weekly summary to a notification channel",
-        responses={201: ResponseSpec(ScheduleView, generate_examples=False, description="Created")},
+        responses={201: ResponseSpec(ReportScheduleView, generate_examples=False, description="Created")},
         opt=requires(Permission.NOTIFICATIONS_ADMIN),
     )
     async def put_schedule(
@@ -267,8 +270,8 @@ class ReportsController(Controller):
         deps: Deps,
         principal: Caller,
         schedule_id: ScheduleId,
-        data: Annotated[ScheduleBody, _SCHEDULE_EXAMPLES],
-    ) -> Response[ScheduleView]:
+        data: Annotated[ReportScheduleBody, _SCHEDULE_EXAMPLES],
+    ) -> Response[ReportScheduleView]:
         ensure_fleet(principal, data.fleet, f"fleet {data.fleet!r}")
         if deps.notifications is not None:
             deps.notifications.get_channel(data.channel)

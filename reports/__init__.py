@@ -2,7 +2,7 @@
 as JSON or CSV in any time zone, and daily or weekly delivery through notification channels."""
 
 from reports.fold import REPORT_FIELDS, DayFold, VisitFold, fleet_day
-from reports.model import FleetDay, Period, ReportSchedule, ScheduleBody, StopRow, VehicleDay, VisitRow
+from reports.model import FleetDay, Period, ReportSchedule, ReportScheduleBody, StopRow, VehicleDay, VisitRow
 from reports.service import (
     DAILY_COLUMNS,
     FLEET_COLUMNS,
@@ -38,11 +38,11 @@ __all__ = [
     "Period",
     "PostgresReportStore",
     "ReportSchedule",
+    "ReportScheduleBody",
     "ReportService",
     "ReportSettings",
     "ReportSink",
     "ReportStore",
-    "ScheduleBody",
     "SqliteReportStore",
     "StopRow",
     "VehicleDay",

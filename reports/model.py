@@ -70,7 +70,7 @@ class Period(enum.Enum):
     WEEKLY = "weekly"
 
 
-class ScheduleBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class ReportScheduleBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Send a fleet's summary for the last day (or ISO week) to a notification channel."""
 
     fleet: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -83,7 +83,7 @@ class ScheduleBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
 
 class ReportSchedule(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
-    body: ScheduleBody
+    body: ReportScheduleBody
     created_at: float
     updated_at: float
     # The last period sent ("2026-12-05", or the Monday of a week).

@@ -25,7 +25,7 @@ import structlog
 
 from kernel import InvalidPayload, LimitExceeded, NotFound
 from reports.fold import REPORT_FIELDS, DayFold, VisitFold, fleet_day
-from reports.model import FleetDay, Period, ReportSchedule, ScheduleBody, StopRow, VehicleDay, VisitRow
+from reports.model import FleetDay, Period, ReportSchedule, ReportScheduleBody, StopRow, VehicleDay, VisitRow
 from reports.settings import ReportSettings
 from reports.stores.protocol import ReportStore
 from rules import Alert, AlertQuery, Zone
@@ -288,7 +288,7 @@ class ReportService:
         return found
 
     async def put_schedule(
-        self, schedule_id: str, body: ScheduleBody, *, actor: Actor | None = None
+        self, schedule_id: str, body: ReportScheduleBody, *, actor: Actor | None = None
     ) -> tuple[ReportSchedule, bool]:
         if self.store is None:
             raise InvalidPayload("no_store", "report schedules need the reports store")
@@ -315,7 +315,7 @@ class ReportService:
         del self._schedules[schedule_id]
 
     @staticmethod
-    def due_period(body: ScheduleBody, now: float) -> tuple[str, dt.date, int] | None:
+    def due_period(body: ReportScheduleBody, now: float) -> tuple[str, dt.date, int] | None:
         """The last complete period (label, first day, days) once its report is due, else None."""
         zone = zone_of(body.tz)
         local_now = dt.datetime.fromtimestamp(now, zone)

@@ -9,10 +9,10 @@ from typing import Any, Self
 import msgspec
 
 from kernel import SqliteDatabase
-from reports.model import ReportSchedule, ScheduleBody
+from reports.model import ReportSchedule, ReportScheduleBody
 from security import AuditEntry, audit_insert
 
-_decode = msgspec.json.Decoder(ScheduleBody).decode
+_decode = msgspec.json.Decoder(ReportScheduleBody).decode
 _encode = msgspec.json.encode
 
 

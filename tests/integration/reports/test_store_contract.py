@@ -3,7 +3,14 @@
 import pytest
 
 from kernel import PostgresDatabase, SqliteDatabase
-from reports import MemoryReportStore, Period, PostgresReportStore, ReportSchedule, ScheduleBody, SqliteReportStore
+from reports import (
+    MemoryReportStore,
+    Period,
+    PostgresReportStore,
+    ReportSchedule,
+    ReportScheduleBody,
+    SqliteReportStore,
+)
 from security import Actor, audit_entry
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -25,7 +32,7 @@ async def store(request, tmp_path):
 
 
 def schedule(sid="daily", **body) -> ReportSchedule:
-    return ReportSchedule(sid, ScheduleBody(**{"fleet": "north", "channel": "ops", **body}), 1.0, 2.0)
+    return ReportSchedule(sid, ReportScheduleBody(**{"fleet": "north", "channel": "ops", **body}), 1.0, 2.0)
 
 
 async def test_schedules_round_trip_and_keep_their_last_period(store):

@@ -158,7 +158,7 @@ class ReportsController(Controller):
         summary="Daily summary per vehicle and per fleet: distance, driving and idle time, speeds, energy, alerts",
         description=(
             "Days are local days of `tz` (default UTC); `date` defaults to yesterday there. Distance comes from "
-            "the hub's odometer (meters.odometer_km) when present, else the vehicle's odometer_km, else GPS. "
+            "the vehicle's odometer_km when present, else the hub's odometer (meters.odometer_km), else GPS. "
             "format=csv returns every vehicle row, a blank line, then the fleet totals."
         ),
         opt=requires(Permission.REPORTS_READ),

@@ -14,6 +14,9 @@ and in the same history row as the message, like any reported value.
 - Engine time accrues between consecutive messages while the ignition was on (or,
   without an ignition signal, while moving), at most `max_gap_s` per step.
 - Messages older than the newest one seen are history backfill: nothing is derived.
+- A value is added to a message when it moved `odometer_step_km` or `engine_hours_step`
+  since it was last added (and always after a correction): full precision is kept inside,
+  the twin lags it by less than one step, and most messages carry nothing extra.
 
 State per vehicle is rebuilt from the twin (`meters.*`, the last fix) the first time a
 vehicle is seen after a restart, so the values carry on across restarts.
@@ -108,7 +111,8 @@ class Meter:
     # What was last added to a message, to add only changes.
     sent_odometer: float | None = None
     sent_hours: float | None = None
-    sent_offsets: tuple[float, float] = (0.0, 0.0)
+    # A correction was applied: the next message carries every value and the offsets.
+    corrected: bool = False
     # Steps skipped as jumps, for tests and the metric.
     jumps: int = 0
 
@@ -188,7 +192,6 @@ class MeterDeriver:
         meter.odometer_offset_km = value(METERS, ODOMETER_OFFSET) or 0.0
         meter.engine_hours_offset = value(METERS, ENGINE_HOURS_OFFSET) or 0.0
         meter.sent_odometer, meter.sent_hours = odo, hours
-        meter.sent_offsets = (meter.odometer_offset_km, meter.engine_hours_offset)
         meter.last_odometer_reading = value(*self._odometer_path)
         meter.last_hours_reading = value(*self._hours_path)
         if odo is None and meter.last_odometer_reading is not None:
@@ -218,6 +221,7 @@ class MeterDeriver:
             if meter.last_hours_reading is not None:
                 meter.engine_hours_offset = engine_hours - meter.last_hours_reading
             meter.engine_hours = engine_hours
+        meter.corrected = True
 
     def _engine_on(self, meter: Meter) -> bool:
         if meter.ignition is not None:
@@ -266,15 +270,18 @@ class MeterDeriver:
             meter.odometer_km += counted_m / 1000.0
         meter.ts = ts
 
-    @staticmethod
-    def _changes(meter: Meter) -> dict[str, Json] | None:
+    def _changes(self, meter: Meter) -> dict[str, Json] | None:
         out: dict[str, Json] = {}
-        odo, hours = round(meter.odometer_km, 3), round(meter.engine_hours, 4)
-        if odo != meter.sent_odometer:
-            out[ODOMETER] = meter.sent_odometer = odo
-        if hours != meter.sent_hours:
-            out[ENGINE_HOURS] = meter.sent_hours = hours
-        offsets = (round(meter.odometer_offset_km, 3), round(meter.engine_hours_offset, 4))
-        if offsets != meter.sent_offsets:
-            out[ODOMETER_OFFSET], out[ENGINE_HOURS_OFFSET] = meter.sent_offsets = offsets
+        odo_step, hours_step = self.settings.odometer_step_km, self.settings.engine_hours_step
+        sent_odo, sent_hours = meter.sent_odometer, meter.sent_hours
+        if sent_odo is None or abs(meter.odometer_km - sent_odo) >= odo_step:
+            out[ODOMETER] = meter.sent_odometer = round(meter.odometer_km, 3)
+        if sent_hours is None or abs(meter.engine_hours - sent_hours) >= hours_step:
+            out[ENGINE_HOURS] = meter.sent_hours = round(meter.engine_hours, 4)
+        if meter.corrected:
+            meter.corrected = False
+            out[ODOMETER] = meter.sent_odometer = round(meter.odometer_km, 3)
+            out[ENGINE_HOURS] = meter.sent_hours = round(meter.engine_hours, 4)
+            out[ODOMETER_OFFSET] = round(meter.odometer_offset_km, 3)
+            out[ENGINE_HOURS_OFFSET] = round(meter.engine_hours_offset, 4)
         return {METERS: out} if out else None

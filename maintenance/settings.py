@@ -31,6 +31,9 @@ class MaintenanceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     max_speed_kmh: Annotated[float, Meta(gt=0)] = 250.0
     # Engine time between two messages counts at most this long: a longer silence is not all engine time.
     max_gap_s: Annotated[float, Meta(gt=0)] = 300.0
+    # A value is added to telemetry (twin and history) once it moved this much since it was last added.
+    odometer_step_km: Annotated[float, Meta(ge=0)] = 0.1
+    engine_hours_step: Annotated[float, Meta(ge=0)] = 0.01
     # Seconds between due/overdue checks of every vehicle and schedule.
     check_interval_s: Annotated[float, Meta(gt=0)] = 60.0
     # Schedules kept at most; vehicles per schedule are bounded by the fleet.

@@ -118,7 +118,8 @@ class DayFold:
 
     def finish(self, alerts: int = 0) -> VehicleDay:
         d = self.day
-        for source in ("odometer", "vehicle_odometer"):
+        # The vehicle's own reading is exact; the hub's meters are added in steps (maintenance.odometer_step_km).
+        for source in ("vehicle_odometer", "odometer"):
             if source in self._odo_first:
                 d.distance_km = round(max(0.0, self._odo_last[source] - self._odo_first[source]), 3)
                 d.distance_source = source

@@ -16,7 +16,7 @@ class VehicleDay(msgspec.Struct, omit_defaults=True):
     date: str
     samples: int = 0
     distance_km: float = 0.0
-    # "odometer" (the hub's meters.odometer_km), "vehicle_odometer" (odometer_km) or "gps".
+    # "vehicle_odometer" (odometer_km), "odometer" (the hub's meters.odometer_km) or "gps".
     distance_source: str | None = None
     driving_s: float = 0.0
     idle_s: float = 0.0

@@ -87,8 +87,7 @@ async def test_daily_summary_matches_the_raw_history(http, driven):
     for sim in driven:
         want = expected_day(sim.sent_messages)
         got = rows[sim.vid]
-        # The hub's odometer (meters.odometer_km) follows the vehicle's own reading here.
-        assert got["distance_source"] == "odometer"
+        assert got["distance_source"] == "vehicle_odometer"
         assert got["samples"] == want["samples"]
         assert got["distance_km"] == pytest.approx(want["distance_km"], abs=2e-3)
         assert got["driving_h"] == pytest.approx(want["driving_h"], abs=1e-3)

@@ -32,9 +32,12 @@ def test_vehicle_reading_wins_and_offset_applies_after_correction():
     assert out["odometer_offset_km"] == 500.0
 
 
+EXACT = MaintenanceSettings(odometer_step_km=0, engine_hours_step=0)
+
+
 def test_gps_distance_counts_while_driving():
     """Without a reading, consecutive fixes while the ignition is on add their great-circle distance."""
-    d = MeterDeriver()
+    d = MeterDeriver(EXACT)
     state = twin()
     lat, total = 40.0, 0.0
     feed(d, state, 0, point(lat, -3.0, ignition=True, speed=40))
@@ -105,7 +108,7 @@ def test_state_is_rebuilt_from_the_twin_after_a_restart():
             "ignition": (True, 100.0),
         }
     )
-    d = MeterDeriver()
+    d = MeterDeriver(EXACT)
     out = feed(d, state, 110, point(40.001, -3.0, ignition=True))["meters"]
     assert math.isclose(out["odometer_km"], 1234.5 + distance_m(40.0, -3.0, 40.001, -3.0) / 1000, abs_tol=1e-3)
     assert math.isclose(out["engine_hours"], 77.0 + 10 / 3600, abs_tol=1e-4)
@@ -117,3 +120,14 @@ def test_only_changes_are_added():
     state = twin()
     assert feed(d, state, 0, point(40.0, -3.0, ignition=False))
     assert d.enrich(state, 10, point(40.0, -3.0, ignition=False)) is None
+
+
+def test_values_are_added_once_they_moved_a_step():
+    """With 0.1 km and 0.01 h steps, small moves stay inside until they add up; the inside value stays exact."""
+    d = MeterDeriver(MaintenanceSettings(odometer_step_km=0.1, engine_hours_step=0.01))
+    state = twin()
+    assert feed(d, state, 0, point(40.0, -3.0, ignition=True))["meters"] == {"odometer_km": 0.0, "engine_hours": 0.0}
+    assert d.enrich(state, 5, point(40.0005, -3.0, ignition=True)) is None  # 56 m, 5 s
+    out = feed(d, state, 10, point(40.001, -3.0, ignition=True))["meters"]  # 111 m in all
+    assert set(out) == {"odometer_km"}
+    assert math.isclose(d.values("v1")[0], distance_m(40.0, -3.0, 40.001, -3.0) / 1000, rel_tol=1e-6)

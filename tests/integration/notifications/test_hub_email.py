@@ -1,6 +1,7 @@
 """Done when: a maintenance user gets an email when a vehicle becomes overdue, through the running hub."""
 
 import httpx
+import pytest
 
 from fleethub.hub import Hub
 from tests.helpers import MqttClient, eventually
@@ -8,7 +9,14 @@ from tests.integration.maintenance.conftest import hub_settings
 from tests.integration.notifications.servers import SmtpServer
 
 
-async def test_overdue_maintenance_sends_an_email(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/hub.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def test_overdue_maintenance_sends_an_email(store_url):
     """A time schedule passes its due point: the overdue alert reaches the fleet's email channel over SMTP."""
     smtp = SmtpServer().start()
     overrides = {
@@ -17,7 +25,7 @@ async def test_overdue_maintenance_sends_an_email(tmp_path):
         "notifications.poll_interval_s": 0.1,
     }
     try:
-        async with Hub(hub_settings(f"sqlite:///{tmp_path}/hub.db", **overrides)) as hub:
+        async with Hub(hub_settings(store_url, **overrides)) as hub:
             vehicle = MqttClient(hub.mqtt_port)
             await vehicle.connect()
             await vehicle.publish_and_wait("vehicles/veh-mail/telemetry", {"odometer_km": 1200.5, "ignition": False})

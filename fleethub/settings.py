@@ -20,6 +20,9 @@ from msgspec import Meta
 from commands import CommandsSettings
 from console import ConsoleSettings
 from kernel import ConfigError
+from maintenance import MaintenanceSettings
+from notifications import NotificationSettings
+from reports import ReportSettings
 from rules import Limits as RuleLimits
 from rules import Zone
 from security import AbuseLimits
@@ -374,6 +377,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     abuse: AbuseLimits = msgspec.field(default_factory=AbuseLimits)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    maintenance: MaintenanceSettings = msgspec.field(default_factory=MaintenanceSettings)
+    notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
+    reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)

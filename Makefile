@@ -3,28 +3,32 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test check lint typecheck imports format bench vendor clean
+.PHONY: run test check lint typecheck imports docs docs-build format bench vendor clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fleethub needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# `make run` installs a copy, not an editable install (setuptools prints a notice on every editable
+# install), and reinstalls it when a source changes; a developer's editable install (.dev) serves as is.
+SOURCES := $(wildcard */*.py */*/*.py */*/*/*.py migrations/*/*.sql fleethub/*.toml)
+
+$(VENV)/.runtime: pyproject.toml $(SOURCES) | $(BIN)/python
+	@if [ -f $(VENV)/.dev ] && [ $(VENV)/.dev -nt pyproject.toml ]; then :; else $(BIN)/python -m pip install --quiet .; fi
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $@ $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	@touch $@
 
 run: $(VENV)/.runtime
-	$(BIN)/fleethub demo
+	$(BIN)/python -m fleethub demo
 
 test: check
 	$(BIN)/pytest
 
-check: lint typecheck imports
+check: lint typecheck imports docs-build
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -33,9 +37,22 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-# The layers and public surfaces ([tool.importlinter] in pyproject.toml; README, "Layout").
+# The layers and public surfaces ([tool.importlinter] in pyproject.toml; docs/layout.md).
 imports: $(VENV)/.dev
 	$(BIN)/lint-imports
+
+# The manual (docs/, mkdocs.yml): built with --strict, and a broken link or a stale generated page fails
+# `make check`; `make docs` also serves it at http://127.0.0.1:8000/ and rebuilds on every change.
+export NO_MKDOCS_2_WARNING := 1
+docs-build: $(VENV)/.dev
+	$(BIN)/python -m fleethub.reference check
+	$(BIN)/mkdocs build --strict --quiet
+
+# Regenerates the reference pages (docs/reference/) from the code first.
+docs: $(VENV)/.dev
+	$(BIN)/python -m fleethub.reference write
+	$(BIN)/mkdocs build --strict --quiet
+	$(BIN)/mkdocs serve
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .

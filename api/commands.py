@@ -34,7 +34,7 @@ from commands import (
     CommandState,
     CommandView,
     JobReport,
-    Selector,
+    JobSelector,
     command_view,
 )
 from kernel import InvalidPayload, NotFound
@@ -68,7 +68,7 @@ class CommandRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class JobRequest(msgspec.Struct, forbid_unknown_fields=True):
-    selector: Selector
+    selector: JobSelector
     name: str
     # Vehicles per second that get the command.
     rate: float
@@ -147,7 +147,7 @@ def _who(principal: Principal, requested_by: str | None, request: Request[Any, A
     return who, remote_of(request)
 
 
-def _scoped_selector(principal: Principal, selector: Selector) -> Selector:
+def _scoped_selector(principal: Principal, selector: JobSelector) -> JobSelector:
     """A job reaches only fleets the caller sees: its selector names one of them."""
     if principal.all_fleets:
         return selector

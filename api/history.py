@@ -33,7 +33,7 @@ from twin import (
     Order,
     PointQuery,
     PresenceQuery,
-    VehicleSet,
+    VehicleSelector,
     parse_aggs,
     time_zone,
 )
@@ -133,7 +133,7 @@ def _fields(fields: str | None) -> tuple[str, ...] | None:
 
 async def _scoped_selection(
     deps: ApiDeps, principal: Caller, fleet: str | None, tags: list[str] | None, vehicles: list[str] | None
-) -> VehicleSet:
+) -> VehicleSelector:
     """`_selection`, limited to the caller's fleets: another fleet's vehicles are as if absent."""
     selection = _selection(fleet, tags, vehicles)
     scope = principal.fleet_filter()
@@ -141,25 +141,28 @@ async def _scoped_selection(
         return selection
     if fleet is not None:
         ensure_fleet(principal, fleet, f"fleet '{fleet}'")
-    for vid in selection.ids or ():
+    for vid in selection.vehicle_ids or ():
         ensure_fleet(principal, await vehicle_fleet(deps, vid), f"vehicle '{vid}'")
-    if fleet is None and selection.ids is None:
+    if fleet is None and selection.vehicle_ids is None:
         if len(scope) != 1:
             raise InvalidPayload("no_fleet", f"you see several fleets ({', '.join(scope)}); choose one with fleet=")
         selection = msgspec.structs.replace(selection, fleet=scope[0])
     return selection
 
 
-def _selection(fleet: str | None, tags: list[str] | None, vehicles: list[str] | None) -> VehicleSet:
-    pairs = []
+def _selection(fleet: str | None, tags: list[str] | None, vehicles: list[str] | None) -> VehicleSelector:
+    pairs: dict[str, str] = {}
+    contradictory = False
     for tag in tags or ():
         name, sep, value = tag.partition(":")
         if not sep or not name:
             raise InvalidPayload("bad_tag", f"'tag' must be name:value, got {tag!r}")
-        pairs.append((name, value))
+        contradictory = contradictory or pairs.setdefault(name, value) != value
     if fleet is None and not pairs and not vehicles:
         raise InvalidPayload("no_selection", "give fleet, tag or vehicle to choose the vehicles")
-    return VehicleSet(ids=tuple(vehicles) if vehicles else None, fleet=fleet, tags=tuple(pairs))
+    # Two values for one tag: no vehicle has both, so the selection is empty (not a refusal).
+    ids = () if contradictory else tuple(vehicles) if vehicles else None
+    return VehicleSelector(fleet=fleet, tags=pairs, vehicle_ids=ids)
 
 
 def _wants_csv(accept: str | None) -> bool:
@@ -223,7 +226,7 @@ class HistoryController(Controller):
     ) -> Response[HistoryPage] | Stream:
         await deps.service.get_twin(vehicle_id)  # 404 for an unknown vehicle
         query = PointQuery(
-            VehicleSet.one(vehicle_id),
+            VehicleSelector.one(vehicle_id),
             start=query_time(from_, "from"),
             end=query_time(to, "to"),
             fields=_fields(fields),
@@ -302,7 +305,7 @@ class HistoryController(Controller):
     ) -> Response[AggregateOut] | Stream:
         await deps.service.get_twin(vehicle_id)
         query = AggregateQuery(
-            VehicleSet.one(vehicle_id),
+            VehicleSelector.one(vehicle_id),
             bucket,
             parse_aggs(agg),
             start=query_time(from_, "from"),

@@ -16,7 +16,7 @@ from api.times import query_time
 from api.vehicles import VehicleId
 from kernel import InvalidPayload, isoformat
 from security import Permission
-from twin import TRIP_FIELDS, PointQuery, Position, Stop, Trip, TripDetector, TripSettings, VehicleSet
+from twin import TRIP_FIELDS, PointQuery, Position, Stop, Trip, TripDetector, TripSettings, VehicleSelector
 
 # Rows read from the store per page while folding.
 PAGE_ROWS = 5_000
@@ -105,7 +105,7 @@ class TripController(Controller):
         if end - start > MAX_SPAN_S:
             raise InvalidPayload("range_too_long", "trips cover at most 93 days per request; narrow from/to")
         detector = TripDetector(TripSettings(speed_threshold_kmh=speed_threshold_kmh, dwell_s=dwell_s))
-        query = PointQuery(VehicleSet.one(vehicle_id), start=start, end=end, fields=TRIP_FIELDS, limit=PAGE_ROWS)
+        query = PointQuery(VehicleSelector.one(vehicle_id), start=start, end=end, fields=TRIP_FIELDS, limit=PAGE_ROWS)
         store = deps.history
         cursor = None
         while True:

@@ -36,7 +36,7 @@ from twin import (
     PostgresStore,
     ReportedEntry,
     TwinState,
-    VehicleSet,
+    VehicleSelector,
     flatten,
     parse_aggs,
 )
@@ -127,7 +127,7 @@ async def vehicle_day(url: str, rows: int, runs: int) -> dict:
             await store.write_batch([], day[i : i + 1000])
         write_s = time.perf_counter() - started
         query = AggregateQuery(
-            VehicleSet.one("veh-day"), Bucket.MINUTE, AGGS, start=DAY_START, end=DAY_START + 86_400, limit=2000
+            VehicleSelector.one("veh-day"), Bucket.MINUTE, AGGS, start=DAY_START, end=DAY_START + 86_400, limit=2000
         )
 
         async def timed() -> tuple[float, int]:

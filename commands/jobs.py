@@ -9,7 +9,7 @@ from typing import Protocol
 
 import msgspec
 
-from commands.model import OPEN_STATES, Command, CommandState, Job, JobState, Selector
+from commands.model import OPEN_STATES, Command, CommandState, Job, JobSelector, JobState
 from kernel import InvalidPayload, LimitExceeded, NotFound, isoformat
 from twin import TwinFilter, TwinState
 
@@ -35,10 +35,8 @@ class Preconditions(Protocol):
     def holds(self, source: str, state: TwinState, now: float) -> bool: ...
 
 
-def _admits(selector: Selector, twin: TwinState, preconditions: Preconditions | None, now: float) -> bool:
-    if selector.fleet is not None and twin.fleet != selector.fleet:
-        return False
-    if any(twin.tags.get(k) != v for k, v in selector.tags.items()):
+def _admits(selector: JobSelector, twin: TwinState, preconditions: Preconditions | None, now: float) -> bool:
+    if not selector.admits(twin):
         return False
     if selector.filter is not None and preconditions is not None:
         return preconditions.holds(selector.filter, twin, now)
@@ -46,7 +44,7 @@ def _admits(selector: Selector, twin: TwinState, preconditions: Preconditions | 
 
 
 async def resolve_targets(
-    selector: Selector, twins: TwinReader, preconditions: Preconditions | None, now: float, max_vehicles: int
+    selector: JobSelector, twins: TwinReader, preconditions: Preconditions | None, now: float, max_vehicles: int
 ) -> list[str]:
     """The vehicle ids a selector names now, sorted; refuses an empty or oversized set."""
     if selector.filter is not None:
@@ -134,7 +132,7 @@ class JobReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     name: str
     args: dict[str, object]
-    selector: Selector
+    selector: JobSelector
     rate: float
     ttl_s: float
     precondition: str | None = None

@@ -15,11 +15,13 @@ import enum
 import os
 import re
 import time
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
+from msgspec import Meta
 
 from kernel import isoformat
+from twin import VehicleSelector
 
 
 class CommandState(enum.Enum):
@@ -42,23 +44,37 @@ IDEMPOTENCY_KEY_PATTERN: Final = re.compile(r"[ -~]{1,128}")
 
 
 class CommandsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # A command without `ttl_s` expires this long after it is created.
-    default_ttl_s: float = 3600.0
-    # The longest `ttl_s` a caller may ask for (7 days, as long as an MQTT session is kept).
-    max_ttl_s: float = 604_800.0
-    # A sent command without a result is sent again this often until it expires.
-    resend_interval_s: float = 30.0
-    # Encoded size of one command's `args` at most.
-    max_args_bytes: int = 8192
-    # Commands waiting (queued or sent) per vehicle at most; more are refused.
-    max_open_per_vehicle: int = 100
-    # The longest `?wait=` an HTTP caller may hold a request open.
-    max_wait_s: float = 60.0
-    # A fleet job sends to at most this many vehicles per second, and targets at most this many vehicles.
-    max_job_rate: float = 1000.0
-    max_job_vehicles: int = 100_000
-    # Results and presence changes waiting for the command service; when full, ingest waits.
-    queue_max: int = 10_000
+    default_ttl_s: Annotated[
+        float, Meta(gt=0, description="A command without `ttl_s` expires this long after it is created.")
+    ] = 3600.0
+    max_ttl_s: Annotated[
+        float,
+        Meta(
+            gt=0, description="The longest `ttl_s` a caller may ask for (7 days, as long as an MQTT session is kept)."
+        ),
+    ] = 604_800.0
+    resend_interval_s: Annotated[
+        float, Meta(gt=0, description="A sent command without a result is sent again this often until it expires.")
+    ] = 30.0
+    max_args_bytes: Annotated[int, Meta(ge=1, description="Encoded size of one command's `args` at most.")] = 8192
+    max_open_per_vehicle: Annotated[
+        int, Meta(ge=1, description="Commands waiting (queued or sent) per vehicle at most; more are refused.")
+    ] = 100
+    max_wait_s: Annotated[
+        float, Meta(gt=0, description="The longest `?wait=` an HTTP caller may hold a request open.")
+    ] = 60.0
+    max_job_rate: Annotated[
+        float, Meta(gt=0, description="A fleet job sends to at most this many vehicles per second.")
+    ] = 1000.0
+    max_job_vehicles: Annotated[int, Meta(ge=1, description="A fleet job targets at most this many vehicles.")] = (
+        100_000
+    )
+    queue_max: Annotated[
+        int,
+        Meta(
+            ge=1, description="Results and presence changes waiting for the command service; when full, ingest waits."
+        ),
+    ] = 10_000
 
 
 class Transition(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -117,22 +133,19 @@ class JobTransition(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str | None = None
 
 
-class Selector(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Which vehicles a job targets: those meeting every given criterion."""
+class JobSelector(VehicleSelector, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Which vehicles a job targets: a vehicle selector (each of `vehicle_ids` must have a twin), and
+    optionally a condition in the rules language that each twin must meet.
+    """
 
-    fleet: str | None = None
-    # Tags that must equal these strings.
-    tags: dict[str, str] = msgspec.field(default_factory=dict)
-    # A condition in the rules language over each twin, e.g. `tags.depot == "north" and soc > 20`.
+    # e.g. `tags.depot == "north" and soc > 20`
     filter: str | None = None
-    # Explicit vehicle ids (each must have a twin).
-    vehicle_ids: list[str] | None = None
 
 
 class Job(msgspec.Struct, omit_defaults=True):
     id: str
     name: str
-    selector: Selector
+    selector: JobSelector
     rate: float
     ttl_s: float
     state: JobState

@@ -24,7 +24,16 @@ import structlog
 
 from commands.engine import CommandEngine, Work, copy_of, new_command
 from commands.jobs import JobReport, RateLimit, report, resolve_targets
-from commands.model import IDEMPOTENCY_KEY_PATTERN, NAME_PATTERN, Command, CommandState, Job, JobState, Selector, new_id
+from commands.model import (
+    IDEMPOTENCY_KEY_PATTERN,
+    NAME_PATTERN,
+    Command,
+    CommandState,
+    Job,
+    JobSelector,
+    JobState,
+    new_id,
+)
 from commands.stores.protocol import CommandQuery
 from kernel import FleethubError, InvalidPayload, LimitExceeded, NotFound
 from security import Actor, audit_entry
@@ -221,7 +230,7 @@ class CommandService(CommandEngine):
 
     async def create_job(
         self,
-        selector: Selector,
+        selector: JobSelector,
         name: str,
         args: dict[str, Any] | None = None,
         *,

@@ -13,6 +13,7 @@ from firmware_sim.firmware import DeltaHandled, Firmware, Outbound
 from firmware_sim.fleet import Fleet
 from firmware_sim.geo import distance_km
 from firmware_sim.link import BrokerRefused
+from firmware_sim.secrets import read_secrets
 from firmware_sim.stats import FleetStats, progress_line
 from firmware_sim.vehicle import Phase, Vehicle
 
@@ -38,4 +39,5 @@ __all__ = [
     "get_city",
     "main",
     "progress_line",
+    "read_secrets",
 ]

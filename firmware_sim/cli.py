@@ -14,6 +14,7 @@ from firmware_sim.cities import CITIES, DEFAULT_CITY
 from firmware_sim.config import SimConfig
 from firmware_sim.errors import ConfigError
 from firmware_sim.fleet import Fleet
+from firmware_sim.secrets import read_secrets
 from firmware_sim.stats import progress_line
 
 _DEFAULTS = SimConfig()
@@ -25,7 +26,19 @@ def build_parser(prog: str = "fleethub sim") -> argparse.ArgumentParser:
         description="Simulated vehicles that drive around a city, report telemetry over MQTT "
         "and apply the desired values the hub sends them. Runs until SIGINT or SIGTERM.",
     )
-    parser.add_argument("--vehicles", type=int, default=_DEFAULTS.vehicles, metavar="N", help="how many vehicles")
+    parser.add_argument(
+        "--vehicles",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"how many vehicles (default: {_DEFAULTS.vehicles}, or every vehicle of --secrets)",
+    )
+    parser.add_argument(
+        "--secrets",
+        metavar="FILE",
+        help="log in to a secure hub: the vehicle_id,fleet,secret CSV that `fleethub vehicles import --output` "
+        "writes; the simulated vehicles are the ones it lists",
+    )
     parser.add_argument(
         "--interval",
         type=float,
@@ -85,8 +98,11 @@ def build_parser(prog: str = "fleethub sim") -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
+    secrets = read_secrets(args.secrets) if args.secrets else {}
+    vehicles = args.vehicles if args.vehicles is not None else (len(secrets) or _DEFAULTS.vehicles)
     return SimConfig(
-        vehicles=args.vehicles,
+        secrets=secrets,
+        vehicles=vehicles,
         interval_s=args.interval,
         host=args.host,
         port=args.port,

@@ -44,6 +44,14 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # Chance per vehicle per minute of an offline period (the link drops) lasting `offline_s`.
     offline_rate: float = 0.0
     offline_s: float = 30.0
+    # Vehicle id → MQTT secret (`fleethub vehicles import --output`). When given, the fleet is these
+    # vehicles (the first `vehicles` of them) and each logs in with its secret; else ids come from
+    # `prefix` and vehicles log in with their id alone, as a development-mode hub accepts.
+    secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    # After the hub refuses a login (bad secret, revoked), wait this long, doubling up to the maximum:
+    # retrying at the connection back-off would only trip the hub's login back-off for the whole fleet.
+    refused_min_s: float = 30.0
+    refused_max_s: float = 300.0
 
     def __post_init__(self) -> None:
         _at_least("vehicles", self.vehicles, 1)
@@ -81,8 +89,21 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         if not 0.0 <= self.offline_rate <= 1.0:
             raise ConfigError(f"setting 'offline_rate' must be 0-1 (per minute), got {self.offline_rate}")
         _positive("offline_s", self.offline_s)
+        if self.secrets and self.vehicles > len(self.secrets):
+            raise ConfigError(
+                f"setting 'vehicles' must be at most the {len(self.secrets)} vehicles of the secrets file, "
+                f"got {self.vehicles}"
+            )
+        _positive("refused_min_s", self.refused_min_s)
+        if self.refused_max_s < self.refused_min_s:
+            raise ConfigError(
+                f"setting 'refused_max_s' must be at least refused_min_s ({self.refused_min_s}), "
+                f"got {self.refused_max_s}"
+            )
 
     def vehicle_ids(self) -> list[str]:
+        if self.secrets:
+            return list(self.secrets)[: self.vehicles]
         return [topics.vehicle_id(self.prefix, i) for i in range(self.start_index, self.start_index + self.vehicles)]
 
 

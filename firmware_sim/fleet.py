@@ -24,7 +24,7 @@ from firmware_sim.config import SimConfig
 from firmware_sim.errors import ConfigError, InvalidDelta, SimError
 from firmware_sim.faults import FaultInjector
 from firmware_sim.firmware import Firmware, Outbound
-from firmware_sim.link import Endpoint, MqttLink, resolve
+from firmware_sim.link import BrokerRefused, Endpoint, MqttLink, resolve
 from firmware_sim.stats import FleetStats, RateMeter
 from firmware_sim.vehicle import Vehicle
 
@@ -59,6 +59,8 @@ class Fleet:
         self._meter = RateMeter()
         self._changed = asyncio.Event()
         self._last_failure_log = -FAILURE_LOG_EVERY_S
+        self._last_refusal_log = -FAILURE_LOG_EVERY_S
+        self.logins_refused = 0
         self.messages_sent = 0
         self.desired_applied = 0
         self.desired_rejected = 0
@@ -102,6 +104,7 @@ class Fleet:
             "simulated fleet starting",
             vehicles=cfg.vehicles,
             broker=f"{cfg.host}:{cfg.port}",
+            login="secrets file" if cfg.secrets else "vehicle id only",
             city=city.name,
             seed=self.seed,
             qos=cfg.qos,
@@ -174,6 +177,32 @@ class Fleet:
         delay = min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2.0 ** min(failures, 30))
         return delay * self._rng.uniform(0.5, 1.0)
 
+    def refused_backoff(self, refusals: int) -> float:
+        """Seconds before trying a refused login again: long, doubling, capped and jittered."""
+        cfg = self.config
+        delay = min(cfg.refused_max_s, cfg.refused_min_s * 2.0 ** min(refusals - 1, 30))
+        return delay * self._rng.uniform(0.5, 1.0)
+
+    def login_refused(self, vehicle_id: str, error: BaseException) -> None:
+        self.logins_refused += 1
+        now = time.monotonic()
+        if now - self._last_refusal_log >= FAILURE_LOG_EVERY_S:
+            self._last_refusal_log = now
+            hint = (
+                "check the secrets file (fleethub vehicles import --output, or rotate)"
+                if self.config.secrets
+                else "the hub wants a login: give the vehicles' secrets with --secrets FILE"
+            )
+            log.warning(
+                "the hub refused vehicles' logins; retrying slowly",
+                broker=f"{self.config.host}:{self.config.port}",
+                vehicle_id=vehicle_id,
+                error=str(error),
+                hint=hint,
+                refused_so_far=self.logins_refused,
+                retry_after_s=f"{self.config.refused_min_s:g}-{self.config.refused_max_s:g}",
+            )
+
     def connect_failed(self, vehicle_id: str, error: BaseException) -> None:
         self.connect_failures += 1
         now = time.monotonic()
@@ -231,6 +260,7 @@ class _Unit:
             subscriptions=firmware.subscriptions,
             on_connected=self._connected,
             on_message=self._message,
+            password=fleet.config.secrets.get(firmware.vehicle_id),
         )
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
@@ -242,12 +272,19 @@ class _Unit:
         await asyncio.sleep(first_delay)
         self._schedule(self._loop.time() + self.firmware.vehicle.report_interval_s)
         failures = 0
+        refusals = 0
         while True:
             # An offline period (no coverage, a parking garage): no connection until it ends.
             await asyncio.sleep(max(0.0, self._offline_until - self._loop.time()))
             try:
                 async with asyncio.timeout(self.fleet.config.connect_timeout_s):
                     await self.link.connect()
+            except BrokerRefused as exc:
+                # Retrying a refused login soon cannot succeed and trips the hub's login back-off.
+                refusals += 1
+                self.fleet.login_refused(self.firmware.vehicle_id, exc)
+                await asyncio.sleep(self.fleet.refused_backoff(refusals))
+                continue
             except (OSError, SimError) as exc:
                 failures += 1
                 self.fleet.connect_failed(self.firmware.vehicle_id, exc)
@@ -257,6 +294,7 @@ class _Unit:
                 self._log.exception("unexpected error while connecting")
             else:
                 failures = 0
+                refusals = 0
                 await self.link.wait_disconnected()
                 self.fleet.connection_changed()
                 self._log.debug("disconnected; reconnecting")

@@ -83,6 +83,7 @@ class MqttLink:
         on_connected: Callable[[], None],
         on_message: Callable[[str, bytes], None],
         max_queued: int = 100,
+        password: str | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one broker endpoint is needed")
@@ -100,7 +101,8 @@ class MqttLink:
             clean_session=False,
             protocol=MQTTProtocolVersion.MQTTv311,
         )
-        client.username_pw_set(client_id)
+        # A vehicle's username is its id; a secure hub also wants its secret.
+        client.username_pw_set(client_id, password)
         # QoS 1 messages wait here for PUBACK; a bound keeps a slow broker from growing memory.
         client.max_queued_messages_set(max_queued)
         client.on_connect = self._paho_connect

@@ -14,10 +14,13 @@ import msgspec
 import structlog
 
 from fleethub.logs import configure_logging
-from fleethub.settings import RuntimeSettings, Settings, load_settings
+from fleethub.settings import RuntimeSettings, Settings, StoreSettings, load_settings
 from kernel import ConfigError, FleethubError
 
 log = structlog.get_logger("fleethub")
+
+# Where `fleethub demo` keeps its data unless given a database (`serve` defaults to var/fleethub.db).
+DEMO_DATABASE = "sqlite:///var/demo.db"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     from fleethub.admin_cli import add_parsers
 
     add_parsers(sub, _store_flags)
+    backup = sub.add_parser("backup", help="copy a SQLite store to a file, while the hub runs (online backup)")
+    backup.add_argument("output", help="the backup file to write")
+    _store_flags(backup)
+    restore = sub.add_parser("restore", help="replace a SQLite store with a backup (stop the hub first)")
+    restore.add_argument("backup", help="a file written by fleethub backup")
+    restore.add_argument("--force", action="store_true", help="replace a database that holds vehicles")
+    _store_flags(restore)
     return parser
 
 
@@ -54,7 +64,7 @@ def _store_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if args.command in ("vehicles", "users"):
+    if args.command in ("vehicles", "users", "backup", "restore"):
         return load_settings(args.config, overrides={"store.url": args.database})
     overrides: dict[str, Any] = {
         "mqtt.host": args.host,
@@ -67,7 +77,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if args.command == "demo":
         overrides |= {"demo.vehicles": args.vehicles, "demo.interval_s": args.interval}
-    return load_settings(args.config, overrides=overrides)
+    settings = load_settings(args.config, overrides=overrides)
+    if args.command == "demo" and settings.store.url == StoreSettings().url:
+        # The demo keeps its own database, so `serve` never starts with the demo's vehicles and rules.
+        settings = msgspec.structs.replace(settings, store=msgspec.structs.replace(settings.store, url=DEMO_DATABASE))
+    return settings
 
 
 def tune_gc(runtime: RuntimeSettings) -> None:
@@ -99,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(settings, args)
         if args.command in ("vehicles", "users"):
             from fleethub.admin_cli import run_users, run_vehicles
 
@@ -129,6 +145,29 @@ async def _serve(settings: Settings) -> int:
     stop = stop_on_signals()
     async with Hub(settings) as hub:
         await hub.wait(stop)
+    return 0
+
+
+def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
+    import sqlite3
+    from pathlib import Path
+
+    from fleethub.backup import backup, restore
+
+    try:
+        if args.command == "backup":
+            copied = backup(settings.store.url, Path(args.output))
+            verb = "backed up to"
+        else:
+            copied = restore(Path(args.backup), settings.store.url, force=args.force)
+            verb = "restored into"
+    except sqlite3.Error as exc:
+        print(f"fleethub {args.command}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{verb} {copied.path}: {copied.bytes} bytes, schema version {copied.schema_version}, "
+        f"{copied.vehicles} vehicles, {copied.history_rows} history rows"
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from importlib import resources
 
@@ -33,8 +34,33 @@ def _with_free_ports(settings: Settings, *, mqtt: bool, http: bool) -> Settings:
     )
 
 
+def _port_taken(host: str, port: int) -> bool:
+    if port == 0:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the hub's own listeners bind: a port in TIME_WAIT is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 async def _start_hub(settings: Settings) -> Hub:
-    """Start a hub, moving to free ports when the configured ones are taken (another broker on 1883)."""
+    """Start a hub, moving to free ports when the configured ones are taken (another broker on 1883).
+
+    The ports are probed before the hub starts, so its parts start (and log that they did) once; the
+    retries below only cover a port taken between the probe and the bind.
+    """
+    mqtt_taken = _port_taken(settings.mqtt.host, settings.mqtt.port)
+    http_taken = _port_taken(settings.http.host, settings.http.port)
+    if mqtt_taken:
+        print(f"MQTT port {settings.mqtt.port} is taken; using a free port instead.", file=sys.stderr)
+    if http_taken:
+        print(f"HTTP port {settings.http.port} is taken; using a free port instead.", file=sys.stderr)
+    settings = _with_free_ports(settings, mqtt=mqtt_taken, http=http_taken)
     for _ in range(3):
         hub = Hub(settings)
         try:
@@ -89,7 +115,7 @@ def banner(hub: Hub, vehicles: int, prefix: str) -> str:
 fleethub demo is running with {vehicles} simulated vehicles.
 
   !! DEVELOPMENT MODE: MQTT accepts anonymous clients, HTTP requests need no token.
-  !! Never expose the demo; `fleethub serve` is secure by default (see README, "Security").
+  !! Never expose the demo; `fleethub serve` is secure by default (see docs/security.md).
 
 {console}  HTTP API      {http}/api/v1/vehicles
   API docs      {http}/schema/swagger
@@ -101,7 +127,7 @@ Try:
   curl -s '{http}/api/v1/vehicles?limit=3'
   curl -s {http}/api/v1/vehicles/{first}/twin
   curl -s -X PATCH {http}/api/v1/vehicles/{first}/twin/desired \\
-       -H 'Content-Type: application/json' -d '{{"charge_limit": 80}}'
+       -H 'Content-Type: application/json' -d '{{"charge_limit": 85}}'
   mosquitto_sub -p {hub.mqtt_port} -t 'vehicles/{first}/#' -v
   mosquitto_sub -p {hub.mqtt_port} -t 'alerts/#' -v
   curl -s '{http}/api/v1/alerts?state=open'

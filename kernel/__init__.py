@@ -22,20 +22,27 @@ from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
+from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
 
 __all__ = [
+    "POSTGRES",
+    "SQLITE",
     "Clock",
     "ConfigError",
     "Database",
     "DatabaseInfo",
+    "Dialect",
+    "Duplicate",
     "FleethubError",
     "InvalidPayload",
     "LimitExceeded",
     "Migration",
     "NotFound",
     "PostgresDatabase",
+    "Sql",
     "SqliteDatabase",
+    "Statement",
     "StoreError",
     "StoreFull",
     "StoreLocked",

@@ -243,23 +243,36 @@ class PostgresDatabase:
         if self.timeseries == "native":
             return TimeseriesMode.NATIVE
         installed = await _scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        if installed is not None:
+            return TimeseriesMode.TIMESCALEDB
         available = await _scalar(
             conn, "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
         )
-        preload = str(await _scalar(conn, "SELECT current_setting('shared_preload_libraries')") or "")
-        usable = installed is not None or (available is not None and "timescaledb" in preload)
-        if self.timeseries == "timescaledb" and not usable:
-            reason = "is not installed" if available is None else "is not in shared_preload_libraries"
-            raise StoreError(
-                f"setting 'store.pg_timeseries' asks for TimescaleDB but the extension {reason} on this server; "
-                "install it, or use 'native'"
-            )
-        if not usable:
-            if available is not None:
-                log.warning("timescaledb is installed but not preloaded; using native partitioning")
+        if available is None:
+            if self.timeseries == "timescaledb":
+                raise StoreError(
+                    "setting 'store.pg_timeseries' asks for TimescaleDB but the extension is not installed on this "
+                    "server; install it, or use 'native'"
+                )
             return TimeseriesMode.NATIVE
+        # Reading shared_preload_libraries is refused to roles that are neither superusers nor in
+        # pg_read_all_settings (a database owner, typically), but the settings TimescaleDB's loader
+        # registers when it is preloaded are visible to every role. Creating the extension on a server
+        # that does not preload it would end the session, so it is never tried blind.
+        loader = await _scalar(conn, "SELECT count(*) FROM pg_settings WHERE name = 'timescaledb.disable_load'")
+        if not loader:
+            return self._not_preloaded()
         await _create_extension(conn)
         return TimeseriesMode.TIMESCALEDB
+
+    def _not_preloaded(self) -> TimeseriesMode:
+        if self.timeseries == "timescaledb":
+            raise StoreError(
+                "setting 'store.pg_timeseries' asks for TimescaleDB but the extension is not in "
+                "shared_preload_libraries on this server; add it and restart PostgreSQL, or use 'native'"
+            )
+        log.warning("timescaledb is installed but not preloaded; using native partitioning")
+        return TimeseriesMode.NATIVE
 
     # -- health --------------------------------------------------------------------------
 
@@ -285,11 +298,15 @@ async def _scalar(conn: psycopg.AsyncConnection[Any], sql: str) -> Any:
 
 
 async def _create_extension(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Create TimescaleDB once per database (a no-op when it exists, wherever it lives).
+
+    TimescaleDB is a trusted extension: the database's owner may create it, no superuser needed.
+    """
     try:
         async with conn.transaction():
             await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except psycopg.errors.InsufficientPrivilege:
         raise StoreError(
-            "the timescaledb extension needs creating by a superuser: run "
+            "the timescaledb extension needs creating by the database's owner or a superuser: run "
             "'CREATE EXTENSION timescaledb;' in this database, or set store.pg_timeseries = 'native'"
         ) from None

@@ -7,7 +7,7 @@
     >>> sorted(rule.fields)
     [('charging',), ('soc',)]
 
-The language is documented for users in `rules/LANGUAGE.md`: grammar, types, the
+The language is documented for users in `docs/rules-language.md`: grammar, types, the
 missing-value rule, functions, zones, message templates and limits. Compiling never
 runs the rule's text as Python: it is lexed, parsed into a tree, type-checked and
 turned into closures. Evaluating is pure, does no I/O, and never raises on twin data.
@@ -22,7 +22,6 @@ from rules.definitions import (
     RuleBody,
     RuleDefinition,
     RuleInvalid,
-    Selector,
     Severity,
     load_rules_file,
     parse_rules_toml,
@@ -31,6 +30,7 @@ from rules.engine import EngineOptions, RulesEngine, TooManyRules, TwinSource
 from rules.errors import RuleConfigError, RuleError, RuleSyntaxError, RuleTypeError
 from rules.evaluator import AlertNotOpen
 from rules.functions import FUNCTIONS, Signature
+from rules.geo import contains
 from rules.memory_context import MemoryContext
 from rules.message import MessageTemplate, Placeholder, format_value, parse_message, render_message
 from rules.preconditions import RulePreconditions
@@ -38,10 +38,9 @@ from rules.settings import Limits, Position
 from rules.stores import (
     MemoryRulesStore,
     PendingTimer,
-    PostgresRulesStore,
     RulesStore,
     RulesWrite,
-    SqliteRulesStore,
+    SqlRulesStore,
     TimerKind,
     rules_store,
 )
@@ -76,7 +75,6 @@ __all__ = [
     "Placeholder",
     "Polygon",
     "Position",
-    "PostgresRulesStore",
     "RuleBody",
     "RuleConfigError",
     "RuleDefinition",
@@ -88,11 +86,10 @@ __all__ = [
     "RulesEngine",
     "RulesStore",
     "RulesWrite",
-    "Selector",
     "Severity",
     "Signature",
     "Source",
-    "SqliteRulesStore",
+    "SqlRulesStore",
     "TimerKind",
     "TooManyRules",
     "TwinSource",
@@ -100,6 +97,7 @@ __all__ = [
     "ZoneSet",
     "alert_view",
     "compile_rule",
+    "contains",
     "format_value",
     "load_rules_file",
     "parse_message",

@@ -34,7 +34,7 @@ class Missing(enum.Enum):
 
 
 MISSING: Final = Missing.MISSING
-"""What an absent (or null) field evaluates to; see LANGUAGE.md, "Missing values"."""
+"""What an absent (or null) field evaluates to; see docs/rules-language.md, "Missing values"."""
 
 
 class EvalContext(Protocol):

@@ -22,7 +22,7 @@ import enum
 import math
 import re
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Final
@@ -34,6 +34,7 @@ from rules.context import Path
 from rules.errors import RuleConfigError, RuleError, RuleSyntaxError, quote
 from rules.message import MessageTemplate
 from rules.zones import ZoneSet
+from twin import VehicleSelector
 
 RULE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DURATION: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
@@ -70,18 +71,6 @@ def parse_duration(value: Duration | None, name: str) -> float:
     return seconds
 
 
-class Selector(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Which vehicles a rule applies to: all by default; `tags` values must match as strings."""
-
-    fleet: str | None = None
-    tags: dict[str, str] = msgspec.field(default_factory=dict)
-
-    def admits(self, fleet: str, tags: Mapping[str, object]) -> bool:
-        if self.fleet is not None and fleet != self.fleet:
-            return False
-        return all(tags.get(key) == value for key, value in self.tags.items())
-
-
 class RuleDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """One rule as an operator writes it. `name` is also a segment of its alert topics."""
 
@@ -92,7 +81,7 @@ class RuleDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, om
     for_: Duration | None = msgspec.field(default=None, name="for")
     clear_when: str | None = None
     clear_for: Duration | None = None
-    selector: Selector | None = None
+    selector: VehicleSelector | None = None
     cooldown: Duration | None = None
     enabled: bool = True
 
@@ -113,7 +102,7 @@ class RuleBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
     for_: Duration | None = msgspec.field(default=None, name="for")
     clear_when: str | None = None
     clear_for: Duration | None = None
-    selector: Selector | None = None
+    selector: VehicleSelector | None = None
     cooldown: Duration | None = None
     enabled: bool = True
 

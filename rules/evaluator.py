@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -23,7 +23,7 @@ import structlog
 from rules.alerts import Alert, AlertEventKind, AlertState, new_alert_id
 from rules.builtins import Eval
 from rules.context import MISSING, Path, Source
-from rules.definitions import CompiledRule, Selector
+from rules.definitions import CompiledRule
 from rules.errors import RuleError
 from rules.paths import parse_path
 from rules.stores.protocol import PendingTimer, TimerKind
@@ -31,7 +31,7 @@ from rules.syntax import Call, Compare, DurationLit, Expr, Field, NumberLit, Str
 from rules.timers import TimerHeap
 from rules.twin_context import TwinContext
 from rules.zones import Zone
-from twin import PATH_SEP, ReportedEntry, TwinState, TwinUpdate, UpdateKind
+from twin import PATH_SEP, ReportedEntry, TwinState, TwinUpdate, UpdateKind, VehicleSelector
 
 log = structlog.get_logger(__name__)
 
@@ -146,7 +146,7 @@ class _Indexed:
     when: Eval
     clear_when: Eval | None
     enabled: bool
-    selector: Selector | None
+    selector: VehicleSelector | None
     uses_time: bool
     desired_reads: frozenset[Path]
     # Tags the rule reads, in its condition or its selector.
@@ -382,7 +382,7 @@ class Evaluator:
         key = (indexed.name, state.vehicle_id)
         slot = self._slots.get(key)
         selector = indexed.selector
-        if selector is not None and not selector.admits(state.fleet, state.tags):
+        if selector is not None and not selector.admits(state):
             if slot is not None and slot.alert is None:
                 self._end_window(key, slot)
                 del self._slots[key]
@@ -556,6 +556,48 @@ class Evaluator:
         rule = self._rules.get(key[0])
         if rule is not None and rule.rule.cooldown_s > 0:
             self._cooldown_until[key] = now + rule.rule.cooldown_s
+        return self._effects.events[-1][0]
+
+    def raise_external(
+        self,
+        rule: str,
+        vehicle_id: str,
+        fleet: str,
+        severity: str,
+        message: str,
+        values: dict[str, Any],
+        now: float,
+    ) -> Alert | None:
+        """Raise an alert that another part of the hub decides (maintenance), unless one is open for it."""
+        key = (rule, vehicle_id)
+        slot = self._slots.get(key)
+        if slot is not None and slot.alert is not None:
+            return None
+        alert = Alert(
+            id=new_alert_id(),
+            rule=rule,
+            vehicle_id=vehicle_id,
+            fleet=fleet,
+            severity=severity,
+            state=AlertState.ACTIVE,
+            message=message,
+            values=values,
+            since=now,
+            raised_at=now,
+            updated_at=now,
+        )
+        self._slots[key] = Slot(alert=alert)
+        self._effects.events.append((alert, AlertEventKind.RAISED))
+        return alert
+
+    def clear_external(self, rule: str, vehicle_id: str, by: str, values: dict[str, Any], now: float) -> Alert | None:
+        """Clear the open alert of `rule` for a vehicle, if there is one."""
+        key = (rule, vehicle_id)
+        slot = self._slots.get(key)
+        if slot is None or slot.alert is None:
+            return None
+        del self._slots[key]
+        self._emit_clear(slot.alert, now, by, values)
         return self._effects.events[-1][0]
 
     def _find(self, alert_id: str) -> tuple[Key, Slot, Alert]:

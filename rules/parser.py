@@ -1,6 +1,6 @@
 """Parses the tokens of a rule into a syntax tree, enforcing the size limits.
 
-Precedence climbing over this grammar (LANGUAGE.md has the full EBNF), loosest first:
+Precedence climbing over this grammar (docs/rules-language.md has the full EBNF), loosest first:
 `or`, `and`, `not`, comparisons and `in` (not chained), `+ -`, `* / %`, unary `-`.
 """
 

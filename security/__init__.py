@@ -4,7 +4,7 @@ The broker (`broker.auth`, `broker.acl`) and the API (`api.auth`) enforce what t
 package decides; it knows nothing of MQTT or HTTP itself.
 """
 
-from security.audit import Actor, audit_entry, audit_insert
+from security.audit import Actor, audit_entry, audit_insert, audit_statement
 from security.limits import AbuseLimits, LoginBackoff, TokenBuckets
 from security.model import ALL_FLEETS, DEFAULT_FLEET, ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.roles import Permission, Principal, PrincipalKind
@@ -12,9 +12,8 @@ from security.service import CLI, IssuedToken, Provisioned, SecurityService
 from security.stores import (
     AlreadyExists,
     MemorySecurityStore,
-    PostgresSecurityStore,
     SecurityStore,
-    SqliteSecurityStore,
+    SqlSecurityStore,
     security_store,
 )
 
@@ -32,18 +31,18 @@ __all__ = [
     "LoginBackoff",
     "MemorySecurityStore",
     "Permission",
-    "PostgresSecurityStore",
     "Principal",
     "PrincipalKind",
     "Provisioned",
     "Role",
     "SecurityService",
     "SecurityStore",
-    "SqliteSecurityStore",
+    "SqlSecurityStore",
     "TokenBuckets",
     "User",
     "VehicleCredential",
     "audit_entry",
     "audit_insert",
+    "audit_statement",
     "security_store",
 ]

@@ -15,12 +15,17 @@ from typing import Any
 
 import msgspec
 
+from kernel import Dialect, Statement
 from security.model import AuditEntry
 from security.roles import Principal
 
 AUDIT_COLUMNS = "id, ts, actor, action, remote, vehicle_id, fleet, target, detail"
 
 _encode = msgspec.json.encode
+
+
+def _json(value: object) -> str:
+    return _encode(value).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +63,11 @@ def audit_insert(entry: AuditEntry, mark: str, *, jsonb: bool = False) -> tuple[
     e = entry
     detail = f"{mark}::jsonb" if jsonb else mark
     sql = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({', '.join([mark] * 8)}, {detail})"
-    return sql, (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _encode(e.detail).decode())
+    return sql, (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _json(e.detail))
+
+
+def audit_statement(entry: AuditEntry, dialect: Dialect) -> Statement:
+    """The INSERT of one entry as a `kernel.Statement`, for a store that runs its SQL through `kernel.Sql`."""
+    e = entry
+    sql = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {dialect.json_mark})"
+    return Statement(sql, (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _json(e.detail)))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 
 class TokenBuckets:
@@ -94,18 +96,35 @@ class LoginBackoff:
 class AbuseLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The `[abuse]` settings: what one client may cost the hub. A rate of 0 turns that limit off."""
 
-    # PUBLISHes per second per vehicle (token bucket), and the burst allowed above it.
-    message_rate_per_s: float = 20.0
-    message_burst: int = 200
-    # CONNECT attempts per second from one IP address, and the burst.
-    connect_rate_per_ip_per_s: float = 50.0
-    connect_burst_per_ip: int = 500
-    # CONNECT attempts per second for one username or client id, and the burst.
-    connect_rate_per_client_per_s: float = 0.5
-    connect_burst_per_client: int = 10
-    # Failed logins allowed per IP and per username before back-off, then 1 s, 2 s, 4 s ... up to the maximum.
-    login_failures_before_backoff: int = 3
-    login_backoff_base_s: float = 1.0
-    login_backoff_max_s: float = 300.0
-    # Topic filters one MQTT client may hold at once.
-    max_subscriptions_per_client: int = 100
+    message_rate_per_s: Annotated[
+        float, Meta(ge=0, description="PUBLISHes per second per vehicle (token bucket); 0 turns the limit off.")
+    ] = 20.0
+    message_burst: Annotated[int, Meta(ge=1, description="PUBLISHes a vehicle may send above its rate at once.")] = 200
+    connect_rate_per_ip_per_s: Annotated[
+        float, Meta(ge=0, description="CONNECT attempts per second from one IP address; 0 turns the limit off.")
+    ] = 50.0
+    connect_burst_per_ip: Annotated[
+        int, Meta(ge=1, description="CONNECT attempts one IP address may make above its rate at once.")
+    ] = 500
+    connect_rate_per_client_per_s: Annotated[
+        float,
+        Meta(ge=0, description="CONNECT attempts per second for one username or client id; 0 turns the limit off."),
+    ] = 0.5
+    connect_burst_per_client: Annotated[
+        int, Meta(ge=1, description="CONNECT attempts one username or client id may make above its rate at once.")
+    ] = 10
+    login_failures_before_backoff: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="Failed logins allowed per IP and per username before back-off, then 1 s, 2 s, 4 s ... "
+            "up to login_backoff_max_s.",
+        ),
+    ] = 3
+    login_backoff_base_s: Annotated[float, Meta(ge=0, description="The first back-off after too many failures.")] = 1.0
+    login_backoff_max_s: Annotated[
+        float, Meta(ge=0, description="The longest back-off; at least login_backoff_base_s.")
+    ] = 300.0
+    max_subscriptions_per_client: Annotated[
+        int, Meta(ge=1, description="Topic filters one MQTT client may hold at once.")
+    ] = 100

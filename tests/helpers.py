@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -12,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 
@@ -106,3 +109,14 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, wait_s: float = 10,
     if last is not None:
         raise last
     raise TimeoutError("condition not met in time")
+
+
+def need_program(name: str) -> str:
+    """The path of a program a test drives; skipped where it is not installed, a failure under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

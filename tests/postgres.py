@@ -7,6 +7,12 @@ Where the server comes from, in order: FLEETHUB_TEST_POSTGRES_URL; a server alre
 answering on 127.0.0.1:5432; a throwaway cluster started with initdb/pg_ctl in a
 temporary directory on a free port (forced with FLEETHUB_TEST_POSTGRES_THROWAWAY=1).
 With CI=true and none of these, the PostgreSQL tests fail instead of skipping.
+
+On a server that preloads TimescaleDB, the session's database gets the extension once, in
+`public` (every test schema's search path ends with it), so each test's store runs in
+TimescaleDB mode; that database's background job scheduler is then stopped, so retention
+and compression jobs the stores create can never drop or compress a test's rows mid-test.
+The same tests run unchanged on plain PostgreSQL (native partitioning).
 """
 
 import os
@@ -124,10 +130,16 @@ def pg_database(pg_server: PgServer) -> Iterator[str]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         pg_server.version = str(conn.execute("SHOW server_version").fetchone()[0])
         row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-        pg_server.timescaledb = row[0] if row else None
+        preload = str(conn.execute("SHOW shared_preload_libraries").fetchone()[0])
+        pg_server.timescaledb = row[0] if row and "timescaledb" in preload else None
     _used.append(pg_server)
+    url = _with_database(pg_server.url, name)
+    if pg_server.timescaledb:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb WITH SCHEMA public")
+            conn.execute("SELECT _timescaledb_functions.stop_background_workers()")
     try:
-        yield _with_database(pg_server.url, name)
+        yield url
     finally:
         with psycopg.connect(pg_server.url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

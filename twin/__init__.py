@@ -20,8 +20,9 @@ from twin.limits import Limits, check_patch
 from twin.merge import apply_reported, merge_patch
 from twin.metrics import IngestMetrics
 from twin.model import PATH_SEP, HistoryRow, Json, PresenceEvent, ReportedEntry, TwinState
-from twin.observe import TwinObserver, TwinUpdate, UpdateKind
+from twin.observe import TelemetryEnricher, TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
+from twin.selector import VehicleSelector
 from twin.service import ErrorMessage, HealthReport, IngestSettings, TwinService, running
 from twin.stores import (
     Agg,
@@ -48,7 +49,6 @@ from twin.stores import (
     Statement,
     Store,
     TwinFilter,
-    VehicleSet,
     dead_letter_store,
     parse_aggs,
     run_maintenance,
@@ -102,6 +102,7 @@ __all__ = [
     "Statement",
     "Stop",
     "Store",
+    "TelemetryEnricher",
     "Trip",
     "TripDetector",
     "TripSettings",
@@ -115,7 +116,7 @@ __all__ = [
     "TwinUpdate",
     "UpdateKind",
     "VehicleChannel",
-    "VehicleSet",
+    "VehicleSelector",
     "Verdict",
     "VersionConflict",
     "apply_reported",

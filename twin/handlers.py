@@ -25,8 +25,8 @@ from twin.limits import Limits
 from twin.live import LiveTwins
 from twin.merge import apply_reported, compute_delta, refresh_desired_status, reject_desired
 from twin.metrics import IngestMetrics
-from twin.model import Connection, HistoryRow, PresenceEvent, TwinState
-from twin.observe import TwinUpdate, UpdateKind
+from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
+from twin.observe import TelemetryEnricher, TwinUpdate, UpdateKind
 from twin.paths import flatten
 from twin.telemetry import Envelope
 
@@ -88,6 +88,8 @@ class Handlers:
         # Asks the consumer for a pass when debounced presence events fall due.
         self.wake = wake
         self.commands: CommandHooks | None = None
+        # Derived values added to each telemetry message (odometer, engine hours), in order.
+        self.enrichers: list[TelemetryEnricher] = []
         # Insertion order is due order: every entry waits the same debounce.
         self._offline: dict[str, _Offline] = {}
         self._presence_timer: asyncio.TimerHandle | None = None
@@ -139,7 +141,8 @@ class Handlers:
         if state is None:  # pragma: no cover - create=True always yields a twin
             raise StoreError("twin could not be created")
         before = dict(state.reported)
-        change = apply_reported(state, flatten(env.data), env.ts)
+        data = self._enrich(state, env.ts, env.data)
+        change = apply_reported(state, flatten(data), env.ts)
         if change.applied:
             try:
                 check_document_size(state, self.limits)
@@ -153,7 +156,7 @@ class Handlers:
         state.connection.last_seen = item.received_at
         state.updated_at = item.received_at
         batch.dirty[state.vehicle_id] = state
-        batch.history.append(HistoryRow(state.vehicle_id, env.ts, item.received_at, env.seq, env.data))
+        batch.history.append(HistoryRow(state.vehicle_id, env.ts, item.received_at, env.seq, data))
         batch.accepted += 1
         if change.applied:
             batch.updates.append(
@@ -166,6 +169,20 @@ class Handlers:
                     change.previous,
                 )
             )
+
+    def _enrich(self, state: TwinState, ts: float, data: dict[str, Json]) -> dict[str, Json]:
+        for enricher in self.enrichers:
+            try:
+                extra = enricher.enrich(state, ts, data)
+            # A derived value is never worth the message: it is kept without it.
+            except Exception:
+                log.exception(
+                    "telemetry enricher failed", enricher=type(enricher).__name__, vehicle_id=state.vehicle_id
+                )
+                continue
+            if extra:
+                data = {**data, **extra}
+        return data
 
     async def _twin_get(self, item: Inbound, request: TwinRequest, batch: Batch) -> None:
         state = await self.live.get(item.vehicle_id)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from kernel import LimitExceeded
 from twin.model import PATH_SEP, Json
@@ -19,18 +21,17 @@ _CONTROL = re.compile("[\x00-\x1f]")
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Every limit has a default that suits vehicle telemetry; all are settings."""
 
-    # Bytes of one MQTT payload or HTTP patch body.
-    max_payload_bytes: int = 65_536
-    # Bytes of the whole twin document (desired + reported + tags, encoded).
-    max_document_bytes: int = 65_536
-    # Levels of nested objects in one patch.
-    max_depth: int = 10
-    # Leaves in one patch.
-    max_keys_per_patch: int = 500
-    max_key_length: int = 128
-    max_string_length: int = 4_096
-    # Longest `ttl_s` of a desired write (pending values expire after it): 366 days.
-    max_desired_ttl_s: float = 31_622_400.0
+    max_payload_bytes: Annotated[int, Meta(ge=1, description="Bytes of one MQTT payload or HTTP patch body.")] = 65_536
+    max_document_bytes: Annotated[
+        int, Meta(ge=1, description="Bytes of the whole twin document (desired + reported + tags, encoded).")
+    ] = 65_536
+    max_depth: Annotated[int, Meta(ge=1, description="Levels of nested objects in one patch.")] = 10
+    max_keys_per_patch: Annotated[int, Meta(ge=1, description="Leaves in one patch.")] = 500
+    max_key_length: Annotated[int, Meta(ge=1, description="Characters in one key.")] = 128
+    max_string_length: Annotated[int, Meta(ge=1, description="Characters in one string value.")] = 4_096
+    max_desired_ttl_s: Annotated[
+        float, Meta(gt=0, description="Longest ttl_s of a desired write (pending values expire after it): 366 days.")
+    ] = 31_622_400.0
 
 
 def check_ttl(ttl_s: float | None, limits: Limits) -> None:

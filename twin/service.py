@@ -24,10 +24,11 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import structlog
+from msgspec import Meta
 
 from kernel import InvalidPayload, StoreError, StoreRejected, StoreUnavailable, isoformat
 from twin.batch import AuditRecord, Batch, DeltaChanged, Item, Op, topic_of
@@ -42,7 +43,7 @@ from twin.live import LiveTwins
 from twin.merge import apply_desired, merge_patch
 from twin.metrics import IngestMetrics
 from twin.model import HistoryRow, Json, PresenceEvent, TwinState
-from twin.observe import TwinObserver
+from twin.observe import TelemetryEnricher, TwinObserver
 from twin.paths import flatten, prune_empty
 from twin.reads import TwinReads
 from twin.stores.dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
@@ -56,21 +57,35 @@ _encode = msgspec.json.Encoder().encode
 
 
 class IngestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # Items waiting for the consumer; when full, publishers wait (delayed PUBACK).
-    queue_max: int = 10_000
-    # Items applied per group commit at most.
-    batch_max: int = 1_000
-    # Device timestamps further ahead of the hub's clock are refused.
-    max_clock_ahead_s: float = 300.0
-    # Longest pause between retries of a failed commit.
-    commit_retry_max_s: float = 5.0
-    # After SIGTERM, how long the consumer may go on committing what is queued; what is not
-    # committed by then is left unacknowledged (its senders send it again).
-    shutdown_timeout_s: float = 10.0
-    # A connected vehicle with no telemetry for this long shows `connection.reporting: false`.
-    reporting_window_s: float = 120.0
-    # A vehicle back within this long of dropping off is a flap: no events, `since` kept.
-    presence_debounce_s: float = 10.0
+    queue_max: Annotated[
+        int, Meta(ge=1, description="Items waiting for the consumer; when full, publishers wait (delayed PUBACK).")
+    ] = 10_000
+    batch_max: Annotated[int, Meta(ge=1, description="Items applied per group commit at most.")] = 1_000
+    max_clock_ahead_s: Annotated[
+        float, Meta(ge=0, description="Device timestamps further ahead of the hub's clock are refused.")
+    ] = 300.0
+    commit_retry_max_s: Annotated[
+        float, Meta(gt=0, description="Longest pause between retries of a failed commit.")
+    ] = 5.0
+    shutdown_timeout_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="After SIGTERM, how long the consumer may go on committing what is queued; what is not "
+            "committed by then is left unacknowledged (its senders send it again).",
+        ),
+    ] = 10.0
+    reporting_window_s: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="A connected vehicle with no telemetry for this long shows `connection.reporting: false`.",
+        ),
+    ] = 120.0
+    presence_debounce_s: Annotated[
+        float,
+        Meta(ge=0, description="A vehicle back within this long of dropping off is a flap: no events, `since` kept."),
+    ] = 10.0
 
 
 class HealthReport(msgspec.Struct):
@@ -148,6 +163,11 @@ class TwinService:
     def _in_flight(self) -> int:
         committing = self._committing
         return self._applying + (len(committing.items) if committing and not committing.task.done() else 0)
+
+    @property
+    def enrichers(self) -> list[TelemetryEnricher]:
+        """Derived values added to each telemetry message (odometer, engine hours), in order."""
+        return self.handlers.enrichers
 
     @property
     def commands(self) -> CommandHooks | None:

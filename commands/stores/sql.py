@@ -1,19 +1,21 @@
-"""What the SQLite and PostgreSQL commands stores share: the same tables, the same queries.
+"""The commands store on SQLite or PostgreSQL: the same tables (migration 0020), the same SQL.
 
-The tables come from migration 0020. The two stores differ only in placeholders and
-in how a transaction is opened.
+Statements go through `kernel.Sql`, which sends them in the backend's form; reads take
+a reader or a pooled connection, writes are one transaction with their audit entries.
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import msgspec
 
-from commands.model import Command, Job, JobState
+from commands.model import Command, CommandState, Job, JobState
 from commands.stores.protocol import CommandQuery
+from kernel import Database, Sql, Statement
+from security import AuditEntry, audit_statement
 
 _encode = msgspec.json.Encoder().encode
 _decode_command = msgspec.json.Decoder(Command).decode
@@ -88,11 +90,39 @@ def _jobs_sql(limit: int, before: str | None) -> tuple[str, list[Any]]:
     return sql, [before, before, before, limit]
 
 
-class CommandReads(abc.ABC):
-    """The reads both stores share: the SQL is the same, only `_docs` (rows of `doc`) differs."""
+class SqlCommandStore:
+    """Commands and jobs in the hub's database, SQLite or PostgreSQL (see `kernel.Database`)."""
 
-    @abc.abstractmethod
-    async def _docs(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._sql = Sql(db)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def _docs(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return [row[0] for row in await self._sql.fetch(sql, tuple(args))]
+
+    async def write(
+        self, commands: Sequence[Command] = (), jobs: Sequence[Job] = (), audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        statements = []
+        if commands:
+            statements.append(Statement(UPSERT_COMMAND, [command_row(c) for c in commands], many=True))
+        if jobs:
+            statements.append(Statement(UPSERT_JOB, [job_row(j) for j in jobs], many=True))
+        statements += [audit_statement(entry, self._sql.dialect) for entry in audit]
+        if statements:
+            await self._sql.transaction(statements)
+
+    async def count_states(self, job_id: str) -> dict[CommandState, int]:
+        rows = await self._sql.fetch(COUNT_STATES, (job_id,))
+        return {CommandState(state): int(n) for state, n in rows}
 
     async def get(self, command_id: str) -> Command | None:
         docs = await self._docs("SELECT doc FROM commands WHERE id = ?", (command_id,))

@@ -11,13 +11,19 @@ import msgspec
 from firmware_sim.errors import SimError
 from firmware_sim.load.plan import LoadPlan, Mode
 from firmware_sim.load.runner import run_load
+from firmware_sim.secrets import read_secrets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m firmware_sim.load", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
-    parser.add_argument("--vehicles", type=int, default=1000)
+    parser.add_argument("--vehicles", type=int, default=None, help="default 1000, or every vehicle of --secrets")
+    parser.add_argument(
+        "--secrets",
+        metavar="FILE",
+        help="log in to a secure hub with the vehicle_id,fleet,secret CSV of `fleethub vehicles import --output`",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.RATE.value)
     parser.add_argument("--qos", type=int, choices=[0, 1], default=1)
@@ -33,10 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     try:
+        credentials = tuple(read_secrets(args.secrets).items()) if args.secrets else ()
         plan = LoadPlan(
+            credentials=credentials,
             host=args.host,
             port=args.port,
-            vehicles=args.vehicles,
+            vehicles=args.vehicles if args.vehicles is not None else (len(credentials) or 1000),
             workers=args.workers,
             mode=Mode(args.mode),
             qos=args.qos,

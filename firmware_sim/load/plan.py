@@ -52,6 +52,9 @@ class LoadPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     payload: Payload = Payload.TELEMETRY
     # `{vid}` is replaced by the vehicle id.
     topic: str = "vehicles/{vid}/telemetry"
+    # Speak MQTT 5 instead of 3.1.1; with `topic_alias`, send each topic once and then only alias 1.
+    mqtt5: bool = False
+    topic_alias: bool = False
     ramp_s: float = 5.0
     # Connection attempts in progress at once, per worker.
     connect_concurrency: int = 64
@@ -75,10 +78,18 @@ class LoadPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # so TIME_WAIT sockets of one worker never exhaust another's ephemeral ports.
     spread_source_addresses: bool = True
     seed: int = 1
+    # (vehicle id, secret) pairs (`fleethub vehicles import --output`): the vehicles then are these, in
+    # order, and log in with their secrets; without them ids come from `prefix` and log in by id alone.
+    credentials: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.vehicles < 1:
             raise ConfigError(f"setting 'vehicles' must be at least 1, got {self.vehicles}")
+        if self.credentials and self.vehicles > len(self.credentials):
+            raise ConfigError(
+                f"setting 'vehicles' must be at most the {len(self.credentials)} vehicles of the secrets file, "
+                f"got {self.vehicles}"
+            )
         if not 1 <= self.workers <= 64:
             raise ConfigError(f"setting 'workers' must be 1-64, got {self.workers}")
         if self.qos not in (0, 1):
@@ -123,7 +134,12 @@ class LoadPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.publish_until + self.drain_s + 2.0
 
     def vehicle_id(self, index: int) -> str:
+        if self.credentials:
+            return self.credentials[index][0]
         return f"{self.prefix}{self.start_index + index:05d}"
+
+    def secret(self, index: int) -> str | None:
+        return self.credentials[index][1] if self.credentials else None
 
     def slice_for(self, worker: int) -> range:
         """The vehicle indexes worker number `worker` drives."""

@@ -26,7 +26,7 @@ import msgspec
 from firmware_sim.cities import get_city
 from firmware_sim.load.fdlimit import ensure_fd_limit
 from firmware_sim.load.histogram import Histogram
-from firmware_sim.load.mqtt import MqttError, MqttProtocol, topic_bytes
+from firmware_sim.load.mqtt import ConnectRefused, MqttError, MqttProtocol, topic_bytes
 from firmware_sim.load.plan import LoadPlan, Mode, Payload
 from firmware_sim.vehicle import Vehicle
 
@@ -36,6 +36,8 @@ TICK_S = 0.02
 PING_CHECK_S = 5.0
 # Reconnect back-off after a failed attempt: doubles from the first value up to the second.
 BACKOFF_S = (0.5, 8.0)
+# After a refused login: retrying at the connection back-off cannot succeed and trips the hub's login back-off.
+REFUSED_BACKOFF_S = (30.0, 300.0)
 
 
 class _State(enum.Enum):
@@ -275,14 +277,27 @@ class Worker:
         loop = asyncio.get_running_loop()
         sim.state = _State.CONNECTING
         self.stats.connect_attempts += 1
-        proto = MqttProtocol(on_ack=partial(self._on_ack, sim), on_message=self._on_message)
+        proto = MqttProtocol(
+            on_ack=partial(self._on_ack, sim), on_message=self._on_message, version=5 if plan.mqtt5 else 4
+        )
         proto.on_lost = partial(self._on_lost, sim, proto)
         try:
             async with asyncio.timeout(plan.connect_timeout_s):
                 await loop.create_connection(lambda: proto, plan.host, plan.port, local_addr=self._source)
                 await proto.handshake(
-                    sim.vid, username=sim.vid, keepalive_s=plan.keepalive_s, timeout_s=plan.connect_timeout_s
+                    sim.vid,
+                    username=sim.vid,
+                    password=plan.secret(sim.index),
+                    keepalive_s=plan.keepalive_s,
+                    timeout_s=plan.connect_timeout_s,
                 )
+        except ConnectRefused as exc:
+            self.stats.connect_failures += 1
+            self.stats.connect_errors[_describe(exc)] += 1
+            proto.drop()
+            sim.backoff = min(REFUSED_BACKOFF_S[1], max(REFUSED_BACKOFF_S[0], sim.backoff * 2))
+            self._schedule_connect(sim, time.time() + sim.backoff * self._rng.uniform(0.5, 1.0))
+            return
         except (OSError, TimeoutError, MqttError) as exc:
             self.stats.connect_failures += 1
             self.stats.connect_errors[_describe(exc)] += 1
@@ -352,7 +367,7 @@ class Worker:
         now = time.time()
         reading["sent"] = round(now, 6)
         body = reading if self.plan.payload is Payload.TELEMETRY else {"state": {"reported": reading}}
-        packet_id = proto.publish(sim.topic, _encode(body), self.plan.qos)
+        packet_id = proto.publish(sim.topic, _encode(body), self.plan.qos, alias=self.plan.topic_alias)
         if packet_id:
             sim.inflight[packet_id] = time.perf_counter()
         sim.last_send = now

@@ -17,14 +17,17 @@ import pytest
 
 
 class HubProcess:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, module: str = "fleethub"
+    ) -> None:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fleethub", *args],
+            [sys.executable, "-m", module, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env=full_env,
+            cwd=cwd,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -84,8 +87,10 @@ class HubProcess:
 def run_hub(tmp_path: Path) -> Iterator:
     started: list[HubProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> HubProcess:
-        hub = HubProcess(list(args), env=env)
+    def start(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, module: str = "fleethub"
+    ) -> HubProcess:
+        hub = HubProcess(list(args), env=env, cwd=cwd, module=module)
         started.append(hub)
         return hub
 

@@ -1,4 +1,4 @@
-"""The README's layout table is the tree, and every package is packaged, type-checked and layered."""
+"""The layout table (docs/layout.md) is the tree, and every package is packaged, type-checked and layered."""
 
 import re
 import tomllib
@@ -19,13 +19,12 @@ def _packages() -> set[str]:
 
 
 def _layout_rows() -> set[str]:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "layout.md").read_text(encoding="utf-8")
     return {m.group(1).rstrip("/") for m in re.finditer(r"^\| `([a-z_/]+)` \|", section, re.MULTILINE)}
 
 
 def test_the_layout_table_lists_every_package_and_nothing_else() -> None:
-    """Each top-level package and each hub subpackage has one row in README "Layout"."""
+    """Each top-level package and each hub subpackage has one row in docs/layout.md."""
     rows = _layout_rows()
     assert "twin/stores" in rows
     assert rows == _packages()

@@ -38,7 +38,6 @@ from twin.stores.protocol import (
     Statement,
     Store,
     TwinFilter,
-    VehicleSet,
     run_maintenance,
 )
 from twin.stores.sqlite import SqliteStore
@@ -68,7 +67,6 @@ __all__ = [
     "Statement",
     "Store",
     "TwinFilter",
-    "VehicleSet",
     "dead_letter_store",
     "parse_aggs",
     "run_maintenance",

@@ -10,6 +10,7 @@ from typing import Any, Self
 
 from kernel import DatabaseInfo
 from twin.model import HistoryRow, PresenceEvent, TwinState
+from twin.selector import VehicleSelector
 from twin.stores.aggregates import Bucketizer, next_bucket, time_zone
 from twin.stores.protocol import (
     AggregatePage,
@@ -23,7 +24,6 @@ from twin.stores.protocol import (
     PresenceQuery,
     Statement,
     TwinFilter,
-    VehicleSet,
     bucket_cursor,
     fill_page,
     parse_bucket_cursor,
@@ -131,14 +131,10 @@ class MemoryStore:
             for r in rows[: query.limit]
         ]
 
-    async def _vehicles(self, selection: VehicleSet) -> list[str]:
+    async def _vehicles(self, selection: VehicleSelector) -> list[str]:
         if selection.needs_twins:
-            candidates = [t for t in self.twins.values() if selection.admits(t)]
-            ids = {t.vehicle_id for t in candidates}
-            if selection.ids is not None:
-                ids &= set(selection.ids)
-            return sorted(ids)
-        return sorted(set(selection.ids or ()))
+            return sorted(t.vehicle_id for t in self.twins.values() if selection.admits(t))
+        return sorted(set(selection.vehicle_ids or ()))
 
     async def history_page(self, query: PointQuery) -> HistoryPage:
         resume = None
@@ -156,7 +152,7 @@ class MemoryStore:
         if cursor is not None:
             vid, ts, row_id = parse_point_cursor(cursor)
             resume = (vid, (ts, row_id))
-        query = PointQuery(VehicleSet.one(vehicle_id), limit=limit)
+        query = PointQuery(VehicleSelector.one(vehicle_id), limit=limit)
         return await self._page([vehicle_id], -math.inf, at, True, query, resume)
 
     async def _page(

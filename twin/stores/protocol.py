@@ -17,6 +17,7 @@ import structlog
 from kernel import DatabaseInfo, InvalidPayload
 from twin.model import HistoryRow, Json, PresenceEvent, TwinState
 from twin.paths import get_path
+from twin.selector import VehicleSelector
 
 log = structlog.get_logger(__name__)
 
@@ -52,32 +53,6 @@ class TwinFilter(msgspec.Struct, frozen=True):
     limit: int = 100
 
 
-class VehicleSet(msgspec.Struct, frozen=True):
-    """The vehicles a history query covers: those that meet every given criterion.
-
-    `ids` alone needs no twin; `fleet` and `tags` are matched against stored twins,
-    a tag only when its value is the given string.
-    """
-
-    ids: tuple[str, ...] | None = None
-    fleet: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def one(cls, vehicle_id: str) -> VehicleSet:
-        return cls(ids=(vehicle_id,))
-
-    @property
-    def needs_twins(self) -> bool:
-        return self.fleet is not None or bool(self.tags)
-
-    def admits(self, twin: TwinState) -> bool:
-        """Whether a twin meets the fleet and tag criteria (ids are checked by the caller)."""
-        if self.fleet is not None and twin.fleet != self.fleet:
-            return False
-        return all(isinstance(twin.tags.get(k), str) and twin.tags[k] == v for k, v in self.tags)
-
-
 class PointQuery(msgspec.Struct, frozen=True):
     """Raw history of a set of vehicles, paged with an opaque keyset cursor.
 
@@ -85,7 +60,7 @@ class PointQuery(msgspec.Struct, frozen=True):
     device time keep the order the rows were written. DESC reverses all of it.
     """
 
-    vehicles: VehicleSet
+    vehicles: VehicleSelector
     start: float | None = None
     end: float | None = None
     fields: tuple[str, ...] | None = None
@@ -133,7 +108,7 @@ class AggregateQuery(msgspec.Struct, frozen=True):
     bucket whose rows carry no number for a field has null avg/min/max/last and count 0.
     """
 
-    vehicles: VehicleSet
+    vehicles: VehicleSelector
     bucket: Bucket
     aggs: tuple[FieldAgg, ...]
     start: float | None = None

@@ -7,14 +7,13 @@ from commands import (
     CommandQuery,
     CommandState,
     Job,
+    JobSelector,
     JobState,
     MemoryCommandStore,
-    PostgresCommandStore,
-    Selector,
-    SqliteCommandStore,
+    SqlCommandStore,
     Transition,
 )
-from kernel import PostgresDatabase, SqliteDatabase, StoreError
+from kernel import PostgresDatabase, Sql, SqliteDatabase, StoreError
 from security import AuditEntry
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -28,11 +27,11 @@ async def store(request, tmp_path):
         return
     if request.param == "sqlite":
         # The database applies the migrations that create the commands tables when it opens.
-        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteCommandStore(db) as sqlite:
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqlCommandStore(db) as sqlite:
             yield sqlite
         return
     url = request.getfixturevalue("pg_url")
-    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresCommandStore(db) as pg:
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, SqlCommandStore(db) as pg:
         yield pg
 
 
@@ -55,7 +54,7 @@ def job(jid: str, *, at=100.0, state=JobState.RUNNING) -> Job:
     return Job(
         id=jid,
         name="set_charge_limit",
-        selector=Selector(fleet="default", tags={"depot": "north"}),
+        selector=JobSelector(fleet="default", tags={"depot": "north"}),
         rate=5.0,
         ttl_s=60.0,
         state=state,
@@ -146,10 +145,7 @@ async def test_jobs_round_trip_with_commands_in_one_write(store):
 async def _audit_ids(store) -> set[str]:
     if isinstance(store, MemoryCommandStore):
         return {e.id for e in store.audit}
-    if isinstance(store, SqliteCommandStore):
-        return {row[0] for row in await store.db.fetch("SELECT id FROM audit_log")}
-    async with store.db.connection() as conn:
-        return {row[0] for row in await (await conn.execute("SELECT id FROM audit_log")).fetchall()}
+    return {row[0] for row in await Sql(store.db).fetch("SELECT id FROM audit_log")}
 
 
 def _entry(entry_id: str) -> AuditEntry:

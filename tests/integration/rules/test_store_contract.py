@@ -1,9 +1,8 @@
 """One contract for every rules store backend: in memory, SQLite and PostgreSQL."""
 
-import psycopg
 import pytest
 
-from kernel import PostgresDatabase, SqliteDatabase, StoreError, StoreRejected
+from kernel import Duplicate, PostgresDatabase, Sql, SqliteDatabase, StoreError
 from rules import (
     Alert,
     AlertQuery,
@@ -13,15 +12,14 @@ from rules import (
     MemoryRulesStore,
     PendingTimer,
     Polygon,
-    PostgresRulesStore,
     RuleDefinition,
     RulesWrite,
-    Selector,
     Severity,
-    SqliteRulesStore,
+    SqlRulesStore,
     TimerKind,
 )
 from security import AuditEntry
+from twin import VehicleSelector
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -33,11 +31,11 @@ async def store(request, tmp_path):
             yield memory
     elif request.param == "sqlite":
         # The database applies the migrations, the rules tables included, when it opens.
-        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteRulesStore(db) as sqlite:
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqlRulesStore(db) as sqlite:
             yield sqlite
     else:
         url = request.getfixturevalue("pg_url")
-        async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresRulesStore(db) as postgres:
+        async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, SqlRulesStore(db) as postgres:
             yield postgres
 
 
@@ -60,7 +58,7 @@ def alert(alert_id: str, *, rule="hot", vehicle="v1", state=AlertState.ACTIVE, r
 
 async def test_rules_and_zones_round_trip(store):
     """Definitions and zones are stored, listed in name order, replaced and deleted."""
-    hot = RuleDefinition(name="hot", when="battery.temp_c > 60", for_="30s", selector=Selector(tags={"d": "n"}))
+    hot = RuleDefinition(name="hot", when="battery.temp_c > 60", for_="30s", selector=VehicleSelector(tags={"d": "n"}))
     await store.put_rule(hot)
     await store.put_rule(RuleDefinition(name="cold", when="battery.temp_c < 0"))
     assert [r.name for r in await store.list_rules()] == ["cold", "hot"]
@@ -209,29 +207,34 @@ async def test_an_empty_write_is_a_no_op(store):
     assert await store.open_alerts() == []
 
 
-@pytest.mark.postgres
-async def test_postgres_keeps_one_open_alert_per_rule_and_vehicle(pg_url):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_the_database_keeps_one_open_alert_per_rule_and_vehicle(backend, request, tmp_path):
     """The database itself refuses a second open alert for one rule and vehicle."""
-    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=2) as db, PostgresRulesStore(db) as store:
+    if backend == "sqlite":
+        db = SqliteDatabase(f"sqlite:///{tmp_path}/hub.db")
+    else:
+        db = PostgresDatabase(request.getfixturevalue("pg_url"), pool_min_size=1, pool_max_size=2)
+    async with db, SqlRulesStore(db) as store:
         await store.write(RulesWrite(alerts=[alert("f1")]))
-        with pytest.raises(StoreRejected) as refused:
+        with pytest.raises(Duplicate):
             await store.write(RulesWrite(alerts=[alert("f2", raised_at=101.0)]))
-        assert isinstance(refused.value.__cause__, psycopg.errors.UniqueViolation)
         assert [a.id for a in await store.open_alerts()] == ["f1"]
+        await store.write(RulesWrite(alerts=[alert("f1", state=AlertState.CLEARED), alert("f2", raised_at=101.0)]))
+        assert [a.id for a in await store.open_alerts()] == ["f2"]
 
 
 async def _audit_ids(store) -> set[str]:
     if isinstance(store, MemoryRulesStore):
         return {e.id for e in store.audit}
-    return {row[0] for row in await store._fetch("SELECT id FROM audit_log")}
+    return {row[0] for row in await Sql(store.db).fetch("SELECT id FROM audit_log")}
 
 
 def _entry(entry_id: str) -> AuditEntry:
     return AuditEntry(entry_id, 100.0, "alice", "rule.put", "127.0.0.1:1", target="hot", detail={"created": True})
 
 
-# What each backend raises for a duplicate audit id.
-_REFUSED = (StoreError,)
+# What each backend raises for a duplicate audit id (`kernel.Duplicate` is one).
+_REFUSED = StoreError
 
 
 async def test_a_change_and_its_audit_entry_commit_together(store):

@@ -9,9 +9,8 @@ from security import (
     AuditEntry,
     AuditQuery,
     MemorySecurityStore,
-    PostgresSecurityStore,
     Role,
-    SqliteSecurityStore,
+    SqlSecurityStore,
     User,
     VehicleCredential,
 )
@@ -26,11 +25,11 @@ async def store(request, tmp_path):
             yield memory
     elif request.param == "sqlite":
         # The database applies the migrations the security tables come from when it opens.
-        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteSecurityStore(db) as sqlite:
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqlSecurityStore(db) as sqlite:
             yield sqlite
     else:
         url = request.getfixturevalue("pg_url")
-        async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresSecurityStore(db) as pg:
+        async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, SqlSecurityStore(db) as pg:
             yield pg
 
 

@@ -25,7 +25,7 @@ from twin import (
     Store,
     TwinFilter,
     TwinState,
-    VehicleSet,
+    VehicleSelector,
     parse_aggs,
 )
 from twin.model import Connection
@@ -196,7 +196,9 @@ async def test_cursor_pages_walk_every_row_once_in_order(store, order: Order) ->
     for size in (1, 4, 23, 50):
         seen, cursor = [], None
         while True:
-            page = await store.history_page(PointQuery(VehicleSet.one("v1"), limit=size, order=order, cursor=cursor))
+            page = await store.history_page(
+                PointQuery(VehicleSelector.one("v1"), limit=size, order=order, cursor=cursor)
+            )
             seen.extend(r.data["k"] for r in page.rows)
             if page.next_cursor is None:
                 break
@@ -216,7 +218,7 @@ async def test_point_query_range_fields_and_vehicle_sets(store) -> None:
     rows = [HistoryRow(t.vehicle_id, T0 + s, T0 + s, s, {"soc": s, "x": 1}) for t in twins for s in range(5)]
     await store.write_batch(twins, rows)
 
-    async def walk(vehicles: VehicleSet, **kw) -> list[tuple[str, float]]:
+    async def walk(vehicles: VehicleSelector, **kw) -> list[tuple[str, float]]:
         out, cursor = [], None
         while True:
             page = await store.history_page(PointQuery(vehicles, limit=3, cursor=cursor, **kw))
@@ -225,26 +227,26 @@ async def test_point_query_range_fields_and_vehicle_sets(store) -> None:
                 return out
             cursor = page.next_cursor
 
-    acme = await walk(VehicleSet(fleet="acme"), start=T0 + 1, end=T0 + 3)
+    acme = await walk(VehicleSelector(fleet="acme"), start=T0 + 1, end=T0 + 3)
     assert acme == [("a1", 1), ("a1", 2), ("a2", 1), ("a2", 2), ("a3", 1), ("a3", 2)]
-    north = await walk(VehicleSet(fleet="acme", tags=(("depot", "north"),)), start=T0 + 4)
+    north = await walk(VehicleSelector(fleet="acme", tags={"depot": "north"}), start=T0 + 4)
     assert north == [("a1", 4), ("a3", 4)]
-    both = await walk(VehicleSet(tags=(("depot", "north"), ("model", "e"))), end=T0 + 1)
+    both = await walk(VehicleSelector(tags={"depot": "north", "model": "e"}), end=T0 + 1)
     assert both == [("a3", 0)]
-    picked = await walk(VehicleSet(ids=("b1", "a2", "zz"), fleet="bolt"), order=Order.DESC, end=T0 + 2)
+    picked = await walk(VehicleSelector(vehicle_ids=("b1", "a2", "zz"), fleet="bolt"), order=Order.DESC, end=T0 + 2)
     assert picked == [("b1", 1), ("b1", 0)]
-    assert await walk(VehicleSet(fleet="nobody")) == []
-    page = await store.history_page(PointQuery(VehicleSet.one("a1"), fields=("soc",), limit=1))
+    assert await walk(VehicleSelector(fleet="nobody")) == []
+    page = await store.history_page(PointQuery(VehicleSelector.one("a1"), fields=("soc",), limit=1))
     assert page.rows[0].data == {"soc": 0}
 
 
 async def test_bad_cursor_is_refused(store) -> None:
     """A cursor this store never returned is an InvalidPayload, not a crash."""
     with pytest.raises(InvalidPayload):
-        await store.history_page(PointQuery(VehicleSet.one("v1"), cursor="not-a-cursor"))
+        await store.history_page(PointQuery(VehicleSelector.one("v1"), cursor="not-a-cursor"))
     with pytest.raises(InvalidPayload):
         await store.aggregate(
-            AggregateQuery(VehicleSet.one("v1"), Bucket.HOUR, parse_aggs("soc:avg"), cursor="WyJwIiwidiIsMSwxXQ")
+            AggregateQuery(VehicleSelector.one("v1"), Bucket.HOUR, parse_aggs("soc:avg"), cursor="WyJwIiwidiIsMSwxXQ")
         )
 
 
@@ -279,9 +281,9 @@ async def test_aggregates_match_the_reference(store, bucket: Bucket) -> None:
     rows = _day_of_driving("v1", T0 + 13.5, 3 * 3600) + _day_of_driving("v2", T0, 1800, step=3)
     await _write([store, reference], [], rows)
     queries = [
-        AggregateQuery(VehicleSet(ids=("v1", "v2")), bucket, AGGS),
-        AggregateQuery(VehicleSet.one("v1"), bucket, AGGS, start=T0 + 95.5, end=T0 + 7000.25),
-        AggregateQuery(VehicleSet.one("v1"), bucket, AGGS, start=T0 + 600, end=T0 + 610),
+        AggregateQuery(VehicleSelector(vehicle_ids=("v1", "v2")), bucket, AGGS),
+        AggregateQuery(VehicleSelector.one("v1"), bucket, AGGS, start=T0 + 95.5, end=T0 + 7000.25),
+        AggregateQuery(VehicleSelector.one("v1"), bucket, AGGS, start=T0 + 600, end=T0 + 610),
     ]
     expected = [await reference.aggregate(q) for q in queries]
     assert [await store.aggregate(q) for q in queries] == expected
@@ -305,7 +307,7 @@ async def test_aggregate_values_by_hand(store) -> None:
     await store.write_batch([], rows[:2])
     await store.write_batch([], rows[2:])
     aggs = parse_aggs("soc:avg,soc:min,soc:max,soc:last,soc:count,speed:avg,speed:count,speed:last")
-    page = await store.aggregate(AggregateQuery(VehicleSet.one("v1"), Bucket.MINUTE, aggs, start=T0))
+    page = await store.aggregate(AggregateQuery(VehicleSelector.one("v1"), Bucket.MINUTE, aggs, start=T0))
     first, second = page.rows
     assert first.bucket == T0 - 20  # T0 is 20 s past a whole minute
     assert first.rows == 4
@@ -337,7 +339,7 @@ async def test_day_buckets_follow_the_time_zone(store, tz: str, starts: list[str
     begin = datetime(2024, 3, 30, 0, 30, tzinfo=UTC).timestamp()
     rows = [HistoryRow("v1", begin + h * 3600, begin, h, {"n": 1}) for h in range(60)]
     await store.write_batch([], rows)
-    page = await store.aggregate(AggregateQuery(VehicleSet.one("v1"), Bucket.DAY, parse_aggs("n:count"), tz=tz))
+    page = await store.aggregate(AggregateQuery(VehicleSelector.one("v1"), Bucket.DAY, parse_aggs("n:count"), tz=tz))
     got = [datetime.fromtimestamp(r.bucket, UTC).isoformat() for r in page.rows]
     assert got == starts
     assert sum(r.rows for r in page.rows) == 60
@@ -349,7 +351,7 @@ async def test_aggregate_pages_across_vehicles(store) -> None:
     """Aggregate pages resume after the last bucket returned, across vehicle boundaries."""
     rows = [HistoryRow(v, T0 + m * 60, T0, m, {"soc": m}) for v in ("a", "b") for m in range(5)]
     await store.write_batch([], rows)
-    query = AggregateQuery(VehicleSet(ids=("a", "b")), Bucket.MINUTE, parse_aggs("soc:max"), limit=3)
+    query = AggregateQuery(VehicleSelector(vehicle_ids=("a", "b")), Bucket.MINUTE, parse_aggs("soc:max"), limit=3)
     seen, cursor = [], None
     while True:
         page = await store.aggregate(msgspec.structs.replace(query, cursor=cursor))
@@ -363,7 +365,9 @@ async def test_aggregate_pages_across_vehicles(store) -> None:
 async def test_bad_time_zone_is_refused(store) -> None:
     """An unknown IANA zone is an InvalidPayload naming the setting to fix."""
     with pytest.raises(InvalidPayload, match="tz"):
-        await store.aggregate(AggregateQuery(VehicleSet.one("v"), Bucket.DAY, parse_aggs("a:avg"), tz="Mars/Olympus"))
+        await store.aggregate(
+            AggregateQuery(VehicleSelector.one("v"), Bucket.DAY, parse_aggs("a:avg"), tz="Mars/Olympus")
+        )
 
 
 # -- twin as of a time -----------------------------------------------------------------
@@ -427,7 +431,7 @@ async def test_retention_removes_whole_old_days(make_store) -> None:
         again = await store.maintain(now)
         assert again.rows_deleted == 0
         assert again.partitions_dropped == []
-        page = await store.aggregate(AggregateQuery(VehicleSet.one("v1"), Bucket.DAY, parse_aggs("d:min")))
+        page = await store.aggregate(AggregateQuery(VehicleSelector.one("v1"), Bucket.DAY, parse_aggs("d:min")))
         assert [r.values["d:min"] for r in page.rows] == [2, 3, 4, 5]
 
 

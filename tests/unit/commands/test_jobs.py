@@ -1,6 +1,6 @@
 """The job rate limit and the job report, without a hub."""
 
-from commands import Command, CommandState, Job, JobState, Selector
+from commands import Command, CommandState, Job, JobSelector, JobState
 from commands.jobs import RateLimit, report
 
 
@@ -33,7 +33,7 @@ def test_report_counts_states_and_lists_outcomes():
     job = Job(
         id="j1",
         name="lock",
-        selector=Selector(fleet="default"),
+        selector=JobSelector(fleet="default"),
         rate=1.0,
         ttl_s=60.0,
         state=JobState.RUNNING,

@@ -11,9 +11,9 @@ from commands import (
     CommandService,
     CommandsSettings,
     CommandState,
+    JobSelector,
     JobState,
     MemoryCommandStore,
-    Selector,
 )
 from kernel import InvalidPayload, NotFound
 from twin import Channel, Inbound, MessageKind, TwinFilter, TwinState
@@ -135,7 +135,7 @@ async def test_cancel_and_idempotency(setup):
 async def test_a_job_sends_at_its_rate_and_completes(setup):
     """Two vehicles a second: the third waits a second; the job completes when every command finishes."""
     service, clock, store, _ = setup
-    job = await service.create_job(Selector(), "honk", rate=2.0, ttl_s=5.0)
+    job = await service.create_job(JobSelector(), "honk", rate=2.0, ttl_s=5.0)
     assert job.targets == ["v1", "v2", "v3"]
     await service.run_once()
     assert (await service.job(job.id)).progress.dispatched == 2

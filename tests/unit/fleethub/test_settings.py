@@ -1,8 +1,9 @@
 import gc
 
+import msgspec
 import pytest
 
-from fleethub import load_settings
+from fleethub import Settings, load_settings
 from fleethub.cli import tune_gc
 from kernel import ConfigError
 
@@ -70,12 +71,60 @@ def test_security_settings_are_validated(environ: dict[str, str], message: str) 
         ({"FLEETHUB_INGEST_BATCH_MAX": "0"}, "setting 'ingest.batch_max'"),
         ({"FLEETHUB_RUNTIME_GC_THRESHOLD_YOUNG": "-1"}, "setting 'runtime.gc_threshold_young' must be 0"),
         ({"FLEETHUB_RUNTIME_GC_THRESHOLD_OLD": "0"}, "setting 'runtime.gc_threshold_old' must be at least 1"),
+        ({"FLEETHUB_HTTP_PORT": "-1"}, r"setting 'http.port' must be 0-65535 \(0 picks a free port\), got -1$"),
+        ({"FLEETHUB_DATABASE": "mysql://x"}, "setting 'store.url' must be a sqlite:///path.db or .*, got 'mysql://x'$"),
+        ({"FLEETHUB_STORE_PG_CHUNK_INTERVAL_HOURS": "5"}, "'store.pg_chunk_interval_hours' must be 1-24 dividing 24"),
+        ({"FLEETHUB_INGEST_COMMIT_RETRY_MAX_S": "0"}, "setting 'ingest.commit_retry_max_s' must be positive, got 0.0$"),
+        ({"FLEETHUB_COMMANDS_QUEUE_MAX": "0"}, "setting 'commands.queue_max' must be at least 1, got 0$"),
+        ({"FLEETHUB_CONSOLE_TILE_MAX_ZOOM": "25"}, "setting 'console.tile_max_zoom' must be 1-24, got 25$"),
+        (
+            {"FLEETHUB_HTTP_EXPORT_CHUNK_BYTES": "10"},
+            "setting 'http.export_chunk_bytes' must be at least 1024, got 10$",
+        ),
+        ({"FLEETHUB_ABUSE_LOGIN_BACKOFF_BASE_S": "-1"}, "setting 'abuse.login_backoff_base_s' must be 0 or more"),
+        ({"FLEETHUB_COMMANDS_DEFAULT_TTL_S": "1e9"}, "'commands.default_ttl_s' must be at most commands.max_ttl_s"),
+        ({"FLEETHUB_STORE_PG_POOL_MAX_SIZE": "1"}, "'store.pg_pool_max_size' must be at least store.pg_pool_min_size"),
     ],
 )
 def test_invalid_settings_name_the_setting(environ, message) -> None:
     """Invalid values fail at start-up with a message naming the setting."""
     with pytest.raises(ConfigError, match=message):
         load_settings(environ=environ)
+
+
+def test_nested_constraints_name_the_full_setting(tmp_path) -> None:
+    """A constraint on a setting inside a table of a section is reported by its whole dotted name and value."""
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[rules.limits]\nmax_depth = 0\n")
+    with pytest.raises(ConfigError, match=r"^setting 'rules\.limits': limit 'max_depth' must be 1-100, got 0"):
+        load_settings(cfg, environ={})
+    cfg.write_text('[store]\nsqlite_readers = 0\nurl = "sqlite:///x.db"\n')
+    with pytest.raises(ConfigError, match=r"^setting 'store\.sqlite_readers' must be at least 1, got 0$"):
+        load_settings(cfg, environ={})
+    cfg.write_text("[store]\nsqlite_readers = 1\n")
+    assert load_settings(cfg, environ={}).store.sqlite_readers == 1
+
+
+def test_constraints_are_declared_on_the_fields() -> None:
+    """Ranges are read from the Structs (as the settings reference does), not only enforced by hand."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    sections = {f.name: f.type for f in info.fields}
+    found = {}
+    for section in ("mqtt", "store", "ingest", "commands", "abuse", "limits", "console"):
+        struct = sections[section]
+        assert isinstance(struct, msgspec.inspect.StructType)
+        for field in struct.fields:
+            if isinstance(field.type, msgspec.inspect.Metadata):
+                found[f"{section}.{field.name}"] = field.type
+    port = found["mqtt.port"].type
+    assert isinstance(port, msgspec.inspect.IntType)
+    assert (port.ge, port.le) == (0, 65535)
+    assert found["ingest.batch_max"].type == msgspec.inspect.IntType(ge=1)
+    assert found["commands.max_job_rate"].type == msgspec.inspect.FloatType(gt=0)
+    assert found["abuse.message_rate_per_s"].type == msgspec.inspect.FloatType(ge=0)
+    assert found["limits.max_depth"].type == msgspec.inspect.IntType(ge=1)
+    assert "description" in (found["store.retention_days"].extra_json_schema or {})
 
 
 def test_unknown_key_in_file_is_named(tmp_path) -> None:
@@ -110,3 +159,18 @@ def test_collector_thresholds_are_applied(environ: dict[str, str], expected: tup
         assert gc.get_threshold() == before
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FLEETHUB_MAINTENANCE_MAX_GAP_S": "0"}, "maintenance.max_gap_s"),
+        ({"FLEETHUB_NOTIFICATIONS_MAX_ATTEMPTS": "0"}, "notifications.max_attempts"),
+        ({"FLEETHUB_NOTIFICATIONS_SMTP_SECURITY": "ssl3"}, "notifications.smtp_security"),
+        ({"FLEETHUB_REPORTS_MAX_DAYS": "0"}, "reports.max_days"),
+    ],
+)
+def test_maintenance_notification_and_report_settings_are_validated(environ: dict[str, str], message: str) -> None:
+    """An out-of-range maintenance, notifications or reports setting stops start-up, naming the setting."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=environ)

@@ -2,18 +2,18 @@
 
 import pytest
 
-from commands import PostgresCommandStore, SqliteCommandStore, command_store
+from commands import SqlCommandStore, command_store
 from fleethub import load_settings
 from fleethub.rules_setup import rules_engine
 from fleethub.settings import StoreSettings
 from fleethub.stores import database, history_options
 from kernel import PostgresDatabase, SqliteDatabase
-from rules import PostgresRulesStore, SqliteRulesStore, rules_store
-from security import PostgresSecurityStore, SqliteSecurityStore, security_store
+from rules import SqlRulesStore, rules_store
+from security import SqlSecurityStore, security_store
 from twin import MemoryStore, PostgresStore, SqliteStore, twin_store
 
-SQLITE = (SqliteStore, SqliteRulesStore, SqliteCommandStore, SqliteSecurityStore)
-POSTGRES = (PostgresStore, PostgresRulesStore, PostgresCommandStore, PostgresSecurityStore)
+SQLITE = (SqliteStore, SqlRulesStore, SqlCommandStore, SqlSecurityStore)
+POSTGRES = (PostgresStore, SqlRulesStore, SqlCommandStore, SqlSecurityStore)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +57,6 @@ def test_engine_is_built_for_postgresql_and_off_only_when_disabled() -> None:
     on = load_settings(environ={}, overrides={"store.url": "postgresql://db/fleet"})
     engine = rules_engine(on, database(on.store), MemoryStore())
     assert engine is not None
-    assert isinstance(engine.store, PostgresRulesStore)
+    assert isinstance(engine.store, SqlRulesStore)
     off = load_settings(environ={}, overrides={"store.url": "postgresql://db/fleet", "rules.enabled": False})
     assert rules_engine(off, database(off.store), MemoryStore()) is None

@@ -9,7 +9,7 @@ from rules import Compiler, Limits, Position, RuleConfigError, RuleSyntaxError, 
 
 
 def test_defaults_are_documented_values() -> None:
-    """The defaults are the ones LANGUAGE.md lists."""
+    """The defaults are the ones docs/rules-language.md lists."""
     assert Limits() == Limits(
         max_source_length=4096,
         max_depth=32,

@@ -7,7 +7,21 @@ sends back into topics.
 
 from broker.contract import CONTRACT, TopicSpec, refusal_reasons
 from broker.errors import PortInUse
+from broker.external_auth import ExternalAuth
+from broker.grants import Grant, Grants, grants_of
 from broker.metrics import BrokerMetrics
 from broker.server import EmbeddedBroker, TlsListener
 
-__all__ = ["CONTRACT", "BrokerMetrics", "EmbeddedBroker", "PortInUse", "TlsListener", "TopicSpec", "refusal_reasons"]
+__all__ = [
+    "CONTRACT",
+    "BrokerMetrics",
+    "EmbeddedBroker",
+    "ExternalAuth",
+    "Grant",
+    "Grants",
+    "PortInUse",
+    "TlsListener",
+    "TopicSpec",
+    "grants_of",
+    "refusal_reasons",
+]

@@ -128,6 +128,11 @@ def _amqp_to_mqtt(routing_key: str) -> str:
     return "/".join("+" if word == "*" else word for word in routing_key.split("."))
 
 
+def _client_id(params: Mapping[str, str]) -> str:
+    # The MQTT plugin sends the client id as client_id, except in topic checks (variable_map.client_id).
+    return params.get("client_id") or params.get("variable_map.client_id", "")
+
+
 async def _params(request: Request[Any, Any, Any]) -> Mapping[str, str]:
     if request.method == "GET":
         return {k: str(v) for k, v in request.query_params.items()}
@@ -171,7 +176,7 @@ class BrokerAuthController(Controller):
         if params.get("vhost", config.rabbitmq_vhost) != config.rabbitmq_vhost:
             return None
         principal = await config.access.principal(params.get("username", ""))
-        client_id = params.get("client_id", "")
+        client_id = _client_id(params)
         if principal is not None and principal.kind is PrincipalKind.VEHICLE and client_id != principal.name:
             return None
         return principal
@@ -226,7 +231,7 @@ class BrokerAuthController(Controller):
             )
             return _text(allowed)
         if resource == "queue":
-            client_id = params.get("client_id", "")
+            client_id = _client_id(params)
             own = bool(client_id) and name.startswith(_QUEUE_PREFIX + client_id + "qos")
             return _text(own and permission in ("configure", "read", "write"))
         return _text(False)

@@ -111,6 +111,8 @@ class Connection:
         self._inbound_qos = 0
         self._sender: asyncio.Task[None] | None = None
         self._watch: _IdleWatch | None = None
+        # Counted in the connected-clients gauge (from serving until finished).
+        self._counted = False
         self._reader: asyncio.Task[None] | None = None
 
     # -- the connection's life ------------------------------------------------------
@@ -265,6 +267,7 @@ class Connection:
     async def _serve(self) -> None:
         broker = self.broker
         broker.connected(self)
+        self._counted = True
         try:
             await self._presence(MessageKind.CONNECTED)
             self._sender = asyncio.create_task(self._send_loop())
@@ -328,7 +331,7 @@ class Connection:
                 broker.detach(self)
                 await self._presence(MessageKind.DISCONNECTED, extra={"reason": reason.value})
         finally:
-            if session is not None:
+            if self._counted:
                 broker.disconnected(self)
             await self.link.wait_closed()
             self.closed.set()

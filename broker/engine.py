@@ -384,9 +384,9 @@ class Broker:
             self.persist([persistence.record(session)])
 
     def disconnected(self, connection: Connection) -> None:
+        self.metrics.connected_clients.dec()
         if self._live.get(connection.client_id) is connection:
             del self._live[connection.client_id]
-            self.metrics.connected_clients.dec()
 
     def _drop_session(self, session: Session) -> None:
         for topic_filter in list(session.subscriptions):

@@ -38,7 +38,12 @@ class BrokerChannel:
         self._broker = broker
 
     def send(self, vehicle_id: str, channel: Channel, payload: bytes, qos: int = 1, subtopic: str = "") -> None:
-        self._broker.send_to_vehicle(vehicle_id, channel, payload, qos, subtopic)
+        try:
+            self._broker.send_to_vehicle(vehicle_id, channel, payload, qos, subtopic)
+        except Exception:
+            # The caller is the ingest consumer or a command engine: a failed send is this message's
+            # problem (logged), never theirs. Commands are resent by their engine; deltas on reconnect.
+            log.exception("mqtt send to vehicle failed", vehicle_id=vehicle_id, channel=channel.value)
 
 
 class EmbeddedBroker:

@@ -222,6 +222,10 @@ class Connection:
         if v5:
             self._send_quota = props.receive_maximum or 65_535
             self._client_max_packet = props.maximum_packet_size or 0
+        if not broker.has_room_for(client_id):
+            # Sessions are bounded: a new client id beyond the bound is refused, existing ones resume.
+            self._write(codec.encode(Connack(Reason.QUOTA_EXCEEDED if v5 else Reason.SERVER_UNAVAILABLE), self.version))
+            return False
         await broker.take_over(client_id)
         expiry = broker.session_expiry(connect, v5)
         session, present = broker.attach(client_id, login.principal, self.version, connect.clean_start, expiry, self)

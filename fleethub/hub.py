@@ -168,6 +168,7 @@ class Hub:
             sys_interval_s=s.mqtt.sys_interval_s,
             max_keep_alive_s=s.mqtt.max_keep_alive_s,
             server_reference=s.mqtt.server_reference,
+            max_sessions=s.mqtt.max_sessions,
             max_retained_messages=s.mqtt.max_retained_messages,
             max_retained_bytes=s.mqtt.max_retained_bytes,
             store=(

@@ -157,6 +157,11 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "asks for longer or none; 0 accepts the client's.",
         ),
     ] = 0
+    max_sessions: Annotated[
+        int,
+        Meta(ge=1, description="MQTT sessions held at most, connected clients' and absent persistent ones; a "
+             "CONNECT with a new client id beyond it is refused (3.1.1: 3, MQTT 5: 0x97)."),
+    ] = 200_000  # fmt: skip
     max_retained_messages: Annotated[
         int, Meta(ge=1, description="Retained messages kept at most; a retained PUBLISH on a new topic beyond it is "
                   "delivered but not kept (counted).")

@@ -35,7 +35,7 @@ from twin.stores.pg_copy import (
     twins_copy,
 )
 from twin.stores.pg_partitions import Partitions
-from twin.stores.pg_policies import apply_policies
+from twin.stores.pg_policies import apply_policies, drop_chunks
 from twin.stores.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
 from twin.stores.protocol import (
     AggregateQuery,
@@ -205,11 +205,14 @@ class PostgresStore(SqlReads):
                 report.retention_cutoff = cutoff
                 report.partitions_dropped = await self._partitions.drop_before(self.db, cutoff)
         else:
-            # TimescaleDB's retention job drops whole chunks, which start at multiples of their width
-            # since the epoch as native partitions do: the same cutoff in both modes.
-            report.retention_cutoff = retention_cutoff(
-                now, self.options.retention_days, self.options.chunk_interval_hours * 3600
-            )
+            # Chunks start at multiples of their width since the epoch, as native partitions do: the
+            # same cutoff in both modes. TimescaleDB's retention job drops the same chunks on its own
+            # schedule; dropping them here too makes retention follow the hub's clock, as in native mode.
+            cutoff = retention_cutoff(now, self.options.retention_days, self.options.chunk_interval_hours * 3600)
+            if cutoff is not None:
+                report.retention_cutoff = cutoff
+                async with self._conn() as conn:
+                    report.partitions_dropped = await drop_chunks(conn, cutoff)
         if report.retention_cutoff is not None:
             async with self._conn() as conn:
                 await conn.execute("DELETE FROM history_1m_dirty WHERE bucket < %s", (_dt(report.retention_cutoff),))

@@ -1,7 +1,7 @@
 """Broker store benchmark: restoring the broker's state at start, and the cost of its group commits.
 
     .venv/bin/python -m bench.broker_store [--backend sqlite postgresql] [--sessions 10000]
-        [--queued 100000] [--pg-url postgresql://...] [--out bench/results/DATE-broker-store.json]
+        [--queued 100000] [--groups 1 10 100 1000] [--pg-url postgresql://...] [--out FILE.json]
 
 1. Restore: fills a fresh database with --sessions persistent sessions (two subscriptions
    each) holding --queued QoS 1 messages between them (200-byte alert payloads, MQTT 5
@@ -20,12 +20,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -125,14 +126,14 @@ async def restore(backend: str, where: str, sessions: int, queued: int) -> dict[
     }
 
 
-async def group_commits(backend: str, where: str) -> list[dict[str, Any]]:
+async def group_commits(backend: str, where: str, groups: Sequence[int]) -> list[dict[str, Any]]:
     rows = []
     async with _database(backend, where) as db:
         store = broker_store(db, LIMITS)
         subscribers = [f"fan-{n:03d}" for n in range(100)]
         await store.apply([PutSession(SessionRecord(c, 4, 86_400, None)) for c in subscribers])
         seq = 10_000_000
-        for group in (1, 10, 100, 1000):
+        for group in groups:
             packets = max(200, group * 4)
             # Each packet: one alert queued for every subscriber, as if they were all offline.
             changes_done = 0
@@ -186,7 +187,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "scenario": "broker-store",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"python": platform.python_version(), "cpus": len(__import__("os").sched_getaffinity(0))},
+        # The load average says how much else the machine was doing: the numbers are only as quiet as it was.
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": len(os.sched_getaffinity(0)),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        },
         "backends": {},
     }
     for backend in args.backend:
@@ -198,7 +204,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 commits_where = stack.enter_context(_pg_schema(args.pg_url))
             result["backends"][backend] = {
                 "restore": await restore(backend, restore_where, args.sessions, args.queued),
-                "group_commits": await group_commits(backend, commits_where),
+                "group_commits": await group_commits(backend, commits_where, args.groups),
             }
     return result
 
@@ -209,6 +215,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--queued", type=int, default=100_000)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--groups", type=int, nargs="+", default=[1, 10, 100, 1000], help="packets per commit")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))

@@ -18,11 +18,12 @@ from typing import Self
 import structlog
 from prometheus_client import CollectorRegistry
 
-from api import ApiDeps, ComponentHealth, Health, create_app
+from api import ApiDeps, BrokerAuthConfig, ComponentHealth, Health, create_app
 from broker import (
     BrokerMetrics,
     BrokerStoreMetrics,
     EmbeddedBroker,
+    ExternalAuth,
     QueueLimits,
     TlsListener,
     WriterSettings,
@@ -33,10 +34,14 @@ from console import Console
 from fleethub.commands_setup import command_service
 from fleethub.console_setup import console_of
 from fleethub.http_server import HttpServer
+from fleethub.maintenance_setup import maintenance_service
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
 from kernel import Database
+from maintenance import MaintenanceService
+from notifications import NotificationMetrics, NotificationService, notification_store
+from reports import ReportService, report_store
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
 from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
@@ -72,6 +77,9 @@ class Hub:
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
         self.console: Console | None = None
+        self.maintenance: MaintenanceService | None = None
+        self.notifications: NotificationService | None = None
+        self.reports: ReportService | None = None
         self.security_store: SecurityStore = security_store(self.database)
         self.security = SecurityService(
             self.security_store,
@@ -130,6 +138,7 @@ class Hub:
         self.rules = rules_engine(s, self.database, self.store)
         if self.rules is not None:
             self.service.observers.append(self.rules)
+        self.maintenance = maintenance_service(s, self.database, self.service, self.store, self.rules)
         # Started before the broker, so results and presence reach it from the first connection.
         rules = self.rules
         zones = (lambda: rules.core.zones) if rules is not None else None
@@ -190,8 +199,34 @@ class Hub:
         self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
         if self.console is not None:
             await self._stack.enter_async_context(self.console)
+        if s.notifications.enabled:
+            self.notifications = NotificationService(
+                notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
+            )
+            await self._stack.enter_async_context(self.notifications.store)
+            await self._stack.enter_async_context(self.notifications)
+            if self.rules is not None:
+                # Alert events reach the outbox before their MQTT publish, from the rules engine's writer task.
+                self.rules.publisher = self.notifications.tee(self.rules.publisher)
         if self.rules is not None:
             await start_rules(rules_stack, self.rules)
+        if s.reports.enabled:
+            self.reports = ReportService(
+                self.store,
+                self.store,
+                settings=s.reports,
+                alerts=self.rules,
+                zones=zones,
+                sink=self.notifications,
+                store=report_store(self.database),
+            )
+            if self.reports.store is not None:
+                await self._stack.enter_async_context(self.reports.store)
+            await self._stack.enter_async_context(self.reports)
+        if self.maintenance is not None:
+            # After the rules engine: due alerts go through its lifecycle.
+            await self._stack.enter_async_context(self.maintenance.store)
+            await self._stack.enter_async_context(self.maintenance)
         deps = ApiDeps(
             service=self.service,
             history=self.store,
@@ -210,6 +245,10 @@ class Hub:
             public_health=s.auth.public_health,
             public_metrics=s.auth.public_metrics,
             console=self.console,
+            maintenance=self.maintenance,
+            notifications=self.notifications,
+            reports=self.reports,
+            broker_auth=self._broker_auth(),
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)
@@ -234,6 +273,14 @@ class Hub:
                 then="use the API token it prints: curl -H 'Authorization: Bearer fh_...'",
                 docs="docs/security.md, First start",
             )
+
+    def _broker_auth(self) -> BrokerAuthConfig | None:
+        """The /broker-auth endpoints for an external broker, when auth.broker_secret is set."""
+        s = self.settings
+        if not s.auth.broker_secret:
+            return None
+        access = ExternalAuth(self.security, limits=s.abuse, registry=self.registry)
+        return BrokerAuthConfig(access, s.auth.broker_secret, s.auth.rabbitmq_vhost, s.auth.rabbitmq_exchange)
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
         await self.service.provision(vehicle_id, fleet, dict(tags))

@@ -168,7 +168,8 @@ class PostgresBrokerStore:
             return await _Batch(cur, self.limits).run(changes)
 
     async def load(self, now: float) -> Snapshot:
-        async with self.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        # Binary results: payloads come as they are stored, not hex-escaped text twice their size.
+        async with self.db.connection() as conn, conn.transaction(), conn.cursor(binary=True) as cur:
             # One snapshot of the database for every part.
             await cur.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             rows: list[list[Any]] = []

@@ -22,13 +22,21 @@ Ordering the broker must keep (the promise "nothing acknowledged is lost"):
   `ReleaseIncoming` before PUBCOMP, so a resent PUBLISH (DUP) after a restart is
   recognised and not delivered twice.
 - An outgoing message is recorded (`PutInflight`) before, or in the same batch that,
-  removes it from the queue (`Dequeue`), so it is never in neither place. Sending it on
-  the socket may go ahead before that commit: if the hub dies first, the message is still
-  in the queue and is sent again after the restart (at least once, as QoS 1 allows).
-  `AckInflight` follows PUBACK/PUBCOMP from the subscriber; `PutInflight` with state
-  `PUBREL_SENT` follows PUBREC.
+  removes it from the queue (`Dequeue`), so it is never in neither place.
+- A QoS 1 PUBLISH to a subscriber may go on the socket before that commit: if the hub
+  dies first, the message is still queued and is sent again after the restart (at least
+  once, as QoS 1 allows). A QoS 2 PUBLISH goes on the socket only after its `PutInflight`
+  is committed, so after a restart it is resent with the same packet id and DUP set, and
+  the subscriber can tell it is the same message (exactly once).
+- `PutInflight` with state `PUBREL_SENT` is committed before PUBREL is sent;
+  `AckInflight` follows PUBACK/PUBCOMP from the subscriber (an acknowledgement lost to a
+  restart only means the message or PUBREL is resent, which the subscriber handles).
 - Changes to subscriptions and to the session record may be flushed with the next batch;
   SUBACK need not wait for them unless the broker wants the subscription durable first.
+- When a client takes its stored session back, its `PutSession` (with `expires_at` None)
+  is handed to the writer at CONNECT, before anything else of the session: the writer's
+  expiry sweep runs only after what was handed to it earlier has committed, so a session
+  taken back in time is never swept.
 
 Every implementation passes one contract suite
 (tests/integration/broker/test_store_contract.py).

@@ -1,6 +1,12 @@
 """What the SQLite and PostgreSQL broker stores share: the tables of migration 0040, rows, restore.
 
 Queries are written with `?` placeholders; the PostgreSQL store swaps them for `%s`.
+
+Unlike the stores that run one statement list on either backend (`kernel.Sql`), the broker
+store has a module per backend: its cost is in how a batch of thousands of small changes
+reaches the database, and that differs. On SQLite each change is one statement run on
+the writer's thread, in order, with no round trip; on PostgreSQL the changes are
+regrouped by kind into a few statements over arrays, since each statement is a round trip.
 """
 
 from __future__ import annotations

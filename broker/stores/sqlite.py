@@ -6,9 +6,10 @@ other stores' calls (ingest's group commits), never interleaved with them.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Self, assert_never
 
@@ -34,7 +35,7 @@ from broker.stores.protocol import (
     Subscribe,
     Unsubscribe,
 )
-from kernel import SqliteDatabase, fetch_all
+from kernel import SqliteDatabase, StoreError, fetch_all
 
 # SQLite allows 32766 host parameters per statement; stay well below.
 _CHUNK = 500
@@ -58,16 +59,29 @@ class SqliteBrokerStore:
     async def apply(self, changes: Sequence[Change]) -> ApplyResult:
         if not changes:
             return ApplyResult()
-        return await self.db.write(_apply, list(changes), self.limits)
+        with _transient():
+            return await self.db.write(_apply, list(changes), self.limits)
 
     async def load(self, now: float) -> Snapshot:
-        return await self.db.read(_load, now)
+        with _transient():
+            return await self.db.read(_load, now)
 
     async def expire(self, now: float) -> Expired:
-        return await self.db.write(_expire, now)
+        with _transient():
+            return await self.db.write(_expire, now)
 
     async def stats(self) -> StoreStats:
-        return await self.db.read(_stats)
+        with _transient():
+            return await self.db.read(_stats)
+
+
+@contextlib.contextmanager
+def _transient() -> Iterator[None]:
+    # Locked, busy, disk full, I/O error: the database's state, not the batch's fault; retry later.
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"SQLite: {exc}") from exc
 
 
 def _apply(conn: sqlite3.Connection, changes: list[Change], limits: QueueLimits) -> ApplyResult:
@@ -87,16 +101,7 @@ def _apply_in_transaction(conn: sqlite3.Connection, changes: list[Change], limit
     enqueued: set[str] = set()
     for change in changes:
         match change:
-            case PutSession(record=record):
-                conn.execute(sql.UPSERT_SESSION, sql.session_row(record))
-            case DropSession(client_id=client_id):
-                conn.execute(sql.DROP_SESSION, (client_id,))
-                added.pop(client_id, None)
-                enqueued.discard(client_id)
-            case Subscribe(client_id=client_id, subscription=subscription):
-                conn.execute(sql.SUBSCRIBE, sql.subscription_row(client_id, subscription))
-            case Unsubscribe(client_id=client_id, topic_filter=topic_filter):
-                conn.execute(sql.UNSUBSCRIBE, (client_id, topic_filter))
+            # The changes of every message first: they are most of any batch.
             case Enqueue(client_id=client_id, queued=queued):
                 row = sql.queued_row(client_id, queued)
                 cur = conn.execute(_ENQUEUE, (*row, client_id))
@@ -115,6 +120,16 @@ def _apply_in_transaction(conn: sqlite3.Connection, changes: list[Change], limit
                 conn.execute(sql.PUT_INFLIGHT, sql.inflight_row(client_id, inflight))
             case AckInflight(client_id=client_id, packet_id=packet_id):
                 conn.execute(sql.ACK_INFLIGHT, (client_id, packet_id))
+            case PutSession(record=record):
+                conn.execute(sql.UPSERT_SESSION, sql.session_row(record))
+            case DropSession(client_id=client_id):
+                conn.execute(sql.DROP_SESSION, (client_id,))
+                added.pop(client_id, None)
+                enqueued.discard(client_id)
+            case Subscribe(client_id=client_id, subscription=subscription):
+                conn.execute(sql.SUBSCRIBE, sql.subscription_row(client_id, subscription))
+            case Unsubscribe(client_id=client_id, topic_filter=topic_filter):
+                conn.execute(sql.UNSUBSCRIBE, (client_id, topic_filter))
             case PutIncoming(client_id=client_id, packet_id=packet_id):
                 conn.execute(sql.PUT_INCOMING, (client_id, packet_id, client_id))
             case ReleaseIncoming(client_id=client_id, packet_id=packet_id):

@@ -10,8 +10,9 @@ after the other.
 Bounded: at most `max_pending` changes wait. `write` waits for room (the publisher's
 acknowledgement is delayed, as ingest delays it); `put` raises `StoreBusy` instead.
 A commit that fails because the database is unreachable (`kernel.StoreError`) is retried
-with backoff up to `retry_max_s` apart while its callers wait; any other failure is handed
-to the callers of that commit only, who leave their packets unacknowledged.
+with backoff up to `retry_max_s` apart while its callers wait. Any other failure means
+something in the batch is wrong: its packets are committed one by one, and only the one
+at fault gets the error (its packet stays unacknowledged).
 
 The same task runs the expiry sweep every `sweep_interval_s`, between commits.
 """
@@ -23,6 +24,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -58,7 +60,10 @@ class StoreBusy(LimitExceeded):
         super().__init__("store busy", f"{pending} broker store changes wait for a commit")
 
 
-class _Group(msgspec.Struct):
+@dataclass(slots=True)
+class _Group:
+    """One caller's changes (one packet's, usually), never split between transactions."""
+
     changes: Sequence[Change]
     done: asyncio.Future[None]
 
@@ -168,17 +173,32 @@ class StoreWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(0.0, next_sweep - self._clock()))
             if self._groups:
-                self._committing = self._take()
-                await self._commit(self._committing)
-                self._committing = []
+                await self._commit_next(len(self._groups))
             if self._clock() >= next_sweep and not self._closing:
+                # What was handed over before the sweep commits first: a client back since
+                # its session's expiry was written must not lose the session to the sweep.
+                due = len(self._groups)
+                while due > 0:
+                    due -= await self._commit_next(due)
                 await self._sweep()
                 next_sweep = self._clock() + self.settings.sweep_interval_s
 
-    def _take(self) -> list[_Group]:
+    async def _commit_next(self, most: int) -> int:
+        """Commit the oldest groups, at most `most` of them; how many were committed."""
+        self._committing = self._take(most)
+        # Left in `_committing` if cancelled at shutdown: `_fail_all` answers their callers.
+        await self._commit(self._committing)
+        taken, self._committing = len(self._committing), []
+        return taken
+
+    def _take(self, most: int) -> list[_Group]:
         taken: list[_Group] = []
         size = 0
-        while self._groups and (not taken or size + len(self._groups[0].changes) <= self.settings.batch_max):
+        while (
+            self._groups
+            and len(taken) < most
+            and (not taken or size + len(self._groups[0].changes) <= self.settings.batch_max)
+        ):
             group = self._groups.popleft()
             taken.append(group)
             size += len(group.changes)
@@ -199,10 +219,16 @@ class StoreWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
             except Exception as exc:
-                # The batch itself is wrong: only its callers hear of it.
                 if self._metrics is not None:
                     self._metrics.commit_failures.inc()
-                log.error("broker store refused a batch", error=repr(exc), changes=len(changes))
+                if len(groups) > 1:
+                    # Something in the batch is wrong: commit its packets one by one, so
+                    # only the packet at fault is refused.
+                    log.warning("broker store refused a batch; committing its packets apart", error=repr(exc))
+                    for group in groups:
+                        await self._commit([group])
+                    return
+                log.error("broker store refused a packet's changes", error=repr(exc), changes=len(changes))
                 await self._release(groups, exc)
                 return
         if self._metrics is not None:

@@ -43,6 +43,7 @@ class FlakyStore(MemoryBrokerStore):
         self.batches: list[int] = []
         self.gate: asyncio.Event | None = None
         self.entered = asyncio.Event()
+        self.sweeps = 0
 
     async def apply(self, changes):
         self.entered.set()
@@ -53,6 +54,10 @@ class FlakyStore(MemoryBrokerStore):
             raise StoreError("database is locked")
         self.batches.append(len(changes))
         return await super().apply(changes)
+
+    async def expire(self, now):
+        self.sweeps += 1
+        return await super().expire(now)
 
 
 async def test_packets_that_arrive_during_a_commit_share_the_next_one():
@@ -92,6 +97,23 @@ async def test_a_refused_batch_fails_only_its_callers():
             await writer.write([session("bad"), object()])
         await writer.write([session("good")])
     assert [s.record.client_id for s in (await store.load(NOW)).sessions] == ["good"]
+
+
+async def test_a_bad_packet_in_a_group_fails_alone():
+    """When a group commit is refused, its packets are committed apart: only the one at fault gets the error."""
+    store = FlakyStore()
+    store.gate = asyncio.Event()
+    async with StoreWriter(store) as writer:
+        first = writer.put([session("c1")])
+        await store.entered.wait()
+        good_before = writer.put([enqueue("c1", 1)])
+        bad = writer.put([enqueue("c1", 2), object()])
+        good_after = writer.put([enqueue("c1", 3)])
+        store.gate.set()
+        await asyncio.gather(first, good_before, good_after)
+        with pytest.raises(AssertionError):
+            await bad
+    assert [q.seq for q in (await store.load(NOW)).sessions[0].queue] == [1, 3]
 
 
 async def test_pending_changes_are_bounded():
@@ -178,3 +200,28 @@ async def test_commits_that_keep_failing_at_shutdown_are_given_up_after_the_time
     with pytest.raises(StoreError):
         await waiting
     assert store.batches == []
+
+
+async def test_the_sweep_runs_after_what_was_handed_over_before_it():
+    """A client back before the sweep (its expiry cleared in a pending change) keeps its session and queue."""
+    clock = [NOW]
+    store = FlakyStore()
+    settings = WriterSettings(sweep_interval_s=1.0, batch_max=1)
+    async with StoreWriter(store, settings, clock=lambda: clock[0]) as writer:
+        await writer.write([session("c1", expires_at=NOW + 0.5)])
+        store.gate = asyncio.Event()
+        store.entered.clear()
+        held = writer.put([enqueue("c1", 1)])
+        await store.entered.wait()
+        # While that commit is held, the client comes back (no expiry) and the sweep falls due.
+        back = writer.put([session("c1", expires_at=None)])
+        clock[0] = NOW + 2
+        store.gate.set()
+        await asyncio.gather(held, back)
+        for _ in range(500):
+            if store.sweeps:
+                break
+            await asyncio.sleep(0.01)
+        assert store.sweeps
+    (kept,) = (await store.load(NOW + 2)).sessions
+    assert (kept.record.expires_at, [q.seq for q in kept.queue]) == (None, [1])

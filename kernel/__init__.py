@@ -9,7 +9,7 @@ from kernel.errors import ConfigError, FleethubError, InvalidPayload, LimitExcee
 from kernel.info import DatabaseInfo
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
-from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, Statement
+from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, sqlite_path
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "NotFound",
     "PostgresDatabase",
     "Sql",
+    "SqlStore",
     "SqliteDatabase",
     "Statement",
     "StoreError",

@@ -6,12 +6,11 @@ Statements are written once with `?` placeholders and run through `kernel.Sql`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgspec
 
-from kernel import Database, Sql, Statement
+from kernel import SqlStore, Statement
 from maintenance.model import Interval, MeterCorrection, Schedule, ScheduleBody, ServiceRecord, Stage
 from maintenance.stores.protocol import RecordQuery
 from security import AuditEntry, audit_statement
@@ -122,20 +121,8 @@ _UPSERT_INTERVAL = (
 )
 
 
-class SqlMaintenanceStore:
+class SqlMaintenanceStore(SqlStore):
     """Schedules, intervals, service records and meter corrections in the hub's database, SQLite or PostgreSQL."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._sql = Sql(db)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
     async def _write(self, statements: list[Statement], audit: AuditEntry | None = None) -> int:
         """Every statement and the audit entry recording them, in one transaction; the rows the first touched."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgspec
 
-from kernel import Database, Sql, Statement
+from kernel import SqlStore, Statement
 from reports.model import ReportSchedule, ReportScheduleBody
 from security import AuditEntry, audit_statement
 
@@ -20,20 +19,8 @@ _UPSERT = (
 )
 
 
-class SqlReportStore:
+class SqlReportStore(SqlStore):
     """Report schedules in the hub's database, SQLite or PostgreSQL (see `kernel.Database`)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._sql = Sql(db)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
     async def _write(self, sql: str, args: tuple[Any, ...], audit: AuditEntry | None = None) -> int:
         """One change and the audit entry recording it, in one transaction; the rows the change touched."""

@@ -99,7 +99,8 @@ class EmqxRule(msgspec.Struct):
 
 class EmqxAuthnResult(msgspec.Struct, omit_defaults=True):
     result: Literal["allow", "deny"]
-    is_superuser: bool = False
+    # Never: a superuser would skip every ACL check, and the hub's rules know none.
+    is_superuser: bool
     acl: list[EmqxRule] | None = None
 
 
@@ -156,8 +157,8 @@ class BrokerAuthController(Controller):
         access = _config(deps).access
         principal = await access.login(data.username, data.password, data.clientid, data.peerhost)
         if principal is None:
-            return EmqxAuthnResult("deny")
-        return EmqxAuthnResult("allow", acl=emqx_acl(await access.grants(principal)))
+            return EmqxAuthnResult("deny", is_superuser=False)
+        return EmqxAuthnResult("allow", is_superuser=False, acl=emqx_acl(await access.grants(principal)))
 
     @post("/emqx/authz", opt=_OPT, status_code=200)
     async def emqx_authz(self, deps: Deps, data: Annotated[EmqxAuthz, Body()]) -> EmqxAuthzResult:

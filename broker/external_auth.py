@@ -12,22 +12,25 @@ subscriptions are decided by `broker.acl`, with a vehicle's fleet looked up wher
 rule depends on it.
 
 The limiter state is this process's: an external broker should call one hub (or
-accept that N hubs behind a load balancer give a guesser N times the budget).
+accept that N hubs behind a load balancer give a guesser N times the budget). The
+embedded broker's `BrokerAuth` is not reused because it keys every limit by an address,
+and RabbitMQ gives none at login: one shared key for all its clients would let a single
+guesser lock everyone out. Refusals are logged through `QuietLog`, so a flood of bad
+logins is a line per reason and address per window, not a line each.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Literal
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from broker import acl, topics
 from broker.grants import Grants, grants_of
+from broker.quiet_log import QuietLog
 from security import AbuseLimits, LoginBackoff, Principal, PrincipalKind, SecurityService, TokenBuckets
-
-log = structlog.get_logger(__name__)
 
 _LOGIN_OUTCOMES = (
     "allowed",
@@ -72,6 +75,8 @@ class ExternalAuth:
             lim.login_failures_before_backoff, lim.login_backoff_base_s, lim.login_backoff_max_s
         )
         self._metrics = ExternalAuthMetrics(registry)
+        self._log = QuietLog()
+        self._flushed_at = time.monotonic()
 
     async def login(self, username: str, password: str, client_id: str, peer: str) -> Principal | None:
         """A CONNECT the broker received; `peer` is the client's address, "" when the broker does not say."""
@@ -113,7 +118,13 @@ class ExternalAuth:
     def _refused(self, reason: str, username: str, peer: str, **extra: float) -> Principal | None:
         """Count and log a refused login; the refusal itself (None)."""
         self._metrics.logins[reason].inc()
-        log.warning("broker login refused", username=username, peer=peer or None, reason=reason, **extra)
+        now = time.monotonic()
+        if now - self._flushed_at >= 1.0:
+            # Closes the windows that ended, with how many lines each left out.
+            self._log.flush(now)
+            self._flushed_at = now
+        key = f"{reason}|{peer or username}"
+        self._log.warning("broker login refused", key, username=username, peer=peer or None, reason=reason, **extra)
         return None
 
     async def principal(self, username: str) -> Principal | None:

@@ -4,7 +4,8 @@
   `{"result": "allow" | "deny", "is_superuser": false, "acl": [...]}`: the `acl` (EMQX
   5.8+) carries the client's grants, ending in a deny-all when they are complete, so
   EMQX asks nothing more; where they are not (a user of some fleets), EMQX falls
-  through to the HTTP authorizer.
+  through to the HTTP authorizer. A login by API token carries the token's expiry as
+  `expire_at`.
 - EMQX 5 HTTP authorization (`POST /broker-auth/emqx/authz`, JSON) answers
   `{"result": "allow" | "deny"}`.
 - RabbitMQ's `rabbitmq_auth_backend_http` (`/broker-auth/rabbitmq/user`, `vhost`,
@@ -102,6 +103,8 @@ class EmqxAuthnResult(msgspec.Struct, omit_defaults=True):
     # Never: a superuser would skip every ACL check, and the hub's rules know none.
     is_superuser: bool
     acl: list[EmqxRule] | None = None
+    # Unix seconds: EMQX (5.8+) disconnects the client then, as a user's API token expires.
+    expire_at: int | None = None
 
 
 class EmqxAuthzResult(msgspec.Struct):
@@ -158,7 +161,11 @@ class BrokerAuthController(Controller):
         principal = await access.login(data.username, data.password, data.clientid, data.peerhost)
         if principal is None:
             return EmqxAuthnResult("deny", is_superuser=False)
-        return EmqxAuthnResult("allow", is_superuser=False, acl=emqx_acl(await access.grants(principal)))
+        acl = emqx_acl(await access.grants(principal))
+        expires = await access.expires_at(principal)
+        return EmqxAuthnResult(
+            "allow", is_superuser=False, acl=acl, expire_at=None if expires is None else int(expires)
+        )
 
     @post("/emqx/authz", opt=_OPT, status_code=200)
     async def emqx_authz(self, deps: Deps, data: Annotated[EmqxAuthz, Body()]) -> EmqxAuthzResult:

@@ -148,3 +148,10 @@ class ExternalAuth:
 
     async def grants(self, principal: Principal, vehicle_fleets: Mapping[str, str] | None = None) -> Grants:
         return grants_of(principal, vehicle_fleets)
+
+    async def expires_at(self, principal: Principal) -> float | None:
+        """When the login stops being valid by itself: the expiry of the API token it used, if any."""
+        if principal.token_id is None:
+            return None
+        token = await self.security.token(principal.token_id)
+        return None if token is None else token.expires_at

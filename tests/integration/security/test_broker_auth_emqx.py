@@ -131,9 +131,12 @@ async def test_refused_logins(http: httpx.AsyncClient, hub: Hub, fleet) -> None:
     assert metric(hub.registry, "fleethub_broker_auth_logins_total", outcome="anonymous") == 1
 
 
-async def test_users_log_in_by_password_or_token(http: httpx.AsyncClient, fleet) -> None:
+async def test_users_log_in_by_password_or_token(http: httpx.AsyncClient, hub: Hub, fleet) -> None:
     root = await authn(http, "root", fleet["root"], "dashboard-1")
     assert root["result"] == "allow"
+    # Logged in by API token: EMQX disconnects the client when the token expires.
+    (token,) = await hub.security.tokens("root")
+    assert root["expire_at"] == int(token.expires_at)
     assert root["acl"] == [
         {"permission": "allow", "action": "subscribe", "topic": "alerts/#"},
         {"permission": "allow", "action": "subscribe", "topic": "events/#"},
@@ -142,6 +145,7 @@ async def test_users_log_in_by_password_or_token(http: httpx.AsyncClient, fleet)
     ]
     ana = await authn(http, "ana", "ana-password-1", "ana-laptop")
     assert ana["result"] == "allow"
+    assert "expire_at" not in ana
     # Which vehicles she sees depends on their fleets now: only publishing is closed, the rest is asked.
     assert ana["acl"] == [
         {"permission": "allow", "action": "subscribe", "topic": "alerts/a/#"},

@@ -144,9 +144,9 @@ async def _params(request: Request[Any, Any, Any]) -> Mapping[str, str]:
     return {k: str(v) for k, v in form.items()}
 
 
-def _text(allowed: bool | str) -> Response[str]:
-    answer = allowed if isinstance(allowed, str) else ("allow" if allowed else "deny")
-    return Response(answer, media_type=MediaType.TEXT)
+def _text(allowed: bool) -> Response[str]:
+    # rabbitmq_auth_backend_http reads the body only: "allow" (tags could follow; fleethub grants none) or "deny".
+    return Response("allow" if allowed else "deny", media_type=MediaType.TEXT)
 
 
 class BrokerAuthController(Controller):

@@ -34,6 +34,7 @@ from security import AbuseLimits, LoginBackoff, Principal, PrincipalKind, Securi
 
 _LOGIN_OUTCOMES = (
     "allowed",
+    "busy",
     "connect_rate_ip",
     "connect_rate_client",
     "backoff",
@@ -65,9 +66,18 @@ class ExternalAuthMetrics:
 
 class ExternalAuth:
     def __init__(
-        self, security: SecurityService, *, limits: AbuseLimits | None = None, registry: CollectorRegistry
+        self,
+        security: SecurityService,
+        *,
+        limits: AbuseLimits | None = None,
+        registry: CollectorRegistry,
+        max_pending_logins: int = 256,
     ) -> None:
         self.security = security
+        # Logins waiting for an argon2 check are held by the broker's open requests: bounded, so a
+        # reconnect storm is refused early (the clients retry) instead of queueing without end.
+        self._max_pending = max_pending_logins
+        self._pending = 0
         lim = limits or AbuseLimits()
         self._per_ip = TokenBuckets(lim.connect_rate_per_ip_per_s, lim.connect_burst_per_ip)
         self._per_client = TokenBuckets(lim.connect_rate_per_client_per_s, lim.connect_burst_per_client)
@@ -95,7 +105,13 @@ class ExternalAuth:
             return self._refused("backoff", username, peer, retry_after_s=round(wait, 1))
         if not username or not password:
             return self._failed(keys, "anonymous", username, peer)
-        principal = await self.security.login(username, password)
+        if self._pending >= self._max_pending:
+            return self._refused("busy", username, peer)
+        self._pending += 1
+        try:
+            principal = await self.security.login(username, password)
+        finally:
+            self._pending -= 1
         if principal is None:
             return self._failed(keys, "bad_credentials", username, peer)
         if not await self._owns_client_id(principal, client_id):

@@ -281,7 +281,12 @@ class Hub:
         s = self.settings
         if not s.auth.broker_secret:
             return None
-        access = ExternalAuth(self.security, limits=s.abuse, registry=self.registry)
+        access = ExternalAuth(
+            self.security,
+            limits=s.abuse,
+            registry=self.registry,
+            max_pending_logins=s.auth.broker_max_pending_logins,
+        )
         return BrokerAuthConfig(access, s.auth.broker_secret, s.auth.rabbitmq_vhost, s.auth.rabbitmq_exchange)
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:

@@ -388,6 +388,14 @@ class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "See docs/external-brokers.md."
         ),
     ] = ""
+    broker_max_pending_logins: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="External-broker logins waiting for their secret check at once; more are refused "
+            "(outcome busy) and the client retries.",
+        ),
+    ] = 256
     rabbitmq_vhost: Annotated[str, Meta(description="The RabbitMQ virtual host MQTT clients may use.")] = "/"
     rabbitmq_exchange: Annotated[
         str, Meta(description="The topic exchange RabbitMQ's MQTT plugin publishes to (its mqtt.exchange).")

@@ -18,8 +18,17 @@ from typing import Self
 import structlog
 from prometheus_client import CollectorRegistry
 
-from api import ApiDeps, ComponentHealth, Health, create_app
-from broker import BrokerMetrics, EmbeddedBroker, TlsListener
+from api import ApiDeps, BrokerAuthConfig, ComponentHealth, Health, create_app
+from broker import (
+    BrokerMetrics,
+    BrokerStoreMetrics,
+    EmbeddedBroker,
+    ExternalAuth,
+    QueueLimits,
+    TlsListener,
+    WriterSettings,
+    broker_store,
+)
 from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
@@ -146,6 +155,31 @@ class Hub:
             session_expiry_s=s.mqtt.session_expiry_s,
             max_queued_messages=s.mqtt.max_queued_messages,
             listen_backlog=s.mqtt.listen_backlog,
+            max_packet_bytes=s.mqtt.max_packet_bytes,
+            max_queued_bytes=s.mqtt.max_queued_bytes,
+            slow_subscriber=s.mqtt.slow_subscriber,
+            connect_timeout_s=s.mqtt.connect_timeout_s,
+            max_connections_per_address=s.mqtt.max_connections_per_address,
+            fd_headroom=s.mqtt.fd_headroom,
+            max_inflight_messages=s.mqtt.max_inflight_messages,
+            receive_maximum=s.mqtt.receive_maximum,
+            topic_alias_maximum=s.mqtt.topic_alias_maximum,
+            sys_interval_s=s.mqtt.sys_interval_s,
+            max_keep_alive_s=s.mqtt.max_keep_alive_s,
+            server_reference=s.mqtt.server_reference,
+            max_retained_messages=s.mqtt.max_retained_messages,
+            max_retained_bytes=s.mqtt.max_retained_bytes,
+            store=(
+                broker_store(self.database, QueueLimits(s.mqtt.max_queued_messages, s.mqtt.max_queued_bytes))
+                if s.mqtt.persistence
+                else None
+            ),
+            store_writer=WriterSettings(
+                max_pending=s.mqtt.store_max_pending,
+                batch_max=s.mqtt.store_batch_max,
+                sweep_interval_s=s.mqtt.store_sweep_interval_s,
+            ),
+            store_metrics=BrokerStoreMetrics(self.registry),
             metrics=BrokerMetrics(self.registry),
             security=self.security,
             abuse=s.abuse,
@@ -155,6 +189,7 @@ class Hub:
         await self._stack.enter_async_context(self.broker)
         self.security.on_vehicle_revoked.append(self.broker.disconnect_vehicle)
         self.security.on_token_revoked.append(self.broker.disconnect_token)
+        self.security.on_user_removed.append(self.broker.disconnect_user)
         self.service.channel = self.broker.channel
         self.commands.channel = self.broker.channel
         self.commands.publisher = self.broker
@@ -213,6 +248,7 @@ class Hub:
             maintenance=self.maintenance,
             notifications=self.notifications,
             reports=self.reports,
+            broker_auth=self._broker_auth(),
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)
@@ -237,6 +273,14 @@ class Hub:
                 then="use the API token it prints: curl -H 'Authorization: Bearer fh_...'",
                 docs="docs/security.md, First start",
             )
+
+    def _broker_auth(self) -> BrokerAuthConfig | None:
+        """The /broker-auth endpoints for an external broker, when auth.broker_secret is set."""
+        s = self.settings
+        if not s.auth.broker_secret:
+            return None
+        access = ExternalAuth(self.security, limits=s.abuse, registry=self.registry)
+        return BrokerAuthConfig(access, s.auth.broker_secret, s.auth.rabbitmq_vhost, s.auth.rabbitmq_exchange)
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
         await self.service.provision(vehicle_id, fleet, dict(tags))

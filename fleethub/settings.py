@@ -88,6 +88,85 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "(capped by net.core.somaxconn).",
         ),
     ] = 4096
+    persistence: Annotated[
+        bool,
+        Meta(
+            description="Keep retained messages and persistent sessions in the hub's database (store.url) and "
+            "restore them at start (docs/broker-persistence.md)."
+        ),
+    ] = True
+    store_max_pending: Annotated[
+        int, Meta(ge=1, description="Broker state changes waiting for a commit; beyond it acknowledgements wait.")
+    ] = 100_000
+    store_batch_max: Annotated[int, Meta(ge=1, description="Changes per broker store transaction, at most.")] = 10_000
+    store_sweep_interval_s: Annotated[
+        float,
+        Meta(gt=0, description="How often expired sessions and expired queued/retained messages are removed."),
+    ] = 5.0
+    max_packet_bytes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="The largest MQTT packet read (announced to MQTT 5 clients); a bigger one closes the "
+            "connection. PUBLISHes between limits.max_payload_bytes and this are read, thrown away and refused "
+            "with a notice.",
+        ),
+    ] = 1_048_576
+    max_queued_bytes: Annotated[
+        int,
+        Meta(
+            ge=1, description="Bytes of messages queued per session, connected or absent, beside max_queued_messages."
+        ),
+    ] = 1_048_576
+    slow_subscriber: Annotated[
+        Literal["drop_oldest", "disconnect"],
+        Meta(description="A connected client whose queue is full: its oldest messages are dropped, or it is "
+             "disconnected; either is counted."),
+    ] = "drop_oldest"  # fmt: skip
+    connect_timeout_s: Annotated[float, Meta(gt=0, description="Seconds a new connection has to send CONNECT.")] = 10.0
+    max_connections_per_address: Annotated[
+        int,
+        Meta(ge=1, description="Connections open at once from one IP address (a carrier NAT puts many vehicles "
+             "behind one)."),
+    ] = 1000  # fmt: skip
+    fd_headroom: Annotated[
+        int,
+        Meta(ge=0, description="File descriptors kept free for the HTTP API, the database and existing sessions: "
+             "new MQTT connections are closed at once this close to the open-files limit."),
+    ] = 64  # fmt: skip
+    max_inflight_messages: Annotated[
+        int,
+        Meta(ge=1, description="QoS 1/2 messages in flight to one client (an MQTT 5 client's receive maximum wins)."),
+    ] = 100
+    receive_maximum: Annotated[
+        int, Meta(ge=1, le=65535, description="MQTT 5: unacknowledged QoS 1/2 messages a client may send at once.")
+    ] = 100
+    topic_alias_maximum: Annotated[
+        int, Meta(ge=0, le=65535, description="MQTT 5: topic aliases a client may set per connection.")
+    ] = 64
+    sys_interval_s: Annotated[
+        float,
+        Meta(ge=0, description="Seconds between $SYS/broker/... statistics (for global admins); 0 turns them off."),
+    ] = 10.0
+    max_keep_alive_s: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="MQTT 5: the longest keep-alive a client may use, announced as Server Keep Alive when it "
+            "asks for longer or none; 0 accepts the client's.",
+        ),
+    ] = 0
+    max_retained_messages: Annotated[
+        int, Meta(ge=1, description="Retained messages kept at most; a retained PUBLISH on a new topic beyond it is "
+                  "delivered but not kept (counted).")
+    ] = 100_000  # fmt: skip
+    max_retained_bytes: Annotated[
+        int, Meta(ge=1, description="Bytes (topic and payload) of the retained messages kept at most, likewise.")
+    ] = 268_435_456
+    server_reference: Annotated[
+        str, Meta(description="MQTT 5: the server named in the DISCONNECT clients get at shutdown (empty: none).")
+    ] = ""
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -282,6 +361,18 @@ class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     public_metrics: Annotated[
         bool, Meta(description="GET /metrics without a token; false requires a token with the ops:read permission.")
     ] = False
+    broker_secret: Annotated[
+        str,
+        Meta(
+            description="The shared secret an external broker (EMQX, RabbitMQ) sends to the /broker-auth endpoints, "
+            'as the HTTP basic auth password or a bearer token; "" turns them off, else at least 32 characters. '
+            "See docs/external-brokers.md."
+        ),
+    ] = ""
+    rabbitmq_vhost: Annotated[str, Meta(description="The RabbitMQ virtual host MQTT clients may use.")] = "/"
+    rabbitmq_exchange: Annotated[
+        str, Meta(description="The topic exchange RabbitMQ's MQTT plugin publishes to (its mqtt.exchange).")
+    ] = "amq.topic"
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -488,6 +579,13 @@ def validate(settings: Settings) -> None:
         hours,
     )
     mqtt = settings.mqtt
+    payload = settings.limits.max_payload_bytes
+    _check(
+        mqtt.max_packet_bytes >= payload,
+        "mqtt.max_packet_bytes",
+        f"at least limits.max_payload_bytes ({payload})",
+        mqtt.max_packet_bytes,
+    )
     _check(
         bool(mqtt.tls_certfile) == bool(mqtt.tls_keyfile),
         "mqtt.tls_keyfile",
@@ -511,6 +609,12 @@ def validate(settings: Settings) -> None:
     _check(
         not auth.bootstrap_token or len(auth.bootstrap_token) >= 32,
         "auth.bootstrap_token",
+        "empty or at least 32 characters (e.g. `openssl rand -hex 32`)",
+        "<hidden>",
+    )
+    _check(
+        not auth.broker_secret or len(auth.broker_secret) >= 32,
+        "auth.broker_secret",
         "empty or at least 32 characters (e.g. `openssl rand -hex 32`)",
         "<hidden>",
     )

@@ -168,6 +168,7 @@ class Hub:
             sys_interval_s=s.mqtt.sys_interval_s,
             max_keep_alive_s=s.mqtt.max_keep_alive_s,
             server_reference=s.mqtt.server_reference,
+            max_sessions=s.mqtt.max_sessions,
             max_retained_messages=s.mqtt.max_retained_messages,
             max_retained_bytes=s.mqtt.max_retained_bytes,
             store=(
@@ -282,7 +283,12 @@ class Hub:
         s = self.settings
         if not s.auth.broker_secret:
             return None
-        access = ExternalAuth(self.security, limits=s.abuse, registry=self.registry)
+        access = ExternalAuth(
+            self.security,
+            limits=s.abuse,
+            registry=self.registry,
+            max_pending_logins=s.auth.broker_max_pending_logins,
+        )
         return BrokerAuthConfig(access, s.auth.broker_secret, s.auth.rabbitmq_vhost, s.auth.rabbitmq_exchange)
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:

@@ -157,6 +157,11 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "asks for longer or none; 0 accepts the client's.",
         ),
     ] = 0
+    max_sessions: Annotated[
+        int,
+        Meta(ge=1, description="MQTT sessions held at most, connected clients' and absent persistent ones; a "
+             "CONNECT with a new client id beyond it is refused (3.1.1: 3, MQTT 5: 0x97)."),
+    ] = 200_000  # fmt: skip
     max_retained_messages: Annotated[
         int, Meta(ge=1, description="Retained messages kept at most; a retained PUBLISH on a new topic beyond it is "
                   "delivered but not kept (counted).")
@@ -383,6 +388,14 @@ class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "See docs/external-brokers.md."
         ),
     ] = ""
+    broker_max_pending_logins: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="External-broker logins waiting for their secret check at once; more are refused "
+            "(outcome busy) and the client retries.",
+        ),
+    ] = 256
     rabbitmq_vhost: Annotated[str, Meta(description="The RabbitMQ virtual host MQTT clients may use.")] = "/"
     rabbitmq_exchange: Annotated[
         str, Meta(description="The topic exchange RabbitMQ's MQTT plugin publishes to (its mqtt.exchange).")

@@ -22,7 +22,7 @@ from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
-from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, Statement
+from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "NotFound",
     "PostgresDatabase",
     "Sql",
+    "SqlStore",
     "SqliteDatabase",
     "Statement",
     "StoreError",

@@ -17,7 +17,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Self
 
 import psycopg
 
@@ -157,6 +158,26 @@ def _is_duplicate(error: BaseException | None) -> bool:
     if isinstance(error, sqlite3.IntegrityError):
         return error.sqlite_errorname in _DUPLICATE_CODES
     return isinstance(error, psycopg.errors.UniqueViolation)
+
+
+class SqlStore:
+    """The base of a store whose SQL is the same on both backends: its Database and the `Sql` over it.
+
+    Entering and leaving the store does nothing of its own: the Database is the process's,
+    entered (migrated, connected) before every store and left after them.
+    """
+
+    def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
+        self.db = db
+        self._sql = Sql(db)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
 
 
 def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:

@@ -418,6 +418,9 @@ class Connection:
         session = self._attached()
         props = packet.properties
         topic = packet.topic
+        if self.version is Version.V5 and (wrong := _foreign_publish_property(props)):
+            # MQTT 5 3.3.2.3: only these may come with a client's PUBLISH; anything else would be passed on.
+            raise Closing(DisconnectReason.PROTOCOL_ERROR, Reason.PROTOCOL_ERROR, f"PUBLISH with the property {wrong}")
         if self.version is Version.V5 and props.topic_alias is not None:
             alias = props.topic_alias
             if not 0 < alias <= broker.settings.topic_alias_maximum:
@@ -705,6 +708,29 @@ class Connection:
                 extra=extra or {},
             )
         )
+
+
+# The properties a client's PUBLISH may carry (MQTT 5 3.3.2.3); the others belong to other packets or to the server.
+_PUBLISH_PROPERTIES: Final = frozenset(
+    {
+        "payload_format_indicator",
+        "message_expiry_interval",
+        "content_type",
+        "response_topic",
+        "correlation_data",
+        "topic_alias",
+        "user_properties",
+    }
+)
+_FOREIGN_PUBLISH_PROPERTIES: Final = tuple(f for f in Properties.__struct_fields__ if f not in _PUBLISH_PROPERTIES)
+
+
+def _foreign_publish_property(props: Properties) -> str:
+    """The first property a client may not put in a PUBLISH, or ""."""
+    for name in _FOREIGN_PUBLISH_PROPERTIES:
+        if getattr(props, name):
+            return name
+    return ""
 
 
 class _IdleWatch:

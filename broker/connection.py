@@ -443,14 +443,12 @@ class Connection:
             return
         if route.kind is MessageKind.TWIN_GET and props.response_topic is not None:
             self._expect_reply(route.vehicle_id, props.response_topic, props.correlation_data)
-        ack: asyncio.Future[Verdict] | None = None
+        # Every ingested message waits for the pipeline's verdict, QoS 0 too: other subscribers (a
+        # dashboard) get it only once accepted, so a refused message reaches no one.
+        ack: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         if packet.qos:
-            ack = asyncio.get_running_loop().create_future()
             self._acks.add(ack)
-            ack.add_done_callback(lambda done: self._committed(packet, message, done))
-        else:
-            # Nothing to wait for: other subscribers (a dashboard) get it now.
-            broker.persist(broker.route(message))
+        ack.add_done_callback(lambda done: self._committed(packet, message, done))
         await broker.sink.submit(
             Inbound(
                 route.vehicle_id,

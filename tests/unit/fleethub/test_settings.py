@@ -97,7 +97,7 @@ def test_nested_constraints_name_the_full_setting(tmp_path) -> None:
     """A constraint on a setting inside a table of a section is reported by its whole dotted name and value."""
     cfg = tmp_path / "f.toml"
     cfg.write_text("[rules.limits]\nmax_depth = 0\n")
-    with pytest.raises(ConfigError, match=r"^setting 'rules\.limits': limit 'max_depth' must be 1-100, got 0"):
+    with pytest.raises(ConfigError, match=r"^setting 'rules\.limits\.max_depth' must be 1-100, got 0$"):
         load_settings(cfg, environ={})
     cfg.write_text('[store]\nsqlite_readers = 0\nurl = "sqlite:///x.db"\n')
     with pytest.raises(ConfigError, match=r"^setting 'store\.sqlite_readers' must be at least 1, got 0$"):

@@ -79,6 +79,10 @@ def test_security_settings_are_validated(environ: dict[str, str], message: str) 
         ({"FLEETHUB_COMMANDS_QUEUE_MAX": "0"}, "setting 'commands.queue_max' must be at least 1, got 0$"),
         ({"FLEETHUB_CONSOLE_TILE_MAX_ZOOM": "25"}, "setting 'console.tile_max_zoom' must be 1-24, got 25$"),
         (
+            {"FLEETHUB_MAINTENANCE_ODOMETER_FIELD": ""},
+            "setting 'maintenance.odometer_field' must be not empty, got ''$",
+        ),
+        (
             {"FLEETHUB_HTTP_EXPORT_CHUNK_BYTES": "10"},
             "setting 'http.export_chunk_bytes' must be at least 1024, got 10$",
         ),

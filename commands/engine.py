@@ -37,7 +37,7 @@ from commands.model import (
     new_id,
 )
 from commands.stores.protocol import CommandStore
-from kernel import InvalidPayload, isoformat
+from kernel import InvalidPayload, deeper_than, isoformat
 from security import AuditEntry
 from twin import ACCEPTED, Channel, ErrorMessage, Inbound, Limits, VehicleChannel, Verdict, check_patch
 
@@ -213,6 +213,10 @@ class CommandEngine:
 
     async def _result(self, item: Inbound, now: float, work: Work) -> None:
         command_id = item.subtopic
+        if deeper_than(item.payload, self.limits.max_depth + 1):
+            # Measured first: the decoder recurses once per level of nesting.
+            self._refuse(item, "too_deep", f"a result nests deeper than {self.limits.max_depth} levels", work)
+            return
         try:
             answer = _decode_result(item.payload)
         except msgspec.DecodeError as exc:

@@ -4,8 +4,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-# The PostgreSQL fixtures (pg_server, pg_database, pg_url; pg_instance, a server of the test's own).
-pytest_plugins = ["tests.postgres", "tests.pg_instance"]
+# The session-end check that no process a test started outlives the run (tests.leftovers), and
+# the PostgreSQL fixtures (pg_server, pg_database, pg_url; pg_instance, a server of the test's own).
+pytest_plugins = ["tests.leftovers", "tests.postgres", "tests.pg_instance"]
 
 # CI gets a fixed, modest example count so the suite's time is predictable on 2 cores.
 settings.register_profile(

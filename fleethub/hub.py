@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
 from broker import BrokerMetrics, EmbeddedBroker, TlsListener
+from cluster import ClusterWorker
 from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
@@ -28,7 +29,7 @@ from fleethub.http_server import HttpServer
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
-from kernel import Database
+from kernel import ConfigError, Database, PostgresDatabase
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
 from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
@@ -60,6 +61,7 @@ class Hub:
         self._stack = contextlib.AsyncExitStack()
         self._consumer: asyncio.Task[None] | None = None
         self.broker: EmbeddedBroker | None = None
+        self.cluster: ClusterWorker | None = None
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
@@ -129,35 +131,19 @@ class Hub:
         await self._stack.enter_async_context(self.commands.store)
         await self._stack.enter_async_context(self.commands)
         self.service.commands = self.commands
-        self.broker = EmbeddedBroker(
-            self.service,
-            host=s.mqtt.host,
-            port=s.mqtt.port,
-            max_payload_bytes=s.limits.max_payload_bytes,
-            allow_anonymous=s.mqtt.allow_anonymous,
-            session_expiry_s=s.mqtt.session_expiry_s,
-            max_queued_messages=s.mqtt.max_queued_messages,
-            listen_backlog=s.mqtt.listen_backlog,
-            metrics=BrokerMetrics(self.registry),
-            security=self.security,
-            abuse=s.abuse,
-            tls=_tls_listener(s),
-            ws_port=s.mqtt.ws_port if s.mqtt.ws_enabled else None,
-        )
-        await self._stack.enter_async_context(self.broker)
-        self.security.on_vehicle_revoked.append(self.broker.disconnect_vehicle)
-        self.security.on_token_revoked.append(self.broker.disconnect_token)
-        self.service.channel = self.broker.channel
-        self.commands.channel = self.broker.channel
-        self.commands.publisher = self.broker
-        if self.rules is not None:
-            self.rules.publisher = self.broker
+        if s.cluster.enabled:
+            await self._join_cluster(self.commands)
+        else:
+            await self._start_broker(self.commands)
         # Before the rules engine starts: the console's live feed sees every alert it publishes.
         self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
         if self.console is not None:
             await self._stack.enter_async_context(self.console)
         if self.rules is not None:
             await start_rules(rules_stack, self.rules)
+        if self.cluster is not None:
+            # Once the rules engine has loaded its rules: partitions it adopts are rebuilt against them.
+            await self.cluster.start_leases()
         deps = ApiDeps(
             service=self.service,
             history=self.store,
@@ -183,15 +169,24 @@ class Hub:
             # Live streams end before the HTTP server stops, which would otherwise wait for them.
             self._stack.callback(self.console.close_streams)
         info = await self.store.info()
-        log.info(
-            "hub started",
-            mqtt_port=self.mqtt_port,
-            http_port=self.http_port,
-            store=info.backend,
-            schema_version=info.schema_version,
-            mqtt_tls_port=self.broker.tls_port,
-            mqtt_ws_port=self.broker.ws_port,
-        )
+        if self.broker is not None:
+            log.info(
+                "hub started",
+                mqtt_port=self.mqtt_port,
+                http_port=self.http_port,
+                store=info.backend,
+                schema_version=info.schema_version,
+                mqtt_tls_port=self.broker.tls_port,
+                mqtt_ws_port=self.broker.ws_port,
+            )
+        elif self.cluster is not None:
+            log.info(
+                "hub started",
+                http_port=self.http_port,
+                store=info.backend,
+                schema_version=info.schema_version,
+                **self.cluster.status(),
+            )
         _warn_if_insecure(s)
         if s.auth.enabled and not s.auth.bootstrap_token and not await self.security_store.list_users():
             log.warning(
@@ -200,6 +195,47 @@ class Hub:
                 then="use the API token it prints: curl -H 'Authorization: Bearer fh_...'",
                 docs="docs/security.md, First start",
             )
+
+    async def _start_broker(self, commands: CommandService) -> None:
+        """The embedded broker (the default): vehicles connect to this process."""
+        s = self.settings
+        self.broker = EmbeddedBroker(
+            self.service,
+            host=s.mqtt.host,
+            port=s.mqtt.port,
+            max_payload_bytes=s.limits.max_payload_bytes,
+            allow_anonymous=s.mqtt.allow_anonymous,
+            session_expiry_s=s.mqtt.session_expiry_s,
+            max_queued_messages=s.mqtt.max_queued_messages,
+            listen_backlog=s.mqtt.listen_backlog,
+            metrics=BrokerMetrics(self.registry),
+            security=self.security,
+            abuse=s.abuse,
+            tls=_tls_listener(s),
+            ws_port=s.mqtt.ws_port if s.mqtt.ws_enabled else None,
+        )
+        await self._stack.enter_async_context(self.broker)
+        self.security.on_vehicle_revoked.append(self.broker.disconnect_vehicle)
+        self.security.on_token_revoked.append(self.broker.disconnect_token)
+        self.service.channel = self.broker.channel
+        commands.channel = self.broker.channel
+        commands.publisher = self.broker
+        if self.rules is not None:
+            self.rules.publisher = self.broker
+
+    async def _join_cluster(self, commands: CommandService) -> None:
+        """Worker mode (or an API node): partition leases and, for a worker, the external broker."""
+        s = self.settings
+        if not isinstance(self.database, PostgresDatabase):
+            raise ConfigError("worker mode needs PostgreSQL: set store.url to a postgresql:// URL")
+        self.cluster = ClusterWorker(s.cluster, self.database, self.service, rules=self.rules, commands=commands)
+        await self._stack.enter_async_context(self.cluster)
+        if s.cluster.role == "worker":
+            self.service.channel = self.cluster.channel
+            commands.channel = self.cluster.channel
+            commands.publisher = self.cluster.channel
+            if self.rules is not None:
+                self.rules.publisher = self.cluster.channel
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
         await self.service.provision(vehicle_id, fleet, dict(tags))
@@ -254,6 +290,12 @@ class Hub:
                 "twins_cached": ingest.twins_cached,
             },
         )
+        if self.cluster is not None:
+            worker = self.cluster.status()
+            ok = worker["broker_connected"] is not False
+            components["cluster"] = ComponentHealth("ok" if ok else "failing", worker)
+            overall = "ok" if all(c.status == "ok" for c in components.values()) else "failing"
+            return Health(status=overall, components=components)
         broker_ok = self.broker is not None and self.broker.running
         components["broker"] = ComponentHealth(
             "ok" if broker_ok else "failing",

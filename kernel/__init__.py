@@ -5,7 +5,17 @@
 
 from kernel.clock import Clock, isoformat, parse_time
 from kernel.database import Database, open_database
-from kernel.errors import ConfigError, FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError
+from kernel.errors import (
+    FENCED_SQLSTATE,
+    ConfigError,
+    Fenced,
+    FleethubError,
+    InvalidPayload,
+    LimitExceeded,
+    NotFound,
+    StoreError,
+    is_fenced,
+)
 from kernel.info import DatabaseInfo
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
@@ -13,6 +23,7 @@ from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, sqlite_path
 
 __all__ = [
+    "FENCED_SQLSTATE",
     "POSTGRES",
     "SQLITE",
     "Clock",
@@ -21,6 +32,7 @@ __all__ = [
     "DatabaseInfo",
     "Dialect",
     "Duplicate",
+    "Fenced",
     "FleethubError",
     "InvalidPayload",
     "LimitExceeded",
@@ -35,6 +47,7 @@ __all__ = [
     "TimeseriesMode",
     "fetch_all",
     "in_connection_thread",
+    "is_fenced",
     "isoformat",
     "load_migrations",
     "load_pg_migrations",

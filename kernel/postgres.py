@@ -19,7 +19,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from kernel.errors import StoreError
+from kernel.errors import FENCED_SQLSTATE, Fenced, StoreError
 from kernel.info import DatabaseInfo
 from kernel.migrate import TimeseriesMode, load_pg_migrations
 
@@ -71,6 +71,10 @@ class PostgresDatabase:
         self._pool: AsyncConnectionPool | None = None
         # Per-connection set-up that stores ask for (temporary tables), done once per connection.
         self._prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = weakref.WeakKeyDictionary()
+        # The session's fence (`fleethub.fence`): what a hub worker believes it owns, checked by
+        # triggers on owner-only tables in the same transaction as the write (see `set_fence`).
+        self._fence = ""
+        self._fenced: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], str] = weakref.WeakKeyDictionary()
 
     async def __aenter__(self) -> Self:
         try:
@@ -120,11 +124,25 @@ class PostgresDatabase:
                     if prepare not in done:
                         await conn.execute(prepare.encode())
                         done.add(prepare)
+                if self._fenced.get(conn, "") != self._fence:
+                    await conn.execute("SELECT set_config('fleethub.fence', %s, false)", (self._fence,))
+                    self._fenced[conn] = self._fence
                 yield conn
         except PoolTimeout as exc:
             raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
         except psycopg.OperationalError as exc:
+            # The fence's own SQLSTATE class is unknown to psycopg, which calls it operational.
+            if exc.sqlstate == FENCED_SQLSTATE:
+                raise Fenced(str(exc).splitlines()[0]) from exc
             raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+
+    def set_fence(self, fence: str) -> None:
+        """Set what every connection lent from now on carries as `fleethub.fence` ("" for none).
+
+        A connection takes the new value the next time it is lent, before its caller runs
+        anything, so a write begun after this call is checked against it.
+        """
+        self._fence = fence
 
     # -- migrations ----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import msgspec
 import structlog
 from msgspec import Meta
 
-from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, isoformat
+from kernel import Fenced, InvalidPayload, LimitExceeded, NotFound, StoreError, is_fenced, isoformat
 from twin.document import DeltaMessage, TwinAsOf, TwinDocument, to_as_of, to_document
 from twin.errors import VersionConflict
 from twin.inbound import ACCEPTED, Channel, DisconnectReason, Inbound, MessageKind, VehicleChannel, Verdict
@@ -255,7 +255,11 @@ class TwinService:
                 await self._apply_op(item, batch)
         await self._report_offline(batch, everything=flush_presence)
         if batch.dirty or batch.history or batch.presence:
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Fenced as exc:
+                self._abandon(batch, exc)
+                return
         for ack in batch.acks:
             if not ack.done():
                 ack.set_result(ACCEPTED)
@@ -283,7 +287,11 @@ class TwinService:
             try:
                 await self.store.write_batch(twins, batch.history, batch.presence)
             # Any store failure is retried, never dropped: acks wait until the batch commits.
+            # Except a fenced write (a hub worker that lost a partition's lease): retrying cannot
+            # succeed, so the batch is abandoned unacknowledged (see `_abandon`).
             except Exception as exc:
+                if is_fenced(exc):
+                    raise Fenced(str(exc)) from exc
                 self._last_commit_error = f"{type(exc).__name__}: {exc}"
                 if self.metrics:
                     self.metrics.commit_failures.inc()
@@ -297,6 +305,32 @@ class TwinService:
                 self.metrics.commit_seconds.observe(time.perf_counter() - started)
                 self.metrics.batch_size.observe(len(batch.history) + len(twins))
             return
+
+    def _abandon(self, batch: _Batch, exc: Fenced) -> None:
+        """Drop a batch the database fenced off: nothing of it was written or is acknowledged.
+
+        Its twins leave the cache (they hold changes that were not committed); QoS 1 acks
+        are cancelled, so the edge does not acknowledge them and they are delivered again
+        to the partition's owner; operator writes fail with the error.
+        """
+        log.warning("batch fenced off: this worker no longer owns its vehicles", error=str(exc))
+        for vid in batch.dirty:
+            self._twins.pop(vid, None)
+        for ack in batch.acks:
+            ack.cancel()
+        for fut, _ in batch.results:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def forget(self, vehicle: Callable[[str], bool]) -> None:
+        """Drop what memory holds about the vehicles `vehicle` selects (cached twins, presence).
+
+        A hub worker calls it when partitions move: the next owner's view comes from the
+        database, not from a cache that another worker's writes have made stale.
+        """
+        for cache in (self._twins, self._online, self._offline):
+            for vid in [v for v in cache if vehicle(v)]:
+                del cache[vid]
 
     # -- applying vehicle messages ---------------------------------------------------
 

@@ -19,11 +19,14 @@ from api.commands import FleetCommandsController, VehicleCommandsController
 from api.console import console_routes
 from api.deps import ApiDeps
 from api.history import HistoryController
+from api.maintenance import MaintenanceController, VehicleMaintenanceController
 from api.metrics import HttpMetrics, observe_requests
+from api.notifications import NotificationsController
 from api.openapi import DESCRIPTION, document_problems
 from api.ops import healthz, metrics
 from api.problems import fleethub_error_handler, http_exception_handler
 from api.provisioning import ProvisioningController
+from api.reports import ReportsController
 from api.rules import RulesController
 from api.session import SessionController
 from api.trips import TripController
@@ -59,6 +62,10 @@ def create_app(deps: ApiDeps) -> Litestar:
             UsersController,
             TokensController,
             AuditController,
+            MaintenanceController,
+            VehicleMaintenanceController,
+            NotificationsController,
+            ReportsController,
             healthz,
             metrics,
             SessionController,

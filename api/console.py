@@ -154,7 +154,7 @@ async def live(request: Request[Any, Any, Any], deps: Deps, principal: Caller) -
         if cookie_session:
             return await current_session(request, deps) is not None
         if principal.token_id is not None and deps.security is not None:
-            token = await deps.security.store.get_token(principal.token_id)
+            token = await deps.security.token(principal.token_id)
             return token is not None and token.valid_at(deps.security.clock())
         return True
 

@@ -11,6 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from commands import CommandService
 from console import Console
+from maintenance import MaintenanceService
+from notifications import NotificationService
+from reports import ReportService
 from rules import RulesEngine
 from security import SecurityService
 from twin import HistoryReader, TwinService
@@ -54,6 +57,12 @@ class ApiDeps:
     public_metrics: bool = False
     # The operator console (pages, fleet index, live feed, login sessions); None when console.enabled is false.
     console: Console | None = None
+    # Maintenance schedules, service records and meters (api/maintenance.py); None when maintenance is off.
+    maintenance: MaintenanceService | None = None
+    # Channels, subscriptions, deliveries (api/notifications.py); None when notifications are off.
+    notifications: NotificationService | None = None
+    # Daily summaries, stops, zone visits and report schedules (api/reports.py); None when reports are off.
+    reports: ReportService | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

@@ -297,6 +297,14 @@ def ingest(scale: Scale, tmp: Path) -> ScenarioResult:
                     extra = {"store": backend, "rules": 20 if rules_file else 0}
                     run, _, _ = _run(f"fleethub-{backend}", kind, plan, sampler, extra)
                 res.runs.append(run)
+    # MQTT 5 vehicles sending a topic alias instead of the topic after their first message.
+    with _database("sqlite", tmp, "ingest_v5") as url, procs.fleethub(url, extra_env=hub_env) as hub:
+        server, port, _http = hub
+        with Sampler(server.pid) as sampler:
+            plan = _saturate_plan(scale, port, "v5-sq-", mqtt5=True, topic_alias=True)
+            extra = {"store": "sqlite", "rules": 20 if rules_file else 0, "mqtt": "5, topic aliases"}
+            run, _, _ = _run("fleethub-sqlite-mqtt5", "saturate", plan, sampler, extra)
+        res.runs.append(run)
     if rules_file:
         res.runs.append(_alert_latency(scale, tmp, hub_env))
     return res

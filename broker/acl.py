@@ -12,6 +12,9 @@ fleet (`*`) may also use wildcards at those levels (`alerts/#`, `events/#`,
 
 Anonymous (only with `mqtt.allow_anonymous`): anything the routing rules allow.
 
+`$SYS/...` (broker statistics): only an administrator of every fleet (and anonymous
+development clients).
+
 Subscriptions are checked when made; a message is then delivered to every matching
 subscriber without a second check (the filter could only have matched topics the
 subscriber may see).
@@ -62,6 +65,8 @@ def may_subscribe(principal: Principal, topic_filter: str) -> Decision:
     if principal.kind is PrincipalKind.DEV:
         return ALLOW
     levels = topic_filter.split("/")
+    if levels[0] == "$SYS":
+        return ALLOW if principal.all_fleets and principal.can(Permission.USERS_ADMIN) else DENY
     if principal.kind is PrincipalKind.VEHICLE:
         return ALLOW if _vehicle_filter(principal.name, levels) else DENY
     return _user_filter(principal, levels)

@@ -4,51 +4,49 @@
 password = its secret, or a TLS client certificate whose CN is the vehicle id), a user
 (username and an API token or password), or, only when `allow_anonymous` is on, an
 anonymous development client that may do anything. Before any secret is checked the
-attempt must pass the connection-rate buckets (per IP, per username) and the failed
-login back-off, so guessing costs the guesser time and the hub no CPU.
+attempt must pass the connection-rate buckets and the failed-login back-off, so
+guessing costs the guesser time and the hub no CPU.
 
-The broker calls `BrokerAuth.authenticate` itself (`HubBroker._authenticate`) rather
-than through amqtt's plugin manager: amqtt ignores a plugin that answers None and runs
-its plugins concurrently, and the decision here must carry a principal, not a bool.
+The per-name bucket and the per-name back-off are keyed by the address and the name
+together: someone at another address cannot spend a vehicle's (or a user's) connection
+budget, or lock it out with wrong passwords. The trade-off: clients behind one carrier
+NAT address share the per-address bucket (`abuse.connect_rate_per_ip_per_s`), and a
+guesser who changes address starts a fresh per-name back-off (the per-address back-off
+still applies to each address it uses).
 """
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import structlog
-from amqtt.plugins.base import BaseAuthPlugin
-from amqtt.session import Session
 
 from broker.metrics import SecurityMetrics
+from broker.quiet_log import QuietLog
 from security import AbuseLimits, LoginBackoff, Principal, PrincipalKind, SecurityService, TokenBuckets
 
 log = structlog.get_logger(__name__)
 
-# Session attribute holding the `Principal` a connection authenticated as.
-PRINCIPAL: Final = "fleethub.principal"
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A CONNECT's outcome: the principal it logged in as, or why it was refused."""
+
+    principal: Principal | None
+    refusal: str = ""
 
 
-def principal_of(session: Session) -> Principal | None:
-    found = session.attributes.get(PRINCIPAL)
-    return found if isinstance(found, Principal) else None
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """What a CONNECT claims, and where it comes from."""
 
-
-class VehicleAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no type information
-    """Listed in amqtt's configuration so that amqtt adds no allow-everyone default.
-
-    fleethub's broker never asks it (see `BrokerAuth`); anyone who does is refused
-    unless anonymous clients are allowed.
-    """
-
-    @dataclass
-    class Config:
-        allow_anonymous: bool = False
-
-    async def authenticate(self, *, session: Session) -> bool:
-        return bool(self.config.allow_anonymous)
+    client_id: str
+    username: str | None
+    password: bytes | None
+    remote_address: str
+    ssl_object: Any = None
 
 
 def certificate_cn(ssl_object: Any) -> str | None:
@@ -86,43 +84,45 @@ class BrokerAuth:
         self._backoff = LoginBackoff(
             lim.login_failures_before_backoff, lim.login_backoff_base_s, lim.login_backoff_max_s
         )
+        self._log = QuietLog()
 
-    def _refuse(self, session: Session, reason: str, *, limit: bool = False, **extra: Any) -> None:
-        """Log a refused login; count it as an abuse-limit violation (`limit`) or a refusal."""
+    def flush_log(self) -> None:
+        self._log.flush()
+
+    def _refuse(self, session: LoginAttempt, reason: str, *, limit: bool = False, **extra: Any) -> Login:
+        """Log a refused login (aggregated per reason and address); count it as a limit violation or a refusal."""
         (self._metrics.limit_violations if limit else self._metrics.logins_refused)[reason].inc()
-        log.warning(
+        self._log.warning(
             "mqtt connection refused",
+            f"{reason}|{session.remote_address}",
             client_id=session.client_id,
             username=session.username,
             peer=session.remote_address,
             reason=reason,
             **extra,
         )
+        return Login(None, reason)
 
-    async def authenticate(self, session: Session) -> Principal | None:
+    async def authenticate(self, session: LoginAttempt) -> Login:
         ip, who = _keys(session)
         if not self._per_ip.take(ip):
-            self._refuse(session, "connect_rate_ip", limit=True)
-            return None
+            return self._refuse(session, "connect_rate_ip", limit=True)
         if who and not self._per_client.take(who):
-            self._refuse(session, "connect_rate_client", limit=True)
-            return None
+            return self._refuse(session, "connect_rate_client", limit=True)
         wait = max(self._backoff.blocked_for(f"ip:{ip}"), self._backoff.blocked_for(f"user:{who}") if who else 0.0)
         if wait > 0:
-            self._refuse(session, "backoff", retry_after_s=round(wait, 1))
-            return None
-        principal = await self._decide(session)
-        if principal is None:
-            return None
-        if not await self._owns_client_id(session, principal):
-            self._failed(session, "client_id")
-            return None
+            return self._refuse(session, "backoff", retry_after_s=round(wait, 1))
+        decided = await self._decide(session)
+        if isinstance(decided, Login):
+            return decided
+        if not await self._owns_client_id(session, decided):
+            return self._failed(session, "client_id")
         self._backoff.succeeded(f"ip:{ip}")
         if who:
             self._backoff.succeeded(f"user:{who}")
-        return principal
+        return Login(decided)
 
-    async def _owns_client_id(self, session: Session, principal: Principal) -> bool:
+    async def _owns_client_id(self, session: LoginAttempt, principal: Principal) -> bool:
         """A vehicle connects with its own id as client id, and nobody else may use it.
 
         A client id names the session a connection takes over, so using another
@@ -134,39 +134,35 @@ class BrokerAuth:
             return await self.security.fleet_of(str(session.client_id)) is None
         return True
 
-    def _failed(self, session: Session, reason: str) -> None:
+    def _failed(self, session: LoginAttempt, reason: str) -> Login:
         ip, who = _keys(session)
         wait = self._backoff.failed(f"ip:{ip}")
         if who:
             wait = max(wait, self._backoff.failed(f"user:{who}"))
-        self._refuse(session, reason, backoff_s=wait)
+        return self._refuse(session, reason, backoff_s=wait)
 
-    async def _decide(self, session: Session) -> Principal | None:
+    async def _decide(self, session: LoginAttempt) -> Principal | Login:
         username: str | None = session.username or None
-        password: str | None = session.password or None
+        password: str | None = session.password.decode("utf-8", "replace") if session.password else None
         security = self.security
         if security is not None and self.client_cert_auth:
             cn = certificate_cn(session.ssl_object)
             if cn is not None:
                 if username is not None and username != cn:
-                    self._failed(session, "certificate")
-                    return None
+                    return self._failed(session, "certificate")
                 principal = await security.vehicle_by_certificate(cn)
-                if principal is None:
-                    self._failed(session, "revoked")
-                return principal
+                return self._failed(session, "revoked") if principal is None else principal
         if security is not None and username is not None and password is not None:
             principal = await security.login(username, password)
-            if principal is None:
-                self._failed(session, "bad_credentials")
-            return principal
+            return self._failed(session, "bad_credentials") if principal is None else principal
         if self.allow_anonymous:
             # Development mode: a client without a password may do anything.
             return Principal.dev()
-        self._failed(session, "anonymous")
-        return None
+        return self._failed(session, "anonymous")
 
 
-def _keys(session: Session) -> tuple[str, str]:
-    """What connection limits and login backoff count by: the peer address, and who it claims to be."""
-    return str(session.remote_address or ""), str(session.username or session.client_id or "")
+def _keys(session: LoginAttempt) -> tuple[str, str]:
+    """What connection limits and login back-off count by: the peer address, and the address with the name it claims."""
+    ip = str(session.remote_address or "")
+    name = session.username or session.client_id or ""
+    return ip, f"{ip}|{name}" if name else ""

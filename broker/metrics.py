@@ -43,6 +43,47 @@ class BrokerMetrics:
         self.messages_refused: dict[Refusal, Counter] = {
             reason: refused.labels(reason=reason.value) for reason in Refusal
         }
+        self.messages_sent = Counter(
+            "fleethub_mqtt_messages_sent",
+            "PUBLISH packets sent to clients (resends included).",
+            registry=registry,
+        )
+        self.bytes_received = Counter(
+            "fleethub_mqtt_bytes_received", "Bytes of MQTT packets read from clients.", registry=registry
+        )
+        self.bytes_sent = Counter(
+            "fleethub_mqtt_bytes_sent", "Bytes of MQTT packets sent to clients.", registry=registry
+        )
+        refused_connections = Counter(
+            "fleethub_mqtt_connections_refused",
+            "Connections closed before or at CONNECT by a broker limit, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.connections_refused = {r: refused_connections.labels(reason=r) for r in CONNECTION_REFUSALS}
+        slow = Counter(
+            "fleethub_mqtt_slow_subscriber",
+            "Connected subscribers whose queue was full: messages dropped (oldest first), clients disconnected.",
+            ["action"],
+            registry=registry,
+        )
+        self.slow_dropped = slow.labels(action="dropped")
+        self.slow_disconnected = slow.labels(action="disconnected")
+        self.too_large_for_client = Counter(
+            "fleethub_mqtt_messages_over_client_maximum",
+            "Messages not sent because they were over the maximum packet size the client announced (MQTT 5).",
+            registry=registry,
+        )
+        self.queued_messages = Gauge(
+            "fleethub_mqtt_queued_messages",
+            "Messages waiting in sessions' outgoing queues, connected and absent clients together.",
+            registry=registry,
+        )
+        self.retained_refused = Counter(
+            "fleethub_mqtt_retained_refused",
+            "Retained PUBLISHes delivered but not kept: over mqtt.max_retained_messages or max_retained_bytes.",
+            registry=registry,
+        )
         self.security = SecurityMetrics(registry)
 
 
@@ -78,5 +119,7 @@ class SecurityMetrics:
         )
 
 
+# Why a connection was closed before it could log in.
+CONNECTION_REFUSALS = ("per_address", "fd_headroom", "connect_timeout", "protocol", "unsupported_version")
 LOGIN_REFUSALS = ("anonymous", "bad_credentials", "backoff", "revoked", "certificate", "client_id")
 LIMITS = ("message_rate", "connect_rate_ip", "connect_rate_client", "subscriptions")

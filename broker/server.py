@@ -2,61 +2,53 @@
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+import contextlib
+import time
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
+import structlog
 from prometheus_client import CollectorRegistry
 
-from broker import topics
 from broker.auth import BrokerAuth
-from broker.hub_broker import DEFAULT_LISTEN_BACKLOG, HubBroker
+from broker.engine import Broker, BrokerSettings, TlsListener
 from broker.metrics import BrokerMetrics
+from broker.persistence import Persistence
+from broker.session import Session, SlowPolicy
+from broker.stores import BrokerStore, BrokerStoreMetrics, StoreWriter, WriterSettings
 from kernel import ConfigError
-from security import AbuseLimits, PrincipalKind, SecurityService
+from security import AbuseLimits, Principal, PrincipalKind, SecurityService
 from twin import Channel, DisconnectReason, InboundSink, VehicleChannel
 
 # A persistent session outlives its connection this long (7 days), and holds at most
 # this many QoS 1/2 messages for its absent client, dropping the oldest.
+log = structlog.get_logger("broker")
+
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 DEFAULT_MAX_QUEUED_MESSAGES = 1000
+DEFAULT_LISTEN_BACKLOG = 4096
 
-_TCP_LISTENER = "default"
-_WS_LISTENER = "ws"
-_TLS_LISTENER = "tls"
-
-
-@dataclass(frozen=True, slots=True)
-class TlsListener:
-    """MQTT over TLS. With `client_cert_auth`, a client certificate signed by `cafile` whose
-    subject CN is a provisioned vehicle id logs that vehicle in without a password."""
-
-    port: int
-    certfile: str
-    keyfile: str
-    cafile: str = ""
-    client_cert_auth: bool = False
+__all__ = ["BrokerChannel", "EmbeddedBroker", "TlsListener"]
 
 
 class BrokerChannel:
     """Sends to one vehicle through the embedded broker, never waiting."""
 
-    def __init__(self, broker: HubBroker) -> None:
+    def __init__(self, broker: Broker) -> None:
         self._broker = broker
 
     def send(self, vehicle_id: str, channel: Channel, payload: bytes, qos: int = 1, subtopic: str = "") -> None:
-        self._broker.send_nowait(topics.downlink(vehicle_id, channel, subtopic), payload, qos)
+        self._broker.send_to_vehicle(vehicle_id, channel, payload, qos, subtopic)
 
 
 class EmbeddedBroker:
-    """amqtt serving MQTT (and optionally MQTT over WebSocket), feeding `sink`.
+    """fleethub's MQTT server (3.1, 3.1.1 and 5 over TCP, TLS and WebSocket), feeding `sink`.
 
     Every PUBLISH on a vehicle's up topics and every vehicle's connect, subscribe and
     disconnect reach `sink` in order per client; a QoS 1 or 2 PUBLISH is acknowledged
     (PUBACK, PUBREC) once ingest resolves its `ack`. A persistent session is kept for
-    `session_expiry_s` after its client leaves, queueing at most `max_queued_messages`.
-    Port 0 binds a free port; read it back from `port`.
+    `session_expiry_s` after its client leaves, its queue bounded by `max_queued_messages`
+    and `max_queued_bytes`. Port 0 binds a free port; read it back from `port`.
     """
 
     def __init__(
@@ -75,6 +67,23 @@ class EmbeddedBroker:
         abuse: AbuseLimits | None = None,
         tls: TlsListener | None = None,
         listen_backlog: int = DEFAULT_LISTEN_BACKLOG,
+        max_packet_bytes: int = 1_048_576,
+        max_queued_bytes: int = 1_048_576,
+        connect_timeout_s: float = 10.0,
+        max_connections_per_address: int = 1000,
+        fd_headroom: int = 64,
+        slow_subscriber: str = SlowPolicy.DROP_OLDEST.value,
+        receive_maximum: int = 100,
+        max_inflight_messages: int = 100,
+        topic_alias_maximum: int = 64,
+        sys_interval_s: float = 10.0,
+        max_keep_alive_s: int = 0,
+        server_reference: str = "",
+        max_retained_messages: int = 100_000,
+        max_retained_bytes: int = 256 * 1024 * 1024,
+        store: BrokerStore | None = None,
+        store_writer: WriterSettings | None = None,
+        store_metrics: BrokerStoreMetrics | None = None,
     ) -> None:
         _check_port("MQTT port", port)
         if ws_port is not None:
@@ -85,61 +94,123 @@ class EmbeddedBroker:
                 # Without a CA of its own the listener would trust every public CA's certificates.
                 msg = "client-certificate login needs the CA that signs vehicle certificates (mqtt.tls_cafile)"
                 raise ConfigError(msg)
-        if max_payload_bytes < 1:
-            msg = f"the MQTT payload limit must be at least 1 byte, got {max_payload_bytes}"
-            raise ConfigError(msg)
+        _at_least("payload limit", "max_payload_bytes", max_payload_bytes, 1)
+        _at_least("maximum packet size", "max_packet_bytes", max_packet_bytes, max_payload_bytes)
         if session_expiry_s <= 0:
             msg = f"the MQTT session expiry must be positive (seconds), got {session_expiry_s}"
             raise ConfigError(msg)
-        if max_queued_messages < 1:
-            msg = f"the MQTT queued messages per session must be at least 1, got {max_queued_messages}"
+        _at_least("queued messages per session", "max_queued_messages", max_queued_messages, 1)
+        _at_least("queued bytes per session", "max_queued_bytes", max_queued_bytes, 1)
+        _at_least("listen backlog", "listen_backlog", listen_backlog, 1)
+        _at_least("connections per address", "max_connections_per_address", max_connections_per_address, 1)
+        _at_least("file-descriptor headroom", "fd_headroom", fd_headroom, 0)
+        _at_least("receive maximum", "receive_maximum", receive_maximum, 1)
+        _at_least("in-flight messages per client", "max_inflight_messages", max_inflight_messages, 1)
+        _at_least("topic alias maximum", "topic_alias_maximum", topic_alias_maximum, 0)
+        _at_least("maximum keep-alive", "max_keep_alive_s", max_keep_alive_s, 0)
+        _at_least("retained messages", "max_retained_messages", max_retained_messages, 1)
+        _at_least("retained bytes", "max_retained_bytes", max_retained_bytes, 1)
+        if max_keep_alive_s > 65_535:
+            msg = f"mqtt.max_keep_alive_s is at most 65535, got {max_keep_alive_s}"
             raise ConfigError(msg)
-        if listen_backlog < 1:
-            msg = f"the MQTT listen backlog must be at least 1, got {listen_backlog}"
+        if receive_maximum > 65_535 or topic_alias_maximum > 65_535:
+            msg = "mqtt.receive_maximum and mqtt.topic_alias_maximum are at most 65535"
             raise ConfigError(msg)
-        self._listen_backlog = listen_backlog
-        self._session_expiry_s = session_expiry_s
-        self._max_queued_messages = max_queued_messages
+        if connect_timeout_s <= 0:
+            msg = f"the MQTT CONNECT timeout must be positive (seconds), got {connect_timeout_s}"
+            raise ConfigError(msg)
+        try:
+            policy = SlowPolicy(slow_subscriber)
+        except ValueError:
+            choices = ", ".join(p.value for p in SlowPolicy)
+            msg = f"setting 'mqtt.slow_subscriber' must be one of {choices}, got {slow_subscriber!r}"
+            raise ConfigError(msg) from None
+        self._settings = BrokerSettings(
+            host=host,
+            port=port,
+            ws_port=ws_port,
+            tls=tls,
+            allow_anonymous=allow_anonymous,
+            listen_backlog=listen_backlog,
+            max_payload_bytes=max_payload_bytes,
+            max_packet_bytes=max_packet_bytes,
+            connect_timeout_s=connect_timeout_s,
+            max_connections_per_address=max_connections_per_address,
+            fd_headroom=fd_headroom,
+            session_expiry_s=session_expiry_s,
+            max_queued_messages=max_queued_messages,
+            max_queued_bytes=max_queued_bytes,
+            slow_subscriber=policy,
+            max_inflight_messages=max_inflight_messages,
+            receive_maximum=receive_maximum,
+            topic_alias_maximum=topic_alias_maximum,
+            sys_interval_s=sys_interval_s,
+            max_keep_alive_s=max_keep_alive_s,
+            server_reference=server_reference,
+            max_retained_messages=max_retained_messages,
+            max_retained_bytes=max_retained_bytes,
+        )
         self._sink = sink
-        self._host = host
-        self._port = port
-        self._ws_port = ws_port
-        self._max_payload_bytes = max_payload_bytes
-        self._allow_anonymous = allow_anonymous
         # Without a registry of the caller's, count anyway so the code path is the same.
         self._metrics = metrics or BrokerMetrics(CollectorRegistry())
         self._security = security
         self._abuse = abuse
-        self._tls = tls
-        self._broker: HubBroker | None = None
+        self._store = store
+        self._store_writer = store_writer
+        self._store_metrics = store_metrics
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._broker: Broker | None = None
         self._channel: BrokerChannel | None = None
 
     async def __aenter__(self) -> Self:
         if self._broker is not None:
             msg = "the embedded broker is already running"
             raise RuntimeError(msg)
-        _quiet_amqtt_logging(websockets=self._ws_port is not None)
-        broker = HubBroker(
-            self._config(),
-            sink=self._sink,
-            metrics=self._metrics,
-            max_payload_bytes=self._max_payload_bytes,
-            max_queued_messages=self._max_queued_messages,
-            session_expiry_s=self._session_expiry_s,
-            auth=BrokerAuth(
-                self._security,
-                allow_anonymous=self._allow_anonymous,
-                metrics=self._metrics.security,
-                limits=self._abuse,
-                client_cert_auth=self._tls is not None and self._tls.client_cert_auth,
-            ),
-            abuse=self._abuse,
-            listen_backlog=self._listen_backlog,
-        )
-        await broker.start()
+        async with contextlib.AsyncExitStack() as stack:
+            broker = await self._start(stack)
+            self._stack = stack.pop_all()
         self._broker = broker
         self._channel = BrokerChannel(broker)
         return self
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> Broker:
+        """Restore what the store kept, then listen. The store writer outlives the broker on the way out."""
+        settings = self._settings
+        durable: Persistence | None = None
+        snapshot = None
+        if self._store is not None:
+            store = await stack.enter_async_context(self._store)
+            snapshot = await store.load(time.time())
+            holder: list[Broker] = []
+            writer = await stack.enter_async_context(
+                StoreWriter(
+                    store,
+                    self._store_writer,
+                    metrics=self._store_metrics,
+                    on_dropped=lambda dropped: holder[0].on_store_dropped(dropped) if holder else None,
+                )
+            )
+            durable = Persistence(writer)
+        broker = Broker(
+            settings,
+            sink=self._sink,
+            metrics=self._metrics,
+            auth=BrokerAuth(
+                self._security,
+                allow_anonymous=settings.allow_anonymous,
+                metrics=self._metrics.security,
+                limits=self._abuse,
+                client_cert_auth=settings.tls is not None and settings.tls.client_cert_auth,
+            ),
+            abuse=self._abuse,
+            persistence=durable,
+        )
+        if snapshot is not None:
+            broker.restore(snapshot, time.time())
+            holder.append(broker)
+        await broker.start()
+        stack.push_async_callback(broker.shutdown)
+        return broker
 
     async def __aexit__(
         self,
@@ -147,9 +218,11 @@ class EmbeddedBroker:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        broker, self._broker, self._channel = self._broker, None, None
-        if broker is not None:
-            await broker.shutdown()
+        stack, self._stack = self._stack, None
+        self._broker, self._channel = None, None
+        if stack is not None:
+            # The broker stops first (its last session changes are queued), then the writer commits them.
+            await stack.aclose()
 
     @property
     def running(self) -> bool:
@@ -163,21 +236,21 @@ class EmbeddedBroker:
         With port 0 and a host that resolves to several addresses (e.g. "" for all
         interfaces) asyncio gives each socket its own port; this is the first one's.
         """
-        return self._running().bound_ports(_TCP_LISTENER)[0]
+        return self._running().bound_ports("tcp")[0]
 
     @property
     def ws_port(self) -> int | None:
         """The WebSocket port actually bound, when a WebSocket listener was asked for."""
-        if self._ws_port is None:
+        if self._settings.ws_port is None:
             return None
-        return self._running().bound_ports(_WS_LISTENER)[0]
+        return self._running().bound_ports("ws")[0]
 
     @property
     def tls_port(self) -> int | None:
         """The TLS port actually bound, when a TLS listener was asked for."""
-        if self._tls is None:
+        if self._settings.tls is None:
             return None
-        return self._running().bound_ports(_TLS_LISTENER)[0]
+        return self._running().bound_ports("tls")[0]
 
     async def disconnect_vehicle(self, vehicle_id: str) -> int:
         """Close the vehicle's connections now (its credentials were revoked)."""
@@ -190,6 +263,22 @@ class EmbeddedBroker:
     async def disconnect_token(self, token_id: str) -> int:
         """Close the connections of users who logged in with this API token (it was revoked)."""
         closed = await self._running().disconnect(lambda p: p.token_id == token_id, DisconnectReason.REVOKED)
+        self._metrics.security.disconnected.inc(closed)
+        return closed
+
+    async def disconnect_user(self, username: str) -> int:
+        """A user was deleted or their grants changed: close their connections and forget their stored sessions.
+
+        A client that reconnects logs in again and has every subscription checked against
+        its grants as they are now, so nothing it may no longer see is kept for it.
+        """
+        broker = self._running()
+
+        def theirs(principal: Principal | None) -> bool:
+            return principal is not None and principal.kind is PrincipalKind.USER and principal.name == username
+
+        closed = await broker.disconnect(theirs, DisconnectReason.REVOKED)
+        broker.drop_sessions(lambda s: theirs(s.principal))
         self._metrics.security.disconnected.inc(closed)
         return closed
 
@@ -208,51 +297,33 @@ class EmbeddedBroker:
         if qos not in (0, 1, 2):
             msg = f"qos must be 0, 1 or 2, got {qos}"
             raise ValueError(msg)
-        await self._running().publish_from_hub(topic, payload, qos, retain)
+        durable = self._running().publish_from_hub(topic, payload, qos, retain)
+        if durable is not None:
+            # A retained alert, or one queued for an absent persistent session, is durable on return;
+            # if the store cannot take it the live subscribers still got it, and the caller goes on.
+            try:
+                await durable
+            except Exception as exc:  # a store failure must not stop the alerting caller
+                log.warning("mqtt hub message not stored", topic=topic, error=str(exc))
 
     def connected_clients(self) -> int:
         return self._running().connected_clients
 
     def stored_sessions(self) -> int:
         """Sessions held: connected clients' and persistent ones kept for absent clients."""
-        return self._running().stored_sessions
+        return len(self._running().sessions)
 
-    def _running(self) -> HubBroker:
+    def sessions(self) -> list[Session]:
+        return list(self._running().sessions.values())
+
+    def _running(self) -> Broker:
         if self._broker is None:
             raise _not_running()
         return self._broker
 
-    def _config(self) -> dict[str, Any]:
-        listeners: dict[str, Any] = {
-            _TCP_LISTENER: {"type": "tcp", "bind": _bind(self._host, self._port)},
-        }
-        if self._ws_port is not None:
-            listeners[_WS_LISTENER] = {"type": "ws", "bind": _bind(self._host, self._ws_port)}
-        if self._tls is not None:
-            listeners[_TLS_LISTENER] = {
-                "type": "tcp",
-                "bind": _bind(self._host, self._tls.port),
-                "ssl": True,
-                "certfile": self._tls.certfile,
-                "keyfile": self._tls.keyfile,
-                **({"cafile": self._tls.cafile} if self._tls.cafile else {}),
-            }
-        return {
-            "listeners": listeners,
-            # Only what fleethub wants: amqtt's defaults add an allow-everyone auth plugin,
-            # a $SYS publisher and loggers that write at INFO per connection.
-            # Logins and ACLs are decided by `BrokerAuth` and `broker.acl`, not through amqtt plugins.
-            "plugins": {"broker.auth.VehicleAuthPlugin": {"allow_anonymous": self._allow_anonymous}},
-            "timeout_disconnect_delay": 0,
-        }
-
 
 def _not_running() -> RuntimeError:
     return RuntimeError("the embedded broker is not running; use it inside `async with`")
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _check_port(what: str, port: int) -> None:
@@ -261,14 +332,7 @@ def _check_port(what: str, port: int) -> None:
         raise ConfigError(msg)
 
 
-def _quiet_amqtt_logging(*, websockets: bool) -> None:
-    # amqtt logs at INFO on every connection, `transitions` on every session state change
-    # and `websockets` (amqtt's WebSocket listener) on every WebSocket handshake. An
-    # application that configured these loggers itself keeps its choice.
-    names = ["amqtt", "transitions"]
-    if websockets:
-        names.append("websockets.server")
-    for name in names:
-        logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
+def _at_least(what: str, setting: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        msg = f"the MQTT {what} (mqtt.{setting}) must be at least {minimum}, got {value}"
+        raise ConfigError(msg)

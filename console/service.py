@@ -100,10 +100,10 @@ class Console:
         if principal.kind is not PrincipalKind.USER or security is None:
             return session
         if principal.token_id is not None:
-            token = await security.store.get_token(principal.token_id)
+            token = await security.token(principal.token_id)
             if token is None or not token.valid_at(security.clock()):
                 return None
-        user = await security.store.get_user(principal.name)
+        user = await security.find_user(principal.name)
         if user is None:
             # The bootstrap token's principal has no stored user; it lives as long as its session.
             return session if principal.name == "bootstrap" and principal.token_id is None else None

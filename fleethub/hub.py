@@ -19,17 +19,29 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
-from broker import BrokerMetrics, EmbeddedBroker, TlsListener
+from broker import (
+    BrokerMetrics,
+    BrokerStoreMetrics,
+    EmbeddedBroker,
+    QueueLimits,
+    TlsListener,
+    WriterSettings,
+    broker_store,
+)
 from cluster import ClusterWorker
 from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
 from fleethub.console_setup import console_of
 from fleethub.http_server import HttpServer
+from fleethub.maintenance_setup import maintenance_service
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
 from kernel import ConfigError, Database, PostgresDatabase
+from maintenance import MaintenanceService
+from notifications import NotificationMetrics, NotificationService, notification_store
+from reports import ReportService, report_store
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
 from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
@@ -66,6 +78,9 @@ class Hub:
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
         self.console: Console | None = None
+        self.maintenance: MaintenanceService | None = None
+        self.notifications: NotificationService | None = None
+        self.reports: ReportService | None = None
         self.security_store: SecurityStore = security_store(self.database)
         self.security = SecurityService(
             self.security_store,
@@ -124,6 +139,7 @@ class Hub:
         self.rules = rules_engine(s, self.database, self.store)
         if self.rules is not None:
             self.service.observers.append(self.rules)
+        self.maintenance = maintenance_service(s, self.database, self.service, self.store, self.rules)
         # Started before the broker, so results and presence reach it from the first connection.
         rules = self.rules
         zones = (lambda: rules.core.zones) if rules is not None else None
@@ -139,11 +155,37 @@ class Hub:
         self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
         if self.console is not None:
             await self._stack.enter_async_context(self.console)
+        if s.notifications.enabled:
+            self.notifications = NotificationService(
+                notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
+            )
+            await self._stack.enter_async_context(self.notifications.store)
+            await self._stack.enter_async_context(self.notifications)
+            if self.rules is not None:
+                # Alert events reach the outbox before their MQTT publish, from the rules engine's writer task.
+                self.rules.publisher = self.notifications.tee(self.rules.publisher)
         if self.rules is not None:
             await start_rules(rules_stack, self.rules)
         if self.cluster is not None:
             # Once the rules engine has loaded its rules: partitions it adopts are rebuilt against them.
             await self.cluster.start_leases()
+        if s.reports.enabled:
+            self.reports = ReportService(
+                self.store,
+                self.store,
+                settings=s.reports,
+                alerts=self.rules,
+                zones=zones,
+                sink=self.notifications,
+                store=report_store(self.database),
+            )
+            if self.reports.store is not None:
+                await self._stack.enter_async_context(self.reports.store)
+            await self._stack.enter_async_context(self.reports)
+        if self.maintenance is not None:
+            # After the rules engine: due alerts go through its lifecycle.
+            await self._stack.enter_async_context(self.maintenance.store)
+            await self._stack.enter_async_context(self.maintenance)
         deps = ApiDeps(
             service=self.service,
             history=self.store,
@@ -162,6 +204,9 @@ class Hub:
             public_health=s.auth.public_health,
             public_metrics=s.auth.public_metrics,
             console=self.console,
+            maintenance=self.maintenance,
+            notifications=self.notifications,
+            reports=self.reports,
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)
@@ -208,6 +253,31 @@ class Hub:
             session_expiry_s=s.mqtt.session_expiry_s,
             max_queued_messages=s.mqtt.max_queued_messages,
             listen_backlog=s.mqtt.listen_backlog,
+            max_packet_bytes=s.mqtt.max_packet_bytes,
+            max_queued_bytes=s.mqtt.max_queued_bytes,
+            slow_subscriber=s.mqtt.slow_subscriber,
+            connect_timeout_s=s.mqtt.connect_timeout_s,
+            max_connections_per_address=s.mqtt.max_connections_per_address,
+            fd_headroom=s.mqtt.fd_headroom,
+            max_inflight_messages=s.mqtt.max_inflight_messages,
+            receive_maximum=s.mqtt.receive_maximum,
+            topic_alias_maximum=s.mqtt.topic_alias_maximum,
+            sys_interval_s=s.mqtt.sys_interval_s,
+            max_keep_alive_s=s.mqtt.max_keep_alive_s,
+            server_reference=s.mqtt.server_reference,
+            max_retained_messages=s.mqtt.max_retained_messages,
+            max_retained_bytes=s.mqtt.max_retained_bytes,
+            store=(
+                broker_store(self.database, QueueLimits(s.mqtt.max_queued_messages, s.mqtt.max_queued_bytes))
+                if s.mqtt.persistence
+                else None
+            ),
+            store_writer=WriterSettings(
+                max_pending=s.mqtt.store_max_pending,
+                batch_max=s.mqtt.store_batch_max,
+                sweep_interval_s=s.mqtt.store_sweep_interval_s,
+            ),
+            store_metrics=BrokerStoreMetrics(self.registry),
             metrics=BrokerMetrics(self.registry),
             security=self.security,
             abuse=s.abuse,
@@ -217,6 +287,7 @@ class Hub:
         await self._stack.enter_async_context(self.broker)
         self.security.on_vehicle_revoked.append(self.broker.disconnect_vehicle)
         self.security.on_token_revoked.append(self.broker.disconnect_token)
+        self.security.on_user_removed.append(self.broker.disconnect_user)
         self.service.channel = self.broker.channel
         commands.channel = self.broker.channel
         commands.publisher = self.broker

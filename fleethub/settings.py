@@ -21,6 +21,9 @@ from cluster import ClusterSettings
 from commands import CommandsSettings
 from console import ConsoleSettings
 from kernel import ConfigError
+from maintenance import MaintenanceSettings
+from notifications import NotificationSettings
+from reports import ReportSettings
 from rules import Limits as RuleLimits
 from rules import Zone
 from security import AbuseLimits
@@ -86,6 +89,85 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "(capped by net.core.somaxconn).",
         ),
     ] = 4096
+    persistence: Annotated[
+        bool,
+        Meta(
+            description="Keep retained messages and persistent sessions in the hub's database (store.url) and "
+            "restore them at start (docs/broker-persistence.md)."
+        ),
+    ] = True
+    store_max_pending: Annotated[
+        int, Meta(ge=1, description="Broker state changes waiting for a commit; beyond it acknowledgements wait.")
+    ] = 100_000
+    store_batch_max: Annotated[int, Meta(ge=1, description="Changes per broker store transaction, at most.")] = 10_000
+    store_sweep_interval_s: Annotated[
+        float,
+        Meta(gt=0, description="How often expired sessions and expired queued/retained messages are removed."),
+    ] = 5.0
+    max_packet_bytes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="The largest MQTT packet read (announced to MQTT 5 clients); a bigger one closes the "
+            "connection. PUBLISHes between limits.max_payload_bytes and this are read, thrown away and refused "
+            "with a notice.",
+        ),
+    ] = 1_048_576
+    max_queued_bytes: Annotated[
+        int,
+        Meta(
+            ge=1, description="Bytes of messages queued per session, connected or absent, beside max_queued_messages."
+        ),
+    ] = 1_048_576
+    slow_subscriber: Annotated[
+        Literal["drop_oldest", "disconnect"],
+        Meta(description="A connected client whose queue is full: its oldest messages are dropped, or it is "
+             "disconnected; either is counted."),
+    ] = "drop_oldest"  # fmt: skip
+    connect_timeout_s: Annotated[float, Meta(gt=0, description="Seconds a new connection has to send CONNECT.")] = 10.0
+    max_connections_per_address: Annotated[
+        int,
+        Meta(ge=1, description="Connections open at once from one IP address (a carrier NAT puts many vehicles "
+             "behind one)."),
+    ] = 1000  # fmt: skip
+    fd_headroom: Annotated[
+        int,
+        Meta(ge=0, description="File descriptors kept free for the HTTP API, the database and existing sessions: "
+             "new MQTT connections are closed at once this close to the open-files limit."),
+    ] = 64  # fmt: skip
+    max_inflight_messages: Annotated[
+        int,
+        Meta(ge=1, description="QoS 1/2 messages in flight to one client (an MQTT 5 client's receive maximum wins)."),
+    ] = 100
+    receive_maximum: Annotated[
+        int, Meta(ge=1, le=65535, description="MQTT 5: unacknowledged QoS 1/2 messages a client may send at once.")
+    ] = 100
+    topic_alias_maximum: Annotated[
+        int, Meta(ge=0, le=65535, description="MQTT 5: topic aliases a client may set per connection.")
+    ] = 64
+    sys_interval_s: Annotated[
+        float,
+        Meta(ge=0, description="Seconds between $SYS/broker/... statistics (for global admins); 0 turns them off."),
+    ] = 10.0
+    max_keep_alive_s: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="MQTT 5: the longest keep-alive a client may use, announced as Server Keep Alive when it "
+            "asks for longer or none; 0 accepts the client's.",
+        ),
+    ] = 0
+    max_retained_messages: Annotated[
+        int, Meta(ge=1, description="Retained messages kept at most; a retained PUBLISH on a new topic beyond it is "
+                  "delivered but not kept (counted).")
+    ] = 100_000  # fmt: skip
+    max_retained_bytes: Annotated[
+        int, Meta(ge=1, description="Bytes (topic and payload) of the retained messages kept at most, likewise.")
+    ] = 268_435_456
+    server_reference: Annotated[
+        str, Meta(description="MQTT 5: the server named in the DISCONNECT clients get at shutdown (empty: none).")
+    ] = ""
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -296,6 +378,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     abuse: AbuseLimits = msgspec.field(default_factory=AbuseLimits)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    maintenance: MaintenanceSettings = msgspec.field(default_factory=MaintenanceSettings)
+    notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
+    reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
     cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
 
@@ -484,6 +569,13 @@ def validate(settings: Settings) -> None:
         hours,
     )
     mqtt = settings.mqtt
+    payload = settings.limits.max_payload_bytes
+    _check(
+        mqtt.max_packet_bytes >= payload,
+        "mqtt.max_packet_bytes",
+        f"at least limits.max_payload_bytes ({payload})",
+        mqtt.max_packet_bytes,
+    )
     _check(
         bool(mqtt.tls_certfile) == bool(mqtt.tls_keyfile),
         "mqtt.tls_keyfile",

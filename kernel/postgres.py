@@ -213,16 +213,14 @@ class PostgresDatabase:
                     "server; install it, or use 'native'"
                 )
             return TimeseriesMode.NATIVE
-        # pg_settings shows shared_preload_libraries only to superusers and pg_read_all_settings (reading it
-        # with current_setting() is an error for anyone else): no row means "cannot tell", and then creating
-        # the extension is the test, since TimescaleDB refuses to be created unless it is preloaded.
-        preload = await _scalar(conn, "SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'")
-        if preload is not None and "timescaledb" not in str(preload):
+        # Reading shared_preload_libraries is refused to roles that are neither superusers nor in
+        # pg_read_all_settings (a database owner, typically), but the settings TimescaleDB's loader
+        # registers when it is preloaded are visible to every role. Creating the extension on a server
+        # that does not preload it would end the session, so it is never tried blind.
+        loader = await _scalar(conn, "SELECT count(*) FROM pg_settings WHERE name = 'timescaledb.disable_load'")
+        if not loader:
             return self._not_preloaded()
-        try:
-            await _create_extension(conn)
-        except _NotPreloaded:
-            return self._not_preloaded()
+        await _create_extension(conn)
         return TimeseriesMode.TIMESCALEDB
 
     def _not_preloaded(self) -> TimeseriesMode:
@@ -257,10 +255,6 @@ async def _scalar(conn: psycopg.AsyncConnection[Any], sql: str) -> Any:
     return row[0] if row else None
 
 
-class _NotPreloaded(Exception):
-    """CREATE EXTENSION timescaledb failed because the server did not preload its library."""
-
-
 async def _create_extension(conn: psycopg.AsyncConnection[Any]) -> None:
     """Create TimescaleDB once per database (a no-op when it exists, wherever it lives).
 
@@ -274,7 +268,3 @@ async def _create_extension(conn: psycopg.AsyncConnection[Any]) -> None:
             "the timescaledb extension needs creating by the database's owner or a superuser: run "
             "'CREATE EXTENSION timescaledb;' in this database, or set store.pg_timeseries = 'native'"
         ) from None
-    except psycopg.Error as exc:
-        if "preload" in str(exc).lower():
-            raise _NotPreloaded(str(exc)) from None
-        raise

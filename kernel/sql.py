@@ -37,10 +37,6 @@ def _datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-def _epoch(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
 def _same(value: Any) -> Any:
     return value
 
@@ -56,25 +52,47 @@ class Dialect:
     as_text: str
     # The placeholder of a JSON parameter, which is always given as JSON text.
     json_mark: str
-    # A time column's parameter from epoch seconds, and its value back (None stays None): REAL in
-    # SQLite, timestamptz in PostgreSQL.
+    # A time column's parameter from epoch seconds (None stays None): REAL in SQLite, timestamptz
+    # in PostgreSQL; `seconds` reads one back as epoch seconds.
     time: Callable[[float | None], Any]
-    epoch: Callable[[Any], float | None]
     # A boolean column's parameter: INTEGER 0/1 in SQLite.
     flag: Callable[[bool], Any]
+    # Templates of `seconds` and `json_field`.
+    seconds_of: str
+    field_of: str
+
+    def seconds(self, column: str) -> str:
+        """A time column read as epoch seconds (a float), computed by the database rather than per row here."""
+        return self.seconds_of.format(column=column)
 
     def json_field(self, column: str, key: str) -> str:
         """A top-level field of a JSON document column, as text."""
-        return f"json_extract({column}, '$.{key}')" if self.name == "sqlite" else f"({column}->>'{key}')"
+        return self.field_of.format(column=column, key=key)
 
     def sql(self, text: str) -> str:
         """`text` (written with `?` placeholders) as this backend takes it."""
         return text if self.name == "sqlite" else _percent_s(text)
 
 
-SQLITE: Final = Dialect("sqlite", true="1=1", as_text="", json_mark="?", time=_same, epoch=_same, flag=int)
+SQLITE: Final = Dialect(
+    "sqlite",
+    true="1=1",
+    as_text="",
+    json_mark="?",
+    time=_same,
+    flag=int,
+    seconds_of="{column}",
+    field_of="json_extract({column}, '$.{key}')",
+)
 POSTGRES: Final = Dialect(
-    "postgresql", true="true", as_text="::text", json_mark="?::jsonb", time=_datetime, epoch=_epoch, flag=bool
+    "postgresql",
+    true="true",
+    as_text="::text",
+    json_mark="?::jsonb",
+    time=_datetime,
+    flag=bool,
+    seconds_of="extract(epoch from {column})::float8",
+    field_of="({column}->>'{key}')",
 )
 
 
@@ -110,27 +128,35 @@ class Sql:
 
     async def transaction(self, statements: Sequence[Statement]) -> list[int]:
         """Run every statement or none; the rows each one changed. A broken unique key raises `Duplicate`."""
+        try:
+            return await self._transaction(statements)
+        except Exception as exc:
+            # The driver's error, or the database's mapping of it to a `StoreError` cause.
+            for error in (exc, exc.__cause__):
+                if _is_duplicate(error):
+                    raise Duplicate(str(error)) from exc
+            raise
+
+    async def _transaction(self, statements: Sequence[Statement]) -> list[int]:
         db = self.db
         if isinstance(db, SqliteDatabase):
-            try:
-                return await db.write(_sqlite_transaction, statements)
-            except sqlite3.IntegrityError as exc:
-                if exc.sqlite_errorname in _DUPLICATE_CODES:
-                    raise Duplicate(str(exc)) from exc
-                raise
+            return await db.write(_sqlite_transaction, statements)
         changed = []
-        try:
-            async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                for s in statements:
-                    sql = _percent_s(s.sql).encode()
-                    if s.many:
-                        await cur.executemany(sql, s.args)
-                    else:
-                        await cur.execute(sql, s.args)
-                    changed.append(cur.rowcount)
-        except psycopg.errors.UniqueViolation as exc:
-            raise Duplicate(str(exc)) from exc
+        async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for s in statements:
+                sql = _percent_s(s.sql).encode()
+                if s.many:
+                    await cur.executemany(sql, s.args)
+                else:
+                    await cur.execute(sql, s.args)
+                changed.append(cur.rowcount)
         return changed
+
+
+def _is_duplicate(error: BaseException | None) -> bool:
+    if isinstance(error, sqlite3.IntegrityError):
+        return error.sqlite_errorname in _DUPLICATE_CODES
+    return isinstance(error, psycopg.errors.UniqueViolation)
 
 
 def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:

@@ -30,6 +30,7 @@ from rules.engine import EngineOptions, RulesEngine, TooManyRules, TwinSource
 from rules.errors import RuleConfigError, RuleError, RuleSyntaxError, RuleTypeError
 from rules.evaluator import AlertNotOpen
 from rules.functions import FUNCTIONS, Signature
+from rules.geo import contains
 from rules.memory_context import MemoryContext
 from rules.message import MessageTemplate, Placeholder, format_value, parse_message, render_message
 from rules.preconditions import RulePreconditions
@@ -96,6 +97,7 @@ __all__ = [
     "ZoneSet",
     "alert_view",
     "compile_rule",
+    "contains",
     "format_value",
     "load_rules_file",
     "parse_message",

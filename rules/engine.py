@@ -107,6 +107,8 @@ class RulesEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
         self.publish_failures = 0
+        # Rule names other parts of the hub raise alerts under (`raise_alert`); no rule may take one.
+        self.reserved_prefixes: list[str] = []
         # Set by a hub worker (cluster/): rules run only for the vehicles it owns. None: all of them.
         self.owns: Callable[[str], bool] | None = None
 
@@ -378,6 +380,12 @@ class RulesEngine:
         A new or changed rule is evaluated at once on every twin as it is now. With an
         `actor`, the change is audited (`rule.put`) in the same transaction.
         """
+        for prefix in self.reserved_prefixes:
+            if definition.name.startswith(prefix):
+                problem = CompileProblem(
+                    "name", f"names starting with {prefix!r} belong to alerts the hub raises itself"
+                )
+                raise RuleInvalid(definition.name, [problem])
         compiled = self.compile(definition)
         created = definition.name not in self._definitions
         if created and len(self._definitions) >= self.options.max_rules:
@@ -468,6 +476,25 @@ class RulesEngine:
         )
         if entry is not None:
             self._audit.append(entry)
+
+    def raise_alert(
+        self, rule: str, vehicle_id: str, fleet: str, severity: str, message: str, values: dict[str, Any]
+    ) -> bool:
+        """Raise an alert decided outside the rule language (maintenance due dates) through the same
+        lifecycle: stored, published on `alerts/...`, listed, acknowledged and cleared like any other.
+        False when one is already open for this rule and vehicle."""
+        raised = self.core.raise_external(rule, vehicle_id, fleet, severity, message, values, self.clock())
+        self._changed()
+        return raised is not None
+
+    def clear_alert(self, rule: str, vehicle_id: str, by: str, values: dict[str, Any] | None = None) -> bool:
+        """Clear the open alert `raise_alert` raised; False when none is open."""
+        cleared = self.core.clear_external(rule, vehicle_id, by, dict(values or {}), self.clock())
+        self._changed()
+        return cleared is not None
+
+    def open_alert(self, rule: str, vehicle_id: str) -> Alert | None:
+        return self.core.open_alert(rule, vehicle_id)
 
     async def _known(self, alert_id: str) -> None:
         alert = await self.get_alert(alert_id)

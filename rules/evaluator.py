@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -571,6 +571,48 @@ class Evaluator:
         rule = self._rules.get(key[0])
         if rule is not None and rule.rule.cooldown_s > 0:
             self._cooldown_until[key] = now + rule.rule.cooldown_s
+        return self._effects.events[-1][0]
+
+    def raise_external(
+        self,
+        rule: str,
+        vehicle_id: str,
+        fleet: str,
+        severity: str,
+        message: str,
+        values: dict[str, Any],
+        now: float,
+    ) -> Alert | None:
+        """Raise an alert that another part of the hub decides (maintenance), unless one is open for it."""
+        key = (rule, vehicle_id)
+        slot = self._slots.get(key)
+        if slot is not None and slot.alert is not None:
+            return None
+        alert = Alert(
+            id=new_alert_id(),
+            rule=rule,
+            vehicle_id=vehicle_id,
+            fleet=fleet,
+            severity=severity,
+            state=AlertState.ACTIVE,
+            message=message,
+            values=values,
+            since=now,
+            raised_at=now,
+            updated_at=now,
+        )
+        self._slots[key] = Slot(alert=alert)
+        self._effects.events.append((alert, AlertEventKind.RAISED))
+        return alert
+
+    def clear_external(self, rule: str, vehicle_id: str, by: str, values: dict[str, Any], now: float) -> Alert | None:
+        """Clear the open alert of `rule` for a vehicle, if there is one."""
+        key = (rule, vehicle_id)
+        slot = self._slots.get(key)
+        if slot is None or slot.alert is None:
+            return None
+        del self._slots[key]
+        self._emit_clear(slot.alert, now, by, values)
         return self._effects.events[-1][0]
 
     def _find(self, alert_id: str) -> tuple[Key, Slot, Alert]:

@@ -26,6 +26,13 @@ class Permission(enum.Enum):
     TOKENS_OWN = "tokens:own"
     AUDIT_READ = "audit:read"
     OPS_READ = "ops:read"
+    MAINTENANCE_READ = "maintenance:read"
+    # Schedules, service records and meter corrections.
+    MAINTENANCE_WRITE = "maintenance:write"
+    NOTIFICATIONS_READ = "notifications:read"
+    # Channels (their secrets and addresses), dead-letter replay, report schedules.
+    NOTIFICATIONS_ADMIN = "notifications:admin"
+    REPORTS_READ = "reports:read"
 
 
 _READ = frozenset(
@@ -37,13 +44,16 @@ _READ = frozenset(
         Permission.COMMANDS_READ,
         Permission.TOKENS_OWN,
         Permission.OPS_READ,
+        Permission.MAINTENANCE_READ,
+        Permission.NOTIFICATIONS_READ,
+        Permission.REPORTS_READ,
     }
 )
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _READ,
-    Role.MAINTENANCE: _READ | {Permission.ALERTS_ACK},
-    Role.OPERATOR: _READ | {Permission.TWINS_WRITE, Permission.COMMANDS_SEND},
+    Role.MAINTENANCE: _READ | {Permission.ALERTS_ACK, Permission.MAINTENANCE_WRITE},
+    Role.OPERATOR: _READ | {Permission.TWINS_WRITE, Permission.COMMANDS_SEND, Permission.MAINTENANCE_WRITE},
     Role.ADMIN: frozenset(Permission),
 }
 

@@ -96,6 +96,8 @@ class SecurityService:
         self.on_provision: list[OnProvision] = []
         self.on_vehicle_revoked: list[OnRevoke] = []
         self.on_token_revoked: list[OnRevoke] = []
+        # Called with the user name after a user is removed (the broker closes its connections and sessions).
+        self.on_user_removed: list[OnRevoke] = []
 
     # -- audit -------------------------------------------------------------------------
 
@@ -301,10 +303,13 @@ class SecurityService:
         return user
 
     async def user(self, name: str) -> User:
-        found = await self.store.get_user(name)
+        found = await self.find_user(name)
         if found is None:
             raise NotFound(f"user '{name}' not found")
         return found
+
+    async def find_user(self, name: str) -> User | None:
+        return await self.store.get_user(name)
 
     async def users(self) -> list[User]:
         """Every user, by name."""
@@ -316,6 +321,8 @@ class SecurityService:
             if token.revoked_at is None:
                 await self.revoke_token(token.id, actor=actor)
         await self.store.delete_user(name, audit=self._entry(actor, "user.remove", target=name))
+        for hook in self.on_user_removed:
+            await hook(name)
 
     async def issue_token(self, user: str, *, actor: Actor, ttl_s: float | None = None, label: str = "") -> IssuedToken:
         await self.user(user)

@@ -20,7 +20,7 @@ from twin.limits import Limits, check_patch
 from twin.merge import apply_reported, merge_patch
 from twin.metrics import IngestMetrics
 from twin.model import PATH_SEP, HistoryRow, Json, PresenceEvent, ReportedEntry, TwinState
-from twin.observe import TwinObserver, TwinUpdate, UpdateKind
+from twin.observe import TelemetryEnricher, TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
 from twin.selector import VehicleSelector
 from twin.service import ErrorMessage, HealthReport, IngestSettings, TwinService, running
@@ -91,6 +91,7 @@ __all__ = [
     "SqliteStore",
     "Stop",
     "Store",
+    "TelemetryEnricher",
     "Trip",
     "TripDetector",
     "TripSettings",

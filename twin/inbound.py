@@ -34,6 +34,8 @@ class DisconnectReason(enum.Enum):
     SHUTDOWN = "shutdown"
     # Its credentials were revoked (or its user's token): the hub closed the connection.
     REVOKED = "revoked"
+    # It stopped reading while its outgoing queue filled (`mqtt.slow_subscriber = "disconnect"`).
+    SLOW_CONSUMER = "slow_consumer"
 
 
 class Channel(enum.Enum):

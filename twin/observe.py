@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twin.model import ReportedEntry, TwinState
+from twin.model import Json, ReportedEntry, TwinState
 
 
 class UpdateKind(enum.Enum):
@@ -41,4 +41,15 @@ class TwinUpdate:
 class TwinObserver(Protocol):
     def twin_updated(self, updates: list[TwinUpdate]) -> None:
         """Called after each commit with that batch's updates, in order; must not block."""
+        ...
+
+
+class TelemetryEnricher(Protocol):
+    def enrich(self, state: TwinState, ts: float, data: dict[str, Json]) -> dict[str, Json] | None:
+        """Values to add to one telemetry message before it is merged and kept in history, or None.
+
+        Called by the ingest consumer with the twin as it was before the message and the
+        message's device time and data; must be quick and must not block. What it returns
+        is merged over the message's own values (its keys win).
+        """
         ...

@@ -37,7 +37,7 @@ from twin.merge import (
 )
 from twin.metrics import IngestMetrics
 from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
-from twin.observe import TwinObserver, TwinUpdate, UpdateKind
+from twin.observe import TelemetryEnricher, TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
 from twin.stores.protocol import HistoryQuery, Store, TwinFilter
 from twin.telemetry import decode_object, split_envelope
@@ -161,6 +161,8 @@ class TwinService:
         self.clock = clock
         self.channel: VehicleChannel | None = None
         self.observers: list[TwinObserver] = []
+        # Derived values added to each telemetry message (odometer, engine hours), in order.
+        self.enrichers: list[TelemetryEnricher] = []
         # The command service, once the hub wires one: it takes command results and presence changes.
         self.commands: CommandHooks | None = None
         self._queue: asyncio.Queue[Inbound | _Op | object] = asyncio.Queue(self.settings.queue_max)
@@ -385,7 +387,8 @@ class TwinService:
         if state is None:  # pragma: no cover - create=True always yields a twin
             raise StoreError("twin could not be created")
         before = dict(state.reported)
-        change = apply_reported(state, flatten(env.data), env.ts)
+        data = self._enrich(state, env.ts, env.data)
+        change = apply_reported(state, flatten(data), env.ts)
         if change.applied:
             try:
                 _check_document_size(state, self.limits)
@@ -399,7 +402,7 @@ class TwinService:
         state.connection.last_seen = item.received_at
         state.updated_at = item.received_at
         batch.dirty[state.vehicle_id] = state
-        batch.history.append(HistoryRow(state.vehicle_id, env.ts, item.received_at, env.seq, env.data))
+        batch.history.append(HistoryRow(state.vehicle_id, env.ts, item.received_at, env.seq, data))
         batch.accepted += 1
         if change.applied:
             batch.updates.append(
@@ -412,6 +415,20 @@ class TwinService:
                     change.previous,
                 )
             )
+
+    def _enrich(self, state: TwinState, ts: float, data: dict[str, Json]) -> dict[str, Json]:
+        for enricher in self.enrichers:
+            try:
+                extra = enricher.enrich(state, ts, data)
+            # A derived value is never worth the message: it is kept without it.
+            except Exception:
+                log.exception(
+                    "telemetry enricher failed", enricher=type(enricher).__name__, vehicle_id=state.vehicle_id
+                )
+                continue
+            if extra:
+                data = {**data, **extra}
+        return data
 
     async def _twin_get(self, item: Inbound, batch: _Batch) -> None:
         request_id: str | None = None

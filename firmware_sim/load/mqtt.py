@@ -1,7 +1,8 @@
-"""A minimal MQTT 3.1.1 client as an asyncio `Protocol`, for driving thousands of connections.
+"""A minimal MQTT 3.1.1 (or MQTT 5) client as an asyncio `Protocol`, for driving thousands of connections.
 
 It speaks only what a telemetry unit needs: CONNECT/CONNACK, PUBLISH at QoS 0 and 1,
-PUBACK both ways, SUBSCRIBE/SUBACK, PINGREQ/PINGRESP and DISCONNECT. There are no
+PUBACK both ways, SUBSCRIBE/SUBACK, PINGREQ/PINGRESP and DISCONNECT; as an MQTT 5
+client it may send each topic once and then only a topic alias (what cellular links save). There are no
 per-message futures or tasks: acknowledgements arrive as callbacks, so one process can
 keep thousands of sessions busy. paho-mqtt costs a socket wrapper, locks and a Python
 object graph per client; this costs one transport and a small buffer.
@@ -65,11 +66,14 @@ def connect_packet(
     password: str | None = None,
     keepalive_s: int = 60,
     clean: bool = True,
+    version: int = 4,
 ) -> bytes:
     if password is not None and username is None:
         raise ValueError("MQTT 3.1.1 sends a password only with a username")
     flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = _string("MQTT") + bytes((4, flags)) + _U16.pack(keepalive_s) + _string(client_id)
+    # MQTT 5 has a properties field after the keep-alive; an empty one is a single zero byte.
+    properties = b"\x00" if version == 5 else b""
+    body = _string("MQTT") + bytes((version, flags)) + _U16.pack(keepalive_s) + properties + _string(client_id)
     if username is not None:
         body += _string(username)
     if password is not None:
@@ -77,12 +81,24 @@ def connect_packet(
     return bytes((CONNECT,)) + _remaining_length(len(body)) + body
 
 
-def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int) -> bytes:
-    """`topic` comes pre-encoded with its length prefix (see `topic_bytes`), as it is reused."""
+def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int, properties: bytes = b"") -> bytes:
+    """`topic` comes pre-encoded with its length prefix (see `topic_bytes`), as it is reused.
+
+    `properties` is the MQTT 5 properties field, length included (empty for 3.1.1).
+    """
     if qos:
-        body_len = len(topic) + 2 + len(payload)
-        return b"".join((bytes((PUBLISH | 0x02,)), _remaining_length(body_len), topic, _U16.pack(packet_id), payload))
-    return b"".join((bytes((PUBLISH,)), _remaining_length(len(topic) + len(payload)), topic, payload))
+        body_len = len(topic) + 2 + len(properties) + len(payload)
+        return b"".join(
+            (bytes((PUBLISH | 0x02,)), _remaining_length(body_len), topic, _U16.pack(packet_id), properties, payload)
+        )
+    body_len = len(topic) + len(properties) + len(payload)
+    return b"".join((bytes((PUBLISH,)), _remaining_length(body_len), topic, properties, payload))
+
+
+# MQTT 5 properties: topic alias 1 (identifier 0x23, two bytes), and none at all.
+_ALIAS_1: Final = b"\x03\x23\x00\x01"
+_NO_PROPERTIES: Final = b"\x00"
+_EMPTY_TOPIC: Final = b"\x00\x00"
 
 
 def topic_bytes(topic: str) -> bytes:
@@ -108,9 +124,11 @@ class MqttProtocol(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_alias_set",
         "_buf",
         "_connack",
         "_next_id",
+        "_version",
         "on_ack",
         "on_lost",
         "on_message",
@@ -123,7 +141,12 @@ class MqttProtocol(asyncio.Protocol):
         on_ack: AckCallback | None = None,
         on_message: MessageCallback | None = None,
         on_lost: LostCallback | None = None,
+        *,
+        version: int = 4,
     ) -> None:
+        self._version = version
+        # MQTT 5 with aliases: the topic that alias 1 stands for, once sent.
+        self._alias_set: bytes | None = None
         self.on_ack = on_ack
         self.on_message = on_message
         self.on_lost = on_lost
@@ -200,6 +223,8 @@ class MqttProtocol(asyncio.Protocol):
                 at += 2
                 if self.transport is not None:
                     self.transport.write(b"\x40\x02" + packet_id)
+            if self._version == 5:
+                at = _skip_properties(body, at)
             if self.on_message is not None:
                 self.on_message(topic, body[at:])
         elif kind == CONNACK:
@@ -236,18 +261,34 @@ class MqttProtocol(asyncio.Protocol):
         if self.transport is None:
             raise MqttError("not connected")
         self._connack = asyncio.get_running_loop().create_future()
-        self.transport.write(connect_packet(client_id, username=username, password=password, keepalive_s=keepalive_s))
+        self.transport.write(
+            connect_packet(
+                client_id, username=username, password=password, keepalive_s=keepalive_s, version=self._version
+            )
+        )
         await asyncio.wait_for(self._connack, timeout_s)
 
     def next_packet_id(self) -> int:
         self._next_id = self._next_id % 65535 + 1
         return self._next_id
 
-    def publish(self, topic: bytes, payload: bytes, qos: int) -> int:
-        """Send a PUBLISH; returns its packet id (0 for QoS 0)."""
+    def publish(self, topic: bytes, payload: bytes, qos: int, *, alias: bool = False) -> int:
+        """Send a PUBLISH; returns its packet id (0 for QoS 0).
+
+        With `alias` (MQTT 5), the first PUBLISH of a topic sets alias 1 and later ones send the alias only.
+        """
         packet_id = self.next_packet_id() if qos else 0
-        if self.transport is not None:
+        if self.transport is None:
+            return packet_id
+        if self._version != 5:
             self.transport.write(publish_packet(topic, payload, qos, packet_id))
+        elif not alias:
+            self.transport.write(publish_packet(topic, payload, qos, packet_id, _NO_PROPERTIES))
+        elif self._alias_set == topic:
+            self.transport.write(publish_packet(_EMPTY_TOPIC, payload, qos, packet_id, _ALIAS_1))
+        else:
+            self._alias_set = topic
+            self.transport.write(publish_packet(topic, payload, qos, packet_id, _ALIAS_1))
         return packet_id
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
@@ -277,3 +318,16 @@ class MqttProtocol(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
+
+
+def _skip_properties(body: bytes, at: int) -> int:
+    """The position after an MQTT 5 properties field starting at `at`."""
+    length = 0
+    shift = 0
+    while True:
+        byte = body[at]
+        at += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return at + length

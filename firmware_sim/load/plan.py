@@ -52,6 +52,9 @@ class LoadPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     payload: Payload = Payload.TELEMETRY
     # `{vid}` is replaced by the vehicle id.
     topic: str = "vehicles/{vid}/telemetry"
+    # Speak MQTT 5 instead of 3.1.1; with `topic_alias`, send each topic once and then only alias 1.
+    mqtt5: bool = False
+    topic_alias: bool = False
     ramp_s: float = 5.0
     # Connection attempts in progress at once, per worker.
     connect_concurrency: int = 64

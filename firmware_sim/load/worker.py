@@ -277,7 +277,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         sim.state = _State.CONNECTING
         self.stats.connect_attempts += 1
-        proto = MqttProtocol(on_ack=partial(self._on_ack, sim), on_message=self._on_message)
+        proto = MqttProtocol(
+            on_ack=partial(self._on_ack, sim), on_message=self._on_message, version=5 if plan.mqtt5 else 4
+        )
         proto.on_lost = partial(self._on_lost, sim, proto)
         try:
             async with asyncio.timeout(plan.connect_timeout_s):
@@ -365,7 +367,7 @@ class Worker:
         now = time.time()
         reading["sent"] = round(now, 6)
         body = reading if self.plan.payload is Payload.TELEMETRY else {"state": {"reported": reading}}
-        packet_id = proto.publish(sim.topic, _encode(body), self.plan.qos)
+        packet_id = proto.publish(sim.topic, _encode(body), self.plan.qos, alias=self.plan.topic_alias)
         if packet_id:
             sim.inflight[packet_id] = time.perf_counter()
         sim.last_send = now

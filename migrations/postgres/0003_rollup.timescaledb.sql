@@ -23,19 +23,3 @@ CREATE TABLE history_1m_dirty (
     gen         bigint NOT NULL DEFAULT 1,
     PRIMARY KEY (vehicle_id, bucket)
 );
-
--- Per vehicle and minute: how many messages, when, and the last full message. Real-time
--- (materialized_only = false), so the newest minutes are read from history until the
--- refresh policy (set at start) has materialised them. For dashboards and BI tools that
--- want activity or a downsampled track without touching raw history.
-CREATE MATERIALIZED VIEW history_activity_1m
-WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-SELECT vehicle_id,
-       time_bucket(INTERVAL '1 minute', ts) AS bucket,
-       count(*) AS rows,
-       min(ts) AS first_ts,
-       max(ts) AS last_ts,
-       last(data, ts) AS last_data
-FROM history
-GROUP BY vehicle_id, time_bucket(INTERVAL '1 minute', ts)
-WITH NO DATA;

@@ -77,3 +77,13 @@ async def apply_policies(conn: psycopg.AsyncConnection[Any], options: HistoryOpt
                 await conn.execute(
                     "SELECT add_compression_policy('history', compress_after => %s::interval)", (compress,)
                 )
+
+
+async def drop_chunks(conn: psycopg.AsyncConnection[Any], cutoff: float) -> list[str]:
+    """Drop the chunks of history and its rollup that end at or before `cutoff` (epoch seconds)."""
+    dropped: list[str] = []
+    async with conn.transaction():
+        for table in _RETAINED:
+            cur = await conn.execute("SELECT drop_chunks(%s, older_than => to_timestamp(%s))", (table, cutoff))
+            dropped.extend(str(row[0]) for row in await cur.fetchall())
+    return dropped

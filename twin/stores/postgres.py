@@ -15,15 +15,15 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
+from zoneinfo import ZoneInfo
 
 import msgspec
 import psycopg
 import structlog
 
-from kernel import DatabaseInfo, PostgresDatabase, TimeseriesMode, schema_lock
+from kernel import DatabaseInfo, PostgresDatabase, Sql, TimeseriesMode, schema_lock
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.selector import VehicleSelector
-from twin.stores.aggregates import next_bucket, time_zone
 from twin.stores.pg_copy import (
     COPY_HISTORY,
     COPY_TWINS,
@@ -35,33 +35,20 @@ from twin.stores.pg_copy import (
     twins_copy,
 )
 from twin.stores.pg_partitions import Partitions
-from twin.stores.pg_policies import apply_policies
+from twin.stores.pg_policies import apply_policies, drop_chunks
 from twin.stores.pg_rollup import MARK_DIRTY, aggregate_params, aggregate_rows, aggregate_sql, refresh
 from twin.stores.protocol import (
-    AggregatePage,
     AggregateQuery,
     AggregateRow,
     HistoryOptions,
-    HistoryPage,
-    HistoryQuery,
     MaintenanceReport,
-    Order,
-    PointQuery,
-    PresenceQuery,
-    TwinFilter,
-    bucket_cursor,
-    fill_page,
-    parse_bucket_cursor,
-    parse_point_cursor,
-    point_cursor,
-    project,
     retention_cutoff,
 )
+from twin.stores.sql import SqlReads
 
 log = structlog.get_logger(__name__)
 
 _decode_state = msgspec.json.Decoder(TwinState).decode
-_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
 
 # Minutes younger than this are still being written: the rollup leaves them to raw reads.
 _SETTLE = timedelta(minutes=2)
@@ -73,11 +60,12 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
     """Twins, history and presence in the hub's PostgreSQL database (see `kernel.PostgresDatabase`)."""
 
     def __init__(self, db: PostgresDatabase, *, options: HistoryOptions | None = None) -> None:
         self.db = db
+        self._sql = Sql(db)
         self.options = options or HistoryOptions()
         self._partitions = Partitions(self.options.chunk_interval_hours, self.options.premake_partitions)
 
@@ -173,32 +161,6 @@ class PostgresStore:
         states = [_decode_state(raw) for (raw,) in rows]
         return {state.vehicle_id: state for state in states}
 
-    async def list_twins(self, query: TwinFilter) -> list[TwinState]:
-        where, args = ["true"], list[Any]()
-        if query.fleet is not None:
-            where.append("fleet = %s")
-            args.append(query.fleet)
-        if query.connected is not None:
-            where.append("connected = %s")
-            args.append(query.connected)
-        if query.after is not None:
-            where.append("vehicle_id > %s")
-            args.append(query.after)
-        sql = f"SELECT state::text FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id LIMIT %s"
-        async with self._conn() as conn:
-            cur = await conn.execute(sql.encode(), (*args, query.limit))
-            rows = await cur.fetchall()
-        return [_decode_state(r[0]) for r in rows]
-
-    async def count_twins(self, fleet: str | None = None) -> int:
-        async with self._conn() as conn:
-            if fleet is None:
-                cur = await conn.execute("SELECT count(*) FROM twins")
-            else:
-                cur = await conn.execute("SELECT count(*) FROM twins WHERE fleet = %s", (fleet,))
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
     async def _vehicles(self, selection: VehicleSelector) -> list[str]:
         if not selection.needs_twins:
             return sorted(set(selection.vehicle_ids or ()))
@@ -217,125 +179,16 @@ class PostgresStore:
             cur = await conn.execute(sql.encode(), args)
             return [str(r[0]) for r in await cur.fetchall()]
 
-    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
-        where, args = ["vehicle_id = %s"], list[Any]([query.vehicle_id])
-        if query.start is not None:
-            where.append("ts >= %s")
-            args.append(_dt(query.start))
-        if query.end is not None:
-            where.append("ts < %s")
-            args.append(_dt(query.end))
-        direction = "ASC" if query.order is Order.ASC else "DESC"
-        sql = (
-            f"SELECT ts, connected, reason FROM presence WHERE {' AND '.join(where)} "
-            f"ORDER BY ts {direction}, id {direction} LIMIT %s"
-        )
-        async with self._conn() as conn:
-            cur = await conn.execute(sql.encode(), (*args, query.limit))
-            rows = await cur.fetchall()
-        return [PresenceEvent(query.vehicle_id, r[0].timestamp(), r[1], r[2]) for r in rows]
-
-    # -- history -----------------------------------------------------------------------
-
-    async def history(self, query: HistoryQuery) -> list[HistoryRow]:
-        page = await self.history_page(
-            PointQuery(
-                VehicleSelector.one(query.vehicle_id),
-                start=query.start,
-                end=query.end,
-                fields=query.fields,
-                limit=query.limit,
-                order=query.order,
-            )
-        )
-        return page.rows
-
-    async def _points(
-        self,
-        vid: str,
-        lo: float | None,
-        hi: float | None,
-        hi_inclusive: bool,
-        order: Order,
-        after: tuple[float, int] | None,
-        n: int,
-    ) -> list[tuple[int, HistoryRow]]:
-        where, args = ["vehicle_id = %s"], list[Any]([vid])
-        if lo is not None:
-            where.append("ts >= %s")
-            args.append(_dt(lo))
-        if hi is not None:
-            where.append("ts <= %s" if hi_inclusive else "ts < %s")
-            args.append(_dt(hi))
-        direction, beyond = ("ASC", ">") if order is Order.ASC else ("DESC", "<")
-        if after is not None:
-            # The plain range test lets the (vehicle_id, ts) index start at the cursor.
-            where.append(f"ts {beyond}= %s AND (ts {beyond} %s OR id {beyond} %s)")
-            at = _dt(after[0])
-            args.extend([at, at, after[1]])
-        sql = (
-            f"SELECT id, ts, received_at, seq, data::text FROM history WHERE {' AND '.join(where)} "
-            f"ORDER BY ts {direction}, id {direction} LIMIT %s"
-        )
-        async with self._conn() as conn:
-            cur = await conn.execute(sql.encode(), (*args, n))
-            rows = await cur.fetchall()
-        return [
-            (int(r[0]), HistoryRow(vid, r[1].timestamp(), r[2].timestamp(), r[3], _decode_data(r[4]))) for r in rows
-        ]
-
-    async def _page(
-        self,
-        vids: list[str],
-        lo: float | None,
-        hi: float | None,
-        hi_inclusive: bool,
-        query: PointQuery,
-        cursor: str | None,
-    ) -> HistoryPage:
-        resume = None
-        if cursor is not None:
-            vid, ts, row_id = parse_point_cursor(cursor)
-            resume = (vid, (ts, row_id))
-
-        async def fetch(vid: str, after: tuple[float, int] | None, n: int) -> list[tuple[int, HistoryRow]]:
-            return await self._points(vid, lo, hi, hi_inclusive, query.order, after, n)
-
-        items, more = await fill_page(vids, query.order, resume, query.limit, fetch)
-        rows = [HistoryRow(r.vehicle_id, r.ts, r.received_at, r.seq, project(r.data, query.fields)) for _, r in items]
-        cursor = point_cursor(items[-1][1].vehicle_id, items[-1][1].ts, items[-1][0]) if more else None
-        return HistoryPage(rows=rows, next_cursor=cursor)
-
-    async def history_page(self, query: PointQuery) -> HistoryPage:
-        vids = await self._vehicles(query.vehicles)
-        return await self._page(vids, query.start, query.end, False, query, query.cursor)
-
-    async def history_until(
-        self, vehicle_id: str, at: float, *, cursor: str | None = None, limit: int = 1000
-    ) -> HistoryPage:
-        query = PointQuery(VehicleSelector.one(vehicle_id), limit=limit)
-        return await self._page([vehicle_id], None, at, True, query, cursor)
-
-    async def aggregate(self, query: AggregateQuery) -> AggregatePage:
-        tz = time_zone(query.tz)
-        resume = parse_bucket_cursor(query.cursor) if query.cursor is not None else None
+    async def _buckets(
+        self, vid: str, query: AggregateQuery, tz: ZoneInfo, start: float | None, n: int
+    ) -> list[AggregateRow]:
+        # Summed in SQL (exact numerics), from the 1-minute rollup where it is settled.
         fields = list(dict.fromkeys(a.field for a in query.aggs))
-        sql = aggregate_sql(query.bucket, fields)
-
-        async def fetch(vid: str, after: float | None, n: int) -> list[AggregateRow]:
-            lo = query.start
-            if after is not None:
-                resume_at = next_bucket(after, query.bucket, tz)
-                lo = resume_at if lo is None else max(lo, resume_at)
-            params = aggregate_params(vid, fields, lo, query.end, query.tz, n)
-            async with self._conn() as conn:
-                cur = await conn.execute(sql, params)
-                found = await cur.fetchall()
-            return aggregate_rows(vid, fields, query.aggs, found)
-
-        items, more = await fill_page(await self._vehicles(query.vehicles), Order.ASC, resume, query.limit, fetch)
-        cursor = bucket_cursor(items[-1].vehicle_id, items[-1].bucket) if more else None
-        return AggregatePage(rows=items, next_cursor=cursor)
+        params = aggregate_params(vid, fields, start, query.end, query.tz, n)
+        async with self._conn() as conn:
+            cur = await conn.execute(aggregate_sql(query.bucket, fields), params)
+            found = await cur.fetchall()
+        return aggregate_rows(vid, fields, query.aggs, found)
 
     # -- maintenance -------------------------------------------------------------------
 
@@ -352,11 +205,14 @@ class PostgresStore:
                 report.retention_cutoff = cutoff
                 report.partitions_dropped = await self._partitions.drop_before(self.db, cutoff)
         else:
-            # TimescaleDB's retention job drops whole chunks, which start at multiples of their width
-            # since the epoch as native partitions do: the same cutoff in both modes.
-            report.retention_cutoff = retention_cutoff(
-                now, self.options.retention_days, self.options.chunk_interval_hours * 3600
-            )
+            # Chunks start at multiples of their width since the epoch, as native partitions do: the
+            # same cutoff in both modes. TimescaleDB's retention job drops the same chunks on its own
+            # schedule; dropping them here too makes retention follow the hub's clock, as in native mode.
+            cutoff = retention_cutoff(now, self.options.retention_days, self.options.chunk_interval_hours * 3600)
+            if cutoff is not None:
+                report.retention_cutoff = cutoff
+                async with self._conn() as conn:
+                    report.partitions_dropped = await drop_chunks(conn, cutoff)
         if report.retention_cutoff is not None:
             async with self._conn() as conn:
                 await conn.execute("DELETE FROM history_1m_dirty WHERE bucket < %s", (_dt(report.retention_cutoff),))

@@ -13,32 +13,21 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
+from zoneinfo import ZoneInfo
 
 import msgspec
 
-from kernel import DatabaseInfo, SqliteDatabase
+from kernel import DatabaseInfo, Sql, SqliteDatabase
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.selector import VehicleSelector
-from twin.stores.aggregates import Bucketizer, next_bucket, time_zone
+from twin.stores.aggregates import Bucketizer
 from twin.stores.protocol import (
-    AggregatePage,
     AggregateQuery,
     AggregateRow,
-    HistoryPage,
-    HistoryQuery,
     MaintenanceReport,
-    Order,
-    PointQuery,
-    PresenceQuery,
-    TwinFilter,
-    bucket_cursor,
-    fill_page,
-    parse_bucket_cursor,
-    parse_point_cursor,
-    point_cursor,
-    project,
     retention_cutoff,
 )
+from twin.stores.sql import SqlReads
 
 _encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(TwinState).decode
@@ -143,11 +132,12 @@ def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
     return count
 
 
-class SqliteStore:
+class SqliteStore(SqlReads):
     """Twins, history and presence in the hub's SQLite database (see `kernel.SqliteDatabase`)."""
 
     def __init__(self, db: SqliteDatabase, *, retention_days: int = 730) -> None:
         self.db = db
+        self._sql = Sql(db)
         self.retention_days = retention_days
         # One transaction at a time of this store: batches and retention deletes both take it.
         self._write_lock = asyncio.Lock()
@@ -207,60 +197,6 @@ class SqliteStore:
         presence_rows = [(p.vehicle_id, p.ts, int(p.connected), p.reason) for p in presence]
         await self.db.write(_write_rows, history_rows, twin_rows, presence_rows)
 
-    async def list_twins(self, query: TwinFilter) -> list[TwinState]:
-        where, args = ["1=1"], list[Any]()
-        if query.fleet is not None:
-            where.append("fleet = ?")
-            args.append(query.fleet)
-        if query.connected is not None:
-            where.append("connected = ?")
-            args.append(int(query.connected))
-        if query.after is not None:
-            where.append("vehicle_id > ?")
-            args.append(query.after)
-        sql = f"SELECT state FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id LIMIT ?"
-        rows = await self._fetch(sql, (*args, query.limit))
-        return [_decode_state(r[0]) for r in rows]
-
-    async def count_twins(self, fleet: str | None = None) -> int:
-        sql, args = "SELECT COUNT(*) FROM twins", tuple[str, ...]()
-        if fleet is not None:
-            sql, args = sql + " WHERE fleet = ?", (fleet,)
-        rows = await self._fetch(sql, args)
-        return int(rows[0][0]) if rows else 0
-
-    async def history(self, query: HistoryQuery) -> list[HistoryRow]:
-        where, args = ["vehicle_id = ?"], list[Any]([query.vehicle_id])
-        if query.start is not None:
-            where.append("ts >= ?")
-            args.append(query.start)
-        if query.end is not None:
-            where.append("ts < ?")
-            args.append(query.end)
-        direction = "ASC" if query.order is Order.ASC else "DESC"
-        sql = (
-            f"SELECT ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
-            f"ORDER BY ts {direction}, id {direction} LIMIT ?"
-        )
-        rows = await self._fetch(sql, (*args, query.limit))
-        return [HistoryRow(query.vehicle_id, r[0], r[1], r[2], project(_decode_data(r[3]), query.fields)) for r in rows]
-
-    async def presence_history(self, query: PresenceQuery) -> list[PresenceEvent]:
-        where, args = ["vehicle_id = ?"], list[Any]([query.vehicle_id])
-        if query.start is not None:
-            where.append("ts >= ?")
-            args.append(query.start)
-        if query.end is not None:
-            where.append("ts < ?")
-            args.append(query.end)
-        direction = "ASC" if query.order is Order.ASC else "DESC"
-        sql = (
-            f"SELECT ts, connected, reason FROM presence WHERE {' AND '.join(where)} "
-            f"ORDER BY ts {direction}, id {direction} LIMIT ?"
-        )
-        rows = await self._fetch(sql, (*args, query.limit))
-        return [PresenceEvent(query.vehicle_id, r[0], bool(r[1]), r[2]) for r in rows]
-
     async def _vehicles(self, selection: VehicleSelector) -> list[str]:
         if not selection.needs_twins:
             return sorted(set(selection.vehicle_ids or ()))
@@ -276,95 +212,26 @@ class SqliteStore:
                 out.append(vid)
         return out
 
-    async def _points(
-        self,
-        vid: str,
-        lo: float | None,
-        hi: float | None,
-        hi_inclusive: bool,
-        order: Order,
-        after: tuple[float, int] | None,
-        n: int,
-    ) -> list[tuple[int, HistoryRow]]:
-        where, args = ["vehicle_id = ?"], list[Any]([vid])
-        if lo is not None:
-            where.append("ts >= ?")
-            args.append(lo)
-        if hi is not None:
-            where.append("ts <= ?" if hi_inclusive else "ts < ?")
-            args.append(hi)
-        direction, beyond = ("ASC", ">") if order is Order.ASC else ("DESC", "<")
-        if after is not None:
-            # The plain range test lets the (vehicle_id, ts) index start at the cursor.
-            where.append(f"ts {beyond}= ? AND (ts {beyond} ? OR id {beyond} ?)")
-            args.extend([after[0], after[0], after[1]])
-        sql = (
-            f"SELECT id, ts, received_at, seq, data FROM history WHERE {' AND '.join(where)} "
-            f"ORDER BY ts {direction}, id {direction} LIMIT ?"
-        )
-        rows = await self._fetch(sql, (*args, n))
-        return [(r[0], HistoryRow(vid, r[1], r[2], r[3], _decode_data(r[4]))) for r in rows]
-
-    async def _page(
-        self,
-        vids: list[str],
-        lo: float | None,
-        hi: float | None,
-        hi_inclusive: bool,
-        query: PointQuery,
-        cursor: str | None,
-    ) -> HistoryPage:
-        resume = None
-        if cursor is not None:
-            vid, ts, row_id = parse_point_cursor(cursor)
-            resume = (vid, (ts, row_id))
-
-        async def fetch(vid: str, after: tuple[float, int] | None, n: int) -> list[tuple[int, HistoryRow]]:
-            return await self._points(vid, lo, hi, hi_inclusive, query.order, after, n)
-
-        items, more = await fill_page(vids, query.order, resume, query.limit, fetch)
-        rows = [HistoryRow(r.vehicle_id, r.ts, r.received_at, r.seq, project(r.data, query.fields)) for _, r in items]
-        cursor = point_cursor(items[-1][1].vehicle_id, items[-1][1].ts, items[-1][0]) if more else None
-        return HistoryPage(rows=rows, next_cursor=cursor)
-
-    async def history_page(self, query: PointQuery) -> HistoryPage:
-        vids = await self._vehicles(query.vehicles)
-        return await self._page(vids, query.start, query.end, False, query, query.cursor)
-
-    async def history_until(
-        self, vehicle_id: str, at: float, *, cursor: str | None = None, limit: int = 1000
-    ) -> HistoryPage:
-        query = PointQuery(VehicleSelector.one(vehicle_id), limit=limit)
-        return await self._page([vehicle_id], None, at, True, query, cursor)
-
-    async def aggregate(self, query: AggregateQuery) -> AggregatePage:
-        tz = time_zone(query.tz)
-        resume = parse_bucket_cursor(query.cursor) if query.cursor is not None else None
-
-        async def fetch(vid: str, after: float | None, n: int) -> list[AggregateRow]:
-            lo = -math.inf if query.start is None else query.start
-            if after is not None:
-                lo = max(lo, next_bucket(after, query.bucket, tz))
-            where, args = ["vehicle_id = ?", "ts >= ?"], list[Any]([vid, lo])
-            if query.end is not None:
-                where.append("ts < ?")
-                args.append(query.end)
-            sql = f"SELECT ts, id, data FROM history WHERE {' AND '.join(where)} ORDER BY ts, id"
-            folder = Bucketizer(vid, query.bucket, query.aggs, tz)
-            out: list[AggregateRow] = []
-            async with self.db.reading() as conn, conn.execute(sql, args) as cur:
-                async for ts, row_id, data in cur:
-                    done = folder.feed(ts, row_id, _decode_data(data))
-                    if done is not None:
-                        out.append(done)
-                        if len(out) >= n:
-                            return out
-            last = folder.finish()
-            return [*out, last][:n] if last is not None else out
-
-        items, more = await fill_page(await self._vehicles(query.vehicles), Order.ASC, resume, query.limit, fetch)
-        cursor = bucket_cursor(items[-1].vehicle_id, items[-1].bucket) if more else None
-        return AggregatePage(rows=items, next_cursor=cursor)
+    async def _buckets(
+        self, vid: str, query: AggregateQuery, tz: ZoneInfo, start: float | None, n: int
+    ) -> list[AggregateRow]:
+        # Folded here, in reading order: SQLite has no exact decimal sum to do it in SQL.
+        where, args = ["vehicle_id = ?", "ts >= ?"], list[Any]([vid, -math.inf if start is None else start])
+        if query.end is not None:
+            where.append("ts < ?")
+            args.append(query.end)
+        sql = f"SELECT ts, id, data FROM history WHERE {' AND '.join(where)} ORDER BY ts, id"
+        folder = Bucketizer(vid, query.bucket, query.aggs, tz)
+        out: list[AggregateRow] = []
+        async with self.db.reading() as conn, conn.execute(sql, args) as cur:
+            async for ts, row_id, data in cur:
+                done = folder.feed(ts, row_id, _decode_data(data))
+                if done is not None:
+                    out.append(done)
+                    if len(out) >= n:
+                        return out
+        last = folder.finish()
+        return [*out, last][:n] if last is not None else out
 
     async def maintain(self, now: float) -> MaintenanceReport:
         """Delete history older than the retention, in short transactions."""

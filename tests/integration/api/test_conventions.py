@@ -193,7 +193,9 @@ async def test_every_request_body_has_an_example_its_route_accepts(secure_hub, a
                 assert examples[0] is not None, f"{method} {path} has no example"
                 for example in examples:
                     url = path.replace("{vehicle_id}", "veh-0007").replace("{name}", f"ex-{uuid.uuid4().hex[:6]}")
-                    url = url.replace("{alert_id}", "no-such-alert")
+                    url = url.replace("{alert_id}", "no-such-alert").replace("{delivery_id}", "no-such-delivery")
+                    url = url.replace("{schedule_id}", f"ex-{uuid.uuid4().hex[:6]}")
+                    url = url.replace("{channel_id}", f"ex-{uuid.uuid4().hex[:6]}")
                     if media_type == "text/csv":
                         response = await admin.request(
                             method, url, content=example, headers={"Content-Type": media_type}

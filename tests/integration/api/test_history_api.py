@@ -118,6 +118,11 @@ async def test_fleet_history_and_aggregates_by_tag(env) -> None:
         ("veh-n1", 3, 78),
         ("veh-n2", 3, 78),
     ]
+    # Two values for one tag: no vehicle has both, so nothing is chosen (and nothing refused).
+    both = await client.get("/api/v1/history", params={"tag": ["depot:north", "depot:south"]})
+    assert (both.status_code, both.json()["items"]) == (200, [])
+    same = await _walk(client, "/api/v1/history", {"tag": ["depot:south", "depot:south"], "fields": "soc"})
+    assert {r["vehicle_id"] for r in same} == {"veh-s1"}
 
 
 async def test_csv_export_streams_every_page(env, monkeypatch) -> None:

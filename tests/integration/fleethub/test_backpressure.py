@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker.reader import BACKLOG_LIMIT
+from broker import BACKLOG_LIMIT
 from fleethub import load_settings
 from fleethub.hub import Hub
 from kernel import DatabaseInfo

@@ -56,9 +56,9 @@ async def test_migrations_recorded_once_even_when_workers_start_together(pg_url:
 async def test_asking_for_timescaledb_where_it_is_missing_says_how_to_fix(pg_url: str) -> None:
     """Forcing TimescaleDB on a server without it (or against a native schema) is a clear StoreError."""
     with psycopg.connect(pg_url) as conn:
-        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    if available:
-        pytest.skip("this server has TimescaleDB")
+        preloaded = conn.execute("SELECT 1 FROM pg_settings WHERE name = 'timescaledb.disable_load'").fetchone()
+    if preloaded:
+        pytest.skip("this server has TimescaleDB (installed but not preloaded is missing too, and tested here)")
     with pytest.raises(StoreError, match="pg_timeseries"):
         async with _database(pg_url, timeseries="timescaledb"):
             pass

@@ -40,11 +40,9 @@ async def test_statements_take_question_marks_on_both_backends(sql: Sql) -> None
         [Statement(insert, rows, many=True), Statement("UPDATE t SET n = n + 10 WHERE n >= ?", (3,))]
     )
     assert changed == [5, 2]
-    got = await sql.fetch(
-        f"SELECT k, n, at, doc{d.as_text} FROM t WHERE {d.true} AND {d.json_field('doc', 'fleet')} = ? ORDER BY k",
-        ("f1",),
-    )
-    assert [(k, n, d.epoch(at)) for k, n, at, _ in got] == [("k1", 1, 1_700_000_001.5), ("k3", 13, 1_700_000_003.5)]
+    where = f"{d.true} AND {d.json_field('doc', 'fleet')} = ?"
+    got = await sql.fetch(f"SELECT k, n, {d.seconds('at')}, doc{d.as_text} FROM t WHERE {where} ORDER BY k", ("f1",))
+    assert [(k, n, at) for k, n, at, _ in got] == [("k1", 1, 1_700_000_001.5), ("k3", 13, 1_700_000_003.5)]
     assert d.sql("SELECT ?") == ("SELECT ?" if d is SQLITE else "SELECT %s")
     assert d in (SQLITE, POSTGRES)
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from kernel import PostgresDatabase
+from kernel import PostgresDatabase, TimeseriesMode
 from twin import (
     HistoryOptions,
     HistoryQuery,
@@ -54,26 +54,82 @@ def _partitions(url: str, parent: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-async def test_partitions_premade_created_for_backfill_and_dropped_by_retention(pg_url: str) -> None:
-    """Partitions exist ahead of now, appear on demand for old rows, and go whole with retention."""
+def _retention_job(url: str, table: str) -> tuple[int, str] | None:
+    """TimescaleDB's retention job on one of this schema's hypertables: (id, drop_after)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT job_id, (config ->> 'drop_after')::interval::text FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention' AND hypertable_schema = current_schema() AND hypertable_name = %s",
+            (table,),
+        ).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def _run_job(url: str, job_id: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CALL run_job(%s)", (job_id,))
+
+
+async def test_retention_drops_whole_old_days_and_a_backfilled_day_comes_back(pg_url: str) -> None:
+    """Old rows go a whole day at a time (native partitions, TimescaleDB chunks; TimescaleDB's retention
+    job is there too and finds nothing more to drop), the cutoff is the same UTC day boundary in both
+    modes, and an old row written again lands in a recreated day."""
     now = time.time()
     today = int(now // DAY * DAY)
     async with _store(pg_url, premake_partitions=2, retention_days=30) as store:
-        expected = {partition_name("history", today + k * DAY) for k in range(3)}
-        assert expected <= _partitions(pg_url, "history")
+        native = store.mode is TimeseriesMode.NATIVE
+        if native:
+            expected = {partition_name("history", today + k * DAY) for k in range(3)}
+            assert expected <= _partitions(pg_url, "history")
         old = today - 40 * DAY + 5
         await store.write_batch([], [HistoryRow("v1", old, now, 1, {"a": 1}), HistoryRow("v1", now, now, 2, {"a": 2})])
-        assert partition_name("history", today - 40 * DAY) in _partitions(pg_url, "history")
-        assert partition_name("history_1m", today - 40 * DAY) in _partitions(pg_url, "history_1m")
         report = await store.maintain(now)
-        assert report.partitions_dropped == [
-            partition_name("history", today - 40 * DAY),
-            partition_name("history_1m", today - 40 * DAY),
-        ]
+        assert report.retention_cutoff == today - 30 * DAY
+        if native:
+            assert report.partitions_dropped == [
+                partition_name("history", today - 40 * DAY),
+                partition_name("history_1m", today - 40 * DAY),
+            ]
+        else:
+            # The old day's chunk of history (the rollup's chunks are a week wide); TimescaleDB's own job
+            # would drop the same.
+            assert len(report.partitions_dropped) == 1
+            job = _retention_job(pg_url, "history")
+            assert job is not None
+            assert job[1] == "30 days"
+            _run_job(pg_url, job[0])
         assert [r.data for r in await store.history(HistoryQuery("v1"))] == [{"a": 2}]
         # The dropped day is recreated if an old row turns up again.
         await store.write_batch([], [HistoryRow("v1", old, now, 3, {"a": 3})])
         assert len(await store.history(HistoryQuery("v1"))) == 2
+
+
+async def test_timescaledb_jobs_are_kept_across_restarts_and_changed_only_with_their_setting(pg_url: str) -> None:
+    """A restart with the same settings keeps every job (same ids); a new retention replaces that job only."""
+    async with _store(pg_url, retention_days=30, compress_after_days=7) as store:
+        if store.mode is not TimeseriesMode.TIMESCALEDB:
+            pytest.skip("TimescaleDB's jobs: this server has no TimescaleDB (native partitioning has no jobs)")
+    with psycopg.connect(pg_url) as conn:
+        jobs = "SELECT proc_name, hypertable_name, job_id FROM timescaledb_information.jobs "
+        jobs += "WHERE hypertable_schema = current_schema() ORDER BY 1, 2"
+        first = conn.execute(jobs).fetchall()
+    assert [(p, t) for p, t, _ in first] == [
+        ("policy_compression", "history"),
+        ("policy_retention", "history"),
+        ("policy_retention", "history_1m"),
+    ]
+    async with _store(pg_url, retention_days=30, compress_after_days=7):
+        pass
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(jobs).fetchall() == first
+    async with _store(pg_url, retention_days=60, compress_after_days=7):
+        pass
+    with psycopg.connect(pg_url) as conn:
+        after = {(p, t): j for p, t, j in conn.execute(jobs).fetchall()}
+    before = {(p, t): j for p, t, j in first}
+    assert after[("policy_compression", "history")] == before[("policy_compression", "history")]
+    assert after[("policy_retention", "history")] != before[("policy_retention", "history")]
+    assert _retention_job(pg_url, "history_1m")[1] == "60 days"
 
 
 async def test_nul_in_strings_does_not_poison_the_batch(pg_url: str) -> None:
@@ -173,3 +229,30 @@ def test_partition_names_are_utc_starts() -> None:
     start = int(datetime(2024, 1, 15, tzinfo=UTC).timestamp())
     assert partition_name("history", start) == "history_p20240115_00"
     assert partition_name("history_1m", start + 6 * 3600) == "history_1m_p20240115_06"
+
+
+async def test_an_older_schemas_unread_continuous_aggregate_is_dropped(pg_url: str) -> None:
+    """A database from before migration 5 loses history_activity_1m and its refresh job; new ones never had it."""
+    async with _store(pg_url) as store:
+        if store.mode is not TimeseriesMode.TIMESCALEDB:
+            pytest.skip("a TimescaleDB schema's migration: this server has no TimescaleDB")
+    views = "SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema()"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute(views).fetchone() == (0,)
+        # As the old migration 3 left it, with its policy, and migration 5 not yet applied.
+        conn.execute(
+            "CREATE MATERIALIZED VIEW history_activity_1m WITH (timescaledb.continuous) AS "
+            "SELECT vehicle_id, time_bucket(INTERVAL '1 minute', ts) AS bucket, count(*) AS rows "
+            "FROM history GROUP BY 1, 2 WITH NO DATA"
+        )
+        conn.execute(
+            "SELECT add_continuous_aggregate_policy('history_activity_1m', start_offset => INTERVAL '2 days', "
+            "end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute')"
+        )
+        conn.execute("DELETE FROM schema_version WHERE version = 5")
+        assert conn.execute(views).fetchone() == (1,)
+    async with _store(pg_url):
+        pass
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(views).fetchone() == (0,)
+        assert conn.execute("SELECT 1 FROM schema_version WHERE version = 5").fetchone() == (1,)

@@ -159,3 +159,18 @@ def test_collector_thresholds_are_applied(environ: dict[str, str], expected: tup
         assert gc.get_threshold() == before
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FLEETHUB_MAINTENANCE_MAX_GAP_S": "0"}, "maintenance.max_gap_s"),
+        ({"FLEETHUB_NOTIFICATIONS_MAX_ATTEMPTS": "0"}, "notifications.max_attempts"),
+        ({"FLEETHUB_NOTIFICATIONS_SMTP_SECURITY": "ssl3"}, "notifications.smtp_security"),
+        ({"FLEETHUB_REPORTS_MAX_DAYS": "0"}, "reports.max_days"),
+    ],
+)
+def test_maintenance_notification_and_report_settings_are_validated(environ: dict[str, str], message: str) -> None:
+    """An out-of-range maintenance, notifications or reports setting stops start-up, naming the setting."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=environ)

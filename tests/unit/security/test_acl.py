@@ -66,7 +66,9 @@ def test_vehicle_subscribes_only_under_its_own_id(topic_filter: str, allowed: bo
         (ADMIN, "alerts/#", acl.Verdict.ALLOW),
         (ADMIN, "events/#", acl.Verdict.ALLOW),
         (ADMIN, "vehicles/+/telemetry", acl.Verdict.ALLOW),
-        (ADMIN, "$SYS/#", acl.Verdict.DENY),
+        # Broker statistics are for administrators of every fleet.
+        (ADMIN, "$SYS/#", acl.Verdict.ALLOW),
+        (MAINT, "$SYS/broker/uptime", acl.Verdict.DENY),
     ],
 )
 def test_users_subscribe_within_their_fleets(principal: Principal, topic_filter: str, expected: acl.Verdict) -> None:

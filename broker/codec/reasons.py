@@ -1,0 +1,75 @@
+"""MQTT 5 reason codes, and their MQTT 3.1.1 equivalents where 3.1.1 has one."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Reason(enum.IntEnum):
+    SUCCESS = 0x00
+    GRANTED_QOS_1 = 0x01
+    GRANTED_QOS_2 = 0x02
+    DISCONNECT_WITH_WILL = 0x04
+    NO_MATCHING_SUBSCRIBERS = 0x10
+    NO_SUBSCRIPTION_EXISTED = 0x11
+    UNSPECIFIED_ERROR = 0x80
+    MALFORMED_PACKET = 0x81
+    PROTOCOL_ERROR = 0x82
+    IMPLEMENTATION_SPECIFIC_ERROR = 0x83
+    UNSUPPORTED_PROTOCOL_VERSION = 0x84
+    CLIENT_IDENTIFIER_NOT_VALID = 0x85
+    BAD_USERNAME_OR_PASSWORD = 0x86
+    NOT_AUTHORIZED = 0x87
+    SERVER_UNAVAILABLE = 0x88
+    SERVER_BUSY = 0x89
+    BANNED = 0x8A
+    SERVER_SHUTTING_DOWN = 0x8B
+    BAD_AUTHENTICATION_METHOD = 0x8C
+    KEEP_ALIVE_TIMEOUT = 0x8D
+    SESSION_TAKEN_OVER = 0x8E
+    TOPIC_FILTER_INVALID = 0x8F
+    TOPIC_NAME_INVALID = 0x90
+    PACKET_IDENTIFIER_IN_USE = 0x91
+    PACKET_IDENTIFIER_NOT_FOUND = 0x92
+    RECEIVE_MAXIMUM_EXCEEDED = 0x93
+    TOPIC_ALIAS_INVALID = 0x94
+    PACKET_TOO_LARGE = 0x95
+    MESSAGE_RATE_TOO_HIGH = 0x96
+    QUOTA_EXCEEDED = 0x97
+    ADMINISTRATIVE_ACTION = 0x98
+    PAYLOAD_FORMAT_INVALID = 0x99
+    RETAIN_NOT_SUPPORTED = 0x9A
+    QOS_NOT_SUPPORTED = 0x9B
+    USE_ANOTHER_SERVER = 0x9C
+    SERVER_MOVED = 0x9D
+    SHARED_SUBSCRIPTIONS_NOT_SUPPORTED = 0x9E
+    CONNECTION_RATE_EXCEEDED = 0x9F
+    MAXIMUM_CONNECT_TIME = 0xA0
+    SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED = 0xA1
+    WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED = 0xA2
+
+
+# MQTT 3.1 and 3.1.1 CONNACK return codes.
+V3_CONNACK = {
+    Reason.SUCCESS: 0,
+    Reason.UNSUPPORTED_PROTOCOL_VERSION: 1,
+    Reason.CLIENT_IDENTIFIER_NOT_VALID: 2,
+    Reason.SERVER_UNAVAILABLE: 3,
+    Reason.SERVER_BUSY: 3,
+    Reason.SERVER_SHUTTING_DOWN: 3,
+    Reason.CONNECTION_RATE_EXCEEDED: 3,
+    Reason.QUOTA_EXCEEDED: 3,
+    Reason.BAD_USERNAME_OR_PASSWORD: 4,
+    Reason.NOT_AUTHORIZED: 5,
+    Reason.BANNED: 5,
+}
+
+
+def v3_connack_code(reason: Reason) -> int:
+    """The 3.1.1 CONNACK return code nearest to `reason` (5, not authorised, when none is closer)."""
+    return V3_CONNACK.get(reason, 5)
+
+
+def v3_suback_code(reason: Reason) -> int:
+    """3.1.1 SUBACK codes are the granted QoS, or 0x80 for any failure."""
+    return int(reason) if reason <= Reason.GRANTED_QOS_2 else 0x80

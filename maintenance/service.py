@@ -1,0 +1,438 @@
+"""Maintenance: schedules, each vehicle's standing against them, service records and meter corrections.
+
+The service watches twins (a `TwinObserver`, O(1) per update: it keeps each vehicle's
+fleet, tags and meters) and, every `check_interval_s`, evaluates every vehicle against
+every schedule that selects it. When a vehicle moves into "due soon" or "overdue" the
+service raises an alert through the rules engine's lifecycle (`AlertSink`), once per
+interval: the interval remembers the stage it alerted, so an acknowledged or hand-cleared
+alert does not come back until a service record starts the next interval. The alert is
+stored before the interval is, so a crash in between repeats nothing (an open alert is
+not raised twice) and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import msgspec
+import structlog
+
+from kernel import InvalidPayload, LimitExceeded, NotFound
+from maintenance.due import evaluate
+from maintenance.meters import ENGINE_HOURS, METERS, ODOMETER, MeterDeriver
+from maintenance.model import Due, Interval, MeterCorrection, Schedule, ScheduleBody, ServiceRecord, Stage
+from maintenance.settings import MaintenanceSettings
+from maintenance.stores.protocol import MaintenanceStore, RecordQuery
+from security import Actor, AuditEntry, audit_entry
+from twin import PATH_SEP, TwinFilter, TwinState, TwinUpdate, UpdateKind
+
+log = structlog.get_logger(__name__)
+
+_PAGE = 500
+RULE_PREFIX = "maintenance."
+
+
+class AlertSink(Protocol):
+    """Where due-soon and overdue alerts go: the rules engine's alert lifecycle."""
+
+    def raise_alert(
+        self, rule: str, vehicle_id: str, fleet: str, severity: str, message: str, values: dict[str, Any]
+    ) -> bool: ...
+
+    def clear_alert(self, rule: str, vehicle_id: str, by: str, values: dict[str, Any] | None = None) -> bool: ...
+
+    async def flush(self) -> None: ...
+
+
+class TwinSource(Protocol):
+    async def list_twins(self, query: TwinFilter) -> list[TwinState]: ...
+
+
+def alert_rule(schedule_id: str, stage: Stage) -> str:
+    """The rule name a schedule's alerts carry: `maintenance.{schedule}.due_soon` or `.overdue`."""
+    return f"{RULE_PREFIX}{schedule_id}.{stage.value}"
+
+
+@dataclass(slots=True)
+class _Vehicle:
+    fleet: str
+    tags: dict[str, Any]
+    odometer_km: float | None = None
+    engine_hours: float | None = None
+
+
+@dataclass(slots=True)
+class _Counters:
+    sweeps: int = 0
+    raised: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    evaluated: int = field(default=0)
+
+
+class MaintenanceService:
+    """See the module docstring. Enter it after its store; register it with `TwinService.observers`."""
+
+    def __init__(
+        self,
+        store: MaintenanceStore,
+        twins: TwinSource,
+        *,
+        settings: MaintenanceSettings | None = None,
+        deriver: MeterDeriver | None = None,
+        alerts: AlertSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.twins = twins
+        self.settings = settings or MaintenanceSettings()
+        self.deriver = deriver
+        self.alerts = alerts
+        self.clock = clock
+        self.counters = _Counters()
+        self._schedules: dict[str, Schedule] = {}
+        self._intervals: dict[tuple[str, str], Interval] = {}
+        self._vehicles: dict[str, _Vehicle] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._schedules = {s.id: s for s in await self.store.list_schedules()}
+        self._intervals = {(i.schedule_id, i.vehicle_id): i for i in await self.store.intervals()}
+        async for state in self._all_twins():
+            self._see(state)
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="maintenance-checks")
+        log.info("maintenance started", schedules=len(self._schedules), vehicles=len(self._vehicles))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _all_twins(self) -> AsyncIterator[TwinState]:
+        after: str | None = None
+        while True:
+            page = await self.twins.list_twins(TwinFilter(after=after, limit=_PAGE))
+            for state in page:
+                yield state
+            if len(page) < _PAGE:
+                return
+            after = page[-1].vehicle_id
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.check_interval_s):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.check()
+            # A failed check is retried at the next interval; the failure is counted and logged.
+            except Exception as exc:
+                self.counters.failures += 1
+                self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("maintenance check failed")
+
+    def check_soon(self) -> None:
+        """Run a check now instead of at the next interval (after a schedule or service changes)."""
+        self._wake.set()
+
+    # -- the observer ---------------------------------------------------------------------
+
+    def twin_updated(self, updates: list[TwinUpdate]) -> None:
+        for update in updates:
+            if update.kind is UpdateKind.TELEMETRY and not any(p and p[0] == METERS for p in update.changed):
+                continue
+            if update.kind in (UpdateKind.TELEMETRY, UpdateKind.TAGS):
+                self._see(update.state)
+
+    def _see(self, state: TwinState) -> None:
+        entry = self._vehicles.get(state.vehicle_id)
+        if entry is None:
+            entry = self._vehicles[state.vehicle_id] = _Vehicle(state.fleet, dict(state.tags))
+        else:
+            entry.fleet, entry.tags = state.fleet, dict(state.tags)
+        for attr, key in (("odometer_km", ODOMETER), ("engine_hours", ENGINE_HOURS)):
+            found = state.reported.get(f"{METERS}{PATH_SEP}{key}")
+            if found is not None and isinstance(found.value, int | float) and not isinstance(found.value, bool):
+                setattr(entry, attr, float(found.value))
+
+    def meters(self, vehicle_id: str) -> tuple[float | None, float | None]:
+        """(odometer_km, engine_hours) as the hub knows them now, corrections included."""
+        entry = self._vehicles.get(vehicle_id)
+        odo = entry.odometer_km if entry else None
+        hours = entry.engine_hours if entry else None
+        if self.deriver is not None:
+            d_odo, d_hours = self.deriver.values(vehicle_id)
+            odo = d_odo if d_odo is not None else odo
+            hours = d_hours if d_hours is not None else hours
+        return odo, hours
+
+    def fleet_of(self, vehicle_id: str) -> str:
+        entry = self._vehicles.get(vehicle_id)
+        if entry is None:
+            raise NotFound(f"vehicle '{vehicle_id}' not found")
+        return entry.fleet
+
+    # -- due evaluation -------------------------------------------------------------------
+
+    def _interval(self, schedule: Schedule, vehicle_id: str, entry: _Vehicle, now: float) -> tuple[Interval, bool]:
+        """The vehicle's interval of `schedule`, begun now if it has none; and whether it changed."""
+        odo, hours = self.meters(vehicle_id)
+        interval = self._intervals.get((schedule.id, vehicle_id))
+        if interval is None:
+            return Interval(schedule.id, vehicle_id, entry.fleet, now, odo, hours), True
+        changed = False
+        # A measure first seen after the interval began starts counting from its first value.
+        if interval.start_odometer_km is None and odo is not None:
+            interval.start_odometer_km, changed = odo, True
+        if interval.start_engine_hours is None and hours is not None:
+            interval.start_engine_hours, changed = hours, True
+        if interval.fleet != entry.fleet:
+            interval.fleet, changed = entry.fleet, True
+        return interval, changed
+
+    def standing(self, now: float | None = None) -> list[tuple[Schedule, Interval, Due]]:
+        """Every (schedule, vehicle) the schedules select, with its due point; intervals not yet stored included."""
+        at = self.clock() if now is None else now
+        out: list[tuple[Schedule, Interval, Due]] = []
+        for schedule in self._schedules.values():
+            for vid, entry in self._vehicles.items():
+                if not schedule.selects(vid, entry.fleet, entry.tags):
+                    continue
+                interval, _ = self._interval(schedule, vid, entry, at)
+                odo, hours = self.meters(vid)
+                out.append((schedule, interval, evaluate(schedule, interval, odo, hours, at)))
+        return out
+
+    async def check(self) -> int:
+        """Evaluate every vehicle against every schedule; raise what became due; the alerts raised."""
+        async with self._lock:
+            now = self.clock()
+            changed: list[Interval] = []
+            raised = 0
+            for schedule, interval, due in self.standing(now):
+                self.counters.evaluated += 1
+                key = (schedule.id, interval.vehicle_id)
+                fresh = key not in self._intervals
+                _, moved = self._interval(schedule, interval.vehicle_id, self._vehicles[interval.vehicle_id], now)
+                if due.status.rank > interval.stage.rank:
+                    if self._alert(schedule, due):
+                        raised += 1
+                    interval.stage = due.status
+                    moved = True
+                if fresh or moved:
+                    self._intervals[key] = interval
+                    changed.append(interval)
+            if raised and self.alerts is not None:
+                # Alerts are stored before the intervals that remember them.
+                await self.alerts.flush()
+            await self.store.put_intervals(changed)
+            self.counters.sweeps += 1
+            self.counters.raised += raised
+            return raised
+
+    def _alert(self, schedule: Schedule, due: Due) -> bool:
+        if self.alerts is None:
+            return False
+        body = schedule.body
+        values = {
+            k: v
+            for k, v in msgspec.structs.asdict(due).items()
+            if v is not None and k not in {"vehicle_id", "fleet", "interval_started_at"}
+        }
+        values["status"] = due.status.value
+        values["schedule"] = body.name
+        if due.status is Stage.OVERDUE:
+            self.alerts.clear_alert(alert_rule(schedule.id, Stage.DUE_SOON), due.vehicle_id, "overdue", values)
+            severity, what = body.severity_overdue, "overdue"
+        else:
+            severity, what = body.severity_due_soon, "due soon"
+        message = f"{body.name} {what} for {due.vehicle_id}{_left(due)}"
+        return self.alerts.raise_alert(
+            alert_rule(schedule.id, due.status), due.vehicle_id, due.fleet, severity, message, values
+        )
+
+    # -- schedules ------------------------------------------------------------------------
+
+    def list_schedules(self) -> list[Schedule]:
+        return [self._schedules[k] for k in sorted(self._schedules)]
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        found = self._schedules.get(schedule_id)
+        if found is None:
+            raise NotFound(f"maintenance schedule '{schedule_id}' not found")
+        return found
+
+    async def put_schedule(self, schedule_id: str, body: ScheduleBody, *, actor: Actor | None = None) -> Schedule:
+        now = self.clock()
+        old = self._schedules.get(schedule_id)
+        if old is None and len(self._schedules) >= self.settings.max_schedules:
+            raise LimitExceeded(
+                "too_many_schedules", f"at most {self.settings.max_schedules} schedules (maintenance.max_schedules)"
+            )
+        schedule = Schedule(schedule_id, body, old.created_at if old else now, now)
+        entry = self._entry(actor, "maintenance.schedule.put", now, fleet=body.selector.fleet, target=schedule_id)
+        await self.store.put_schedule(schedule, audit=entry)
+        self._schedules[schedule_id] = schedule
+        self.check_soon()
+        return schedule
+
+    async def delete_schedule(self, schedule_id: str, *, actor: Actor | None = None) -> None:
+        schedule = self.get_schedule(schedule_id)
+        entry = self._entry(actor, "maintenance.schedule.delete", self.clock(), target=schedule_id)
+        await self.store.delete_schedule(schedule_id, audit=entry)
+        del self._schedules[schedule_id]
+        for key in [k for k in self._intervals if k[0] == schedule_id]:
+            del self._intervals[key]
+            if self.alerts is not None:
+                for stage in (Stage.DUE_SOON, Stage.OVERDUE):
+                    self.alerts.clear_alert(alert_rule(schedule.id, stage), key[1], "schedule-deleted")
+
+    # -- service records and corrections ---------------------------------------------------
+
+    async def record_service(
+        self,
+        vehicle_id: str,
+        schedule_id: str,
+        *,
+        by: str,
+        done_at: float | None = None,
+        odometer_km: float | None = None,
+        engine_hours: float | None = None,
+        note: str | None = None,
+        actor: Actor | None = None,
+    ) -> ServiceRecord:
+        """Close the vehicle's interval of the schedule and start the next at this service."""
+        schedule = self.get_schedule(schedule_id)
+        fleet = self.fleet_of(vehicle_id)
+        entry = self._vehicles[vehicle_id]
+        if not schedule.selects(vehicle_id, fleet, entry.tags):
+            raise InvalidPayload("not_scheduled", f"schedule '{schedule_id}' does not apply to vehicle '{vehicle_id}'")
+        now = self.clock()
+        odo, hours = self.meters(vehicle_id)
+        record = ServiceRecord(
+            id=secrets.token_hex(8),
+            vehicle_id=vehicle_id,
+            fleet=fleet,
+            schedule_id=schedule_id,
+            done_at=now if done_at is None else done_at,
+            recorded_at=now,
+            by=by,
+            odometer_km=odo if odometer_km is None else odometer_km,
+            engine_hours=hours if engine_hours is None else engine_hours,
+            note=note,
+        )
+        interval = Interval(
+            schedule_id,
+            vehicle_id,
+            fleet,
+            record.done_at,
+            record.odometer_km,
+            record.engine_hours,
+            Stage.OK,
+            record.id,
+        )
+        audit = self._entry(
+            actor,
+            "maintenance.service.record",
+            now,
+            vehicle_id=vehicle_id,
+            fleet=fleet,
+            target=schedule_id,
+            detail={"service_id": record.id, "odometer_km": record.odometer_km, "engine_hours": record.engine_hours},
+        )
+        async with self._lock:
+            await self.store.record_service(record, interval, audit=audit)
+            self._intervals[(schedule_id, vehicle_id)] = interval
+        if self.alerts is not None:
+            for stage in (Stage.DUE_SOON, Stage.OVERDUE):
+                self.alerts.clear_alert(
+                    alert_rule(schedule_id, stage), vehicle_id, "service", {"service_id": record.id}
+                )
+        self.check_soon()
+        return record
+
+    async def correct_meters(
+        self,
+        vehicle_id: str,
+        *,
+        by: str,
+        odometer_km: float | None = None,
+        engine_hours: float | None = None,
+        note: str | None = None,
+        actor: Actor | None = None,
+    ) -> MeterCorrection:
+        """Set a vehicle's odometer or engine hours; audited, and in the twin from the vehicle's next message."""
+        if odometer_km is None and engine_hours is None:
+            raise InvalidPayload("bad_body", "give odometer_km, engine_hours or both")
+        if self.deriver is None:
+            raise InvalidPayload("meters_off", "the hub does not derive meters (maintenance.meters_enabled = false)")
+        fleet = self.fleet_of(vehicle_id)
+        now = self.clock()
+        previous = self.meters(vehicle_id)
+        correction = MeterCorrection(
+            id=secrets.token_hex(8),
+            vehicle_id=vehicle_id,
+            fleet=fleet,
+            at=now,
+            by=by,
+            odometer_km=odometer_km,
+            engine_hours=engine_hours,
+            previous_odometer_km=previous[0],
+            previous_engine_hours=previous[1],
+            note=note,
+        )
+        audit = self._entry(
+            actor,
+            "maintenance.meters.correct",
+            now,
+            vehicle_id=vehicle_id,
+            fleet=fleet,
+            detail={
+                "odometer_km": odometer_km,
+                "engine_hours": engine_hours,
+                "previous_odometer_km": previous[0],
+                "previous_engine_hours": previous[1],
+            },
+        )
+        await self.store.add_correction(correction, audit=audit)
+        self.deriver.correct(vehicle_id, odometer_km, engine_hours)
+        self.check_soon()
+        return correction
+
+    async def list_services(self, query: RecordQuery) -> list[ServiceRecord]:
+        return await self.store.list_services(query)
+
+    async def list_corrections(self, query: RecordQuery) -> list[MeterCorrection]:
+        return await self.store.list_corrections(query)
+
+    @staticmethod
+    def _entry(actor: Actor | None, action: str, ts: float, **about: Any) -> AuditEntry | None:
+        return audit_entry(actor, action, ts, **about) if actor is not None else None
+
+
+def _left(due: Due) -> str:
+    parts = []
+    if due.remaining_km is not None:
+        parts.append(f"{due.remaining_km:,.0f} km")
+    if due.remaining_engine_hours is not None:
+        parts.append(f"{due.remaining_engine_hours:,.1f} engine h")
+    if due.remaining_days is not None:
+        parts.append(f"{due.remaining_days:,.1f} days")
+    return f" ({', '.join(parts)} left)" if parts else ""

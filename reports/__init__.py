@@ -1,0 +1,63 @@
+"""Fleet reports from raw history: stops, daily summaries per vehicle and per fleet, zone visits,
+as JSON or CSV in any time zone, and daily or weekly delivery through notification channels."""
+
+from reports.fold import REPORT_FIELDS, DayFold, VisitFold, fleet_day
+from reports.model import FleetDay, Period, ReportSchedule, ReportScheduleBody, StopRow, VehicleDay, VisitRow
+from reports.service import (
+    DAILY_COLUMNS,
+    FLEET_COLUMNS,
+    STOP_COLUMNS,
+    VISIT_COLUMNS,
+    DailyReport,
+    ReportService,
+    ReportSink,
+    daily_csv,
+    day_bounds,
+    fleet_row,
+    local,
+    parse_day,
+    stop_row,
+    to_csv,
+    vehicle_row,
+    visit_row,
+    zone_of,
+)
+from reports.settings import ReportSettings
+from reports.stores import MemoryReportStore, PostgresReportStore, ReportStore, SqliteReportStore, report_store
+
+__all__ = [
+    "DAILY_COLUMNS",
+    "FLEET_COLUMNS",
+    "REPORT_FIELDS",
+    "STOP_COLUMNS",
+    "VISIT_COLUMNS",
+    "DailyReport",
+    "DayFold",
+    "FleetDay",
+    "MemoryReportStore",
+    "Period",
+    "PostgresReportStore",
+    "ReportSchedule",
+    "ReportScheduleBody",
+    "ReportService",
+    "ReportSettings",
+    "ReportSink",
+    "ReportStore",
+    "SqliteReportStore",
+    "StopRow",
+    "VehicleDay",
+    "VisitFold",
+    "VisitRow",
+    "daily_csv",
+    "day_bounds",
+    "fleet_day",
+    "fleet_row",
+    "local",
+    "parse_day",
+    "report_store",
+    "stop_row",
+    "to_csv",
+    "vehicle_row",
+    "visit_row",
+    "zone_of",
+]

@@ -75,6 +75,7 @@ class ExternalBroker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Event = asyncio.Event()
         self._generation = 0
+        self._stopped = False
         self.connects = 0
         self.published = 0
         client = mqtt.Client(
@@ -117,9 +118,21 @@ class ExternalBroker:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # The session stays on the broker (its expiry): what was not acknowledged goes to the next worker.
-        await asyncio.to_thread(self._client.disconnect)
+        # After `stop_consuming` the session ends with the connection (expiry 0): a broker that
+        # hands shared messages to offline sessions (Mosquitto) then stops queuing for this one.
+        # Otherwise it stays for session_expiry_s and a worker with the same id takes it back.
+        props = None
+        if self._stopped:
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+        await asyncio.to_thread(self._client.disconnect, properties=props)
         await asyncio.to_thread(self._client.loop_stop)
+
+    def stop_consuming(self) -> None:
+        """Unsubscribe: the broker sends nothing new; what is in flight is still acknowledged."""
+        self._stopped = True
+        group = self.settings.share_group
+        self._client.unsubscribe([f"$share/{group}/{f}" for f in FILTERS])
 
     @property
     def connected(self) -> bool:
@@ -134,7 +147,8 @@ class ExternalBroker:
         self._generation += 1
         self.connects += 1
         group = self.settings.share_group
-        client.subscribe([(f"$share/{group}/{f}", 1) for f in FILTERS])
+        if not self._stopped:
+            client.subscribe([(f"$share/{group}/{f}", 1) for f in FILTERS])
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.set)
         log.info("connected to the broker", broker=self.settings.broker, session_present=bool(flags.session_present))

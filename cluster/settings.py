@@ -65,6 +65,10 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     broker_cafile: Annotated[
         str, Meta(description="CA bundle that verifies an mqtts:// broker (empty: system CAs).")
     ] = ""
+    leave_timeout_s: Annotated[
+        float,
+        Meta(gt=0, description="On SIGTERM, how long a worker waits for what it received to commit before it leaves."),
+    ] = 10.0
     inbox_batch: Annotated[
         int, Meta(ge=1, description="Forwarded messages an owner takes from the inbox table per pass at most.")
     ] = 500

@@ -114,6 +114,9 @@ class ClusterWorker:
         self._renewed_at = 0.0
         self._notified: dict[str, set[str]] = {"commands": set(), "alerts": set()}
         self._notice = asyncio.Event()
+        # QoS 1 messages received and not yet acknowledged.
+        self._outstanding = 0
+        self._drained = asyncio.Event()
         self.forwarded = 0
         self.direct = 0
         self.moves = 0
@@ -156,6 +159,15 @@ class ClusterWorker:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self.edge is not None and exc_type is None:
+            # A clean leave: nothing new comes in; what came is committed (or forwarded) and acknowledged.
+            self.edge.stop_consuming()
+            if self._outstanding > 0:
+                self._drained.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), self.settings.leave_timeout_s)
+            if self._outstanding > 0:
+                log.warning("left with messages unacknowledged; the broker sends them again", count=self._outstanding)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -245,6 +257,8 @@ class ClusterWorker:
     # -- routing -----------------------------------------------------------------------
 
     def _received(self, msg: Received) -> None:
+        if msg.qos > 0:
+            self._outstanding += 1
         self._queue.put_nowait(msg)
 
     def _route_of(self, vehicle_id: str) -> int | None:
@@ -306,6 +320,10 @@ class ClusterWorker:
                 self._ack(msg)
 
     def _ack(self, msg: Received) -> None:
+        if msg.qos > 0:
+            self._outstanding -= 1
+            if self._outstanding <= 0:
+                self._drained.set()
         if self.edge is not None:
             self.edge.ack(msg)
 

@@ -15,6 +15,7 @@ from api.alerts import AlertsController
 from api.audit import AuditController
 from api.auth import authorize, principal_of
 from api.body_depth import limit_json_depth
+from api.broker_auth import BrokerAuthController
 from api.commands import FleetCommandsController, VehicleCommandsController
 from api.console import console_routes
 from api.deps import ApiDeps
@@ -69,6 +70,7 @@ def create_app(deps: ApiDeps) -> Litestar:
             healthz,
             metrics,
             SessionController,
+            BrokerAuthController,
             *console_routes(enabled=deps.console is not None),
         ],
         dependencies={

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import msgspec
 from litestar.di import NamedDependency
@@ -15,7 +16,7 @@ from maintenance import MaintenanceService
 from notifications import NotificationService
 from reports import ReportService
 from rules import RulesEngine
-from security import SecurityService
+from security import Principal, SecurityService
 from twin import HistoryReader, TwinService
 
 
@@ -27,6 +28,39 @@ class ComponentHealth(msgspec.Struct):
 class Health(msgspec.Struct):
     status: str
     components: dict[str, ComponentHealth]
+
+
+class BrokerGrant(Protocol):
+    @property
+    def action(self) -> str: ...
+    @property
+    def topic_filter(self) -> str: ...
+
+
+class BrokerGrants(Protocol):
+    @property
+    def grants(self) -> Sequence[BrokerGrant]: ...
+    # True when the grants are all the principal may do.
+    @property
+    def complete(self) -> bool: ...
+
+
+class BrokerAccess(Protocol):
+    """Logins and topic decisions for an external broker (`broker.ExternalAuth`); `api.broker_auth` speaks HTTP."""
+
+    async def login(self, username: str, password: str, client_id: str, peer: str) -> Principal | None: ...
+    async def principal(self, username: str) -> Principal | None: ...
+    async def may(self, principal: Principal, action: Literal["publish", "subscribe"], topic: str) -> bool: ...
+    async def grants(self, principal: Principal) -> BrokerGrants: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAuthConfig:
+    access: BrokerAccess
+    # What the broker must send: the HTTP basic auth password, or a bearer token.
+    secret: str
+    rabbitmq_vhost: str = "/"
+    rabbitmq_exchange: str = "amq.topic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +97,8 @@ class ApiDeps:
     notifications: NotificationService | None = None
     # Daily summaries, stops, zone visits and report schedules (api/reports.py); None when reports are off.
     reports: ReportService | None = None
+    # The /broker-auth endpoints for EMQX and RabbitMQ (api.broker_auth); None when auth.broker_secret is empty.
+    broker_auth: BrokerAuthConfig | None = None
 
 
 # How handlers ask for the dependencies: `deps: Deps`.

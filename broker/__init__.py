@@ -7,6 +7,8 @@ turns `twin.inbound.Channel` sends back into topics.
 
 from broker.contract import CONTRACT, TopicSpec, refusal_reasons
 from broker.errors import PortInUse
+from broker.external_auth import ExternalAuth
+from broker.grants import Grant, Grants, grants_of
 from broker.metrics import BrokerMetrics
 from broker.server import EmbeddedBroker, TlsListener
 from broker.stores import BrokerStoreMetrics, QueueLimits, WriterSettings, broker_store
@@ -21,11 +23,15 @@ __all__ = [
     "BrokerMetrics",
     "BrokerStoreMetrics",
     "EmbeddedBroker",
+    "ExternalAuth",
+    "Grant",
+    "Grants",
     "PortInUse",
     "QueueLimits",
     "TlsListener",
     "TopicSpec",
     "WriterSettings",
     "broker_store",
+    "grants_of",
     "refusal_reasons",
 ]

@@ -105,7 +105,11 @@ async def run_vehicles(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"  MQTT password: {made.secret}")
                 print("The secret is shown only now; the hub keeps its argon2 hash.")
             case "import":
-                text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()  # noqa: SIM115, ASYNC230
+                if args.file == "-":
+                    text = sys.stdin.read()
+                else:
+                    with open(args.file, encoding="utf-8") as source:  # noqa: ASYNC230
+                        text = source.read()
                 made_all = await security.provision_csv(text, args.fleet, actor=CLI)
                 out = io.StringIO()
                 writer = csv.writer(out)

@@ -1,4 +1,4 @@
-"""`fleethub`: serve, demo, migrate and sim."""
+"""`fleethub`: serve, demo, migrate, sim, and the admin commands (vehicles, users, export, backup)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fleethub.admin_cli import add_parsers
 
     add_parsers(sub, _store_flags)
+    from fleethub.mosquitto_auth import add_parser as add_export
+
+    add_export(sub, _store_flags)
     backup = sub.add_parser("backup", help="copy a SQLite store to a file, while the hub runs (online backup)")
     backup.add_argument("output", help="the backup file to write")
     _store_flags(backup)
@@ -73,7 +76,7 @@ def _store_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if args.command in ("vehicles", "users", "backup", "restore"):
+    if args.command in ("vehicles", "users", "backup", "restore", "export"):
         return load_settings(args.config, overrides={"store.url": args.database})
     overrides: dict[str, Any] = {
         "mqtt.host": args.host,
@@ -131,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             runner = run_vehicles if args.command == "vehicles" else run_users
             return asyncio.run(runner(settings, args))
+        if args.command == "export":
+            from fleethub.mosquitto_auth import run_export
+
+            return asyncio.run(run_export(settings, args))
     except ConfigError as exc:
         log.error("cannot start", error=str(exc))
         print(f"fleethub: {exc}", file=sys.stderr)

@@ -18,11 +18,12 @@ from typing import Self
 import structlog
 from prometheus_client import CollectorRegistry
 
-from api import ApiDeps, ComponentHealth, Health, create_app
+from api import ApiDeps, BrokerAuthConfig, ComponentHealth, Health, create_app
 from broker import (
     BrokerMetrics,
     BrokerStoreMetrics,
     EmbeddedBroker,
+    ExternalAuth,
     QueueLimits,
     TlsListener,
     WriterSettings,
@@ -207,6 +208,7 @@ class Hub:
             maintenance=self.maintenance,
             notifications=self.notifications,
             reports=self.reports,
+            broker_auth=self._broker_auth(),
         )
         self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
         await self._stack.enter_async_context(self.http)
@@ -307,6 +309,14 @@ class Hub:
             commands.publisher = self.cluster.channel
             if self.rules is not None:
                 self.rules.publisher = self.cluster.channel
+
+    def _broker_auth(self) -> BrokerAuthConfig | None:
+        """The /broker-auth endpoints for an external broker, when auth.broker_secret is set."""
+        s = self.settings
+        if not s.auth.broker_secret:
+            return None
+        access = ExternalAuth(self.security, limits=s.abuse, registry=self.registry)
+        return BrokerAuthConfig(access, s.auth.broker_secret, s.auth.rabbitmq_vhost, s.auth.rabbitmq_exchange)
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
         await self.service.provision(vehicle_id, fleet, dict(tags))

@@ -203,6 +203,8 @@ async def _started_hub_facts() -> tuple[list[MetricRow], dict[str, Any]]:
                 "http.host": "127.0.0.1",
                 "http.port": 0,
                 "log.level": "error",
+                # So the /broker-auth endpoints' metrics are listed too.
+                "auth.broker_secret": "reference-" * 4,
             },
         )
         async with Hub(settings) as hub:

@@ -362,6 +362,18 @@ class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     public_metrics: Annotated[
         bool, Meta(description="GET /metrics without a token; false requires a token with the ops:read permission.")
     ] = False
+    broker_secret: Annotated[
+        str,
+        Meta(
+            description="The shared secret an external broker (EMQX, RabbitMQ) sends to the /broker-auth endpoints, "
+            'as the HTTP basic auth password or a bearer token; "" turns them off, else at least 32 characters. '
+            "See docs/external-brokers.md."
+        ),
+    ] = ""
+    rabbitmq_vhost: Annotated[str, Meta(description="The RabbitMQ virtual host MQTT clients may use.")] = "/"
+    rabbitmq_exchange: Annotated[
+        str, Meta(description="The topic exchange RabbitMQ's MQTT plugin publishes to (its mqtt.exchange).")
+    ] = "amq.topic"
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -599,6 +611,12 @@ def validate(settings: Settings) -> None:
     _check(
         not auth.bootstrap_token or len(auth.bootstrap_token) >= 32,
         "auth.bootstrap_token",
+        "empty or at least 32 characters (e.g. `openssl rand -hex 32`)",
+        "<hidden>",
+    )
+    _check(
+        not auth.broker_secret or len(auth.broker_secret) >= 32,
+        "auth.broker_secret",
         "empty or at least 32 characters (e.g. `openssl rand -hex 32`)",
         "<hidden>",
     )

@@ -233,10 +233,26 @@ class SecurityService:
     async def login_vehicle(self, vehicle_id: str, secret: str) -> Principal | None:
         credential = await self.store.get_credential(vehicle_id)
         if credential is None or not credential.active:
+            # As slow as a real check, so a refusal does not tell a revoked vehicle from a wrong secret.
+            await self._verify_nobody(secret)
             return None
         if not await self._verify(vehicle_id, credential.secret_hash, secret):
             return None
         return Principal.vehicle(vehicle_id, credential.fleet)
+
+    async def principal_named(self, name: str) -> Principal | None:
+        """Who an already logged-in MQTT username acts as now: an active vehicle, else an enabled user.
+
+        For brokers that ask about each publish or subscription separately (see
+        docs/external-brokers.md); a revoked vehicle or a removed user is nobody.
+        """
+        credential = await self.store.get_credential(name)
+        if credential is not None:
+            return Principal.vehicle(name, credential.fleet) if credential.active else None
+        user = await self.store.get_user(name)
+        if user is None or user.disabled:
+            return None
+        return Principal.user(user.name, user.role, user.fleets)
 
     async def vehicle_by_certificate(self, vehicle_id: str) -> Principal | None:
         """A vehicle whose client certificate the TLS layer verified: known and not revoked."""

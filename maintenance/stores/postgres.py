@@ -1,6 +1,6 @@
 """The maintenance store on PostgreSQL: the hub's database, through its one connection pool.
 
-The tables come from `migrations/postgres/0040_maintenance.sql`, applied when the database opens.
+The tables come from `migrations/postgres/0045_maintenance.sql`, applied when the database opens.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The maintenance store on SQLite: the hub's database file, through its one writer and its readers.
 
-The tables come from `migrations/sqlite/0040_maintenance.sql`, applied when the database opens.
+The tables come from `migrations/sqlite/0045_maintenance.sql`, applied when the database opens.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from api import ApiDeps, ComponentHealth, Health, create_app
 from api.auth import OPT_PUBLIC_IF, authorize, is_framework_route, permission_of
+from api.broker_auth import broker_only
 from console import Console, ConsoleSettings
 from security import Permission
 from twin import MemoryStore, TwinService
@@ -49,14 +50,20 @@ def _console_app() -> Litestar:
 def test_only_health_metrics_and_the_console_shell_may_be_public() -> None:
     """No data route is public: /healthz and /metrics through their settings; the console's page, assets,
     settings and login (which hold no fleet data) always. (The console's static files are served by
-    Litestar's own handler, which `is_framework_route` exempts like the schema routes.)"""
-    public = []
+    Litestar's own handler, which `is_framework_route` exempts like the schema routes.) The broker's
+    endpoints need no token but the broker's shared secret, checked by their own guard."""
+    public, broker = [], []
     for route in _console_app().routes:
         for handler in getattr(route, "route_handlers", ()):
             if is_framework_route(handler):
                 continue
             if permission_of(handler) is Permission.PUBLIC or OPT_PUBLIC_IF in handler.opt:
-                public.append(route.path)
+                if broker_only in handler.resolve_guards():
+                    broker.append(route.path)
+                else:
+                    public.append(route.path)
+    assert all(path.startswith("/broker-auth/") for path in broker)
+    assert len(set(broker)) == 6
     assert sorted(set(public)) == [
         "/",
         "/api/v1/console/config",

@@ -49,3 +49,34 @@ async def test_the_stand_in_hash_has_the_real_hashes_parameters(verifications) -
     stand_in = verifications[-1]
     assert user.password_hash is not None
     assert stand_in.split("$")[1:4] == user.password_hash.split("$")[1:4]
+
+
+async def test_vehicle_logins_cost_one_verification_revoked_or_not(verifications) -> None:
+    """What an external broker's login asks (`login`): a revoked vehicle, a wrong secret and an unknown name
+    each run argon2 once, so the answer time does not say which it was."""
+    service = SecurityService(MemorySecurityStore(), verify_cache_s=0)
+    car = await service.provision("car-1", "acme", actor=CLI)
+    gone = await service.provision("car-2", "acme", actor=CLI)
+    await service.revoke("car-2", actor=CLI)
+    for name, secret in (("car-1", "wrong"), ("car-2", gone.secret), ("car-3", "whatever")):
+        verifications.clear()
+        assert await service.login(name, secret) is None, name
+        assert len(verifications) == 1, name
+    verifications.clear()
+    assert await service.login("car-1", car.secret) is not None
+    assert len(verifications) == 1
+
+
+async def test_principal_named_follows_revocation_and_removal() -> None:
+    service = SecurityService(MemorySecurityStore(), verify_cache_s=0)
+    await service.provision("car-1", "acme", actor=CLI)
+    await service.add_user("alice", Role.VIEWER, ("acme",), actor=CLI)
+    vehicle = await service.principal_named("car-1")
+    assert vehicle is not None
+    assert vehicle.fleets == {"acme"}
+    assert (await service.principal_named("alice")) is not None
+    await service.revoke("car-1", actor=CLI)
+    await service.remove_user("alice", actor=CLI)
+    assert await service.principal_named("car-1") is None
+    assert await service.principal_named("alice") is None
+    assert await service.principal_named("nobody") is None

@@ -11,7 +11,8 @@ Connections without the setting (the embedded hub, tools) are not checked.
 Owner-only writes: twins (every write), rule windows (`rule_timers`), new alert episodes
 (`alerts` INSERT) and command sends (`commands` UPDATE to state 'sent'). Operator changes
 that any node may make (acknowledging an alert, cancelling a command) are not fenced; the
-owner hears of them through NOTIFY `fleethub_cluster` and rebuilds that vehicle.
+owner hears of them through NOTIFY `fleethub_cluster` and rebuilds that vehicle. Fleet
+jobs are turned into commands by one worker, the holder of partition 0 (`JOB_PARTITION`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from cluster.partitions import PARTITION_SQL
 from kernel import FENCED_SQLSTATE
 
 CHANNEL = "fleethub_cluster"
+# The holder of this partition's lease dispatches fleet jobs.
+JOB_PARTITION = 0
 
 _ROW = "CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END"
 
@@ -58,7 +61,8 @@ NOTIFY_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION fleethub_cluster_notify() RETURNS trigger LANGUAGE plpgsql AS $notify$
 BEGIN
     PERFORM pg_notify('{CHANNEL}', TG_ARGV[0] || ' ' ||
-        coalesce(nullif(current_setting('fleethub.fence', true), '')::jsonb->>'w', '') || ' ' || NEW.vehicle_id);
+        coalesce(nullif(current_setting('fleethub.fence', true), '')::jsonb->>'w', '') || ' ' ||
+        coalesce(to_jsonb(NEW)->>'vehicle_id', ''));
     RETURN NEW;
 END
 $notify$
@@ -76,6 +80,8 @@ TRIGGERS = (
     "FOR EACH ROW EXECUTE FUNCTION fleethub_cluster_notify('commands')",
     "CREATE OR REPLACE TRIGGER fleethub_notify AFTER UPDATE ON alerts "
     "FOR EACH ROW EXECUTE FUNCTION fleethub_cluster_notify('alerts')",
+    "CREATE OR REPLACE TRIGGER fleethub_notify AFTER INSERT OR UPDATE ON command_jobs "
+    "FOR EACH ROW EXECUTE FUNCTION fleethub_cluster_notify('jobs')",
 )
 
 # Workers starting together take turns (CREATE OR REPLACE on one function is not concurrent-safe).

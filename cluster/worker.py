@@ -33,7 +33,7 @@ from cluster.edge import ExternalBroker, Received
 from cluster.inbox import Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
 from cluster.partitions import Ownership, partition_of
-from cluster.schema import CHANNEL, install
+from cluster.schema import CHANNEL, JOB_PARTITION, install
 from cluster.settings import ClusterSettings
 from commands import CommandService
 from kernel import ConfigError, PostgresDatabase
@@ -112,7 +112,7 @@ class ClusterWorker:
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._renewed_at = 0.0
-        self._notified: dict[str, set[str]] = {"commands": set(), "alerts": set()}
+        self._notified: dict[str, set[str]] = {"commands": set(), "alerts": set(), "jobs": set()}
         self._notice = asyncio.Event()
         # QoS 1 messages received and not yet acknowledged.
         self._outstanding = 0
@@ -136,6 +136,7 @@ class ClusterWorker:
             self.rules.owns = self.ownership.owns
         if self.commands is not None:
             self.commands.owns = self.ownership.owns
+            self.commands.dispatches_jobs = False
             self.commands.release(lambda _vid: True)
         loop = asyncio.get_running_loop()
         if self.settings.role == "worker":
@@ -183,6 +184,11 @@ class ClusterWorker:
         # Leaving is a courtesy: if it fails the leases expire on their own.
         except Exception as failure:
             log.warning("could not give the leases back", error=f"{type(failure).__name__}: {failure}")
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The worker's long-running tasks; none ends while it runs, so one that does is a failure."""
+        return list(self._tasks)
 
     @property
     def channel(self) -> ExternalBroker:
@@ -235,6 +241,11 @@ class ClusterWorker:
                 for vid in await self._connected(chosen):
                     self.commands.vehicle_connected(vid)
             self.ready |= set(change.gained)
+        if self.commands is not None:
+            leads = JOB_PARTITION in self.ownership.tokens
+            if leads and (JOB_PARTITION in change.gained or not self.commands.dispatches_jobs):
+                await self.commands.reload_jobs()
+            self.commands.dispatches_jobs = leads
         log.info(
             "partitions moved",
             worker=self.worker_id,
@@ -375,6 +386,11 @@ class ClusterWorker:
         kind, writer, vid = [*payload.split(" ", 2), "", ""][:3]
         if writer == self.worker_id or kind not in self._notified:
             return
+        if kind == "jobs":
+            if self.commands is not None and self.commands.dispatches_jobs:
+                self._notified["jobs"].add(vid)
+                self._notice.set()
+            return
         if partition_of(vid, self.settings.partitions) in self.ready:
             self._notified[kind].add(vid)
             self._notice.set()
@@ -386,6 +402,7 @@ class ClusterWorker:
             await asyncio.sleep(0.05)  # gathers a burst into one rebuild
             commands, self._notified["commands"] = self._notified["commands"], set()
             alerts, self._notified["alerts"] = self._notified["alerts"], set()
+            jobs, self._notified["jobs"] = self._notified["jobs"], set()
             try:
                 if commands and self.commands is not None:
                     await self.commands.adopt(commands.__contains__)
@@ -394,6 +411,8 @@ class ClusterWorker:
                             self.commands.vehicle_connected(vid)
                 if alerts and self.rules is not None:
                     await self.rules.adopt(alerts.__contains__)
+                if jobs and self.commands is not None and self.commands.dispatches_jobs:
+                    await self.commands.reload_jobs()
             except Exception:
                 log.exception("rebuilding vehicles changed elsewhere failed")
 

@@ -112,6 +112,8 @@ class CommandEngine:
         self.events_published = 0
         # Set by a hub worker (cluster/): it holds and sends the commands of the vehicles it owns.
         self.owns: Callable[[str], bool] | None = None
+        # In a cluster one worker turns fleet jobs into commands; their owners send them.
+        self.dispatches_jobs = True
 
     # -- hooks the twin service calls from its consumer (never blocking it for long) --
 
@@ -170,7 +172,8 @@ class CommandEngine:
         # Online vehicles with something waiting: send what is queued, resend what is due.
         for vehicle_id in self._open.online_with_commands():
             await self._deliver(vehicle_id, resend=due.get(vehicle_id, False), now=now, work=work)
-        self._dispatch_jobs(now, work)
+        if self.dispatches_jobs:
+            self._dispatch_jobs(now, work)
         await self._finish(work)
 
     async def _deliver(self, vehicle_id: str, *, resend: bool, now: float, work: Work) -> None:
@@ -395,6 +398,12 @@ class CommandEngine:
                 self._open.remove(command)
         for vid in [v for v in self._open.online if vehicle(v)]:
             self.vehicle_disconnected(vid)
+
+    async def reload_jobs(self) -> None:
+        """Take the open fleet jobs from the store again (a worker became the one that dispatches them)."""
+        self._jobs = {job.id: job for job in await self.store.open_jobs()}
+        self._buckets = {job.id: self._buckets.get(job.id) or RateLimit(job.rate) for job in self._jobs.values()}
+        self._wake.set()
 
     def _mine(self, vehicle_id: str) -> bool:
         return self.owns is None or self.owns(vehicle_id)

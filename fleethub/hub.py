@@ -338,7 +338,8 @@ class Hub:
     async def wait(self, stop: asyncio.Event) -> None:
         """Return when `stop` is set; raise if a part of the hub died on its own."""
         watched: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
-        for task in (self._consumer, self.http.task if self.http else None):
+        cluster = self.cluster.tasks if self.cluster is not None else []
+        for task in (self._consumer, self.http.task if self.http else None, *cluster):
             if task is not None:
                 watched.append(task)  # type: ignore[arg-type]
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)

@@ -25,6 +25,8 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cluster import partition_of
+
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 DEV = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false"}
@@ -130,10 +132,10 @@ def _eventually(check: Callable[[], bool], wait_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def _worker(run_hub, tmp_path: Path, port: int, url: str, name: str, extra: dict[str, str] | None = None):
+def _worker(run_hub, tmp_path: Path, port: int, url: str, name: str, role: str = "worker"):
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
-    env = {**DEV, **LEASES, "FLEETHUB_RULES_FILE": str(rules), **(extra or {})}
+    env = {**DEV, **LEASES, "FLEETHUB_RULES_FILE": str(rules)}
     hub = run_hub(
         "serve",
         "--broker",
@@ -146,6 +148,8 @@ def _worker(run_hub, tmp_path: Path, port: int, url: str, name: str, extra: dict
         "127.0.0.1",
         "--worker-id",
         name,
+        "--role",
+        role,
         "--log-format",
         "json",
         env=env,
@@ -167,7 +171,8 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
 ) -> None:
     """Two workers split the partitions; each message is stored once, twins are right, alerts and commands once."""
     a, http_a = _worker(run_hub, tmp_path, mosquitto, pg_url, "a")
-    b, _ = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
+    b, http_b = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
+    api, http_api = _worker(run_hub, tmp_path, mosquitto, pg_url, "api", role="api")
     _eventually(lambda: _owners(pg_url) == {"a": 8, "b": 8}, 20, "the partitions split 8/8")
     vehicles = [Vehicle(mosquitto, f"veh-{n:02d}") for n in range(12)]
     now = time.time()
@@ -204,6 +209,18 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
             "every command succeeded",
         )
         assert sorted(len(v.commands) for v in vehicles) == [1] * 12
+        # The API node reads what the workers committed; a twin write is the owner's alone.
+        doc = httpx.get(f"http://127.0.0.1:{http_api}/api/v1/vehicles/veh-05/twin").json()
+        assert doc["reported"]["soc"] == 70.0
+        patch = {"charge_limit": 80}
+        refused = httpx.patch(f"http://127.0.0.1:{http_api}/api/v1/vehicles/veh-05/twin/desired", json=patch)
+        assert refused.status_code == 503
+        owner = _rows(pg_url, "SELECT owner FROM cluster_leases WHERE part = %s", (partition_of("veh-05", 16),))[0][0]
+        at_owner = httpx.patch(
+            f"http://127.0.0.1:{http_a if owner == 'a' else http_b}/api/v1/vehicles/veh-05/twin/desired", json=patch
+        )
+        assert at_owner.status_code == 200
+        assert at_owner.json()["desired"] == patch
     finally:
         for v in vehicles:
             v.close()
@@ -211,6 +228,7 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
         print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:])
     assert a.stop() == 0
     assert b.stop() == 0
+    assert api.stop() == 0
 
 
 def test_kill_9_loses_nothing_acknowledged_and_partitions_move(

@@ -385,7 +385,7 @@ class CommandEngine:
         A hub worker calls it when it gains their partition, and when another node queued
         a command for one of its vehicles: sends then go out from here, the owner only.
         """
-        self.release(vehicle)
+        self._drop(vehicle)
         for command in await self.store.open_commands():
             if vehicle(command.vehicle_id) and self._mine(command.vehicle_id):
                 self._open.add(command)
@@ -393,11 +393,14 @@ class CommandEngine:
 
     def release(self, vehicle: Callable[[str], bool]) -> None:
         """Forget the open commands and presence of the vehicles `vehicle` selects (another worker owns them)."""
+        self._drop(vehicle)
+        for vid in [v for v in self._open.online if vehicle(v)]:
+            self.vehicle_disconnected(vid)
+
+    def _drop(self, vehicle: Callable[[str], bool]) -> None:
         for vid in [v for v in self._open.vehicles() if vehicle(v)]:
             for command in self._open.of_vehicle(vid):
                 self._open.remove(command)
-        for vid in [v for v in self._open.online if vehicle(v)]:
-            self.vehicle_disconnected(vid)
 
     async def reload_jobs(self) -> None:
         """Take the open fleet jobs from the store again (a worker became the one that dispatches them)."""

@@ -240,7 +240,7 @@ def measure(port: int, url: str, label: str, *, vehicles: int, offered: float, m
     out["publish_to_twin_ms"] = probe.hist.summary_ms()
     # The summary table's latency columns: publish to committed twin, under the steady load.
     out["latency_ms"] = out["publish_to_twin_ms"]
-    out["machine_load"] = _loadavg()
+    out["load_average"] = _loadavg()
     return out
 
 

@@ -18,6 +18,7 @@ from api.body_depth import limit_json_depth
 from api.broker_auth import BrokerAuthController
 from api.commands import FleetCommandsController, VehicleCommandsController
 from api.console import console_routes
+from api.dead_letters import DeadLetterController
 from api.deps import ApiDeps
 from api.history import HistoryController
 from api.maintenance import MaintenanceController, VehicleMaintenanceController
@@ -63,6 +64,7 @@ def create_app(deps: ApiDeps) -> Litestar:
             UsersController,
             TokensController,
             AuditController,
+            DeadLetterController,
             MaintenanceController,
             VehicleMaintenanceController,
             NotificationsController,

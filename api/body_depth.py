@@ -9,8 +9,6 @@ when it is deeper than `http.max_body_depth`; otherwise it hands the same bytes 
 
 from __future__ import annotations
 
-import re
-from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -18,22 +16,9 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON, Problem
+from kernel import json_depth
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def json_depth(body: bytes) -> int:
-    """The deepest nesting of arrays and objects in `body` (strings ignored).
-
-    The regex and `translate` run in C; Python steps only through the brackets themselves.
-    """
-    if b"[" not in body and b"{" not in body:
-        return 0
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKET)
-    steps = (1 if c in b"[{" else -1 for c in brackets)
-    return max(accumulate(steps), default=0)
 
 
 def _is_json(scope: Scope) -> bool:

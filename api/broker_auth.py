@@ -4,7 +4,8 @@
   `{"result": "allow" | "deny", "is_superuser": false, "acl": [...]}`: the `acl` (EMQX
   5.8+) carries the client's grants, ending in a deny-all when they are complete, so
   EMQX asks nothing more; where they are not (a user of some fleets), EMQX falls
-  through to the HTTP authorizer.
+  through to the HTTP authorizer. A login by API token carries the token's expiry as
+  `expire_at`.
 - EMQX 5 HTTP authorization (`POST /broker-auth/emqx/authz`, JSON) answers
   `{"result": "allow" | "deny"}`.
 - RabbitMQ's `rabbitmq_auth_backend_http` (`/broker-auth/rabbitmq/user`, `vhost`,
@@ -99,8 +100,11 @@ class EmqxRule(msgspec.Struct):
 
 class EmqxAuthnResult(msgspec.Struct, omit_defaults=True):
     result: Literal["allow", "deny"]
-    is_superuser: bool = False
+    # Never: a superuser would skip every ACL check, and the hub's rules know none.
+    is_superuser: bool
     acl: list[EmqxRule] | None = None
+    # Unix seconds: EMQX (5.8+) disconnects the client then, as a user's API token expires.
+    expire_at: int | None = None
 
 
 class EmqxAuthzResult(msgspec.Struct):
@@ -140,9 +144,9 @@ async def _params(request: Request[Any, Any, Any]) -> Mapping[str, str]:
     return {k: str(v) for k, v in form.items()}
 
 
-def _text(allowed: bool | str) -> Response[str]:
-    answer = allowed if isinstance(allowed, str) else ("allow" if allowed else "deny")
-    return Response(answer, media_type=MediaType.TEXT)
+def _text(allowed: bool) -> Response[str]:
+    # rabbitmq_auth_backend_http reads the body only: "allow" (tags could follow; fleethub grants none) or "deny".
+    return Response("allow" if allowed else "deny", media_type=MediaType.TEXT)
 
 
 class BrokerAuthController(Controller):
@@ -156,8 +160,12 @@ class BrokerAuthController(Controller):
         access = _config(deps).access
         principal = await access.login(data.username, data.password, data.clientid, data.peerhost)
         if principal is None:
-            return EmqxAuthnResult("deny")
-        return EmqxAuthnResult("allow", acl=emqx_acl(await access.grants(principal)))
+            return EmqxAuthnResult("deny", is_superuser=False)
+        acl = emqx_acl(await access.grants(principal))
+        expires = await access.expires_at(principal)
+        return EmqxAuthnResult(
+            "allow", is_superuser=False, acl=acl, expire_at=None if expires is None else int(expires)
+        )
 
     @post("/emqx/authz", opt=_OPT, status_code=200)
     async def emqx_authz(self, deps: Deps, data: Annotated[EmqxAuthz, Body()]) -> EmqxAuthzResult:

@@ -9,7 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from kernel import FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError
+from kernel import FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError, StoreRejected
 from security import AlreadyExists
 from twin import VersionConflict
 
@@ -58,6 +58,10 @@ def fleethub_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
             # Decoding recursed past the interpreter's limit: too deep to be a request the hub serves.
             problem = Problem(
                 _type("bad-request"), "Bad request", 400, "the request is nested too deeply", reason="too_deep"
+            )
+        case StoreRejected():
+            problem = Problem(
+                _type("store-rejected"), "Refused by the database", 422, str(exc), reason="store_rejected"
             )
         case StoreError():
             log.error("store error", path=request.url.path, error=str(exc))

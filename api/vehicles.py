@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import time
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -9,15 +12,15 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
-from api.auth import Caller, audit, requires
+from api.auth import Caller, actor_of, requires
 from api.credentials import NewVehicle, VehicleSecret, provision_one
-from api.deps import Deps
+from api.deps import ApiDeps, Deps
 from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
 from api.times import query_time
 from kernel import InvalidPayload
-from security import Permission
-from twin import TwinAsOf, TwinDocument, TwinFilter
+from security import Permission, audit_entry, audit_insert
+from twin import Statement, TwinAsOf, TwinDocument, TwinFilter, TwinState
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")
@@ -136,9 +139,12 @@ class VehicleController(Controller):
             float | None, QueryParameter(gt=0, description="Expire pending values after this long")
         ] = None,
     ) -> Response[TwinDocument]:
-        doc = await deps.service.patch_desired(vehicle_id, data, if_match=_if_match(if_match), ttl_s=ttl_s)
-        await audit(
-            request, deps, "twin.desired", vehicle_id=vehicle_id, detail={"patch": data, "version": doc.version}
+        doc = await deps.service.patch_desired(
+            vehicle_id,
+            data,
+            if_match=_if_match(if_match),
+            ttl_s=ttl_s,
+            audit=_audited(request, deps, "twin.desired", data),
         )
         return Response(doc, headers=_etag(doc))
 
@@ -153,6 +159,23 @@ class VehicleController(Controller):
         data: Annotated[dict[str, Any], _TAGS_EXAMPLES],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
     ) -> Response[TwinDocument]:
-        doc = await deps.service.patch_tags(vehicle_id, data, if_match=_if_match(if_match))
-        await audit(request, deps, "twin.tags", vehicle_id=vehicle_id, detail={"patch": data, "version": doc.version})
+        doc = await deps.service.patch_tags(
+            vehicle_id, data, if_match=_if_match(if_match), audit=_audited(request, deps, "twin.tags", data)
+        )
         return Response(doc, headers=_etag(doc))
+
+
+def _audited(
+    request: Request[Any, Any, Any], deps: ApiDeps, action: str, patch: Mapping[str, Any]
+) -> Callable[[TwinState], Statement] | None:
+    """The audit entry of a twin write, made from the changed twin; the twin store commits it with the change."""
+    if deps.security is None:
+        return None
+    actor = actor_of(request)
+
+    def record(state: TwinState) -> Statement:
+        detail = {"patch": dict(patch), "version": state.version}
+        entry = audit_entry(actor, action, time.time(), vehicle_id=state.vehicle_id, fleet=state.fleet, detail=detail)
+        return functools.partial(audit_insert, entry)
+
+    return record

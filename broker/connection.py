@@ -111,6 +111,8 @@ class Connection:
         self._inbound_qos = 0
         self._sender: asyncio.Task[None] | None = None
         self._watch: _IdleWatch | None = None
+        # Counted in the connected-clients gauge (from serving until finished).
+        self._counted = False
         self._reader: asyncio.Task[None] | None = None
 
     # -- the connection's life ------------------------------------------------------
@@ -220,6 +222,10 @@ class Connection:
         if v5:
             self._send_quota = props.receive_maximum or 65_535
             self._client_max_packet = props.maximum_packet_size or 0
+        if not broker.has_room_for(client_id):
+            # Sessions are bounded: a new client id beyond the bound is refused, existing ones resume.
+            self._write(codec.encode(Connack(Reason.QUOTA_EXCEEDED if v5 else Reason.SERVER_UNAVAILABLE), self.version))
+            return False
         await broker.take_over(client_id)
         expiry = broker.session_expiry(connect, v5)
         session, present = broker.attach(client_id, login.principal, self.version, connect.clean_start, expiry, self)
@@ -265,6 +271,7 @@ class Connection:
     async def _serve(self) -> None:
         broker = self.broker
         broker.connected(self)
+        self._counted = True
         try:
             await self._presence(MessageKind.CONNECTED)
             self._sender = asyncio.create_task(self._send_loop())
@@ -328,7 +335,7 @@ class Connection:
                 broker.detach(self)
                 await self._presence(MessageKind.DISCONNECTED, extra={"reason": reason.value})
         finally:
-            if session is not None:
+            if self._counted:
                 broker.disconnected(self)
             await self.link.wait_closed()
             self.closed.set()
@@ -456,14 +463,12 @@ class Connection:
             return
         if route.kind is MessageKind.TWIN_GET and props.response_topic is not None:
             self._expect_reply(route.vehicle_id, props.response_topic, props.correlation_data)
-        ack: asyncio.Future[Verdict] | None = None
+        # Every ingested message waits for the pipeline's verdict, QoS 0 too: other subscribers (a
+        # dashboard) get it only once accepted, so a refused message reaches no one.
+        ack: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         if packet.qos:
-            ack = asyncio.get_running_loop().create_future()
             self._acks.add(ack)
-            ack.add_done_callback(lambda done: self._committed(packet, message, done))
-        else:
-            # Nothing to wait for: other subscribers (a dashboard) get it now.
-            broker.persist(broker.route(message))
+        ack.add_done_callback(lambda done: self._committed(packet, message, done))
         await broker.sink.submit(
             Inbound(
                 route.vehicle_id,

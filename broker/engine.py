@@ -87,6 +87,8 @@ class BrokerSettings:
     topic_alias_maximum: int = 64
     write_buffer_bytes: int = 65_536
     sys_interval_s: float = 10.0
+    # Sessions held at most (connected clients' and absent persistent ones): a new client id beyond it is refused.
+    max_sessions: int = 200_000
     # Retained messages kept at most, and their bytes (topic and payload); a new topic beyond either is not kept.
     max_retained_messages: int = 100_000
     max_retained_bytes: int = 256 * 1024 * 1024
@@ -332,6 +334,17 @@ class Broker:
         except TimeoutError:
             log.warning("mqtt take-over slow: the old connection is still closing", client_id=client_id)
 
+    def has_room_for(self, client_id: str) -> bool:
+        """Whether a CONNECT for `client_id` may have a session: it has one, or there are fewer than the bound."""
+        if client_id in self.sessions or len(self.sessions) < self.settings.max_sessions:
+            return True
+        self.metrics.connections_refused["sessions"].inc()
+        limit = self.settings.max_sessions
+        self._log.warning(
+            "mqtt connection refused", "max_sessions", reason="max_sessions", limit=limit, client_id=client_id
+        )
+        return False
+
     def attach(
         self, client_id: str, principal: Principal, version: Version, clean: bool, expiry: float, connection: Connection
     ) -> tuple[Session, bool]:
@@ -384,9 +397,9 @@ class Broker:
             self.persist([persistence.record(session)])
 
     def disconnected(self, connection: Connection) -> None:
+        self.metrics.connected_clients.dec()
         if self._live.get(connection.client_id) is connection:
             del self._live[connection.client_id]
-            self.metrics.connected_clients.dec()
 
     def _drop_session(self, session: Session) -> None:
         for topic_filter in list(session.subscriptions):

@@ -12,25 +12,29 @@ subscriptions are decided by `broker.acl`, with a vehicle's fleet looked up wher
 rule depends on it.
 
 The limiter state is this process's: an external broker should call one hub (or
-accept that N hubs behind a load balancer give a guesser N times the budget).
+accept that N hubs behind a load balancer give a guesser N times the budget). The
+embedded broker's `BrokerAuth` is not reused because it keys every limit by an address,
+and RabbitMQ gives none at login: one shared key for all its clients would let a single
+guesser lock everyone out. Refusals are logged through `QuietLog`, so a flood of bad
+logins is a line per reason and address per window, not a line each.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Literal
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from broker import acl, topics
 from broker.grants import Grants, grants_of
+from broker.quiet_log import QuietLog
 from security import AbuseLimits, LoginBackoff, Principal, PrincipalKind, SecurityService, TokenBuckets
-
-log = structlog.get_logger(__name__)
 
 _LOGIN_OUTCOMES = (
     "allowed",
+    "busy",
     "connect_rate_ip",
     "connect_rate_client",
     "backoff",
@@ -62,9 +66,18 @@ class ExternalAuthMetrics:
 
 class ExternalAuth:
     def __init__(
-        self, security: SecurityService, *, limits: AbuseLimits | None = None, registry: CollectorRegistry
+        self,
+        security: SecurityService,
+        *,
+        limits: AbuseLimits | None = None,
+        registry: CollectorRegistry,
+        max_pending_logins: int = 256,
     ) -> None:
         self.security = security
+        # Logins waiting for an argon2 check are held by the broker's open requests: bounded, so a
+        # reconnect storm is refused early (the clients retry) instead of queueing without end.
+        self._max_pending = max_pending_logins
+        self._pending = 0
         lim = limits or AbuseLimits()
         self._per_ip = TokenBuckets(lim.connect_rate_per_ip_per_s, lim.connect_burst_per_ip)
         self._per_client = TokenBuckets(lim.connect_rate_per_client_per_s, lim.connect_burst_per_client)
@@ -72,6 +85,8 @@ class ExternalAuth:
             lim.login_failures_before_backoff, lim.login_backoff_base_s, lim.login_backoff_max_s
         )
         self._metrics = ExternalAuthMetrics(registry)
+        self._log = QuietLog()
+        self._flushed_at = time.monotonic()
 
     async def login(self, username: str, password: str, client_id: str, peer: str) -> Principal | None:
         """A CONNECT the broker received; `peer` is the client's address, "" when the broker does not say."""
@@ -90,7 +105,13 @@ class ExternalAuth:
             return self._refused("backoff", username, peer, retry_after_s=round(wait, 1))
         if not username or not password:
             return self._failed(keys, "anonymous", username, peer)
-        principal = await self.security.login(username, password)
+        if self._pending >= self._max_pending:
+            return self._refused("busy", username, peer)
+        self._pending += 1
+        try:
+            principal = await self.security.login(username, password)
+        finally:
+            self._pending -= 1
         if principal is None:
             return self._failed(keys, "bad_credentials", username, peer)
         if not await self._owns_client_id(principal, client_id):
@@ -113,7 +134,13 @@ class ExternalAuth:
     def _refused(self, reason: str, username: str, peer: str, **extra: float) -> Principal | None:
         """Count and log a refused login; the refusal itself (None)."""
         self._metrics.logins[reason].inc()
-        log.warning("broker login refused", username=username, peer=peer or None, reason=reason, **extra)
+        now = time.monotonic()
+        if now - self._flushed_at >= 1.0:
+            # Closes the windows that ended, with how many lines each left out.
+            self._log.flush(now)
+            self._flushed_at = now
+        key = f"{reason}|{peer or username}"
+        self._log.warning("broker login refused", key, username=username, peer=peer or None, reason=reason, **extra)
         return None
 
     async def principal(self, username: str) -> Principal | None:
@@ -137,3 +164,10 @@ class ExternalAuth:
 
     async def grants(self, principal: Principal, vehicle_fleets: Mapping[str, str] | None = None) -> Grants:
         return grants_of(principal, vehicle_fleets)
+
+    async def expires_at(self, principal: Principal) -> float | None:
+        """When the login stops being valid by itself: the expiry of the API token it used, if any."""
+        if principal.token_id is None:
+            return None
+        token = await self.security.token(principal.token_id)
+        return None if token is None else token.expires_at

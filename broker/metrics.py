@@ -120,6 +120,6 @@ class SecurityMetrics:
 
 
 # Why a connection was closed before it could log in.
-CONNECTION_REFUSALS = ("per_address", "fd_headroom", "connect_timeout", "protocol", "unsupported_version")
+CONNECTION_REFUSALS = ("per_address", "fd_headroom", "connect_timeout", "protocol", "unsupported_version", "sessions")
 LOGIN_REFUSALS = ("anonymous", "bad_credentials", "backoff", "revoked", "certificate", "client_id")
 LIMITS = ("message_rate", "connect_rate_ip", "connect_rate_client", "subscriptions")

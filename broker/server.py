@@ -38,7 +38,12 @@ class BrokerChannel:
         self._broker = broker
 
     def send(self, vehicle_id: str, channel: Channel, payload: bytes, qos: int = 1, subtopic: str = "") -> None:
-        self._broker.send_to_vehicle(vehicle_id, channel, payload, qos, subtopic)
+        try:
+            self._broker.send_to_vehicle(vehicle_id, channel, payload, qos, subtopic)
+        except Exception:
+            # The caller is the ingest consumer or a command engine: a failed send is this message's
+            # problem (logged), never theirs. Commands are resent by their engine; deltas on reconnect.
+            log.exception("mqtt send to vehicle failed", vehicle_id=vehicle_id, channel=channel.value)
 
 
 class EmbeddedBroker:
@@ -79,6 +84,7 @@ class EmbeddedBroker:
         sys_interval_s: float = 10.0,
         max_keep_alive_s: int = 0,
         server_reference: str = "",
+        max_sessions: int = 200_000,
         max_retained_messages: int = 100_000,
         max_retained_bytes: int = 256 * 1024 * 1024,
         store: BrokerStore | None = None,
@@ -109,6 +115,7 @@ class EmbeddedBroker:
         _at_least("topic alias maximum", "topic_alias_maximum", topic_alias_maximum, 0)
         _at_least("maximum keep-alive", "max_keep_alive_s", max_keep_alive_s, 0)
         _at_least("retained messages", "max_retained_messages", max_retained_messages, 1)
+        _at_least("sessions", "max_sessions", max_sessions, 1)
         _at_least("retained bytes", "max_retained_bytes", max_retained_bytes, 1)
         if max_keep_alive_s > 65_535:
             msg = f"mqtt.max_keep_alive_s is at most 65535, got {max_keep_alive_s}"
@@ -147,6 +154,7 @@ class EmbeddedBroker:
             sys_interval_s=sys_interval_s,
             max_keep_alive_s=max_keep_alive_s,
             server_reference=server_reference,
+            max_sessions=max_sessions,
             max_retained_messages=max_retained_messages,
             max_retained_bytes=max_retained_bytes,
         )

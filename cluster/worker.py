@@ -236,9 +236,12 @@ class ClusterWorker:
             chosen = self.ownership.selects(set(change.gained))
             if self.rules is not None:
                 await self.rules.adopt(chosen)
+            online = await self._connected(chosen)
+            # The twins of vehicles connected through another worker stay connected here.
+            self.service.adopt_online(online)
             if self.commands is not None:
                 await self.commands.adopt(chosen)
-                for vid in await self._connected(chosen):
+                for vid in online:
                     self.commands.vehicle_connected(vid)
             self.ready |= set(change.gained)
         if self.commands is not None:
@@ -254,13 +257,13 @@ class ClusterWorker:
             held=len(self.ownership.tokens),
         )
 
-    async def _connected(self, vehicle: Callable[[str], bool]) -> list[str]:
-        """Vehicles the database says are connected, among those `vehicle` selects."""
-        found: list[str] = []
+    async def _connected(self, vehicle: Callable[[str], bool]) -> dict[str, float]:
+        """Vehicles the database says are connected (and since when), among those `vehicle` selects."""
+        found: dict[str, float] = {}
         after: str | None = None
         while True:
             page = await self.service.store.list_twins(TwinFilter(connected=True, after=after, limit=1000))
-            found += [t.vehicle_id for t in page if vehicle(t.vehicle_id)]
+            found |= {t.vehicle_id: t.connection.since or 0.0 for t in page if vehicle(t.vehicle_id)}
             if len(page) < 1000:
                 return found
             after = page[-1].vehicle_id
@@ -307,7 +310,7 @@ class ClusterWorker:
         await self.service.submit(item)
 
     def _settled(self, done: asyncio.Future[Verdict], item: Inbound, msg: Received) -> None:
-        if done.cancelled():
+        if done.cancelled() or done.exception() is not None:
             # Fenced off or abandoned: not committed here. Route it again (the inbox, by now).
             item.ack = None
             self._queue.put_nowait(msg)

@@ -37,7 +37,7 @@ from commands.model import (
     new_id,
 )
 from commands.stores.protocol import CommandStore
-from kernel import Fenced, InvalidPayload, is_fenced, isoformat
+from kernel import Fenced, InvalidPayload, deeper_than, is_fenced, isoformat
 from security import AuditEntry
 from twin import ACCEPTED, Channel, ErrorMessage, Inbound, Limits, VehicleChannel, Verdict, check_patch
 
@@ -218,6 +218,10 @@ class CommandEngine:
 
     async def _result(self, item: Inbound, now: float, work: Work) -> None:
         command_id = item.subtopic
+        if deeper_than(item.payload, self.limits.max_depth + 1):
+            # Measured first: the decoder recurses once per level of nesting.
+            self._refuse(item, "too_deep", f"a result nests deeper than {self.limits.max_depth} levels", work)
+            return
         try:
             answer = _decode_result(item.payload)
         except msgspec.DecodeError as exc:

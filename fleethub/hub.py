@@ -45,7 +45,7 @@ from notifications import NotificationMetrics, NotificationService, notification
 from reports import ReportService, report_store
 from rules import RulesEngine
 from security import SecurityService, SecurityStore, security_store
-from twin import IngestMetrics, Store, TwinService, run_maintenance, twin_store
+from twin import IngestMetrics, Store, TwinService, dead_letter_store, run_maintenance, twin_store
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +70,7 @@ class Hub:
             limits=settings.limits,
             settings=settings.ingest,
             metrics=IngestMetrics(self.registry),
+            dead_letters=dead_letter_store(self.database),
         )
         self._stack = contextlib.AsyncExitStack()
         self._consumer: asyncio.Task[None] | None = None
@@ -267,6 +268,7 @@ class Hub:
             sys_interval_s=s.mqtt.sys_interval_s,
             max_keep_alive_s=s.mqtt.max_keep_alive_s,
             server_reference=s.mqtt.server_reference,
+            max_sessions=s.mqtt.max_sessions,
             max_retained_messages=s.mqtt.max_retained_messages,
             max_retained_bytes=s.mqtt.max_retained_bytes,
             store=(
@@ -315,18 +317,31 @@ class Hub:
         s = self.settings
         if not s.auth.broker_secret:
             return None
-        access = ExternalAuth(self.security, limits=s.abuse, registry=self.registry)
+        access = ExternalAuth(
+            self.security,
+            limits=s.abuse,
+            registry=self.registry,
+            max_pending_logins=s.auth.broker_max_pending_logins,
+        )
         return BrokerAuthConfig(access, s.auth.broker_secret, s.auth.rabbitmq_vhost, s.auth.rabbitmq_exchange)
 
     async def _provision_twin(self, vehicle_id: str, fleet: str, tags: Mapping[str, str]) -> None:
         await self.service.provision(vehicle_id, fleet, dict(tags))
 
     async def _drain_ingest(self) -> None:
-        if self._consumer is None:
+        """Commit what is queued, within `ingest.shutdown_timeout_s`; nothing else is acknowledged."""
+        consumer = self._consumer
+        if consumer is None:
             return
-        if not self._consumer.done():
+        if not consumer.done():
             self.service.stop()
-        await self._consumer
+        # The consumer keeps the deadline itself; this bounds a store call that never returns.
+        grace = self.settings.ingest.shutdown_timeout_s + 2.0
+        try:
+            await asyncio.wait_for(asyncio.shield(consumer), grace)
+        except TimeoutError:
+            log.error("ingest did not stop in time; leaving the rest unacknowledged", waited_s=grace)
+            await _cancel_and_wait(consumer)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -367,9 +382,14 @@ class Hub:
             {
                 "queue_depth": ingest.queue_depth,
                 "queue_max": ingest.queue_max,
+                "in_flight": ingest.in_flight,
                 "last_commit_at": ingest.last_commit_at,
                 "last_commit_error": ingest.last_commit_error,
                 "twins_cached": ingest.twins_cached,
+                # Quarantined items do not make ingest unhealthy: everyone else's data commits.
+                "dead_letters": ingest.dead_letters,
+                "last_dead_letter_at": ingest.last_dead_letter_at,
+                "last_dead_letter_reason": ingest.last_dead_letter_reason,
             },
         )
         if self.cluster is not None:

@@ -158,6 +158,11 @@ class MqttSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "asks for longer or none; 0 accepts the client's.",
         ),
     ] = 0
+    max_sessions: Annotated[
+        int,
+        Meta(ge=1, description="MQTT sessions held at most, connected clients' and absent persistent ones; a "
+             "CONNECT with a new client id beyond it is refused (3.1.1: 3, MQTT 5: 0x97)."),
+    ] = 200_000  # fmt: skip
     max_retained_messages: Annotated[
         int, Meta(ge=1, description="Retained messages kept at most; a retained PUBLISH on a new topic beyond it is "
                   "delivered but not kept (counted).")
@@ -229,6 +234,20 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pg_pool_max_size: Annotated[
         int, Meta(ge=1, description="Connections the PostgreSQL pool opens at most; at least pg_pool_min_size.")
     ] = 10
+    pg_pool_timeout_s: Annotated[
+        float,
+        Meta(
+            gt=0, description="Seconds a store call waits for a pooled connection before it fails (ingest retries it)."
+        ),
+    ] = 10.0
+    pg_reconnect_max_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="While PostgreSQL is unreachable it is probed at least this often; once it answers, the "
+            "connection pool is renewed.",
+        ),
+    ] = 2.0
     pg_timeseries: Annotated[
         Literal["auto", "timescaledb", "native"],
         Meta(
@@ -370,6 +389,14 @@ class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "See docs/external-brokers.md."
         ),
     ] = ""
+    broker_max_pending_logins: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="External-broker logins waiting for their secret check at once; more are refused "
+            "(outcome busy) and the client retries.",
+        ),
+    ] = 256
     rabbitmq_vhost: Annotated[str, Meta(description="The RabbitMQ virtual host MQTT clients may use.")] = "/"
     rabbitmq_exchange: Annotated[
         str, Meta(description="The topic exchange RabbitMQ's MQTT plugin publishes to (its mqtt.exchange).")

@@ -16,6 +16,8 @@ def database(settings: StoreSettings) -> Database:
         pg_pool_min_size=settings.pg_pool_min_size,
         pg_pool_max_size=settings.pg_pool_max_size,
         pg_timeseries=settings.pg_timeseries,
+        pg_pool_timeout_s=settings.pg_pool_timeout_s,
+        pg_reconnect_max_s=settings.pg_reconnect_max_s,
     )
 
 

@@ -14,13 +14,19 @@ from kernel.errors import (
     LimitExceeded,
     NotFound,
     StoreError,
+    StoreFull,
+    StoreLocked,
+    StoreRejected,
+    StoreUnavailable,
+    TransientStoreError,
     is_fenced,
 )
 from kernel.info import DatabaseInfo
+from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
-from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, Statement
-from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, sqlite_path
+from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Statement
+from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
 
 __all__ = [
     "FENCED_SQLSTATE",
@@ -40,20 +46,29 @@ __all__ = [
     "NotFound",
     "PostgresDatabase",
     "Sql",
+    "SqlStore",
     "SqliteDatabase",
     "Statement",
     "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "StoreRejected",
+    "StoreUnavailable",
     "Timeseries",
     "TimeseriesMode",
+    "TransientStoreError",
+    "deeper_than",
     "fetch_all",
     "in_connection_thread",
     "is_fenced",
     "isoformat",
+    "json_depth",
     "load_migrations",
     "load_pg_migrations",
     "open_database",
     "parse_time",
     "redact",
+    "rollback",
     "schema_lock",
     "split_statements",
     "sqlite_path",

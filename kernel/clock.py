@@ -19,6 +19,8 @@ Clock = Callable[[], float]
 
 # Device clocks that report milliseconds are common; no real epoch-seconds value is this large.
 _MILLIS_THRESHOLD = 1e11
+# The last second of year 9999: later times cannot be formatted or stored as a timestamp.
+TIME_MAX = 253_402_300_799.0
 
 
 def parse_time(value: Any, *, field: str = "ts") -> float:
@@ -29,7 +31,7 @@ def parse_time(value: Any, *, field: str = "ts") -> float:
         ts = float(value)
         if not math.isfinite(ts) or ts < 0:
             raise InvalidPayload("bad_timestamp", f"'{field}' must be a non-negative finite number")
-        return ts / 1000.0 if ts > _MILLIS_THRESHOLD else ts
+        return _in_range(ts / 1000.0 if ts > _MILLIS_THRESHOLD else ts, field)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -37,8 +39,14 @@ def parse_time(value: Any, *, field: str = "ts") -> float:
             raise InvalidPayload("bad_timestamp", f"'{field}' is not an RFC 3339 time: {value[:64]!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
+        return _in_range(parsed.timestamp(), field)
     raise InvalidPayload("bad_timestamp", f"'{field}' must be epoch seconds or RFC 3339")
+
+
+def _in_range(ts: float, field: str) -> float:
+    if not 0 <= ts <= TIME_MAX:
+        raise InvalidPayload("bad_timestamp", f"'{field}' must lie between 1970 and the end of 9999")
+    return ts
 
 
 def isoformat(ts: float | None) -> str | None:

@@ -35,7 +35,31 @@ class LimitExceeded(InvalidPayload):
 
 
 class StoreError(FleethubError):
-    """The store failed in a way the caller cannot fix by changing its input."""
+    """The store failed. Each backend maps its own errors to one of the causes below, in one place."""
+
+
+class TransientStoreError(StoreError):
+    """The store cannot take the work now but may soon: the same work is retried unchanged."""
+
+
+class StoreUnavailable(TransientStoreError):
+    """The database cannot be reached or used: server down, connection lost, pool exhausted, I/O error."""
+
+
+class StoreLocked(TransientStoreError):
+    """Another transaction holds a lock the work needs (SQLite busy, a deadlock, a lock timeout)."""
+
+
+class StoreFull(TransientStoreError):
+    """The disk (or a quota) is full."""
+
+
+class StoreRejected(StoreError):
+    """The database refuses a value (out of range, violates a constraint): retrying cannot help.
+
+    Deterministic: the same input fails the same way, so the offending item is found
+    and set aside instead of retried.
+    """
 
 
 class Fenced(StoreError):

@@ -1,13 +1,16 @@
 """PostgreSQL for the whole process: one migrated database, one connection pool.
 
 Every store (twins, rules, commands, security) takes its connections from the one
-pool through `connection`, which turns a pool that is exhausted or a server that is
-gone into `StoreError`. Migrations run once, before the pool opens, under an advisory
+pool through `connection`, which turns every psycopg error (a pool that is exhausted,
+a server that is gone, a value refused) into one of kernel's store errors
+(`kernel.postgres_errors`: the one place PostgreSQL's errors are mapped).
+Migrations run once, before the pool opens, under an advisory
 lock, so hub workers starting together take turns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator
@@ -19,9 +22,10 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from kernel.errors import FENCED_SQLSTATE, Fenced, StoreError
+from kernel.errors import StoreError, StoreUnavailable
 from kernel.info import DatabaseInfo
 from kernel.migrate import TimeseriesMode, load_pg_migrations
+from kernel.postgres_errors import MAPPED, store_error
 
 log = structlog.get_logger(__name__)
 
@@ -59,12 +63,24 @@ class PostgresDatabase:
     backend = "postgresql"
 
     def __init__(
-        self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 10, timeseries: Timeseries = "auto"
+        self,
+        url: str,
+        *,
+        pool_min_size: int = 2,
+        pool_max_size: int = 10,
+        timeseries: Timeseries = "auto",
+        pool_timeout_s: float = 10.0,
+        reconnect_max_s: float = 2.0,
     ) -> None:
         self.url = url
         self.pool_min_size = pool_min_size
         self.pool_max_size = pool_max_size
         self.timeseries = timeseries
+        self.pool_timeout_s = pool_timeout_s
+        self.reconnect_max_s = reconnect_max_s
+        # Probes the server while it is gone and replaces the pool once it answers (see `_recover`).
+        self._recovery: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
         self.mode = TimeseriesMode.NATIVE
         self.schema_version = 0
         self._detail = ""
@@ -82,16 +98,7 @@ class PostgresDatabase:
                 await self._migrate(conn)
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot open PostgreSQL at {redact(self.url)}: {exc}") from None
-        pool = AsyncConnectionPool(
-            self.url,
-            min_size=self.pool_min_size,
-            max_size=self.pool_max_size,
-            kwargs={"autocommit": True},
-            configure=_configure,
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="fleethub",
-        )
+        pool = self._new_pool()
         try:
             await pool.open(wait=True, timeout=30)
         except PoolTimeout as exc:
@@ -100,12 +107,64 @@ class PostgresDatabase:
         self._pool = pool
         return self
 
+    def _new_pool(self) -> AsyncConnectionPool:
+        return AsyncConnectionPool(
+            self.url,
+            min_size=self.pool_min_size,
+            max_size=self.pool_max_size,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=self.pool_timeout_s,
+            open=False,
+            name="fleethub",
+        )
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         pool, self._pool = self._pool, None
+        for task in [self._recovery, *self._retired]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if pool is not None:
-            await pool.close()
+            await pool.close(timeout=2)
+
+    def _server_lost(self) -> None:
+        """Start probing the server, unless already: psycopg_pool's own reconnect backoff
+        doubles without a cap (1, 2, 4 ... 64 s, up to its 300 s timeout), so after a long
+        outage the first connection came a minute after the server was back."""
+        if self._pool is None or (self._recovery is not None and not self._recovery.done()):
+            return
+        self._recovery = asyncio.get_running_loop().create_task(self._recover(), name="pg-recover")
+
+    async def _recover(self) -> None:
+        """Probe every `reconnect_max_s` at most; once the server answers, swap in a fresh pool."""
+        delay = 0.1
+        while self._pool is not None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.reconnect_max_s)
+            try:
+                probe = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=2)
+            except (psycopg.Error, OSError):
+                continue
+            await probe.close()
+            old, fresh = self._pool, self._new_pool()
+            try:
+                await fresh.open(wait=True, timeout=self.pool_timeout_s)
+            except PoolTimeout:
+                await fresh.close()
+                continue
+            self._pool = fresh
+            log.info("postgres connection pool replaced after the server came back")
+            if old is not None:
+                # Callers holding its connections finish with them; it closes in the background.
+                retiring = asyncio.get_running_loop().create_task(old.close(timeout=5))
+                self._retired.add(retiring)
+                retiring.add_done_callback(self._retired.discard)
+            return
 
     @contextlib.asynccontextmanager
     async def connection(self, *, prepare: str | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -128,13 +187,11 @@ class PostgresDatabase:
                     await conn.execute("SELECT set_config('fleethub.fence', %s, false)", (self._fence,))
                     self._fenced[conn] = self._fence
                 yield conn
-        except PoolTimeout as exc:
-            raise StoreError(f"no PostgreSQL connection available: {exc}") from exc
-        except psycopg.OperationalError as exc:
-            # The fence's own SQLSTATE class is unknown to psycopg, which calls it operational.
-            if exc.sqlstate == FENCED_SQLSTATE:
-                raise Fenced(str(exc).splitlines()[0]) from exc
-            raise StoreError(f"PostgreSQL connection failed: {exc}") from exc
+        except MAPPED as exc:
+            error = store_error(exc)
+            if isinstance(error, StoreUnavailable):
+                self._server_lost()
+            raise error from exc
 
     def set_fence(self, fence: str) -> None:
         """Set what every connection lent from now on carries as `fleethub.fence` ("" for none).

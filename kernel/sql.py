@@ -17,19 +17,20 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Self
 
 import psycopg
 
-from kernel.errors import StoreError
+from kernel.errors import StoreRejected
 from kernel.postgres import PostgresDatabase
-from kernel.sqlite import SqliteDatabase
+from kernel.sqlite import SqliteDatabase, rollback
 
 # The SQLite codes of a broken PRIMARY KEY or UNIQUE constraint (other integrity errors are not duplicates).
 _DUPLICATE_CODES = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 
 
-class Duplicate(StoreError):
+class Duplicate(StoreRejected):
     """A write broke a unique key: the row it adds is already stored. Nothing of its transaction is kept."""
 
 
@@ -159,6 +160,26 @@ def _is_duplicate(error: BaseException | None) -> bool:
     return isinstance(error, psycopg.errors.UniqueViolation)
 
 
+class SqlStore:
+    """The base of a store whose SQL is the same on both backends: its Database and the `Sql` over it.
+
+    Entering and leaving the store does nothing of its own: the Database is the process's,
+    entered (migrated, connected) before every store and left after them.
+    """
+
+    def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
+        self.db = db
+        self._sql = Sql(db)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
 def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:
     # The whole transaction is one call on the writer's thread: a hop per statement would
     # wait a busy event loop's iteration each.
@@ -169,7 +190,7 @@ def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement
             cur = conn.executemany(s.sql, s.args) if s.many else conn.execute(s.sql, s.args)
             changed.append(cur.rowcount)
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")
     return changed

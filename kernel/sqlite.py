@@ -5,6 +5,9 @@ after another on the writer connection's thread, so their transactions never wai
 each other in SQLite's busy handler, which sleeps in steps of up to 100 ms (an alert
 write behind an ingest commit took 143 ms at p99 when each store had its own writer).
 
+Every sqlite3 error raised through `write`, `read` and `reading` leaves as one of
+kernel's store errors (`kernel.sqlite_errors`): the one place SQLite's errors are mapped.
+
 Reads go to a few read connections, so they never queue behind a write batch. A read
 done in one call (`read`, `fetch`) goes to the least busy of them. A query read in
 steps (`reading`) has a connection to itself until it ends: while its statement is
@@ -31,6 +34,7 @@ import aiosqlite
 from kernel.errors import StoreError
 from kernel.info import DatabaseInfo
 from kernel.migrate import load_migrations, split_statements
+from kernel.sqlite_errors import MAPPED, store_error
 
 T = TypeVar("T")
 
@@ -60,6 +64,13 @@ async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., T],
 
     result: T = await conn._execute(call)  # type: ignore[no-untyped-call]  # aiosqlite leaves it unannotated
     return result
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """End a failed transaction, if SQLite has not already: on SQLITE_FULL (and some I/O
+    errors) it rolls back by itself, and a second ROLLBACK would hide the real error."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def fetch_all(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -177,16 +188,21 @@ class SqliteDatabase:
 
         `fn` must finish any transaction it opens: the next call may be another store's.
         """
-        return await in_connection_thread(self._w, fn, *args)
+        try:
+            return await in_connection_thread(self._w, fn, *args)
+        except MAPPED as exc:
+            raise store_error(exc) from exc
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(sqlite3_connection, *args)` as one call on the least busy read connection's thread."""
         if self.in_memory:
-            return await in_connection_thread(self._w, fn, *args)
+            return await self.write(fn, *args)
         conn = await self._least_busy()
         self._queued[conn] += 1
         try:
             return await in_connection_thread(conn, fn, *args)
+        except MAPPED as exc:
+            raise store_error(exc) from exc
         finally:
             if conn in self._queued:
                 self._queued[conn] -= 1
@@ -199,7 +215,10 @@ class SqliteDatabase:
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read connection for this caller alone until the block ends, for a query read in steps."""
         if self.in_memory:
-            yield self._w
+            try:
+                yield self._w
+            except MAPPED as exc:
+                raise store_error(exc) from exc
             return
         async with self._lendable:
             conn = await self._least_busy()
@@ -208,6 +227,8 @@ class SqliteDatabase:
             self._lent.add(conn)
             try:
                 yield conn
+            except MAPPED as exc:
+                raise store_error(exc) from exc
             finally:
                 self._lent.discard(conn)
                 async with self._returned:

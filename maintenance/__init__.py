@@ -13,9 +13,8 @@ from maintenance.settings import MaintenanceSettings
 from maintenance.stores import (
     MaintenanceStore,
     MemoryMaintenanceStore,
-    PostgresMaintenanceStore,
     RecordQuery,
-    SqliteMaintenanceStore,
+    SqlMaintenanceStore,
     maintenance_store,
 )
 
@@ -30,12 +29,11 @@ __all__ = [
     "MemoryMaintenanceStore",
     "MeterCorrection",
     "MeterDeriver",
-    "PostgresMaintenanceStore",
     "RecordQuery",
     "Schedule",
     "ScheduleBody",
     "ServiceRecord",
-    "SqliteMaintenanceStore",
+    "SqlMaintenanceStore",
     "Stage",
     "alert_rule",
     "distance_m",

@@ -226,30 +226,29 @@ class NotificationService:
             await self._attempt_due()
 
     async def _form(self) -> None:
+        """Per channel with something waiting: reports go at once; alerts as one delivery when the rate allows.
+
+        Channels are read one by one, so a channel held back (disabled, quiet, out of tokens)
+        never keeps another's notifications waiting behind its own.
+        """
         s = self.settings
         now = self.clock()
-        waiting = await self.store.pending(s.digest_max_items * 4)
-        by_channel: dict[str, list[Notification]] = {}
-        for item in waiting:
-            by_channel.setdefault(item.channel_id, []).append(item)
-        for channel_id, items in by_channel.items():
+        for channel_id in await self.store.pending_channels():
             channel = self._channels.get(channel_id)
             if channel is None or not channel.body.enabled:
                 continue
+            bucket = self._buckets.get(channel_id)
+            if bucket is None:
+                bucket = self._buckets[channel_id] = TokenBucket(channel.body.rate_per_hour, channel.body.burst, now)
+            items = await self.store.pending(s.digest_max_items, channel_id)
             for report in [i for i in items if i.kind is NotificationKind.REPORT]:
                 await self._deliver_later(channel, [report], now)
             alerts = [i for i in items if i.kind is NotificationKind.ALERT]
             hours = channel.body.quiet_hours
             if quiet(hours, now) and hours is not None:
                 alerts = [i for i in alerts if i.severity in hours.except_severities]
-            if not alerts:
-                continue
-            bucket = self._buckets.get(channel_id)
-            if bucket is None:
-                bucket = self._buckets[channel_id] = TokenBucket(channel.body.rate_per_hour, channel.body.burst, now)
-            if not bucket.take(now):
-                continue
-            await self._deliver_later(channel, alerts[: s.digest_max_items], now)
+            if alerts and bucket.take(now):
+                await self._deliver_later(channel, alerts, now)
 
     async def _deliver_later(self, channel: Channel, items: list[Notification], now: float) -> None:
         delivery = Delivery(

@@ -23,7 +23,7 @@ from reports.service import (
     zone_of,
 )
 from reports.settings import ReportSettings
-from reports.stores import MemoryReportStore, PostgresReportStore, ReportStore, SqliteReportStore, report_store
+from reports.stores import MemoryReportStore, ReportStore, SqlReportStore, report_store
 
 __all__ = [
     "DAILY_COLUMNS",
@@ -36,14 +36,13 @@ __all__ = [
     "FleetDay",
     "MemoryReportStore",
     "Period",
-    "PostgresReportStore",
     "ReportSchedule",
     "ReportScheduleBody",
     "ReportService",
     "ReportSettings",
     "ReportSink",
     "ReportStore",
-    "SqliteReportStore",
+    "SqlReportStore",
     "StopRow",
     "VehicleDay",
     "VisitFold",

@@ -4,8 +4,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-# The PostgreSQL fixtures (pg_server, pg_database, pg_url) for every test folder.
-pytest_plugins = ["tests.postgres"]
+# The PostgreSQL fixtures (pg_server, pg_database, pg_url; pg_instance, a server of the test's own).
+pytest_plugins = ["tests.postgres", "tests.pg_instance"]
 
 # CI gets a fixed, modest example count so the suite's time is predictable on 2 cores.
 settings.register_profile(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Annotated
@@ -28,6 +29,17 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_keys_per_patch: Annotated[int, Meta(ge=1, description="Leaves in one patch.")] = 500
     max_key_length: Annotated[int, Meta(ge=1, description="Characters in one key.")] = 128
     max_string_length: Annotated[int, Meta(ge=1, description="Characters in one string value.")] = 4_096
+    max_desired_ttl_s: Annotated[
+        float, Meta(gt=0, description="Longest ttl_s of a desired write (pending values expire after it): 366 days.")
+    ] = 31_622_400.0
+
+
+def check_ttl(ttl_s: float | None, limits: Limits) -> None:
+    """Refuse a TTL that is not a positive finite number of seconds up to `max_desired_ttl_s`."""
+    if ttl_s is not None and not 0 < ttl_s <= limits.max_desired_ttl_s:
+        raise LimitExceeded(
+            "bad_ttl", f"ttl_s must be above 0 and at most {limits.max_desired_ttl_s:g} s (limits.max_desired_ttl_s)"
+        )
 
 
 def check_patch(patch: Mapping[str, Json], limits: Limits, *, where: str = "") -> None:
@@ -55,8 +67,18 @@ def _walk(node: Mapping[str, Json], limits: Limits, depth: int, where: str) -> i
     return leaves
 
 
+# Integers a 64-bit column, a jsonb number and every JSON reader downstream can hold.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
 def _check_value(value: Json, limits: Limits, depth: int, path: str) -> None:
-    if isinstance(value, str):
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX and not isinstance(value, bool):
+            raise LimitExceeded("number_out_of_range", f"value of '{path}' is outside the signed 64-bit range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise LimitExceeded("number_out_of_range", f"value of '{path}' is not a finite number")
+    elif isinstance(value, str):
         if "\x00" in value:
             # PostgreSQL's jsonb cannot hold NUL; refusing it keeps every store able to take any twin.
             raise LimitExceeded("bad_string", f"value of '{path}' contains a NUL character")

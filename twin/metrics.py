@@ -21,6 +21,11 @@ class IngestMetrics:
         self.queue_depth = Gauge(
             "fleethub_ingest_queue_depth", "Items waiting for the ingest consumer", registry=registry
         )
+        self.in_flight = Gauge(
+            "fleethub_ingest_in_flight",
+            "Items taken by the ingest consumer whose batch is not committed yet",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "fleethub_ingest_batch_size",
             "Items per group commit",
@@ -36,6 +41,12 @@ class IngestMetrics:
         self.commit_failures = Counter(
             "fleethub_ingest_commit_failures_total",
             "Batch commits that failed and were retried",
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "fleethub_ingest_dead_letters_total",
+            "Messages the database refused, kept in the dead-letter table, by message kind",
+            ["kind"],
             registry=registry,
         )
         self.connected_vehicles = Gauge(

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import msgspec
 
-from kernel import InvalidPayload, parse_time
+from kernel import InvalidPayload, LimitExceeded, deeper_than, parse_time
 from twin.model import Json
 
 _decode_json = msgspec.json.Decoder().decode
 
 
-def decode_object(payload: bytes) -> dict[str, Json]:
-    """Decode a payload that must be a JSON object."""
+# `seq` is stored in a signed 64-bit column on every backend.
+SEQ_MAX = 2**63 - 1
+
+
+def decode_object(payload: bytes, max_depth: int) -> dict[str, Json]:
+    """Decode a payload that must be a JSON object nested at most `max_depth` levels.
+
+    The depth is measured before decoding: the decoder recurses once per level, and a
+    few KB of brackets would exhaust the interpreter's recursion limit.
+    """
+    if deeper_than(payload, max_depth):
+        raise LimitExceeded("too_deep", f"payload nests deeper than {max_depth} levels")
     try:
         value = _decode_json(payload)
     except msgspec.DecodeError as exc:
@@ -56,7 +66,7 @@ def split_envelope(obj: dict[str, Json], received_at: float, max_clock_ahead_s: 
         )
     seq: int | None = None
     if raw_seq is not None:
-        if isinstance(raw_seq, bool) or not isinstance(raw_seq, int) or raw_seq < 0:
-            raise InvalidPayload("bad_seq", "'seq' must be a non-negative integer")
+        if isinstance(raw_seq, bool) or not isinstance(raw_seq, int) or not 0 <= raw_seq <= SEQ_MAX:
+            raise InvalidPayload("bad_seq", f"'seq' must be an integer from 0 to {SEQ_MAX}")
         seq = raw_seq
     return Envelope(ts=ts, seq=seq, data=data)

@@ -128,11 +128,11 @@ WHERE i.client_id = u.client_id AND i.packet_id = u.packet_id
 _ADD_QUEUED = b"""
 UPDATE broker_sessions s SET queued_count = s.queued_count + u.n, queued_bytes = s.queued_bytes + u.size
 FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS u(client_id, n, size) WHERE s.client_id = u.client_id
+RETURNING s.client_id, s.queued_count, s.queued_bytes
 """
 _LOCK_SESSIONS = b"""
 SELECT 1 FROM broker_sessions WHERE client_id = ANY(%s) ORDER BY client_id FOR NO KEY UPDATE
 """
-_OVER_LIMITS = _pg(sql.OVER_LIMITS.replace("client_id IN ({ids})", "client_id = ANY(?)"))
 _TRIM = _pg(sql.TRIM.replace("client_id IN ({ids})", "client_id = ANY(?)"))
 # Queue, in-flight and incoming rows are only grouped by client id, so any collation does
 # there, and their primary keys serve the order.
@@ -225,8 +225,12 @@ class _Batch:
         for stage in _stages(changes):
             for kind, run in stage.items():
                 await self._run(kind, run)
-        await _add_queued(self.cur, self.added.items())
-        return ApplyResult(await self._trim(sorted(self.enqueued)))
+        counters = await _add_queued(self.cur, self.added.items())
+        # A session's queue can only have gone over a limit if it grew in this batch, and
+        # then its new counters are here: no query to find the sessions over a limit.
+        max_messages, max_bytes = self.limits.max_messages, self.limits.max_bytes
+        over = sorted(c for c, n, size in counters if c in self.enqueued and (n > max_messages or size > max_bytes))
+        return ApplyResult(await self._trim(over))
 
     async def _run(self, kind: type, run: list[Any]) -> None:
         cur = self.cur
@@ -277,14 +281,10 @@ class _Batch:
         else:
             raise TypeError(f"not a broker store change: {kind.__name__}")
 
-    async def _trim(self, client_ids: list[str]) -> list[Dropped]:
-        if not client_ids:
-            return []
-        bounds = (self.limits.max_messages, self.limits.max_bytes)
-        await self.cur.execute(_OVER_LIMITS, (client_ids, *bounds))
-        over = [r[0] for r in await self.cur.fetchall()]
+    async def _trim(self, over: list[str]) -> list[Dropped]:
         if not over:
             return []
+        bounds = (self.limits.max_messages, self.limits.max_bytes)
         await self.cur.execute(_TRIM, (over, *bounds))
         dropped = await self.cur.fetchall()
         await _add_queued(self.cur, _negated([(client_id, size) for client_id, _, size in dropped]))
@@ -372,10 +372,13 @@ def _negated(rows: Sequence[Any]) -> list[tuple[str, list[int]]]:
     return list(removed.items())
 
 
-async def _add_queued(cur: psycopg.AsyncCursor[Any], deltas: Any) -> None:
+async def _add_queued(cur: psycopg.AsyncCursor[Any], deltas: Any) -> list[tuple[str, int, int]]:
+    """Move the sessions' queue counters; their new values (client id, messages, bytes)."""
     changed = sorted((client_id, n, size) for client_id, (n, size) in deltas if n or size)
-    if changed:
-        columns = [list(column) for column in zip(*changed, strict=True)]
-        # Rows locked in one order, so batches running side by side cannot deadlock on them.
-        await cur.execute(_LOCK_SESSIONS, (columns[0],))
-        await cur.execute(_ADD_QUEUED, columns)
+    if not changed:
+        return []
+    columns = [list(column) for column in zip(*changed, strict=True)]
+    # Rows locked in one order, so batches running side by side cannot deadlock on them.
+    await cur.execute(_LOCK_SESSIONS, (columns[0],))
+    await cur.execute(_ADD_QUEUED, columns)
+    return [(str(c), int(n), int(size)) for c, n, size in await cur.fetchall()]

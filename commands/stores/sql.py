@@ -7,14 +7,13 @@ a reader or a pooled connection, writes are one transaction with their audit ent
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgspec
 
 from commands.model import Command, CommandState, Job, JobState
 from commands.stores.protocol import CommandQuery
-from kernel import Database, Sql, Statement
+from kernel import SqlStore, Statement
 from security import AuditEntry, audit_statement
 
 _encode = msgspec.json.Encoder().encode
@@ -90,20 +89,8 @@ def _jobs_sql(limit: int, before: str | None) -> tuple[str, list[Any]]:
     return sql, [before, before, before, limit]
 
 
-class SqlCommandStore:
+class SqlCommandStore(SqlStore):
     """Commands and jobs in the hub's database, SQLite or PostgreSQL (see `kernel.Database`)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._sql = Sql(db)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
     async def _docs(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         return [row[0] for row in await self._sql.fetch(sql, tuple(args))]

@@ -57,9 +57,19 @@ class MemoryNotificationStore:
             added += 1
         return added
 
-    async def pending(self, limit: int) -> list[Notification]:
-        found = sorted((i for i in self.items.values() if i.delivery_id is None), key=lambda i: (i.created_at, i.id))
+    async def pending(self, limit: int, channel_id: str | None = None) -> list[Notification]:
+        found = sorted(
+            (
+                i
+                for i in self.items.values()
+                if i.delivery_id is None and (channel_id is None or i.channel_id == channel_id)
+            ),
+            key=lambda i: (i.created_at, i.id),
+        )
         return found[:limit]
+
+    async def pending_channels(self) -> list[str]:
+        return sorted({i.channel_id for i in self.items.values() if i.delivery_id is None})
 
     async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> None:
         self.deliveries[delivery.id] = msgspec.structs.replace(delivery)

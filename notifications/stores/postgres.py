@@ -94,11 +94,21 @@ class PostgresNotificationStore:
                 added += cur.rowcount
         return added
 
-    async def pending(self, limit: int) -> list[Notification]:
-        rows = await self._all(
-            f"SELECT {ITEM} FROM notifications WHERE delivery_id IS NULL ORDER BY created_at, id LIMIT %s", (limit,)
-        )
+    async def pending(self, limit: int, channel_id: str | None = None) -> list[Notification]:
+        if channel_id is None:
+            sql = f"SELECT {ITEM} FROM notifications WHERE delivery_id IS NULL ORDER BY created_at, id LIMIT %s"
+            rows = await self._all(sql, (limit,))
+        else:
+            sql = (
+                f"SELECT {ITEM} FROM notifications WHERE delivery_id IS NULL AND channel_id = %s "
+                "ORDER BY created_at, id LIMIT %s"
+            )
+            rows = await self._all(sql, (channel_id, limit))
         return [item_of(r) for r in rows]
+
+    async def pending_channels(self) -> list[str]:
+        sql = "SELECT DISTINCT channel_id FROM notifications WHERE delivery_id IS NULL ORDER BY channel_id"
+        return [r[0] for r in await self._all(sql)]
 
     async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> None:
         async with self.db.connection() as conn, conn.transaction():

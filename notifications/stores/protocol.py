@@ -31,8 +31,12 @@ class NotificationStore(Protocol):
         """Queue; an item whose (channel, key) is already stored is skipped. The number queued."""
         ...
 
-    async def pending(self, limit: int) -> list[Notification]:
-        """Notifications no delivery took yet, oldest first."""
+    async def pending(self, limit: int, channel_id: str | None = None) -> list[Notification]:
+        """Notifications no delivery took yet (of one channel, or all), oldest first."""
+        ...
+
+    async def pending_channels(self) -> list[str]:
+        """The channels with notifications no delivery took yet."""
         ...
 
     async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> None:

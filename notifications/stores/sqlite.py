@@ -97,11 +97,21 @@ class SqliteNotificationStore:
             return 0
         return await self._write([], None, [(_INSERT_ITEM, [item_args(i) for i in items])])
 
-    async def pending(self, limit: int) -> list[Notification]:
-        rows = await self.db.fetch(
-            f"SELECT {ITEM} FROM notifications WHERE delivery_id IS NULL ORDER BY created_at, id LIMIT ?", (limit,)
-        )
+    async def pending(self, limit: int, channel_id: str | None = None) -> list[Notification]:
+        if channel_id is None:
+            sql = f"SELECT {ITEM} FROM notifications WHERE delivery_id IS NULL ORDER BY created_at, id LIMIT ?"
+            rows = await self.db.fetch(sql, (limit,))
+        else:
+            sql = (
+                f"SELECT {ITEM} FROM notifications WHERE delivery_id IS NULL AND channel_id = ? "
+                "ORDER BY created_at, id LIMIT ?"
+            )
+            rows = await self.db.fetch(sql, (channel_id, limit))
         return [item_of(r) for r in rows]
+
+    async def pending_channels(self) -> list[str]:
+        sql = "SELECT DISTINCT channel_id FROM notifications WHERE delivery_id IS NULL ORDER BY channel_id"
+        return [r[0] for r in await self.db.fetch(sql)]
 
     async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> None:
         await self._write(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgspec
 
-from kernel import Database, Sql, Statement
+from kernel import Database, SqlStore, Statement
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
@@ -51,25 +50,16 @@ def _json(value: object) -> str:
     return _encode(value).decode()
 
 
-class SqlRulesStore:
+class SqlRulesStore(SqlStore):
     """Rules, zones, alerts and timers in the hub's database, SQLite or PostgreSQL (see `kernel.Database`)."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
-        self._sql = Sql(db)
+        super().__init__(db)
         self._dialect = self._sql.dialect
         # Documents are read as text, so one msgspec decoder reads both backends.
         text = self._dialect.as_text
         self._select_alert = f"SELECT doc{text} FROM alerts"
         self._select_timers = f"SELECT rule, vehicle_id, kind, since, due, vals{text} FROM rule_timers"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
     async def _transaction(self, statements: list[Statement], audit: Sequence[AuditEntry | None]) -> list[int]:
         # Audit entries commit in the same transaction as the change they record; the whole

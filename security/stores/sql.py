@@ -6,12 +6,11 @@ columns are jsonb in PostgreSQL, `disabled` is a boolean there) comes from its d
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgspec
 
-from kernel import Database, Duplicate, Sql, Statement
+from kernel import Database, Duplicate, SqlStore, Statement
 from security.audit import audit_statement
 from security.model import ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.stores.protocol import AlreadyExists
@@ -75,12 +74,11 @@ def _audit_where(query: AuditQuery) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(where)) if where else "", args
 
 
-class SqlSecurityStore:
+class SqlSecurityStore(SqlStore):
     """Credentials, users, tokens and the audit log in the hub's database, SQLite or PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
-        self._sql = Sql(db)
+        super().__init__(db)
         self._dialect = d = self._sql.dialect
         # JSON columns are read as text, so one msgspec decoder reads both backends.
         self._users = f"SELECT name, role, fleets{d.as_text}, password_hash, disabled, created_at FROM users"
@@ -88,14 +86,6 @@ class SqlSecurityStore:
             f"SELECT id, ts, actor, action, remote, vehicle_id, fleet, target, detail{d.as_text} FROM audit_log"
         )
         self._user_values = f"(?, ?, {d.json_mark}, ?, ?, ?)"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
     async def _exec(self, sql: str, args: tuple[Any, ...], what: str = "", audit: AuditEntry | None = None) -> int:
         """One change and the audit entry recording it, in one transaction; the rows the change touched."""

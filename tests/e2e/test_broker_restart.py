@@ -124,3 +124,58 @@ def test_acknowledged_queued_and_retained_messages_survive_a_restart(run_hub, tm
     resumed.close()
     newcomer.close()
     assert again.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_qos2_in_flight_resumes_after_a_restart(run_hub, tmp_path, sig: int) -> None:
+    """A QoS 2 delivery at PUBREL when the hub stops is completed after the restart, never delivered twice."""
+    import asyncio
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "broker"))
+    from wire_client import WireClient
+
+    from broker.codec import Ack, PacketType, Publish, Subscribe, Subscription, Version
+
+    db = f"sqlite:///{tmp_path / 'broker.db'}"
+    run = uuid.uuid4().hex[:6]
+    topic, cid = f"depot/{run}/gate", f"gate-{run}"
+
+    async def before(port: int) -> int:
+        sub, _ = await WireClient.connect(port, cid, version=Version.V311, clean=False)
+        await sub.send(Subscribe(1, [Subscription(topic, 2)]))
+        await sub.recv()
+        pub, _ = await WireClient.connect(port, f"pub-{run}", version=Version.V311)
+        await pub.send(Publish(topic, b"open", 2, packet_id=1))
+        assert await pub.recv() == Ack(PacketType.PUBREC, 1)
+        await pub.send(Ack(PacketType.PUBREL, 1))
+        assert await pub.recv() == Ack(PacketType.PUBCOMP, 1)
+        delivered = await sub.recv()
+        assert isinstance(delivered, Publish)
+        await sub.send(Ack(PacketType.PUBREC, delivered.packet_id))
+        assert await sub.recv() == Ack(PacketType.PUBREL, delivered.packet_id)
+        # The state change is committed in the next group commit, milliseconds away.
+        await asyncio.sleep(1.0)
+        await pub.close()
+        await sub.close()
+        return delivered.packet_id
+
+    async def after(port: int, packet_id: int) -> None:
+        sub, connack = await WireClient.connect(port, cid, version=Version.V311, clean=False)
+        assert connack.session_present
+        assert await sub.recv() == Ack(PacketType.PUBREL, packet_id)
+        await sub.send(Ack(PacketType.PUBCOMP, packet_id))
+        assert [p for p in await sub.recv_all(0.5) if isinstance(p, Publish)] == []
+        await sub.close()
+
+    hub = run_hub(*_serve_args(db), env=DEV_MODE)
+    packet_id = asyncio.run(before(hub.started()["mqtt_port"]))
+    if sig == signal.SIGKILL:
+        hub.proc.send_signal(signal.SIGKILL)
+        hub.proc.wait(10)
+    else:
+        assert hub.stop(signal.SIGTERM) == 0
+    again = run_hub(*_serve_args(db), env=DEV_MODE)
+    asyncio.run(after(again.started()["mqtt_port"], packet_id))
+    assert again.stop(signal.SIGTERM) == 0

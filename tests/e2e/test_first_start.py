@@ -127,7 +127,7 @@ async def test_a_simulator_without_secrets_is_told_why_and_retries_slowly(run_hu
     """Against a secure hub, `fleethub sim` without --secrets logs the refusal with a hint and does not hammer."""
     hub = run_hub(
         "serve", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--log-format", "json",
-        "--database", f"sqlite:///{tmp_path}/hub.db",
+        "--database", f"sqlite:///{tmp_path}/hub.db", env={"FLEETHUB_AUTH_PUBLIC_METRICS": "true"},
     )  # fmt: skip
     ports = hub.started()
     sim = run_hub(
@@ -140,9 +140,12 @@ async def test_a_simulator_without_secrets_is_told_why_and_retries_slowly(run_hu
     # starts at 15-30 s, where the connection back-off (1 s, doubling) would have tried three times each.
     for _ in range(5):
         sim.wait_for("connected")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['http_port']}", timeout=10) as http:
+        text = (await http.get("/metrics")).text
     assert sim.stop() == 0
-    attempts = [e for e in _json_lines(hub.text) if e.get("event") == "mqtt connection refused"]
-    assert 3 <= len(attempts) <= 5, [e.get("event") for e in attempts]
+    assert hub.stop() == 0
+    counts = re.findall(r"^fleethub_mqtt_(?:logins_refused|limit_violations)_total\{[^}]*\} (\S+)$", text, re.M)
+    assert 3 <= sum(float(c) for c in counts) <= 5, counts
 
 
 async def test_the_load_generator_logs_in_with_a_secrets_file(run_hub, tmp_path) -> None:

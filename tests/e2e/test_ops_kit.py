@@ -2,6 +2,7 @@
 the rules pass promtool, and the systemd unit passes systemd-analyze."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -51,27 +52,28 @@ def _dashboard_exprs() -> list[str]:
     return exprs
 
 
-@pytest.fixture(scope="module")
-def exposed(tmp_path_factory) -> set[str]:
-    """/metrics of `fleethub demo` (a real hub with simulated vehicles) once it has ingested and committed."""
-    tmp = tmp_path_factory.mktemp("ops")
+def _scrape(args: list[str], tmp: Path, env: dict[str, str] | None = None) -> set[str]:
+    """Start the hub with `args`, wait until it has ingested and committed, and read /metrics."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleethub", "demo", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0",
-         "--vehicles", "3", "--interval", "0.5", "--log-format", "json", "--database", f"sqlite:///{tmp}/demo.db"],
+        [sys.executable, "-m", "fleethub", *args, "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0",
+         "--log-format", "json", "--database", f"sqlite:///{tmp}/hub.db"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "FLEETHUB_AUTH_PUBLIC_METRICS": "true", **(env or {})},
     )  # fmt: skip
     try:
         base = None
         for line in proc.stdout:
-            found = re.search(r"Metrics\s+(http://localhost:\d+)/metrics", line)
+            found = re.search(r'"http_port":\s*(\d+)', line)
             if found:
-                base = found[1]
+                base = f"http://127.0.0.1:{found[1]}"
                 break
-        assert base, "the demo printed no metrics URL"
+        assert base, "the hub did not start"
         with httpx.Client(base_url=base, timeout=10) as http:
             for _ in range(120):
                 text = http.get("/metrics").text
-                if re.search(r"^fleethub_ingest_messages_accepted_total [1-9]", text, re.MULTILINE):
+                if args[0] == "serve" or re.search(
+                    r"^fleethub_ingest_messages_accepted_total [1-9]", text, re.MULTILINE
+                ):
                     break
                 time.sleep(0.25)
             else:
@@ -81,6 +83,17 @@ def exposed(tmp_path_factory) -> set[str]:
         proc.terminate()
         proc.wait(30)
         proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def exposed(tmp_path_factory) -> set[str]:
+    """/metrics of `fleethub demo` (simulated vehicles reporting), and of a secure `serve` with the endpoints
+    for an external broker (EMQX, RabbitMQ), which add metrics of their own."""
+    demo = _scrape(["demo", "--vehicles", "3", "--interval", "0.5"], tmp_path_factory.mktemp("demo"))
+    secret = {"FLEETHUB_AUTH_BROKER_SECRET": "ops-kit-test-" * 3}
+    serve = _scrape(["serve"], tmp_path_factory.mktemp("serve"), env=secret)
+    assert "fleethub_ingest_commit_seconds_bucket" in demo
+    return demo | serve
 
 
 def test_every_metric_of_the_dashboard_is_exposed_by_a_running_hub(exposed: set[str]) -> None:

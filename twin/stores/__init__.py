@@ -11,6 +11,13 @@ from typing import assert_never
 
 from kernel import Database, PostgresDatabase, SqliteDatabase
 from twin.stores.aggregates import parse_aggs, time_zone
+from twin.stores.dead_letters import (
+    DeadLetter,
+    DeadLetterQuery,
+    DeadLetterStore,
+    MemoryDeadLetters,
+    dead_letter_store,
+)
 from twin.stores.memory import MemoryStore
 from twin.stores.postgres import PostgresStore
 from twin.stores.protocol import (
@@ -28,6 +35,7 @@ from twin.stores.protocol import (
     Order,
     PointQuery,
     PresenceQuery,
+    Statement,
     Store,
     TwinFilter,
     run_maintenance,
@@ -40,20 +48,26 @@ __all__ = [
     "AggregateQuery",
     "AggregateRow",
     "Bucket",
+    "DeadLetter",
+    "DeadLetterQuery",
+    "DeadLetterStore",
     "FieldAgg",
     "HistoryOptions",
     "HistoryPage",
     "HistoryQuery",
     "HistoryReader",
     "MaintenanceReport",
+    "MemoryDeadLetters",
     "MemoryStore",
     "Order",
     "PointQuery",
     "PostgresStore",
     "PresenceQuery",
     "SqliteStore",
+    "Statement",
     "Store",
     "TwinFilter",
+    "dead_letter_store",
     "parse_aggs",
     "run_maintenance",
     "time_zone",

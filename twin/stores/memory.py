@@ -6,7 +6,7 @@ import copy
 import math
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from kernel import DatabaseInfo
 from twin.model import HistoryRow, PresenceEvent, TwinState
@@ -22,6 +22,7 @@ from twin.stores.protocol import (
     Order,
     PointQuery,
     PresenceQuery,
+    Statement,
     TwinFilter,
     bucket_cursor,
     fill_page,
@@ -37,6 +38,7 @@ class MemoryStore:
     def __init__(self, *, retention_days: int = 730) -> None:
         self.twins: dict[str, TwinState] = {}
         self.rows: list[HistoryRow] = []
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
         self.retention_days = retention_days
         # Row ids in write order, parallel to `rows`: the tie-break of equal device times.
         self._ids: list[int] = []
@@ -61,9 +63,15 @@ class MemoryStore:
         return {vid: copy.deepcopy(self.twins[vid]) for vid in vehicle_ids if vid in self.twins}
 
     async def write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent] = (),
+        statements: Sequence[Statement] = (),
     ) -> None:
         self.batches += 1
+        # No SQL here: the statements are kept as they would be written.
+        self.statements.extend(statement("?") for statement in statements)
         self.presence.extend(presence)
         for row in history:
             if row.seq is not None:

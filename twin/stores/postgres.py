@@ -21,7 +21,7 @@ import msgspec
 import psycopg
 import structlog
 
-from kernel import DatabaseInfo, PostgresDatabase, Sql, TimeseriesMode, schema_lock
+from kernel import DatabaseInfo, PostgresDatabase, Sql, StoreError, TimeseriesMode, schema_lock
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.selector import VehicleSelector
 from twin.stores.pg_copy import (
@@ -42,6 +42,7 @@ from twin.stores.protocol import (
     AggregateRow,
     HistoryOptions,
     MaintenanceReport,
+    Statement,
     retention_cutoff,
 )
 from twin.stores.sql import SqlReads
@@ -116,7 +117,11 @@ class PostgresStore(SqlReads):
     # -- writes ------------------------------------------------------------------------
 
     async def write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent] = (),
+        statements: Sequence[Statement] = (),
     ) -> None:
         if history and self.mode is TimeseriesMode.NATIVE:
             needed = self._partitions.missing(h.ts for h in history)
@@ -138,10 +143,14 @@ class PostgresStore(SqlReads):
                     async with cur.copy(COPY_TWINS) as copy:
                         await copy.write(twins_copy(twins))
                     await cur.execute(MOVE_TWINS)
-        except psycopg.errors.CheckViolation:
-            # "no partition of relation found": another worker's retention dropped one we
-            # thought existed. Forget what we know; the retried batch recreates it.
-            self._partitions.known.clear()
+                for statement in statements:
+                    sql, args = statement("%s", jsonb=True)
+                    await cur.execute(sql.encode(), args)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.CheckViolation):
+                # "no partition of relation found": another worker's retention dropped one we
+                # thought existed. Forget what we know; the retried batch recreates it.
+                self._partitions.known.clear()
             raise
 
     # -- twins -------------------------------------------------------------------------

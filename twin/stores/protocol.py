@@ -155,6 +155,17 @@ class MaintenanceReport(msgspec.Struct):
     rollup_buckets_refreshed: int = 0
 
 
+class Statement(Protocol):
+    """One more row to write in a twin batch's transaction, in the store's SQL dialect.
+
+    Called with the store's placeholder ("?" or "%s"); `jsonb` asks for PostgreSQL's
+    casts. An audit entry is one (`security.audit_insert` with the entry bound), so an
+    operator's twin write and its entry commit together.
+    """
+
+    def __call__(self, mark: str, *, jsonb: bool = False) -> tuple[str, tuple[Any, ...]]: ...
+
+
 class HistoryReader(Protocol):
     """The reads the API serves straight from the store: history, aggregates and presence."""
 
@@ -187,10 +198,14 @@ class Store(HistoryReader, Protocol):
         ...
 
     async def write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent] = (),
+        statements: Sequence[Statement] = (),
     ) -> None:
-        """Upsert twins and append history in one transaction; duplicate history rows
-        (same vehicle, device time and seq) are ignored."""
+        """Upsert twins, append history and run `statements` in one transaction; duplicate
+        history rows (same vehicle, device time and seq) are ignored."""
         ...
 
     async def list_twins(self, query: TwinFilter) -> list[TwinState]: ...

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from kernel import DatabaseInfo, Sql, SqliteDatabase
+from kernel import DatabaseInfo, Sql, SqliteDatabase, rollback
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.selector import VehicleSelector
 from twin.stores.aggregates import Bucketizer
@@ -25,6 +25,7 @@ from twin.stores.protocol import (
     AggregateQuery,
     AggregateRow,
     MaintenanceReport,
+    Statement,
     retention_cutoff,
 )
 from twin.stores.sql import SqlReads
@@ -99,6 +100,7 @@ def _write_rows(
     history: Sequence[tuple[Any, ...]],
     twins: Sequence[tuple[Any, ...]],
     presence: Sequence[tuple[Any, ...]],
+    statements: Sequence[tuple[str, tuple[Any, ...]]] = (),
 ) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -107,8 +109,10 @@ def _write_rows(
             conn.executemany(_INSERT_PRESENCE, presence)
         _insert_rows(conn, _history_sql, history)
         _insert_rows(conn, _twin_sql, twins)
+        for sql, args in statements:
+            conn.execute(sql, args)
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")
 
@@ -126,7 +130,7 @@ def _delete_before(conn: sqlite3.Connection, cutoff: float) -> int:
         )
         count = cur.rowcount
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")
     return count
@@ -170,13 +174,21 @@ class SqliteStore(SqlReads):
         return found
 
     async def write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent] = ()
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent] = (),
+        statements: Sequence[Statement] = (),
     ) -> None:
         async with self._write_lock:
-            await self._write_batch(twins, history, presence)
+            await self._write_batch(twins, history, presence, statements)
 
     async def _write_batch(
-        self, twins: Sequence[TwinState], history: Sequence[HistoryRow], presence: Sequence[PresenceEvent]
+        self,
+        twins: Sequence[TwinState],
+        history: Sequence[HistoryRow],
+        presence: Sequence[PresenceEvent],
+        statements: Sequence[Statement],
     ) -> None:
         history_rows = [(h.vehicle_id, h.ts, h.received_at, h.seq, _encode(h.data).decode()) for h in history]
         twin_rows = [
@@ -195,7 +207,8 @@ class SqliteStore(SqlReads):
         # The whole transaction is one hop to the connection's thread: each hop back to a
         # busy event loop costs a loop iteration, and four of them per batch added up.
         presence_rows = [(p.vehicle_id, p.ts, int(p.connected), p.reason) for p in presence]
-        await self.db.write(_write_rows, history_rows, twin_rows, presence_rows)
+        extra = [statement("?") for statement in statements]
+        await self.db.write(_write_rows, history_rows, twin_rows, presence_rows, extra)
 
     async def _vehicles(self, selection: VehicleSelector) -> list[str]:
         if not selection.needs_twins:

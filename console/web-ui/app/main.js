@@ -8,6 +8,7 @@ import { VehiclePage } from './vehicle.js';
 import { AlertInbox } from './alerts.js';
 import { RulesPage } from './rules.js';
 import { JobsPage } from './jobs.js';
+import { MaintenancePage } from './maintenance.js';
 import { AuditPage, UsersPage } from './admin.js';
 
 function parseRoute() {
@@ -23,6 +24,7 @@ const NAV = [
   { name: 'alerts', label: 'Alerts', perm: 'alerts:read' },
   { name: 'rules', label: 'Rules', perm: 'rules:read' },
   { name: 'jobs', label: 'Jobs', perm: 'commands:read' },
+  { name: 'maintenance', label: 'Maintenance', perm: 'maintenance:read' },
   { name: 'audit', label: 'Audit', perm: 'audit:read' },
   { name: 'users', label: 'Users & tokens', perm: 'tokens:own' },
 ];
@@ -89,6 +91,7 @@ function Shell({ config, session, onLogout }) {
   else if (route.name === 'alerts') page = html`<${AlertInbox} session=${session} />`;
   else if (route.name === 'rules') page = html`<${RulesPage} session=${session} />`;
   else if (route.name === 'jobs') page = html`<${JobsPage} session=${session} />`;
+  else if (route.name === 'maintenance') page = html`<${MaintenancePage} session=${session} />`;
   else if (route.name === 'audit' && can('audit:read')) page = html`<${AuditPage} />`;
   else if (route.name === 'users') page = html`<${UsersPage} session=${session} />`;
   else page = html`<${MapView} key=${route.params.vehicle || 'map'} config=${config} session=${session} route=${route} />`;

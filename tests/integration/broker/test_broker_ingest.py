@@ -11,7 +11,7 @@ from broker_harness import Client, ClientFactory, RawClient, RecordingSink, even
 from prometheus_client import CollectorRegistry
 
 from broker import EmbeddedBroker
-from twin.inbound import ACCEPTED, Channel, MessageKind
+from twin.inbound import ACCEPTED, Channel, MessageKind, Verdict
 
 
 async def test_qos1_telemetry_reaches_sink_and_puback_waits_for_commit(
@@ -40,14 +40,15 @@ async def test_qos1_telemetry_reaches_sink_and_puback_waits_for_commit(
 
 
 async def test_qos0_telemetry_reaches_sink_without_ack(connect: ClientFactory, sink: RecordingSink, vid: str) -> None:
-    """A QoS 0 message arrives with no ack to resolve."""
+    """A QoS 0 message arrives with a verdict to give (it decides routing), and no PUBACK follows it."""
     client = await connect(vid)
     client.publish(f"vehicles/{vid}/telemetry", b'{"speed": 12}', qos=0)
 
     [item] = await sink.wait_for(vid, MessageKind.TELEMETRY)
     assert item.payload == b'{"speed": 12}'
     assert item.qos == 0
-    assert item.ack is None
+    assert item.ack is not None
+    item.ack.set_result(ACCEPTED)
 
 
 async def test_qos1_messages_are_pipelined_and_ordered(connect: ClientFactory, sink: RecordingSink, vid: str) -> None:
@@ -105,14 +106,19 @@ async def test_up_topics_map_to_kinds(connect: ClientFactory, sink: RecordingSin
 async def test_ingested_telemetry_still_reaches_subscribers(
     connect: ClientFactory, sink: RecordingSink, vid: str
 ) -> None:
-    """A dashboard subscribed to vehicles/+/telemetry sees what the hub ingests."""
+    """A dashboard subscribed to vehicles/+/telemetry sees what the hub accepts, and only that."""
     dashboard = await connect("dashboard/1")
     await dashboard.subscribe("vehicles/+/telemetry")
     vehicle = await connect(vid)
+    vehicle.publish(f"vehicles/{vid}/telemetry", b"refused", qos=0)
     vehicle.publish(f"vehicles/{vid}/telemetry", b'{"soc": 50}', qos=0)
 
+    refused, accepted = await sink.wait_for(vid, MessageKind.TELEMETRY, count=2)
+    assert refused.ack is not None
+    assert accepted.ack is not None
+    refused.ack.set_result(Verdict.refused("not_json", "payload is not valid JSON"))
+    accepted.ack.set_result(ACCEPTED)
     await eventually(lambda: dashboard.on(f"vehicles/{vid}/telemetry") == [b'{"soc": 50}'])
-    assert len(sink.of(vid, MessageKind.TELEMETRY)) == 1
 
 
 async def test_full_sink_holds_back_only_its_publisher(

@@ -86,3 +86,23 @@ async def test_retained_messages_are_bounded(sink: RecordingSink, topic: str) ->
         assert kept == [b"a2", b"b"]
         for client in (watcher, pub, late):
             await client.close()
+
+
+async def test_sessions_are_bounded(sink: RecordingSink) -> None:
+    """Beyond `max_sessions` a new client id is refused (3.1.1: 3, MQTT 5: 0x97); a held session still resumes."""
+    registry = CollectorRegistry()
+    async with EmbeddedBroker(
+        sink, host="127.0.0.1", port=0, max_sessions=2, metrics=BrokerMetrics(registry), sys_interval_s=0
+    ) as hub:
+        kept, _ = await WireClient.connect(hub.port, "kept", version=Version.V311, clean=False)
+        await kept.close()
+        other, _ = await WireClient.connect(hub.port, "other", version=Version.V311)
+        refused, connack = await WireClient.connect(hub.port, "third", version=Version.V311)
+        assert connack.reason is Reason.SERVER_UNAVAILABLE
+        refused5, connack5 = await WireClient.connect(hub.port, "third")
+        assert connack5.reason is Reason.QUOTA_EXCEEDED
+        again, connack = await WireClient.connect(hub.port, "kept", version=Version.V311, clean=False)
+        assert (connack.reason, connack.session_present) == (Reason.SUCCESS, True)
+        assert registry.get_sample_value("fleethub_mqtt_connections_refused_total", {"reason": "sessions"}) == 2
+        for client in (other, refused, refused5, again):
+            await client.close()

@@ -36,7 +36,7 @@ async def test_a_lower_numbered_migration_landing_later_still_runs(tmp_path, mon
     monkeypatch.setattr(kernel_sqlite, "load_migrations", lambda _backend: real)
     async with SqliteDatabase(url):
         pass
-    late = Migration(version=5, name="late", sql="CREATE TABLE late_arrival (x INTEGER);")
+    late = Migration(version=8, name="late", sql="CREATE TABLE late_arrival (x INTEGER);")
     monkeypatch.setattr(
         kernel_sqlite, "load_migrations", lambda _backend: sorted([*real, late], key=lambda m: m.version)
     )
@@ -44,7 +44,7 @@ async def test_a_lower_numbered_migration_landing_later_still_runs(tmp_path, mon
         pass
     with sqlite3.connect(tmp_path / "late.db") as conn:
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'late_arrival'").fetchone()[0] == 1
-        assert 5 in {r[0] for r in conn.execute("SELECT version FROM schema_version")}
+        assert 8 in {r[0] for r in conn.execute("SELECT version FROM schema_version")}
 
 
 async def test_every_store_works_on_one_in_memory_database() -> None:

@@ -2,17 +2,16 @@
 
 import pytest
 
-from kernel import PostgresDatabase, SqliteDatabase
+from kernel import PostgresDatabase, Sql, SqliteDatabase
 from maintenance import (
     Interval,
     MemoryMaintenanceStore,
     MeterCorrection,
-    PostgresMaintenanceStore,
     RecordQuery,
     Schedule,
     ScheduleBody,
     ServiceRecord,
-    SqliteMaintenanceStore,
+    SqlMaintenanceStore,
     Stage,
 )
 from security import Actor, audit_entry
@@ -28,11 +27,11 @@ async def store(request, tmp_path):
             yield memory
         return
     if request.param == "sqlite":
-        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteMaintenanceStore(db) as sqlite:
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqlMaintenanceStore(db) as sqlite:
             yield sqlite
         return
     url = request.getfixturevalue("pg_url")
-    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresMaintenanceStore(db) as pg:
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, SqlMaintenanceStore(db) as pg:
         yield pg
 
 
@@ -112,8 +111,5 @@ async def test_writes_carry_their_audit_entry(store, request):
     if isinstance(store, MemoryMaintenanceStore):
         assert [e.action for e in store.audit] == ["maintenance.schedule.put", "maintenance.service.record"]
         return
-    if isinstance(store, SqliteMaintenanceStore):
-        rows = await store.db.fetch("SELECT action, target FROM audit_log ORDER BY ts")
-    else:
-        rows = await store._all("SELECT action, target FROM audit_log ORDER BY ts")
+    rows = await Sql(store.db).fetch("SELECT action, target FROM audit_log ORDER BY ts")
     assert [tuple(r) for r in rows] == [("maintenance.schedule.put", "oil"), ("maintenance.service.record", "oil")]

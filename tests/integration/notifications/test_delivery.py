@@ -180,3 +180,26 @@ async def test_restart_in_the_middle_of_a_delivery_repeats_nothing_and_loses_not
     sent = [json.loads(r.body)["items"][0]["vehicle_id"] for r in receiver.accepted]
     assert sent == ["veh-0001", "veh-0002"]
     assert len({r.headers["x-fleethub-delivery"] for r in receiver.requests}) == 2
+
+
+async def test_a_channel_out_of_rate_does_not_hold_up_another(db):
+    """A channel spent its rate on a storm; another channel's alert still goes at once."""
+    slow, fast = Receiver().start(), Receiver().start()
+    try:
+        async with NotificationService(SqliteNotificationStore(db), settings(digest_max_items=5)) as service:
+            held = ChannelBody(kind=ChannelKind.CHAT, url=slow.url, fleet="north", rate_per_hour=1, burst=1)
+            await service.put_channel("slow", held)
+            await service.put_channel("fast", ChannelBody(kind=ChannelKind.CHAT, url=fast.url, fleet="south"))
+            await service.alert_event(alert(0, fleet="north"))
+            await eventually(lambda: _true(slow.accepted), wait_s=20)
+            for n in range(1, 50):
+                await service.alert_event(alert(n, fleet="north"))
+            await service.alert_event(alert(99, fleet="south"))
+            await eventually(lambda: _true(fast.accepted), wait_s=20)
+            waiting = await service.store.pending(100, "slow")
+    finally:
+        slow.stop()
+        fast.stop()
+    assert "veh-0099" in json.loads(fast.accepted[0].body)["text"]
+    assert len(slow.accepted) == 1
+    assert len(waiting) == 49

@@ -72,6 +72,8 @@ async def test_notifications_are_queued_once_per_channel_and_key(store):
     pending = await store.pending(10)
     assert [i.id for i in pending] == ["n1", "n3"]
     assert pending[0] == item("n1", key="k")
+    assert [i.id for i in await store.pending(10, "other")] == ["n3"]
+    assert await store.pending_channels() == ["ops", "other"]
 
 
 async def test_a_delivery_takes_its_items_and_is_retried_until_delivered(store):
@@ -79,6 +81,8 @@ async def test_a_delivery_takes_its_items_and_is_retried_until_delivered(store):
     await store.add_notifications([item("n1", at=1.0), item("n2", at=2.0), item("n3", at=3.0)])
     await store.create_delivery(delivery("d1", items=2), ["n1", "n2"])
     assert [i.id for i in await store.pending(10)] == ["n3"]
+    await store.create_delivery(delivery("d9", next_at=1000.0), ["n3"])
+    assert await store.pending_channels() == []
     assert [i.id for i in await store.delivery_items("d1")] == ["n1", "n2"]
     assert [d.id for d in await store.due_deliveries(20.0, 10)] == ["d1"]
     failed = delivery("d1", items=2)

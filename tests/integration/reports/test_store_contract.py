@@ -6,10 +6,9 @@ from kernel import PostgresDatabase, SqliteDatabase
 from reports import (
     MemoryReportStore,
     Period,
-    PostgresReportStore,
     ReportSchedule,
     ReportScheduleBody,
-    SqliteReportStore,
+    SqlReportStore,
 )
 from security import Actor, audit_entry
 
@@ -23,11 +22,11 @@ async def store(request, tmp_path):
             yield memory
         return
     if request.param == "sqlite":
-        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteReportStore(db) as sqlite:
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqlReportStore(db) as sqlite:
             yield sqlite
         return
     url = request.getfixturevalue("pg_url")
-    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresReportStore(db) as pg:
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, SqlReportStore(db) as pg:
         yield pg
 
 

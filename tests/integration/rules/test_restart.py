@@ -167,11 +167,11 @@ class SlowCommits:
     async def __aexit__(self, *exc) -> None:
         await self.inner.__aexit__(*exc)
 
-    async def write_batch(self, twins, history, presence=()) -> None:
+    async def write_batch(self, twins, history, presence=(), statements=()) -> None:
         # Only telemetry: the broker reads a vehicle's next packet once its connect is recorded.
         if history:
             await asyncio.sleep(self.delay)
-        await self.inner.write_batch(twins, history, presence)
+        await self.inner.write_batch(twins, history, presence, statements)
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)

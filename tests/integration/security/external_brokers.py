@@ -113,12 +113,25 @@ def rabbitmq(workdir: Path, hub_url: str, secret: str) -> Iterator[int]:
         "RABBITMQ_LOG_BASE": str(workdir / "log"),
         "RABBITMQ_DIST_PORT": str(dist_port),
     }
-    log = workdir / "rabbitmq.out"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(server)], stdout=out, stderr=out, env=env, start_new_session=True)
+    # Its own Erlang port mapper on a free port, stopped afterwards: a node would otherwise start
+    # the machine's epmd daemon, which outlives the test, or register with the system node's.
+    epmd_port = free_port()
+    env["ERL_EPMD_PORT"] = str(epmd_port)
+    epmd_log = workdir / "epmd.out"
+    with epmd_log.open("wb") as out:
+        epmd = subprocess.Popen(
+            [need_program("epmd"), "-port", str(epmd_port)], stdout=out, stderr=out, start_new_session=True
+        )
     try:
-        # A node takes 10-30 s to boot on a busy 2-core machine.
-        _wait_listening(mqtt_port, proc, log, 120)
-        yield mqtt_port
+        _wait_listening(epmd_port, epmd, epmd_log, 20)
+        log = workdir / "rabbitmq.out"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([str(server)], stdout=out, stderr=out, env=env, start_new_session=True)
+        try:
+            # A node takes 10-30 s to boot on a busy 2-core machine.
+            _wait_listening(mqtt_port, proc, log, 120)
+            yield mqtt_port
+        finally:
+            _stop(proc)
     finally:
-        _stop(proc)
+        _stop(epmd)

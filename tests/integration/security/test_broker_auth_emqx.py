@@ -68,6 +68,8 @@ async def authn(http: httpx.AsyncClient, username: str, password: str, clientid:
 
 async def authz(http: httpx.AsyncClient, username: str, clientid: str, action: str, topic: str) -> str:
     body = {"username": username, "clientid": clientid, "action": action, "topic": topic, "peerhost": "10.0.0.1"}
+    # Other placeholders an operator may add to the template are ignored.
+    body |= {"qos": "1", "retain": "false", "proto_name": "MQTT", "mountpoint": ""}
     response = await http.post("/broker-auth/emqx/authz", json=body)
     assert response.status_code == 200, response.text
     result: str = response.json()["result"]
@@ -102,7 +104,7 @@ async def test_off_without_a_secret(tmp_path) -> None:
 async def test_a_vehicle_logs_in_with_its_secret_and_gets_its_acl(http: httpx.AsyncClient, fleet) -> None:
     answer = await authn(http, "car-a", fleet["car-a"], "car-a")
     assert answer["result"] == "allow"
-    assert answer.get("is_superuser", False) is False
+    assert answer["is_superuser"] is False
     assert answer["acl"] == [
         {"permission": "allow", "action": "publish", "topic": "vehicles/car-a/telemetry"},
         {"permission": "allow", "action": "publish", "topic": "vehicles/car-a/twin/get"},
@@ -129,9 +131,12 @@ async def test_refused_logins(http: httpx.AsyncClient, hub: Hub, fleet) -> None:
     assert metric(hub.registry, "fleethub_broker_auth_logins_total", outcome="anonymous") == 1
 
 
-async def test_users_log_in_by_password_or_token(http: httpx.AsyncClient, fleet) -> None:
+async def test_users_log_in_by_password_or_token(http: httpx.AsyncClient, hub: Hub, fleet) -> None:
     root = await authn(http, "root", fleet["root"], "dashboard-1")
     assert root["result"] == "allow"
+    # Logged in by API token: EMQX disconnects the client when the token expires.
+    (token,) = await hub.security.tokens("root")
+    assert root["expire_at"] == int(token.expires_at)
     assert root["acl"] == [
         {"permission": "allow", "action": "subscribe", "topic": "alerts/#"},
         {"permission": "allow", "action": "subscribe", "topic": "events/#"},
@@ -140,6 +145,7 @@ async def test_users_log_in_by_password_or_token(http: httpx.AsyncClient, fleet)
     ]
     ana = await authn(http, "ana", "ana-password-1", "ana-laptop")
     assert ana["result"] == "allow"
+    assert "expire_at" not in ana
     # Which vehicles she sees depends on their fleets now: only publishing is closed, the rest is asked.
     assert ana["acl"] == [
         {"permission": "allow", "action": "subscribe", "topic": "alerts/a/#"},

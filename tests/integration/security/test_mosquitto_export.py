@@ -154,6 +154,9 @@ async def test_export_refuses_stale_or_missing_secrets_and_can_issue_new_ones(se
         assert (await setup.client(port, "car-2", issued["car-2"]))[1] == 0
         assert (await setup.client(port, "car-1", fleet_a["car-1"]))[1] == 0
         assert (await setup.client(port, "car-2", fleet_a["car-2"]))[1] != 0
+    # --skip-check trusts the CSV: the stale one is written as given.
+    assert await setup.export("--secrets", str(stale), "--skip-check") == 0
+    assert (setup.out / "passwords").read_text().count("\n") == 2
 
 
 def test_password_lines_are_mosquitto_passwd_lines(tmp_path: Path) -> None:

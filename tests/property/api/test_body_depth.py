@@ -4,7 +4,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.body_depth import json_depth
+from kernel import json_depth
 
 # Strings full of the characters the scanner must not count: brackets, quotes and backslashes.
 _TEXT = st.text(alphabet=st.sampled_from('[]{}"\\ab,: \n'), max_size=12)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.body_depth import json_depth
+from kernel import json_depth
 
 
 @pytest.mark.parametrize(

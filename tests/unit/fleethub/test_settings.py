@@ -48,6 +48,7 @@ def test_secure_by_default() -> None:
         ({"FLEETHUB_MQTT_TLS_CERTFILE": "c.pem"}, "setting 'mqtt.tls_keyfile' must be set together"),
         ({"FLEETHUB_MQTT_TLS_CLIENT_CERT_AUTH": "true"}, "setting 'mqtt.tls_client_cert_auth'"),
         ({"FLEETHUB_AUTH_BOOTSTRAP_TOKEN": "short"}, "setting 'auth.bootstrap_token' must be empty or at least 32"),
+        ({"FLEETHUB_AUTH_BROKER_SECRET": "short"}, "setting 'auth.broker_secret' must be empty or at least 32"),
         ({"FLEETHUB_ABUSE_MESSAGE_BURST": "0"}, "setting 'abuse.message_burst' must be at least 1"),
         (
             {"FLEETHUB_AUTH_TOKEN_TTL_DAYS": "400"},
@@ -174,3 +175,11 @@ def test_maintenance_notification_and_report_settings_are_validated(environ: dic
     """An out-of-range maintenance, notifications or reports setting stops start-up, naming the setting."""
     with pytest.raises(ConfigError, match=message):
         load_settings(environ=environ)
+
+
+def test_the_broker_secret_comes_from_the_environment_and_is_never_echoed() -> None:
+    secret = "b" * 40
+    assert load_settings(environ={"FLEETHUB_AUTH_BROKER_SECRET": secret}).auth.broker_secret == secret
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={"FLEETHUB_AUTH_BROKER_SECRET": "too-short-secret"})
+    assert "too-short-secret" not in str(refused.value)

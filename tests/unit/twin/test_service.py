@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from kernel import InvalidPayload, LimitExceeded, NotFound
+from kernel import InvalidPayload, LimitExceeded, NotFound, StoreError, StoreLocked, StoreRejected, StoreUnavailable
 from twin import (
     Channel,
     Inbound,
@@ -354,3 +354,154 @@ async def test_a_batch_loads_the_twins_it_lacks_in_one_call() -> None:
     assert store.single_loads == 0
     assert (await service.get_twin("veh-1")).version == 2
     assert (await service.get_twin("veh-3")).version == 1
+
+
+# -- the failure model -------------------------------------------------------------------
+
+
+class FlakyStore(MemoryStore):
+    """Fails reads and commits with a given store error a given number of times."""
+
+    def __init__(self, *, read_failures: int = 0, write_failures: int = 0, error: type[Exception]) -> None:
+        super().__init__()
+        self.read_failures = read_failures
+        self.write_failures = write_failures
+        self.error = error
+
+    async def load_twins(self, vehicle_ids):
+        if self.read_failures:
+            self.read_failures -= 1
+            raise self.error("database is locked")
+        return await super().load_twins(vehicle_ids)
+
+    async def write_batch(self, twins, history, presence=(), statements=()):
+        if self.write_failures:
+            self.write_failures -= 1
+            raise self.error("server closed the connection")
+        await super().write_batch(twins, history, presence, statements)
+
+
+async def test_a_transient_read_error_delays_the_ack_and_the_message_commits() -> None:
+    store = FlakyStore(read_failures=3, error=StoreLocked)
+    service = TwinService(store)
+    async with running(service):
+        item = telemetry("veh-1", {"soc": 5}, ack=True)
+        await service.submit(item)
+        verdict = await asyncio.wait_for(item.ack, 10)
+    assert verdict.accepted
+    assert store.twins["veh-1"].reported["soc"].value == 5
+    assert store.read_failures == 0
+
+
+async def test_a_failing_handler_leaves_its_message_unacknowledged_and_the_consumer_runs_on() -> None:
+    class BrokenCommands:
+        def vehicle_connected(self, vehicle_id: str) -> None: ...
+
+        def vehicle_disconnected(self, vehicle_id: str) -> None: ...
+
+        def vehicle_subscribed(self, vehicle_id: str) -> None: ...
+
+        async def result_received(self, item: Inbound) -> None:
+            raise RuntimeError("a bug in the command service")
+
+    store = MemoryStore()
+    service = TwinService(store)
+    service.commands = BrokenCommands()
+    async with running(service):
+        result = Inbound(
+            "veh-1",
+            MessageKind.COMMAND_RESULT,
+            b"{}",
+            received_at=time.time(),
+            qos=1,
+            ack=asyncio.get_running_loop().create_future(),
+            subtopic="c1",
+        )
+        await service.submit(result)
+        after = telemetry("veh-1", {"soc": 7}, ack=True)
+        await service.submit(after)
+        assert (await asyncio.wait_for(after.ack, 10)).accepted
+        assert result.ack is not None
+        assert result.ack.done()
+        assert isinstance(result.ack.exception(), StoreError)
+    assert store.twins["veh-1"].reported["soc"].value == 7
+
+
+async def test_stop_ends_within_the_deadline_while_commits_fail_and_acknowledges_nothing() -> None:
+    store = FlakyStore(write_failures=10**9, error=StoreUnavailable)
+    service = TwinService(store, settings=IngestSettings(shutdown_timeout_s=0.5, commit_retry_max_s=5))
+    task = asyncio.get_running_loop().create_task(service.run())
+    items = [telemetry(f"veh-{n}", {"soc": n}, ack=True) for n in range(5)]
+    for item in items:
+        await service.submit(item)
+    await asyncio.sleep(0.3)
+    assert not any(i.ack.done() for i in items)
+    started = time.monotonic()
+    service.stop()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 2
+    assert all(isinstance(i.ack.exception(), StoreError) for i in items)
+    assert store.rows == []
+
+
+class SlowSnapshotStore(MemoryStore):
+    """Reads the twins it is given only after a pause, as the PostgreSQL store's COPY does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[int, int]] = []  # (twin version written, history rows committed by then)
+        self.committed_rows = 0
+
+    async def write_batch(self, twins, history, presence=(), statements=()):
+        await asyncio.sleep(0.05)
+        self.committed_rows += len(history)
+        self.written.extend((t.version, self.committed_rows) for t in twins)
+        await super().write_batch(twins, history, presence, statements)
+
+
+async def test_the_next_batch_is_applied_while_one_commits_and_never_changes_what_it_writes() -> None:
+    store = SlowSnapshotStore()
+    service = TwinService(store)
+    async with running(service):
+        items = []
+        for n in range(40):
+            item = telemetry("veh-1", {"soc": n, "ts": 1000 + n}, ack=True)
+            items.append(item)
+            await service.submit(item)
+            await asyncio.sleep(0.01)
+        for item in items:
+            assert (await asyncio.wait_for(item.ack, 10)).accepted
+    # Several batches, each written as it was applied: a twin's version is the count of its
+    # messages committed with it, never one applied later.
+    assert store.batches > 2
+    assert all(version == rows for version, rows in store.written), store.written
+    assert store.twins["veh-1"].version == 40
+
+
+async def test_a_refused_value_while_the_next_batch_is_applied_is_isolated_and_the_next_batch_commits() -> None:
+    class RefusingStore(SlowSnapshotStore):
+        async def write_batch(self, twins, history, presence=(), statements=()):
+            await asyncio.sleep(0.05)
+            if any(row.data.get("poison") for row in history):
+                raise StoreRejected("poison is not allowed")
+            await super().write_batch(twins, history, presence, statements)
+
+    store = RefusingStore()
+    service = TwinService(store)
+    async with running(service):
+        first = [telemetry(f"veh-{n}", {"soc": n}, ack=True) for n in range(5)]
+        poison = telemetry("veh-0", {"poison": True}, ack=True)
+        for item in [*first, poison]:
+            await service.submit(item)
+        await asyncio.sleep(0.02)
+        second = [telemetry(f"veh-{n}", {"soc": 10 + n}, ack=True) for n in range(5)]
+        for item in second:
+            await service.submit(item)
+        for item in [*first, *second]:
+            assert (await asyncio.wait_for(item.ack, 10)).accepted
+        refused = await asyncio.wait_for(poison.ack, 10)
+    assert not refused.accepted
+    assert refused.reason == "store_rejected"
+    assert [d.vehicle_id for d in service.dead_letters.letters] == ["veh-0"]
+    assert {vid: t.reported["soc"].value for vid, t in store.twins.items()} == {f"veh-{n}": 10 + n for n in range(5)}
+    assert "poison" not in store.twins["veh-0"].reported

@@ -49,6 +49,8 @@ class Received:
     qos: int
     mid: int
     generation: int
+    # The connection to acknowledge it on (None: the worker's own).
+    source: ExternalBroker | None = None
 
 
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
@@ -67,7 +69,15 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
 class ExternalBroker:
     """An async context manager around one paho client; also the hub's `VehicleChannel` and publisher."""
 
-    def __init__(self, settings: ClusterSettings, client_id: str, on_message: Callable[[Received], None]) -> None:
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        client_id: str,
+        on_message: Callable[[Received], None],
+        *,
+        consume: bool = True,
+    ) -> None:
+        """`consume=False` takes over a session only to empty it: no subscriptions, no reconnects."""
         self.settings = settings
         self.client_id = client_id
         self.host, self.port, self.tls = parse_broker_url(settings.broker)
@@ -75,7 +85,10 @@ class ExternalBroker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Event = asyncio.Event()
         self._generation = 0
-        self._stopped = False
+        self._stopped = not consume
+        # Messages handed over and not yet acknowledged; when the last one came (loop time).
+        self.outstanding = 0
+        self.last_message_at = 0.0
         self.connects = 0
         self.published = 0
         client = mqtt.Client(
@@ -83,6 +96,8 @@ class ExternalBroker:
             client_id=client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
+            # A session taken over to be emptied is handed back if its worker returns.
+            reconnect_on_failure=consume,
         )
         if settings.broker_username:
             client.username_pw_set(settings.broker_username, settings.broker_password or None)
@@ -149,6 +164,9 @@ class ExternalBroker:
         group = self.settings.share_group
         if not self._stopped:
             client.subscribe([(f"$share/{group}/{f}", 1) for f in FILTERS])
+        else:
+            # The session's subscriptions end; what it already holds is still delivered.
+            client.unsubscribe([f"$share/{group}/{f}" for f in FILTERS])
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.set)
         log.info("connected to the broker", broker=self.settings.broker, session_present=bool(flags.session_present))
@@ -159,7 +177,7 @@ class ExternalBroker:
         log.warning("disconnected from the broker", reason=str(reason))
 
     def _message_cb(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        received = Received(msg.topic, bytes(msg.payload), msg.qos, msg.mid, self._generation)
+        received = Received(msg.topic, bytes(msg.payload), msg.qos, msg.mid, self._generation, self)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_message, received)
 

@@ -50,6 +50,11 @@ UPDATE cluster_leases SET owner = NULL, expires_at = '-infinity'
 WHERE owner = %s AND (part, token) IN (SELECT * FROM unnest(%s::int[], %s::bigint[]))
 """
 _LEAVE = "DELETE FROM cluster_workers WHERE worker = %s"
+# One DELETE decides who reaps a dead worker: the row goes to exactly one caller.
+_REAP = (
+    "DELETE FROM cluster_workers WHERE role = 'worker' AND seen_at < now() - make_interval(secs => %s) "
+    "AND worker <> %s RETURNING worker"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,12 @@ class Leases:
                 gained = {int(p): int(t) for p, t in await cur.fetchall()}
         lost = (set(held) - set(renewed)) | given
         return LeaseChange({**renewed, **gained}, gained, frozenset(lost))
+
+    async def reap(self, after_s: float) -> list[str]:
+        """Workers silent for `after_s`, removed from the table: the caller (alone) cleans up after them."""
+        async with self.db.connection() as conn:
+            cur = await conn.execute(_REAP, (after_s, self.worker))
+            return [str(r[0]) for r in await cur.fetchall()]
 
     async def leave(self, held: dict[int, int]) -> None:
         """Give every lease back and leave: the others take the partitions at their next heartbeat."""

@@ -111,6 +111,8 @@ class ClusterWorker:
         # Bounded by the broker: it hands over at most receive_maximum unacknowledged messages.
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        # Sessions of dead workers being emptied (see `_empty_session`).
+        self._reapers: list[asyncio.Task[None]] = []
         self._renewed_at = 0.0
         self._notified: dict[str, set[str]] = {"commands": set(), "alerts": set(), "jobs": set()}
         self._notice = asyncio.Event()
@@ -169,12 +171,12 @@ class ClusterWorker:
                     await asyncio.wait_for(self._drained.wait(), self.settings.leave_timeout_s)
             if self._outstanding > 0:
                 log.warning("left with messages unacknowledged; the broker sends them again", count=self._outstanding)
-        for task in self._tasks:
+        for task in self._tasks + self._reapers:
             task.cancel()
-        for task in self._tasks:
+        for task in self._tasks + self._reapers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks = []
+        self._tasks, self._reapers = [], []
         if self.edge is not None:
             await self.edge.__aexit__(exc_type, exc, tb)
         held, self.ownership.tokens = self.ownership.tokens, {}
@@ -214,6 +216,31 @@ class ClusterWorker:
         change = await self.leases.step(dict(self.ownership.tokens))
         self._renewed_at = started
         await self._apply(change)
+        if self.edge is not None:
+            for dead in await self.leases.reap(self.settings.lease_s * 3):
+                self._reapers.append(
+                    asyncio.get_running_loop().create_task(self._empty_session(dead), name=f"cluster-reap-{dead}")
+                )
+            self._reapers = [t for t in self._reapers if not t.done()]
+
+    async def _empty_session(self, dead: str) -> None:
+        """Take over a dead worker's broker session and route what waited in it, then end it.
+
+        Mosquitto queues shared-subscription messages for a member whose persistent session
+        is offline; without this they would wait for a worker with that id to come back.
+        """
+        edge = ExternalBroker(self.settings, f"fleethub-{dead}", self._received, consume=False)
+        try:
+            async with edge:
+                edge.last_message_at = time.monotonic()
+                # Done when nothing came for 3 s and everything that came is acknowledged (2 min at most).
+                for _ in range(600):
+                    if edge.outstanding <= 0 and time.monotonic() - edge.last_message_at >= 3.0:
+                        break
+                    await asyncio.sleep(0.2)
+            log.info("emptied the broker session of a dead worker", dead=dead, worker=self.worker_id)
+        except Exception as exc:
+            log.warning("could not empty a dead worker's session", dead=dead, error=f"{type(exc).__name__}: {exc}")
 
     async def _apply(self, change: LeaseChange) -> None:
         lost = set(change.lost) - set(change.gained)
@@ -273,6 +300,10 @@ class ClusterWorker:
     def _received(self, msg: Received) -> None:
         if msg.qos > 0:
             self._outstanding += 1
+            if msg.source is not None:
+                msg.source.outstanding += 1
+        if msg.source is not None:
+            msg.source.last_message_at = time.monotonic()
         self._queue.put_nowait(msg)
 
     def _route_of(self, vehicle_id: str) -> int | None:
@@ -338,8 +369,11 @@ class ClusterWorker:
             self._outstanding -= 1
             if self._outstanding <= 0:
                 self._drained.set()
-        if self.edge is not None:
-            self.edge.ack(msg)
+            if msg.source is not None:
+                msg.source.outstanding -= 1
+        edge = msg.source or self.edge
+        if edge is not None:
+            edge.ack(msg)
 
     # -- the inbox ---------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ Due-soon and overdue alerts go through the rules engine's alert lifecycle (rule 
 """
 
 from maintenance.due import evaluate
-from maintenance.meters import MeterDeriver, distance_m
+from maintenance.meters import MeterDeriver, distance_m, fast_distance_m
 from maintenance.model import Due, Interval, MeterCorrection, Schedule, ScheduleBody, ServiceRecord, Stage
 from maintenance.service import RULE_PREFIX, AlertSink, MaintenanceService, alert_rule
 from maintenance.settings import MaintenanceSettings
@@ -38,5 +38,6 @@ __all__ = [
     "alert_rule",
     "distance_m",
     "evaluate",
+    "fast_distance_m",
     "maintenance_store",
 ]

@@ -36,6 +36,8 @@ from twin import PATH_SEP, TwinFilter, TwinState, TwinUpdate, UpdateKind
 log = structlog.get_logger(__name__)
 
 _PAGE = 500
+# Evaluations between yields to the event loop during a check.
+_YIELD_EVERY = 1000
 RULE_PREFIX = "maintenance."
 
 
@@ -226,19 +228,25 @@ class MaintenanceService:
             now = self.clock()
             changed: list[Interval] = []
             raised = 0
-            for schedule, interval, due in self.standing(now):
-                self.counters.evaluated += 1
-                key = (schedule.id, interval.vehicle_id)
-                fresh = key not in self._intervals
-                _, moved = self._interval(schedule, interval.vehicle_id, self._vehicles[interval.vehicle_id], now)
-                if due.status.rank > interval.stage.rank:
-                    if self._alert(schedule, due):
-                        raised += 1
-                    interval.stage = due.status
-                    moved = True
-                if fresh or moved:
-                    self._intervals[key] = interval
-                    changed.append(interval)
+            for schedule in list(self._schedules.values()):
+                for vid, entry in list(self._vehicles.items()):
+                    if not schedule.selects(vid, entry.fleet, entry.tags):
+                        continue
+                    interval, moved = self._interval(schedule, vid, entry, now)
+                    odo, hours = self.meters(vid)
+                    due = evaluate(schedule, interval, odo, hours, now)
+                    self.counters.evaluated += 1
+                    if due.status.rank > interval.stage.rank:
+                        if self._alert(schedule, due):
+                            raised += 1
+                        interval.stage = due.status
+                        moved = True
+                    if moved:
+                        self._intervals[(schedule.id, vid)] = interval
+                        changed.append(interval)
+                    if self.counters.evaluated % _YIELD_EVERY == 0:
+                        # A large fleet's check must not hold the event loop (and ingest) for its whole length.
+                        await asyncio.sleep(0)
             if raised and self.alerts is not None:
                 # Alerts are stored before the intervals that remember them.
                 await self.alerts.flush()

@@ -10,9 +10,9 @@ faster than `moving_kmh`, idling when the ignition was on and it was slower), at
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from maintenance import distance_m
+from maintenance import fast_distance_m
 from reports.model import FleetDay, VehicleDay, VisitRow
 from rules import Zone, contains
 from twin import Json
@@ -40,6 +40,26 @@ def field(data: Mapping[str, Json], name: str) -> Json:
             return None
         node = node.get(key)
     return node
+
+
+def _getter(name: str) -> Callable[[Mapping[str, Json]], Json]:
+    """`field` for one name, with its path split once (the folds call these for every row)."""
+    if "." not in name:
+        return lambda data: data.get(name)
+    outer, inner = name.split(".", 1)
+
+    def get(data: Mapping[str, Json]) -> Json:
+        if name in data:
+            return data[name]
+        node = data.get(outer)
+        return field(node, inner) if isinstance(node, dict) else None
+
+    return get
+
+
+_IGNITION, _CHARGING, _SPEED = _getter("ignition"), _getter("charging"), _getter("speed")
+_LAT, _LON, _SOC, _FUEL = _getter("gps.lat"), _getter("gps.lon"), _getter("soc"), _getter("fuel_l")
+_ODOMETERS = (("odometer", _getter("meters.odometer_km")), ("vehicle_odometer", _getter("odometer_km")))
 
 
 def number(value: Json) -> float | None:
@@ -86,31 +106,31 @@ class DayFold:
                 d.idle_s += gap
         self._ts = max(ts, self._ts or ts)
         d.last_ts = self._ts
-        ignition, charging = field(data, "ignition"), field(data, "charging")
+        ignition, charging = _IGNITION(data), _CHARGING(data)
         if isinstance(ignition, bool):
             self._ignition = ignition
         if isinstance(charging, bool):
             self._charging = charging
-        speed = number(field(data, "speed"))
+        speed = number(_SPEED(data))
         if speed is not None:
             self._speed = speed
             d.max_speed_kmh = speed if d.max_speed_kmh is None else max(d.max_speed_kmh, speed)
-        for source, name in (("odometer", "meters.odometer_km"), ("vehicle_odometer", "odometer_km")):
-            value = number(field(data, name))
+        for source, get in _ODOMETERS:
+            value = number(get(data))
             if value is not None:
                 self._odo_first.setdefault(source, value)
                 self._odo_last[source] = value
-        lat, lon = number(field(data, "gps.lat")), number(field(data, "gps.lon"))
+        lat, lon = number(_LAT(data)), number(_LON(data))
         if lat is not None and lon is not None:
             if self._lat is not None and self._lon is not None:
-                self._gps_km += distance_m(self._lat, self._lon, lat, lon) / 1000.0
+                self._gps_km += fast_distance_m(self._lat, self._lon, lat, lon) / 1000.0
             self._lat, self._lon = lat, lon
-        soc = number(field(data, "soc"))
+        soc = number(_SOC(data))
         if soc is not None:
             if self._soc is not None and soc < self._soc and not self._charging:
                 self._energy += self._soc - soc
             self._soc = soc
-        fuel = number(field(data, "fuel_l"))
+        fuel = number(_FUEL(data))
         if fuel is not None:
             if self._fuel is not None and fuel < self._fuel:
                 self._fuel_used += self._fuel - fuel
@@ -172,7 +192,7 @@ class VisitFold:
         self.visits: list[VisitRow] = []
 
     def feed(self, ts: float, data: Mapping[str, Json]) -> None:
-        lat, lon = number(field(data, "gps.lat")), number(field(data, "gps.lon"))
+        lat, lon = number(_LAT(data)), number(_LON(data))
         if lat is None or lon is None:
             return
         for name, zone in self.zones.items():

@@ -336,10 +336,17 @@ class ReportService:
             if due is None or due[0] == schedule.last_period:
                 continue
             label, first_day, days = due
-            payload = await self.schedule_payload(schedule, label, first_day, days)
-            if self.sink is None:
-                raise InvalidPayload("no_sink", "scheduled reports need notifications (notifications.enabled)")
-            await self.sink.report(schedule.body.channel, f"{schedule.id}:{label}", payload)
+            try:
+                payload = await self.schedule_payload(schedule, label, first_day, days)
+                if self.sink is None:
+                    raise InvalidPayload("no_sink", "scheduled reports need notifications (notifications.enabled)")
+                await self.sink.report(schedule.body.channel, f"{schedule.id}:{label}", payload)
+            # One schedule's failure (its channel deleted, the store down) is retried at the next check
+            # and never keeps the other schedules from sending.
+            except Exception:
+                self.failures += 1
+                log.exception("scheduled report failed", schedule=schedule.id, period=label)
+                continue
             if self.store is not None:
                 await self.store.mark_sent(schedule.id, label)
             self._schedules[schedule.id] = msgspec.structs.replace(schedule, last_period=label)

@@ -39,7 +39,7 @@ async def test_overdue_maintenance_sends_an_email(store_url):
                 assert (await http.put("/api/v1/notifications/channels/workshop", json=channel)).status_code == 201
                 schedule = {"name": "Inspection", "every_days": 0.00003, "due_soon_days": 0}
                 assert (await http.put("/api/v1/maintenance/schedules/inspect", json=schedule)).status_code == 201
-                await eventually(lambda: _some(smtp.messages), wait_s=30)
+                await eventually(lambda: _some(smtp.messages), wait_s=60)
                 deliveries = (await http.get("/api/v1/notifications/deliveries")).json()["items"]
             vehicle.close()
     finally:

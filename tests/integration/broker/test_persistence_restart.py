@@ -334,18 +334,11 @@ def test_an_mqtt5_session_keeps_its_subscription_options(sqlite_hub, sig) -> Non
     other.close()
 
 
-PUBREL_BEFORE_COMMIT = pytest.mark.xfail(
-    strict=True,
-    reason="the server writes PUBREL before the PUBREL_SENT state is committed (broker.stores protocol: commit first), "
-    "so after SIGKILL it resends the PUBLISH instead",
-)
-
-
 @pytest.mark.parametrize(
     "sig",
     [
         pytest.param(signal.SIGTERM, id="sigterm"),
-        pytest.param(signal.SIGKILL, id="sigkill", marks=PUBREL_BEFORE_COMMIT),
+        pytest.param(signal.SIGKILL, id="sigkill"),
     ],
 )
 def test_outgoing_qos2_in_flight_is_resumed_with_its_packet_id(sqlite_hub, sig) -> None:
@@ -424,14 +417,6 @@ def test_incoming_qos2_awaiting_pubrel_is_delivered_once(sqlite_hub, sig) -> Non
     publisher.close()
 
 
-QOS2_SENT_BEFORE_COMMIT = pytest.mark.xfail(
-    strict=True,
-    reason="the server writes a QoS 2 PUBLISH to a subscriber before its in-flight record is committed "
-    "(broker.stores protocol: commit first), so a restart in between sends it again under a new packet id",
-)
-
-
-@QOS2_SENT_BEFORE_COMMIT
 def test_a_qos2_publish_waits_for_its_in_flight_record(sqlite_hub) -> None:
     """While the database cannot commit, a persistent subscriber gets no QoS 2 PUBLISH; once it can, it does."""
     hub, run = sqlite_hub, run_id()
@@ -463,11 +448,6 @@ async def _store_directly(database: str, message: Message) -> None:
         await SqliteBrokerStore(db).apply([Retain(message)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stored message whose properties the codec cannot read stops the hub from starting "
-    "(broker.codec.MalformedPacket out of the restore)",
-)
 def test_a_stored_message_the_server_cannot_read_does_not_stop_it(tmp_path) -> None:
     """One retained message with unreadable stored properties is set aside; the hub starts and serves the rest."""
     run = run_id()

@@ -16,6 +16,7 @@ import sqlite3
 import struct
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -38,15 +39,17 @@ SIGNALS = [pytest.param(signal.SIGTERM, id="sigterm"), pytest.param(signal.SIGKI
 class Hub:
     """Starts and stops `fleethub serve` on one database; a restart keeps the database."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, folder: Path) -> None:
         self.database = database
+        # Run in the test's own folder: a default path (var/...) is then the test's, not the checkout's.
+        self.folder = folder
         self.process: HubProcess | None = None
         self.port = 0
         self._all: list[HubProcess] = []
 
     def start(self) -> Hub:
         args = ["serve", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--database", self.database]
-        self.process = HubProcess(args, env=DEV_MODE)
+        self.process = HubProcess(args, env=DEV_MODE, cwd=self.folder)
         self._all.append(self.process)
         self.port = int(self.process.started()["mqtt_port"])
         return self
@@ -71,7 +74,7 @@ class Hub:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def hub(request, tmp_path) -> Iterator[Hub]:
     database = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path}/hub.db"
-    started = Hub(database)
+    started = Hub(database, tmp_path)
     try:
         yield started.start()
     finally:
@@ -80,7 +83,7 @@ def hub(request, tmp_path) -> Iterator[Hub]:
 
 @pytest.fixture
 def sqlite_hub(tmp_path) -> Iterator[Hub]:
-    started = Hub(f"sqlite:///{tmp_path}/hub.db")
+    started = Hub(f"sqlite:///{tmp_path}/hub.db", tmp_path)
     try:
         yield started.start()
     finally:
@@ -455,7 +458,7 @@ def test_a_stored_message_the_server_cannot_read_does_not_stop_it(tmp_path) -> N
     # Written to the store directly, as a damaged row (or one from another version) would be.
     asyncio.run(_store_directly(database, Message(f"fleet/{run}/good", b"good", 1, retain=True)))
     asyncio.run(_store_directly(database, Message(f"fleet/{run}/bad", b"bad", 1, retain=True, properties=b"\xff\xff")))
-    hub = Hub(database)
+    hub = Hub(database, tmp_path)
     try:
         hub.start()
         subscriber = Paho(hub.port, f"sub-{run}", clean=True)

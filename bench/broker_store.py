@@ -10,6 +10,8 @@
 2. Group commits: the changes of a QoS 1 alert fanned out to 100 offline sessions
    (Enqueue), then delivered (Dequeue + PutInflight, then AckInflight), committed in
    groups of 1, 10, 100 and 1,000 packets: changes per second and time per commit.
+3. With --serve: `fleethub serve` started on the filled database and on an empty one,
+   until it logs "hub started": the difference is what the restore adds to a start.
 
 PostgreSQL runs in a schema of its own, dropped at the end. Prints one JSON object.
 """
@@ -23,6 +25,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -55,7 +59,9 @@ from broker.stores import (
 from kernel import Database, PostgresDatabase, SqliteDatabase
 
 PAYLOAD = (b'{"id":"a-%08d","rule":"speed-over-90","vehicle":"veh-00042","severity":"major",' + b"x" * 120)[:200]
-PROPS = b"\x03\x00\x10application/json&\x00\x04site\x00\x05north"
+# Content type and one user property, encoded as the broker does (length first, as on the wire),
+# so a database this fills can be served by a hub.
+PROPS = b"!\x03\x00\x10application/json&\x00\x04site\x00\x05north"
 NOW = time.time()
 LIMITS = QueueLimits(max_messages=100_000, max_bytes=1 << 30)
 
@@ -170,6 +176,41 @@ async def group_commits(backend: str, where: str, groups: Sequence[int]) -> list
     return rows
 
 
+def _serve_start_s(database: str) -> float:
+    """Seconds from starting `fleethub serve` on `database` until it logs "hub started"."""
+    env = {
+        **os.environ,
+        "FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true",
+        "FLEETHUB_AUTH_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    args = ["serve", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--database", database]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleethub", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "hub started" in line:
+                return time.perf_counter() - started
+        raise RuntimeError(f"fleethub serve exited with {proc.wait()} before it started")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def serve_start(filled: str, empty: str) -> dict[str, Any]:
+    """`fleethub serve` start-up on the filled database and on an empty one: the difference is the restore."""
+    runs = {
+        "filled_s": [_serve_start_s(filled) for _ in range(2)],
+        "empty_s": [_serve_start_s(empty) for _ in range(2)],
+    }
+    return {name: round(min(times), 2) for name, times in runs.items()} | {
+        "restore_s": round(min(runs["filled_s"]) - min(runs["empty_s"]), 2)
+    }
+
+
 @contextlib.contextmanager
 def _pg_schema(url: str) -> Any:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -206,6 +247,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "restore": await restore(backend, restore_where, args.sessions, args.queued),
                 "group_commits": await group_commits(backend, commits_where, args.groups),
             }
+            if args.serve:
+                empty = f"{tmp}/empty.db" if backend == "sqlite" else stack.enter_context(_pg_schema(args.pg_url))
+                async with _database(backend, empty):
+                    pass
+                url = (lambda where: f"sqlite:///{where}") if backend == "sqlite" else (lambda where: where)
+                result["backends"][backend]["serve_start"] = serve_start(url(restore_where), url(empty))
     return result
 
 
@@ -217,6 +264,9 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--groups", type=int, nargs="+", default=[1, 10, 100, 1000], help="packets per commit")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--serve", action="store_true", help="also time `fleethub serve` starting on the filled database"
+    )
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     text = json.dumps(result, indent=2)

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -40,7 +39,9 @@ from broker.codec import (
     Unsubscribe,
     Version,
 )
+from broker.keepalive import IdleWatch
 from broker.link import Link, LinkClosed
+from broker.replies import DISCONNECT_REASON, LOGIN_REASON, REFUSAL_REASON, foreign_publish_property
 from broker.session import Inflight, InflightState, Message, Outgoing, Session
 from broker.topics import Refusal
 from security import Principal, PrincipalKind
@@ -51,30 +52,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("broker")
 
-# What a refusal says in an MQTT 5 PUBACK/PUBREC (3.1.1 can only acknowledge).
-_REFUSAL_REASON: Final = {
-    Refusal.PAYLOAD_TOO_LARGE: Reason.QUOTA_EXCEEDED,
-    Refusal.RATE_LIMITED: Reason.QUOTA_EXCEEDED,
-    Refusal.NOT_AUTHORIZED: Reason.NOT_AUTHORIZED,
-    Refusal.TOPIC_NOT_ALLOWED: Reason.NOT_AUTHORIZED,
-    Refusal.UNKNOWN_TOPIC: Reason.TOPIC_NAME_INVALID,
-}
-# The MQTT 5 reason a server-sent DISCONNECT gives for each way the hub ends a connection.
-_DISCONNECT_REASON: Final = {
-    DisconnectReason.TAKEN_OVER: Reason.SESSION_TAKEN_OVER,
-    DisconnectReason.KEEPALIVE_TIMEOUT: Reason.KEEP_ALIVE_TIMEOUT,
-    DisconnectReason.SHUTDOWN: Reason.SERVER_SHUTTING_DOWN,
-    DisconnectReason.REVOKED: Reason.ADMINISTRATIVE_ACTION,
-    DisconnectReason.PROTOCOL_ERROR: Reason.PROTOCOL_ERROR,
-    DisconnectReason.SLOW_CONSUMER: Reason.QUOTA_EXCEEDED,
-}
-_LOGIN_REASON: Final = {
-    "bad_credentials": Reason.BAD_USERNAME_OR_PASSWORD,
-    "connect_rate_ip": Reason.CONNECTION_RATE_EXCEEDED,
-    "connect_rate_client": Reason.CONNECTION_RATE_EXCEEDED,
-    "backoff": Reason.BANNED,
-    "client_id": Reason.CLIENT_IDENTIFIER_NOT_VALID,
-}
 _PUBLISH: Final = PacketType.PUBLISH << 4
 
 
@@ -110,7 +87,7 @@ class Connection:
         self._client_max_packet = 0
         self._inbound_qos = 0
         self._sender: asyncio.Task[None] | None = None
-        self._watch: _IdleWatch | None = None
+        self._watch: IdleWatch | None = None
         # Counted in the connected-clients gauge (from serving until finished).
         self._counted = False
         self._reader: asyncio.Task[None] | None = None
@@ -139,7 +116,7 @@ class Connection:
         """End the connection from outside (take-over, revocation, shutdown): tell a v5 client why, then close."""
         if self._end is None:
             self._end = reason
-        code = _DISCONNECT_REASON.get(reason)
+        code = DISCONNECT_REASON.get(reason)
         if self.version is Version.V5 and code is not None and self.session is not None:
             reference = self.broker.settings.server_reference
             # MQTT 5: a client told the server is shutting down may move to the one named here.
@@ -203,7 +180,7 @@ class Connection:
             LoginAttempt(client_id, connect.username, connect.password, self.link.host, self.link.ssl_object)
         )
         if login.principal is None:
-            reason = _LOGIN_REASON.get(login.refusal, Reason.NOT_AUTHORIZED)
+            reason = LOGIN_REASON.get(login.refusal, Reason.NOT_AUTHORIZED)
             self._write(codec.encode(Connack(reason if v5 else Reason.NOT_AUTHORIZED), self.version))
             return False
         if broker.stopping:
@@ -277,7 +254,7 @@ class Connection:
             self._sender = asyncio.create_task(self._send_loop())
             if self.keep_alive:
                 # MQTT-3.1.2-24: a client silent for one and a half keep-alives is gone.
-                self._watch = _IdleWatch(self.keep_alive * 1.5, lambda: self.kick(DisconnectReason.KEEPALIVE_TIMEOUT))
+                self._watch = IdleWatch(self.keep_alive * 1.5, lambda: self.kick(DisconnectReason.KEEPALIVE_TIMEOUT))
             while True:
                 try:
                     first, body, dropped = await self._read_packet()
@@ -418,6 +395,9 @@ class Connection:
         session = self._attached()
         props = packet.properties
         topic = packet.topic
+        if self.version is Version.V5 and (wrong := foreign_publish_property(props)):
+            # MQTT 5 3.3.2.3: only these may come with a client's PUBLISH; anything else would be passed on.
+            raise Closing(DisconnectReason.PROTOCOL_ERROR, Reason.PROTOCOL_ERROR, f"PUBLISH with the property {wrong}")
         if self.version is Version.V5 and props.topic_alias is not None:
             alias = props.topic_alias
             if not 0 < alias <= broker.settings.topic_alias_maximum:
@@ -456,7 +436,7 @@ class Connection:
         refusal = broker.admit(self, message, route, size)
         if refusal is not None:
             broker.refuse(self, refusal[1], topic, refusal[0], size)
-            self._acknowledge(packet, _REFUSAL_REASON[refusal[0]], broker.refusal_detail(refusal[0], topic, size))
+            self._acknowledge(packet, REFUSAL_REASON[refusal[0]], broker.refusal_detail(refusal[0], topic, size))
             return
         if route is None or route.kind is None:
             self._acknowledge(packet, Reason.SUCCESS, changes=broker.route(message))
@@ -703,42 +683,6 @@ class Connection:
                 extra=extra or {},
             )
         )
-
-
-class _IdleWatch:
-    """Calls `expired` once waiting for a packet's first bytes has lasted `limit` seconds.
-
-    One timer per connection rather than one per packet. Only that wait counts: a reader
-    paused inside a packet, or held by a full ingest pipeline, is not a silent client.
-    """
-
-    __slots__ = ("_expired", "_limit", "_loop", "_since", "_timer")
-
-    def __init__(self, limit: float, expired: Callable[[], None]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._limit = limit
-        self._expired = expired
-        self._since: float | None = None
-        self._timer = self._loop.call_later(limit, self._check)
-
-    def waiting(self) -> None:
-        self._since = self._loop.time()
-
-    def busy(self) -> None:
-        self._since = None
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-    def _check(self) -> None:
-        due = self._limit
-        if self._since is not None:
-            idle = self._loop.time() - self._since
-            if idle >= self._limit:
-                self._expired()
-                return
-            due = self._limit - idle
-        self._timer = self._loop.call_later(due, self._check)
 
 
 def _vehicle_of(principal: Principal, username: str | None, client_id: str) -> str | None:

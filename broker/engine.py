@@ -14,7 +14,6 @@ import ssl
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -22,7 +21,7 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from broker import acl, filters, persistence, refusals, stores, topics
+from broker import acl, filters, persistence, refusals, stores, sys_topics, topics
 from broker.auth import BrokerAuth
 from broker.codec import Connect, Properties, Reason, Subscription, Version
 from broker.connection import Connection
@@ -32,7 +31,8 @@ from broker.metrics import BrokerMetrics
 from broker.persistence import Persistence
 from broker.quiet_log import QuietLog
 from broker.router import Router
-from broker.session import Message, Outgoing, Overflow, Session, SessionLimits, SlowPolicy
+from broker.session import Message, Outgoing, Overflow, Session, SessionLimits
+from broker.settings import BrokerSettings, tls_context
 from broker.topics import Refusal
 from security import AbuseLimits, Principal, PrincipalKind, TokenBuckets
 from twin import Channel, DisconnectReason, InboundSink
@@ -44,63 +44,8 @@ log = structlog.get_logger("broker")
 TAKE_OVER_TIMEOUT: Final = 5.0
 SHUTDOWN_GRACE: Final = 5.0
 SWEEP_INTERVAL: Final = 1.0
-# The longest string MQTT carries, with its length prefix, and room for a packet id and
-# properties: the read bound never cuts the head of a PUBLISH that is legal but for its size.
-_HEAD_ROOM: Final = 65_537 + 2 + 4096
 # Vehicles with an MQTT 5 twin/get awaiting its document on a response topic, at most.
 _MAX_PENDING_REPLIES: Final = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class TlsListener:
-    """MQTT over TLS. With `client_cert_auth`, a client certificate signed by `cafile` whose
-    subject CN is a provisioned vehicle id logs that vehicle in without a password."""
-
-    port: int
-    certfile: str
-    keyfile: str
-    cafile: str = ""
-    client_cert_auth: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerSettings:
-    """Every limit of the broker (the `[mqtt]` settings; defaults in README "Limits")."""
-
-    host: str = "0.0.0.0"
-    port: int = 1883
-    ws_port: int | None = None
-    tls: TlsListener | None = None
-    allow_anonymous: bool = True
-    listen_backlog: int = 4096
-    max_payload_bytes: int = 65_536
-    max_packet_bytes: int = 1_048_576
-    connect_timeout_s: float = 10.0
-    max_connections_per_address: int = 1000
-    fd_headroom: int = 64
-    session_expiry_s: float = 7 * 24 * 3600
-    max_queued_messages: int = 1000
-    max_queued_bytes: int = 1_048_576
-    slow_subscriber: SlowPolicy = SlowPolicy.DROP_OLDEST
-    max_inflight_messages: int = 100
-    receive_maximum: int = 100
-    topic_alias_maximum: int = 64
-    write_buffer_bytes: int = 65_536
-    sys_interval_s: float = 10.0
-    # Sessions held at most (connected clients' and absent persistent ones): a new client id beyond it is refused.
-    max_sessions: int = 200_000
-    # Retained messages kept at most, and their bytes (topic and payload); a new topic beyond either is not kept.
-    max_retained_messages: int = 100_000
-    max_retained_bytes: int = 256 * 1024 * 1024
-    # MQTT 5 only: the longest keep-alive a client may use (0: its own); a longer or zero one is replaced.
-    max_keep_alive_s: int = 0
-    # MQTT 5 only: the server named in the DISCONNECT sent at shutdown ("" for none).
-    server_reference: str = ""
-
-    @property
-    def read_bound(self) -> int:
-        """PUBLISH bodies up to this size are read whole; beyond it the payload is thrown away as it arrives."""
-        return min(self.max_packet_bytes, self.max_payload_bytes + _HEAD_ROOM)
 
 
 class Broker:
@@ -149,7 +94,7 @@ class Broker:
         try:
             self._servers["tcp"] = await self._listen(host, settings.port, None, "tcp")
             if settings.tls is not None:
-                self._servers["tls"] = await self._listen(host, settings.tls.port, _tls_context(settings.tls), "tls")
+                self._servers["tls"] = await self._listen(host, settings.tls.port, tls_context(settings.tls), "tls")
             if settings.ws_port is not None:
                 try:
                     self._ws_server = await serve(
@@ -704,20 +649,15 @@ class Broker:
 
     def publish_sys(self) -> None:
         """`$SYS/broker/...` statistics for monitoring tools, retained (readable by global admins only)."""
-        metrics = self.metrics
-        values = {
-            "clients/connected": len(self._live),
-            "clients/total": len(self.sessions),
-            "messages/received": _total(metrics.messages_received),
-            "messages/sent": _total(metrics.messages_sent),
-            "bytes/received": _total(metrics.bytes_received),
-            "bytes/sent": _total(metrics.bytes_sent),
-            "retained messages/count": len(self.router.retained),
-            "uptime": f"{int(time.time() - self.started_at)} seconds",
-            "version": "fleethub",
-        }
+        values = sys_topics.statistics(
+            self.metrics,
+            connected=len(self._live),
+            sessions=len(self.sessions),
+            retained=len(self.router.retained),
+            uptime_s=time.time() - self.started_at,
+        )
         for name, value in values.items():
-            message = Message(f"$SYS/broker/{name}", str(value).encode(), 0, retain=True)
+            message = Message(f"$SYS/broker/{name}", value.encode(), 0, retain=True)
             # Statistics are not worth a store write: they are published again after a restart.
             self.router.retain(message)
             self.route(Message(message.topic, message.payload, 0))
@@ -729,16 +669,3 @@ def _same_identity(session: Session, principal: Principal) -> bool:
     if previous is not None:
         return (previous.kind, previous.name) == (principal.kind, principal.name)
     return session.owner is None or session.owner == f"{principal.kind.value}:{principal.name}"
-
-
-def _tls_context(tls: TlsListener) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.cafile or None)
-    context.load_cert_chain(tls.certfile, tls.keyfile)
-    # A certificate is asked for but not required: vehicles may log in with a password instead.
-    context.verify_mode = ssl.CERT_OPTIONAL if tls.cafile else ssl.CERT_NONE
-    return context
-
-
-def _total(counter: Any) -> int:
-    """A counter's value through the public collector interface."""
-    return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))

@@ -11,10 +11,11 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from broker.auth import BrokerAuth
-from broker.engine import Broker, BrokerSettings, TlsListener
+from broker.engine import Broker
 from broker.metrics import BrokerMetrics
 from broker.persistence import Persistence
 from broker.session import Session, SlowPolicy
+from broker.settings import BrokerSettings, TlsListener
 from broker.stores import BrokerStore, BrokerStoreMetrics, StoreWriter, WriterSettings
 from kernel import ConfigError
 from security import AbuseLimits, Principal, PrincipalKind, SecurityService

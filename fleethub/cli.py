@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -150,9 +151,34 @@ async def _serve(settings: Settings) -> int:
     from fleethub.hub import Hub
 
     stop = stop_on_signals()
-    async with Hub(settings) as hub:
+    hub = await Hub(settings).__aenter__()
+    try:
         await hub.wait(stop)
+    finally:
+        await _stop_within(hub, settings.ingest.shutdown_timeout_s + STOP_GRACE_S)
     return 0
+
+
+# Beyond the ingest drain's own budget, for the other parts' stop (a store call already waiting
+# for a connection when the stop began may wait out its pool timeout).
+STOP_GRACE_S = 10.0
+
+
+async def _stop_within(hub: Any, budget_s: float) -> None:
+    """Stop the hub; if that takes longer than `budget_s`, exit the process regardless.
+
+    Safe because nothing is acknowledged before it is committed: what a stuck part still
+    holds is resent by its senders to the next hub.
+    """
+    stopping = asyncio.ensure_future(hub.__aexit__(None, None, None))
+    done, _ = await asyncio.wait({stopping}, timeout=budget_s)
+    if stopping in done:
+        stopping.result()
+        return
+    log.error("the hub did not stop in time; exiting with what it holds unacknowledged", budget_s=budget_s)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:

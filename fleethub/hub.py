@@ -180,6 +180,8 @@ class Hub:
                 max_pending=s.mqtt.store_max_pending,
                 batch_max=s.mqtt.store_batch_max,
                 sweep_interval_s=s.mqtt.store_sweep_interval_s,
+                # One stop budget for both commit paths: what is not committed by then stays unacknowledged.
+                close_timeout_s=s.ingest.shutdown_timeout_s,
             ),
             store_metrics=BrokerStoreMetrics(self.registry),
             metrics=BrokerMetrics(self.registry),
@@ -311,6 +313,7 @@ class Hub:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         log.info("hub stopping")
+        self.database.stopping()
         await self._stack.aclose()
         log.info("hub stopped")
 

@@ -576,7 +576,7 @@ def _wording(kind: msgspec.inspect.Type) -> str:
 def _str_wording(kind: msgspec.inspect.StrType) -> str:
     parts = []
     if kind.min_length is not None:
-        parts.append(f"at least {kind.min_length} characters")
+        parts.append("not empty" if kind.min_length == 1 else f"at least {kind.min_length} characters")
     if kind.max_length is not None:
         parts.append(f"at most {kind.max_length} characters")
     if kind.pattern is not None:

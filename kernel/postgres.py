@@ -78,6 +78,8 @@ class PostgresDatabase:
         self.timeseries = timeseries
         self.pool_timeout_s = pool_timeout_s
         self.reconnect_max_s = reconnect_max_s
+        # How long a caller waits for a connection: the pool timeout, or a second once the process stops.
+        self._wait_s = pool_timeout_s
         # Probes the server while it is gone and replaces the pool once it answers (see `_recover`).
         self._recovery: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
@@ -173,7 +175,7 @@ class PostgresDatabase:
         if pool is None:
             raise StoreError("the PostgreSQL database is not open")
         try:
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=self._wait_s) as conn:
                 if prepare is not None:
                     done = self._prepared.setdefault(conn, set())
                     if prepare not in done:
@@ -280,6 +282,11 @@ class PostgresDatabase:
         return DatabaseInfo(
             backend=self.backend, url=redact(self.url), schema_version=self.schema_version, detail=self._detail
         )
+
+    def stopping(self) -> None:
+        """The process is stopping: a caller waiting for a connection gives up after a second, so no
+        part's shutdown waits out the pool timeout while the server is gone."""
+        self._wait_s = min(self._wait_s, 1.0)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

@@ -248,6 +248,9 @@ class SqliteDatabase:
     async def info(self) -> DatabaseInfo:
         return DatabaseInfo(backend=self.backend, url=self.url, schema_version=self.schema_version, detail="WAL")
 
+    def stopping(self) -> None:
+        """The process is stopping (nothing to do: SQLite calls never wait for a server)."""
+
     async def ping(self) -> None:
         """Raise if the database cannot be read."""
         await self.fetch("SELECT 1")

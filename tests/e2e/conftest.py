@@ -90,7 +90,9 @@ def run_hub(tmp_path: Path) -> Iterator:
     def start(
         *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, module: str = "fleethub"
     ) -> HubProcess:
-        hub = HubProcess(list(args), env=env, cwd=cwd, module=module)
+        # In the test's own folder by default: a default path such as var/fleethub.db is then the
+        # test's, never the checkout's shared with other workers.
+        hub = HubProcess(list(args), env=env, cwd=cwd or tmp_path, module=module)
         started.append(hub)
         return hub
 

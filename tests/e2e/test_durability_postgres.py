@@ -11,6 +11,7 @@ import msgspec
 import psycopg
 import pytest
 
+from fleethub.cli import STOP_GRACE_S
 from tests.e2e.test_durability import DEV_MODE, Vehicle, _serve_args, _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -90,8 +91,9 @@ def test_sigterm_while_postgres_is_down_stops_within_the_shutdown_timeout(run_hu
         took = time.monotonic() - started
     finally:
         vehicle.paho.loop_stop()
-    assert code == 0
-    # Bounded by the setting plus the other parts' own stop, not by the database.
-    assert took < 2 + 10, took
+    # 0 when every part stopped by itself in time, 1 when the CLI had to exit at the end of the budget.
+    assert code in {0, 1}
+    # Bounded by the setting plus the grace the other parts get (the CLI exits at the end of it).
+    assert took < 2 + STOP_GRACE_S + 5, took
     assert vehicle.acked_seqs() == {0}
-    print(f"\nSIGTERM with PostgreSQL down: stopped in {took:.2f} s (ingest.shutdown_timeout_s = 2)")
+    print(f"\nSIGTERM with PostgreSQL down: stopped in {took:.2f} s, exit {code} (ingest.shutdown_timeout_s = 2)")

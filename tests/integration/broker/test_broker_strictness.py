@@ -85,3 +85,13 @@ async def test_sys_topics_report_broker_statistics(sink: RecordingSink) -> None:
             assert int(seen[f"$SYS/broker/{name}"]) >= 0
         await eventually(lambda: hub.connected_clients() == 1)
         await client.close()
+
+
+async def test_v5_publish_with_a_property_of_another_packet_is_a_protocol_error(hub: EmbeddedBroker) -> None:
+    """A client's PUBLISH carrying, say, Session Expiry Interval gets DISCONNECT 0x82 instead of being passed on."""
+    from broker.codec import Properties
+
+    client, _ = await WireClient.connect(hub.port, f"c-{uuid.uuid4().hex[:6]}")
+    await client.send(Publish("depot/x", b"{}", 0, properties=Properties(session_expiry_interval=5)))
+    assert await client.recv() == Disconnect(Reason.PROTOCOL_ERROR)
+    await client.close()

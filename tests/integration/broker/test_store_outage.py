@@ -1,10 +1,11 @@
-"""The broker store's writer waits out a PostgreSQL outage: nothing is acknowledged, nothing is lost."""
+"""The broker store's writer waits out a database that cannot commit: nothing is acknowledged, nothing is lost."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,13 +22,12 @@ from broker.stores import (
     PutSession,
     Queued,
     SessionRecord,
+    SqliteBrokerStore,
     StoreWriter,
     WriterSettings,
 )
-from kernel import PostgresDatabase
+from kernel import PostgresDatabase, SqliteDatabase
 from tests.postgres import _as_cluster_owner, _binary, _free_port
-
-pytestmark = pytest.mark.postgres
 
 
 class OwnPostgres:
@@ -88,6 +88,7 @@ def enqueue(seq: int) -> Enqueue:
     return Enqueue("dash-1", Queued(seq, Message("alerts/default/high/overheat/v1", b'{"t": 91}', 1)))
 
 
+@pytest.mark.postgres
 async def test_commits_wait_out_a_postgres_outage(own_postgres) -> None:
     """While PostgreSQL is down a commit is retried and its caller keeps waiting; it lands once the server is back."""
     registry = CollectorRegistry()
@@ -111,4 +112,33 @@ async def test_commits_wait_out_a_postgres_outage(own_postgres) -> None:
         await asyncio.wait_for(waiting, 60)
     async with PostgresDatabase(own_postgres.url, pool_min_size=1, pool_max_size=1) as db:
         snapshot = await PostgresBrokerStore(db).load(0.0)
+    assert [q.seq for q in snapshot.sessions[0].queue] == [1, 2]
+
+
+async def test_commits_wait_out_a_locked_sqlite_file(tmp_path) -> None:
+    """Another process holding SQLite's write lock past the busy timeout: the commit is retried, not refused."""
+    path = tmp_path / "hub.db"
+    registry = CollectorRegistry()
+    settings = WriterSettings(retry_max_s=0.5, close_timeout_s=30)
+    async with (
+        SqliteDatabase(f"sqlite:///{path}") as db,
+        StoreWriter(SqliteBrokerStore(db), settings, metrics=BrokerStoreMetrics(registry)) as writer,
+    ):
+        await writer.write([PutSession(SessionRecord("dash-1", 4, 3600)), enqueue(1)])
+        lock = sqlite3.connect(path, isolation_level=None, timeout=30)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            waiting = writer.put([enqueue(2)])
+            # SQLite's busy timeout is 5 s; past it the commit fails as transient and is retried.
+            for _ in range(600):
+                if registry.get_sample_value("fleethub_mqtt_store_commit_failures_total"):
+                    break
+                await asyncio.sleep(0.05)
+            assert registry.get_sample_value("fleethub_mqtt_store_commit_failures_total") >= 1
+            assert not waiting.done()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        await asyncio.wait_for(waiting, 60)
+        snapshot = await SqliteBrokerStore(db).load(0.0)
     assert [q.seq for q in snapshot.sessions[0].queue] == [1, 2]

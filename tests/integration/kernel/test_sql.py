@@ -5,7 +5,17 @@ import sqlite3
 import psycopg
 import pytest
 
-from kernel import POSTGRES, SQLITE, Duplicate, PostgresDatabase, Sql, SqliteDatabase, Statement, StoreError
+from kernel import (
+    POSTGRES,
+    SQLITE,
+    Duplicate,
+    PostgresDatabase,
+    Sql,
+    SqliteDatabase,
+    Statement,
+    StoreError,
+    StoreRejected,
+)
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -57,6 +67,8 @@ async def test_a_transaction_is_all_or_nothing_and_a_broken_key_is_a_duplicate(s
         await sql.transaction([Statement("UPDATE t SET n = 2 WHERE k = ?", ("a",)), Statement(insert, row)])
     assert isinstance(caught.value, StoreError)
     assert await sql.fetch("SELECT n FROM t WHERE k = ?", ("a",)) == [(1,)]
-    # Other integrity errors are not duplicates: they propagate as the driver raised them.
-    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.NotNullViolation)):
+    # Other refusals are not duplicates: they propagate as the database's refusal of a value.
+    with pytest.raises(StoreRejected) as refused:
         await sql.transaction([Statement("INSERT INTO t (k, n) VALUES (?, ?)", ("b", None))])
+    assert not isinstance(refused.value, Duplicate)
+    assert isinstance(refused.value.__cause__, (sqlite3.IntegrityError, psycopg.errors.NotNullViolation))

@@ -79,6 +79,10 @@ def test_security_settings_are_validated(environ: dict[str, str], message: str) 
         ({"FLEETHUB_COMMANDS_QUEUE_MAX": "0"}, "setting 'commands.queue_max' must be at least 1, got 0$"),
         ({"FLEETHUB_CONSOLE_TILE_MAX_ZOOM": "25"}, "setting 'console.tile_max_zoom' must be 1-24, got 25$"),
         (
+            {"FLEETHUB_MAINTENANCE_ODOMETER_FIELD": ""},
+            "setting 'maintenance.odometer_field' must be not empty, got ''$",
+        ),
+        (
             {"FLEETHUB_HTTP_EXPORT_CHUNK_BYTES": "10"},
             "setting 'http.export_chunk_bytes' must be at least 1024, got 10$",
         ),
@@ -97,7 +101,7 @@ def test_nested_constraints_name_the_full_setting(tmp_path) -> None:
     """A constraint on a setting inside a table of a section is reported by its whole dotted name and value."""
     cfg = tmp_path / "f.toml"
     cfg.write_text("[rules.limits]\nmax_depth = 0\n")
-    with pytest.raises(ConfigError, match=r"^setting 'rules\.limits': limit 'max_depth' must be 1-100, got 0"):
+    with pytest.raises(ConfigError, match=r"^setting 'rules\.limits\.max_depth' must be 1-100, got 0$"):
         load_settings(cfg, environ={})
     cfg.write_text('[store]\nsqlite_readers = 0\nurl = "sqlite:///x.db"\n')
     with pytest.raises(ConfigError, match=r"^setting 'store\.sqlite_readers' must be at least 1, got 0$"):

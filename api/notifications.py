@@ -10,7 +10,7 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ServiceUnavailableException
 from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from api.auth import Caller, actor_of, ensure_fleet, requires
 from api.deps import ApiDeps, Deps
@@ -98,6 +98,11 @@ def delivery_view(d: Delivery, notifications: list[dict[str, Any]] | None = None
 class DeliveryList(msgspec.Struct, omit_defaults=True):
     items: list[DeliveryView]
     next_cursor: str | None = None
+
+
+class QueuedOut(msgspec.Struct):
+    notification_id: str
+    channel: str
 
 
 class SubscriptionBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -208,6 +213,16 @@ class NotificationsController(Controller):
     )
     async def delete_channel(self, request: Request[Any, Any, Any], deps: Deps, channel_id: ChannelId) -> None:
         await notifications_of(deps).delete_channel(channel_id, actor=actor_of(request))
+
+    @post(
+        "/channels/{channel_id:str}/test",
+        summary="Queue a test notification for a channel (it goes out like any other: rate, quiet hours, retries)",
+        status_code=HTTP_202_ACCEPTED,
+        opt=requires(Permission.NOTIFICATIONS_ADMIN),
+    )
+    async def test_channel(self, deps: Deps, principal: Caller, channel_id: ChannelId) -> QueuedOut:
+        item = await notifications_of(deps).test(channel_id, by=principal.actor)
+        return QueuedOut(item.id, channel_id)
 
     @get(
         "/subscriptions",

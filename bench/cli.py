@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios
+from bench import report, scale_out, scenarios
 from bench.scenarios import Scale, ScenarioResult
 
 # Ceiling and ingest run back to back so their ratio holds on a noisy machine.
-SCENARIOS = ("ceiling", "ingest", "peer", "naive", "api", "connections", "rules")
+SCENARIOS = ("ceiling", "ingest", "peer", "naive", "api", "connections", "rules", "scale")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "api": lambda: scenarios.api(scale, tmp),
         "connections": lambda: scenarios.connections(scale, tmp),
         "rules": lambda: scenarios.rules_cost(scale, tmp),
+        "scale": lambda: scale_out.scale_scenario(scale, tmp, scenarios.write_rules),
     }
     results = []
     started = time.monotonic()

@@ -55,6 +55,20 @@ log = structlog.get_logger("broker")
 _PUBLISH: Final = PacketType.PUBLISH << 4
 
 
+def _succeeded(future: asyncio.Future[None]) -> bool:
+    return not future.cancelled() and future.exception() is None
+
+
+async def _settled(durable: asyncio.Future[None]) -> None:
+    """Wait for a store commit; a failed one is logged (the delivery goes ahead, at least once)."""
+    try:
+        await asyncio.shield(durable)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the store's failure, already counted by its writer
+        log.warning("mqtt QoS 2 delivery not recorded before sending", error=str(exc))
+
+
 class Closing(Exception):
     """Ends the read loop: the connection must close, for `reason`."""
 
@@ -547,9 +561,14 @@ class Connection:
                 self._complete(session, packet.packet_id)
                 return
             inflight.state = InflightState.PUBREL_SENT
-            if session.stored:
-                self.broker.persist(persistence.sent(session, inflight)[1:])
-            self._write(codec.encode(Ack(PacketType.PUBREL, packet.packet_id), self.version))
+            pubrel = codec.encode(Ack(PacketType.PUBREL, packet.packet_id), self.version)
+            durable = self.broker.persist(persistence.sent(session, inflight)[1:]) if session.stored else None
+            if durable is None:
+                self._write(pubrel)
+            else:
+                # PUBREL goes out once its state is committed: after a restart it is PUBREL that is
+                # resent, never the PUBLISH the subscriber already has.
+                durable.add_done_callback(lambda done: self._write(pubrel) if _succeeded(done) else None)
             return
         expected = InflightState.PUBLISH_SENT if packet.kind is PacketType.PUBACK else InflightState.PUBREL_SENT
         if inflight.state is expected and (packet.kind is PacketType.PUBACK) == (inflight.outgoing.qos == 1):
@@ -638,17 +657,28 @@ class Connection:
                 if outgoing.qos:
                     inflight = Inflight(outgoing, session.next_packet_id())
                     session.inflight[inflight.packet_id] = inflight
-                delivered = self._send(session, outgoing, inflight)
+                data = self._encoded(session, outgoing, inflight)
+                if data is None:
+                    if stored:
+                        self.broker.persist([stores.Dequeue(session.client_id, outgoing.seq)])
+                    continue
                 if stored and inflight is not None:
-                    self.broker.persist(
-                        persistence.sent(session, inflight)
-                        if delivered
-                        else [stores.Dequeue(session.client_id, outgoing.seq)]
-                    )
+                    durable = self.broker.persist(persistence.sent(session, inflight))
+                    if outgoing.qos == 2 and durable is not None:
+                        # Exactly once: a QoS 2 delivery is recorded with its packet id before it goes
+                        # out, so a restart in between cannot send it again under another id.
+                        await _settled(durable)
+                self._deliver(data, inflight)
                 if self.link.buffered() > high_water:
                     await self.link.drain()
 
-    def _send(self, session: Session, outgoing: Outgoing, inflight: Inflight | None) -> bool:
+    def _send(self, session: Session, outgoing: Outgoing, inflight: Inflight | None) -> None:
+        data = self._encoded(session, outgoing, inflight)
+        if data is not None:
+            self._deliver(data, inflight)
+
+    def _encoded(self, session: Session, outgoing: Outgoing, inflight: Inflight | None) -> bytes | None:
+        """The PUBLISH for `outgoing`; None (and out of flight) when over the client's maximum packet size."""
         packet = session.publish_packet(inflight, outgoing)
         data = codec.encode_publish(packet, self.version)
         if self._client_max_packet and len(data) > self._client_max_packet:
@@ -656,12 +686,14 @@ class Connection:
             self.broker.metrics.too_large_for_client.inc()
             if inflight is not None:
                 session.inflight.pop(inflight.packet_id, None)
-            return False
+            return None
+        return data
+
+    def _deliver(self, data: bytes, inflight: Inflight | None) -> None:
         if inflight is not None:
             inflight.sent = True
         self.broker.metrics.messages_sent.inc()
         self._write(data)
-        return True
 
     # -- presence -------------------------------------------------------------------
 

@@ -180,7 +180,9 @@ class Broker:
     def restore(self, snapshot: stores.Snapshot, now: float) -> None:
         """Take back what the broker store kept: retained messages and persistent sessions."""
         for stored in snapshot.retained:
-            self.router.retain(persistence.restored_retained(stored))
+            message = persistence.restored_retained(stored)
+            if message is not None:
+                self.router.retain(message)
         for kept in snapshot.sessions:
             rec = kept.record
             session = Session(rec.client_id, None, persistence.version_of(rec.protocol_version), self._limits)

@@ -104,8 +104,14 @@ def _props(props: Properties) -> bytes:
     return b"" if props == Properties() else codec.encode_properties(props)
 
 
-def _message_of(stored: stores.Message) -> tuple[Message, tuple[int, ...]]:
-    props = codec.decode_properties(stored.properties) if stored.properties else Properties()
+def _message_of(stored: stores.Message) -> tuple[Message, tuple[int, ...]] | None:
+    """The message as the broker holds it; None (logged) when its stored properties cannot be read."""
+    try:
+        props = codec.decode_properties(stored.properties) if stored.properties else Properties()
+    except codec.CodecError as exc:
+        # A damaged row, or one from another version: set aside, the rest is restored.
+        log.warning("broker store message not restored", topic=stored.topic, error=exc.detail)
+        return None
     ids = tuple(props.subscription_identifiers)
     props.subscription_identifiers = []
     return Message(stored.topic, stored.payload, stored.qos, stored.retain, props, stored.expires_at), ids
@@ -145,12 +151,18 @@ def restore_session(stored: stores.StoredSession, session: Session, now: float) 
     # A session whose client was connected when the hub stopped counts its expiry from now.
     session.disconnected_at = now if rec.expires_at is None else rec.expires_at - rec.expiry_interval_s
     for queued in stored.queue:
-        message, ids = _message_of(queued.message)
+        restored = _message_of(queued.message)
+        if restored is None:
+            continue
+        message, ids = restored
         outgoing = Outgoing(message, queued.message.qos, queued.message.retain, ids, queued.seq)
         session.queue.append(outgoing)
         session.queued_bytes += message.size
     for flight in stored.inflight:
-        message, ids = _message_of(flight.message)
+        restored = _message_of(flight.message)
+        if restored is None:
+            continue
+        message, ids = restored
         outgoing = Outgoing(message, flight.message.qos, flight.message.retain, ids, flight.seq)
         session.inflight[flight.packet_id] = Inflight(outgoing, flight.packet_id, _BACK[flight.state], sent=True)
     for packet_id in stored.incoming:
@@ -167,8 +179,9 @@ def restored_subscriptions(stored: stores.StoredSession) -> list[tuple[Subscript
     ]
 
 
-def restored_retained(stored: stores.Message) -> Message:
-    return _message_of(stored)[0]
+def restored_retained(stored: stores.Message) -> Message | None:
+    restored = _message_of(stored)
+    return None if restored is None else restored[0]
 
 
 def version_of(level: int) -> Version:

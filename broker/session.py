@@ -125,6 +125,9 @@ class Session:
             len(self.queue) > self.limits.max_messages or self.queued_bytes > self.limits.max_bytes
         ):
             if self.connected and self.limits.policy is SlowPolicy.DISCONNECT:
+                # The client is cut off; until it is gone nothing more is queued for it.
+                newest = self.queue.pop()
+                self.queued_bytes -= newest.message.size
                 return Overflow.DISCONNECT, dropped
             old = self.queue.popleft()
             self.queued_bytes -= old.message.size

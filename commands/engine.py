@@ -37,7 +37,7 @@ from commands.model import (
     new_id,
 )
 from commands.stores.protocol import CommandStore
-from kernel import InvalidPayload, deeper_than, isoformat
+from kernel import Fenced, InvalidPayload, deeper_than, is_fenced, isoformat
 from security import AuditEntry
 from twin import ACCEPTED, Channel, ErrorMessage, Inbound, Limits, VehicleChannel, Verdict, check_patch
 
@@ -110,6 +110,10 @@ class CommandEngine:
         self._task: asyncio.Task[None] | None = None
         self._running = False
         self.events_published = 0
+        # Set by a hub worker (cluster/): it holds and sends the commands of the vehicles it owns.
+        self.owns: Callable[[str], bool] | None = None
+        # In a cluster one worker turns fleet jobs into commands; their owners send them.
+        self.dispatches_jobs = True
 
     # -- hooks the twin service calls from its consumer (never blocking it for long) --
 
@@ -168,7 +172,8 @@ class CommandEngine:
         # Online vehicles with something waiting: send what is queued, resend what is due.
         for vehicle_id in self._open.online_with_commands():
             await self._deliver(vehicle_id, resend=due.get(vehicle_id, False), now=now, work=work)
-        self._dispatch_jobs(now, work)
+        if self.dispatches_jobs:
+            self._dispatch_jobs(now, work)
         await self._finish(work)
 
     async def _deliver(self, vehicle_id: str, *, resend: bool, now: float, work: Work) -> None:
@@ -297,7 +302,11 @@ class CommandEngine:
 
     async def _finish(self, work: Work) -> None:
         if work:
-            await self._commit(work.commands.values(), work.jobs.values(), work.audit)
+            try:
+                await self._commit(work.commands.values(), work.jobs.values(), work.audit)
+            except Fenced:
+                await self._resync({c.vehicle_id for c in work.commands.values()})
+                return
         for command in work.commands.values():
             if not command.open:
                 self._forget(command)
@@ -348,7 +357,10 @@ class CommandEngine:
                 await self.store.write(commands, jobs, entries)
                 return
             # A failed write is retried, never dropped: nothing takes effect before it lands.
+            # Except a fenced one: this worker lost the partition, so nothing of it may land.
             except Exception as exc:
+                if is_fenced(exc):
+                    raise Fenced(str(exc)) from exc
                 log.error("commands store write failed, retrying", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -366,8 +378,47 @@ class CommandEngine:
             return
         self.events_published += 1
 
+    async def _resync(self, vehicles: set[str]) -> None:
+        """A fenced write: nothing of it was stored or sent; memory takes the store's view back."""
+        log.warning("commands write fenced off: partitions moved", vehicles=len(vehicles))
+        await self.adopt(vehicles.__contains__)
+
+    async def adopt(self, vehicle: Callable[[str], bool]) -> None:
+        """Rebuild the open commands of the vehicles `vehicle` selects from the store.
+
+        A hub worker calls it when it gains their partition, and when another node queued
+        a command for one of its vehicles: sends then go out from here, the owner only.
+        """
+        self._drop(vehicle)
+        for command in await self.store.open_commands():
+            if vehicle(command.vehicle_id) and self._mine(command.vehicle_id):
+                self._open.add(command)
+        self._wake.set()
+
+    def release(self, vehicle: Callable[[str], bool]) -> None:
+        """Forget the open commands and presence of the vehicles `vehicle` selects (another worker owns them)."""
+        self._drop(vehicle)
+        for vid in [v for v in self._open.online if vehicle(v)]:
+            self.vehicle_disconnected(vid)
+
+    def _drop(self, vehicle: Callable[[str], bool]) -> None:
+        for vid in [v for v in self._open.vehicles() if vehicle(v)]:
+            for command in self._open.of_vehicle(vid):
+                self._open.remove(command)
+
+    async def reload_jobs(self) -> None:
+        """Take the open fleet jobs from the store again (a worker became the one that dispatches them)."""
+        self._jobs = {job.id: job for job in await self.store.open_jobs()}
+        self._buckets = {job.id: self._buckets.get(job.id) or RateLimit(job.rate) for job in self._jobs.values()}
+        self._wake.set()
+
+    def _mine(self, vehicle_id: str) -> bool:
+        return self.owns is None or self.owns(vehicle_id)
+
     def _remember(self, command: Command) -> None:
-        self._open.add(command)
+        # In a cluster only the vehicle's owner holds (and sends) its commands; the store has them.
+        if self._mine(command.vehicle_id):
+            self._open.add(command)
 
     def _forget(self, command: Command) -> None:
         if self._open.remove(command) and command.job_id is not None and not self._open.waiting_for_job(command.job_id):

@@ -57,6 +57,10 @@ class OpenCommands:
         """A command by id alone (the API's GET does not trust the vehicle in the path)."""
         return self._by_id.get(command_id)
 
+    def vehicles(self) -> list[str]:
+        """Vehicles with an open command."""
+        return list(self._by_vehicle)
+
     def of_vehicle(self, vehicle_id: str) -> list[Command]:
         return list(self._by_vehicle.get(vehicle_id, {}).values())
 

@@ -88,6 +88,12 @@ def build_parser(prog: str = "fleethub sim") -> argparse.ArgumentParser:
         help="how long an offline period lasts (default: %(default)s)",
     )
     parser.add_argument(
+        "--birth-and-will",
+        action="store_true",
+        help="publish 'online' and a Last Will 'offline' on vehicles/{id}/status (hub workers behind "
+        "an external broker, docs/scale.md)",
+    )
+    parser.add_argument(
         "--progress",
         type=float,
         default=5.0,
@@ -107,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         host=args.host,
         port=args.port,
         qos=args.qos,
+        birth_and_will=args.birth_and_will,
         city=args.city,
         prefix=args.prefix,
         seed=args.seed,

@@ -30,6 +30,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # Connections are spread at random over this many seconds so a fleet does not arrive at once.
     ramp_s: float = 2.0
     keepalive_s: int = 60
+    # Behind an external broker (fleethub workers, docs/scale.md): "online" on vehicles/{id}/status
+    # once subscribed, and "offline" as the Last Will, so the hub learns of connects and drops.
+    birth_and_will: bool = False
     # The wait before reconnecting starts at the minimum and doubles per failed attempt up to
     # the maximum, each wait jittered down by up to half.
     reconnect_min_s: float = 1.0

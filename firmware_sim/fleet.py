@@ -261,6 +261,7 @@ class _Unit:
             on_connected=self._connected,
             on_message=self._message,
             password=fleet.config.secrets.get(firmware.vehicle_id),
+            birth_and_will=fleet.config.birth_and_will,
         )
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0

@@ -84,6 +84,7 @@ class MqttLink:
         on_message: Callable[[str, bytes], None],
         max_queued: int = 100,
         password: str | None = None,
+        birth_and_will: bool = False,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one broker endpoint is needed")
@@ -105,6 +106,9 @@ class MqttLink:
         client.username_pw_set(client_id, password)
         # QoS 1 messages wait here for PUBACK; a bound keeps a slow broker from growing memory.
         client.max_queued_messages_set(max_queued)
+        self._status = f"vehicles/{client_id}/status" if birth_and_will else None
+        if self._status is not None:
+            client.will_set(self._status, b"offline", qos=1)
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect
         client.on_message = self._paho_message
@@ -253,6 +257,9 @@ class MqttLink:
         self.connected = True
         # Subscribing on every connect also covers a broker that lost the session.
         client.subscribe(self._subscriptions)
+        if self._status is not None:
+            # After the SUBSCRIBE on the same connection: a hub that sees "online" may send at once.
+            client.publish(self._status, b"online", qos=1)
         try:
             self._on_connected()
         finally:

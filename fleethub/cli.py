@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the hub: MQTT broker, twin ingest and HTTP API")
     _common(serve)
+    serve.add_argument(
+        "--broker",
+        metavar="URL",
+        help="run as a worker behind this external MQTT broker (mqtt://host:port or mqtts://...); see docs/scale.md",
+    )
+    serve.add_argument(
+        "--role", choices=["worker", "api"], help="with a shared PostgreSQL: 'api' serves HTTP without ingest"
+    )
+    serve.add_argument("--worker-id", metavar="NAME", help="this worker's name in partition leases (default host-pid)")
     demo = sub.add_parser("demo", help="run the hub with simulated vehicles")
     _common(demo)
     demo.add_argument("--vehicles", type=int, help="simulated vehicles (default 50)")
@@ -81,6 +90,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if args.command == "demo":
         overrides |= {"demo.vehicles": args.vehicles, "demo.interval_s": args.interval}
+    if args.command == "serve":
+        overrides |= {"cluster.broker": args.broker, "cluster.role": args.role, "cluster.worker_id": args.worker_id}
     settings = load_settings(args.config, overrides=overrides)
     if args.command == "demo" and settings.store.url == StoreSettings().url:
         # The demo keeps its own database, so `serve` never starts with the demo's vehicles and rules.

@@ -29,6 +29,7 @@ from broker import (
     WriterSettings,
     broker_store,
 )
+from cluster import ClusterWorker
 from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
@@ -38,7 +39,7 @@ from fleethub.maintenance_setup import maintenance_service
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
-from kernel import Database
+from kernel import ConfigError, Database, PostgresDatabase
 from maintenance import MaintenanceService
 from notifications import NotificationMetrics, NotificationService, notification_store
 from reports import ReportService, report_store
@@ -74,6 +75,7 @@ class Hub:
         self._stack = contextlib.AsyncExitStack()
         self._consumer: asyncio.Task[None] | None = None
         self.broker: EmbeddedBroker | None = None
+        self.cluster: ClusterWorker | None = None
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
@@ -147,6 +149,104 @@ class Hub:
         await self._stack.enter_async_context(self.commands.store)
         await self._stack.enter_async_context(self.commands)
         self.service.commands = self.commands
+        if s.cluster.enabled:
+            await self._join_cluster(self.commands)
+        else:
+            await self._start_broker(self.commands)
+        # Before the rules engine starts: the console's live feed sees every alert it publishes.
+        self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
+        if self.console is not None:
+            await self._stack.enter_async_context(self.console)
+        if s.notifications.enabled:
+            self.notifications = NotificationService(
+                notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
+            )
+            await self._stack.enter_async_context(self.notifications.store)
+            await self._stack.enter_async_context(self.notifications)
+            if self.rules is not None:
+                # Alert events reach the outbox before their MQTT publish, from the rules engine's writer task.
+                self.rules.publisher = self.notifications.tee(self.rules.publisher)
+        if self.rules is not None:
+            await start_rules(rules_stack, self.rules)
+        if self.cluster is not None:
+            # Once the rules engine has loaded its rules: partitions it adopts are rebuilt against them.
+            await self.cluster.start_leases()
+        if s.reports.enabled:
+            self.reports = ReportService(
+                self.store,
+                self.store,
+                settings=s.reports,
+                alerts=self.rules,
+                zones=zones,
+                sink=self.notifications,
+                store=report_store(self.database),
+            )
+            if self.reports.store is not None:
+                await self._stack.enter_async_context(self.reports.store)
+            await self._stack.enter_async_context(self.reports)
+        if self.maintenance is not None:
+            # After the rules engine: due alerts go through its lifecycle.
+            await self._stack.enter_async_context(self.maintenance.store)
+            await self._stack.enter_async_context(self.maintenance)
+        deps = ApiDeps(
+            service=self.service,
+            history=self.store,
+            registry=self.registry,
+            health=self.health,
+            max_page_size=s.http.max_page_size,
+            max_history_rows=s.http.max_history_rows,
+            export_rows_per_read=s.http.export_rows_per_read,
+            export_chunk_bytes=s.http.export_chunk_bytes,
+            max_body_depth=s.http.max_body_depth,
+            max_body_bytes=s.limits.max_payload_bytes,
+            rules=self.rules,
+            commands=self.commands,
+            security=self.security,
+            auth_enabled=s.auth.enabled,
+            public_health=s.auth.public_health,
+            public_metrics=s.auth.public_metrics,
+            console=self.console,
+            maintenance=self.maintenance,
+            notifications=self.notifications,
+            reports=self.reports,
+            broker_auth=self._broker_auth(),
+        )
+        self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
+        await self._stack.enter_async_context(self.http)
+        if self.console is not None:
+            # Live streams end before the HTTP server stops, which would otherwise wait for them.
+            self._stack.callback(self.console.close_streams)
+        info = await self.store.info()
+        if self.broker is not None:
+            log.info(
+                "hub started",
+                mqtt_port=self.mqtt_port,
+                http_port=self.http_port,
+                store=info.backend,
+                schema_version=info.schema_version,
+                mqtt_tls_port=self.broker.tls_port,
+                mqtt_ws_port=self.broker.ws_port,
+            )
+        elif self.cluster is not None:
+            log.info(
+                "hub started",
+                http_port=self.http_port,
+                store=info.backend,
+                schema_version=info.schema_version,
+                **self.cluster.status(),
+            )
+        _warn_if_insecure(s)
+        if s.auth.enabled and not s.auth.bootstrap_token and not await self.security_store.list_users():
+            log.warning(
+                "no users yet: every HTTP request is refused until you create the first admin",
+                create_admin=f"fleethub users add admin --role admin {_store_flag(s)}",
+                then="use the API token it prints: curl -H 'Authorization: Bearer fh_...'",
+                docs="docs/security.md, First start",
+            )
+
+    async def _start_broker(self, commands: CommandService) -> None:
+        """The embedded broker (the default): vehicles connect to this process."""
+        s = self.settings
         self.broker = EmbeddedBroker(
             self.service,
             host=s.mqtt.host,
@@ -195,88 +295,24 @@ class Hub:
         self.security.on_token_revoked.append(self.broker.disconnect_token)
         self.security.on_user_removed.append(self.broker.disconnect_user)
         self.service.channel = self.broker.channel
-        self.commands.channel = self.broker.channel
-        self.commands.publisher = self.broker
+        commands.channel = self.broker.channel
+        commands.publisher = self.broker
         if self.rules is not None:
             self.rules.publisher = self.broker
-        # Before the rules engine starts: the console's live feed sees every alert it publishes.
-        self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
-        if self.console is not None:
-            await self._stack.enter_async_context(self.console)
-        if s.notifications.enabled:
-            self.notifications = NotificationService(
-                notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
-            )
-            await self._stack.enter_async_context(self.notifications.store)
-            await self._stack.enter_async_context(self.notifications)
+
+    async def _join_cluster(self, commands: CommandService) -> None:
+        """Worker mode (or an API node): partition leases and, for a worker, the external broker."""
+        s = self.settings
+        if not isinstance(self.database, PostgresDatabase):
+            raise ConfigError("worker mode needs PostgreSQL: set store.url to a postgresql:// URL")
+        self.cluster = ClusterWorker(s.cluster, self.database, self.service, rules=self.rules, commands=commands)
+        await self._stack.enter_async_context(self.cluster)
+        if s.cluster.role == "worker":
+            self.service.channel = self.cluster.channel
+            commands.channel = self.cluster.channel
+            commands.publisher = self.cluster.channel
             if self.rules is not None:
-                # Alert events reach the outbox before their MQTT publish, from the rules engine's writer task.
-                self.rules.publisher = self.notifications.tee(self.rules.publisher)
-        if self.rules is not None:
-            await start_rules(rules_stack, self.rules)
-        if s.reports.enabled:
-            self.reports = ReportService(
-                self.store,
-                self.store,
-                settings=s.reports,
-                alerts=self.rules,
-                zones=zones,
-                sink=self.notifications,
-                store=report_store(self.database),
-            )
-            if self.reports.store is not None:
-                await self._stack.enter_async_context(self.reports.store)
-            await self._stack.enter_async_context(self.reports)
-        if self.maintenance is not None:
-            # After the rules engine: due alerts go through its lifecycle.
-            await self._stack.enter_async_context(self.maintenance.store)
-            await self._stack.enter_async_context(self.maintenance)
-        deps = ApiDeps(
-            service=self.service,
-            history=self.store,
-            registry=self.registry,
-            health=self.health,
-            max_page_size=s.http.max_page_size,
-            max_history_rows=s.http.max_history_rows,
-            export_rows_per_read=s.http.export_rows_per_read,
-            export_chunk_bytes=s.http.export_chunk_bytes,
-            max_body_depth=s.http.max_body_depth,
-            max_body_bytes=s.limits.max_payload_bytes,
-            rules=self.rules,
-            commands=self.commands,
-            security=self.security,
-            auth_enabled=s.auth.enabled,
-            public_health=s.auth.public_health,
-            public_metrics=s.auth.public_metrics,
-            console=self.console,
-            maintenance=self.maintenance,
-            notifications=self.notifications,
-            reports=self.reports,
-            broker_auth=self._broker_auth(),
-        )
-        self.http = HttpServer(create_app(deps), s.http.host, s.http.port)
-        await self._stack.enter_async_context(self.http)
-        if self.console is not None:
-            # Live streams end before the HTTP server stops, which would otherwise wait for them.
-            self._stack.callback(self.console.close_streams)
-        info = await self.store.info()
-        log.info(
-            "hub started",
-            mqtt_port=self.mqtt_port,
-            http_port=self.http_port,
-            store=info.backend,
-            schema_version=info.schema_version,
-            mqtt_tls_port=self.broker.tls_port,
-            mqtt_ws_port=self.broker.ws_port,
-        )
-        _warn_if_insecure(s)
-        if s.auth.enabled and not s.auth.bootstrap_token and not await self.security_store.list_users():
-            log.warning(
-                "no users yet: every HTTP request is refused until you create the first admin",
-                create_admin=f"fleethub users add admin --role admin {_store_flag(s)}",
-                then="use the API token it prints: curl -H 'Authorization: Bearer fh_...'",
-                docs="docs/security.md, First start",
-            )
+                self.rules.publisher = self.cluster.channel
 
     def _broker_auth(self) -> BrokerAuthConfig | None:
         """The /broker-auth endpoints for an external broker, when auth.broker_secret is set."""
@@ -320,7 +356,8 @@ class Hub:
     async def wait(self, stop: asyncio.Event) -> None:
         """Return when `stop` is set; raise if a part of the hub died on its own."""
         watched: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
-        for task in (self._consumer, self.http.task if self.http else None):
+        cluster = self.cluster.tasks if self.cluster is not None else []
+        for task in (self._consumer, self.http.task if self.http else None, *cluster):
             if task is not None:
                 watched.append(task)  # type: ignore[arg-type]
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
@@ -358,6 +395,12 @@ class Hub:
                 "last_dead_letter_reason": ingest.last_dead_letter_reason,
             },
         )
+        if self.cluster is not None:
+            worker = self.cluster.status()
+            ok = worker["broker_connected"] is not False
+            components["cluster"] = ComponentHealth("ok" if ok else "failing", worker)
+            overall = "ok" if all(c.status == "ok" for c in components.values()) else "failing"
+            return Health(status=overall, components=components)
         broker_ok = self.broker is not None and self.broker.running
         components["broker"] = ComponentHealth(
             "ok" if broker_ok else "failing",

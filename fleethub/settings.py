@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from cluster import ClusterSettings
 from commands import CommandsSettings
 from console import ConsoleSettings
 from kernel import ConfigError
@@ -419,6 +420,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     maintenance: MaintenanceSettings = msgspec.field(default_factory=MaintenanceSettings)
     notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
     reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
 
 _SECTIONS = set(Settings.__struct_fields__)
@@ -651,6 +653,19 @@ def validate(settings: Settings) -> None:
         "abuse.login_backoff_max_s",
         "at least abuse.login_backoff_base_s",
         abuse.login_backoff_max_s,
+    )
+    cluster = settings.cluster
+    _check(
+        not cluster.enabled or store.url.startswith(("postgresql://", "postgres://")),
+        "store.url",
+        "a postgresql:// URL when hubs share it (cluster.broker set or cluster.role = 'api')",
+        store.url if store.url.startswith("sqlite") else "<postgresql URL>",
+    )
+    _check(
+        cluster.heartbeat_s * 2 < cluster.lease_s,
+        "cluster.heartbeat_s",
+        f"under half of cluster.lease_s ({cluster.lease_s:g}), so a lease is renewed twice before it runs out",
+        cluster.heartbeat_s,
     )
     commands = settings.commands
     _check(

@@ -6,7 +6,9 @@
 from kernel.clock import Clock, isoformat, parse_time
 from kernel.database import Database, open_database
 from kernel.errors import (
+    FENCED_SQLSTATE,
     ConfigError,
+    Fenced,
     FleethubError,
     InvalidPayload,
     LimitExceeded,
@@ -17,6 +19,7 @@ from kernel.errors import (
     StoreRejected,
     StoreUnavailable,
     TransientStoreError,
+    is_fenced,
 )
 from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
@@ -26,6 +29,7 @@ from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Stat
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
 
 __all__ = [
+    "FENCED_SQLSTATE",
     "POSTGRES",
     "SQLITE",
     "Clock",
@@ -34,6 +38,7 @@ __all__ = [
     "DatabaseInfo",
     "Dialect",
     "Duplicate",
+    "Fenced",
     "FleethubError",
     "InvalidPayload",
     "LimitExceeded",
@@ -55,6 +60,7 @@ __all__ = [
     "deeper_than",
     "fetch_all",
     "in_connection_thread",
+    "is_fenced",
     "isoformat",
     "json_depth",
     "load_migrations",

@@ -60,3 +60,24 @@ class StoreRejected(StoreError):
     Deterministic: the same input fails the same way, so the offending item is found
     and set aside instead of retried.
     """
+
+
+class Fenced(StoreError):
+    """A hub worker wrote for a partition whose lease it no longer holds; nothing was written.
+
+    Raised by the store edges for the database's fence error (SQLSTATE `FENCED_SQLSTATE`).
+    """
+
+
+# The SQLSTATE the fence triggers raise (see cluster/): a class of our own, never PostgreSQL's.
+FENCED_SQLSTATE = "FH001"
+
+
+def is_fenced(exc: BaseException) -> bool:
+    """True when `exc` (or what it was raised from) is the database refusing a fenced write."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, Fenced) or getattr(seen, "sqlstate", None) == FENCED_SQLSTATE:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -89,6 +89,10 @@ class PostgresDatabase:
         self._pool: AsyncConnectionPool | None = None
         # Per-connection set-up that stores ask for (temporary tables), done once per connection.
         self._prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = weakref.WeakKeyDictionary()
+        # The session's fence (`fleethub.fence`): what a hub worker believes it owns, checked by
+        # triggers on owner-only tables in the same transaction as the write (see `set_fence`).
+        self._fence = ""
+        self._fenced: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], str] = weakref.WeakKeyDictionary()
 
     async def __aenter__(self) -> Self:
         try:
@@ -181,12 +185,23 @@ class PostgresDatabase:
                     if prepare not in done:
                         await conn.execute(prepare.encode())
                         done.add(prepare)
+                if self._fenced.get(conn, "") != self._fence:
+                    await conn.execute("SELECT set_config('fleethub.fence', %s, false)", (self._fence,))
+                    self._fenced[conn] = self._fence
                 yield conn
         except MAPPED as exc:
             error = store_error(exc)
             if isinstance(error, StoreUnavailable):
                 self._server_lost()
             raise error from exc
+
+    def set_fence(self, fence: str) -> None:
+        """Set what every connection lent from now on carries as `fleethub.fence` ("" for none).
+
+        A connection takes the new value the next time it is lent, before its caller runs
+        anything, so a write begun after this call is checked against it.
+        """
+        self._fence = fence
 
     # -- migrations ----------------------------------------------------------------------
 

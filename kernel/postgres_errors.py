@@ -6,7 +6,7 @@ import psycopg
 from psycopg import errors as pg
 from psycopg_pool import PoolTimeout
 
-from kernel.errors import StoreError, StoreFull, StoreLocked, StoreRejected, StoreUnavailable
+from kernel.errors import FENCED_SQLSTATE, Fenced, StoreError, StoreFull, StoreLocked, StoreRejected, StoreUnavailable
 
 
 def store_error(exc: BaseException) -> StoreError:
@@ -14,6 +14,9 @@ def store_error(exc: BaseException) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
     detail = f"{type(exc).__name__}: {exc}"
+    if getattr(exc, "sqlstate", None) == FENCED_SQLSTATE:
+        # A hub worker's write for a partition it no longer holds (cluster/): final, not retried.
+        return Fenced(str(exc).splitlines()[0])
     match exc:
         case pg.DiskFull() | pg.OutOfMemory():
             return StoreFull(detail)

@@ -23,8 +23,7 @@ from notifications.settings import NotificationSettings
 from notifications.stores import (
     MemoryNotificationStore,
     NotificationStore,
-    PostgresNotificationStore,
-    SqliteNotificationStore,
+    SqlNotificationStore,
     notification_store,
 )
 from notifications.transports import DeliveryFailed, HttpTransport, SmtpTransport, Transport
@@ -47,11 +46,10 @@ __all__ = [
     "NotificationService",
     "NotificationSettings",
     "NotificationStore",
-    "PostgresNotificationStore",
     "Publisher",
     "QuietHours",
     "SmtpTransport",
-    "SqliteNotificationStore",
+    "SqlNotificationStore",
     "TokenBucket",
     "Transport",
     "notification_store",

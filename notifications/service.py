@@ -33,7 +33,7 @@ from typing import Any, Protocol, Self
 import msgspec
 import structlog
 
-from kernel import InvalidPayload, LimitExceeded, NotFound
+from kernel import InvalidPayload, LimitExceeded, NotFound, isoformat
 from notifications.metrics import NotificationMetrics
 from notifications.model import (
     Channel,
@@ -184,6 +184,32 @@ class NotificationService:
                 )
             )
         return await self._queue(items)
+
+    async def test(self, channel_id: str, *, by: str) -> Notification:
+        """Queue a test alert for one channel (whatever its routing says), to check it end to end."""
+        channel = self.get_channel(channel_id)
+        now = self.clock()
+        item = Notification(
+            id=secrets.token_hex(10),
+            channel_id=channel.id,
+            key=f"test:{secrets.token_hex(8)}",
+            kind=NotificationKind.ALERT,
+            severity="info",
+            created_at=now,
+            payload={
+                "id": secrets.token_hex(8),
+                "rule": "fleethub.test",
+                "vehicle_id": "-",
+                "fleet": channel.body.fleet or "*",
+                "severity": "info",
+                "state": "active",
+                "message": f"Test notification for channel {channel.id}, sent by {by}",
+                "raised_at": isoformat(now),
+                "event": "raised",
+            },
+        )
+        await self._queue([item])
+        return item
 
     async def report(self, channel_id: str, key: str, payload: dict[str, Any]) -> int:
         """Queue a report for one channel; `key` makes a repeated offer of the same report a no-op."""

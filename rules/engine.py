@@ -21,7 +21,7 @@ from typing import Any, Protocol, Self
 import msgspec
 import structlog
 
-from kernel import NotFound, isoformat
+from kernel import NotFound, is_fenced, isoformat
 from rules.alerts import Alert, AlertEventKind, AlertQuery, alert_topic, event_payload
 from rules.backtest import BacktestResult, Replay
 from rules.compiler import Compiler
@@ -109,6 +109,8 @@ class RulesEngine:
         self.publish_failures = 0
         # Rule names other parts of the hub raise alerts under (`raise_alert`); no rule may take one.
         self.reserved_prefixes: list[str] = []
+        # Set by a hub worker (cluster/): rules run only for the vehicles it owns. None: all of them.
+        self.owns: Callable[[str], bool] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -142,16 +144,7 @@ class RulesEngine:
                 continue
             self._definitions[definition.name] = definition
             self.core.put_rule(compiled, now)
-        cooldown = max((r.cooldown_s for r in self.core.rules.values()), default=0.0)
-        self.core.restore(
-            await self.store.open_alerts(),
-            await self.store.pending_timers(),
-            await self.store.last_cleared(now - cooldown) if cooldown > 0 else [],
-        )
-        timed = [name for name, rule in self.core.rules.items() if rule.uses_time and rule.definition.enabled]
-        if timed:
-            async for state in self._all_twins():
-                self.core.check_twin(state, self.clock(), names=timed)
+        await self._restore(self._mine, now)
         self._started = True
         early, self._early = self._early, []
         if early:
@@ -168,6 +161,40 @@ class RulesEngine:
             zones=len(self._zones),
             open_alerts=len(await self.store.open_alerts()),
         )
+
+    def _mine(self, vehicle_id: str) -> bool:
+        return self.owns is None or self.owns(vehicle_id)
+
+    async def _restore(self, vehicle: Callable[[str], bool], now: float) -> None:
+        """Take back the open alerts, windows and clock re-checks of the vehicles `vehicle` selects."""
+        cooldown = max((r.cooldown_s for r in self.core.rules.values()), default=0.0)
+        cleared = await self.store.last_cleared(now - cooldown) if cooldown > 0 else []
+        self.core.restore(
+            [a for a in await self.store.open_alerts() if vehicle(a.vehicle_id)],
+            [t for t in await self.store.pending_timers() if vehicle(t.vehicle_id)],
+            [a for a in cleared if vehicle(a.vehicle_id)],
+        )
+        timed = [name for name, rule in self.core.rules.items() if rule.uses_time and rule.definition.enabled]
+        if timed:
+            async for state in self._all_twins():
+                if vehicle(state.vehicle_id):
+                    self.core.check_twin(state, self.clock(), names=timed)
+
+    async def adopt(self, vehicle: Callable[[str], bool]) -> None:
+        """Take over the vehicles `vehicle` selects (a hub worker gained their partition).
+
+        What memory held about them is dropped and rebuilt from the store, which the
+        previous owner's last fenced write left as the truth: open alerts, pending
+        `for`/`clear_for` windows, cooldowns and the clock re-checks of `no_data_for`.
+        """
+        self.core.forget(vehicle)
+        await self._restore(vehicle, self.clock())
+        self._changed()
+
+    def release(self, vehicle: Callable[[str], bool]) -> None:
+        """Stop running rules for the vehicles `vehicle` selects (their partition moved away)."""
+        self.core.forget(vehicle)
+        self._changed()
 
     async def stop(self) -> None:
         """Stop the timers, then persist and publish what is left."""
@@ -194,6 +221,8 @@ class RulesEngine:
             if not self._stopped:
                 self._early.extend(updates)
             return
+        if self.owns is not None:
+            updates = [u for u in updates if self.owns(u.vehicle_id)]
         self.core.observe(updates, self.clock())
         self._changed()
 
@@ -224,6 +253,8 @@ class RulesEngine:
         now = self.clock()
         for _, timer in self.core.pop_due(now):
             vehicle_id = timer[1]
+            if not self._mine(vehicle_id):
+                continue
             state = self.core.twin(vehicle_id) or await self.twins.load_twin(vehicle_id)
             self.core.fire(timer, state, now)
         if self.core.has_effects:
@@ -255,22 +286,39 @@ class RulesEngine:
                 timers_done=[k for k, t in effects.timers.items() if t is None],
                 audit=audit,
             )
-            await self._write(batch)
+            if not await self._write(batch):
+                await self._resync(batch)
+                return
             for alert, kind in effects.events:
                 await self._publish(alert, kind)
 
-    async def _write(self, batch: RulesWrite) -> None:
+    async def _write(self, batch: RulesWrite) -> bool:
+        """Write `batch`, retrying failures; False when the database fenced it off (see `_resync`)."""
         delay = 0.05
         while True:
             try:
                 await self.store.write(batch)
             # A failed write is retried, never dropped: nothing is published before it lands.
             except Exception as exc:
+                if is_fenced(exc):
+                    return False
                 log.error("rules store write failed, retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.options.write_retry_max_s)
                 continue
-            return
+            return True
+
+    async def _resync(self, batch: RulesWrite) -> None:
+        """A fenced write: this worker lost a partition of the batch; nothing of it was stored.
+
+        The batch's vehicles are rebuilt from the store, only those still owned, so memory
+        again says what the database says and the new owner evaluates the rest.
+        """
+        touched = {a.vehicle_id for a in batch.alerts} | {t.vehicle_id for t in batch.timers}
+        touched |= {vid for _, vid in batch.timers_done}
+        log.warning("rules write fenced off: partitions moved", vehicles=len(touched))
+        self.core.forget(touched.__contains__)
+        await self._restore(lambda vid: vid in touched and self._mine(vid), self.clock())
 
     async def _publish(self, alert: Alert, kind: AlertEventKind) -> None:
         if self.publisher is None:

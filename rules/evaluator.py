@@ -13,7 +13,7 @@ with device time.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -285,6 +285,21 @@ class Evaluator:
                 continue
             slot.since, slot.due, slot.values = timer.since, timer.due, dict(timer.values)
             self._timers.schedule((*key, TimerPurpose.WINDOW), timer.due)
+
+    def forget(self, vehicle: Callable[[str], bool]) -> None:
+        """Drop every slot, cooldown, deadline and twin of the vehicles `vehicle` selects.
+
+        A hub worker that loses (or is about to rebuild) a vehicle's partition calls it;
+        `restore` then takes back what the store holds for the vehicles it now owns.
+        """
+        for key in [k for k in self._slots if vehicle(k[1])]:
+            del self._slots[key]
+        for key in [k for k in self._cooldown_until if vehicle(k[1])]:
+            del self._cooldown_until[key]
+        for timer in [t for t in self._timers.scheduled() if vehicle(t[1])]:
+            self._timers.cancel(timer)
+        for vid in [v for v in self._twins if vehicle(v)]:
+            del self._twins[vid]
 
     def open_alert(self, rule: str, vehicle_id: str) -> Alert | None:
         slot = self._slots.get((rule, vehicle_id))

@@ -66,6 +66,10 @@ class TimerHeap(Generic[K]):
                 return
             heapq.heappop(heap)
 
+    def scheduled(self) -> list[K]:
+        """Every key with a live deadline."""
+        return list(self._deadlines)
+
     def __len__(self) -> int:
         return len(self._deadlines)
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import structlog
 
-from kernel import StoreError, StoreRejected
+from kernel import Fenced, StoreError, StoreRejected
 from twin.batch import Batch
 from twin.metrics import IngestMetrics
 from twin.stores.protocol import Store
@@ -80,6 +80,11 @@ class Committer:
             await self.retrying("commit", write)
         except (Abandoned, asyncio.CancelledError):
             raise
+        except Fenced as exc:
+            # A hub worker that lost the partition's lease (cluster/): retrying cannot succeed, and
+            # the batch's messages belong to the new owner. Left unacknowledged, they go there.
+            log.warning("batch fenced off: this worker no longer owns its vehicles", error=str(exc))
+            raise Abandoned from exc
         except StoreRejected as exc:
             raise Rejected(exc) from exc
         # Not a store error: a value our own code cannot encode, which is as deterministic.
@@ -99,7 +104,7 @@ class Committer:
             try:
                 result = await call()
             except StoreError as exc:
-                if isinstance(exc, StoreRejected):
+                if isinstance(exc, StoreRejected | Fenced):
                     raise
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if self.metrics:

@@ -101,6 +101,11 @@ class Handlers:
 
     # -- vehicle messages -------------------------------------------------------------
 
+    def forget_pending(self, vehicle: Callable[[str], bool]) -> None:
+        """Drop debounced drops not yet reported for the vehicles `vehicle` selects (their partition moved)."""
+        for vid in [v for v in self._offline if vehicle(v)]:
+            del self._offline[vid]
+
     async def apply(self, item: Inbound, decoded: Decoded, batch: Batch) -> None:
         """Apply one decoded message; raises `InvalidPayload` to refuse it."""
         match item.kind, decoded:

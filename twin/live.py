@@ -33,6 +33,10 @@ class LiveTwins:
     def __len__(self) -> int:
         return len(self._twins)
 
+    def vehicles(self) -> list[str]:
+        """The vehicles whose twins are in memory."""
+        return list(self._twins)
+
     def peek(self, vehicle_id: str) -> TwinState | None:
         """The live twin if it is in memory; never touches the store."""
         return self._twins.get(vehicle_id)

@@ -289,6 +289,10 @@ class TwinService:
         except Rejected as rejected:
             self._tick()
             return rejected.error
+        except Abandoned:
+            # Fenced off (a hub worker lost the lease): an idle consumer must still settle it now.
+            self._tick()
+            raise
         finally:
             self.live.thaw()
         self._acknowledge(batch)
@@ -514,6 +518,23 @@ class TwinService:
                     log.exception("twin observer failed", observer=type(observer).__name__)
         if self.metrics and batch.accepted:
             self.metrics.accepted.inc(batch.accepted)
+
+    # Ownership (hub workers, cluster/) ---------------------------------------------------
+
+    def forget(self, vehicle: Callable[[str], bool]) -> None:
+        """Drop what memory holds about the vehicles `vehicle` selects: live twins, sessions, pending drops.
+
+        A hub worker calls it when partitions move: the next owner's view comes from the
+        database, not from a cache that another worker's writes have made stale.
+        """
+        self.live.forget([vid for vid in self.live.vehicles() if vehicle(vid)])
+        for vid in [v for v in self.live.online if vehicle(v)]:
+            del self.live.online[vid]
+        self.handlers.forget_pending(vehicle)
+
+    def adopt_online(self, online: Mapping[str, float]) -> None:
+        """Vehicles another worker saw connect (vehicle -> since): their twins stay connected here."""
+        self.live.online.update(online)
 
     # Leaving items unacknowledged -------------------------------------------------------
 

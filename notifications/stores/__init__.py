@@ -1,30 +1,19 @@
-"""The notifications store seam: `protocol` holds `NotificationStore`; `memory`, `sqlite` and
-`postgres` implement it (`sql` holds what the last two share), and all pass one contract suite
-(tests/integration/notifications/test_store_contract.py)."""
+"""The notifications store seam: `protocol` holds `NotificationStore`; `memory` and `sql` (SQLite or
+PostgreSQL) implement it, and both pass one contract suite (tests/integration/notifications/test_store_contract.py)."""
 
-from typing import assert_never
-
-from kernel import Database, PostgresDatabase, SqliteDatabase
+from kernel import Database
 from notifications.stores.memory import MemoryNotificationStore
-from notifications.stores.postgres import PostgresNotificationStore
 from notifications.stores.protocol import NotificationStore
-from notifications.stores.sqlite import SqliteNotificationStore
+from notifications.stores.sql import SqlNotificationStore
 
 __all__ = [
     "MemoryNotificationStore",
     "NotificationStore",
-    "PostgresNotificationStore",
-    "SqliteNotificationStore",
+    "SqlNotificationStore",
     "notification_store",
 ]
 
 
 def notification_store(db: Database) -> NotificationStore:
-    """The notifications store on `db`, of its backend; enter it (`async with`) after the database."""
-    match db:
-        case SqliteDatabase():
-            return SqliteNotificationStore(db)
-        case PostgresDatabase():
-            return PostgresNotificationStore(db)
-        case _:
-            assert_never(db)
+    """The notifications store on `db`; enter it (`async with`) after the database."""
+    return SqlNotificationStore(db)

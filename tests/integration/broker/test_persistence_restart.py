@@ -16,6 +16,7 @@ import sqlite3
 import struct
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -38,15 +39,17 @@ SIGNALS = [pytest.param(signal.SIGTERM, id="sigterm"), pytest.param(signal.SIGKI
 class Hub:
     """Starts and stops `fleethub serve` on one database; a restart keeps the database."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, folder: Path) -> None:
         self.database = database
+        # Run in the test's own folder: a default path (var/...) is then the test's, not the checkout's.
+        self.folder = folder
         self.process: HubProcess | None = None
         self.port = 0
         self._all: list[HubProcess] = []
 
     def start(self) -> Hub:
         args = ["serve", "--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--database", self.database]
-        self.process = HubProcess(args, env=DEV_MODE)
+        self.process = HubProcess(args, env=DEV_MODE, cwd=self.folder)
         self._all.append(self.process)
         self.port = int(self.process.started()["mqtt_port"])
         return self
@@ -71,7 +74,7 @@ class Hub:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def hub(request, tmp_path) -> Iterator[Hub]:
     database = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path}/hub.db"
-    started = Hub(database)
+    started = Hub(database, tmp_path)
     try:
         yield started.start()
     finally:
@@ -80,7 +83,7 @@ def hub(request, tmp_path) -> Iterator[Hub]:
 
 @pytest.fixture
 def sqlite_hub(tmp_path) -> Iterator[Hub]:
-    started = Hub(f"sqlite:///{tmp_path}/hub.db")
+    started = Hub(f"sqlite:///{tmp_path}/hub.db", tmp_path)
     try:
         yield started.start()
     finally:
@@ -334,18 +337,11 @@ def test_an_mqtt5_session_keeps_its_subscription_options(sqlite_hub, sig) -> Non
     other.close()
 
 
-PUBREL_BEFORE_COMMIT = pytest.mark.xfail(
-    strict=True,
-    reason="the server writes PUBREL before the PUBREL_SENT state is committed (broker.stores protocol: commit first), "
-    "so after SIGKILL it resends the PUBLISH instead",
-)
-
-
 @pytest.mark.parametrize(
     "sig",
     [
         pytest.param(signal.SIGTERM, id="sigterm"),
-        pytest.param(signal.SIGKILL, id="sigkill", marks=PUBREL_BEFORE_COMMIT),
+        pytest.param(signal.SIGKILL, id="sigkill"),
     ],
 )
 def test_outgoing_qos2_in_flight_is_resumed_with_its_packet_id(sqlite_hub, sig) -> None:
@@ -424,14 +420,6 @@ def test_incoming_qos2_awaiting_pubrel_is_delivered_once(sqlite_hub, sig) -> Non
     publisher.close()
 
 
-QOS2_SENT_BEFORE_COMMIT = pytest.mark.xfail(
-    strict=True,
-    reason="the server writes a QoS 2 PUBLISH to a subscriber before its in-flight record is committed "
-    "(broker.stores protocol: commit first), so a restart in between sends it again under a new packet id",
-)
-
-
-@QOS2_SENT_BEFORE_COMMIT
 def test_a_qos2_publish_waits_for_its_in_flight_record(sqlite_hub) -> None:
     """While the database cannot commit, a persistent subscriber gets no QoS 2 PUBLISH; once it can, it does."""
     hub, run = sqlite_hub, run_id()
@@ -463,11 +451,6 @@ async def _store_directly(database: str, message: Message) -> None:
         await SqliteBrokerStore(db).apply([Retain(message)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stored message whose properties the codec cannot read stops the hub from starting "
-    "(broker.codec.MalformedPacket out of the restore)",
-)
 def test_a_stored_message_the_server_cannot_read_does_not_stop_it(tmp_path) -> None:
     """One retained message with unreadable stored properties is set aside; the hub starts and serves the rest."""
     run = run_id()
@@ -475,7 +458,7 @@ def test_a_stored_message_the_server_cannot_read_does_not_stop_it(tmp_path) -> N
     # Written to the store directly, as a damaged row (or one from another version) would be.
     asyncio.run(_store_directly(database, Message(f"fleet/{run}/good", b"good", 1, retain=True)))
     asyncio.run(_store_directly(database, Message(f"fleet/{run}/bad", b"bad", 1, retain=True, properties=b"\xff\xff")))
-    hub = Hub(database)
+    hub = Hub(database, tmp_path)
     try:
         hub.start()
         subscriber = Paho(hub.port, f"sub-{run}", clean=True)

@@ -15,7 +15,7 @@ from notifications import (
     DeliveryState,
     NotificationService,
     NotificationSettings,
-    SqliteNotificationStore,
+    SqlNotificationStore,
     verify,
 )
 from tests.helpers import eventually
@@ -71,7 +71,7 @@ def webhook(url: str, **more) -> ChannelBody:
 async def test_webhook_is_signed_retried_and_delivered_once_the_endpoint_recovers(db, receiver):
     """Two 503s, then 200: three signed attempts of the same delivery, recorded as delivered."""
     receiver.fail_first = 2
-    async with NotificationService(SqliteNotificationStore(db), settings()) as service:
+    async with NotificationService(SqlNotificationStore(db), settings()) as service:
         await service.put_channel("ops", webhook(receiver.url, fleet="north"))
         assert await service.alert_event(alert(1)) == 1
         assert await service.alert_event(alert(2, fleet="south")) == 0  # another fleet: not routed
@@ -94,7 +94,7 @@ async def _true(value):
 async def test_dead_lettered_after_the_limit_and_replayable(db, receiver):
     """A dead endpoint: max_attempts failures dead-letter the delivery; replay after recovery delivers it."""
     receiver.fail_first = 10**9
-    async with NotificationService(SqliteNotificationStore(db), settings(max_attempts=3)) as service:
+    async with NotificationService(SqlNotificationStore(db), settings(max_attempts=3)) as service:
         await service.put_channel("ops", webhook(receiver.url))
         await service.alert_event(alert(1))
 
@@ -116,7 +116,7 @@ async def test_dead_lettered_after_the_limit_and_replayable(db, receiver):
 async def test_email_arrives_with_the_alert(db, smtp):
     """An email channel sends through SMTP: the test server receives the alert's subject and text."""
     async with NotificationService(
-        SqliteNotificationStore(db), settings(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="hub@fleet.test")
+        SqlNotificationStore(db), settings(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="hub@fleet.test")
     ) as service:
         await service.put_channel("workshop", ChannelBody(kind=ChannelKind.EMAIL, to=["workshop@fleet.test"]))
         await service.alert_event(alert(7))
@@ -131,7 +131,7 @@ async def test_email_arrives_with_the_alert(db, smtp):
 
 async def test_a_storm_of_a_thousand_alerts_sends_digests_within_the_rate(db, receiver):
     """1,000 alerts at once on a channel of 3600/h, burst 2: every alert arrives, in a few digests."""
-    async with NotificationService(SqliteNotificationStore(db), settings()) as service:
+    async with NotificationService(SqlNotificationStore(db), settings()) as service:
         body = ChannelBody(kind=ChannelKind.CHAT, url=receiver.url, rate_per_hour=3600, burst=2)
         await service.put_channel("chat", body)
         started = time.monotonic()
@@ -160,7 +160,7 @@ async def test_a_storm_of_a_thousand_alerts_sends_digests_within_the_rate(db, re
 async def test_restart_in_the_middle_of_a_delivery_repeats_nothing_and_loses_nothing(db, receiver):
     """Stopping while a slow endpoint answers records that delivery; what was still queued goes after restart."""
     receiver.delay_s = 1.0
-    store = SqliteNotificationStore(db)
+    store = SqlNotificationStore(db)
     service = NotificationService(store, settings())
     async with service:
         await service.put_channel("ops", webhook(receiver.url, burst=1, rate_per_hour=60))
@@ -186,7 +186,7 @@ async def test_a_channel_out_of_rate_does_not_hold_up_another(db):
     """A channel spent its rate on a storm; another channel's alert still goes at once."""
     slow, fast = Receiver().start(), Receiver().start()
     try:
-        async with NotificationService(SqliteNotificationStore(db), settings(digest_max_items=5)) as service:
+        async with NotificationService(SqlNotificationStore(db), settings(digest_max_items=5)) as service:
             held = ChannelBody(kind=ChannelKind.CHAT, url=slow.url, fleet="north", rate_per_hour=1, burst=1)
             await service.put_channel("slow", held)
             await service.put_channel("fast", ChannelBody(kind=ChannelKind.CHAT, url=fast.url, fleet="south"))

@@ -37,6 +37,10 @@ async def test_overdue_maintenance_sends_an_email(store_url):
                     "rules": ["maintenance.*.overdue"],
                 }
                 assert (await http.put("/api/v1/notifications/channels/workshop", json=channel)).status_code == 201
+                tested = await http.post("/api/v1/notifications/channels/workshop/test")
+                assert tested.status_code == 202, tested.text
+                await eventually(lambda: _some(smtp.messages), wait_s=60)
+                assert "Test notification for channel workshop" in smtp.messages.pop()["Subject"]
                 schedule = {"name": "Inspection", "every_days": 0.00003, "due_soon_days": 0}
                 assert (await http.put("/api/v1/maintenance/schedules/inspect", json=schedule)).status_code == 201
                 await eventually(lambda: _some(smtp.messages), wait_s=60)
@@ -47,7 +51,7 @@ async def test_overdue_maintenance_sends_an_email(store_url):
     [message] = smtp.messages
     assert "Inspection overdue for veh-mail" in message["Subject"]
     assert message["To"] == "workshop@fleet.test"
-    assert [d["state"] for d in deliveries] == ["delivered"]
+    assert [d["state"] for d in deliveries] == ["delivered", "delivered"]  # the test and the overdue alert
 
 
 async def _some(items):

@@ -13,8 +13,7 @@ from notifications import (
     MemoryNotificationStore,
     Notification,
     NotificationKind,
-    PostgresNotificationStore,
-    SqliteNotificationStore,
+    SqlNotificationStore,
 )
 from security import Actor, audit_entry
 
@@ -28,11 +27,11 @@ async def store(request, tmp_path):
             yield memory
         return
     if request.param == "sqlite":
-        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqliteNotificationStore(db) as sqlite:
+        async with SqliteDatabase(f"sqlite:///{tmp_path}/hub.db") as db, SqlNotificationStore(db) as sqlite:
             yield sqlite
         return
     url = request.getfixturevalue("pg_url")
-    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, PostgresNotificationStore(db) as pg:
+    async with PostgresDatabase(url, pool_min_size=1, pool_max_size=2) as db, SqlNotificationStore(db) as pg:
         yield pg
 
 

@@ -1,0 +1,82 @@
+"""Settings of worker mode: the external broker, the partitions and their leases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+
+class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    broker: Annotated[
+        str,
+        Meta(
+            description=(
+                "External MQTT broker (mqtt://host:port or mqtts://host:port): the hub runs as a worker behind it. "
+                "Empty: the embedded broker (one process)."
+            )
+        ),
+    ] = ""
+    role: Annotated[
+        Literal["worker", "api"],
+        Meta(
+            description="With a store shared by several hubs: 'worker' ingests and serves the API; 'api' serves only."
+        ),
+    ] = "worker"
+    worker_id: Annotated[
+        str, Meta(max_length=64, description="This worker's name in leases and its MQTT client id. Empty: host-pid.")
+    ] = ""
+    partitions: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=4096,
+            description="Vehicles are split into this many partitions by a hash of their id; every worker must agree.",
+        ),
+    ] = 64
+    lease_s: Annotated[
+        float, Meta(gt=0, description="A partition's lease lasts this long unless renewed; a dead worker's moves then.")
+    ] = 6.0
+    heartbeat_s: Annotated[
+        float, Meta(gt=0, description="How often a worker renews its leases and rebalances; under lease_s / 2.")
+    ] = 1.5
+    share_group: Annotated[
+        str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Shared-subscription group ($share/{group}/...).")
+    ] = "fleethub"
+    receive_maximum: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=65535,
+            description="Unacknowledged QoS 1 messages the broker may hand a worker at once (MQTT 5 Receive Maximum).",
+        ),
+    ] = 1000
+    session_expiry_s: Annotated[
+        int,
+        Meta(
+            ge=60,
+            description="The broker keeps a worker's session (and queues its messages) this long while it is away.",
+        ),
+    ] = 3600
+    keepalive_s: Annotated[int, Meta(ge=2, le=3600, description="MQTT keep-alive of the worker's connection.")] = 10
+    broker_username: Annotated[str, Meta(description="User the worker logs in to the broker as (empty: none).")] = ""
+    broker_password: Annotated[str, Meta(description="Password of broker_username.")] = ""
+    broker_cafile: Annotated[
+        str, Meta(description="CA bundle that verifies an mqtts:// broker (empty: system CAs).")
+    ] = ""
+    leave_timeout_s: Annotated[
+        float,
+        Meta(gt=0, description="On SIGTERM, how long a worker waits for what it received to commit before it leaves."),
+    ] = 10.0
+    inbox_batch: Annotated[
+        int, Meta(ge=1, description="Forwarded messages an owner takes from the inbox table per pass at most.")
+    ] = 500
+    inbox_poll_s: Annotated[
+        float, Meta(gt=0, description="How often an owner looks for messages other workers forwarded to it.")
+    ] = 0.1
+
+    @property
+    def enabled(self) -> bool:
+        """True when this hub runs beside others on one database (a broker URL or the api role)."""
+        return bool(self.broker) or self.role == "api"

@@ -1,0 +1,46 @@
+"""A command service that holds and sends only the commands of the vehicles its hub worker owns."""
+
+from commands import CommandService, CommandsSettings, MemoryCommandStore
+from tests.unit.commands.test_service import Clock, RecordingChannel, Twins
+
+
+async def test_a_command_queued_at_a_non_owner_is_sent_by_the_owner_once() -> None:
+    """The node that queues a command for a vehicle it does not own stores it only; the owner adopts and sends it."""
+    store, clock = MemoryCommandStore(), Clock()
+    twins = Twins("v1")
+    elsewhere = CommandService(store, twins, settings=CommandsSettings(), clock=clock)
+    owner = CommandService(store, twins, settings=CommandsSettings(), clock=clock)
+    for service, owned in ((elsewhere, set[str]()), (owner, {"v1"})):
+        service.channel = RecordingChannel()
+        service.owns = owned.__contains__
+        await service.load()
+    elsewhere.vehicle_connected("v1")  # even if it thought the vehicle online, it must not send
+    owner.vehicle_connected("v1")
+    command, created = await elsewhere.create("v1", "unlock")
+    assert created
+    await elsewhere.run_once()
+    await owner.run_once()
+    assert elsewhere.channel.commands() == []  # type: ignore[union-attr]
+    assert owner.channel.commands() == []  # type: ignore[union-attr]  (not told yet)
+    await owner.adopt({"v1"}.__contains__)  # what NOTIFY fleethub_cluster triggers
+    await owner.run_once()
+    await owner.run_once()
+    assert owner.channel.commands() == [(command.id, 1)]  # type: ignore[union-attr]
+
+
+async def test_releasing_a_vehicle_stops_its_sends() -> None:
+    """After its partition moves away, a vehicle's open commands are neither held nor sent here."""
+    store, clock = MemoryCommandStore(), Clock()
+    service = CommandService(store, Twins("v1"), settings=CommandsSettings(resend_interval_s=5.0), clock=clock)
+    service.channel = RecordingChannel()
+    await service.load()
+    service.vehicle_connected("v1")
+    command, _ = await service.create("v1", "lock")
+    await service.run_once()
+    assert service.channel.commands() == [(command.id, 1)]  # type: ignore[union-attr]
+    service.owns = set[str]().__contains__
+    service.release(lambda vid: vid == "v1")
+    clock.now += 10.0
+    await service.run_once()
+    assert service.channel.commands() == [(command.id, 1)]  # type: ignore[union-attr]
+    assert (await store.get(command.id)).state.value == "sent"  # type: ignore[union-attr]

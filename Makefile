@@ -27,9 +27,9 @@ run: $(VENV)/.runtime
 
 # Worker processes for pytest (pytest-xdist): most tests wait on sockets, subprocesses and commits, so
 # three workers beat two on a 2-core machine. `make test TEST_WORKERS=0` runs serially, in one process.
-# --dist loadgroup with the groups tests/conftest.py gives: a module per worker, the browser tests on one.
+# --dist loadscope (as tests/conftest.py refines it): a module per worker, and the browser tests on one.
 TEST_WORKERS ?= 3
-TEST_DIST    ?= loadgroup
+TEST_DIST    ?= loadscope
 
 test: check
 	$(BIN)/pytest -n $(TEST_WORKERS) $(if $(filter 0,$(TEST_WORKERS)),,--dist $(TEST_DIST))

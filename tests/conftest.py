@@ -1,6 +1,7 @@
 """Project-wide test settings."""
 
 import os
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -17,13 +18,20 @@ settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for `pytest -n N --dist loadgroup` (`make test`): a module's tests share one worker, so a
-    module-scoped hub starts once; the browser tests (a hub, a simulator and a Chromium each) share one
-    worker, so they do not all start at once on a 2-core machine. A test's own xdist_group mark wins."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        module = item.nodeid.split("::", 1)[0]
-        group = "browser" if module.startswith("tests/browser/") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+# First: xdist's own hook would otherwise make the scheduler.
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`pytest -n N --dist loadscope` (`make test`): a module's tests share one worker, so a module-scoped
+    hub starts once, and the browser tests (a hub, a simulator and a Chromium per module) share one worker
+    too, so they do not all start at once on a 2-core machine."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndBrowser(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/browser/"):
+                return "tests/browser"
+            return super()._split_scope(nodeid)
+
+    return ModulesAndBrowser(config, log)

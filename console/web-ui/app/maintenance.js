@@ -2,6 +2,9 @@
 import { html, useEffect, useState, num, when, ErrorNote } from './ui.js';
 import { api, get, query, vid } from './api.js';
 
+// Due points move with the vehicles' meters and the clock, so the open page re-reads them.
+const REFRESH_MS = 10_000;
+
 const STATUS_LABELS = { overdue: 'Overdue', due_soon: 'Due soon', ok: 'OK' };
 
 function left(row) {
@@ -27,7 +30,11 @@ export function MaintenancePage({ session }) {
       setError(null);
     } catch (err) { setError(err); }
   }
-  useEffect(() => { load(); }, [status]);
+  useEffect(() => {
+    load();
+    const timer = setInterval(load, REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [status]);
 
   async function record(row) {
     const note = window.prompt(`Service "${row.schedule_id}" done on ${row.vehicle_id}. Note (optional):`, '');

@@ -369,10 +369,14 @@ class MaintenanceService:
             await self.store.record_service(record, interval, audit=audit)
             self._intervals[(schedule_id, vehicle_id)] = interval
         if self.alerts is not None:
-            for stage in (Stage.DUE_SOON, Stage.OVERDUE):
-                self.alerts.clear_alert(
-                    alert_rule(schedule_id, stage), vehicle_id, "service", {"service_id": record.id}
-                )
+            values = {"service_id": record.id}
+            cleared = [
+                self.alerts.clear_alert(alert_rule(schedule_id, stage), vehicle_id, "service", values)
+                for stage in (Stage.DUE_SOON, Stage.OVERDUE)
+            ]
+            if any(cleared):
+                # The caller reads the alert as cleared as soon as the service is recorded.
+                await self.alerts.flush()
         self.check_soon()
         return record
 

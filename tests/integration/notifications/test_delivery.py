@@ -76,7 +76,13 @@ async def test_webhook_is_signed_retried_and_delivered_once_the_endpoint_recover
         assert await service.alert_event(alert(1)) == 1
         assert await service.alert_event(alert(2, fleet="south")) == 0  # another fleet: not routed
         await eventually(lambda: _true(receiver.accepted), wait_s=20)
-        deliveries = await service.list_deliveries(DeliveryQuery())
+
+        async def recorded():
+            # The endpoint has it; the worker records the outcome right after the response.
+            found = await service.list_deliveries(DeliveryQuery())
+            return found if found[0].state is DeliveryState.DELIVERED else None
+
+        deliveries = await eventually(recorded, wait_s=20)
     assert len(receiver.requests) == 3
     ids = {r.headers["x-fleethub-delivery"] for r in receiver.requests}
     assert ids == {deliveries[0].id}
@@ -109,7 +115,11 @@ async def test_dead_lettered_after_the_limit_and_replayable(db, receiver):
         replayed = await service.replay(letter.id)
         assert replayed.state is DeliveryState.PENDING
         await eventually(lambda: _true(receiver.accepted), wait_s=20)
-        assert (await service.get_delivery(letter.id)).state is DeliveryState.DELIVERED
+
+        async def delivered():
+            return (await service.get_delivery(letter.id)).state is DeliveryState.DELIVERED
+
+        await eventually(delivered, wait_s=20)
     assert [r.headers["x-fleethub-delivery"] for r in receiver.accepted] == [letter.id]
 
 

@@ -25,8 +25,9 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/python -m fleethub demo
 
-# Worker processes for pytest (pytest-xdist): most tests wait on sockets, subprocesses and commits, so
-# three workers beat two on a 2-core machine. `make test TEST_WORKERS=0` runs serially, in one process.
+# Worker processes for pytest (pytest-xdist): most tests wait on sockets, subprocesses and commits, so on
+# a 2-core machine three workers beat two, and four gain nothing more (docs/development.md).
+# `make test TEST_WORKERS=0` runs serially, in one process.
 # --dist loadscope (as tests/conftest.py refines it): a module per worker, and the browser tests on one.
 TEST_WORKERS ?= 3
 TEST_DIST    ?= loadscope

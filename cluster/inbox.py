@@ -7,6 +7,11 @@ in order, runs them through its ingest pipeline and deletes them once committed.
 worker that dies before deleting leaves them for the next owner, who applies them again:
 history rows are keyed by (vehicle, device time, seq) and twin keys by their timestamps,
 so a second application changes nothing.
+
+A write is one COPY and one NOTIFY on `INBOX_CHANNEL` naming the partitions written, in
+one transaction, so an owner wakes when rows are there to take rather than on its next
+poll. An owner deletes what its pipeline committed in the same statement that takes the
+next rows (`take`), which saves a round trip per pass.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ from twin import Inbound, MessageKind
 _encode = msgspec.json.Encoder().encode
 _extra = msgspec.json.Decoder(dict[str, str])
 
-_PUT = (
-    "INSERT INTO cluster_inbox (part, vehicle_id, kind, subtopic, payload, received_at, extra) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
-_TAKE = (
-    "SELECT id, vehicle_id, kind, subtopic, payload, received_at, extra FROM cluster_inbox "
-    "WHERE part = ANY(%s::int[]) ORDER BY id LIMIT %s"
-)
+# Owners LISTEN here; the payload is the partitions written, space-separated.
+INBOX_CHANNEL = "fleethub_inbox"
+
+_PUT = "COPY cluster_inbox (part, vehicle_id, kind, subtopic, payload, received_at, extra) FROM STDIN"
+_NOTIFY = "SELECT pg_notify(%s, %s)"
+# The SELECT sees the table as it was before the DELETE of the same statement, hence the exclusion.
+_TAKE = """
+WITH done AS (DELETE FROM cluster_inbox WHERE id = ANY(%(done)s::bigint[]))
+SELECT id, vehicle_id, kind, subtopic, payload, received_at, extra FROM cluster_inbox
+WHERE part = ANY(%(parts)s::int[]) AND id <> ALL(%(done)s::bigint[]) ORDER BY id LIMIT %(limit)s
+"""
 _DONE = "DELETE FROM cluster_inbox WHERE id = ANY(%s::bigint[])"
 _KINDS = {k.value: k for k in MessageKind}
 
@@ -42,23 +50,42 @@ class Forwarded:
     item: Inbound
 
 
+def _copy_text(value: str) -> str:
+    """A value for COPY's text format."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def copy_rows(items: Sequence[tuple[int, Inbound]]) -> bytes:
+    """The COPY text of (partition, message) pairs; bytea travels as hex (its backslash doubled)."""
+    return "".join(
+        f"{p}\t{_copy_text(i.vehicle_id)}\t{i.kind.value}\t{_copy_text(i.subtopic)}\t\\\\x{i.payload.hex()}\t"
+        f"{i.received_at!r}\t{_copy_text(_encode(i.extra).decode())}\n"
+        for p, i in items
+    ).encode()
+
+
 class Inbox:
     def __init__(self, db: PostgresDatabase) -> None:
         self.db = db
 
     async def put(self, items: Sequence[tuple[int, Inbound]]) -> None:
-        """Store (partition, message) pairs in one transaction."""
-        rows = [
-            (p, i.vehicle_id, i.kind.value, i.subtopic, i.payload, i.received_at, _encode(i.extra).decode())
-            for p, i in items
-        ]
+        """Store (partition, message) pairs in one transaction, in this order, and wake their owners."""
+        if not items:
+            return
+        parts = " ".join(str(p) for p in sorted({p for p, _ in items}))
         async with self.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(_PUT, rows)
+            async with cur.copy(_PUT) as copy:
+                await copy.write(copy_rows(items))
+            await cur.execute(_NOTIFY, (INBOX_CHANNEL, parts))
 
-    async def take(self, partitions: Sequence[int], limit: int) -> list[Forwarded]:
-        """The oldest waiting messages of `partitions` (they stay until `done`)."""
+    async def take(self, partitions: Sequence[int], limit: int, done: Sequence[int] = ()) -> list[Forwarded]:
+        """Delete the rows `done` names; the oldest other waiting messages of `partitions` (they stay until done)."""
         async with self.db.connection() as conn:
-            cur = await conn.execute(_TAKE, (list(partitions), limit))
+            cur = await conn.execute(_TAKE, {"done": list(done), "parts": list(partitions), "limit": limit})
             rows = await cur.fetchall()
         return [
             Forwarded(

@@ -72,9 +72,22 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     inbox_batch: Annotated[
         int, Meta(ge=1, description="Forwarded messages an owner takes from the inbox table per pass at most.")
     ] = 500
+    forward_batch: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Messages for other workers' partitions a worker writes to the inbox table per transaction "
+            "at most (one COPY).",
+        ),
+    ] = 1000
     inbox_poll_s: Annotated[
-        float, Meta(gt=0, description="How often an owner looks for messages other workers forwarded to it.")
-    ] = 0.1
+        float,
+        Meta(
+            gt=0,
+            description="How often an owner looks for messages other workers forwarded to it when no NOTIFY "
+            "woke it (a lost LISTEN connection, a missed notice).",
+        ),
+    ] = 0.5
 
     @property
     def enabled(self) -> bool:

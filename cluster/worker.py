@@ -30,7 +30,7 @@ import psycopg
 import structlog
 
 from cluster.edge import ExternalBroker, Received
-from cluster.inbox import Inbox
+from cluster.inbox import INBOX_CHANNEL, Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
 from cluster.partitions import Ownership, partition_of
 from cluster.schema import CHANNEL, JOB_PARTITION, install
@@ -107,6 +107,12 @@ class ClusterWorker:
             db, self.worker_id, partitions=settings.partitions, lease_s=settings.lease_s, role=settings.role
         )
         self.inbox = Inbox(db)
+        # Messages for other workers' partitions, waiting for the forwarder's next inbox write.
+        # Bounded by the broker: none of them is acknowledged before it is written.
+        self._forwarding: list[tuple[int, Inbound, Received | None]] = []
+        self._forward_wake = asyncio.Event()
+        # Set by a NOTIFY naming a partition ready here: the owner takes from the inbox at once.
+        self._inbox_wake = asyncio.Event()
         self.edge: ExternalBroker | None = None
         # Bounded by the broker: it hands over at most receive_maximum unacknowledged messages.
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
@@ -147,6 +153,7 @@ class ClusterWorker:
             await self.edge.__aenter__()
             self._tasks += [
                 loop.create_task(self._route(), name="cluster-route"),
+                loop.create_task(self._forwarder(), name="cluster-forward"),
                 loop.create_task(self._drain_inbox(), name="cluster-inbox"),
                 loop.create_task(self._listen(), name="cluster-listen"),
                 loop.create_task(self._adopt_notified(), name="cluster-notified"),
@@ -271,6 +278,8 @@ class ClusterWorker:
                 for vid in online:
                     self.commands.vehicle_connected(vid)
             self.ready |= set(change.gained)
+            # What other workers forwarded for these partitions waits in the inbox.
+            self._inbox_wake.set()
         if self.commands is not None:
             leads = JOB_PARTITION in self.ownership.tokens
             if leads and (JOB_PARTITION in change.gained or not self.commands.dispatches_jobs):
@@ -306,13 +315,7 @@ class ClusterWorker:
             msg.source.last_message_at = time.monotonic()
         self._queue.put_nowait(msg)
 
-    def _route_of(self, vehicle_id: str) -> int | None:
-        """The partition when it is ready here, else None (the message goes to the inbox)."""
-        p = partition_of(vehicle_id, self.settings.partitions)
-        return p if p in self.ready else None
-
     async def _route(self) -> None:
-        forward: list[tuple[int, Inbound, Received | None]] = []
         while True:
             msg = await self._queue.get()
             items = inbound_of(msg, time.time())
@@ -320,15 +323,26 @@ class ClusterWorker:
                 self._ack(msg)
             for n, item in enumerate(items):
                 last = n == len(items) - 1
-                if self._route_of(item.vehicle_id) is not None:
+                p = partition_of(item.vehicle_id, self.settings.partitions)
+                if p in self.ready:
                     await self._submit(item, msg if last else None)
                 else:
-                    forward.append(
-                        (partition_of(item.vehicle_id, self.settings.partitions), item, msg if last else None)
-                    )
-            if forward and (self._queue.empty() or len(forward) >= self.settings.inbox_batch):
-                await self._forward(forward)
-                forward = []
+                    self._forwarding.append((p, item, msg if last else None))
+                    self._forward_wake.set()
+
+    async def _forwarder(self) -> None:
+        """Write what waits for other workers to the inbox, one batch at a time.
+
+        Routing goes on while a write is in flight, and what arrives meanwhile goes into the
+        next write: the busier the worker, the larger (and fewer) its inbox transactions.
+        """
+        while True:
+            await self._forward_wake.wait()
+            self._forward_wake.clear()
+            while self._forwarding:
+                size = self.settings.forward_batch
+                batch, self._forwarding = self._forwarding[:size], self._forwarding[size:]
+                await self._forward(batch)
 
     async def _submit(self, item: Inbound, msg: Received | None) -> None:
         self.direct += 1
@@ -378,20 +392,31 @@ class ClusterWorker:
     # -- the inbox ---------------------------------------------------------------------
 
     async def _drain_inbox(self) -> None:
+        """Take this worker's partitions' rows from the inbox when told (NOTIFY) or every inbox_poll_s.
+
+        The rows a pass committed are deleted by the statement of the next pass, which runs
+        at once: a pass that took rows is always followed by another.
+        """
+        committed: list[int] = []
         while True:
+            self._inbox_wake.clear()
             try:
-                taken = await self._drain_once()
+                taken, committed = await self._drain_once(committed)
             except Exception as exc:
                 log.error("inbox drain failed", error=f"{type(exc).__name__}: {exc}")
                 taken = 0
-            if taken < self.settings.inbox_batch:
                 await asyncio.sleep(self.settings.inbox_poll_s)
+            if taken == 0 and not committed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._inbox_wake.wait(), self.settings.inbox_poll_s)
 
-    async def _drain_once(self) -> int:
+    async def _drain_once(self, committed: list[int]) -> tuple[int, list[int]]:
+        """Delete `committed`, take and apply the next rows; (rows taken, row ids committed by this pass)."""
         parts = sorted(self.ready)
         if not parts:
-            return 0
-        rows = await self.inbox.take(parts, self.settings.inbox_batch)
+            await self.inbox.done(committed)
+            return 0, []
+        rows = await self.inbox.take(parts, self.settings.inbox_batch, committed)
         loop = asyncio.get_running_loop()
         waiting: list[tuple[int, asyncio.Future[Verdict]]] = []
         for row in rows:
@@ -402,8 +427,7 @@ class ClusterWorker:
         if waiting:
             # A row whose verdict does not come in time stays in the inbox for the next pass.
             await asyncio.wait([f for _, f in waiting], timeout=30)
-        await self.inbox.done([i for i, f in waiting if f.done() and not f.cancelled() and f.exception() is None])
-        return len(rows)
+        return len(rows), [i for i, f in waiting if f.done() and not f.cancelled() and f.exception() is None]
 
     # -- what other nodes changed ------------------------------------------------------
 
@@ -413,11 +437,21 @@ class ClusterWorker:
             try:
                 async with await psycopg.AsyncConnection.connect(self.db.url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {INBOX_CHANNEL}")
+                    # Rows may have come while the connection was away.
+                    self._inbox_wake.set()
                     async for note in conn.notifies():
-                        self._noted(note.payload)
+                        if note.channel == INBOX_CHANNEL:
+                            self._inbox_noted(note.payload)
+                        else:
+                            self._noted(note.payload)
             except psycopg.Error as exc:
                 log.warning("cluster LISTEN connection lost", error=str(exc))
                 await asyncio.sleep(1.0)
+
+    def _inbox_noted(self, payload: str) -> None:
+        if any(p.isdigit() and int(p) in self.ready for p in payload.split()):
+            self._inbox_wake.set()
 
     def _noted(self, payload: str) -> None:
         kind, writer, vid = [*payload.split(" ", 2), "", ""][:3]

@@ -16,7 +16,7 @@ next rows (`take`), which saves a round trip per pass.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -36,7 +36,7 @@ _NOTIFY = "SELECT pg_notify(%s, %s)"
 _TAKE = """
 WITH done AS (DELETE FROM cluster_inbox WHERE id = ANY(%(done)s::bigint[]))
 SELECT id, vehicle_id, kind, subtopic, payload, received_at, extra FROM cluster_inbox
-WHERE part = ANY(%(parts)s::int[]) AND id <> ALL(%(done)s::bigint[]) ORDER BY id LIMIT %(limit)s
+WHERE part = ANY(%(parts)s::int[]) AND id <> ALL(%(skip)s::bigint[]) ORDER BY id LIMIT %(limit)s
 """
 _DONE = "DELETE FROM cluster_inbox WHERE id = ANY(%s::bigint[])"
 _KINDS = {k.value: k for k in MessageKind}
@@ -82,10 +82,17 @@ class Inbox:
                 await copy.write(copy_rows(items))
             await cur.execute(_NOTIFY, (INBOX_CHANNEL, parts))
 
-    async def take(self, partitions: Sequence[int], limit: int, done: Sequence[int] = ()) -> list[Forwarded]:
-        """Delete the rows `done` names; the oldest other waiting messages of `partitions` (they stay until done)."""
+    async def take(
+        self, partitions: Sequence[int], limit: int, done: Sequence[int] = (), busy: Iterable[int] = ()
+    ) -> list[Forwarded]:
+        """Delete the rows `done` names; the oldest waiting messages of `partitions` but those `busy` names.
+
+        Taken rows stay until done: `busy` are rows taken before whose outcome is not known yet.
+        """
+        skip = [*done, *busy]
         async with self.db.connection() as conn:
-            cur = await conn.execute(_TAKE, {"done": list(done), "parts": list(partitions), "limit": limit})
+            args = {"done": list(done), "skip": skip, "parts": list(partitions), "limit": limit}
+            cur = await conn.execute(_TAKE, args)
             rows = await cur.fetchall()
         return [
             Forwarded(

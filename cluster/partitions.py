@@ -1,21 +1,10 @@
-"""Which partition a vehicle belongs to, the same in Python and in SQL (the fence triggers)."""
+"""Which partitions this worker holds; which partition a vehicle belongs to is `kernel.partitions`."""
 
 from __future__ import annotations
 
-import hashlib
+from kernel import PARTITION_SQL, VehiclePartitions, partition_of
 
-
-def partition_of(vehicle_id: str, partitions: int) -> int:
-    """The first 32 bits of the id's MD5, modulo the partition count.
-
-    MD5 because PostgreSQL computes it natively: `PARTITION_SQL` gives the same number.
-    """
-    digest = hashlib.md5(vehicle_id.encode(), usedforsecurity=False).digest()
-    return int.from_bytes(digest[:4], "big") % partitions
-
-
-# The same as `partition_of`, in SQL, over a text expression `{vid}` and an integer `{k}`.
-PARTITION_SQL = "mod(('x' || substr(md5({vid}), 1, 8))::bit(32)::bigint, {k})::int"
+__all__ = ["PARTITION_SQL", "Ownership", "partition_of"]
 
 
 class Ownership:
@@ -31,16 +20,5 @@ class Ownership:
     def owns(self, vehicle_id: str) -> bool:
         return partition_of(vehicle_id, self.partitions) in self.tokens
 
-    def selects(self, partitions: set[int]) -> VehicleSelector:
-        return VehicleSelector(partitions, self.partitions)
-
-
-class VehicleSelector:
-    """A predicate over vehicle ids: those in `partitions`."""
-
-    def __init__(self, partitions: set[int], count: int) -> None:
-        self.partitions = frozenset(partitions)
-        self.count = count
-
-    def __call__(self, vehicle_id: str) -> bool:
-        return partition_of(vehicle_id, self.count) in self.partitions
+    def selects(self, partitions: set[int]) -> VehiclePartitions:
+        return VehiclePartitions(frozenset(partitions), self.partitions)

@@ -72,6 +72,15 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     inbox_batch: Annotated[
         int, Meta(ge=1, description="Forwarded messages an owner takes from the inbox table per pass at most.")
     ] = 500
+    inbox_in_flight: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="Batches taken from the inbox an owner has in its pipeline at once: it takes the next "
+            "while the last commits.",
+        ),
+    ] = 4
     forward_batch: Annotated[
         int,
         Meta(

@@ -22,7 +22,6 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -36,7 +35,7 @@ from cluster.partitions import Ownership, partition_of
 from cluster.schema import CHANNEL, JOB_PARTITION, install
 from cluster.settings import ClusterSettings
 from commands import CommandService
-from kernel import ConfigError, PostgresDatabase
+from kernel import ConfigError, PostgresDatabase, VehiclePartitions
 from rules import RulesEngine
 from twin import DisconnectReason, Inbound, MessageKind, TwinFilter, TwinService, Verdict
 
@@ -113,6 +112,11 @@ class ClusterWorker:
         self._forward_wake = asyncio.Event()
         # Set by a NOTIFY naming a partition ready here: the owner takes from the inbox at once.
         self._inbox_wake = asyncio.Event()
+        # Inbox rows in the pipeline (left out of the next take), and rows committed (deleted by it).
+        self._inbox_busy: set[int] = set()
+        self._inbox_done: list[int] = []
+        self._inbox_batches: set[asyncio.Task[None]] = set()
+        self._inbox_in_flight = 0
         self.edge: ExternalBroker | None = None
         # Bounded by the broker: it hands over at most receive_maximum unacknowledged messages.
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
@@ -184,6 +188,8 @@ class ClusterWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks, self._reapers = [], []
+        for task in list(self._inbox_batches):
+            task.cancel()
         if self.edge is not None:
             await self.edge.__aexit__(exc_type, exc, tb)
         held, self.ownership.tokens = self.ownership.tokens, {}
@@ -293,13 +299,14 @@ class ClusterWorker:
             held=len(self.ownership.tokens),
         )
 
-    async def _connected(self, vehicle: Callable[[str], bool]) -> dict[str, float]:
-        """Vehicles the database says are connected (and since when), among those `vehicle` selects."""
+    async def _connected(self, vehicles: VehiclePartitions) -> dict[str, float]:
+        """Vehicles the database says are connected (and since when), among those of `vehicles`."""
         found: dict[str, float] = {}
         after: str | None = None
         while True:
-            page = await self.service.store.list_twins(TwinFilter(connected=True, after=after, limit=1000))
-            found |= {t.vehicle_id: t.connection.since or 0.0 for t in page if vehicle(t.vehicle_id)}
+            query = TwinFilter(connected=True, after=after, limit=1000, vehicles=vehicles)
+            page = await self.service.store.list_twins(query)
+            found |= {t.vehicle_id: t.connection.since or 0.0 for t in page}
             if len(page) < 1000:
                 return found
             after = page[-1].vehicle_id
@@ -394,40 +401,65 @@ class ClusterWorker:
     async def _drain_inbox(self) -> None:
         """Take this worker's partitions' rows from the inbox when told (NOTIFY) or every inbox_poll_s.
 
-        The rows a pass committed are deleted by the statement of the next pass, which runs
-        at once: a pass that took rows is always followed by another.
+        Up to `inbox_in_flight` taken batches are in the pipeline at once: the next is taken
+        while the last commits. Rows in the pipeline are left out of the next take; rows
+        committed are deleted by it (the same statement).
         """
-        committed: list[int] = []
         while True:
             self._inbox_wake.clear()
-            try:
-                taken, committed = await self._drain_once(committed)
-            except Exception as exc:
-                log.error("inbox drain failed", error=f"{type(exc).__name__}: {exc}")
-                taken = 0
-                await asyncio.sleep(self.settings.inbox_poll_s)
-            if taken == 0 and not committed:
+            taken = 0
+            full = self._inbox_in_flight >= self.settings.inbox_in_flight
+            if not full:
+                try:
+                    taken = await self._drain_once()
+                except Exception as exc:
+                    log.error("inbox drain failed", error=f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(self.settings.inbox_poll_s)
+            # Full: a batch that settles wakes this loop.
+            if full or (taken < self.settings.inbox_batch and not self._inbox_done):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._inbox_wake.wait(), self.settings.inbox_poll_s)
 
-    async def _drain_once(self, committed: list[int]) -> tuple[int, list[int]]:
-        """Delete `committed`, take and apply the next rows; (rows taken, row ids committed by this pass)."""
+    async def _drain_once(self) -> int:
+        """Delete what committed, take the next rows and hand them to the pipeline; the rows taken."""
         parts = sorted(self.ready)
-        if not parts:
-            await self.inbox.done(committed)
-            return 0, []
-        rows = await self.inbox.take(parts, self.settings.inbox_batch, committed)
+        committed, self._inbox_done = self._inbox_done, []
+        try:
+            if not parts:
+                await self.inbox.done(committed)
+                return 0
+            rows = await self.inbox.take(parts, self.settings.inbox_batch, committed, self._inbox_busy)
+        except BaseException:
+            self._inbox_done = committed + self._inbox_done
+            raise
         loop = asyncio.get_running_loop()
         waiting: list[tuple[int, asyncio.Future[Verdict]]] = []
         for row in rows:
             done: asyncio.Future[Verdict] = loop.create_future()
             row.item.ack = done
             waiting.append((row.id, done))
-            await self.service.submit(row.item)
+            self._inbox_busy.add(row.id)
         if waiting:
-            # A row whose verdict does not come in time stays in the inbox for the next pass.
+            self._inbox_in_flight += 1
+            task = loop.create_task(self._settle_batch(waiting), name="cluster-inbox-batch")
+            self._inbox_batches.add(task)
+            task.add_done_callback(self._inbox_batches.discard)
+        for row in rows:
+            await self.service.submit(row.item)
+        return len(rows)
+
+    async def _settle_batch(self, waiting: list[tuple[int, asyncio.Future[Verdict]]]) -> None:
+        """Wait for a taken batch's verdicts; what committed is deleted by the next take."""
+        try:
+            # A row whose verdict does not come in time stays in the inbox for a later pass.
             await asyncio.wait([f for _, f in waiting], timeout=30)
-        return len(rows), [i for i, f in waiting if f.done() and not f.cancelled() and f.exception() is None]
+        finally:
+            self._inbox_in_flight -= 1
+            for row_id, f in waiting:
+                self._inbox_busy.discard(row_id)
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    self._inbox_done.append(row_id)
+            self._inbox_wake.set()
 
     # -- what other nodes changed ------------------------------------------------------
 

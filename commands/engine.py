@@ -37,7 +37,7 @@ from commands.model import (
     new_id,
 )
 from commands.stores.protocol import CommandStore
-from kernel import Fenced, InvalidPayload, deeper_than, is_fenced, isoformat
+from kernel import Fenced, InvalidPayload, VehiclePartitions, deeper_than, is_fenced, isoformat
 from security import AuditEntry
 from twin import ACCEPTED, Channel, ErrorMessage, Inbound, Limits, VehicleChannel, Verdict, check_patch
 
@@ -390,7 +390,9 @@ class CommandEngine:
         a command for one of its vehicles: sends then go out from here, the owner only.
         """
         self._drop(vehicle)
-        for command in await self.store.open_commands():
+        # A worker's partitions are chosen by the store (in SQL), not by reading every open command.
+        chosen = vehicle if isinstance(vehicle, VehiclePartitions) else None
+        for command in await self.store.open_commands(chosen):
             if vehicle(command.vehicle_id) and self._mine(command.vehicle_id):
                 self._open.add(command)
         self._wake.set()

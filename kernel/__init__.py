@@ -24,12 +24,14 @@ from kernel.errors import (
 from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
+from kernel.partitions import PARTITION_SQL, VehiclePartitions, partition_of
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
 from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
 
 __all__ = [
     "FENCED_SQLSTATE",
+    "PARTITION_SQL",
     "POSTGRES",
     "SQLITE",
     "Clock",
@@ -57,6 +59,7 @@ __all__ = [
     "Timeseries",
     "TimeseriesMode",
     "TransientStoreError",
+    "VehiclePartitions",
     "deeper_than",
     "fetch_all",
     "in_connection_thread",
@@ -67,6 +70,7 @@ __all__ = [
     "load_pg_migrations",
     "open_database",
     "parse_time",
+    "partition_of",
     "redact",
     "rollback",
     "schema_lock",

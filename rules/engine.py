@@ -21,7 +21,7 @@ from typing import Any, Protocol, Self
 import msgspec
 import structlog
 
-from kernel import NotFound, is_fenced, isoformat
+from kernel import NotFound, VehiclePartitions, is_fenced, isoformat
 from rules.alerts import Alert, AlertEventKind, AlertQuery, alert_topic, event_payload
 from rules.backtest import BacktestResult, Replay
 from rules.compiler import Compiler
@@ -167,16 +167,18 @@ class RulesEngine:
 
     async def _restore(self, vehicle: Callable[[str], bool], now: float) -> None:
         """Take back the open alerts, windows and clock re-checks of the vehicles `vehicle` selects."""
+        # A worker's partitions are chosen by the store (in SQL), not by reading every vehicle's rows.
+        chosen = vehicle if isinstance(vehicle, VehiclePartitions) else None
         cooldown = max((r.cooldown_s for r in self.core.rules.values()), default=0.0)
-        cleared = await self.store.last_cleared(now - cooldown) if cooldown > 0 else []
+        cleared = await self.store.last_cleared(now - cooldown, chosen) if cooldown > 0 else []
         self.core.restore(
-            [a for a in await self.store.open_alerts() if vehicle(a.vehicle_id)],
-            [t for t in await self.store.pending_timers() if vehicle(t.vehicle_id)],
+            [a for a in await self.store.open_alerts(chosen) if vehicle(a.vehicle_id)],
+            [t for t in await self.store.pending_timers(chosen) if vehicle(t.vehicle_id)],
             [a for a in cleared if vehicle(a.vehicle_id)],
         )
         timed = [name for name, rule in self.core.rules.items() if rule.uses_time and rule.definition.enabled]
         if timed:
-            async for state in self._all_twins():
+            async for state in self._all_twins(chosen):
                 if vehicle(state.vehicle_id):
                     self.core.check_twin(state, self.clock(), names=timed)
 
@@ -339,10 +341,10 @@ class RulesEngine:
             alert_id=alert.id,
         )
 
-    async def _all_twins(self) -> AsyncIterator[TwinState]:
+    async def _all_twins(self, vehicles: VehiclePartitions | None = None) -> AsyncIterator[TwinState]:
         after: str | None = None
         while True:
-            page = await self.twins.list_twins(TwinFilter(after=after, limit=_PAGE))
+            page = await self.twins.list_twins(TwinFilter(after=after, limit=_PAGE, vehicles=vehicles))
             for state in page:
                 yield state
             if len(page) < _PAGE:

@@ -13,7 +13,7 @@ import msgspec
 
 from commands.model import Command, CommandState, Job, JobState
 from commands.stores.protocol import CommandQuery
-from kernel import SqlStore, Statement
+from kernel import SQLITE, SqlStore, Statement, VehiclePartitions
 from security import AuditEntry, audit_statement
 
 _encode = msgspec.json.Encoder().encode
@@ -30,6 +30,7 @@ INSERT INTO command_jobs (id, state, created_at, doc) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc
 """
 _OPEN_COMMANDS = "SELECT doc FROM commands WHERE state IN ('queued', 'sent') ORDER BY created_at, id"
+_OPEN_COMMANDS_OF = "SELECT doc FROM commands WHERE state IN ('queued', 'sent') AND {condition} ORDER BY created_at, id"
 COUNT_STATES = "SELECT state, count(*) FROM commands WHERE job_id = ? GROUP BY state"
 _OPEN_JOBS = "SELECT doc FROM command_jobs WHERE state IN (?, ?) ORDER BY created_at, id"
 
@@ -125,8 +126,15 @@ class SqlCommandStore(SqlStore):
         sql, args = _query_sql(query)
         return [_decode_command(d) for d in await self._docs(sql, args)]
 
-    async def open_commands(self) -> list[Command]:
-        return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
+    async def open_commands(self, vehicles: VehiclePartitions | None = None) -> list[Command]:
+        if vehicles is None:
+            return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
+        if self._sql.dialect is SQLITE:
+            # SQLite has no md5: the partitions are chosen here.
+            found = [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
+            return [c for c in found if vehicles(c.vehicle_id)]
+        condition, arg = vehicles.where("vehicle_id")
+        return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS_OF.format(condition=condition), (arg,))]
 
     async def get_job(self, job_id: str) -> Job | None:
         docs = await self._docs("SELECT doc FROM command_jobs WHERE id = ?", (job_id,))

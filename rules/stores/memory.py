@@ -7,7 +7,7 @@ from typing import Self
 
 import msgspec
 
-from kernel import StoreError
+from kernel import StoreError, VehiclePartitions
 from rules.alerts import Alert, AlertQuery
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite
@@ -84,13 +84,15 @@ class MemoryRulesStore:
         found.sort(key=lambda a: (a.raised_at, a.id), reverse=True)
         return found[: query.limit]
 
-    async def open_alerts(self) -> list[Alert]:
-        return [a for a in self.alerts.values() if a.state.open]
+    async def open_alerts(self, vehicles: VehiclePartitions | None = None) -> list[Alert]:
+        return [a for a in self.alerts.values() if a.state.open and (vehicles is None or vehicles(a.vehicle_id))]
 
-    async def last_cleared(self, since: float) -> list[Alert]:
+    async def last_cleared(self, since: float, vehicles: VehiclePartitions | None = None) -> list[Alert]:
         newest: dict[tuple[str, str], Alert] = {}
         for alert in self.alerts.values():
             if alert.cleared_at is None or alert.cleared_at < since:
+                continue
+            if vehicles is not None and not vehicles(alert.vehicle_id):
                 continue
             key = (alert.rule, alert.vehicle_id)
             seen = newest.get(key)
@@ -98,5 +100,5 @@ class MemoryRulesStore:
                 newest[key] = alert
         return list(newest.values())
 
-    async def pending_timers(self) -> list[PendingTimer]:
-        return list(self.timers.values())
+    async def pending_timers(self, vehicles: VehiclePartitions | None = None) -> list[PendingTimer]:
+        return [t for t in self.timers.values() if vehicles is None or vehicles(t.vehicle_id)]

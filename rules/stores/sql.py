@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from kernel import Database, SqlStore, Statement
+from kernel import SQLITE, Database, SqlStore, Statement, VehiclePartitions
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
@@ -149,19 +149,33 @@ class SqlRulesStore(SqlStore):
         rows = await self._sql.fetch(sql, (*args, query.limit))
         return [_decode_alert(row[0]) for row in rows]
 
-    async def open_alerts(self) -> list[Alert]:
-        rows = await self._sql.fetch(f"{self._select_alert} WHERE state <> ?", (AlertState.CLEARED.value,))
-        return [_decode_alert(row[0]) for row in rows]
+    def _of(self, vehicles: VehiclePartitions | None) -> tuple[str, tuple[Any, ...]]:
+        """The condition narrowing a read to `vehicles` in SQL (PostgreSQL: SQLite has no md5)."""
+        if vehicles is None or self._dialect is SQLITE:
+            return "", ()
+        condition, arg = vehicles.where("vehicle_id")
+        return f" AND {condition}", (arg,)
 
-    async def last_cleared(self, since: float) -> list[Alert]:
+    async def open_alerts(self, vehicles: VehiclePartitions | None = None) -> list[Alert]:
+        where, args = self._of(vehicles)
+        rows = await self._sql.fetch(f"{self._select_alert} WHERE state <> ?{where}", (AlertState.CLEARED.value, *args))
+        found = [_decode_alert(row[0]) for row in rows]
+        return found if vehicles is None else [a for a in found if vehicles(a.vehicle_id)]
+
+    async def last_cleared(self, since: float, vehicles: VehiclePartitions | None = None) -> list[Alert]:
         """The newest clear per rule and vehicle since `since`, for cooldowns after a restart."""
-        sql = f"{self._select_alert} WHERE cleared_at >= ? ORDER BY cleared_at"
+        where, args = self._of(vehicles)
+        sql = f"{self._select_alert} WHERE cleared_at >= ?{where} ORDER BY cleared_at"
         newest: dict[tuple[str, str], Alert] = {}
-        for row in await self._sql.fetch(sql, (self._dialect.time(since),)):
+        for row in await self._sql.fetch(sql, (self._dialect.time(since), *args)):
             alert = _decode_alert(row[0])
-            newest[(alert.rule, alert.vehicle_id)] = alert
+            if vehicles is None or vehicles(alert.vehicle_id):
+                newest[(alert.rule, alert.vehicle_id)] = alert
         return list(newest.values())
 
-    async def pending_timers(self) -> list[PendingTimer]:
-        rows = await self._sql.fetch(self._select_timers)
-        return [PendingTimer(r[0], r[1], TimerKind(r[2]), r[3], r[4], _decode_values(r[5])) for r in rows]
+    async def pending_timers(self, vehicles: VehiclePartitions | None = None) -> list[PendingTimer]:
+        where, args = self._of(vehicles)
+        sql = f"{self._select_timers} WHERE {self._dialect.true}{where}"
+        rows = await self._sql.fetch(sql, args)
+        found = [PendingTimer(r[0], r[1], TimerKind(r[2]), r[3], r[4], _decode_values(r[5])) for r in rows]
+        return found if vehicles is None else [t for t in found if vehicles(t.vehicle_id)]

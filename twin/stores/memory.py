@@ -92,6 +92,7 @@ class MemoryStore:
             if (query.fleet is None or t.fleet == query.fleet)
             and (query.connected is None or t.connection.connected == query.connected)
             and (query.after is None or vid > query.after)
+            and (query.vehicles is None or query.vehicles(vid))
         ]
         return out[: query.limit]
 

@@ -13,7 +13,7 @@ from commands import (
     SqlCommandStore,
     Transition,
 )
-from kernel import PostgresDatabase, Sql, SqliteDatabase, StoreError
+from kernel import PostgresDatabase, Sql, SqliteDatabase, StoreError, VehiclePartitions, partition_of
 from security import AuditEntry
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -126,6 +126,16 @@ async def test_open_commands_are_queued_and_sent_oldest_first(store):
         ]
     )
     assert [c.id for c in await store.open_commands()] == ["c1", "c3"]
+
+
+async def test_open_commands_of_some_partitions(store):
+    """A worker taking partitions over loads the waiting commands of their vehicles only, oldest first."""
+    vids = [f"veh-{n}" for n in range(24)]
+    await store.write([command(f"c{n:02d}", vehicle=v, at=100.0 + n) for n, v in enumerate(vids)])
+    chosen = VehiclePartitions(frozenset({0, 2}), 4)
+    expected = [f"c{n:02d}" for n, v in enumerate(vids) if partition_of(v, 4) in {0, 2}]
+    assert 0 < len(expected) < len(vids)
+    assert [c.id for c in await store.open_commands(chosen)] == expected
 
 
 async def test_jobs_round_trip_with_commands_in_one_write(store):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kernel import Duplicate, PostgresDatabase, Sql, SqliteDatabase, StoreError
+from kernel import Duplicate, PostgresDatabase, Sql, SqliteDatabase, StoreError, VehiclePartitions, partition_of
 from rules import (
     Alert,
     AlertQuery,
@@ -78,6 +78,28 @@ async def test_rules_and_zones_round_trip(store):
     assert await store.delete_zone("depot") is True
     assert await store.delete_zone("depot") is False
     assert await store.list_zones() == {"area": area}
+
+
+async def test_reads_for_a_takeover_keep_to_the_chosen_partitions(store):
+    """Open alerts, windows and recent clears of the partitions a worker takes over, and no others."""
+    vids = [f"veh-{n}" for n in range(24)]
+    chosen = VehiclePartitions(frozenset({1, 3}), 4)
+    await store.write(
+        RulesWrite(
+            alerts=[alert(f"open-{v}", vehicle=v) for v in vids]
+            + [
+                alert(f"done-{v}", vehicle=v, state=AlertState.CLEARED, cleared_at=150.0, cleared_by="condition")
+                for v in vids
+            ],
+            timers=[PendingTimer("hot", v, TimerKind.RAISE, 90.0, 120.0, {}) for v in vids],
+        )
+    )
+    mine = {v for v in vids if partition_of(v, 4) in {1, 3}}
+    assert 0 < len(mine) < len(vids)
+    assert {a.vehicle_id for a in await store.open_alerts(chosen)} == mine
+    assert {t.vehicle_id for t in await store.pending_timers(chosen)} == mine
+    assert {a.vehicle_id for a in await store.last_cleared(100.0, chosen)} == mine
+    assert len(await store.open_alerts()) == len(vids)
 
 
 async def test_alerts_and_timers_write_and_query(store):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from kernel import InvalidPayload, PostgresDatabase, SqliteDatabase
+from kernel import InvalidPayload, PostgresDatabase, SqliteDatabase, VehiclePartitions, partition_of
 from twin import (
     AggregateQuery,
     Bucket,
@@ -150,6 +150,24 @@ async def test_list_filters_and_pages(store) -> None:
 
 
 # -- raw history -----------------------------------------------------------------------
+
+
+async def test_list_chooses_partitions_and_pages(store) -> None:
+    """Listing the vehicles of some partitions (a worker's takeover) pages through exactly those."""
+    vids = [f"veh-{n:02d}" for n in range(30)]
+    await store.write_batch([_twin(v, connected=n % 3 > 0) for n, v in enumerate(vids)], [])
+    chosen = VehiclePartitions(frozenset({1, 2}), 4)
+    expected = [v for n, v in enumerate(vids) if n % 3 > 0 and partition_of(v, 4) in {1, 2}]
+    assert len(expected) > 4
+    found: list[str] = []
+    after = None
+    while True:
+        page = await store.list_twins(TwinFilter(connected=True, after=after, limit=4, vehicles=chosen))
+        found += [t.vehicle_id for t in page]
+        if len(page) < 4:
+            break
+        after = page[-1].vehicle_id
+    assert found == expected
 
 
 async def test_history_range_order_limit_fields(store) -> None:

@@ -89,6 +89,15 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "at most (one COPY).",
         ),
     ] = 1000
+    forward_linger_s: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=1,
+            description="How long a worker gathers messages for other workers' partitions before it writes them "
+            "to the inbox table (fewer, larger transactions for a little latency).",
+        ),
+    ] = 0.005
     inbox_poll_s: Annotated[
         float,
         Meta(

@@ -345,6 +345,9 @@ class ClusterWorker:
         """
         while True:
             await self._forward_wake.wait()
+            # Gathering for a moment turns a trickle of single messages into one transaction.
+            if len(self._forwarding) < self.settings.forward_batch:
+                await asyncio.sleep(self.settings.forward_linger_s)
             self._forward_wake.clear()
             while self._forwarding:
                 size = self.settings.forward_batch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Protocol
 
 
 def partition_of(vehicle_id: str, partitions: int) -> int:
@@ -44,3 +46,15 @@ class VehicleSelector:
 
     def __call__(self, vehicle_id: str) -> bool:
         return partition_of(vehicle_id, self.count) in self.partitions
+
+
+class PartitionListener(Protocol):
+    """A part of the hub that keeps state per vehicle and follows the partitions a worker holds."""
+
+    async def adopt(self, vehicle: Callable[[str], bool]) -> None:
+        """Rebuild the vehicles `vehicle` selects from the database: their partition was gained."""
+        ...
+
+    def release(self, vehicle: Callable[[str], bool]) -> None:
+        """Let go of the vehicles `vehicle` selects: their partition moved to another worker."""
+        ...

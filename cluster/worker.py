@@ -32,7 +32,7 @@ import structlog
 from cluster.edge import ExternalBroker, Received
 from cluster.inbox import Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
-from cluster.partitions import Ownership, partition_of
+from cluster.partitions import Ownership, PartitionListener, partition_of
 from cluster.schema import CHANNEL, JOB_PARTITION, install
 from cluster.settings import ClusterSettings
 from commands import CommandService
@@ -99,6 +99,8 @@ class ClusterWorker:
         self.service = service
         self.rules = rules
         self.commands = commands
+        # Other parts that keep per-vehicle state and follow the partitions (cluster/duties.py).
+        self.listeners: list[PartitionListener] = []
         self.worker_id = settings.worker_id or default_worker_id()
         self.ownership = Ownership(settings.partitions)
         # Partitions whose takeover is done: their messages go straight into the pipeline.
@@ -259,6 +261,7 @@ class ClusterWorker:
                 self.rules.release(chosen)
             if self.commands is not None:
                 self.commands.release(chosen)
+            self._release_listeners(chosen)
         if change.gained:
             chosen = self.ownership.selects(set(change.gained))
             if self.rules is not None:
@@ -270,6 +273,7 @@ class ClusterWorker:
                 await self.commands.adopt(chosen)
                 for vid in online:
                     self.commands.vehicle_connected(vid)
+            await self._adopt_listeners(chosen)
             self.ready |= set(change.gained)
         if self.commands is not None:
             leads = JOB_PARTITION in self.ownership.tokens
@@ -283,6 +287,14 @@ class ClusterWorker:
             lost=sorted(lost),
             held=len(self.ownership.tokens),
         )
+
+    def _release_listeners(self, vehicle: Callable[[str], bool]) -> None:
+        for listener in self.listeners:
+            listener.release(vehicle)
+
+    async def _adopt_listeners(self, vehicle: Callable[[str], bool]) -> None:
+        for listener in self.listeners:
+            await listener.adopt(vehicle)
 
     async def _connected(self, vehicle: Callable[[str], bool]) -> dict[str, float]:
         """Vehicles the database says are connected (and since when), among those `vehicle` selects."""

@@ -29,7 +29,7 @@ from broker import (
     WriterSettings,
     broker_store,
 )
-from cluster import ClusterWorker
+from cluster import ClusterWorker, Duties
 from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
@@ -40,7 +40,7 @@ from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
 from kernel import ConfigError, Database, PostgresDatabase
-from maintenance import MaintenanceService
+from maintenance import MaintenanceService, MeterDeriver
 from notifications import NotificationMetrics, NotificationService, notification_store
 from reports import ReportService, report_store
 from rules import RulesEngine
@@ -76,6 +76,7 @@ class Hub:
         self._consumer: asyncio.Task[None] | None = None
         self.broker: EmbeddedBroker | None = None
         self.cluster: ClusterWorker | None = None
+        self.duties: Duties | None = None
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
@@ -161,6 +162,8 @@ class Hub:
             self.notifications = NotificationService(
                 notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
             )
+            if self.duties is not None:
+                self.duties.notifications(self.notifications)
             await self._stack.enter_async_context(self.notifications.store)
             await self._stack.enter_async_context(self.notifications)
             if self.rules is not None:
@@ -181,6 +184,8 @@ class Hub:
                 sink=self.notifications,
                 store=report_store(self.database),
             )
+            if self.duties is not None:
+                self.duties.reports(self.reports)
             if self.reports.store is not None:
                 await self._stack.enter_async_context(self.reports.store)
             await self._stack.enter_async_context(self.reports)
@@ -306,6 +311,13 @@ class Hub:
         if not isinstance(self.database, PostgresDatabase):
             raise ConfigError("worker mode needs PostgreSQL: set store.url to a postgresql:// URL")
         self.cluster = ClusterWorker(s.cluster, self.database, self.service, rules=self.rules, commands=commands)
+        # Before the first leases: the listeners see every partition this worker gains.
+        self.duties = duties = Duties(self.cluster)
+        if self.maintenance is not None:
+            duties.maintenance(self.maintenance)
+        for enricher in self.service.enrichers:
+            if isinstance(enricher, MeterDeriver):
+                duties.meters(enricher)
         await self._stack.enter_async_context(self.cluster)
         if s.cluster.role == "worker":
             self.service.channel = self.cluster.channel

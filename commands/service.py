@@ -277,7 +277,8 @@ class CommandService(CommandEngine):
         return copy_of(job)
 
     async def job(self, job_id: str, *, outcomes: bool = True) -> JobReport:
-        live = self._jobs.get(job_id)
+        # A worker that does not dispatch jobs (a cluster) may hold a stale copy: the store has the truth.
+        live = self._jobs.get(job_id) if self.dispatches_jobs else None
         # A copy, read before the commands: a job seen completed has all its commands stored finished,
         # whereas the live job may complete while the commands are being read.
         job = copy_of(live) if live is not None else await self.store.get_job(job_id)

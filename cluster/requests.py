@@ -292,9 +292,11 @@ class ForwardedWrites:
                     return _document.decode(row[2])
                 raise error_of(_failure.decode(row[2]))
             waited = time.monotonic() - started
-            if row is None or waited >= self.settings.forward_timeout_s:
-                force = row is None or waited >= self.settings.forward_outcome_timeout_s
-                if row is None or await self._withdraw(rid, force):
+            # Gone (swept) or withdrawn already: nobody can apply it any more.
+            gone = row is None or row[0] == "withdrawn"
+            if gone or waited >= self.settings.forward_timeout_s:
+                force = waited >= self.settings.forward_outcome_timeout_s
+                if gone or await self._withdraw(rid, force):
                     raise OwnerUnavailable(
                         f"no worker holding this vehicle's partition applied the write within "
                         f"{waited:.1f} s; nothing was written",

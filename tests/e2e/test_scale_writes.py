@@ -63,7 +63,7 @@ def _desired(http: int, vid: str, patch: dict, **params: object) -> httpx.Respon
 def test_writes_on_an_api_node_and_a_non_owner_are_applied_once_by_the_owner(
     mosquitto: int, pg_url: str, run_hub, tmp_path: Path
 ) -> None:
-    """Provisioning and desired patches through an API node and a non-owner worker: one change each, at the owner."""
+    """Provisioning, desired and tags patches via an API node and a non-owner worker: applied once, by the owner."""
     a, http_a = _worker(run_hub, tmp_path, mosquitto, pg_url, "a")
     b, http_b = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
     api, http_api = _worker(run_hub, tmp_path, mosquitto, pg_url, "api", role="api")
@@ -108,7 +108,9 @@ def test_writes_on_an_api_node_and_a_non_owner_are_applied_once_by_the_owner(
             assert forwarded.status_code == owner.status_code
             assert forwarded.status_code in {404, 409, 422}
             assert forwarded.json() == owner.json()
-        assert httpx.get(f"http://127.0.0.1:{http_api}/api/v1/vehicles/{vid}/twin").json()["version"] == 4
+        tags = httpx.patch(f"http://127.0.0.1:{http_api}/api/v1/vehicles/{vid}/tags", json={"depot": "north"})
+        assert (tags.status_code, tags.json()["tags"], tags.json()["version"]) == (200, {"depot": "north"}, 5)
+        assert httpx.get(f"http://127.0.0.1:{http_api}/api/v1/vehicles/{vid}/twin").json()["version"] == 5
         assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
     finally:
         vehicle.close()

@@ -10,6 +10,7 @@ from cluster.edge import ExternalBroker, Received, parse_broker_url
 from cluster.inbox import Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
 from cluster.partitions import PARTITION_SQL, Ownership, PartitionListener, partition_of
+from cluster.requests import ForwardedWrites
 from cluster.schema import install
 from cluster.settings import ClusterSettings
 from cluster.worker import ClusterWorker, default_worker_id, inbound_of
@@ -20,6 +21,7 @@ __all__ = [
     "ClusterWorker",
     "Duties",
     "ExternalBroker",
+    "ForwardedWrites",
     "Inbox",
     "LeaseChange",
     "Leases",

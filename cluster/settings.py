@@ -75,6 +75,39 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     inbox_poll_s: Annotated[
         float, Meta(gt=0, description="How often an owner looks for messages other workers forwarded to it.")
     ] = 0.1
+    forward_timeout_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="A twin write asked for on a node that does not own the vehicle waits this long for the owner "
+            "to take it; then it is withdrawn and answered 503 with Retry-After.",
+        ),
+    ] = 10.0
+    forward_outcome_timeout_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="A forwarded twin write the owner took but has not answered is withdrawn after this long "
+            "(its commit then fails) and answered 503.",
+        ),
+    ] = 30.0
+    forward_poll_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="How often forwarded twin writes are looked for and their answers read when no NOTIFY came.",
+        ),
+    ] = 0.5
+    forward_batch: Annotated[int, Meta(ge=1, description="Forwarded twin writes an owner takes per pass at most.")] = (
+        100
+    )
+    forward_keep_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="Forwarded twin writes left behind by a node that went away are deleted after this long.",
+        ),
+    ] = 600.0
 
     @property
     def enabled(self) -> bool:

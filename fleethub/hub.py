@@ -29,7 +29,7 @@ from broker import (
     WriterSettings,
     broker_store,
 )
-from cluster import ClusterWorker, Duties
+from cluster import ClusterWorker, Duties, ForwardedWrites
 from commands import CommandService
 from console import Console
 from fleethub.commands_setup import command_service
@@ -77,6 +77,7 @@ class Hub:
         self.broker: EmbeddedBroker | None = None
         self.cluster: ClusterWorker | None = None
         self.duties: Duties | None = None
+        self.forwarding: ForwardedWrites | None = None
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
@@ -319,6 +320,10 @@ class Hub:
             if isinstance(enricher, MeterDeriver):
                 duties.meters(enricher)
         await self._stack.enter_async_context(self.cluster)
+        # Twin writes of vehicles this node does not own are applied by their owner.
+        self.forwarding = ForwardedWrites(s.cluster, self.database, self.service, self.cluster)
+        await self._stack.enter_async_context(self.forwarding)
+        self.service.route = self.forwarding
         if s.cluster.role == "worker":
             self.service.channel = self.cluster.channel
             commands.channel = self.cluster.channel
@@ -369,6 +374,7 @@ class Hub:
         """Return when `stop` is set; raise if a part of the hub died on its own."""
         watched: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
         cluster = self.cluster.tasks if self.cluster is not None else []
+        cluster += self.forwarding.tasks if self.forwarding is not None else []
         for task in (self._consumer, self.http.task if self.http else None, *cluster):
             if task is not None:
                 watched.append(task)  # type: ignore[arg-type]

@@ -63,6 +63,8 @@ class AlertSink(Protocol):
 class TwinSource(Protocol):
     async def list_twins(self, query: TwinFilter) -> list[TwinState]: ...
 
+    async def load_twin(self, vehicle_id: str) -> TwinState | None: ...
+
 
 def alert_rule(schedule_id: str, stage: Stage) -> str:
     """The rule name a schedule's alerts carry: `maintenance.{schedule}.due_soon` or `.overdue`."""
@@ -202,6 +204,15 @@ class MaintenanceService:
             odo = d_odo if d_odo is not None else odo
             hours = d_hours if d_hours is not None else hours
         return odo, hours
+
+    async def look_up(self, vehicle_id: str) -> None:
+        """Read a vehicle this hub does not own from the store (worker mode), so what it answers about it
+        (fleet, tags, meters) is what the owner last committed, even for a vehicle created after this start."""
+        if self.owns is None or self.owns(vehicle_id):
+            return
+        state = await self.twins.load_twin(vehicle_id)
+        if state is not None:
+            self._see(state)
 
     def fleet_of(self, vehicle_id: str) -> str:
         entry = self._vehicles.get(vehicle_id)
@@ -421,6 +432,7 @@ class MaintenanceService:
     ) -> ServiceRecord:
         """Close the vehicle's interval of the schedule and start the next at this service."""
         schedule = self.get_schedule(schedule_id)
+        await self.look_up(vehicle_id)
         fleet = self.fleet_of(vehicle_id)
         entry = self._vehicles[vehicle_id]
         if not schedule.selects(vehicle_id, fleet, entry.tags):
@@ -488,6 +500,7 @@ class MaintenanceService:
             raise InvalidPayload("bad_body", "give odometer_km, engine_hours or both")
         if self.deriver is None:
             raise InvalidPayload("meters_off", "the hub does not derive meters (maintenance.meters_enabled = false)")
+        await self.look_up(vehicle_id)
         fleet = self.fleet_of(vehicle_id)
         now = self.clock()
         previous = self.meters(vehicle_id)

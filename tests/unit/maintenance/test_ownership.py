@@ -15,6 +15,9 @@ class Twins:
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
         return [s for s in self.states if query.after is None or s.vehicle_id > query.after][: query.limit]
 
+    async def load_twin(self, vehicle_id: str) -> TwinState | None:
+        return next((s for s in self.states if s.vehicle_id == vehicle_id), None)
+
 
 class Alerts:
     """An alert lifecycle like the rules engine's: one open alert per (rule, vehicle)."""
@@ -79,3 +82,14 @@ async def test_a_meter_correction_made_elsewhere_is_applied_by_the_owner_once() 
         b.deriver.forget("v2")  # type: ignore[union-attr]
         await b.check()
         assert b.deriver.values("v2") == (None, None)  # type: ignore[union-attr]  (not applied twice)
+
+
+async def test_a_hub_reads_a_vehicle_it_does_not_own_from_the_store() -> None:
+    """A vehicle created after this hub started, owned elsewhere, can have a service recorded here."""
+    store = MemoryMaintenanceStore()
+    a = service(store, {"v1"})
+    async with a:
+        await a.put_schedule("inspect", ScheduleBody(name="Inspection", every_days=1))
+        a.twins.states.append(TwinState(vehicle_id="v3", created_at=2.0, updated_at=2.0, fleet="north"))  # type: ignore[attr-defined]
+        record = await a.record_service("v3", "inspect", by="ana")
+        assert record.fleet == "north"

@@ -59,6 +59,10 @@ class AlertSink(Protocol):
 
     async def flush(self) -> None: ...
 
+    def open_alert(self, rule: str, vehicle_id: str) -> object:
+        """The open alert of `rule` for the vehicle, or None."""
+        ...
+
 
 class TwinSource(Protocol):
     async def list_twins(self, query: TwinFilter) -> list[TwinState]: ...
@@ -259,6 +263,8 @@ class MaintenanceService:
             now = self.clock()
             changed: list[Interval] = []
             raised = 0
+            # (interval, the stage it had, the alert rule raised) to check once the alerts are stored.
+            pending: list[tuple[Interval, Stage, str]] = []
             for schedule in list(self._schedules.values()):
                 for vid, entry in list(self._vehicles.items()):
                     if not self._mine(vid) or not schedule.selects(vid, entry.fleet, entry.tags):
@@ -270,6 +276,7 @@ class MaintenanceService:
                     if due.status.rank > interval.stage.rank:
                         if self._alert(schedule, due):
                             raised += 1
+                            pending.append((interval, interval.stage, alert_rule(schedule.id, due.status)))
                         interval.stage = due.status
                         moved = True
                     if moved:
@@ -281,6 +288,13 @@ class MaintenanceService:
             if raised and self.alerts is not None:
                 # Alerts are stored before the intervals that remember them.
                 await self.alerts.flush()
+                if self.owns is not None:
+                    for interval, stage, rule in pending:
+                        if self.alerts.open_alert(rule, interval.vehicle_id) is None:
+                            # The database fenced the alert off (the partition moved): the interval must
+                            # not remember an alert that was never stored, or the next owner never raises it.
+                            interval.stage = stage
+                            raised -= 1
             await self.store.put_intervals(changed)
             self.counters.sweeps += 1
             self.counters.raised += raised

@@ -44,6 +44,9 @@ class Alerts:
     async def flush(self) -> None:
         return None
 
+    def open_alert(self, rule: str, vehicle_id: str) -> object:
+        return (rule, vehicle_id) if (rule, vehicle_id) in self.open else None
+
 
 def service(store: MemoryMaintenanceStore, owned: set[str]) -> MaintenanceService:
     m = MaintenanceService(store, Twins("v1", "v2"), deriver=MeterDeriver(), alerts=Alerts(), clock=lambda: NOW)
@@ -93,3 +96,23 @@ async def test_a_hub_reads_a_vehicle_it_does_not_own_from_the_store() -> None:
         a.twins.states.append(TwinState(vehicle_id="v3", created_at=2.0, updated_at=2.0, fleet="north"))  # type: ignore[attr-defined]
         record = await a.record_service("v3", "inspect", by="ana")
         assert record.fleet == "north"
+
+
+async def test_a_due_alert_the_database_fenced_off_is_raised_again() -> None:
+    """A check whose alert write was refused (the partition moved meanwhile) does not store the interval as
+    alerted, so the vehicle's owner raises the alert at its next check."""
+    store = MemoryMaintenanceStore()
+    a = service(store, {"v1"})
+    alerts: Alerts = a.alerts  # type: ignore[assignment]
+
+    async def fenced() -> None:
+        alerts.open.clear()  # what the rules engine's resync leaves: nothing of the batch stored
+
+    async with a:
+        await a.put_schedule("inspect", ScheduleBody(name="Inspection", every_days=1, due_soon_days=1))
+        alerts.flush = fenced  # type: ignore[method-assign]
+        assert await a.check() == 0
+        assert [i.stage.value for i in await store.intervals()] == ["ok"]
+        del alerts.flush  # the instance attribute: the class's flush again
+        assert await a.check() == 1
+        assert [i.stage.value for i in await store.intervals()] == ["due_soon"]

@@ -7,13 +7,15 @@ live feed (coalesced, batched, bounded per client) and the console's login sessi
 """
 
 from console.index import FleetIndex
-from console.live import LiveClient, LiveFeed, LiveSink, TooManyClients
+from console.live import ALERT_PREFIX, COMMAND_PREFIX, LiveClient, LiveFeed, LiveSink, Publisher, TooManyClients
 from console.rows import Columns, VehicleRow, VehicleState, row_of
 from console.service import STATIC_DIR, Console
 from console.sessions import COOKIE, CSRF_HEADER, MemorySessions, Session, SessionStore, csrf_matches
 from console.settings import ConsoleSettings
 
 __all__ = [
+    "ALERT_PREFIX",
+    "COMMAND_PREFIX",
     "COOKIE",
     "CSRF_HEADER",
     "STATIC_DIR",
@@ -25,6 +27,7 @@ __all__ = [
     "LiveFeed",
     "LiveSink",
     "MemorySessions",
+    "Publisher",
     "Session",
     "SessionStore",
     "TooManyClients",

@@ -170,6 +170,10 @@ class LiveFeed:
         else:
             self._keep(self._commands, event)
 
+    def resync(self) -> None:
+        """Events may have been missed (another node's were lost): the next batch tells browsers to reload them."""
+        self._overflow = True
+
     def _keep(self, events: list[dict[str, Any]], event: dict[str, Any]) -> None:
         if len(events) < _MAX_EVENTS:
             events.append(event)

@@ -88,7 +88,7 @@ async def _notices(conn: psycopg.AsyncConnection, until: Callable[[list[Notice]]
 async def test_a_commit_announces_its_twins_in_chunks_and_only_with_a_fence(
     pg_url: str, worker: tuple[PostgresDatabase, PostgresStore]
 ) -> None:
-    """One batch of 250 twins: three notifications of at most 100 ids, naming the writer; unfenced writes say nothing."""
+    """One batch of 250 twins: three notices of at most 100 ids, naming the writer; unfenced writes say nothing."""
     _, store = worker
     listen = await _listener(pg_url)
     try:
@@ -125,17 +125,20 @@ async def test_the_relay_coalesces_a_burst_into_one_read_per_tick_and_skips_its_
         await relay.tick()  # the start's full read (nothing stored yet)
         await mine.tick()
         assert other.resyncs == 1
-        await store.write_batch([_twin(f"car-{n}", 1) for n in range(0, 6)], [])
+        await store.write_batch([_twin(f"car-{n}", 1) for n in range(6)], [])
         await store.write_batch([_twin(f"car-{n}", 2) for n in range(3, 9)], [])
         await store.write_batch([_twin(f"car-{n}", 3) for n in range(6, 10)], [])
         await _eventually(lambda: len(relay.pending) == 10, "every announced vehicle pending")
         # A positive control for the node's own relay: the same announcements reached the database.
-        assert own.updates == [] and mine.pending == set()
+        assert own.updates == []
+        assert mine.pending == set()
         await relay.tick()
         assert sorted(other.vehicles()) == sorted(f"car-{n}" for n in range(10))
         assert [len(batch) for batch in other.updates] == [4, 4, 2]
         versions = {u.vehicle_id: u.state.version for batch in other.updates for u in batch}
-        assert versions["car-0"] == 1 and versions["car-5"] == 2 and versions["car-9"] == 3
+        assert versions["car-0"] == 1
+        assert versions["car-5"] == 2
+        assert versions["car-9"] == 3
         assert relay.pending == set()
         await relay.tick()  # nothing new: nothing read
         assert len(other.updates) == 3
@@ -214,4 +217,5 @@ async def test_events_reach_other_nodes_inline_or_by_reference_in_order(
             announcer.offer(f"alerts/default/info/r/veh-{n}", small)
         await announcer.send_once()
         await _eventually(lambda: sink.resyncs == 1 and len(sink.events) == 4, "a resync and two more events")
-        assert own.events == [] and own.resyncs == 0
+        assert own.events == []
+        assert own.resyncs == 0

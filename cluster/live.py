@@ -91,7 +91,8 @@ class LiveRelay:
         delay = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.db.url, autocommit=True) as conn:
+                connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
+                async with await connect as conn:
                     channel = await channel_of(conn)
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     # Whatever was announced before this LISTEN (at start, or while the connection
@@ -105,7 +106,8 @@ class LiveRelay:
                         # One odd notification must not end live updates from the other nodes.
                         except Exception:
                             log.exception("console live: a notification failed", payload=note.payload[:200])
-            except (psycopg.Error, OSError) as exc:
+            # Whatever ends the connection, the node keeps trying: live updates are worth a reconnect.
+            except Exception as exc:
                 self.connected.clear()
                 log.warning("console live LISTEN connection lost, reconnecting", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -26,7 +26,7 @@ import structlog
 from psycopg import sql
 
 from cluster.announce import EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
-from console import LiveSink
+from console import LiveSink, OpenAlerts
 from kernel import PostgresDatabase
 from twin import Store, TwinFilter, TwinState, TwinUpdate, UpdateKind
 
@@ -36,6 +36,10 @@ log = structlog.get_logger(__name__)
 class RelaySink(LiveSink, Protocol):
     def resync(self) -> None:
         """Events may have been missed: clients should reload them."""
+        ...
+
+    def reload_alerts(self, open_alerts: Iterable[tuple[str, str, str]]) -> None:
+        """Alert events may have been missed: these (alert id, vehicle id, severity) are the open ones."""
         ...
 
 
@@ -52,6 +56,7 @@ class LiveRelay:
         interval_s: float,
         max_pending: int,
         read_batch: int,
+        open_alerts: OpenAlerts | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -60,11 +65,15 @@ class LiveRelay:
         self.interval_s = interval_s
         self.max_pending = max_pending
         self.read_batch = read_batch
+        self.open_alerts = open_alerts
         self.pending: set[str] = set()
         # Set when announcements may have been missed or dropped: the next tick re-reads every twin.
         self.reload = False
         self.reloads = 0
         self.connected = asyncio.Event()
+        # Held while the open alerts are re-read: events heard meanwhile are applied after the
+        # re-read, so an alert changed in that window is not undone by the older snapshot.
+        self._events = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Self:
@@ -128,14 +137,16 @@ class LiveRelay:
                 )
                 self.pending.clear()
                 self.reload = True
-        elif notice.kind == EVENT:
-            event = notice.event()
-            if event is not None:
-                self.sink.hub_message(*event)
-        elif notice.kind == EVENT_REF:
-            await self._read_event(notice.body)
-        elif notice.kind == EVENTS_LOST:
-            self.sink.resync()
+            return
+        async with self._events:
+            if notice.kind == EVENT:
+                event = notice.event()
+                if event is not None:
+                    self.sink.hub_message(*event)
+            elif notice.kind == EVENT_REF:
+                await self._read_event(notice.body)
+            elif notice.kind == EVENTS_LOST:
+                await self._reload_alerts()
 
     async def _read_event(self, ref: str) -> None:
         try:
@@ -144,7 +155,7 @@ class LiveRelay:
                 row = await cur.fetchone()
         except Exception as exc:
             log.warning("console live: could not read an event", ref=ref, error=f"{type(exc).__name__}: {exc}")
-            self.sink.resync()
+            await self._reload_alerts()
             return
         if row is not None:
             self.sink.hub_message(str(row[0]), bytes(row[1]))
@@ -170,13 +181,27 @@ class LiveRelay:
             self.pending.clear()
             self.reloads += 1
             await self._read_all()
-            self.sink.resync()
+            async with self._events:
+                await self._reload_alerts()
             return
         ids, self.pending = sorted(self.pending), set()
         for start in range(0, len(ids), self.read_batch):
             chunk = ids[start : start + self.read_batch]
             states = await self.store.load_twins(chunk)
             self._feed([states[v] for v in chunk if v in states])
+
+    async def _reload_alerts(self) -> None:
+        """Re-read the open alerts into the feed (it tells browsers to reload alerts and commands)."""
+        if self.open_alerts is None:
+            self.sink.resync()
+            return
+        try:
+            found = await self.open_alerts()
+        except Exception as exc:
+            log.warning("console live: could not re-read open alerts", error=f"{type(exc).__name__}: {exc}")
+            self.sink.resync()
+            return
+        self.sink.reload_alerts(found)
 
     async def _read_all(self) -> None:
         after: str | None = None

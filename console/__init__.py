@@ -6,7 +6,7 @@ live feed (coalesced, batched, bounded per client) and the console's login sessi
 `web-ui/` (ES modules, no build step; libraries vendored in `web-ui/vendor/`).
 """
 
-from console.index import FleetIndex
+from console.index import FleetIndex, OpenAlerts
 from console.live import ALERT_PREFIX, COMMAND_PREFIX, LiveClient, LiveFeed, LiveSink, Publisher, TooManyClients
 from console.rows import Columns, VehicleRow, VehicleState, row_of
 from console.service import STATIC_DIR, Console
@@ -27,6 +27,7 @@ __all__ = [
     "LiveFeed",
     "LiveSink",
     "MemorySessions",
+    "OpenAlerts",
     "Publisher",
     "Session",
     "SessionStore",

@@ -41,5 +41,6 @@ async def relay_live(
         interval_s=console.settings.live_interval_s,
         max_pending=s.live_max_pending,
         read_batch=s.live_read_batch,
+        open_alerts=console.open_alerts,
     )
     await stack.enter_async_context(relay)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import msgspec
 import psycopg
@@ -28,6 +28,7 @@ class Recorder:
         self.updates: list[list[TwinUpdate]] = []
         self.events: list[tuple[str, bytes]] = []
         self.resyncs = 0
+        self.open_alerts: list[list[tuple[str, str, str]]] = []
 
     def twin_updated(self, updates: list[TwinUpdate]) -> None:
         self.updates.append(list(updates))
@@ -37,6 +38,9 @@ class Recorder:
 
     def resync(self) -> None:
         self.resyncs += 1
+
+    def reload_alerts(self, open_alerts: Iterable[tuple[str, str, str]]) -> None:
+        self.open_alerts.append(list(open_alerts))
 
     def vehicles(self) -> list[str]:
         return [u.vehicle_id for batch in self.updates for u in batch]
@@ -168,14 +172,21 @@ async def test_beyond_the_cap_the_relay_rereads_every_twin_instead(
 async def test_after_losing_its_listen_connection_the_relay_rereads_what_it_missed(
     pg_url: str, worker: tuple[PostgresDatabase, PostgresStore]
 ) -> None:
-    """The LISTEN connection is killed (as by a PostgreSQL restart): it reconnects, re-reads the twins and resyncs."""
+    """The LISTEN connection is killed (as by a PostgreSQL restart): it reconnects, re-reads twins and open alerts."""
     db, store = worker
     sink = Recorder()
-    relay = LiveRelay(db, store, sink, writer="api-1", interval_s=3600, max_pending=100, read_batch=100)
+    open_now = [("al-1", "tram-1", "major")]
+
+    async def open_alerts() -> list[tuple[str, str, str]]:
+        return list(open_now)
+
+    relay = LiveRelay(
+        db, store, sink, writer="api-1", interval_s=3600, max_pending=100, read_batch=100, open_alerts=open_alerts
+    )
     async with relay:
         await asyncio.wait_for(relay.connected.wait(), 10)
         await relay.tick()
-        resyncs = sink.resyncs
+        assert sink.open_alerts == [open_now]
         async with db.connection() as conn:
             channel = await channel_of(conn)
             await conn.execute(
@@ -189,7 +200,7 @@ async def test_after_losing_its_listen_connection_the_relay_rereads_what_it_miss
         assert relay.reload
         await relay.tick()
         assert "tram-1" in sink.vehicles()
-        assert sink.resyncs == resyncs + 1
+        assert sink.open_alerts == [open_now, open_now]
 
 
 async def test_events_reach_other_nodes_inline_or_by_reference_in_order(

@@ -230,3 +230,42 @@ async def test_events_reach_other_nodes_inline_or_by_reference_in_order(
         await _eventually(lambda: sink.resyncs == 1 and len(sink.events) == 4, "a resync and two more events")
         assert own.events == []
         assert own.resyncs == 0
+
+
+async def test_the_relay_listens_again_after_a_postgresql_restart(pg_instance) -> None:
+    """A real server restart: the relay reconnects by itself, re-reads the twins and open alerts, and hears again."""
+    async with PostgresDatabase(pg_instance.url, pool_min_size=1, pool_max_size=2) as db, PostgresStore(db) as store:
+        async with db.connection() as conn:
+            await install(conn, K)
+        held = (await Leases(db, "w1", partitions=K, lease_s=600).step({})).held
+        db.set_fence(fence_of("w1", K, held))
+        sink = Recorder()
+
+        async def open_alerts() -> list[tuple[str, str, str]]:
+            return []
+
+        relay = LiveRelay(
+            db, store, sink, writer="api-1", interval_s=3600, max_pending=100, read_batch=100, open_alerts=open_alerts
+        )
+        async with relay:
+            await asyncio.wait_for(relay.connected.wait(), 10)
+            await relay.tick()
+            await asyncio.to_thread(pg_instance.stop)
+            await _eventually(lambda: not relay.connected.is_set(), "the relay saw the server go")
+            await asyncio.to_thread(pg_instance.start)
+            await asyncio.wait_for(relay.connected.wait(), 30)
+            await relay.tick()
+            assert len(sink.open_alerts) == 2  # at start and after the restart
+            # Listening again: a commit after the restart is announced and read at the next tick.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    await store.write_batch([_twin("ferry-1", 1)], [])
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            await _eventually(lambda: relay.pending == {"ferry-1"}, "the commit after the restart announced")
+            await relay.tick()
+            assert sink.vehicles()[-1] == "ferry-1"

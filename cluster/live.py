@@ -69,7 +69,6 @@ class LiveRelay:
         self.pending: set[str] = set()
         # Set when announcements may have been missed or dropped: the next tick re-reads every twin.
         self.reload = False
-        self.reloads = 0
         self.connected = asyncio.Event()
         # Held while the open alerts are re-read: events heard meanwhile are applied after the
         # re-read, so an alert changed in that window is not undone by the older snapshot.
@@ -179,7 +178,6 @@ class LiveRelay:
         if self.reload:
             self.reload = False
             self.pending.clear()
-            self.reloads += 1
             await self._read_all()
             async with self._events:
                 await self._reload_alerts()

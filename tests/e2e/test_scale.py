@@ -25,6 +25,8 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cluster import partition_of
+
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 DEV = {"FLEETHUB_MQTT_ALLOW_ANONYMOUS": "true", "FLEETHUB_AUTH_ENABLED": "false"}

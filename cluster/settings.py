@@ -109,6 +109,26 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ),
     ] = 600.0
 
+    live_max_pending: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Vehicles other nodes announced as changed and not yet read into this node's console; beyond "
+            "it the node drops the list and re-reads every twin once instead of holding more.",
+        ),
+    ] = 50_000
+    live_read_batch: Annotated[
+        int, Meta(ge=1, description="Twins read per query when a node reads what other nodes changed for its console.")
+    ] = 1000
+    live_events_max: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Alert and command events waiting to be announced to other nodes' consoles; beyond it they "
+            "are dropped and those consoles are told to reload alerts and commands.",
+        ),
+    ] = 10_000
+
     @property
     def enabled(self) -> bool:
         """True when this hub runs beside others on one database (a broker URL or the api role)."""

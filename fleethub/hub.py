@@ -32,6 +32,7 @@ from broker import (
 from cluster import ClusterWorker, Duties, ForwardedWrites
 from commands import CommandService
 from console import Console
+from fleethub.cluster_live_setup import relay_live
 from fleethub.commands_setup import command_service
 from fleethub.console_setup import console_of
 from fleethub.http_server import HttpServer
@@ -159,6 +160,9 @@ class Hub:
         self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
         if self.console is not None:
             await self._stack.enter_async_context(self.console)
+        if self.cluster is not None:
+            # Other nodes' consoles hear of this node's changes, and this node's of theirs.
+            await relay_live(self._stack, self.cluster, self.store, self.console, self.rules, self.commands)
         if s.notifications.enabled:
             self.notifications = NotificationService(
                 notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)

@@ -367,6 +367,7 @@ class VehicleMaintenanceController(Controller):
     )
     async def meters(self, deps: Deps, vehicle_id: VehicleId) -> MetersView:
         service = maintenance_of(deps)
+        await service.look_up(vehicle_id)
         service.fleet_of(vehicle_id)
         odo, hours = service.meters(vehicle_id)
         due = [d for _, _, d in service.standing() if d.vehicle_id == vehicle_id]

@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from kernel import FleethubError, InvalidPayload, LimitExceeded, NotFound, StoreError, StoreRejected
 from security import AlreadyExists
-from twin import VersionConflict
+from twin import OwnerUnavailable, VersionConflict
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,11 @@ def fleethub_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
             problem = Problem(
                 _type("store-rejected"), "Refused by the database", 422, str(exc), reason="store_rejected"
             )
+        case OwnerUnavailable():
+            problem = Problem(
+                _type("owner-unavailable"), "Owner unavailable", 503, str(exc), reason="owner_unavailable"
+            )
+            return problem_response(request, problem, {"Retry-After": str(exc.retry_after_s)})
         case StoreError():
             log.error("store error", path=request.url.path, error=str(exc))
             problem = Problem(_type("store-unavailable"), "Store unavailable", 503, str(exc))

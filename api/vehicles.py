@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -19,8 +17,8 @@ from api.examples import body
 from api.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_size
 from api.times import query_time
 from kernel import InvalidPayload
-from security import Permission, audit_entry, audit_insert
-from twin import Statement, TwinAsOf, TwinDocument, TwinFilter, TwinState
+from security import Permission, TwinWriteAudit
+from twin import TwinAsOf, TwinDocument, TwinFilter
 
 VehicleId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Vehicle id (its MQTT username)")
@@ -167,15 +165,9 @@ class VehicleController(Controller):
 
 def _audited(
     request: Request[Any, Any, Any], deps: ApiDeps, action: str, patch: Mapping[str, Any]
-) -> Callable[[TwinState], Statement] | None:
+) -> TwinWriteAudit | None:
     """The audit entry of a twin write, made from the changed twin; the twin store commits it with the change."""
     if deps.security is None:
         return None
     actor = actor_of(request)
-
-    def record(state: TwinState) -> Statement:
-        detail = {"patch": dict(patch), "version": state.version}
-        entry = audit_entry(actor, action, time.time(), vehicle_id=state.vehicle_id, fleet=state.fleet, detail=detail)
-        return functools.partial(audit_insert, entry)
-
-    return record
+    return TwinWriteAudit(actor.name, actor.remote, action, dict(patch))

@@ -26,7 +26,6 @@ from commands import Command, CommandState, SqlCommandStore, Transition
 from kernel import PostgresDatabase, VehiclePartitions
 from rules import Alert, AlertState, PendingTimer, RulesWrite, SqlRulesStore, TimerKind
 from twin import PostgresStore, ReportedEntry, TwinFilter, TwinState
-from twin.model import Connection
 
 PARTITIONS = 64
 
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _twin(vid: str, connected: bool) -> TwinState:
     reported = {"soc": ReportedEntry(50, 1.5), "speed": ReportedEntry(42, 1.5), "odometer_km": ReportedEntry(1234, 1.5)}
-    return TwinState(
+    state = TwinState(
         vehicle_id=vid,
         created_at=1.0,
         updated_at=2.0,
@@ -48,8 +47,10 @@ def _twin(vid: str, connected: bool) -> TwinState:
         version=3,
         tags={"depot": "north"},
         reported=reported,
-        connection=Connection(connected=connected, since=1.0 if connected else None),
     )
+    state.connection.connected = connected
+    state.connection.since = 1.0 if connected else None
+    return state
 
 
 def _alert(n: int, vid: str) -> Alert:

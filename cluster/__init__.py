@@ -5,10 +5,14 @@ one worker at a time, with a fencing token the database checks on every owner-on
 write. See docs/scale.md.
 """
 
+from cluster.announce import EventAnnouncer
+from cluster.duties import Duties
 from cluster.edge import ExternalBroker, Received, parse_broker_url
 from cluster.inbox import Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
-from cluster.partitions import PARTITION_SQL, Ownership, partition_of
+from cluster.live import LiveRelay
+from cluster.partitions import PARTITION_SQL, Ownership, PartitionListener, partition_of
+from cluster.requests import ForwardedWrites
 from cluster.schema import install
 from cluster.settings import ClusterSettings
 from cluster.worker import ClusterWorker, default_worker_id, inbound_of
@@ -17,11 +21,16 @@ __all__ = [
     "PARTITION_SQL",
     "ClusterSettings",
     "ClusterWorker",
+    "Duties",
+    "EventAnnouncer",
     "ExternalBroker",
+    "ForwardedWrites",
     "Inbox",
     "LeaseChange",
     "Leases",
+    "LiveRelay",
     "Ownership",
+    "PartitionListener",
     "Received",
     "default_worker_id",
     "fence_of",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 from kernel import PARTITION_SQL, VehiclePartitions, partition_of
 
-__all__ = ["PARTITION_SQL", "Ownership", "partition_of"]
+__all__ = ["PARTITION_SQL", "Ownership", "PartitionListener", "partition_of"]
 
 
 class Ownership:
@@ -22,3 +25,15 @@ class Ownership:
 
     def selects(self, partitions: set[int]) -> VehiclePartitions:
         return VehiclePartitions(frozenset(partitions), self.partitions)
+
+
+class PartitionListener(Protocol):
+    """A part of the hub that keeps state per vehicle and follows the partitions a worker holds."""
+
+    async def adopt(self, vehicle: Callable[[str], bool]) -> None:
+        """Rebuild the vehicles `vehicle` selects from the database: their partition was gained."""
+        ...
+
+    def release(self, vehicle: Callable[[str], bool]) -> None:
+        """Let go of the vehicles `vehicle` selects: their partition moved to another worker."""
+        ...

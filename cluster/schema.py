@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from cluster.announce import install_live
 from cluster.partitions import PARTITION_SQL
 from kernel import FENCED_SQLSTATE
 
@@ -99,6 +100,7 @@ async def install(conn: psycopg.AsyncConnection[Any], partitions: int) -> int:
         await conn.execute(NOTIFY_FUNCTION.encode())
         for statement in TRIGGERS:
             await conn.execute(statement.encode())
+        await install_live(conn)
         cur = await conn.execute("SELECT count(*) FROM cluster_leases")
         row = await cur.fetchone()
         existing = int(row[0]) if row else 0

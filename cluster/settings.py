@@ -81,7 +81,7 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "while the last commits.",
         ),
     ] = 4
-    forward_batch: Annotated[
+    inbox_write_batch: Annotated[
         int,
         Meta(
             ge=1,
@@ -89,7 +89,7 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "at most (one COPY).",
         ),
     ] = 1000
-    forward_linger_s: Annotated[
+    inbox_linger_s: Annotated[
         float,
         Meta(
             ge=0,
@@ -106,6 +106,59 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "woke it (a lost LISTEN connection, a missed notice).",
         ),
     ] = 0.5
+    forward_timeout_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="A twin write asked for on a node that does not own the vehicle waits this long for the owner "
+            "to take it; then it is withdrawn and answered 503 with Retry-After.",
+        ),
+    ] = 10.0
+    forward_outcome_timeout_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="A forwarded twin write the owner took but has not answered is withdrawn after this long "
+            "(its commit then fails) and answered 503.",
+        ),
+    ] = 30.0
+    forward_poll_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="How often forwarded twin writes are looked for and their answers read when no NOTIFY came.",
+        ),
+    ] = 0.5
+    forward_batch: Annotated[int, Meta(ge=1, description="Forwarded twin writes an owner takes per pass at most.")] = (
+        100
+    )
+    forward_keep_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="Forwarded twin writes left behind by a node that went away are deleted after this long.",
+        ),
+    ] = 600.0
+
+    live_max_pending: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Vehicles other nodes announced as changed and not yet read into this node's console; beyond "
+            "it the node drops the list and re-reads every twin once instead of holding more.",
+        ),
+    ] = 50_000
+    live_read_batch: Annotated[
+        int, Meta(ge=1, description="Twins read per query when a node reads what other nodes changed for its console.")
+    ] = 1000
+    live_events_max: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Alert and command events waiting to be announced to other nodes' consoles; beyond it they "
+            "are dropped and those consoles are told to reload alerts and commands.",
+        ),
+    ] = 10_000
 
     @property
     def enabled(self) -> bool:

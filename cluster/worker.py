@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,7 +32,7 @@ import structlog
 from cluster.edge import ExternalBroker, Received
 from cluster.inbox import INBOX_CHANNEL, Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
-from cluster.partitions import Ownership, partition_of
+from cluster.partitions import Ownership, PartitionListener, partition_of
 from cluster.schema import CHANNEL, JOB_PARTITION, install
 from cluster.settings import ClusterSettings
 from commands import CommandService
@@ -98,6 +99,8 @@ class ClusterWorker:
         self.service = service
         self.rules = rules
         self.commands = commands
+        # Other parts that keep per-vehicle state and follow the partitions (cluster/duties.py).
+        self.listeners: list[PartitionListener] = []
         self.worker_id = settings.worker_id or default_worker_id()
         self.ownership = Ownership(settings.partitions)
         # Partitions whose takeover is done: their messages go straight into the pipeline.
@@ -272,6 +275,7 @@ class ClusterWorker:
                 self.rules.release(chosen)
             if self.commands is not None:
                 self.commands.release(chosen)
+            self._release_listeners(chosen)
         if change.gained:
             chosen = self.ownership.selects(set(change.gained))
             if self.rules is not None:
@@ -283,6 +287,7 @@ class ClusterWorker:
                 await self.commands.adopt(chosen)
                 for vid in online:
                     self.commands.vehicle_connected(vid)
+            await self._adopt_listeners(chosen)
             self.ready |= set(change.gained)
             # What other workers forwarded for these partitions waits in the inbox.
             self._inbox_wake.set()
@@ -298,6 +303,14 @@ class ClusterWorker:
             lost=sorted(lost),
             held=len(self.ownership.tokens),
         )
+
+    def _release_listeners(self, vehicle: Callable[[str], bool]) -> None:
+        for listener in self.listeners:
+            listener.release(vehicle)
+
+    async def _adopt_listeners(self, vehicle: Callable[[str], bool]) -> None:
+        for listener in self.listeners:
+            await listener.adopt(vehicle)
 
     async def _connected(self, vehicles: VehiclePartitions) -> dict[str, float]:
         """Vehicles the database says are connected (and since when), among those of `vehicles`."""
@@ -346,11 +359,11 @@ class ClusterWorker:
         while True:
             await self._forward_wake.wait()
             # Gathering for a moment turns a trickle of single messages into one transaction.
-            if len(self._forwarding) < self.settings.forward_batch:
-                await asyncio.sleep(self.settings.forward_linger_s)
+            if len(self._forwarding) < self.settings.inbox_write_batch:
+                await asyncio.sleep(self.settings.inbox_linger_s)
             self._forward_wake.clear()
             while self._forwarding:
-                size = self.settings.forward_batch
+                size = self.settings.inbox_write_batch
                 batch, self._forwarding = self._forwarding[:size], self._forwarding[size:]
                 await self._forward(batch)
 

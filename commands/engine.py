@@ -24,6 +24,7 @@ from commands.index import OpenCommands
 from commands.jobs import Preconditions, RateLimit, TwinReader
 from commands.metrics import CommandMetrics
 from commands.model import (
+    OPEN_STATES,
     RESULT_STATES,
     Command,
     CommandResult,
@@ -105,6 +106,8 @@ class CommandEngine:
         self._results: asyncio.Queue[Inbound] = asyncio.Queue(self.settings.queue_max)
         self._jobs: dict[str, Job] = {}
         self._buckets: dict[str, RateLimit] = {}
+        # When each fully dispatched job may next be asked of the store (see `_finished_in_store`).
+        self._job_checked: dict[str, float] = {}
         self._waiters: dict[str, list[asyncio.Future[Command]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -173,7 +176,8 @@ class CommandEngine:
         for vehicle_id in self._open.online_with_commands():
             await self._deliver(vehicle_id, resend=due.get(vehicle_id, False), now=now, work=work)
         if self.dispatches_jobs:
-            self._dispatch_jobs(now, work)
+            finished = await self._finished_in_store(now) if self.owns is not None else None
+            self._dispatch_jobs(now, work, finished)
         await self._finish(work)
 
     async def _deliver(self, vehicle_id: str, *, resend: bool, now: float, work: Work) -> None:
@@ -274,7 +278,34 @@ class CommandEngine:
             # MQTT 3.1.1 has no negative PUBACK: a refused message is acknowledged and dropped.
             work.acks.append(item.ack)
 
-    def _dispatch_jobs(self, now: float, work: Work) -> None:
+    async def _finished_in_store(self, now: float) -> set[str]:
+        """The fully dispatched jobs none of whose commands is open, as the store says.
+
+        In a cluster each command is held by its vehicle's owner, so the worker that
+        dispatches jobs cannot tell from its own memory whether every target answered.
+        Each job is asked at most every `commands.job_check_s`.
+        """
+        finished: set[str] = set()
+        for job in list(self._jobs.values()):
+            if job.dispatched < len(job.targets) or self._job_checked.get(job.id, 0.0) > now:
+                continue
+            self._job_checked[job.id] = now + self.settings.job_check_s
+            stored = await self.store.get_job(job.id)
+            if stored is None or stored.state not in (JobState.RUNNING, JobState.PAUSED):
+                # Cancelled on another node: NOTIFY reloads the jobs, but this pass may come first.
+                del self._jobs[job.id]
+                self._buckets.pop(job.id, None)
+                continue
+            counts = await self.store.count_states(job.id)
+            if not any(counts.get(state, 0) for state in OPEN_STATES):
+                finished.add(job.id)
+        return finished
+
+    def _dispatch_jobs(self, now: float, work: Work, finished: set[str] | None = None) -> None:
+        """Send what each running job's rate allows; complete the jobs whose commands all finished.
+
+        `finished` names those jobs when the store decides it (a cluster); otherwise memory does.
+        """
         for job in list(self._jobs.values()):
             if job.state is JobState.RUNNING and job.dispatched < len(job.targets):
                 limit = self._buckets[job.id]
@@ -292,11 +323,13 @@ class CommandEngine:
                     job.updated_at = now
                     work.jobs[job.id] = job
                     self._wake.set()
-            if job.dispatched >= len(job.targets) and self._open.waiting_for_job(job.id) == 0:
+            done = self._open.waiting_for_job(job.id) == 0 if finished is None else job.id in finished
+            if job.dispatched >= len(job.targets) and done:
                 job.move(JobState.COMPLETED, now)
                 work.jobs[job.id] = job
                 del self._jobs[job.id]
                 self._buckets.pop(job.id, None)
+                self._job_checked.pop(job.id, None)
 
     # -- commit, then act ----------------------------------------------------------------
 

@@ -69,6 +69,14 @@ class CommandsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_job_vehicles: Annotated[int, Meta(ge=1, description="A fleet job targets at most this many vehicles.")] = (
         100_000
     )
+    job_check_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="Worker mode: how often the worker dispatching fleet jobs asks the database whether a fully "
+            "dispatched job's commands have all finished (other workers hold most of them).",
+        ),
+    ] = 1.0
     queue_max: Annotated[
         int,
         Meta(

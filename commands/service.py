@@ -271,13 +271,16 @@ class CommandService(CommandEngine):
             entries.append(audit_entry(actor, "job.create", now, fleet=selector.fleet, target=job.id, detail=detail))
         async with self._lock:
             await self._commit(jobs=[job], audit=entries)
-            self._jobs[job.id] = job
-            self._buckets[job.id] = RateLimit(rate)
+            if self.dispatches_jobs:
+                # Elsewhere in a cluster the dispatching worker takes it up from the store.
+                self._jobs[job.id] = job
+                self._buckets[job.id] = RateLimit(rate)
         self._wake.set()
         return copy_of(job)
 
     async def job(self, job_id: str, *, outcomes: bool = True) -> JobReport:
-        live = self._jobs.get(job_id)
+        # A worker that does not dispatch jobs (a cluster) may hold a stale copy: the store has the truth.
+        live = self._jobs.get(job_id) if self.dispatches_jobs else None
         # A copy, read before the commands: a job seen completed has all its commands stored finished,
         # whereas the live job may complete while the commands are being read.
         job = copy_of(live) if live is not None else await self.store.get_job(job_id)
@@ -315,9 +318,10 @@ class CommandService(CommandEngine):
         actor: Actor | None = None,
     ) -> None:
         async with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                stored = await self.store.get_job(job_id)
+            # In a cluster only the dispatching worker's copy is live; elsewhere the store has the job.
+            job = self._jobs.get(job_id) if self.dispatches_jobs else await self.store.get_job(job_id)
+            if job is None or job.state not in (JobState.RUNNING, JobState.PAUSED):
+                stored = job or await self.store.get_job(job_id)
                 if stored is None:
                     raise NotFound(f"job '{job_id}' not found")
                 raise CommandClosed(f"job '{job_id}' is {stored.state.value}")
@@ -339,5 +343,11 @@ class CommandService(CommandEngine):
                 for command in self._open.of_job(job_id):
                     command.move(CommandState.CANCELLED, now, "job cancelled")
                     work.changed(command)
-                del self._jobs[job_id]
+                if self.owns is not None:
+                    # Other workers hold the rest; they drop them when NOTIFY tells them of the change.
+                    for command in await self.store.query(CommandQuery(job_id=job_id, limit=max(1, len(job.targets)))):
+                        if command.open and command.id not in work.commands and not self._mine(command.vehicle_id):
+                            command.move(CommandState.CANCELLED, now, "job cancelled")
+                            work.changed(command)
+                self._jobs.pop(job_id, None)
             await self._finish(work)

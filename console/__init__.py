@@ -6,14 +6,16 @@ live feed (coalesced, batched, bounded per client) and the console's login sessi
 `web-ui/` (ES modules, no build step; libraries vendored in `web-ui/vendor/`).
 """
 
-from console.index import FleetIndex
-from console.live import LiveClient, LiveFeed, LiveSink, TooManyClients
+from console.index import FleetIndex, OpenAlerts
+from console.live import ALERT_PREFIX, COMMAND_PREFIX, LiveClient, LiveFeed, LiveSink, Publisher, TooManyClients
 from console.rows import Columns, VehicleRow, VehicleState, row_of
 from console.service import STATIC_DIR, Console
 from console.sessions import COOKIE, CSRF_HEADER, MemorySessions, Session, SessionStore, csrf_matches
 from console.settings import ConsoleSettings
 
 __all__ = [
+    "ALERT_PREFIX",
+    "COMMAND_PREFIX",
     "COOKIE",
     "CSRF_HEADER",
     "STATIC_DIR",
@@ -25,6 +27,8 @@ __all__ = [
     "LiveFeed",
     "LiveSink",
     "MemorySessions",
+    "OpenAlerts",
+    "Publisher",
     "Session",
     "SessionStore",
     "TooManyClients",

@@ -79,6 +79,25 @@ class FleetIndex:
             return None
         return self.rows.get(vehicle_id)
 
+    def replace_alerts(self, open_alerts: Iterable[tuple[str, str, str]]) -> set[str]:
+        """Make the open alerts exactly these (alert id, vehicle id, severity); the vehicles whose set changed.
+
+        For when alert events may have been missed. Each vehicle's dict is changed in place:
+        its row holds the same dict.
+        """
+        wanted: dict[str, dict[str, str]] = {}
+        for alert_id, vehicle_id, severity in open_alerts:
+            wanted.setdefault(vehicle_id, {})[alert_id] = severity
+        changed: set[str] = set()
+        for vehicle_id in set(self.alerts) | set(wanted):
+            now = self.alerts.setdefault(vehicle_id, {})
+            new = wanted.get(vehicle_id, {})
+            if now != new:
+                now.clear()
+                now.update(new)
+                changed.add(vehicle_id)
+        return changed
+
     def fleet_of(self, vehicle_id: str) -> str | None:
         row = self.rows.get(vehicle_id)
         return None if row is None else row.fleet

@@ -3,8 +3,8 @@
 Inputs arrive through the `LiveSink` methods: twin updates (the twin service's
 observer interface), and alert and command events as the MQTT messages the hub
 publishes (`alerts/...`, `events/commands/...`). In one process they come straight
-from the twin service and a tee in front of the broker; in scale-out mode the same
-methods can be fed by a subscriber to the broker or to PostgreSQL LISTEN/NOTIFY.
+from the twin service and a tee in front of the broker; in worker mode the other nodes'
+changes come through the same methods, from PostgreSQL LISTEN/NOTIFY (`cluster.live`).
 
 Every `interval_s` the feed turns the vehicles that changed into rows (once each, however
 often they reported) and gives each client one batch with the rows, alerts and command
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -169,6 +169,15 @@ class LiveFeed:
             self._keep(self._alerts, event)
         else:
             self._keep(self._commands, event)
+
+    def resync(self) -> None:
+        """Events may have been missed (another node's were lost): the next batch tells browsers to reload them."""
+        self._overflow = True
+
+    def reload_alerts(self, open_alerts: Iterable[tuple[str, str, str]]) -> None:
+        """Alert events may have been missed: take the open alerts as read, re-send the rows they change, resync."""
+        self._touched |= self.index.replace_alerts(open_alerts)
+        self._overflow = True
 
     def _keep(self, events: list[dict[str, Any]], event: dict[str, Any]) -> None:
         if len(events) < _MAX_EVENTS:

@@ -29,9 +29,10 @@ from broker import (
     WriterSettings,
     broker_store,
 )
-from cluster import ClusterWorker
+from cluster import ClusterWorker, Duties, ForwardedWrites
 from commands import CommandService
 from console import Console
+from fleethub.cluster_live_setup import relay_live
 from fleethub.commands_setup import command_service
 from fleethub.console_setup import console_of
 from fleethub.http_server import HttpServer
@@ -40,7 +41,7 @@ from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
 from kernel import ConfigError, Database, PostgresDatabase
-from maintenance import MaintenanceService
+from maintenance import MaintenanceService, MeterDeriver
 from notifications import NotificationMetrics, NotificationService, notification_store
 from reports import ReportService, report_store
 from rules import RulesEngine
@@ -76,6 +77,8 @@ class Hub:
         self._consumer: asyncio.Task[None] | None = None
         self.broker: EmbeddedBroker | None = None
         self.cluster: ClusterWorker | None = None
+        self.duties: Duties | None = None
+        self.forwarding: ForwardedWrites | None = None
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
@@ -157,10 +160,15 @@ class Hub:
         self.console = console_of(s, self.service, self.rules, self.commands, self.registry)
         if self.console is not None:
             await self._stack.enter_async_context(self.console)
+        if self.cluster is not None:
+            # Other nodes' consoles hear of this node's changes, and this node's of theirs.
+            await relay_live(self._stack, self.cluster, self.store, self.console, self.rules, self.commands)
         if s.notifications.enabled:
             self.notifications = NotificationService(
                 notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
             )
+            if self.duties is not None:
+                self.duties.notifications(self.notifications)
             await self._stack.enter_async_context(self.notifications.store)
             await self._stack.enter_async_context(self.notifications)
             if self.rules is not None:
@@ -181,6 +189,8 @@ class Hub:
                 sink=self.notifications,
                 store=report_store(self.database),
             )
+            if self.duties is not None:
+                self.duties.reports(self.reports)
             if self.reports.store is not None:
                 await self._stack.enter_async_context(self.reports.store)
             await self._stack.enter_async_context(self.reports)
@@ -306,7 +316,18 @@ class Hub:
         if not isinstance(self.database, PostgresDatabase):
             raise ConfigError("worker mode needs PostgreSQL: set store.url to a postgresql:// URL")
         self.cluster = ClusterWorker(s.cluster, self.database, self.service, rules=self.rules, commands=commands)
+        # Before the first leases: the listeners see every partition this worker gains.
+        self.duties = duties = Duties(self.cluster)
+        if self.maintenance is not None:
+            duties.maintenance(self.maintenance)
+        for enricher in self.service.enrichers:
+            if isinstance(enricher, MeterDeriver):
+                duties.meters(enricher)
         await self._stack.enter_async_context(self.cluster)
+        # Twin writes of vehicles this node does not own are applied by their owner.
+        self.forwarding = ForwardedWrites(s.cluster, self.database, self.service, self.cluster)
+        await self._stack.enter_async_context(self.forwarding)
+        self.service.route = self.forwarding
         if s.cluster.role == "worker":
             self.service.channel = self.cluster.channel
             commands.channel = self.cluster.channel
@@ -357,6 +378,7 @@ class Hub:
         """Return when `stop` is set; raise if a part of the hub died on its own."""
         watched: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
         cluster = self.cluster.tasks if self.cluster is not None else []
+        cluster += self.forwarding.tasks if self.forwarding is not None else []
         for task in (self._consumer, self.http.task if self.http else None, *cluster):
             if task is not None:
                 watched.append(task)  # type: ignore[arg-type]

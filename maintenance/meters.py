@@ -164,6 +164,14 @@ class MeterDeriver:
         self._meters.pop(vehicle_id, None)
         self._pending.pop(vehicle_id, None)
 
+    def forget_all(self, vehicle: Callable[[str], bool]) -> None:
+        """Forget the vehicles `vehicle` selects: a hub worker's partition moved, and whoever owns
+        it next rebuilds each from its twin, which the previous owner's writes keep current."""
+        for vid in [v for v in self._meters if vehicle(v)]:
+            del self._meters[vid]
+        for vid in [v for v in self._pending if vehicle(v)]:
+            del self._pending[vid]
+
     # -- the enricher ---------------------------------------------------------------------
 
     def enrich(self, state: TwinState, ts: float, data: dict[str, Json]) -> dict[str, Json] | None:

@@ -8,6 +8,13 @@ interval: the interval remembers the stage it alerted, so an acknowledged or han
 alert does not come back until a service record starts the next interval. The alert is
 stored before the interval is, so a crash in between repeats nothing (an open alert is
 not raised twice) and loses nothing.
+
+In worker mode (several hubs on one database) a vehicle's due checks run at its owner
+only (`owns`, the worker that holds its partition), through that worker's rules engine.
+Before each check such a hub takes the schedules and the intervals from the store (another
+node may have changed a schedule or recorded a service: the due alerts that service ends
+are cleared here, by the owner) and the meter corrections made on other nodes since the
+last check. A partition gained is rebuilt from the store (`adopt`).
 """
 
 from __future__ import annotations
@@ -52,9 +59,15 @@ class AlertSink(Protocol):
 
     async def flush(self) -> None: ...
 
+    def open_alert(self, rule: str, vehicle_id: str) -> object:
+        """The open alert of `rule` for the vehicle, or None."""
+        ...
+
 
 class TwinSource(Protocol):
     async def list_twins(self, query: TwinFilter) -> list[TwinState]: ...
+
+    async def load_twin(self, vehicle_id: str) -> TwinState | None: ...
 
 
 def alert_rule(schedule_id: str, stage: Stage) -> str:
@@ -105,6 +118,12 @@ class MaintenanceService:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Set in worker mode: the vehicles this hub checks (see the module docstring).
+        self.owns: Callable[[str], bool] | None = None
+        self._started = False
+        # Corrections applied here, and the time up to which other nodes' were taken (worker mode).
+        self._applied: set[str] = set()
+        self._corrections_seen: float = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -113,6 +132,11 @@ class MaintenanceService:
         self._intervals = {(i.schedule_id, i.vehicle_id): i for i in await self.store.intervals()}
         async for state in self._all_twins():
             self._see(state)
+        self._corrections_seen = self.clock()
+        if self.owns is not None:
+            # What was corrected before this start is in the twins already (or was lost with its node).
+            await self._take_corrections(apply=False)
+        self._started = True
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="maintenance-checks")
         log.info("maintenance started", schedules=len(self._schedules), vehicles=len(self._vehicles))
         return self
@@ -185,6 +209,15 @@ class MaintenanceService:
             hours = d_hours if d_hours is not None else hours
         return odo, hours
 
+    async def look_up(self, vehicle_id: str) -> None:
+        """Read a vehicle this hub does not own from the store (worker mode), so what it answers about it
+        (fleet, tags, meters) is what the owner last committed, even for a vehicle created after this start."""
+        if self.owns is None or self.owns(vehicle_id):
+            return
+        state = await self.twins.load_twin(vehicle_id)
+        if state is not None:
+            self._see(state)
+
     def fleet_of(self, vehicle_id: str) -> str:
         entry = self._vehicles.get(vehicle_id)
         if entry is None:
@@ -225,12 +258,16 @@ class MaintenanceService:
     async def check(self) -> int:
         """Evaluate every vehicle against every schedule; raise what became due; the alerts raised."""
         async with self._lock:
+            if self.owns is not None:
+                await self._catch_up()
             now = self.clock()
             changed: list[Interval] = []
             raised = 0
+            # (interval, the stage it had, the alert rule raised) to check once the alerts are stored.
+            pending: list[tuple[Interval, Stage, str]] = []
             for schedule in list(self._schedules.values()):
                 for vid, entry in list(self._vehicles.items()):
-                    if not schedule.selects(vid, entry.fleet, entry.tags):
+                    if not self._mine(vid) or not schedule.selects(vid, entry.fleet, entry.tags):
                         continue
                     interval, moved = self._interval(schedule, vid, entry, now)
                     odo, hours = self.meters(vid)
@@ -239,6 +276,7 @@ class MaintenanceService:
                     if due.status.rank > interval.stage.rank:
                         if self._alert(schedule, due):
                             raised += 1
+                            pending.append((interval, interval.stage, alert_rule(schedule.id, due.status)))
                         interval.stage = due.status
                         moved = True
                     if moved:
@@ -250,10 +288,90 @@ class MaintenanceService:
             if raised and self.alerts is not None:
                 # Alerts are stored before the intervals that remember them.
                 await self.alerts.flush()
+                if self.owns is not None:
+                    for interval, stage, rule in pending:
+                        if self.alerts.open_alert(rule, interval.vehicle_id) is None:
+                            # The database fenced the alert off (the partition moved): the interval must
+                            # not remember an alert that was never stored, or the next owner never raises it.
+                            interval.stage = stage
+                            raised -= 1
             await self.store.put_intervals(changed)
             self.counters.sweeps += 1
             self.counters.raised += raised
             return raised
+
+    def _mine(self, vehicle_id: str) -> bool:
+        return self.owns is None or self.owns(vehicle_id)
+
+    # -- worker mode ----------------------------------------------------------------------
+
+    async def adopt(self, vehicle: Callable[[str], bool]) -> None:
+        """Take the vehicles `vehicle` selects from the store (this hub gained their partition)."""
+        if not self._started:
+            return
+        async with self._lock:
+            async for state in self._all_twins():
+                if vehicle(state.vehicle_id):
+                    self._see(state)
+            for interval in await self.store.intervals():
+                if vehicle(interval.vehicle_id):
+                    self._intervals[(interval.schedule_id, interval.vehicle_id)] = interval
+        self.check_soon()
+
+    def release(self, vehicle: Callable[[str], bool]) -> None:
+        """Nothing to hand over: intervals are stored as they change, and `check` skips what is not owned."""
+
+    async def _catch_up(self) -> None:
+        """Take what other nodes changed since the last check: schedules, intervals, corrections."""
+        schedules = {s.id: s for s in await self.store.list_schedules()}
+        for gone in set(self._schedules) - set(schedules):
+            for key in [k for k in self._intervals if k[0] == gone]:
+                del self._intervals[key]
+                if self.alerts is not None and self._mine(key[1]):
+                    for stage in (Stage.DUE_SOON, Stage.OVERDUE):
+                        self.alerts.clear_alert(alert_rule(gone, stage), key[1], "schedule-deleted")
+        self._schedules = schedules
+        for stored in await self.store.intervals():
+            key = (stored.schedule_id, stored.vehicle_id)
+            held = self._intervals.get(key)
+            self._intervals[key] = stored
+            moved_on = held is not None and held.service_id != stored.service_id
+            if moved_on and self.alerts is not None and self._mine(stored.vehicle_id):
+                # A service recorded on another node: the owner clears the due alerts it ends.
+                values = {"service_id": stored.service_id}
+                for stage in (Stage.DUE_SOON, Stage.OVERDUE):
+                    rule = alert_rule(stored.schedule_id, stage)
+                    self.alerts.clear_alert(rule, stored.vehicle_id, "service", values)
+        if self.deriver is not None:
+            await self._take_corrections()
+
+    async def _take_corrections(self, *, apply: bool = True) -> None:
+        """Apply the corrections other nodes stored for vehicles owned here (read newest first, paged).
+
+        The window reaches one check interval further back than the last correction seen,
+        since node clocks differ a little; the ids applied keep a correction from applying twice.
+        """
+        if self.deriver is None:
+            return
+        since, before = self._corrections_seen - self.settings.check_interval_s, None
+        found: list[MeterCorrection] = []
+        while True:
+            page = await self.store.list_corrections(RecordQuery(before=before, limit=_PAGE))
+            fresh = [c for c in page if c.at >= since]
+            found += fresh
+            if len(fresh) < len(page) or len(page) < _PAGE:
+                break
+            before = (page[-1].at, page[-1].id)
+        for correction in reversed(found):
+            self._corrections_seen = max(self._corrections_seen, correction.at)
+            if correction.id in self._applied:
+                continue
+            # Seen once, whoever owns the vehicle: its owner applies it, nobody applies it twice.
+            self._applied.add(correction.id)
+            if apply and self._mine(correction.vehicle_id):
+                self.deriver.correct(correction.vehicle_id, correction.odometer_km, correction.engine_hours)
+        # Ids are only needed while a correction could still be read as new.
+        self._applied = {c.id for c in found if c.id in self._applied}
 
     def _alert(self, schedule: Schedule, due: Due) -> bool:
         if self.alerts is None:
@@ -328,6 +446,7 @@ class MaintenanceService:
     ) -> ServiceRecord:
         """Close the vehicle's interval of the schedule and start the next at this service."""
         schedule = self.get_schedule(schedule_id)
+        await self.look_up(vehicle_id)
         fleet = self.fleet_of(vehicle_id)
         entry = self._vehicles[vehicle_id]
         if not schedule.selects(vehicle_id, fleet, entry.tags):
@@ -395,6 +514,7 @@ class MaintenanceService:
             raise InvalidPayload("bad_body", "give odometer_km, engine_hours or both")
         if self.deriver is None:
             raise InvalidPayload("meters_off", "the hub does not derive meters (maintenance.meters_enabled = false)")
+        await self.look_up(vehicle_id)
         fleet = self.fleet_of(vehicle_id)
         now = self.clock()
         previous = self.meters(vehicle_id)
@@ -424,7 +544,9 @@ class MaintenanceService:
             },
         )
         await self.store.add_correction(correction, audit=audit)
-        self.deriver.correct(vehicle_id, odometer_km, engine_hours)
+        if self._mine(vehicle_id):
+            self._applied.add(correction.id)
+            self.deriver.correct(vehicle_id, odometer_km, engine_hours)
         self.check_soon()
         return correction
 

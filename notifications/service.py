@@ -14,6 +14,13 @@ to `max_attempts`, then dead-lettered until replayed. Stopping lets the round in
 finish and record its outcome, so a restart repeats nothing; every delivery carries its
 id (`X-Fleethub-Delivery`, the email's Message-ID) so a receiver can drop the repeat
 that only a crash between its acceptance and our record can cause.
+
+Several hubs on one database (worker mode) share the outbox. Every hub queues what its
+own rules engine raises; one of them, the one `dispatches` names, forms and attempts
+deliveries, so channel rates hold fleet-wide. Forming and attempting are claims in the
+store as well: an item goes to one delivery, and a delivery is attempted by the hub that
+claimed it, hidden from the others for `claim_s` (after which a hub that died mid-attempt
+is taken over). So a hub still dispatching after it lost the lead repeats nothing.
 """
 
 from __future__ import annotations
@@ -117,6 +124,9 @@ class NotificationService:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._round = asyncio.Lock()
+        # Set in worker mode: whether this hub dispatches now (see the module docstring). Channels
+        # are then re-read every round, since another node may have changed them.
+        self.dispatches: Callable[[], bool] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -141,7 +151,12 @@ class NotificationService:
     async def _loop(self) -> None:
         while not self._stopping:
             try:
-                await self.run_once()
+                if self.dispatches is None:
+                    await self.run_once()
+                else:
+                    await self.refresh_channels()
+                    if self.dispatches():
+                        await self.run_once()
             # A failed round (store down) is retried at the next poll; the outbox keeps everything.
             except Exception:
                 log.exception("notification round failed")
@@ -151,6 +166,15 @@ class NotificationService:
                 async with asyncio.timeout(self.settings.poll_interval_s):
                     await self._wake.wait()
             self._wake.clear()
+
+    async def refresh_channels(self) -> None:
+        """Take the channels from the store again: another hub on the same database may have changed them."""
+        fresh = {c.id: c for c in await self.store.list_channels()}
+        for channel_id, channel in fresh.items():
+            old = self._channels.get(channel_id)
+            if old is None or old.updated_at != channel.updated_at:
+                self._buckets.pop(channel_id, None)
+        self._channels = fresh
 
     def tee(self, publisher: Publisher | None) -> Publisher:
         return _Tee(self, publisher)
@@ -280,8 +304,8 @@ class NotificationService:
         delivery = Delivery(
             secrets.token_hex(10), channel.id, DeliveryState.PENDING, len(items), now, now, updated_at=now
         )
-        await self.store.create_delivery(delivery, [i.id for i in items])
-        if len(items) > 1:
+        delivery.items = await self.store.create_delivery(delivery, [i.id for i in items])
+        if delivery.items > 1:
             self.counters.digests += 1
             if self.metrics:
                 self.metrics.digests.inc()
@@ -294,7 +318,10 @@ class NotificationService:
 
         async def attempt(delivery: Delivery) -> None:
             async with gate:
-                await self._attempt(delivery)
+                now = self.clock()
+                # Claimed when its turn comes, so a claim never waits behind other sends.
+                if await self.store.claim_delivery(delivery.id, now, now + self.settings.claim_s):
+                    await self._attempt(delivery)
 
         await asyncio.gather(*(attempt(d) for d in due))
 

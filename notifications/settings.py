@@ -41,6 +41,15 @@ class NotificationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     ] = 8
     retry_base_s: Annotated[float, Meta(gt=0, description="The first wait before a failed delivery is retried.")] = 5.0
     retry_max_s: Annotated[float, Meta(gt=0, description="The longest wait between delivery attempts.")] = 900.0
+    claim_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="A delivery being attempted is hidden from other hubs on the same database this long; "
+            "keep it well above send_timeout_s. A hub that dies mid-attempt leaves the delivery to be retried "
+            "after it.",
+        ),
+    ] = 60.0
     digest_max_items: Annotated[
         int, Meta(ge=1, description="Alerts one digest carries at most; the rest go in the next.")
     ] = 500
@@ -53,3 +62,11 @@ class NotificationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
         Meta(ge=1, description="Recent (channel, rule, vehicle, event) keys remembered for de-duplication at most."),
     ] = 100_000
     max_channels: Annotated[int, Meta(ge=1, description="Channels kept at most.")] = 1000
+
+    def __post_init__(self) -> None:
+        if self.claim_s <= self.send_timeout_s:
+            # A claim that ends while its attempt still runs would let another hub send it too.
+            raise ValueError(
+                f"setting 'notifications.claim_s' must be above send_timeout_s ({self.send_timeout_s:g}), "
+                f"got {self.claim_s:g}"
+            )

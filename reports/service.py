@@ -113,6 +113,9 @@ class ReportService:
         self.clock = clock
         self._schedules: dict[str, ReportSchedule] = {}
         self._task: asyncio.Task[None] | None = None
+        # Set in worker mode: whether this hub sends the scheduled reports now. One hub does; every
+        # hub re-reads the schedules each check, since another node may have changed them.
+        self.runs_schedules: Callable[[], bool] | None = None
         self.sent = 0
         self.failures = 0
 
@@ -271,12 +274,22 @@ class ReportService:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.run_schedules()
+                if self.runs_schedules is None:
+                    await self.run_schedules()
+                else:
+                    await self.refresh_schedules()
+                    if self.runs_schedules():
+                        await self.run_schedules()
             # A failed run is retried at the next check; a report already queued is not queued twice.
             except Exception:
                 self.failures += 1
                 log.exception("report schedules failed")
             await asyncio.sleep(self.settings.schedule_check_s)
+
+    async def refresh_schedules(self) -> None:
+        """Take the schedules (and the period each last sent) from the store again."""
+        if self.store is not None:
+            self._schedules = {s.id: s for s in await self.store.list_schedules()}
 
     def list_schedules(self) -> list[ReportSchedule]:
         return [self._schedules[k] for k in sorted(self._schedules)]

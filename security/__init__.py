@@ -4,7 +4,7 @@ The broker (`broker.auth`, `broker.acl`) and the API (`api.auth`) enforce what t
 package decides; it knows nothing of MQTT or HTTP itself.
 """
 
-from security.audit import Actor, audit_entry, audit_insert, audit_statement
+from security.audit import Actor, TwinWriteAudit, audit_entry, audit_insert, audit_statement
 from security.limits import AbuseLimits, LoginBackoff, TokenBuckets
 from security.model import ALL_FLEETS, DEFAULT_FLEET, ApiToken, AuditEntry, AuditQuery, Role, User, VehicleCredential
 from security.roles import Permission, Principal, PrincipalKind
@@ -39,6 +39,7 @@ __all__ = [
     "SecurityStore",
     "SqlSecurityStore",
     "TokenBuckets",
+    "TwinWriteAudit",
     "User",
     "VehicleCredential",
     "audit_entry",

@@ -8,10 +8,12 @@ services build entries (`audit_entry`) from the `Actor` the API or CLI hands the
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -71,3 +73,36 @@ def audit_statement(entry: AuditEntry, dialect: Dialect) -> Statement:
     e = entry
     sql = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {dialect.json_mark})"
     return Statement(sql, (e.id, e.ts, e.actor, e.action, e.remote, e.vehicle_id, e.fleet, e.target, _json(e.detail)))
+
+
+class ChangedTwin(Protocol):
+    """What a twin write's audit entry needs of the changed twin (a `twin.TwinState`)."""
+
+    vehicle_id: str
+    fleet: str
+    version: int
+
+
+class TwinWriteAudit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The audit entry of an operator's twin write, kept as data until the changed twin makes it an entry.
+
+    Data rather than a closure: a write forwarded to the vehicle's owner (cluster/) carries
+    it, and the owner commits the entry with the change as the asking node would have.
+    """
+
+    actor: str
+    remote: str
+    action: str
+    patch: dict[str, Any]
+
+    def __call__(self, state: ChangedTwin) -> Callable[..., tuple[str, tuple[Any, ...]]]:
+        detail = {"patch": self.patch, "version": state.version}
+        entry = audit_entry(
+            Actor(self.actor, self.remote),
+            self.action,
+            time.time(),
+            vehicle_id=state.vehicle_id,
+            fleet=state.fleet,
+            detail=detail,
+        )
+        return functools.partial(audit_insert, entry)

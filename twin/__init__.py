@@ -4,8 +4,9 @@
 packages import what is named here, never twin's modules.
 """
 
+from twin.batch import AuditRecord
 from twin.document import ConnectionView, DeltaMessage, TwinAsOf, TwinDocument, to_document
-from twin.errors import TwinError, VersionConflict
+from twin.errors import OwnerUnavailable, TwinError, VersionConflict
 from twin.inbound import (
     ACCEPTED,
     Channel,
@@ -56,6 +57,7 @@ from twin.stores import (
     twin_store,
 )
 from twin.trips import TRIP_FIELDS, Position, Stop, Trip, TripDetector, TripSettings
+from twin.writes import DesiredWrite, OperatorWrite, TagsWrite, TwinCreate, WriteRoute
 
 __all__ = [
     "ACCEPTED",
@@ -65,6 +67,7 @@ __all__ = [
     "AggregatePage",
     "AggregateQuery",
     "AggregateRow",
+    "AuditRecord",
     "Bucket",
     "Channel",
     "ConnectionView",
@@ -72,6 +75,7 @@ __all__ = [
     "DeadLetterQuery",
     "DeadLetterStore",
     "DeltaMessage",
+    "DesiredWrite",
     "DisconnectReason",
     "ErrorMessage",
     "FieldAgg",
@@ -91,7 +95,9 @@ __all__ = [
     "MemoryDeadLetters",
     "MemoryStore",
     "MessageKind",
+    "OperatorWrite",
     "Order",
+    "OwnerUnavailable",
     "PointQuery",
     "Position",
     "PostgresStore",
@@ -102,11 +108,13 @@ __all__ = [
     "Statement",
     "Stop",
     "Store",
+    "TagsWrite",
     "TelemetryEnricher",
     "Trip",
     "TripDetector",
     "TripSettings",
     "TwinAsOf",
+    "TwinCreate",
     "TwinDocument",
     "TwinError",
     "TwinFilter",
@@ -119,6 +127,7 @@ __all__ = [
     "VehicleSelector",
     "Verdict",
     "VersionConflict",
+    "WriteRoute",
     "apply_reported",
     "check_patch",
     "dead_letter_store",

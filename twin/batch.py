@@ -26,8 +26,9 @@ class Op:
     create: bool = False
     # The paths the write patches, told to observers so they look only at what it touched.
     changed: tuple[tuple[str, ...], ...] = ()
-    # The audit entry of the write, made from the changed twin; committed in the same transaction.
-    audit: AuditRecord | None = None
+    # Rows made from the changed twin that commit in the same transaction: its audit entry, and
+    # for a write forwarded by another node its stored answer (cluster/requests.py).
+    records: tuple[AuditRecord, ...] = ()
 
 
 # One thing for the consumer: a vehicle message or presence change, or an operator write.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel import FleethubError
+from kernel import FleethubError, StoreUnavailable
 
 
 class TwinError(FleethubError):
@@ -16,3 +16,15 @@ class VersionConflict(TwinError):
         super().__init__(f"version conflict: expected {expected}, current is {current}")
         self.expected = expected
         self.current = current
+
+
+class OwnerUnavailable(StoreUnavailable):
+    """No node that may write the vehicle's twin applied the write in time; nothing was written.
+
+    Hub workers (cluster/): the vehicle's partition has no live owner, or the owner did not
+    answer. Partitions move within a lease, so trying again after `retry_after_s` may succeed.
+    """
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

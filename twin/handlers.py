@@ -319,8 +319,7 @@ class Handlers:
                 op.done.set_exception(exc)
             return
         batch.dirty[state.vehicle_id] = state
-        if op.audit is not None:
-            batch.statements.append(op.audit(state))
+        batch.statements.extend(record(state) for record in op.records)
         kind = UpdateKind.DESIRED if isinstance(result, DeltaChanged) else UpdateKind.TAGS
         batch.updates.append(TwinUpdate(kind, state.vehicle_id, state, self.clock(), op.changed))
         if isinstance(result, DeltaChanged):

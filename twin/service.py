@@ -48,6 +48,7 @@ from twin.paths import flatten, prune_empty
 from twin.reads import TwinReads
 from twin.stores.dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
 from twin.stores.protocol import HistoryQuery, Store, TwinFilter
+from twin.writes import DesiredWrite, OperatorWrite, TagsWrite, TwinCreate, WriteRoute
 
 __all__ = ["CommandHooks", "ErrorMessage", "HealthReport", "IngestSettings", "TwinService", "running"]
 
@@ -128,6 +129,8 @@ class TwinService:
         self.clock = clock
         self.channel: VehicleChannel | None = None
         self.observers: list[TwinObserver] = []
+        # Hub workers (cluster/): where writes of vehicles this node does not own go. None: all here.
+        self.route: WriteRoute | None = None
         self.dead_letters: DeadLetterStore = dead_letters or MemoryDeadLetters()
         self._queue: asyncio.Queue[Item | object] = asyncio.Queue(self.settings.queue_max)
         self.live = LiveTwins(store, clock)
@@ -569,12 +572,12 @@ class TwinService:
         *,
         create: bool = False,
         changed: tuple[tuple[str, ...], ...] = (),
-        audit: AuditRecord | None = None,
+        records: tuple[AuditRecord, ...] = (),
     ) -> TwinDocument:
         if not self._running:
             raise StoreError("the twin service is not running")
         done: asyncio.Future[TwinDocument] = asyncio.get_running_loop().create_future()
-        await self._queue.put(Op(vehicle_id, fn, done, create, changed, audit))
+        await self._queue.put(Op(vehicle_id, fn, done, create, changed, records))
         return await done
 
     async def patch_desired(
@@ -592,18 +595,8 @@ class TwinService:
         With `clear_applied`, the patched keys leave desired once the vehicle applies them.
         With `audit`, its entry commits in the same transaction as the change.
         """
-        check_patch(patch, self.limits)
-        check_ttl(ttl_s, self.limits)
-
-        def apply(state: TwinState) -> DeltaChanged:
-            _check_version(state, if_match)
-            now = self.clock()
-            apply_desired(state, patch, now, ttl_s, clear_applied=clear_applied)
-            state.version += 1
-            state.updated_at = now
-            return DeltaChanged()
-
-        return await self._run_op(vehicle_id, apply, changed=_paths(patch), audit=audit)
+        write = DesiredWrite(vehicle_id, dict(patch), if_match, ttl_s, clear_applied)
+        return await self._routed(write, audit)
 
     async def patch_tags(
         self,
@@ -613,29 +606,81 @@ class TwinService:
         if_match: int | None = None,
         audit: AuditRecord | None = None,
     ) -> TwinDocument:
-        check_patch(patch, self.limits)
-
-        def apply(state: TwinState) -> None:
-            _check_version(state, if_match)
-            state.tags = prune_empty(merge_patch(state.tags, patch))
-            state.version += 1
-            state.updated_at = self.clock()
-
-        return await self._run_op(vehicle_id, apply, changed=_paths(patch), audit=audit)
+        return await self._routed(TagsWrite(vehicle_id, dict(patch), if_match), audit)
 
     async def provision(self, vehicle_id: str, fleet: str, tags: Mapping[str, Json] | None = None) -> TwinDocument:
         """Create the vehicle's twin in `fleet` (or move an existing twin there), merging `tags`."""
-        if tags:
-            check_patch(tags, self.limits)
+        return await self._routed(TwinCreate(vehicle_id, fleet, dict(tags or {})), None)
 
+    async def _routed(self, write: OperatorWrite, audit: AuditRecord | None) -> TwinDocument:
+        """Apply here, or (a hub worker that does not own the vehicle) have its owner apply it."""
+        if self.route is not None and not self.route.here(write.vehicle_id):
+            # Refused here as it would be at the owner, without a round trip.
+            self._check(write)
+            return await self.route.forward(write, audit)
+        return await self.apply(write, audit=audit)
+
+    def _check(self, write: OperatorWrite) -> None:
+        match write:
+            case DesiredWrite():
+                check_patch(write.patch, self.limits)
+                check_ttl(write.ttl_s, self.limits)
+            case TagsWrite():
+                check_patch(write.patch, self.limits)
+            case TwinCreate() if write.tags:
+                check_patch(write.tags, self.limits)
+
+    async def apply(
+        self, write: OperatorWrite, *, audit: AuditRecord | None = None, outcome: AuditRecord | None = None
+    ) -> TwinDocument:
+        """Apply an operator write here, whoever owns the vehicle (the owner's side of a forwarded write).
+
+        `audit` and `outcome` (the forwarded request's answer, cluster/requests.py) are rows
+        made from the changed twin that commit in the same transaction as the change.
+        """
+        self._check(write)
+        records = tuple(r for r in (audit, outcome) if r is not None)
+        match write:
+            case DesiredWrite():
+                return await self._run_op(
+                    write.vehicle_id, self._desired(write), changed=_paths(write.patch), records=records
+                )
+            case TagsWrite():
+                return await self._run_op(
+                    write.vehicle_id, self._tags(write), changed=_paths(write.patch), records=records
+                )
+            case TwinCreate():
+                return await self._run_op(write.vehicle_id, self._create(write), create=True, records=records)
+
+    def _desired(self, write: DesiredWrite) -> Callable[[TwinState], DeltaChanged]:
+        def apply(state: TwinState) -> DeltaChanged:
+            _check_version(state, write.if_match)
+            now = self.clock()
+            apply_desired(state, write.patch, now, write.ttl_s, clear_applied=write.clear_applied)
+            state.version += 1
+            state.updated_at = now
+            return DeltaChanged()
+
+        return apply
+
+    def _tags(self, write: TagsWrite) -> Callable[[TwinState], None]:
         def apply(state: TwinState) -> None:
-            state.fleet = fleet
-            if tags:
-                state.tags = prune_empty(merge_patch(state.tags, tags))
+            _check_version(state, write.if_match)
+            state.tags = prune_empty(merge_patch(state.tags, write.patch))
             state.version += 1
             state.updated_at = self.clock()
 
-        return await self._run_op(vehicle_id, apply, create=True)
+        return apply
+
+    def _create(self, write: TwinCreate) -> Callable[[TwinState], None]:
+        def apply(state: TwinState) -> None:
+            state.fleet = write.fleet
+            if write.tags:
+                state.tags = prune_empty(merge_patch(state.tags, write.tags))
+            state.version += 1
+            state.updated_at = self.clock()
+
+        return apply
 
     # -- reads (the read model) ---------------------------------------------------------
 

@@ -59,7 +59,10 @@ class MemoryMaintenanceStore:
 
     async def put_intervals(self, intervals: Sequence[Interval]) -> None:
         for interval in intervals:
-            self._intervals[(interval.schedule_id, interval.vehicle_id)] = interval
+            key = (interval.schedule_id, interval.vehicle_id)
+            stored = self._intervals.get(key)
+            if stored is None or stored.service_id == interval.service_id:
+                self._intervals[key] = interval
 
     async def record_service(
         self, record: ServiceRecord, interval: Interval, *, audit: AuditEntry | None = None

@@ -44,7 +44,7 @@ class MaintenanceStore(Protocol):
     async def intervals(self) -> list[Interval]: ...
 
     async def put_intervals(self, intervals: Sequence[Interval]) -> None:
-        """Insert or replace, by (schedule, vehicle)."""
+        """Insert or replace, by (schedule, vehicle); a stored interval begun by another service is kept."""
         ...
 
     async def record_service(

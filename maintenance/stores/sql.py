@@ -120,6 +120,11 @@ _UPSERT_INTERVAL = (
     "stage = excluded.stage, service_id = excluded.service_id"
 )
 
+# A check's interval changes do not overwrite one that a service recorded meanwhile (on another node).
+_UPDATE_INTERVAL = (
+    _UPSERT_INTERVAL + " WHERE coalesce(maintenance_intervals.service_id, '') = coalesce(excluded.service_id, '')"
+)
+
 
 class SqlMaintenanceStore(SqlStore):
     """Schedules, intervals, service records and meter corrections in the hub's database, SQLite or PostgreSQL."""
@@ -151,7 +156,7 @@ class SqlMaintenanceStore(SqlStore):
 
     async def put_intervals(self, intervals: Sequence[Interval]) -> None:
         if intervals:
-            await self._write([Statement(_UPSERT_INTERVAL, [interval_args(i) for i in intervals], many=True)])
+            await self._write([Statement(_UPDATE_INTERVAL, [interval_args(i) for i in intervals], many=True)])
 
     async def record_service(
         self, record: ServiceRecord, interval: Interval, *, audit: AuditEntry | None = None

@@ -71,15 +71,27 @@ class MemoryNotificationStore:
     async def pending_channels(self) -> list[str]:
         return sorted({i.channel_id for i in self.items.values() if i.delivery_id is None})
 
-    async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> None:
-        self.deliveries[delivery.id] = msgspec.structs.replace(delivery)
-        for item_id in item_ids:
+    async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> int:
+        free = [i for i in item_ids if self.items[i].delivery_id is None]
+        if item_ids and not free:
+            return 0
+        taken = len(free) if item_ids else delivery.items
+        self.deliveries[delivery.id] = msgspec.structs.replace(delivery, items=taken)
+        for item_id in free:
             self.items[item_id] = msgspec.structs.replace(self.items[item_id], delivery_id=delivery.id)
+        return len(free)
 
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
         due = [d for d in self.deliveries.values() if d.state is DeliveryState.PENDING and d.next_at <= now]
         due.sort(key=lambda d: (d.next_at, d.id))
         return [msgspec.structs.replace(d) for d in due[:limit]]
+
+    async def claim_delivery(self, delivery_id: str, now: float, until: float) -> bool:
+        found = self.deliveries.get(delivery_id)
+        if found is None or found.state is not DeliveryState.PENDING or found.next_at > now:
+            return False
+        found.next_at = until
+        return True
 
     async def delivery_items(self, delivery_id: str) -> list[Notification]:
         found = [i for i in self.items.values() if i.delivery_id == delivery_id]

@@ -39,12 +39,23 @@ class NotificationStore(Protocol):
         """The channels with notifications no delivery took yet."""
         ...
 
-    async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> None:
-        """Store the delivery and give it the items, atomically."""
+    async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> int:
+        """Store the delivery and give it those of the items no delivery took yet, atomically; how many it got.
+
+        With several hubs on one database two may offer the same items at once: each item
+        goes to one delivery. A delivery offered items that all went elsewhere is not stored.
+        """
         ...
 
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
         """Pending deliveries whose next attempt is due, oldest first."""
+        ...
+
+    async def claim_delivery(self, delivery_id: str, now: float, until: float) -> bool:
+        """Take a due delivery for one attempt: it is not due again (to anyone) until `until`.
+
+        False when it is no longer pending and due (another hub claimed it, or it was sent).
+        """
         ...
 
     async def delivery_items(self, delivery_id: str) -> list[Notification]: ...

@@ -154,12 +154,26 @@ class SqlNotificationStore(SqlStore):
         sql = "SELECT DISTINCT channel_id FROM notifications WHERE delivery_id IS NULL ORDER BY channel_id"
         return [r[0] for r in await self._sql.fetch(sql)]
 
-    async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> None:
-        claim = [(delivery.id, i) for i in item_ids]
-        await self._write(
+    async def create_delivery(self, delivery: Delivery, item_ids: Sequence[str]) -> int:
+        if not item_ids:
+            await self._write([Statement(_UPSERT_DELIVERY, delivery_args(delivery))])
+            return 0
+        marks = ", ".join(["?"] * len(item_ids))
+        # Items another node took meanwhile are left to it: the claim only takes untaken ones, and
+        # PostgreSQL re-checks `delivery_id IS NULL` on a row a concurrent claim changed.
+        return await self._write(
             [
+                Statement(
+                    f"UPDATE notifications SET delivery_id = ? WHERE delivery_id IS NULL AND id IN ({marks})",
+                    (delivery.id, *item_ids),
+                ),
                 Statement(_UPSERT_DELIVERY, delivery_args(delivery)),
-                Statement("UPDATE notifications SET delivery_id = ? WHERE id = ?", claim, many=True),
+                Statement(
+                    "UPDATE notification_deliveries SET items = (SELECT count(*) FROM notifications "
+                    "WHERE delivery_id = ?) WHERE id = ?",
+                    (delivery.id, delivery.id),
+                ),
+                Statement("DELETE FROM notification_deliveries WHERE id = ? AND items = 0", (delivery.id,)),
             ]
         )
 
@@ -170,6 +184,11 @@ class SqlNotificationStore(SqlStore):
             (now, limit),
         )
         return [delivery_of(r) for r in rows]
+
+    async def claim_delivery(self, delivery_id: str, now: float, until: float) -> bool:
+        # Moving next_at is the claim: no other node finds the delivery due until `until`.
+        sql = "UPDATE notification_deliveries SET next_at = ? WHERE id = ? AND state = 'pending' AND next_at <= ?"
+        return bool(await self._write([Statement(sql, (until, delivery_id, now))]))
 
     async def delivery_items(self, delivery_id: str) -> list[Notification]:
         rows = await self._sql.fetch(

@@ -132,10 +132,12 @@ def _eventually(check: Callable[[], bool], wait_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def _worker(run_hub, tmp_path: Path, port: int, url: str, name: str, role: str = "worker"):
+def _worker(
+    run_hub, tmp_path: Path, port: int, url: str, name: str, role: str = "worker", env: dict[str, str] | None = None
+):
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
-    env = {**DEV, **LEASES, "FLEETHUB_RULES_FILE": str(rules)}
+    env = {**DEV, **LEASES, "FLEETHUB_RULES_FILE": str(rules), **(env or {})}
     hub = run_hub(
         "serve",
         "--broker",
@@ -171,7 +173,7 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
 ) -> None:
     """Two workers split the partitions; each message is stored once, twins are right, alerts and commands once."""
     a, http_a = _worker(run_hub, tmp_path, mosquitto, pg_url, "a")
-    b, http_b = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
+    b, _ = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
     api, http_api = _worker(run_hub, tmp_path, mosquitto, pg_url, "api", role="api")
     _eventually(lambda: _owners(pg_url) == {"a": 8, "b": 8}, 20, "the partitions split 8/8")
     vehicles = [Vehicle(mosquitto, f"veh-{n:02d}") for n in range(12)]
@@ -209,18 +211,14 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
             "every command succeeded",
         )
         assert sorted(len(v.commands) for v in vehicles) == [1] * 12
-        # The API node reads what the workers committed; a twin write is the owner's alone.
+        # The API node reads what the workers committed; its twin writes are applied by the owner.
         doc = httpx.get(f"http://127.0.0.1:{http_api}/api/v1/vehicles/veh-05/twin").json()
         assert doc["reported"]["soc"] == 70.0
         patch = {"charge_limit": 80}
-        refused = httpx.patch(f"http://127.0.0.1:{http_api}/api/v1/vehicles/veh-05/twin/desired", json=patch)
-        assert refused.status_code == 503
-        owner = _rows(pg_url, "SELECT owner FROM cluster_leases WHERE part = %s", (partition_of("veh-05", 16),))[0][0]
-        at_owner = httpx.patch(
-            f"http://127.0.0.1:{http_a if owner == 'a' else http_b}/api/v1/vehicles/veh-05/twin/desired", json=patch
-        )
-        assert at_owner.status_code == 200
-        assert at_owner.json()["desired"] == patch
+        forwarded = httpx.patch(f"http://127.0.0.1:{http_api}/api/v1/vehicles/veh-05/twin/desired", json=patch)
+        assert forwarded.status_code == 200
+        assert forwarded.json()["desired"] == patch
+        assert forwarded.json()["version"] == doc["version"] + 1
     finally:
         for v in vehicles:
             v.close()
@@ -348,3 +346,103 @@ def test_a_worker_paused_past_its_lease_writes_nothing_stale(
         print("worker a:\n", a.text[-8000:])
     assert a.stop() == 0
     assert b.stop() == 0
+
+
+class LiveStream:
+    """The console's live stream (the endpoint the browser opens) read in a thread: every batch, in order."""
+
+    def __init__(self, http_port: int) -> None:
+        self.batches: list[dict] = []
+        self.hello = threading.Event()
+        self._stop = threading.Event()
+        self._url = f"http://127.0.0.1:{http_port}/api/v1/console/live"
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        event = ""
+        with httpx.Client(timeout=httpx.Timeout(10.0)) as client, client.stream("GET", self._url) as resp:
+            for line in resp.iter_lines():
+                if self._stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    event = line[7:]
+                    if event == "hello":
+                        self.hello.set()
+                elif line.startswith("data: ") and event == "batch":
+                    self.batches.append(json.loads(line[6:]))
+
+    def rows(self) -> dict[str, dict]:
+        """The newest row of each vehicle the stream sent, as {column: value}."""
+        out: dict[str, dict] = {}
+        for batch in list(self.batches):
+            columns = batch["vehicles"]
+            for i, vid in enumerate(columns["id"]):
+                out[vid] = {name: values[i] for name, values in columns.items()}
+        return out
+
+    def alerts(self) -> list[dict]:
+        return [a for batch in list(self.batches) for a in batch["alerts"]]
+
+    def close(self) -> None:
+        # The stream pings every second (console.live_heartbeat_s below), so the reader sees this soon.
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_console_live_streams_show_what_other_nodes_commit(
+    mosquitto: int, pg_url: str, run_hub, tmp_path: Path
+) -> None:
+    """An API node's live stream shows a worker's committed telemetry and its alert; worker a's shows b's vehicles."""
+    live = {"FLEETHUB_CONSOLE_LIVE_HEARTBEAT_S": "1", "FLEETHUB_CONSOLE_LIVE_INTERVAL_S": "0.2"}
+    a, http_a = _worker(run_hub, tmp_path, mosquitto, pg_url, "a", env=live)
+    b, _ = _worker(run_hub, tmp_path, mosquitto, pg_url, "b", env=live)
+    api, http_api = _worker(run_hub, tmp_path, mosquitto, pg_url, "api", role="api", env=live)
+    _eventually(lambda: _owners(pg_url) == {"a": 8, "b": 8}, 20, "the partitions split 8/8")
+    owner = dict(_rows(pg_url, "SELECT part, owner FROM cluster_leases"))
+    ids = [f"live-{n:02d}" for n in range(12)]
+    of_b = [v for v in ids if owner[partition_of(v, 16)] == "b"]
+    assert of_b
+    assert len(of_b) < len(ids)
+    low = of_b[0]  # its alert is raised by worker b
+    streams = [LiveStream(http_api), LiveStream(http_a)]
+    vehicles: list[Vehicle] = []
+    try:
+        for stream in streams:
+            assert stream.hello.wait(10)
+        vehicles = [Vehicle(mosquitto, vid) for vid in ids]
+        now = time.time()
+        for v in vehicles:
+            v.send(1, 10.0 if v.vid == low else 42.0, now - 5)
+        on_api, on_a = streams
+        expected = {vid: 10.0 if vid == low else 42.0 for vid in ids}
+        _eventually(
+            lambda: {vid: row["soc"] for vid, row in on_api.rows().items() if vid in expected} == expected,
+            30,
+            "every vehicle's row on the API node's stream",
+        )
+        _eventually(
+            lambda: any(x["vehicle_id"] == low and x["state"] == "active" for x in on_api.alerts()),
+            30,
+            "worker b's alert on the API node's stream",
+        )
+        assert _rows(pg_url, "SELECT vehicle_id FROM alerts") == [(low,)]
+        _eventually(
+            lambda: {vid: on_a.rows().get(vid, {}).get("soc") for vid in of_b} == {v: expected[v] for v in of_b},
+            30,
+            "worker b's vehicles on worker a's stream",
+        )
+        _eventually(
+            lambda: any(x["vehicle_id"] == low for x in on_a.alerts()), 30, "worker b's alert on worker a's stream"
+        )
+        # The alert marks the vehicle's row on the other nodes too.
+        _eventually(lambda: on_api.rows()[low]["alerts"] == 1, 30, "the alerting vehicle's row counts its alert")
+    finally:
+        for stream in streams:
+            stream.close()
+        for v in vehicles:
+            v.close()
+        print("worker a:\n", a.text[-8000:], "\napi:\n", api.text[-8000:])
+    assert a.stop() == 0
+    assert b.stop() == 0
+    assert api.stop() == 0

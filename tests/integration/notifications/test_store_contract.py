@@ -94,6 +94,22 @@ async def test_a_delivery_takes_its_items_and_is_retried_until_delivered(store):
     assert await store.due_deliveries(100.0, 10) == []
 
 
+async def test_an_item_goes_to_one_delivery_and_a_delivery_to_one_claimer(store):
+    """Two hubs offering the same items: each item is taken once, and a delivery whose items all went
+    elsewhere is not stored; a due delivery is claimed by one hub, due again when the claim ends."""
+    await store.add_notifications([item("n1", at=1.0), item("n2", at=2.0), item("n3", at=3.0)])
+    assert await store.create_delivery(delivery("d1", items=2), ["n1", "n2"]) == 2
+    assert await store.create_delivery(delivery("d2", items=3), ["n1", "n2", "n3"]) == 1
+    assert await store.create_delivery(delivery("d3", items=1), ["n3"]) == 0
+    assert await store.get_delivery("d3") is None
+    assert (await store.get_delivery("d2")).items == 1  # type: ignore[union-attr]
+    assert [i.id for i in await store.delivery_items("d2")] == ["n3"]
+    assert await store.claim_delivery("d1", 20.0, 80.0) is True
+    assert await store.claim_delivery("d1", 20.0, 80.0) is False
+    assert [d.id for d in await store.due_deliveries(79.0, 10)] == ["d2"]
+    assert await store.claim_delivery("d1", 80.0, 140.0) is True  # the first claimer died: taken over
+
+
 async def test_dead_letters_list_and_replay(store):
     """Only a dead delivery replays: back to pending, attempts reset, due now; the replay is audited."""
     await store.create_delivery(delivery("d1", at=1.0, state=DeliveryState.DEAD), [])

@@ -217,3 +217,23 @@ def test_a_vehicle_reporting_the_same_values_is_resent_only_when_last_seen_moved
     live.twin_updated([update(state)])
     live.tick()
     assert batches(client)[0]["vehicles"]["speed"] == [12.0]
+
+
+def test_reloading_alerts_replaces_the_open_set_and_resends_the_rows_it_changed() -> None:
+    """After missed alert events: rows whose open alerts differ from the re-read set are re-sent, with a resync."""
+    live = feed()
+    live.twin_updated([update(twin("v1", speed=1.0)), update(twin("v2", speed=1.0)), update(twin("v3", speed=1.0))])
+    live.hub_message("alerts/acme/critical/r/v1", alert("v1", "acme", alert_id="gone"))
+    live.hub_message("alerts/acme/critical/r/v3", alert("v3", "acme", alert_id="kept"))
+    live.refresh_index()
+    client = live.connect(None, alerts=True, commands=True)
+    live.tick()
+    client.pending.clear()
+    # "gone" was cleared and "new" raised while events were missed; v3's alert is unchanged.
+    live.reload_alerts([("new", "v2", "major"), ("kept", "v3", "critical")])
+    live.tick()
+    [batch] = batches(client)
+    assert batch["resync"] is True
+    assert batch["vehicles"]["id"] == ["v1", "v2"]
+    assert batch["vehicles"]["alerts"] == [0, 1]
+    assert batch["vehicles"]["state"] == ["parked", "alarm"]

@@ -1,0 +1,218 @@
+"""The console's live feed on every node: what other nodes committed, heard through LISTEN.
+
+Each node that serves the console LISTENs on its schema's `fleethub_live` channel (see
+`cluster.announce`) and skips what it wrote itself (its own twin service and publishers
+feed its live feed directly). Announced vehicle ids pile up in one set until the next
+feed tick, so a burst of announcements costs one batched read per tick; the twins read
+are handed to the feed as twin updates, alert and command events as hub messages.
+
+Bounded: beyond `cluster.live_max_pending` vehicle ids the set is dropped and the node
+re-reads every twin instead (paged), as it also does after its LISTEN connection was
+lost (a PostgreSQL restart): nothing announced meanwhile stays missing, and browsers are
+told to reload alerts and commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from cluster.announce import EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
+from console import LiveSink, OpenAlerts
+from kernel import PostgresDatabase
+from twin import Store, TwinFilter, TwinState, TwinUpdate, UpdateKind
+
+log = structlog.get_logger(__name__)
+
+
+class RelaySink(LiveSink, Protocol):
+    def resync(self) -> None:
+        """Events may have been missed: clients should reload them."""
+        ...
+
+    def reload_alerts(self, open_alerts: Iterable[tuple[str, str, str]]) -> None:
+        """Alert events may have been missed: these (alert id, vehicle id, severity) are the open ones."""
+        ...
+
+
+class LiveRelay:
+    """LISTEN, coalesce, read in batches, feed `sink`; an async context manager holding two tasks."""
+
+    def __init__(
+        self,
+        db: PostgresDatabase,
+        store: Store,
+        sink: RelaySink,
+        *,
+        writer: str,
+        interval_s: float,
+        max_pending: int,
+        read_batch: int,
+        open_alerts: OpenAlerts | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.sink = sink
+        self.writer = writer
+        self.interval_s = interval_s
+        self.max_pending = max_pending
+        self.read_batch = read_batch
+        self.open_alerts = open_alerts
+        self.pending: set[str] = set()
+        # Set when announcements may have been missed or dropped: the next tick re-reads every twin.
+        self.reload = False
+        self.connected = asyncio.Event()
+        # Held while the open alerts are re-read: events heard meanwhile are applied after the
+        # re-read, so an alert changed in that window is not undone by the older snapshot.
+        self._events = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._listen(), name="cluster-live-listen"),
+            loop.create_task(self._ticks(), name="cluster-live-ticks"),
+        ]
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # -- hearing -----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
+                async with await connect as conn:
+                    channel = await channel_of(conn)
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    # Whatever was announced before this LISTEN (at start, or while the connection
+                    # was down) was not heard: read every twin once.
+                    self.reload = True
+                    self.connected.set()
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        try:
+                            await self.heard(note.payload)
+                        # One odd notification must not end live updates from the other nodes.
+                        except Exception:
+                            log.exception("console live: a notification failed", payload=note.payload[:200])
+            # Whatever ends the connection, the node keeps trying: live updates are worth a reconnect.
+            except Exception as exc:
+                self.connected.clear()
+                log.warning("console live LISTEN connection lost, reconnecting", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def heard(self, payload: str) -> None:
+        """Take one notification: vehicle ids are kept for the next tick, events go to the feed at once."""
+        notice = Notice.parse(payload)
+        if notice is None or notice.writer == self.writer:
+            return
+        if notice.kind == TWINS:
+            if self.reload:
+                return
+            self.pending.update(notice.body.split())
+            if len(self.pending) > self.max_pending:
+                log.warning(
+                    "console live: too many vehicles changed elsewhere, re-reading them all", cap=self.max_pending
+                )
+                self.pending.clear()
+                self.reload = True
+            return
+        async with self._events:
+            if notice.kind == EVENT:
+                event = notice.event()
+                if event is not None:
+                    self.sink.hub_message(*event)
+            elif notice.kind == EVENT_REF:
+                await self._read_event(notice.body)
+            elif notice.kind == EVENTS_LOST:
+                await self._reload_alerts()
+
+    async def _read_event(self, ref: str) -> None:
+        try:
+            async with self.db.connection() as conn:
+                cur = await conn.execute("SELECT topic, payload FROM cluster_live_events WHERE id = %s", (int(ref),))
+                row = await cur.fetchone()
+        except Exception as exc:
+            log.warning("console live: could not read an event", ref=ref, error=f"{type(exc).__name__}: {exc}")
+            await self._reload_alerts()
+            return
+        if row is not None:
+            self.sink.hub_message(str(row[0]), bytes(row[1]))
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _ticks(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.tick()
+            # The store may be unavailable for a while; what was pending is read again next time.
+            except Exception as exc:
+                log.warning(
+                    "console live: reading twins changed elsewhere failed", error=f"{type(exc).__name__}: {exc}"
+                )
+                self.reload = True
+
+    async def tick(self) -> None:
+        """Read what changed elsewhere since the last tick and hand it to the feed."""
+        if self.reload:
+            self.reload = False
+            self.pending.clear()
+            await self._read_all()
+            async with self._events:
+                await self._reload_alerts()
+            return
+        ids, self.pending = sorted(self.pending), set()
+        for start in range(0, len(ids), self.read_batch):
+            chunk = ids[start : start + self.read_batch]
+            states = await self.store.load_twins(chunk)
+            self._feed([states[v] for v in chunk if v in states])
+
+    async def _reload_alerts(self) -> None:
+        """Re-read the open alerts into the feed (it tells browsers to reload alerts and commands)."""
+        if self.open_alerts is None:
+            self.sink.resync()
+            return
+        try:
+            found = await self.open_alerts()
+        except Exception as exc:
+            log.warning("console live: could not re-read open alerts", error=f"{type(exc).__name__}: {exc}")
+            self.sink.resync()
+            return
+        self.sink.reload_alerts(found)
+
+    async def _read_all(self) -> None:
+        after: str | None = None
+        while True:
+            page = await self.store.list_twins(TwinFilter(after=after, limit=self.read_batch))
+            self._feed(page)
+            if len(page) < self.read_batch:
+                return
+            after = page[-1].vehicle_id
+
+    def _feed(self, states: Sequence[TwinState]) -> None:
+        if not states:
+            return
+        now = time.time()
+        # The feed looks only at the state; the kind of change is not announced.
+        self.sink.twin_updated([TwinUpdate(UpdateKind.TELEMETRY, s.vehicle_id, s, now) for s in states])

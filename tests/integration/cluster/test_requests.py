@@ -1,0 +1,94 @@
+"""Forwarded twin writes on a real PostgreSQL: the answer commits with the change, and only under a live claim."""
+
+import asyncio
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+
+from cluster import ClusterSettings, ForwardedWrites, Leases, fence_of, install
+from kernel import PostgresDatabase
+from twin import OwnerUnavailable, TwinCreate, TwinService, running, twin_store
+
+pytestmark = pytest.mark.postgres
+
+K = 4
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql.encode()).fetchall()
+
+
+async def _claim_once_asked(forwarding: ForwardedWrites, owner: SimpleNamespace, url: str) -> list:
+    """Once the request is stored, claim it as the owner (whose `ready` would have kept the write local)."""
+    for _ in range(250):
+        if await asyncio.to_thread(_rows, url, "SELECT count(*) FROM cluster_requests") != [(0,)]:
+            break
+        await asyncio.sleep(0.02)
+    owner.ready = set(owner.ownership.tokens)
+    try:
+        return await forwarding._claim()
+    finally:
+        owner.ready = set()
+
+
+async def test_a_withdrawn_request_is_not_applied_and_a_claimed_one_is_applied_once(pg_url: str) -> None:
+    """The owner's commit of a request withdrawn after its claim rolls back; the next one commits with its answer."""
+    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=4) as db:
+        async with db.connection() as conn:
+            await install(conn, K)
+        held = (await Leases(db, "w1", partitions=K, lease_s=30).step({})).held
+        db.set_fence(fence_of("w1", K, held))
+        # The owner's view of its leases; `ready` is empty, so this node forwards even its own vehicles.
+        owner = SimpleNamespace(worker_id="w1", ready=set(), ownership=SimpleNamespace(tokens=held))
+        settings = ClusterSettings(role="api", partitions=K, forward_timeout_s=1.0, forward_poll_s=0.05)
+        store = twin_store(db)
+        async with store, running(TwinService(store)) as service:
+            await asyncio.sleep(0.01)  # the consumer starts
+            await service.apply(TwinCreate("veh-1", "default"))
+            async with ForwardedWrites(settings, db, service, owner) as forwarding:  # type: ignore[arg-type]
+                service.route = forwarding
+                asking = asyncio.create_task(service.patch_desired("veh-1", {"charge_limit": 50}))
+                claimed = await _claim_once_asked(forwarding, owner, pg_url)
+                # The asking node gives up between the claim and the owner's commit.
+                await asyncio.to_thread(_rows, pg_url, "UPDATE cluster_requests SET state = 'withdrawn' RETURNING id")
+                await forwarding._apply(claimed[0])
+                with pytest.raises(OwnerUnavailable):
+                    await asyncio.wait_for(asking, 5)
+                assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]
+
+                asking = asyncio.create_task(service.patch_desired("veh-1", {"charge_limit": 60}))
+                claimed = await _claim_once_asked(forwarding, owner, pg_url)
+                await forwarding._apply(claimed[0])
+                doc = await asyncio.wait_for(asking, 5)
+                assert (doc.version, doc.desired) == (2, {"charge_limit": 60})
+                assert doc == await service.get_twin("veh-1")
+                # A later pass finds nothing to take: it is done.
+                owner.ready = set(held)
+                assert await forwarding._claim() == []
+            assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
+            assert _rows(pg_url, "SELECT version FROM twins") == [(2,)]
+
+
+async def test_a_request_left_waiting_past_its_deadline_is_withdrawn_and_never_claimed(pg_url: str) -> None:
+    """No owner takes it in time: the caller gets OwnerUnavailable and a late owner finds nothing to apply."""
+    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=4) as db:
+        async with db.connection() as conn:
+            await install(conn, K)
+        held = (await Leases(db, "w1", partitions=K, lease_s=30).step({})).held
+        db.set_fence(fence_of("w1", K, held))
+        owner = SimpleNamespace(worker_id="w1", ready=set(), ownership=SimpleNamespace(tokens=held))
+        settings = ClusterSettings(role="api", partitions=K, forward_timeout_s=0.3, forward_poll_s=0.05)
+        store = twin_store(db)
+        async with store, running(TwinService(store)) as service:
+            await asyncio.sleep(0.01)  # the consumer starts
+            await service.apply(TwinCreate("veh-2", "default"))
+            async with ForwardedWrites(settings, db, service, owner) as forwarding:  # type: ignore[arg-type]
+                service.route = forwarding
+                with pytest.raises(OwnerUnavailable) as refused:
+                    await service.patch_desired("veh-2", {"a": 1})
+                assert refused.value.retry_after_s == 8
+                owner.ready = set(held)
+                assert await forwarding._claim() == []
+        assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]

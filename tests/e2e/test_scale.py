@@ -229,6 +229,41 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
     assert api.stop() == 0
 
 
+def test_forwarded_messages_reach_their_owner_on_notify_alone(
+    mosquitto: int, pg_url: str, run_hub, tmp_path: Path
+) -> None:
+    """With the inbox poll set to ten minutes, owners still take what other workers forwarded: NOTIFY wakes them."""
+    slow_poll = {"FLEETHUB_CLUSTER_INBOX_POLL_S": "600"}
+    a, http_a = _worker(run_hub, tmp_path, mosquitto, pg_url, "a", env=slow_poll)
+    b, http_b = _worker(run_hub, tmp_path, mosquitto, pg_url, "b", env=slow_poll)
+    _eventually(lambda: _owners(pg_url) == {"a": 8, "b": 8}, 20, "the partitions split 8/8")
+    vehicles = [Vehicle(mosquitto, f"bike-{n:02d}") for n in range(8)]
+    now = time.time()
+    try:
+        for seq in range(1, 21):
+            for v in vehicles:
+                v.send(seq, 60.0, now - 100 + seq)
+        expected = {(v.vid, s) for v in vehicles for s in range(1, 21)}
+        _eventually(lambda: all(len(v.acked) == 20 for v in vehicles), 60, "every message acknowledged")
+        _eventually(lambda: set(_stored(pg_url)) == expected, 60, "every message stored")
+        assert len(_stored(pg_url)) == len(expected)
+        # Committed rows are deleted by the owner's next take, which a settled batch triggers.
+        _eventually(lambda: _rows(pg_url, "SELECT count(*) FROM cluster_inbox") == [(0,)], 30, "the inbox emptied")
+
+        def forwarded(port: int) -> int:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+            return int(health["components"]["cluster"]["detail"]["forwarded"])
+
+        # The positive control: messages did take the inbox hop (Mosquitto spread them over both workers).
+        assert forwarded(http_a) + forwarded(http_b) > 0
+    finally:
+        for v in vehicles:
+            v.close()
+        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:])
+    assert a.stop() == 0
+    assert b.stop() == 0
+
+
 def test_kill_9_loses_nothing_acknowledged_and_partitions_move(
     mosquitto: int, pg_url: str, run_hub, tmp_path: Path
 ) -> None:

@@ -211,6 +211,8 @@ class CommandService(CommandEngine):
                 stored = await self.store.get(command_id)
                 if stored is None or stored.vehicle_id != vehicle_id:
                     raise NotFound(f"command '{command_id}' of vehicle '{vehicle_id}' not found")
+                if stored.open and not self._mine(vehicle_id):
+                    return await self._cancel_elsewhere(stored, by, actor)
                 raise CommandClosed(
                     f"command '{command_id}' is {stored.state.value}; only a waiting one can be cancelled"
                 )
@@ -225,6 +227,35 @@ class CommandService(CommandEngine):
                 work.audit.append(entry)
             await self._finish(work)
             return copy_of(command)
+
+    async def _cancel_elsewhere(self, command: Command, by: str, actor: Actor | None) -> Command:
+        """Cancel a command another hub worker holds (it owns the vehicle; cluster/).
+
+        Written over the row only while it is still in the state read, and a closed command
+        is never written over (commands/stores/sql.py); the owner hears of the change and
+        drops it. A queued command its owner sends at that moment reaches the vehicle and is
+        recorded cancelled, as when a sent command is cancelled in one hub.
+        """
+        entry = None
+        if actor is not None:
+            twin = await self.twins.state(command.vehicle_id)
+            fleet = twin.fleet if twin is not None else None
+            entry = audit_entry(
+                actor, "command.cancel", self.clock(), vehicle_id=command.vehicle_id, fleet=fleet, target=command.id
+            )
+        current: Command | None = command
+        # A few tries: the owner may send it (queued -> sent) between our read and our write.
+        for _ in range(3):
+            if current is None or not current.open:
+                break
+            was = current.state
+            current.move(CommandState.CANCELLED, self.clock(), f"cancelled by {by}")
+            if await self.store.change(current, was, audit=entry):
+                await self._publish(current)
+                return copy_of(current)
+            current = await self.store.get(command.id)
+        state = current.state.value if current is not None else "gone"
+        raise CommandClosed(f"command '{command.id}' is {state}; only a waiting one can be cancelled")
 
     # -- fleet jobs --------------------------------------------------------------------
 

@@ -41,6 +41,9 @@ from twin import check_patch
 
 log = structlog.get_logger(__name__)
 
+# How often a request waiting for a command another hub worker holds looks at the database.
+_POLL_S = 0.25
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -189,6 +192,8 @@ class CommandService(CommandEngine):
         command = await self.get(command_id)
         if not command.open or timeout_s <= 0:
             return command
+        if not self._mine(command.vehicle_id):
+            return await self._poll(command_id, timeout_s)
         waiter: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(command_id, []).append(waiter)
         try:
@@ -201,6 +206,16 @@ class CommandService(CommandEngine):
                 waiters.remove(waiter)
                 if not waiters:
                     del self._waiters[command_id]
+
+    async def _poll(self, command_id: str, timeout_s: float) -> Command:
+        """Wait for a command another hub worker holds (cluster/): its answer lands in the database there."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            await asyncio.sleep(max(0.0, min(_POLL_S, left)))
+            command = await self.get(command_id)
+            if not command.open or left <= _POLL_S:
+                return command
 
     async def cancel(
         self, vehicle_id: str, command_id: str, *, by: str = "anonymous", actor: Actor | None = None

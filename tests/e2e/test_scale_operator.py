@@ -4,7 +4,7 @@ Real Mosquitto, a worker and an API node, PostgreSQL. The API node writes the al
 command row itself, guarded by the state it read; the owner hears of it and rebuilds the
 vehicle, so its memory follows: an acknowledged alert stays acknowledged when the owner
 later clears it, a hand-cleared alert lets the rule raise a new one, a cancelled command
-is never sent.
+is never sent, and a request waiting for a command's answer gets it.
 """
 
 from __future__ import annotations
@@ -99,6 +99,10 @@ def test_alerts_and_commands_changed_on_an_api_node_are_followed_by_the_owner(
         )
         time.sleep(0.5)
         assert [c["id"] for c in vehicle.commands] == [made[1]]
+        # Waiting for the answer on a node that does not hold the command: it reads the owner's result.
+        waited = httpx.post(f"{base}/vehicles/op-1/commands/?wait=20s", json={"name": "honk"}, timeout=30)
+        assert waited.status_code == 200, waited.text
+        assert waited.json()["state"] == "succeeded"
     finally:
         vehicle.close()
         print("worker a:\n", owner.text[-8000:], "\napi:\n", api.text[-4000:])

@@ -41,6 +41,9 @@ from twin import check_patch
 
 log = structlog.get_logger(__name__)
 
+# How often a request waiting for a command another hub worker holds looks at the database.
+_POLL_S = 0.25
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -189,6 +192,8 @@ class CommandService(CommandEngine):
         command = await self.get(command_id)
         if not command.open or timeout_s <= 0:
             return command
+        if not self._mine(command.vehicle_id):
+            return await self._poll(command_id, timeout_s)
         waiter: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(command_id, []).append(waiter)
         try:
@@ -202,6 +207,16 @@ class CommandService(CommandEngine):
                 if not waiters:
                     del self._waiters[command_id]
 
+    async def _poll(self, command_id: str, timeout_s: float) -> Command:
+        """Wait for a command another hub worker holds (cluster/): its answer lands in the database there."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            await asyncio.sleep(max(0.0, min(_POLL_S, left)))
+            command = await self.get(command_id)
+            if not command.open or left <= _POLL_S:
+                return command
+
     async def cancel(
         self, vehicle_id: str, command_id: str, *, by: str = "anonymous", actor: Actor | None = None
     ) -> Command:
@@ -211,6 +226,8 @@ class CommandService(CommandEngine):
                 stored = await self.store.get(command_id)
                 if stored is None or stored.vehicle_id != vehicle_id:
                     raise NotFound(f"command '{command_id}' of vehicle '{vehicle_id}' not found")
+                if stored.open and not self._mine(vehicle_id):
+                    return await self._cancel_elsewhere(stored, by, actor)
                 raise CommandClosed(
                     f"command '{command_id}' is {stored.state.value}; only a waiting one can be cancelled"
                 )
@@ -225,6 +242,35 @@ class CommandService(CommandEngine):
                 work.audit.append(entry)
             await self._finish(work)
             return copy_of(command)
+
+    async def _cancel_elsewhere(self, command: Command, by: str, actor: Actor | None) -> Command:
+        """Cancel a command another hub worker holds (it owns the vehicle; cluster/).
+
+        Written over the row only while it is still in the state read, and a closed command
+        is never written over (commands/stores/sql.py); the owner hears of the change and
+        drops it. A queued command its owner sends at that moment reaches the vehicle and is
+        recorded cancelled, as when a sent command is cancelled in one hub.
+        """
+        entry = None
+        if actor is not None:
+            twin = await self.twins.state(command.vehicle_id)
+            fleet = twin.fleet if twin is not None else None
+            entry = audit_entry(
+                actor, "command.cancel", self.clock(), vehicle_id=command.vehicle_id, fleet=fleet, target=command.id
+            )
+        current: Command | None = command
+        # A few tries: the owner may send it (queued -> sent) between our read and our write.
+        for _ in range(3):
+            if current is None or not current.open:
+                break
+            was = current.state
+            current.move(CommandState.CANCELLED, self.clock(), f"cancelled by {by}")
+            if await self.store.change(current, was, audit=entry):
+                await self._publish(current)
+                return copy_of(current)
+            current = await self.store.get(command.id)
+        state = current.state.value if current is not None else "gone"
+        raise CommandClosed(f"command '{command.id}' is {state}; only a waiting one can be cancelled")
 
     # -- fleet jobs --------------------------------------------------------------------
 

@@ -62,6 +62,14 @@ class StoreRejected(StoreError):
     """
 
 
+class PreconditionFailed(FleethubError):
+    """A guarded statement changed another number of rows than it required; its transaction rolled back.
+
+    How a node that does not hold a row in memory changes it safely: its UPDATE names the
+    state it expects, and an answer of "0 rows" means someone else changed it first.
+    """
+
+
 class Fenced(StoreError):
     """A hub worker wrote for a partition whose lease it no longer holds; nothing was written.
 

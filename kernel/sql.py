@@ -22,7 +22,7 @@ from typing import Any, Final, Self
 
 import psycopg
 
-from kernel.errors import StoreRejected
+from kernel.errors import PreconditionFailed, StoreRejected
 from kernel.postgres import PostgresDatabase
 from kernel.sqlite import SqliteDatabase, rollback
 
@@ -104,11 +104,16 @@ def _percent_s(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """One statement of a transaction; with `many`, `args` is a sequence of argument rows."""
+    """One statement of a transaction; with `many`, `args` is a sequence of argument rows.
+
+    With `expect`, the statement must change exactly that many rows, or the whole
+    transaction rolls back with `PreconditionFailed` (a compare-and-set).
+    """
 
     sql: str
     args: Sequence[Any] = ()
     many: bool = False
+    expect: int | None = None
 
 
 class Sql:
@@ -150,6 +155,7 @@ class Sql:
                     await cur.executemany(sql, s.args)
                 else:
                     await cur.execute(sql, s.args)
+                _check(s, cur.rowcount)
                 changed.append(cur.rowcount)
         return changed
 
@@ -180,6 +186,11 @@ class SqlStore:
         return None
 
 
+def _check(statement: Statement, rows: int) -> None:
+    if statement.expect is not None and rows != statement.expect:
+        raise PreconditionFailed(f"expected {statement.expect} row(s) changed, found {rows}")
+
+
 def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:
     # The whole transaction is one call on the writer's thread: a hop per statement would
     # wait a busy event loop's iteration each.
@@ -188,6 +199,7 @@ def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement
     try:
         for s in statements:
             cur = conn.executemany(s.sql, s.args) if s.many else conn.execute(s.sql, s.args)
+            _check(s, cur.rowcount)
             changed.append(cur.rowcount)
     except BaseException:
         rollback(conn)

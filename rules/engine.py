@@ -22,7 +22,7 @@ import msgspec
 import structlog
 
 from kernel import NotFound, VehiclePartitions, is_fenced, isoformat
-from rules.alerts import Alert, AlertEventKind, AlertQuery, alert_topic, event_payload
+from rules.alerts import Alert, AlertEventKind, AlertQuery, AlertState, alert_topic, event_payload
 from rules.backtest import BacktestResult, Replay
 from rules.compiler import Compiler
 from rules.definitions import CompiledRule, CompileProblem, RuleDefinition, RuleInvalid, compile_definition
@@ -456,14 +456,40 @@ class RulesEngine:
     async def acknowledge(
         self, alert_id: str, user: str, note: str | None = None, *, actor: Actor | None = None
     ) -> Alert:
-        await self._known(alert_id)
+        stored = await self._known(alert_id)
+        if not self._mine(stored.vehicle_id):
+            if stored.state is not AlertState.ACTIVE:
+                raise AlertNotOpen(f"alert {alert_id} is already acknowledged")
+            now = self.clock()
+            acked = msgspec.structs.replace(
+                stored,
+                state=AlertState.ACKNOWLEDGED,
+                acknowledged_at=now,
+                acknowledged_by=user,
+                note=note,
+                updated_at=now,
+            )
+            return await self._change_elsewhere(acked, (AlertState.ACTIVE,), AlertEventKind.ACKNOWLEDGED, actor, note)
         alert = self.core.acknowledge(alert_id, user, note, self.clock())
         self._audit_alert(actor, "alert.ack", alert, note, user)
         await self.flush()
         return alert
 
     async def clear(self, alert_id: str, user: str, note: str | None = None, *, actor: Actor | None = None) -> Alert:
-        await self._known(alert_id)
+        stored = await self._known(alert_id)
+        if not self._mine(stored.vehicle_id):
+            now = self.clock()
+            cleared = msgspec.structs.replace(
+                stored,
+                state=AlertState.CLEARED,
+                cleared_at=now,
+                cleared_by=user,
+                clear_values={},
+                updated_at=now,
+                clear_note=note if note is not None else stored.clear_note,
+            )
+            expected = (AlertState.ACTIVE, AlertState.ACKNOWLEDGED)
+            return await self._change_elsewhere(cleared, expected, AlertEventKind.CLEARED, actor, note)
         alert = self.core.clear(alert_id, user, note, self.clock())
         self._audit_alert(actor, "alert.clear", alert, note, user)
         self._changed()
@@ -472,12 +498,39 @@ class RulesEngine:
 
     def _audit_alert(self, actor: Actor | None, action: str, alert: Alert, note: str | None, by: str) -> None:
         """Queue the entry for the flush that writes this alert's change (the next one: nothing awaited since)."""
-        detail = {"rule": alert.rule, "note": note, "by": by}
-        entry = self._entry(
-            actor, action, vehicle_id=alert.vehicle_id, fleet=alert.fleet, target=alert.id, detail=detail
-        )
+        entry = self._alert_entry(actor, action, alert, note, by)
         if entry is not None:
             self._audit.append(entry)
+
+    def _alert_entry(
+        self, actor: Actor | None, action: str, alert: Alert, note: str | None, by: str
+    ) -> AuditEntry | None:
+        detail = {"rule": alert.rule, "note": note, "by": by}
+        return self._entry(
+            actor, action, vehicle_id=alert.vehicle_id, fleet=alert.fleet, target=alert.id, detail=detail
+        )
+
+    async def _change_elsewhere(
+        self,
+        alert: Alert,
+        expected: tuple[AlertState, ...],
+        kind: AlertEventKind,
+        actor: Actor | None,
+        note: str | None,
+    ) -> Alert:
+        """An operator's change to an alert of a vehicle another hub worker runs the rules of.
+
+        Written over the row only while it is still in an `expected` state (the owner may
+        have cleared it meanwhile); the owner hears of the change through the database
+        (cluster/) and rebuilds that vehicle, so its memory follows.
+        """
+        action = "alert.ack" if kind is AlertEventKind.ACKNOWLEDGED else "alert.clear"
+        by = alert.acknowledged_by if kind is AlertEventKind.ACKNOWLEDGED else alert.cleared_by
+        entry = self._alert_entry(actor, action, alert, note, by or "")
+        if not await self.store.change_alert(alert, expected, audit=entry):
+            raise AlertNotOpen(f"alert {alert.id} changed meanwhile; read it again")
+        await self._publish(alert, kind)
+        return alert
 
     def raise_alert(
         self, rule: str, vehicle_id: str, fleet: str, severity: str, message: str, values: dict[str, Any]
@@ -498,10 +551,11 @@ class RulesEngine:
     def open_alert(self, rule: str, vehicle_id: str) -> Alert | None:
         return self.core.open_alert(rule, vehicle_id)
 
-    async def _known(self, alert_id: str) -> None:
+    async def _known(self, alert_id: str) -> Alert:
         alert = await self.get_alert(alert_id)
         if not alert.state.open:
             raise AlertNotOpen(f"alert {alert_id} is already cleared")
+        return alert
 
     # -- backtests ----------------------------------------------------------------------
 

@@ -42,6 +42,15 @@ class MemoryCommandStore:
         for job in jobs:
             self._jobs[job.id] = copy.deepcopy(job)
 
+    async def change(self, command: Command, expected: CommandState, *, audit: AuditEntry | None = None) -> bool:
+        stored = self._commands.get(command.id)
+        if stored is None or stored.state is not expected:
+            return False
+        if audit is not None:
+            self.audit.append(audit)
+        self._commands[command.id] = copy.deepcopy(command)
+        return True
+
     async def get(self, command_id: str) -> Command | None:
         found = self._commands.get(command_id)
         return copy.deepcopy(found) if found is not None else None

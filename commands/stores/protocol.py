@@ -46,6 +46,14 @@ class CommandStore(Protocol):
         """Insert or replace commands and jobs, and insert the audit entries recording them, in one transaction."""
         ...
 
+    async def change(self, command: Command, expected: CommandState, *, audit: AuditEntry | None = None) -> bool:
+        """Store `command` over its row only while that row is in state `expected` (with `audit`, atomically).
+
+        False when the row moved on: someone changed it first, nothing was written. How a
+        node that does not hold the vehicle's commands (another worker owns it) cancels one.
+        """
+        ...
+
     async def get(self, command_id: str) -> Command | None: ...
 
     async def by_key(self, vehicle_id: str, idempotency_key: str) -> Command | None:

@@ -13,7 +13,7 @@ import msgspec
 
 from commands.model import Command, CommandState, Job, JobState
 from commands.stores.protocol import CommandQuery
-from kernel import SQLITE, SqlStore, Statement, VehiclePartitions
+from kernel import SQLITE, PreconditionFailed, SqlStore, Statement, VehiclePartitions
 from security import AuditEntry, audit_statement
 
 _encode = msgspec.json.Encoder().encode
@@ -24,7 +24,9 @@ UPSERT_COMMAND = """
 INSERT INTO commands (id, vehicle_id, name, state, job_id, idempotency_key, created_at, doc)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc
+WHERE commands.state IN ('queued', 'sent')
 """
+# A closed command stays closed: another node may have cancelled it while its owner was sending it.
 UPSERT_JOB = """
 INSERT INTO command_jobs (id, state, created_at, doc) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc
@@ -111,6 +113,18 @@ class SqlCommandStore(SqlStore):
     async def count_states(self, job_id: str) -> dict[CommandState, int]:
         rows = await self._sql.fetch(COUNT_STATES, (job_id,))
         return {CommandState(state): int(n) for state, n in rows}
+
+    async def change(self, command: Command, expected: CommandState, *, audit: AuditEntry | None = None) -> bool:
+        sql = "UPDATE commands SET state = ?, doc = ? WHERE id = ? AND state = ?"
+        args = (command.state.value, _encode(command).decode(), command.id, expected.value)
+        statements = [Statement(sql, args, expect=1)]
+        if audit is not None:
+            statements.append(audit_statement(audit, self._sql.dialect))
+        try:
+            await self._sql.transaction(statements)
+        except PreconditionFailed:
+            return False
+        return True
 
     async def get(self, command_id: str) -> Command | None:
         docs = await self._docs("SELECT doc FROM commands WHERE id = ?", (command_id,))

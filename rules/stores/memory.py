@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
 import msgspec
 
 from kernel import StoreError, VehiclePartitions
-from rules.alerts import Alert, AlertQuery
+from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite
 from rules.zones import Zone
@@ -75,6 +76,17 @@ class MemoryRulesStore:
             self.timers.pop(key, None)
         for timer in batch.timers:
             self.timers[(timer.rule, timer.vehicle_id)] = timer
+
+    async def change_alert(
+        self, alert: Alert, expected: Sequence[AlertState], *, audit: AuditEntry | None = None
+    ) -> bool:
+        stored = self.alerts.get(alert.id)
+        if stored is None or stored.state not in expected:
+            return False
+        if audit is not None:
+            self._record(audit)
+        self.alerts[alert.id] = msgspec.structs.replace(alert, values=dict(alert.values))
+        return True
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         return self.alerts.get(alert_id)

@@ -14,7 +14,7 @@ from typing import Any, Protocol, Self
 import msgspec
 
 from kernel import VehiclePartitions
-from rules.alerts import Alert, AlertQuery
+from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.zones import Zone
 from security import AuditEntry
@@ -74,6 +74,17 @@ class RulesStore(Protocol):
 
     async def write(self, batch: RulesWrite) -> None:
         """Upsert alerts, upsert and delete pending timers, insert the batch's audit entries, atomically."""
+        ...
+
+    async def change_alert(
+        self, alert: Alert, expected: Sequence[AlertState], *, audit: AuditEntry | None = None
+    ) -> bool:
+        """Store `alert` over its row only while that row is in one of `expected` (with `audit`, atomically).
+
+        False when the row is in another state: someone changed it first, nothing was written.
+        How a node that does not run the vehicle's rules (another worker owns it) acknowledges
+        or clears an alert; the owner hears of it and rebuilds (cluster/).
+        """
         ...
 
     async def get_alert(self, alert_id: str) -> Alert | None: ...

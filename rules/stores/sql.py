@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from kernel import SQLITE, Database, SqlStore, Statement, VehiclePartitions
+from kernel import SQLITE, Database, PreconditionFailed, SqlStore, Statement, VehiclePartitions
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
@@ -117,6 +117,20 @@ class SqlRulesStore(SqlStore):
             statements.append(Statement(_UPSERT_TIMER, timers, many=True))
         if statements or batch.audit:
             await self._transaction(statements, batch.audit)
+
+    async def change_alert(
+        self, alert: Alert, expected: Sequence[AlertState], *, audit: AuditEntry | None = None
+    ) -> bool:
+        at = self._dialect.time
+        states = [s.value for s in expected]
+        marks = ", ".join("?" * len(states))
+        sql = f"UPDATE alerts SET state = ?, cleared_at = ?, doc = ? WHERE id = ? AND state IN ({marks})"
+        args = (alert.state.value, at(alert.cleared_at), _json(alert), alert.id, *states)
+        try:
+            await self._transaction([Statement(sql, args, expect=1)], [audit])
+        except PreconditionFailed:
+            return False
+        return True
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         rows = await self._sql.fetch(f"{self._select_alert} WHERE id = ?", (alert_id,))

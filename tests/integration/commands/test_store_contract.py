@@ -172,3 +172,24 @@ async def test_a_write_and_its_audit_entries_commit_together(store):
     assert await store.get_job("j2") is None
     assert await store.get("c1") is not None
     assert await _audit_ids(store) == {"e1", "e2"}
+
+
+async def test_change_writes_only_over_the_state_read(store):
+    """A node that does not hold the vehicle's commands cancels one only while it is in the state it read."""
+    await store.write([command("c1")])
+    cancelled = command("c1", state=CommandState.CANCELLED)
+    assert await store.change(cancelled, CommandState.SENT, audit=_entry("e1")) is False
+    assert (await store.get("c1")).state is CommandState.QUEUED
+    assert await _audit_ids(store) == set()
+    assert await store.change(cancelled, CommandState.QUEUED, audit=_entry("e1")) is True
+    assert (await store.get("c1")).state is CommandState.CANCELLED
+    assert await _audit_ids(store) == {"e1"}
+    assert await store.change(command("nope", state=CommandState.CANCELLED), CommandState.QUEUED) is False
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_closed_command_is_never_written_over(store):
+    """The owner sending a command that another node cancelled meanwhile does not reopen it."""
+    await store.write([command("c1", state=CommandState.CANCELLED)])
+    await store.write([command("c1", state=CommandState.SENT)])
+    assert (await store.get("c1")).state is CommandState.CANCELLED

@@ -276,3 +276,20 @@ async def test_a_change_and_its_audit_entry_commit_together(store):
     assert await store.get_alert("a2") is None
     assert await store.get_alert("a1") is not None
     assert await _audit_ids(store) == {"e1", "e2", "e3", "e4"}
+
+
+async def test_change_alert_writes_only_over_an_expected_state(store):
+    """A node that does not run the vehicle's rules changes an alert only while it is as it read it."""
+    await store.write(RulesWrite(alerts=[alert("a1")]))
+    acked = alert("a1", state=AlertState.ACKNOWLEDGED, acknowledged_by="dispatch")
+    assert await store.change_alert(acked, [AlertState.ACTIVE], audit=_entry("e1")) is True
+    assert (await store.get_alert("a1")) == acked
+    assert await _audit_ids(store) == {"e1"}
+    # Someone changed it first: nothing written, the entry neither.
+    cleared = alert("a1", state=AlertState.CLEARED, cleared_at=200.0, cleared_by="x")
+    assert await store.change_alert(cleared, [AlertState.ACTIVE], audit=_entry("e2")) is False
+    assert (await store.get_alert("a1")).state is AlertState.ACKNOWLEDGED
+    assert await _audit_ids(store) == {"e1"}
+    assert await store.change_alert(cleared, [AlertState.ACTIVE, AlertState.ACKNOWLEDGED]) is True
+    assert [a.id for a in await store.open_alerts()] == []
+    assert await store.change_alert(alert("nope"), [AlertState.ACTIVE]) is False

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, help="connections scenario target (default 15000)")
     parser.add_argument("--measure", type=float, help="seconds of measured traffic per run (default 20)")
     parser.add_argument("--publishers", type=int, help="publishing vehicles in the saturated runs (default 200)")
+    parser.add_argument(
+        "--offered", type=float, help="msg/s the scale scenario offers each configuration (default 1500)"
+    )
     return parser
 
 
@@ -41,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["measure_s"] = args.measure
     if args.publishers is not None:
         overrides["publishers"] = args.publishers
+    if args.offered is not None:
+        overrides["scale_offered"] = args.offered
     scale = dataclasses.replace(scale, **overrides)
     out = args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
     chosen = args.only or list(SCENARIOS)

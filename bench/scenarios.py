@@ -54,6 +54,8 @@ class Scale:
     # 500 msg/s: well below saturation on two shared cores, so CPU per message compares.
     rules_interval_s: float = 30.0
     rules_count: int = 100
+    # The scale scenario's open-loop rate per configuration (msg/s).
+    scale_offered: float = 1_500.0
     quick: bool = False
 
     @classmethod
@@ -77,6 +79,7 @@ class Scale:
             rules_vehicles=40,
             rules_interval_s=1.0,
             rules_count=20,
+            scale_offered=200.0,
             quick=True,
         )
 

@@ -36,7 +36,7 @@ from cluster.partitions import Ownership, PartitionListener, partition_of
 from cluster.schema import CHANNEL, JOB_PARTITION, install
 from cluster.settings import ClusterSettings
 from commands import CommandService
-from kernel import ConfigError, PostgresDatabase, VehiclePartitions
+from kernel import ConfigError, PostgresDatabase, VehicleIds, VehicleSet
 from rules import RulesEngine
 from twin import DisconnectReason, Inbound, MessageKind, TwinFilter, TwinService, Verdict
 
@@ -312,7 +312,7 @@ class ClusterWorker:
         for listener in self.listeners:
             await listener.adopt(vehicle)
 
-    async def _connected(self, vehicles: VehiclePartitions) -> dict[str, float]:
+    async def _connected(self, vehicles: VehicleSet) -> dict[str, float]:
         """Vehicles the database says are connected (and since when), among those of `vehicles`."""
         found: dict[str, float] = {}
         after: str | None = None
@@ -523,21 +523,17 @@ class ClusterWorker:
             alerts, self._notified["alerts"] = self._notified["alerts"], set()
             jobs, self._notified["jobs"] = self._notified["jobs"], set()
             try:
+                # Only these vehicles' rows are read (chosen by id in SQL), not the whole fleet's.
                 if commands and self.commands is not None:
-                    await self.commands.adopt(commands.__contains__)
-                    for vid in commands:
-                        if await self._is_connected(vid):
-                            self.commands.vehicle_connected(vid)
+                    await self.commands.adopt(VehicleIds(frozenset(commands)))
+                    for vid in await self._connected(VehicleIds(frozenset(commands))):
+                        self.commands.vehicle_connected(vid)
                 if alerts and self.rules is not None:
-                    await self.rules.adopt(alerts.__contains__)
+                    await self.rules.adopt(VehicleIds(frozenset(alerts)))
                 if jobs and self.commands is not None and self.commands.dispatches_jobs:
                     await self.commands.reload_jobs()
             except Exception:
                 log.exception("rebuilding vehicles changed elsewhere failed")
-
-    async def _is_connected(self, vehicle_id: str) -> bool:
-        state = await self.service.store.load_twin(vehicle_id)
-        return state is not None and state.connection.connected
 
     # -- health ------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from commands.model import (
     new_id,
 )
 from commands.stores.protocol import CommandStore
-from kernel import Fenced, InvalidPayload, VehiclePartitions, deeper_than, is_fenced, isoformat
+from kernel import Fenced, InvalidPayload, VehicleIds, VehiclePartitions, deeper_than, is_fenced, isoformat
 from security import AuditEntry
 from twin import ACCEPTED, Channel, ErrorMessage, Inbound, Limits, VehicleChannel, Verdict, check_patch
 
@@ -414,7 +414,7 @@ class CommandEngine:
     async def _resync(self, vehicles: set[str]) -> None:
         """A fenced write: nothing of it was stored or sent; memory takes the store's view back."""
         log.warning("commands write fenced off: partitions moved", vehicles=len(vehicles))
-        await self.adopt(vehicles.__contains__)
+        await self.adopt(VehicleIds(frozenset(vehicles)))
 
     async def adopt(self, vehicle: Callable[[str], bool]) -> None:
         """Rebuild the open commands of the vehicles `vehicle` selects from the store.
@@ -423,8 +423,9 @@ class CommandEngine:
         a command for one of its vehicles: sends then go out from here, the owner only.
         """
         self._drop(vehicle)
-        # A worker's partitions are chosen by the store (in SQL), not by reading every open command.
-        chosen = vehicle if isinstance(vehicle, VehiclePartitions) else None
+        # A worker's partitions, or the vehicles another node changed, are chosen by the store
+        # (in SQL), not by reading every open command.
+        chosen = vehicle if isinstance(vehicle, VehiclePartitions | VehicleIds) else None
         for command in await self.store.open_commands(chosen):
             if vehicle(command.vehicle_id) and self._mine(command.vehicle_id):
                 self._open.add(command)

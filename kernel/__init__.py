@@ -25,7 +25,7 @@ from kernel.errors import (
 from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
-from kernel.partitions import PARTITION_SQL, VehiclePartitions, partition_of
+from kernel.partitions import PARTITION_SQL, VehicleIds, VehiclePartitions, VehicleSet, partition_of, vehicles_where
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
 from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
@@ -61,7 +61,9 @@ __all__ = [
     "Timeseries",
     "TimeseriesMode",
     "TransientStoreError",
+    "VehicleIds",
     "VehiclePartitions",
+    "VehicleSet",
     "deeper_than",
     "fetch_all",
     "in_connection_thread",
@@ -78,4 +80,5 @@ __all__ = [
     "schema_lock",
     "split_statements",
     "sqlite_path",
+    "vehicles_where",
 ]

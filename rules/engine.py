@@ -21,7 +21,7 @@ from typing import Any, Protocol, Self
 import msgspec
 import structlog
 
-from kernel import NotFound, VehiclePartitions, is_fenced, isoformat
+from kernel import NotFound, VehicleIds, VehiclePartitions, VehicleSet, is_fenced, isoformat
 from rules.alerts import Alert, AlertEventKind, AlertQuery, AlertState, alert_topic, event_payload
 from rules.backtest import BacktestResult, Replay
 from rules.compiler import Compiler
@@ -167,8 +167,9 @@ class RulesEngine:
 
     async def _restore(self, vehicle: Callable[[str], bool], now: float) -> None:
         """Take back the open alerts, windows and clock re-checks of the vehicles `vehicle` selects."""
-        # A worker's partitions are chosen by the store (in SQL), not by reading every vehicle's rows.
-        chosen = vehicle if isinstance(vehicle, VehiclePartitions) else None
+        # A worker's partitions, or the vehicles another node changed, are chosen by the store
+        # (in SQL), not by reading every vehicle's rows.
+        chosen = vehicle if isinstance(vehicle, VehiclePartitions | VehicleIds) else None
         cooldown = max((r.cooldown_s for r in self.core.rules.values()), default=0.0)
         cleared = await self.store.last_cleared(now - cooldown, chosen) if cooldown > 0 else []
         self.core.restore(
@@ -320,7 +321,7 @@ class RulesEngine:
         touched |= {vid for _, vid in batch.timers_done}
         log.warning("rules write fenced off: partitions moved", vehicles=len(touched))
         self.core.forget(touched.__contains__)
-        await self._restore(lambda vid: vid in touched and self._mine(vid), self.clock())
+        await self._restore(VehicleIds(frozenset(vid for vid in touched if self._mine(vid))), self.clock())
 
     async def _publish(self, alert: Alert, kind: AlertEventKind) -> None:
         if self.publisher is None:
@@ -341,7 +342,7 @@ class RulesEngine:
             alert_id=alert.id,
         )
 
-    async def _all_twins(self, vehicles: VehiclePartitions | None = None) -> AsyncIterator[TwinState]:
+    async def _all_twins(self, vehicles: VehicleSet | None = None) -> AsyncIterator[TwinState]:
         after: str | None = None
         while True:
             page = await self.twins.list_twins(TwinFilter(after=after, limit=_PAGE, vehicles=vehicles))

@@ -10,7 +10,7 @@ from typing import Self
 
 from commands.model import Command, CommandState, Job, JobState
 from commands.stores.protocol import CommandQuery
-from kernel import StoreError, VehiclePartitions
+from kernel import StoreError, VehicleSet
 from security import AuditEntry
 
 
@@ -85,7 +85,7 @@ class MemoryCommandStore:
                 break
         return out
 
-    async def open_commands(self, vehicles: VehiclePartitions | None = None) -> list[Command]:
+    async def open_commands(self, vehicles: VehicleSet | None = None) -> list[Command]:
         found = [c for c in self._commands.values() if c.open and (vehicles is None or vehicles(c.vehicle_id))]
         return [copy.deepcopy(c) for c in sorted(found, key=lambda c: (c.created_at, c.id))]
 

@@ -14,7 +14,7 @@ from typing import Protocol, Self
 import msgspec
 
 from commands.model import Command, CommandState, Job
-from kernel import VehiclePartitions
+from kernel import VehicleSet
 from security import AuditEntry
 
 
@@ -62,7 +62,7 @@ class CommandStore(Protocol):
 
     async def query(self, query: CommandQuery) -> list[Command]: ...
 
-    async def open_commands(self, vehicles: VehiclePartitions | None = None) -> list[Command]:
+    async def open_commands(self, vehicles: VehicleSet | None = None) -> list[Command]:
         """Every queued or sent command, oldest first: what a starting hub must deliver.
 
         `vehicles`: only those of these partitions (a hub worker taking them over).

@@ -13,7 +13,7 @@ import msgspec
 
 from commands.model import Command, CommandState, Job, JobState
 from commands.stores.protocol import CommandQuery
-from kernel import SQLITE, PreconditionFailed, SqlStore, Statement, VehiclePartitions
+from kernel import PreconditionFailed, SqlStore, Statement, VehicleSet, vehicles_where
 from security import AuditEntry, audit_statement
 
 _encode = msgspec.json.Encoder().encode
@@ -140,14 +140,15 @@ class SqlCommandStore(SqlStore):
         sql, args = _query_sql(query)
         return [_decode_command(d) for d in await self._docs(sql, args)]
 
-    async def open_commands(self, vehicles: VehiclePartitions | None = None) -> list[Command]:
+    async def open_commands(self, vehicles: VehicleSet | None = None) -> list[Command]:
         if vehicles is None:
             return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
-        if self._sql.dialect is SQLITE:
+        chosen = vehicles_where(vehicles, "vehicle_id", self._sql.dialect)
+        if chosen is None:
             # SQLite has no md5: the partitions are chosen here.
             found = [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS)]
             return [c for c in found if vehicles(c.vehicle_id)]
-        condition, arg = vehicles.where("vehicle_id")
+        condition, arg = chosen
         return [_decode_command(d) for d in await self._docs(_OPEN_COMMANDS_OF.format(condition=condition), (arg,))]
 
     async def get_job(self, job_id: str) -> Job | None:

@@ -8,7 +8,7 @@ from typing import Self
 
 import msgspec
 
-from kernel import StoreError, VehiclePartitions
+from kernel import StoreError, VehicleSet
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite
@@ -96,10 +96,10 @@ class MemoryRulesStore:
         found.sort(key=lambda a: (a.raised_at, a.id), reverse=True)
         return found[: query.limit]
 
-    async def open_alerts(self, vehicles: VehiclePartitions | None = None) -> list[Alert]:
+    async def open_alerts(self, vehicles: VehicleSet | None = None) -> list[Alert]:
         return [a for a in self.alerts.values() if a.state.open and (vehicles is None or vehicles(a.vehicle_id))]
 
-    async def last_cleared(self, since: float, vehicles: VehiclePartitions | None = None) -> list[Alert]:
+    async def last_cleared(self, since: float, vehicles: VehicleSet | None = None) -> list[Alert]:
         newest: dict[tuple[str, str], Alert] = {}
         for alert in self.alerts.values():
             if alert.cleared_at is None or alert.cleared_at < since:
@@ -112,5 +112,5 @@ class MemoryRulesStore:
                 newest[key] = alert
         return list(newest.values())
 
-    async def pending_timers(self, vehicles: VehiclePartitions | None = None) -> list[PendingTimer]:
+    async def pending_timers(self, vehicles: VehicleSet | None = None) -> list[PendingTimer]:
         return [t for t in self.timers.values() if vehicles is None or vehicles(t.vehicle_id)]

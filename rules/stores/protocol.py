@@ -13,7 +13,7 @@ from typing import Any, Protocol, Self
 
 import msgspec
 
-from kernel import VehiclePartitions
+from kernel import VehicleSet
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.zones import Zone
@@ -92,13 +92,13 @@ class RulesStore(Protocol):
     async def query_alerts(self, query: AlertQuery) -> list[Alert]: ...
 
     # `vehicles`: only those of these partitions (a hub worker taking them over); None: all.
-    async def open_alerts(self, vehicles: VehiclePartitions | None = None) -> list[Alert]: ...
+    async def open_alerts(self, vehicles: VehicleSet | None = None) -> list[Alert]: ...
 
-    async def last_cleared(self, since: float, vehicles: VehiclePartitions | None = None) -> list[Alert]:
+    async def last_cleared(self, since: float, vehicles: VehicleSet | None = None) -> list[Alert]:
         """The newest cleared alert per rule and vehicle among those cleared at or after `since`."""
         ...
 
-    async def pending_timers(self, vehicles: VehiclePartitions | None = None) -> list[PendingTimer]: ...
+    async def pending_timers(self, vehicles: VehicleSet | None = None) -> list[PendingTimer]: ...
 
 
 def timer_keys(timers: Sequence[PendingTimer]) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from kernel import SQLITE, Database, PreconditionFailed, SqlStore, Statement, VehiclePartitions
+from kernel import Database, PreconditionFailed, SqlStore, Statement, VehicleSet, vehicles_where
 from rules.alerts import Alert, AlertQuery, AlertState
 from rules.definitions import RuleDefinition
 from rules.stores.protocol import PendingTimer, RulesWrite, TimerKind
@@ -163,20 +163,21 @@ class SqlRulesStore(SqlStore):
         rows = await self._sql.fetch(sql, (*args, query.limit))
         return [_decode_alert(row[0]) for row in rows]
 
-    def _of(self, vehicles: VehiclePartitions | None) -> tuple[str, tuple[Any, ...]]:
-        """The condition narrowing a read to `vehicles` in SQL (PostgreSQL: SQLite has no md5)."""
-        if vehicles is None or self._dialect is SQLITE:
+    def _of(self, vehicles: VehicleSet | None) -> tuple[str, tuple[Any, ...]]:
+        """The condition narrowing a read to `vehicles` in SQL, where the backend can say it (see the callers)."""
+        chosen = None if vehicles is None else vehicles_where(vehicles, "vehicle_id", self._dialect)
+        if chosen is None:
             return "", ()
-        condition, arg = vehicles.where("vehicle_id")
+        condition, arg = chosen
         return f" AND {condition}", (arg,)
 
-    async def open_alerts(self, vehicles: VehiclePartitions | None = None) -> list[Alert]:
+    async def open_alerts(self, vehicles: VehicleSet | None = None) -> list[Alert]:
         where, args = self._of(vehicles)
         rows = await self._sql.fetch(f"{self._select_alert} WHERE state <> ?{where}", (AlertState.CLEARED.value, *args))
         found = [_decode_alert(row[0]) for row in rows]
         return found if vehicles is None else [a for a in found if vehicles(a.vehicle_id)]
 
-    async def last_cleared(self, since: float, vehicles: VehiclePartitions | None = None) -> list[Alert]:
+    async def last_cleared(self, since: float, vehicles: VehicleSet | None = None) -> list[Alert]:
         """The newest clear per rule and vehicle since `since`, for cooldowns after a restart."""
         where, args = self._of(vehicles)
         sql = f"{self._select_alert} WHERE cleared_at >= ?{where} ORDER BY cleared_at"
@@ -187,7 +188,7 @@ class SqlRulesStore(SqlStore):
                 newest[(alert.rule, alert.vehicle_id)] = alert
         return list(newest.values())
 
-    async def pending_timers(self, vehicles: VehiclePartitions | None = None) -> list[PendingTimer]:
+    async def pending_timers(self, vehicles: VehicleSet | None = None) -> list[PendingTimer]:
         where, args = self._of(vehicles)
         sql = f"{self._select_timers} WHERE {self._dialect.true}{where}"
         rows = await self._sql.fetch(sql, args)

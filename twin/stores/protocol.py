@@ -14,7 +14,7 @@ from typing import Any, Protocol, Self, TypeVar
 import msgspec
 import structlog
 
-from kernel import DatabaseInfo, InvalidPayload, VehiclePartitions
+from kernel import DatabaseInfo, InvalidPayload, VehicleSet
 from twin.model import HistoryRow, Json, PresenceEvent, TwinState
 from twin.paths import get_path
 from twin.selector import VehicleSelector
@@ -51,8 +51,8 @@ class TwinFilter(msgspec.Struct, frozen=True):
     # Keyset pagination: vehicle ids strictly after this one.
     after: str | None = None
     limit: int = 100
-    # Only the vehicles of these partitions (a hub worker taking them over).
-    vehicles: VehiclePartitions | None = None
+    # Only these vehicles: a hub worker's partitions (taking them over), or some by id.
+    vehicles: VehicleSet | None = None
 
 
 class PointQuery(msgspec.Struct, frozen=True):

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from kernel import SQLITE, Sql
+from kernel import Sql, vehicles_where
 from twin.model import HistoryRow, PresenceEvent, TwinState
 from twin.selector import VehicleSelector
 from twin.stores.aggregates import next_bucket, time_zone
@@ -72,13 +72,14 @@ class SqlReads(abc.ABC):
             where.append("vehicle_id > ?")
             args.append(query.after)
         chosen = query.vehicles
-        if chosen is not None and d is SQLITE:
+        narrowed = None if chosen is None else vehicles_where(chosen, "vehicle_id", d)
+        if chosen is not None and narrowed is None:
             # SQLite has no md5: the partitions are chosen here (worker mode runs on PostgreSQL).
             sql = f"SELECT vehicle_id, state{d.as_text} FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id"
             rows = await self._sql.fetch(sql, args)
             return [_decode_state(r[1]) for r in rows if chosen(r[0])][: query.limit]
-        if chosen is not None:
-            condition, arg = chosen.where("vehicle_id")
+        if narrowed is not None:
+            condition, arg = narrowed
             where.append(condition)
             args.append(arg)
         sql = f"SELECT state{d.as_text} FROM twins WHERE {' AND '.join(where)} ORDER BY vehicle_id LIMIT ?"

@@ -13,7 +13,7 @@ from commands import (
     SqlCommandStore,
     Transition,
 )
-from kernel import PostgresDatabase, Sql, SqliteDatabase, StoreError, VehiclePartitions, partition_of
+from kernel import PostgresDatabase, Sql, SqliteDatabase, StoreError, VehicleIds, VehiclePartitions, partition_of
 from security import AuditEntry
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -136,6 +136,16 @@ async def test_open_commands_of_some_partitions(store):
     expected = [f"c{n:02d}" for n, v in enumerate(vids) if partition_of(v, 4) in {0, 2}]
     assert 0 < len(expected) < len(vids)
     assert [c.id for c in await store.open_commands(chosen)] == expected
+
+
+async def test_open_commands_of_some_vehicles(store):
+    """An owner rebuilding vehicles changed elsewhere loads the waiting commands of those vehicles only."""
+    vids = [f"veh-{n}" for n in range(12)]
+    await store.write([command(f"c{n:02d}", vehicle=v, at=100.0 + n) for n, v in enumerate(vids)])
+    await store.write([command("c99", vehicle="veh-3", at=50.0, state=CommandState.SUCCEEDED)])
+    chosen = VehicleIds(frozenset({"veh-3", "veh-10", "absent"}))
+    assert [c.id for c in await store.open_commands(chosen)] == ["c03", "c10"]
+    assert await store.open_commands(VehicleIds(frozenset())) == []
 
 
 async def test_jobs_round_trip_with_commands_in_one_write(store):

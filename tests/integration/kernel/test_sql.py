@@ -15,6 +15,10 @@ from kernel import (
     Statement,
     StoreError,
     StoreRejected,
+    VehicleIds,
+    VehiclePartitions,
+    partition_of,
+    vehicles_where,
 )
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -72,3 +76,22 @@ async def test_a_transaction_is_all_or_nothing_and_a_broken_key_is_a_duplicate(s
         await sql.transaction([Statement("INSERT INTO t (k, n) VALUES (?, ?)", ("b", None))])
     assert not isinstance(refused.value, Duplicate)
     assert isinstance(refused.value.__cause__, (sqlite3.IntegrityError, psycopg.errors.NotNullViolation))
+
+
+async def test_vehicles_are_chosen_in_sql_by_id_on_both_backends_and_by_partition_on_postgresql(sql: Sql) -> None:
+    """`vehicles_where` narrows a read in the database: ids on both backends, partitions where md5 exists."""
+    keys = [f"veh-{i}" for i in range(40)] + ["it's"]
+    await sql.transaction([Statement("INSERT INTO t (k, n) VALUES (?, ?)", [(k, 0) for k in keys], many=True)])
+
+    async def chosen(vehicles: VehicleIds | VehiclePartitions) -> set[str] | None:
+        where = vehicles_where(vehicles, "k", sql.dialect)
+        if where is None:
+            return None
+        condition, arg = where
+        return {row[0] for row in await sql.fetch(f"SELECT k FROM t WHERE {condition}", (arg,))}
+
+    assert await chosen(VehicleIds(frozenset({"veh-3", "it's", "absent"}))) == {"veh-3", "it's"}
+    assert await chosen(VehicleIds(frozenset())) == set()
+    parts = VehiclePartitions(frozenset({1, 3}), 4)
+    expected = {k for k in keys if partition_of(k, 4) in {1, 3}}
+    assert await chosen(parts) == (None if sql.dialect is SQLITE else expected)

@@ -2,7 +2,16 @@
 
 import pytest
 
-from kernel import Duplicate, PostgresDatabase, Sql, SqliteDatabase, StoreError, VehiclePartitions, partition_of
+from kernel import (
+    Duplicate,
+    PostgresDatabase,
+    Sql,
+    SqliteDatabase,
+    StoreError,
+    VehicleIds,
+    VehiclePartitions,
+    partition_of,
+)
 from rules import (
     Alert,
     AlertQuery,
@@ -100,6 +109,26 @@ async def test_reads_for_a_takeover_keep_to_the_chosen_partitions(store):
     assert {t.vehicle_id for t in await store.pending_timers(chosen)} == mine
     assert {a.vehicle_id for a in await store.last_cleared(100.0, chosen)} == mine
     assert len(await store.open_alerts()) == len(vids)
+
+
+async def test_reads_for_a_rebuild_keep_to_the_chosen_vehicles(store):
+    """Open alerts, windows and recent clears of vehicles chosen by id (changed on another node), and no others."""
+    vids = [f"veh-{n}" for n in range(12)]
+    await store.write(
+        RulesWrite(
+            alerts=[alert(f"open-{v}", vehicle=v) for v in vids]
+            + [
+                alert(f"done-{v}", vehicle=v, state=AlertState.CLEARED, cleared_at=150.0, cleared_by="condition")
+                for v in vids
+            ],
+            timers=[PendingTimer("hot", v, TimerKind.RAISE, 90.0, 120.0, {}) for v in vids],
+        )
+    )
+    chosen = VehicleIds(frozenset({"veh-3", "veh-10", "veh-'x"}))
+    assert {a.vehicle_id for a in await store.open_alerts(chosen)} == {"veh-3", "veh-10"}
+    assert {t.vehicle_id for t in await store.pending_timers(chosen)} == {"veh-3", "veh-10"}
+    assert {a.vehicle_id for a in await store.last_cleared(100.0, chosen)} == {"veh-3", "veh-10"}
+    assert await store.open_alerts(VehicleIds(frozenset())) == []
 
 
 async def test_alerts_and_timers_write_and_query(store):

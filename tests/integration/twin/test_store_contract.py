@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from kernel import InvalidPayload, PostgresDatabase, SqliteDatabase, VehiclePartitions, partition_of
+from kernel import InvalidPayload, PostgresDatabase, SqliteDatabase, VehicleIds, VehiclePartitions, partition_of
 from twin import (
     AggregateQuery,
     Bucket,
@@ -168,6 +168,20 @@ async def test_list_chooses_partitions_and_pages(store) -> None:
             break
         after = page[-1].vehicle_id
     assert found == expected
+
+
+async def test_list_chooses_vehicles_by_id(store) -> None:
+    """Listing some vehicles by id (an owner rebuilding what another node changed) reads exactly those."""
+    vids = [f"veh-{n:02d}" for n in range(12)]
+    await store.write_batch([_twin(v, connected=n % 2 == 0) for n, v in enumerate(vids)], [])
+    chosen = VehicleIds(frozenset({"veh-02", "veh-03", "veh-08", "absent"}))
+    assert [t.vehicle_id for t in await store.list_twins(TwinFilter(limit=10, vehicles=chosen))] == [
+        "veh-02",
+        "veh-03",
+        "veh-08",
+    ]
+    connected = TwinFilter(connected=True, after="veh-02", limit=10, vehicles=chosen)
+    assert [t.vehicle_id for t in await store.list_twins(connected)] == ["veh-08"]
 
 
 async def test_history_range_order_limit_fields(store) -> None:

@@ -307,12 +307,10 @@ class MaintenanceController(Controller):
                 raise InvalidPayload("bad_query", detail) from None
         rows = [
             due
-            for _, _, due in maintenance_of(deps).standing()
+            for _, _, due in await maintenance_of(deps).standing_now(fleet=fleet, vehicle_id=vehicle)
             if principal.sees(due.fleet)
             and (wanted is None or due.status in wanted)
             and (schedule is None or due.schedule_id == schedule)
-            and (fleet is None or due.fleet == fleet)
-            and (vehicle is None or due.vehicle_id == vehicle)
         ]
         rows.sort(key=lambda d: (-d.status.rank, d.vehicle_id, d.schedule_id))
         size = page_size(limit, deps.max_page_size)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from cluster.partitions import partition_of
 from cluster.schema import JOB_PARTITION
 from cluster.worker import ClusterWorker
+from kernel import VehiclePartitions
 from maintenance import MaintenanceService, MeterDeriver
 from notifications import NotificationService
 from reports import ReportService
@@ -38,6 +39,10 @@ class Duties:
         """Whether the vehicle's partition is held here and its takeover done."""
         return partition_of(vehicle_id, self.worker.settings.partitions) in self.worker.ready
 
+    def held(self) -> VehiclePartitions:
+        """The partitions `owns` answers yes for, as the stores choose their vehicles."""
+        return VehiclePartitions(frozenset(self.worker.ready), self.worker.settings.partitions)
+
     def notifications(self, service: NotificationService) -> None:
         service.dispatches = self.leads
 
@@ -47,6 +52,7 @@ class Duties:
     def maintenance(self, service: MaintenanceService) -> None:
         """Due checks for owned vehicles only; enter the service after this."""
         service.owns = self.owns
+        service.held = self.held
         self.worker.listeners.append(service)
 
     def meters(self, deriver: MeterDeriver) -> None:

@@ -11,10 +11,12 @@ not raised twice) and loses nothing.
 
 In worker mode (several hubs on one database) a vehicle's due checks run at its owner
 only (`owns`, the worker that holds its partition), through that worker's rules engine.
-Before each check such a hub takes the schedules and the intervals from the store (another
-node may have changed a schedule or recorded a service: the due alerts that service ends
-are cleared here, by the owner) and the meter corrections made on other nodes since the
-last check. A partition gained is rebuilt from the store (`adopt`).
+Before each check such a hub takes the schedules and the intervals of the partitions it holds
+from the store (another node may have changed a schedule or recorded a service: the due
+alerts that service ends are cleared here, by the owner) and the meter corrections made on
+other nodes since the last check. A partition gained is rebuilt from the store (`adopt`).
+What it answers about vehicles it does not own (`standing_now`, `look_up`) it reads from
+the store when asked: their twins (fleet, tags, meters) and intervals.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -31,7 +33,7 @@ from typing import Any, Protocol, Self
 import msgspec
 import structlog
 
-from kernel import InvalidPayload, LimitExceeded, NotFound
+from kernel import InvalidPayload, LimitExceeded, NotFound, VehicleIds, VehiclePartitions, VehicleSet
 from maintenance.due import evaluate
 from maintenance.meters import ENGINE_HOURS, METERS, ODOMETER, MeterDeriver
 from maintenance.model import Due, Interval, MeterCorrection, Schedule, ScheduleBody, ServiceRecord, Stage
@@ -118,8 +120,10 @@ class MaintenanceService:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        # Set in worker mode: the vehicles this hub checks (see the module docstring).
+        # Set in worker mode: the vehicles this hub checks (see the module docstring), and the same
+        # as partitions, so the store can choose their rows.
         self.owns: Callable[[str], bool] | None = None
+        self.held: Callable[[], VehiclePartitions] | None = None
         self._started = False
         # Corrections applied here, and the time up to which other nodes' were taken (worker mode).
         self._applied: set[str] = set()
@@ -150,10 +154,12 @@ class MaintenanceService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _all_twins(self) -> AsyncIterator[TwinState]:
+    async def _all_twins(
+        self, vehicles: VehicleSet | None = None, fleet: str | None = None
+    ) -> AsyncIterator[TwinState]:
         after: str | None = None
         while True:
-            page = await self.twins.list_twins(TwinFilter(after=after, limit=_PAGE))
+            page = await self.twins.list_twins(TwinFilter(fleet=fleet, after=after, limit=_PAGE, vehicles=vehicles))
             for state in page:
                 yield state
             if len(page) < _PAGE:
@@ -193,10 +199,7 @@ class MaintenanceService:
             entry = self._vehicles[state.vehicle_id] = _Vehicle(state.fleet, dict(state.tags))
         else:
             entry.fleet, entry.tags = state.fleet, dict(state.tags)
-        for attr, key in (("odometer_km", ODOMETER), ("engine_hours", ENGINE_HOURS)):
-            found = state.reported.get(f"{METERS}{PATH_SEP}{key}")
-            if found is not None and isinstance(found.value, int | float) and not isinstance(found.value, bool):
-                setattr(entry, attr, float(found.value))
+        _read_meters(state, entry)
 
     def meters(self, vehicle_id: str) -> tuple[float | None, float | None]:
         """(odometer_km, engine_hours) as the hub knows them now, corrections included."""
@@ -217,6 +220,9 @@ class MaintenanceService:
         state = await self.twins.load_twin(vehicle_id)
         if state is not None:
             self._see(state)
+        # Checks read only the held partitions' intervals: this vehicle's may be older here.
+        for interval in await self.store.intervals(VehicleIds(frozenset({vehicle_id}))):
+            self._intervals[(interval.schedule_id, interval.vehicle_id)] = interval
 
     def fleet_of(self, vehicle_id: str) -> str:
         entry = self._vehicles.get(vehicle_id)
@@ -226,10 +232,18 @@ class MaintenanceService:
 
     # -- due evaluation -------------------------------------------------------------------
 
-    def _interval(self, schedule: Schedule, vehicle_id: str, entry: _Vehicle, now: float) -> tuple[Interval, bool]:
-        """The vehicle's interval of `schedule`, begun now if it has none; and whether it changed."""
+    def _interval(
+        self,
+        schedule: Schedule,
+        vehicle_id: str,
+        entry: _Vehicle,
+        now: float,
+        intervals: dict[tuple[str, str], Interval] | None = None,
+    ) -> tuple[Interval, bool]:
+        """The vehicle's interval of `schedule` (from `intervals`, else this hub's), begun now if it has none;
+        and whether it changed."""
         odo, hours = self.meters(vehicle_id)
-        interval = self._intervals.get((schedule.id, vehicle_id))
+        interval = (self._intervals if intervals is None else intervals).get((schedule.id, vehicle_id))
         if interval is None:
             return Interval(schedule.id, vehicle_id, entry.fleet, now, odo, hours), True
         changed = False
@@ -243,17 +257,82 @@ class MaintenanceService:
         return interval, changed
 
     def standing(self, now: float | None = None) -> list[tuple[Schedule, Interval, Due]]:
-        """Every (schedule, vehicle) the schedules select, with its due point; intervals not yet stored included."""
+        """Every (schedule, vehicle) the schedules select, with its due point; intervals not yet stored included.
+
+        From what this hub holds; in worker mode `standing_now` is right for vehicles it does not own too.
+        """
         at = self.clock() if now is None else now
+        return self._standing(self._vehicles.items(), at)
+
+    def _standing(
+        self,
+        vehicles: Iterable[tuple[str, _Vehicle]],
+        at: float,
+        intervals: dict[tuple[str, str], Interval] | None = None,
+        schedules: Iterable[Schedule] | None = None,
+    ) -> list[tuple[Schedule, Interval, Due]]:
         out: list[tuple[Schedule, Interval, Due]] = []
-        for schedule in self._schedules.values():
-            for vid, entry in self._vehicles.items():
+        chosen = list(vehicles)
+        for schedule in self._schedules.values() if schedules is None else schedules:
+            for vid, entry in chosen:
                 if not schedule.selects(vid, entry.fleet, entry.tags):
                     continue
-                interval, _ = self._interval(schedule, vid, entry, at)
-                odo, hours = self.meters(vid)
+                interval, _ = self._interval(schedule, vid, entry, at, intervals)
+                odo, hours = self.meters(vid) if intervals is None else (entry.odometer_km, entry.engine_hours)
                 out.append((schedule, interval, evaluate(schedule, interval, odo, hours, at)))
         return out
+
+    async def standing_now(
+        self, *, fleet: str | None = None, vehicle_id: str | None = None, now: float | None = None
+    ) -> list[tuple[Schedule, Interval, Due]]:
+        """`standing` (narrowed to a fleet or a vehicle if given), right on every node.
+
+        In worker mode a hub knows only its own vehicles' meters and intervals as they are now.
+        The others' are read from the store, a page of twins (fleet, tags, meters as their
+        owner last committed them) and those vehicles' intervals at a time, chosen in SQL: the
+        vehicles of the partitions this hub does not hold (every vehicle on an API node). The
+        schedules are read too (a few rows), so one made on another node is listed at once.
+        """
+        at = self.clock() if now is None else now
+        if self.held is None or self.owns is None:
+            return [
+                row
+                for row in self.standing(at)
+                if (fleet is None or row[2].fleet == fleet) and (vehicle_id is None or row[2].vehicle_id == vehicle_id)
+            ]
+        owns, held = self.owns, self.held()
+        # Not kept: `check` compares what it held with the store to clear a deleted schedule's alerts.
+        schedules = await self.store.list_schedules()
+        mine = (
+            (vid, entry)
+            for vid, entry in self._vehicles.items()
+            if owns(vid) and (fleet is None or entry.fleet == fleet) and (vehicle_id is None or vid == vehicle_id)
+        )
+        out = self._standing(mine, at, schedules=schedules)
+        others: VehicleSet | None = None
+        if vehicle_id is not None:
+            others = VehicleIds(frozenset({vehicle_id}))
+        elif held.parts:
+            others = VehiclePartitions(frozenset(range(held.count)) - held.parts, held.count)
+        page: list[tuple[str, _Vehicle]] = []
+        async for state in self._all_twins(others, fleet):
+            if owns(state.vehicle_id):
+                continue  # gained meanwhile: counted above, or by the next call
+            entry = _Vehicle(state.fleet, dict(state.tags))
+            _read_meters(state, entry)
+            page.append((state.vehicle_id, entry))
+            if len(page) >= _PAGE:
+                out += await self._standing_read(page, at, schedules)
+                page = []
+        if page:
+            out += await self._standing_read(page, at, schedules)
+        return out
+
+    async def _standing_read(
+        self, vehicles: list[tuple[str, _Vehicle]], at: float, schedules: list[Schedule]
+    ) -> list[tuple[Schedule, Interval, Due]]:
+        stored = await self.store.intervals(VehicleIds(frozenset(vid for vid, _ in vehicles)))
+        return self._standing(vehicles, at, {(i.schedule_id, i.vehicle_id): i for i in stored}, schedules)
 
     async def check(self) -> int:
         """Evaluate every vehicle against every schedule; raise what became due; the alerts raised."""
@@ -309,11 +388,13 @@ class MaintenanceService:
         """Take the vehicles `vehicle` selects from the store (this hub gained their partition)."""
         if not self._started:
             return
+        # A worker's partitions are chosen by the stores (in SQL), not by reading every vehicle's rows.
+        chosen = vehicle if isinstance(vehicle, VehiclePartitions | VehicleIds) else None
         async with self._lock:
-            async for state in self._all_twins():
+            async for state in self._all_twins(chosen):
                 if vehicle(state.vehicle_id):
                     self._see(state)
-            for interval in await self.store.intervals():
+            for interval in await self.store.intervals(chosen):
                 if vehicle(interval.vehicle_id):
                     self._intervals[(interval.schedule_id, interval.vehicle_id)] = interval
         self.check_soon()
@@ -331,7 +412,8 @@ class MaintenanceService:
                     for stage in (Stage.DUE_SOON, Stage.OVERDUE):
                         self.alerts.clear_alert(alert_rule(gone, stage), key[1], "schedule-deleted")
         self._schedules = schedules
-        for stored in await self.store.intervals():
+        # Only the held partitions' intervals: the others are read when asked about (`standing_now`, `look_up`).
+        for stored in await self.store.intervals(self.held() if self.held is not None else None):
             key = (stored.schedule_id, stored.vehicle_id)
             held = self._intervals.get(key)
             self._intervals[key] = stored
@@ -559,6 +641,14 @@ class MaintenanceService:
     @staticmethod
     def _entry(actor: Actor | None, action: str, ts: float, **about: Any) -> AuditEntry | None:
         return audit_entry(actor, action, ts, **about) if actor is not None else None
+
+
+def _read_meters(state: TwinState, entry: _Vehicle) -> None:
+    """The twin's meters into `entry` (a meter the twin does not have keeps its value)."""
+    for attr, key in (("odometer_km", ODOMETER), ("engine_hours", ENGINE_HOURS)):
+        found = state.reported.get(f"{METERS}{PATH_SEP}{key}")
+        if found is not None and isinstance(found.value, int | float) and not isinstance(found.value, bool):
+            setattr(entry, attr, float(found.value))
 
 
 def _left(due: Due) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from kernel import VehicleSet
 from maintenance.model import Interval, MeterCorrection, Schedule, ServiceRecord
 from maintenance.stores.protocol import RecordQuery
 from security import AuditEntry
@@ -54,8 +55,8 @@ class MemoryMaintenanceStore:
         self._audit(audit)
         return found
 
-    async def intervals(self) -> list[Interval]:
-        return [self._intervals[k] for k in sorted(self._intervals)]
+    async def intervals(self, vehicles: VehicleSet | None = None) -> list[Interval]:
+        return [self._intervals[k] for k in sorted(self._intervals) if vehicles is None or vehicles(k[1])]
 
     async def put_intervals(self, intervals: Sequence[Interval]) -> None:
         for interval in intervals:

@@ -8,6 +8,7 @@ from typing import Protocol, Self
 
 import msgspec
 
+from kernel import VehicleSet
 from maintenance.model import Interval, MeterCorrection, Schedule, ServiceRecord
 from security import AuditEntry
 
@@ -41,7 +42,9 @@ class MaintenanceStore(Protocol):
         """Remove a schedule and its intervals (its service records stay); False when there was none."""
         ...
 
-    async def intervals(self) -> list[Interval]: ...
+    async def intervals(self, vehicles: VehicleSet | None = None) -> list[Interval]:
+        """Every interval, or those of `vehicles` (a worker's partitions, or some vehicles by id), chosen in SQL."""
+        ...
 
     async def put_intervals(self, intervals: Sequence[Interval]) -> None:
         """Insert or replace, by (schedule, vehicle); a stored interval begun by another service is kept."""

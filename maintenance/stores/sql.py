@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from kernel import SqlStore, Statement
+from kernel import SqlStore, Statement, VehicleSet, vehicles_where
 from maintenance.model import Interval, MeterCorrection, Schedule, ScheduleBody, ServiceRecord, Stage
 from maintenance.stores.protocol import RecordQuery
 from security import AuditEntry, audit_statement
@@ -150,9 +150,13 @@ class SqlMaintenanceStore(SqlStore):
         ]
         return bool(await self._write(statements, audit))
 
-    async def intervals(self) -> list[Interval]:
-        rows = await self._sql.fetch(f"SELECT {INTERVAL} FROM maintenance_intervals ORDER BY schedule_id, vehicle_id")
-        return [interval_of(r) for r in rows]
+    async def intervals(self, vehicles: VehicleSet | None = None) -> list[Interval]:
+        chosen = None if vehicles is None else vehicles_where(vehicles, "vehicle_id", self._sql.dialect)
+        condition, args = (f" WHERE {chosen[0]}", (chosen[1],)) if chosen is not None else ("", ())
+        sql = f"SELECT {INTERVAL} FROM maintenance_intervals{condition} ORDER BY schedule_id, vehicle_id"
+        found = [interval_of(r) for r in await self._sql.fetch(sql, args)]
+        # Partitions on SQLite (no md5) are chosen here.
+        return found if vehicles is None or chosen is not None else [i for i in found if vehicles(i.vehicle_id)]
 
     async def put_intervals(self, intervals: Sequence[Interval]) -> None:
         if intervals:

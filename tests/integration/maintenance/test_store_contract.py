@@ -2,7 +2,7 @@
 
 import pytest
 
-from kernel import PostgresDatabase, Sql, SqliteDatabase
+from kernel import PostgresDatabase, Sql, SqliteDatabase, VehicleIds, VehiclePartitions, partition_of
 from maintenance import (
     Interval,
     MemoryMaintenanceStore,
@@ -76,6 +76,25 @@ async def test_intervals_upsert_by_schedule_and_vehicle(store):
         Interval("oil", "v1", "f1", 5.0, 100.0, 3.5, Stage.OVERDUE),
         Interval("oil", "v2", "f2", 6.0),
     ]
+
+
+async def test_intervals_of_some_vehicles_by_id_or_partition(store):
+    """A worker reads the intervals of its partitions' vehicles, or of some vehicles by id, and no others."""
+    vids = [f"veh-{n}" for n in range(16)]
+    await store.put_intervals([Interval(sid, v, "f1", 5.0) for v in vids for sid in ("oil", "tyres")])
+    chosen = VehicleIds(frozenset({"veh-3", "veh-12", "absent"}))
+    assert [(i.schedule_id, i.vehicle_id) for i in await store.intervals(chosen)] == [
+        ("oil", "veh-12"),
+        ("oil", "veh-3"),
+        ("tyres", "veh-12"),
+        ("tyres", "veh-3"),
+    ]
+    parts = VehiclePartitions(frozenset({0, 2}), 4)
+    mine = {v for v in vids if partition_of(v, 4) in {0, 2}}
+    assert 0 < len(mine) < len(vids)
+    assert {i.vehicle_id for i in await store.intervals(parts)} == mine
+    assert len(await store.intervals(parts)) == 2 * len(mine)
+    assert await store.intervals(VehiclePartitions(frozenset(), 4)) == []
 
 
 async def test_service_records_page_newest_first_with_filters(store):

@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from maintenance import MaintenanceService, MemoryMaintenanceStore, MeterDeriver, ScheduleBody
-from twin import TwinFilter, TwinState
+from kernel import VehicleIds, VehiclePartitions, VehicleSet, partition_of
+from maintenance import Interval, MaintenanceService, MemoryMaintenanceStore, MeterDeriver, ScheduleBody
+from twin import PATH_SEP, ReportedEntry, TwinFilter, TwinState
 
 NOW = 1_765_000_000.0
 
@@ -11,9 +12,22 @@ NOW = 1_765_000_000.0
 class Twins:
     def __init__(self, *vids: str) -> None:
         self.states = [TwinState(vehicle_id=v, created_at=1.0, updated_at=1.0) for v in vids]
+        self.lists: list[VehicleSet | None] = []
+
+    def drive(self, vehicle_id: str, odometer_km: float) -> None:
+        """The vehicle's owner committed a new odometer reading (on another node)."""
+        state = next(s for s in self.states if s.vehicle_id == vehicle_id)
+        state.reported[f"meters{PATH_SEP}odometer_km"] = ReportedEntry(odometer_km, NOW)
 
     async def list_twins(self, query: TwinFilter) -> list[TwinState]:
-        return [s for s in self.states if query.after is None or s.vehicle_id > query.after][: query.limit]
+        self.lists.append(query.vehicles)
+        return [
+            s
+            for s in self.states
+            if (query.after is None or s.vehicle_id > query.after)
+            and (query.vehicles is None or query.vehicles(s.vehicle_id))
+            and (query.fleet is None or s.fleet == query.fleet)
+        ][: query.limit]
 
     async def load_twin(self, vehicle_id: str) -> TwinState | None:
         return next((s for s in self.states if s.vehicle_id == vehicle_id), None)
@@ -48,9 +62,31 @@ class Alerts:
         return (rule, vehicle_id) if (rule, vehicle_id) in self.open else None
 
 
-def service(store: MemoryMaintenanceStore, owned: set[str]) -> MaintenanceService:
-    m = MaintenanceService(store, Twins("v1", "v2"), deriver=MeterDeriver(), alerts=Alerts(), clock=lambda: NOW)
-    m.owns = owned.__contains__
+class ReadsLogged(MemoryMaintenanceStore):
+    """The memory store, noting the vehicles each intervals read returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[set[str]] = []
+
+    async def intervals(self, vehicles: VehicleSet | None = None) -> list[Interval]:
+        found = await super().intervals(vehicles)
+        self.read.append({i.vehicle_id for i in found})
+        return found
+
+
+# Of 4 partitions, v1 is in 0, v2 and v3 in 1.
+K = 4
+
+
+def service(store: MemoryMaintenanceStore, owned: set[str], twins: Twins | None = None) -> MaintenanceService:
+    """A worker holding the partitions of the vehicles `owned` (none: an API node)."""
+    m = MaintenanceService(
+        store, twins or Twins("v1", "v2"), deriver=MeterDeriver(), alerts=Alerts(), clock=lambda: NOW
+    )
+    parts = frozenset(partition_of(v, K) for v in owned)
+    m.owns = lambda vid: partition_of(vid, K) in parts
+    m.held = lambda: VehiclePartitions(parts, K)
     return m
 
 
@@ -116,3 +152,51 @@ async def test_a_due_alert_the_database_fenced_off_is_raised_again() -> None:
         del alerts.flush  # the instance attribute: the class's flush again
         assert await a.check() == 1
         assert [i.stage.value for i in await store.intervals()] == ["due_soon"]
+
+
+async def test_a_check_reads_only_the_intervals_of_the_held_partitions() -> None:
+    """Each worker's check reads the intervals of its own partitions from the store, not every vehicle's."""
+    store = ReadsLogged()
+    a, b = service(store, {"v1"}), service(store, {"v2"})
+    async with a, b:
+        await a.put_schedule("inspect", ScheduleBody(name="Inspection", every_days=1, due_soon_days=1))
+        await a.check()
+        await b.check()
+        store.read.clear()
+        await a.check()
+        await b.check()
+        assert store.read == [{"v1"}, {"v2"}]
+
+
+async def test_the_due_list_on_a_node_that_does_not_own_a_vehicle_has_its_current_meters_and_interval() -> None:
+    """A worker's due list shows another worker's vehicle with the meters its owner committed since, and the
+    interval a service recorded elsewhere began; an API node's shows every vehicle so; both read by page."""
+    store = MemoryMaintenanceStore()
+    twins = Twins("v1", "v2", "v3")
+    for vid in ("v1", "v2", "v3"):
+        twins.drive(vid, 100.0)
+    a, b, api = service(store, {"v1"}, twins), service(store, {"v2"}, twins), service(store, set(), twins)
+    async with a, b, api:
+        await a.put_schedule("oil", ScheduleBody(name="Oil", every_km=1000, due_soon_km=100))
+        await a.check()
+        await b.check()  # the intervals of v2 and v3 begin at 100 km, at their owner
+        twins.drive("v2", 1095.0)
+        twins.drive("v3", 1099.0)
+
+        def standing(rows: list[Any]) -> dict[str, tuple[float | None, str]]:
+            return {d.vehicle_id: (d.odometer_km, d.status.value) for _, _, d in rows}
+
+        assert standing(a.standing())["v2"] == (100.0, "ok")  # what a last read: stale
+        twins.lists.clear()
+        assert standing(await a.standing_now()) == {
+            "v1": (100.0, "ok"),
+            "v2": (1095.0, "due_soon"),
+            "v3": (1099.0, "due_soon"),
+        }
+        assert twins.lists == [VehiclePartitions(frozenset({1, 2, 3}), K)]
+        assert standing(await api.standing_now())["v1"] == (100.0, "ok")
+        assert standing(await api.standing_now(vehicle_id="v2")) == {"v2": (1095.0, "due_soon")}
+        assert twins.lists[-1] == VehicleIds(frozenset({"v2"}))
+        await api.check()  # takes the schedule made on a (and evaluates nothing: it owns no vehicle)
+        await api.record_service("v2", "oil", by="ana")  # recorded on the API node: v2's next interval
+        assert standing(await a.standing_now())["v2"] == (1095.0, "ok")

@@ -31,8 +31,7 @@ from bench import procs
 from bench.takeover_cost import PARTITIONS, _fill
 from commands import SqlCommandStore
 from kernel import PostgresDatabase, VehicleIds, VehiclePartitions, VehicleSet
-from maintenance import Interval, MaintenanceService, ScheduleBody, SqlMaintenanceStore
-from maintenance.model import Schedule
+from maintenance import Interval, MaintenanceService, Schedule, ScheduleBody, SqlMaintenanceStore
 from rules import SqlRulesStore
 from twin import PostgresStore, TwinFilter
 

@@ -246,15 +246,20 @@ class MaintenanceService:
         interval = (self._intervals if intervals is None else intervals).get((schedule.id, vehicle_id))
         if interval is None:
             return Interval(schedule.id, vehicle_id, entry.fleet, now, odo, hours), True
-        changed = False
+        changes: dict[str, Any] = {}
         # A measure first seen after the interval began starts counting from its first value.
         if interval.start_odometer_km is None and odo is not None:
-            interval.start_odometer_km, changed = odo, True
+            changes["start_odometer_km"] = odo
         if interval.start_engine_hours is None and hours is not None:
-            interval.start_engine_hours, changed = hours, True
+            changes["start_engine_hours"] = hours
         if interval.fleet != entry.fleet:
-            interval.fleet, changed = entry.fleet, True
-        return interval, changed
+            changes["fleet"] = entry.fleet
+        if not changes:
+            return interval, False
+        # A copy: only `check` keeps and stores a changed interval. Changed in place, a due list
+        # read before the check would leave the check nothing to store, and the next read of
+        # the stored interval would begin counting again from that later value.
+        return msgspec.structs.replace(interval, **changes), True
 
     def standing(self, now: float | None = None) -> list[tuple[Schedule, Interval, Due]]:
         """Every (schedule, vehicle) the schedules select, with its due point; intervals not yet stored included.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
@@ -56,20 +57,21 @@ class MemoryMaintenanceStore:
         return found
 
     async def intervals(self, vehicles: VehicleSet | None = None) -> list[Interval]:
-        return [self._intervals[k] for k in sorted(self._intervals) if vehicles is None or vehicles(k[1])]
+        # Copies, as a database gives: a caller changing one must not change what is stored.
+        return [copy.copy(self._intervals[k]) for k in sorted(self._intervals) if vehicles is None or vehicles(k[1])]
 
     async def put_intervals(self, intervals: Sequence[Interval]) -> None:
         for interval in intervals:
             key = (interval.schedule_id, interval.vehicle_id)
             stored = self._intervals.get(key)
             if stored is None or stored.service_id == interval.service_id:
-                self._intervals[key] = interval
+                self._intervals[key] = copy.copy(interval)
 
     async def record_service(
         self, record: ServiceRecord, interval: Interval, *, audit: AuditEntry | None = None
     ) -> None:
         self.services.append(record)
-        self._intervals[(interval.schedule_id, interval.vehicle_id)] = interval
+        self._intervals[(interval.schedule_id, interval.vehicle_id)] = copy.copy(interval)
         self._audit(audit)
 
     async def list_services(self, query: RecordQuery) -> list[ServiceRecord]:

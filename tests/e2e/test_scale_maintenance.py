@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_scale import Vehicle, _eventually, _owners, _worker, mosquitto
+from tests.e2e.test_scale import Vehicle, _eventually, _owners, _rows, _worker, mosquitto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -48,8 +48,13 @@ def test_the_due_list_of_an_api_node_has_the_meters_the_owner_committed(
 
     try:
         odometer(1, 100.0)
-        # The owner begins the vehicle's interval at 100 km at its next check.
-        _eventually(lambda: _due(at_owner, "mt-1") == [("ok", 100.0)], 20, "the owner lists the vehicle")
+        # The owner begins the vehicle's interval at 100 km at its next check, and stores it.
+        _eventually(
+            lambda: _rows(pg_url, "SELECT start_odometer_km FROM maintenance_intervals") == [(100.0,)],
+            20,
+            "the owner stored the vehicle's interval",
+        )
+        assert _due(at_owner, "mt-1") == [("ok", 100.0)]
         _eventually(lambda: _due(at_api, "mt-1") == [("ok", 100.0)], 20, "the API node lists it too")
         odometer(2, 1050.0)
         _eventually(lambda: _due(at_owner, "mt-1") == [("due_soon", 1050.0)], 20, "due soon at the owner")

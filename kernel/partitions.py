@@ -29,7 +29,7 @@ def partition_of(vehicle_id: str, partitions: int) -> int:
 PARTITION_SQL = "mod(('x' || substr(md5({vid}), 1, 8))::bit(32)::bigint, {k})::int"
 
 
-class VehiclePartitions(msgspec.Struct, frozen=True):
+class VehiclePartitions(msgspec.Struct, frozen=True, tag=True):
     """The vehicles whose partition (of `count`) is one of `parts`: a predicate over vehicle ids."""
 
     parts: frozenset[int]
@@ -43,7 +43,7 @@ class VehiclePartitions(msgspec.Struct, frozen=True):
         return f"{PARTITION_SQL.format(vid=column, k=self.count)} = ANY(?::int[])", sorted(self.parts)
 
 
-class VehicleIds(msgspec.Struct, frozen=True):
+class VehicleIds(msgspec.Struct, frozen=True, tag=True):
     """These vehicles, by id: a predicate over vehicle ids."""
 
     ids: frozenset[str]
@@ -52,7 +52,8 @@ class VehicleIds(msgspec.Struct, frozen=True):
         return vehicle_id in self.ids
 
 
-# What a store read can be narrowed to: a worker's partitions, or a few vehicles by id.
+# What a store read can be narrowed to: a worker's partitions, or a few vehicles by id (tagged, so
+# a Struct holding one stays decodable).
 VehicleSet = VehiclePartitions | VehicleIds
 
 

@@ -238,11 +238,12 @@ class MaintenanceService:
         vehicle_id: str,
         entry: _Vehicle,
         now: float,
+        meters: tuple[float | None, float | None],
         intervals: dict[tuple[str, str], Interval] | None = None,
     ) -> tuple[Interval, bool]:
-        """The vehicle's interval of `schedule` (from `intervals`, else this hub's), begun now if it has none;
-        and whether it changed."""
-        odo, hours = self.meters(vehicle_id)
+        """The vehicle's interval of `schedule` (from `intervals`, else this hub's), begun now at `meters`
+        if it has none; and whether it changed."""
+        odo, hours = meters
         interval = (self._intervals if intervals is None else intervals).get((schedule.id, vehicle_id))
         if interval is None:
             return Interval(schedule.id, vehicle_id, entry.fleet, now, odo, hours), True
@@ -282,8 +283,9 @@ class MaintenanceService:
             for vid, entry in chosen:
                 if not schedule.selects(vid, entry.fleet, entry.tags):
                     continue
-                interval, _ = self._interval(schedule, vid, entry, at, intervals)
+                # The store's intervals come with the twin's meters (a vehicle this hub does not own).
                 odo, hours = self.meters(vid) if intervals is None else (entry.odometer_km, entry.engine_hours)
+                interval, _ = self._interval(schedule, vid, entry, at, (odo, hours), intervals)
                 out.append((schedule, interval, evaluate(schedule, interval, odo, hours, at)))
         return out
 
@@ -353,8 +355,8 @@ class MaintenanceService:
                 for vid, entry in list(self._vehicles.items()):
                     if not self._mine(vid) or not schedule.selects(vid, entry.fleet, entry.tags):
                         continue
-                    interval, moved = self._interval(schedule, vid, entry, now)
                     odo, hours = self.meters(vid)
+                    interval, moved = self._interval(schedule, vid, entry, now, (odo, hours))
                     due = evaluate(schedule, interval, odo, hours, now)
                     self.counters.evaluated += 1
                     if due.status.rank > interval.stage.rank:

@@ -197,6 +197,11 @@ async def test_the_due_list_on_a_node_that_does_not_own_a_vehicle_has_its_curren
         assert standing(await api.standing_now())["v1"] == (100.0, "ok")
         assert standing(await api.standing_now(vehicle_id="v2")) == {"v2": (1095.0, "due_soon")}
         assert twins.lists[-1] == VehicleIds(frozenset({"v2"}))
+        # A vehicle created since, its interval not begun by its owner yet: listed from its twin's meters.
+        twins.states.append(TwinState(vehicle_id="v5", created_at=2.0, updated_at=2.0))
+        twins.drive("v5", 500.0)
+        [new] = [d for _, _, d in await a.standing_now() if d.vehicle_id == "v5"]
+        assert (new.odometer_km, new.next_due_km, new.status.value) == (500.0, 1500.0, "ok")
         await api.check()  # takes the schedule made on a (and evaluates nothing: it owns no vehicle)
         await api.record_service("v2", "oil", by="ana")  # recorded on the API node: v2's next interval
         assert standing(await a.standing_now())["v2"] == (1095.0, "ok")

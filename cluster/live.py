@@ -19,13 +19,14 @@ import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import psycopg
 import structlog
 from psycopg import sql
 
 from cluster.announce import EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
+from cluster.listening import BACKOFF_FIRST_S, ListenMetrics, ListenState, next_delay
 from console import LiveSink, OpenAlerts
 from kernel import PostgresDatabase
 from twin import Store, TwinFilter, TwinState, TwinUpdate, UpdateKind
@@ -57,6 +58,7 @@ class LiveRelay:
         max_pending: int,
         read_batch: int,
         open_alerts: OpenAlerts | None = None,
+        metrics: ListenMetrics | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -70,10 +72,12 @@ class LiveRelay:
         # Set when announcements may have been missed or dropped: the next tick re-reads every twin.
         self.reload = False
         self.connected = asyncio.Event()
+        self.listen = ListenState("live", metrics)
         # Held while the open alerts are re-read: events heard meanwhile are applied after the
         # re-read, so an alert changed in that window is not undone by the older snapshot.
         self._events = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.last_tick_error: str | None = None
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
@@ -96,7 +100,7 @@ class LiveRelay:
     # -- hearing -----------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        delay = 0.5
+        delay = BACKOFF_FIRST_S
         while True:
             try:
                 connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
@@ -107,7 +111,8 @@ class LiveRelay:
                     # was down) was not heard: read every twin once.
                     self.reload = True
                     self.connected.set()
-                    delay = 0.5
+                    self.listen.opened()
+                    delay = BACKOFF_FIRST_S
                     async for note in conn.notifies():
                         try:
                             await self.heard(note.payload)
@@ -117,9 +122,19 @@ class LiveRelay:
             # Whatever ends the connection, the node keeps trying: live updates are worth a reconnect.
             except Exception as exc:
                 self.connected.clear()
+                self.listen.lost(exc)
                 log.warning("console live LISTEN connection lost, reconnecting", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = next_delay(delay)
+
+    def status(self) -> dict[str, Any]:
+        """For `/healthz`: the LISTEN connection, and what waits for the next tick."""
+        return {
+            **self.listen.status(),
+            "pending_vehicles": len(self.pending),
+            "reload_pending": self.reload,
+            "last_tick_error": self.last_tick_error,
+        }
 
     async def heard(self, payload: str) -> None:
         """Take one notification: vehicle ids are kept for the next tick, events go to the feed at once."""
@@ -166,8 +181,10 @@ class LiveRelay:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.tick()
+                self.last_tick_error = None
             # The store may be unavailable for a while; what was pending is read again next time.
             except Exception as exc:
+                self.last_tick_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning(
                     "console live: reading twins changed elsewhere failed", error=f"{type(exc).__name__}: {exc}"
                 )

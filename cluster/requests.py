@@ -39,6 +39,7 @@ import msgspec
 import psycopg
 import structlog
 
+from cluster.listening import BACKOFF_FIRST_S, ListenMetrics, ListenState, next_delay
 from cluster.partitions import partition_of
 from cluster.settings import ClusterSettings
 from kernel import (
@@ -200,7 +201,13 @@ class ForwardedWrites:
     """Both sides of forwarded twin writes on one node (a `twin.WriteRoute`); an async context manager."""
 
     def __init__(
-        self, settings: ClusterSettings, db: PostgresDatabase, service: TwinService, worker: ClusterWorker
+        self,
+        settings: ClusterSettings,
+        db: PostgresDatabase,
+        service: TwinService,
+        worker: ClusterWorker,
+        *,
+        metrics: ListenMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -212,6 +219,7 @@ class ForwardedWrites:
         self._tasks: list[asyncio.Task[None]] = []
         self.forwarded = 0
         self.applied = 0
+        self.listen = ListenState("requests", metrics)
 
     async def __aenter__(self) -> Self:
         async with self.db.connection() as conn, conn.transaction():
@@ -395,17 +403,33 @@ class ForwardedWrites:
     # -- notifications ------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        delay = BACKOFF_FIRST_S
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.db.url, autocommit=True) as conn:
+                connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
+                async with await connect as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listen.opened()
+                    delay = BACKOFF_FIRST_S
                     # Whatever was announced while not listening is looked for now.
                     self._wake_all()
                     async for note in conn.notifies():
                         self._noted(note.payload)
-            except psycopg.Error as exc:
-                log.warning("forwarded writes: LISTEN connection lost", error=str(exc))
-                await asyncio.sleep(1.0)
+            # Meanwhile both sides poll every forward_poll_s: slower, still correct.
+            except (psycopg.Error, OSError) as exc:
+                self.listen.lost(exc)
+                log.warning("forwarded writes: LISTEN connection lost", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = next_delay(delay)
+
+    def status(self) -> dict[str, Any]:
+        """For `/healthz`: the LISTEN connection and the requests this node waits on."""
+        return {
+            **self.listen.status(),
+            "waiting": len(self._waiting),
+            "forwarded": self.forwarded,
+            "applied": self.applied,
+        }
 
     def _noted(self, payload: str) -> None:
         kind, _, what = payload.partition(" ")

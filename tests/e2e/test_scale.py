@@ -256,6 +256,12 @@ def test_forwarded_messages_reach_their_owner_on_notify_alone(
 
         # The positive control: messages did take the inbox hop (Mosquitto spread them over both workers).
         assert forwarded(http_a) + forwarded(http_b) > 0
+        # Both LISTEN connections of each node are in its health.
+        for port in (http_a, http_b):
+            cluster = httpx.get(f"http://127.0.0.1:{port}/healthz").json()["components"]["cluster"]["detail"]
+            assert cluster["forwarded_writes"]["listening"] is True
+            assert cluster["live_relay"]["listening"] is True
+            assert cluster["live_relay"]["reconnects"] == 0
     finally:
         for v in vehicles:
             v.close()

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import msgspec
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 from psycopg import sql
 
-from cluster import EventAnnouncer, Leases, LiveRelay, fence_of, install
+from cluster import EventAnnouncer, Leases, ListenMetrics, LiveRelay, fence_of, install
 from cluster.announce import IDS_PER_NOTICE, MAX_NOTICE_BYTES, Notice, channel_of
 from kernel import PostgresDatabase
 from twin import PostgresStore, TwinState, TwinUpdate
@@ -180,13 +181,25 @@ async def test_after_losing_its_listen_connection_the_relay_rereads_what_it_miss
     async def open_alerts() -> list[tuple[str, str, str]]:
         return list(open_now)
 
+    metrics = ListenMetrics(CollectorRegistry())
     relay = LiveRelay(
-        db, store, sink, writer="api-1", interval_s=3600, max_pending=100, read_batch=100, open_alerts=open_alerts
+        db,
+        store,
+        sink,
+        writer="api-1",
+        interval_s=3600,
+        max_pending=100,
+        read_batch=100,
+        open_alerts=open_alerts,
+        metrics=metrics,
     )
     async with relay:
         await asyncio.wait_for(relay.connected.wait(), 10)
         await relay.tick()
         assert sink.open_alerts == [open_now]
+        status = relay.status()
+        assert (status["listening"], status["reconnects"], status["pending_vehicles"]) == (True, 0, 0)
+        assert status["since"] is not None
         async with db.connection() as conn:
             channel = await channel_of(conn)
             await conn.execute(
@@ -194,10 +207,18 @@ async def test_after_losing_its_listen_connection_the_relay_rereads_what_it_miss
                 (f'LISTEN "{channel}"',),
             )
         await _eventually(lambda: not relay.connected.is_set(), "the relay saw its connection go")
+        # What /healthz shows while it reconnects (as long as the first backoff lasts).
+        down = relay.status()
+        assert down["listening"] is False
+        assert down["last_error"]
         # Committed while nobody listened: no announcement reaches the relay.
         await store.write_batch([_twin("tram-1", 7)], [])
         await asyncio.wait_for(relay.connected.wait(), 10)
         assert relay.reload
+        assert relay.status()["reload_pending"] is True
+        assert (relay.status()["listening"], relay.status()["reconnects"]) == (True, 1)
+        assert metrics.listening.labels("live")._value.get() == 1
+        assert metrics.reconnects.labels("live")._value.get() == 1
         await relay.tick()
         assert "tram-1" in sink.vehicles()
         assert sink.open_alerts == [open_now, open_now]

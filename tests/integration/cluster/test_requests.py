@@ -1,12 +1,15 @@
 """Forwarded twin writes on a real PostgreSQL: the answer commits with the change, and only under a live claim."""
 
 import asyncio
+import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 
-from cluster import ClusterSettings, ForwardedWrites, Leases, fence_of, install
+from cluster import ClusterSettings, ForwardedWrites, Leases, ListenMetrics, fence_of, install
 from kernel import PostgresDatabase
 from twin import OwnerUnavailable, TwinCreate, TwinService, running, twin_store
 
@@ -92,3 +95,39 @@ async def test_a_request_left_waiting_past_its_deadline_is_withdrawn_and_never_c
                 owner.ready = set(held)
                 assert await forwarding._claim() == []
         assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]
+
+
+async def test_the_listener_reports_its_state_and_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
+    """What /healthz shows of the forwarded-writes listener: listening, lost, back, with one reconnect counted."""
+    metrics = ListenMetrics(CollectorRegistry())
+    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=4) as db:
+        async with db.connection() as conn:
+            await install(conn, K)
+        owner = SimpleNamespace(worker_id="w1", ready=set(), ownership=SimpleNamespace(tokens={}))
+        settings = ClusterSettings(role="api", partitions=K)
+        store = twin_store(db)
+        async with store, running(TwinService(store)) as service:
+            forwarding = ForwardedWrites(settings, db, service, owner, metrics=metrics)  # type: ignore[arg-type]
+            async with forwarding:
+                await _until(lambda: forwarding.status()["listening"] is True)
+                assert forwarding.status()["reconnects"] == 0
+                killed = await asyncio.to_thread(
+                    _rows,
+                    pg_url,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN fleethub_requests'",
+                )
+                assert killed == [(True,)]
+                await _until(lambda: forwarding.status()["reconnects"] == 1)
+                await _until(lambda: forwarding.status()["listening"] is True)
+                status = forwarding.status()
+                assert status["last_error"]
+                assert status["waiting"] == 0
+                assert metrics.reconnects.labels("requests")._value.get() == 1
+                assert metrics.listening.labels("requests")._value.get() == 1
+
+
+async def _until(check: Callable[[], bool], wait_s: float = 10.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        await asyncio.sleep(0.02)

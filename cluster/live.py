@@ -6,6 +6,10 @@ feed its live feed directly). Announced vehicle ids pile up in one set until the
 feed tick, so a burst of announcements costs one batched read per tick; the twins read
 are handed to the feed as twin updates, alert and command events as hub messages.
 
+Deleted twins are announced by whoever deletes them (`d`); the relay tells the feed at
+once, whichever node wrote. An announced vehicle the tick no longer finds, and a
+vehicle shown before a full re-read that the re-read does not find, were deleted too.
+
 Bounded: beyond `cluster.live_max_pending` vehicle ids the set is dropped and the node
 re-reads every twin instead (paged), as it also does after its LISTEN connection was
 lost (a PostgreSQL restart): nothing announced meanwhile stays missing, and browsers are
@@ -25,7 +29,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from cluster.announce import EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
+from cluster.announce import DELETED, EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
 from cluster.listening import BACKOFF_FIRST_S, ListenMetrics, ListenState, next_delay
 from console import LiveSink, OpenAlerts
 from kernel import PostgresDatabase
@@ -41,6 +45,14 @@ class RelaySink(LiveSink, Protocol):
 
     def reload_alerts(self, open_alerts: Iterable[tuple[str, str, str]]) -> None:
         """Alert events may have been missed: these (alert id, vehicle id, severity) are the open ones."""
+        ...
+
+    def twins_removed(self, vehicle_ids: Iterable[str]) -> None:
+        """These vehicles' twins were deleted."""
+        ...
+
+    def vehicle_ids(self) -> set[str]:
+        """Every vehicle the feed shows."""
         ...
 
 
@@ -78,6 +90,9 @@ class LiveRelay:
         self._events = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.last_tick_error: str | None = None
+        # Deleted since the current tick began: a read that started before the deletion must not
+        # bring the vehicle back.
+        self._gone: set[str] = set()
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
@@ -139,7 +154,16 @@ class LiveRelay:
     async def heard(self, payload: str) -> None:
         """Take one notification: vehicle ids are kept for the next tick, events go to the feed at once."""
         notice = Notice.parse(payload)
-        if notice is None or notice.writer == self.writer:
+        if notice is None:
+            return
+        # Whoever deleted a twin, this node's console has not been told: no writer is skipped.
+        if notice.kind == DELETED:
+            gone = notice.body.split()
+            self.pending.difference_update(gone)
+            self._gone.update(gone)
+            self.sink.twins_removed(gone)
+            return
+        if notice.writer == self.writer:
             return
         if notice.kind == TWINS:
             if self.reload:
@@ -192,6 +216,7 @@ class LiveRelay:
 
     async def tick(self) -> None:
         """Read what changed elsewhere since the last tick and hand it to the feed."""
+        self._gone.clear()
         if self.reload:
             self.reload = False
             self.pending.clear()
@@ -204,6 +229,10 @@ class LiveRelay:
             chunk = ids[start : start + self.read_batch]
             states = await self.store.load_twins(chunk)
             self._feed([states[v] for v in chunk if v in states])
+            # Announced as changed, then deleted before this read: deleted.
+            missing = [v for v in chunk if v not in states]
+            if missing:
+                self.sink.twins_removed(missing)
 
     async def _reload_alerts(self) -> None:
         """Re-read the open alerts into the feed (it tells browsers to reload alerts and commands)."""
@@ -219,15 +248,22 @@ class LiveRelay:
         self.sink.reload_alerts(found)
 
     async def _read_all(self) -> None:
+        """Every twin, paged; vehicles shown before it began and not found were deleted meanwhile."""
+        shown = self.sink.vehicle_ids()
         after: str | None = None
         while True:
             page = await self.store.list_twins(TwinFilter(after=after, limit=self.read_batch))
             self._feed(page)
+            shown.difference_update(s.vehicle_id for s in page)
             if len(page) < self.read_batch:
-                return
+                break
             after = page[-1].vehicle_id
+        if shown:
+            self.sink.twins_removed(shown)
 
     def _feed(self, states: Sequence[TwinState]) -> None:
+        if self._gone:
+            states = [s for s in states if s.vehicle_id not in self._gone]
         if not states:
             return
         now = time.time()

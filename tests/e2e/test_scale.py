@@ -478,6 +478,18 @@ def test_console_live_streams_show_what_other_nodes_commit(
         )
         # The alert marks the vehicle's row on the other nodes too.
         _eventually(lambda: on_api.rows()[low]["alerts"] == 1, 30, "the alerting vehicle's row counts its alert")
+        # A twin deleted in the database (as an operator would, in psql) leaves every console.
+        gone = of_b[-1]
+        _rows(pg_url, "DELETE FROM twins WHERE vehicle_id = %s RETURNING vehicle_id", (gone,))
+        for stream in streams:
+            _eventually(
+                lambda s=stream: any(gone in batch.get("removed", []) for batch in list(s.batches)),
+                30,
+                "the deleted vehicle named in the stream",
+            )
+        fleet = httpx.get(f"http://127.0.0.1:{http_api}/api/v1/console/fleet").json()["vehicles"]["id"]
+        assert gone not in fleet
+        assert set(ids) - {gone} <= set(fleet)
     finally:
         for stream in streams:
             stream.close()

@@ -255,9 +255,20 @@ class ForwardedWrites:
     def here(self, vehicle_id: str) -> bool:
         return partition_of(vehicle_id, self.settings.partitions) in self.worker.ready
 
-    async def forward(self, write: OperatorWrite, audit: AuditRecord | None) -> TwinDocument:
+    async def forward(
+        self, write: OperatorWrite, audit: AuditRecord | None, *, since: float | None = None
+    ) -> TwinDocument:
         if audit is not None and not isinstance(audit, TwinWriteAudit):
             raise TypeError(f"only a TwinWriteAudit travels with a forwarded write, got {type(audit).__name__}")
+        # A write first tried here (and fenced off) keeps the deadlines it was asked with.
+        started = time.monotonic() if since is None else since
+        claim_within = self.settings.forward_timeout_s - (time.monotonic() - started)
+        if claim_within <= 0:
+            raise OwnerUnavailable(
+                f"the vehicle's partition moved while the write was applied here, and no time is left "
+                f"of {self.settings.forward_timeout_s:.1f} s to hand it to the new owner; nothing was written",
+                self.retry_after_s,
+            )
         rid = secrets.token_hex(16)
         part = partition_of(write.vehicle_id, self.settings.partitions)
         woken = self._waiting[rid] = asyncio.Event()
@@ -272,12 +283,12 @@ class ForwardedWrites:
                         _encode(write).decode(),
                         _encode(audit).decode() if audit is not None else None,
                         self.worker.worker_id,
-                        self.settings.forward_timeout_s,
+                        claim_within,
                     ),
                 )
                 await conn.execute(_NEW, (str(part),))
             self.forwarded += 1
-            return await self._answer(rid, woken)
+            return await self._answer(rid, woken, started)
         finally:
             del self._waiting[rid]
             # Done, withdrawn, or abandoned by a client that went away: a deleted request is never applied.
@@ -287,8 +298,7 @@ class ForwardedWrites:
             except StoreError as exc:
                 log.warning("could not delete a forwarded write; it is swept later", request=rid, error=str(exc))
 
-    async def _answer(self, rid: str, woken: asyncio.Event) -> TwinDocument:
-        started = time.monotonic()
+    async def _answer(self, rid: str, woken: asyncio.Event, started: float) -> TwinDocument:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), self.settings.forward_poll_s)

@@ -550,9 +550,10 @@ class TwinService:
         for item in items:
             future = item.ack if isinstance(item, Inbound) else item.done
             if future is not None and not future.done():
+                # Only an operator write's caller acts on the fence; messages stay unacknowledged as ever.
                 error = (
                     Fenced("not committed: this worker no longer owns the vehicle's partition")
-                    if fenced
+                    if fenced and isinstance(item, Op)
                     else StoreUnavailable("not committed: the hub is stopping or the batch failed")
                 )
                 future.set_exception(error)

@@ -38,6 +38,18 @@ FILTERS = (
     "vehicles/+/commands/+/result",
     "vehicles/+/status",
 )
+# EMQX's presence events (`cluster.presence = "emqx"`): it publishes them under $SYS when a
+# client connects, disconnects or (with client_subscribed enabled) subscribes.
+EMQX_PRESENCE = (
+    "$SYS/brokers/+/clients/+/connected",
+    "$SYS/brokers/+/clients/+/disconnected",
+    "$SYS/brokers/+/clients/+/subscribed",
+)
+
+
+def filters_of(settings: ClusterSettings) -> tuple[str, ...]:
+    """The topic filters a worker subscribes to (each under `$share/{group}/`)."""
+    return FILTERS + EMQX_PRESENCE if settings.presence == "emqx" else FILTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +159,7 @@ class ExternalBroker:
         """Unsubscribe: the broker sends nothing new; what is in flight is still acknowledged."""
         self._stopped = True
         group = self.settings.share_group
-        self._client.unsubscribe([f"$share/{group}/{f}" for f in FILTERS])
+        self._client.unsubscribe([f"$share/{group}/{f}" for f in filters_of(self.settings)])
 
     @property
     def connected(self) -> bool:
@@ -163,10 +175,10 @@ class ExternalBroker:
         self.connects += 1
         group = self.settings.share_group
         if not self._stopped:
-            client.subscribe([(f"$share/{group}/{f}", 1) for f in FILTERS])
+            client.subscribe([(f"$share/{group}/{f}", 1) for f in filters_of(self.settings)])
         else:
             # The session's subscriptions end; what it already holds is still delivered.
-            client.unsubscribe([f"$share/{group}/{f}" for f in FILTERS])
+            client.unsubscribe([f"$share/{group}/{f}" for f in filters_of(self.settings)])
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.set)
         log.info("connected to the broker", broker=self.settings.broker, session_present=bool(flags.session_present))

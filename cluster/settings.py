@@ -41,6 +41,15 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_s: Annotated[
         float, Meta(gt=0, description="How often a worker renews its leases and rebalances; under lease_s / 2.")
     ] = 1.5
+    presence: Annotated[
+        Literal["birth-will", "emqx"],
+        Meta(
+            description=(
+                "Where connects and drops come from: 'birth-will', the vehicles' own status messages "
+                "(vehicles/{vid}/status, any broker); 'emqx', also EMQX's $SYS client events."
+            )
+        ),
+    ] = "birth-will"
     share_group: Annotated[
         str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Shared-subscription group ($share/{group}/...).")
     ] = "fleethub"

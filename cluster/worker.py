@@ -33,6 +33,7 @@ from cluster.edge import ExternalBroker, Received
 from cluster.inbox import INBOX_CHANNEL, Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
 from cluster.partitions import Ownership, PartitionListener, partition_of
+from cluster.presence import emqx_event, is_event
 from cluster.schema import CHANNEL, JOB_PARTITION, install
 from cluster.settings import ClusterSettings
 from commands import CommandService
@@ -60,6 +61,8 @@ def default_worker_id() -> str:
 
 def inbound_of(msg: Received, now: float) -> list[Inbound]:
     """The pipeline items a broker message stands for (none: not a vehicle topic of ours)."""
+    if is_event(msg.topic):
+        return emqx_event(msg.topic, msg.payload, msg.qos, now)
     match = _TOPIC.match(msg.topic)
     if match is None:
         return []

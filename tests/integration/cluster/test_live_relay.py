@@ -335,3 +335,8 @@ async def test_deleted_twins_leave_the_feed_whoever_deletes_them_and_when_missed
         await relay.tick()
         assert sink.removed == ["bus-1", "bus-2", "bus-4"]
         assert sink.shown == {"bus-0", "bus-3"}
+        # Announced as changed but gone by the time the tick reads it (its deletion notice not heard).
+        await relay.heard("t\nw9\nbus-0 bus-gone")
+        await relay.tick()
+        assert sink.removed == ["bus-1", "bus-2", "bus-4", "bus-gone"]
+        assert sink.shown == {"bus-0", "bus-3"}

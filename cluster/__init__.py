@@ -10,6 +10,7 @@ from cluster.duties import Duties
 from cluster.edge import ExternalBroker, Received, parse_broker_url
 from cluster.inbox import Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
+from cluster.listening import ListenMetrics, ListenState
 from cluster.live import LiveRelay
 from cluster.partitions import PARTITION_SQL, Ownership, PartitionListener, partition_of
 from cluster.requests import ForwardedWrites
@@ -28,6 +29,8 @@ __all__ = [
     "Inbox",
     "LeaseChange",
     "Leases",
+    "ListenMetrics",
+    "ListenState",
     "LiveRelay",
     "Ownership",
     "PartitionListener",

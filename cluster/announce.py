@@ -12,8 +12,12 @@ teed into a bounded queue that one task sends, once the event is stored, as one
 round trip per pass. An event too large for a notification is written to
 `cluster_live_events` and announced by its id.
 
-Notifications are text, fields separated by newlines: `kind`, the writer's worker id,
-then the body — `t`: vehicle ids separated by spaces; `e`: the topic, a newline, the
+Twins deleted (by any connection, fenced or not: no node's own path announces them) are
+announced by a second statement trigger, `d` with the vehicle ids.
+
+Notifications are text, fields separated by newlines: `kind`, the writer's worker id
+(empty for a deletion without a fence), then the body — `t` and `d`: vehicle ids
+separated by spaces; `e`: the topic, a newline, the
 event's JSON; `r`: the id of a `cluster_live_events` row; `x`: events were dropped
 here, reload them. The channel carries the schema's name, so hubs on other schemas of the
 same database do not hear each other.
@@ -45,7 +49,7 @@ MAX_NOTICE_BYTES = 7900
 # Events announced by reference are read within seconds; older rows are deleted as new ones come.
 _EVENT_ROWS_KEPT_S = 300
 
-TWINS, EVENT, EVENT_REF, EVENTS_LOST = "t", "e", "r", "x"
+TWINS, EVENT, EVENT_REF, EVENTS_LOST, DELETED = "t", "e", "r", "x", "d"
 
 LIVE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION fleethub_live_notify() RETURNS trigger LANGUAGE plpgsql AS $live$
@@ -69,17 +73,43 @@ END
 $live$
 """
 
+# Deletions are announced whoever deletes (a tool, psql, the embedded hub): no node's own path
+# tells its console of them, and they are rare. The writer is empty without a fence.
+DELETE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION fleethub_live_deleted() RETURNS trigger LANGUAGE plpgsql AS $gone$
+DECLARE
+    writer text := coalesce(nullif(current_setting('fleethub.fence', true), '')::jsonb->>'w', '');
+    ids text;
+BEGIN
+    FOR ids IN
+        SELECT string_agg(vehicle_id, ' ' ORDER BY vehicle_id)
+        FROM (SELECT vehicle_id, (row_number() OVER (ORDER BY vehicle_id) - 1) / {IDS_PER_NOTICE} AS chunk
+              FROM gone) numbered
+        GROUP BY chunk
+    LOOP
+        PERFORM pg_notify({CHANNEL_SQL}, '{DELETED}' || chr(10) || writer || chr(10) || ids);
+    END LOOP;
+    RETURN NULL;
+END
+$gone$
+"""
+
 # Transition tables allow one event per trigger; an upsert fires both (inserted and updated rows).
-LIVE_TRIGGERS = tuple(
-    f"CREATE OR REPLACE TRIGGER fleethub_live_{event.lower()} AFTER {event} ON twins "
-    "REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION fleethub_live_notify()"
-    for event in ("INSERT", "UPDATE")
+LIVE_TRIGGERS = (
+    *(
+        f"CREATE OR REPLACE TRIGGER fleethub_live_{event.lower()} AFTER {event} ON twins "
+        "REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION fleethub_live_notify()"
+        for event in ("INSERT", "UPDATE")
+    ),
+    "CREATE OR REPLACE TRIGGER fleethub_live_delete AFTER DELETE ON twins "
+    "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION fleethub_live_deleted()",
 )
 
 
 async def install_live(conn: psycopg.AsyncConnection[Any]) -> None:
     """Create the twins' announcement trigger (inside `cluster.install`'s transaction and lock)."""
     await conn.execute(LIVE_FUNCTION.encode())
+    await conn.execute(DELETE_FUNCTION.encode())
     for statement in LIVE_TRIGGERS:
         await conn.execute(statement.encode())
 
@@ -104,7 +134,7 @@ class Notice:
     def parse(cls, payload: str) -> Notice | None:
         kind, sep1, rest = payload.partition("\n")
         writer, sep2, body = rest.partition("\n")
-        if not (sep1 and sep2) or kind not in (TWINS, EVENT, EVENT_REF, EVENTS_LOST):
+        if not (sep1 and sep2) or kind not in (TWINS, EVENT, EVENT_REF, EVENTS_LOST, DELETED):
             return None
         return cls(kind, writer, body)
 

@@ -6,6 +6,10 @@ feed its live feed directly). Announced vehicle ids pile up in one set until the
 feed tick, so a burst of announcements costs one batched read per tick; the twins read
 are handed to the feed as twin updates, alert and command events as hub messages.
 
+Deleted twins are announced by whoever deletes them (`d`); the relay tells the feed at
+once, whichever node wrote. An announced vehicle the tick no longer finds, and a
+vehicle shown before a full re-read that the re-read does not find, were deleted too.
+
 Bounded: beyond `cluster.live_max_pending` vehicle ids the set is dropped and the node
 re-reads every twin instead (paged), as it also does after its LISTEN connection was
 lost (a PostgreSQL restart): nothing announced meanwhile stays missing, and browsers are
@@ -19,13 +23,14 @@ import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import psycopg
 import structlog
 from psycopg import sql
 
-from cluster.announce import EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
+from cluster.announce import DELETED, EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
+from cluster.listening import BACKOFF_FIRST_S, ListenMetrics, ListenState, next_delay
 from console import LiveSink, OpenAlerts
 from kernel import PostgresDatabase
 from twin import Store, TwinFilter, TwinState, TwinUpdate, UpdateKind
@@ -40,6 +45,14 @@ class RelaySink(LiveSink, Protocol):
 
     def reload_alerts(self, open_alerts: Iterable[tuple[str, str, str]]) -> None:
         """Alert events may have been missed: these (alert id, vehicle id, severity) are the open ones."""
+        ...
+
+    def twins_removed(self, vehicle_ids: Iterable[str]) -> None:
+        """These vehicles' twins were deleted."""
+        ...
+
+    def vehicle_ids(self) -> set[str]:
+        """Every vehicle the feed shows."""
         ...
 
 
@@ -57,6 +70,7 @@ class LiveRelay:
         max_pending: int,
         read_batch: int,
         open_alerts: OpenAlerts | None = None,
+        metrics: ListenMetrics | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -70,10 +84,15 @@ class LiveRelay:
         # Set when announcements may have been missed or dropped: the next tick re-reads every twin.
         self.reload = False
         self.connected = asyncio.Event()
+        self.listen = ListenState("live", metrics)
         # Held while the open alerts are re-read: events heard meanwhile are applied after the
         # re-read, so an alert changed in that window is not undone by the older snapshot.
         self._events = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.last_tick_error: str | None = None
+        # Deleted since the current tick began: a read that started before the deletion must not
+        # bring the vehicle back.
+        self._gone: set[str] = set()
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
@@ -96,7 +115,7 @@ class LiveRelay:
     # -- hearing -----------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        delay = 0.5
+        delay = BACKOFF_FIRST_S
         while True:
             try:
                 connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
@@ -107,7 +126,8 @@ class LiveRelay:
                     # was down) was not heard: read every twin once.
                     self.reload = True
                     self.connected.set()
-                    delay = 0.5
+                    self.listen.opened()
+                    delay = BACKOFF_FIRST_S
                     async for note in conn.notifies():
                         try:
                             await self.heard(note.payload)
@@ -117,14 +137,33 @@ class LiveRelay:
             # Whatever ends the connection, the node keeps trying: live updates are worth a reconnect.
             except Exception as exc:
                 self.connected.clear()
+                self.listen.lost(exc)
                 log.warning("console live LISTEN connection lost, reconnecting", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = next_delay(delay)
+
+    def status(self) -> dict[str, Any]:
+        """For `/healthz`: the LISTEN connection, and what waits for the next tick."""
+        return {
+            **self.listen.status(),
+            "pending_vehicles": len(self.pending),
+            "reload_pending": self.reload,
+            "last_tick_error": self.last_tick_error,
+        }
 
     async def heard(self, payload: str) -> None:
         """Take one notification: vehicle ids are kept for the next tick, events go to the feed at once."""
         notice = Notice.parse(payload)
-        if notice is None or notice.writer == self.writer:
+        if notice is None:
+            return
+        # Whoever deleted a twin, this node's console has not been told: no writer is skipped.
+        if notice.kind == DELETED:
+            gone = notice.body.split()
+            self.pending.difference_update(gone)
+            self._gone.update(gone)
+            self.sink.twins_removed(gone)
+            return
+        if notice.writer == self.writer:
             return
         if notice.kind == TWINS:
             if self.reload:
@@ -166,8 +205,10 @@ class LiveRelay:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.tick()
+                self.last_tick_error = None
             # The store may be unavailable for a while; what was pending is read again next time.
             except Exception as exc:
+                self.last_tick_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning(
                     "console live: reading twins changed elsewhere failed", error=f"{type(exc).__name__}: {exc}"
                 )
@@ -175,6 +216,7 @@ class LiveRelay:
 
     async def tick(self) -> None:
         """Read what changed elsewhere since the last tick and hand it to the feed."""
+        self._gone.clear()
         if self.reload:
             self.reload = False
             self.pending.clear()
@@ -187,6 +229,10 @@ class LiveRelay:
             chunk = ids[start : start + self.read_batch]
             states = await self.store.load_twins(chunk)
             self._feed([states[v] for v in chunk if v in states])
+            # Announced as changed, then deleted before this read: deleted.
+            missing = [v for v in chunk if v not in states]
+            if missing:
+                self.sink.twins_removed(missing)
 
     async def _reload_alerts(self) -> None:
         """Re-read the open alerts into the feed (it tells browsers to reload alerts and commands)."""
@@ -202,15 +248,22 @@ class LiveRelay:
         self.sink.reload_alerts(found)
 
     async def _read_all(self) -> None:
+        """Every twin, paged; vehicles shown before it began and not found were deleted meanwhile."""
+        shown = self.sink.vehicle_ids()
         after: str | None = None
         while True:
             page = await self.store.list_twins(TwinFilter(after=after, limit=self.read_batch))
             self._feed(page)
+            shown.difference_update(s.vehicle_id for s in page)
             if len(page) < self.read_batch:
-                return
+                break
             after = page[-1].vehicle_id
+        if shown:
+            self.sink.twins_removed(shown)
 
     def _feed(self, states: Sequence[TwinState]) -> None:
+        if self._gone:
+            states = [s for s in states if s.vehicle_id not in self._gone]
         if not states:
             return
         now = time.time()

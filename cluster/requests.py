@@ -39,6 +39,7 @@ import msgspec
 import psycopg
 import structlog
 
+from cluster.listening import BACKOFF_FIRST_S, ListenMetrics, ListenState, next_delay
 from cluster.partitions import partition_of
 from cluster.settings import ClusterSettings
 from kernel import (
@@ -200,7 +201,13 @@ class ForwardedWrites:
     """Both sides of forwarded twin writes on one node (a `twin.WriteRoute`); an async context manager."""
 
     def __init__(
-        self, settings: ClusterSettings, db: PostgresDatabase, service: TwinService, worker: ClusterWorker
+        self,
+        settings: ClusterSettings,
+        db: PostgresDatabase,
+        service: TwinService,
+        worker: ClusterWorker,
+        *,
+        metrics: ListenMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -212,6 +219,7 @@ class ForwardedWrites:
         self._tasks: list[asyncio.Task[None]] = []
         self.forwarded = 0
         self.applied = 0
+        self.listen = ListenState("requests", metrics)
 
     async def __aenter__(self) -> Self:
         async with self.db.connection() as conn, conn.transaction():
@@ -247,9 +255,20 @@ class ForwardedWrites:
     def here(self, vehicle_id: str) -> bool:
         return partition_of(vehicle_id, self.settings.partitions) in self.worker.ready
 
-    async def forward(self, write: OperatorWrite, audit: AuditRecord | None) -> TwinDocument:
+    async def forward(
+        self, write: OperatorWrite, audit: AuditRecord | None, *, since: float | None = None
+    ) -> TwinDocument:
         if audit is not None and not isinstance(audit, TwinWriteAudit):
             raise TypeError(f"only a TwinWriteAudit travels with a forwarded write, got {type(audit).__name__}")
+        # A write first tried here (and fenced off) keeps the deadlines it was asked with.
+        started = time.monotonic() if since is None else since
+        claim_within = self.settings.forward_timeout_s - (time.monotonic() - started)
+        if claim_within <= 0:
+            raise OwnerUnavailable(
+                f"the vehicle's partition moved while the write was applied here, and no time is left "
+                f"of {self.settings.forward_timeout_s:.1f} s to hand it to the new owner; nothing was written",
+                self.retry_after_s,
+            )
         rid = secrets.token_hex(16)
         part = partition_of(write.vehicle_id, self.settings.partitions)
         woken = self._waiting[rid] = asyncio.Event()
@@ -264,12 +283,12 @@ class ForwardedWrites:
                         _encode(write).decode(),
                         _encode(audit).decode() if audit is not None else None,
                         self.worker.worker_id,
-                        self.settings.forward_timeout_s,
+                        claim_within,
                     ),
                 )
                 await conn.execute(_NEW, (str(part),))
             self.forwarded += 1
-            return await self._answer(rid, woken)
+            return await self._answer(rid, woken, started)
         finally:
             del self._waiting[rid]
             # Done, withdrawn, or abandoned by a client that went away: a deleted request is never applied.
@@ -279,8 +298,7 @@ class ForwardedWrites:
             except StoreError as exc:
                 log.warning("could not delete a forwarded write; it is swept later", request=rid, error=str(exc))
 
-    async def _answer(self, rid: str, woken: asyncio.Event) -> TwinDocument:
-        started = time.monotonic()
+    async def _answer(self, rid: str, woken: asyncio.Event, started: float) -> TwinDocument:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), self.settings.forward_poll_s)
@@ -395,17 +413,33 @@ class ForwardedWrites:
     # -- notifications ------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        delay = BACKOFF_FIRST_S
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.db.url, autocommit=True) as conn:
+                connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
+                async with await connect as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listen.opened()
+                    delay = BACKOFF_FIRST_S
                     # Whatever was announced while not listening is looked for now.
                     self._wake_all()
                     async for note in conn.notifies():
                         self._noted(note.payload)
-            except psycopg.Error as exc:
-                log.warning("forwarded writes: LISTEN connection lost", error=str(exc))
-                await asyncio.sleep(1.0)
+            # Meanwhile both sides poll every forward_poll_s: slower, still correct.
+            except (psycopg.Error, OSError) as exc:
+                self.listen.lost(exc)
+                log.warning("forwarded writes: LISTEN connection lost", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = next_delay(delay)
+
+    def status(self) -> dict[str, Any]:
+        """For `/healthz`: the LISTEN connection and the requests this node waits on."""
+        return {
+            **self.listen.status(),
+            "waiting": len(self._waiting),
+            "forwarded": self.forwarded,
+            "applied": self.applied,
+        }
 
     def _noted(self, payload: str) -> None:
         kind, _, what = payload.partition(" ")

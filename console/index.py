@@ -98,6 +98,11 @@ class FleetIndex:
                 changed.add(vehicle_id)
         return changed
 
+    def remove(self, vehicle_id: str) -> VehicleRow | None:
+        """Forget a vehicle whose twin was deleted; its row, if it had one."""
+        self.alerts.pop(vehicle_id, None)
+        return self.rows.pop(vehicle_id, None)
+
     def fleet_of(self, vehicle_id: str) -> str | None:
         row = self.rows.get(vehicle_id)
         return None if row is None else row.fleet

@@ -144,6 +144,8 @@ class LiveFeed:
         self._commands: list[dict[str, Any]] = []
         # More events than _MAX_EVENTS came within one tick: the batch tells browsers to reload instead.
         self._overflow = False
+        # Vehicles whose twin was deleted since the last tick, with the fleet their row was in.
+        self._removed: dict[str, str | None] = {}
 
     # -- inputs (LiveSink) -------------------------------------------------------------
 
@@ -178,6 +180,21 @@ class LiveFeed:
         """Alert events may have been missed: take the open alerts as read, re-send the rows they change, resync."""
         self._touched |= self.index.replace_alerts(open_alerts)
         self._overflow = True
+
+    def twins_removed(self, vehicle_ids: Iterable[str]) -> None:
+        """These twins were deleted: drop their rows; the next batch tells browsers to drop them too."""
+        for vid in vehicle_ids:
+            self._dirty.pop(vid, None)
+            self._sent_seen.pop(vid, None)
+            self._touched.discard(vid)
+            row = self.index.remove(vid)
+            # Bounded by the index: only vehicles that had a row are remembered.
+            if row is not None:
+                self._removed[vid] = row.fleet
+
+    def vehicle_ids(self) -> set[str]:
+        """Every vehicle the feed shows, or is about to (a twin updated since the last tick)."""
+        return set(self.index.rows) | set(self._dirty)
 
     def _keep(self, events: list[dict[str, Any]], event: dict[str, Any]) -> None:
         if len(events) < _MAX_EVENTS:
@@ -233,6 +250,7 @@ class LiveFeed:
             self._alerts.clear()
             self._commands.clear()
             self._touched.clear()
+            self._removed.clear()
             self._overflow = False
             return
         dirty, self._dirty = self._dirty, {}
@@ -240,6 +258,7 @@ class LiveFeed:
         alerts, self._alerts = self._alerts, []
         commands, self._commands = self._commands, []
         overflow, self._overflow = self._overflow, False
+        removed, self._removed = self._removed, {}
         rows: dict[str, VehicleRow] = {}
         for vid, state in dirty.items():
             row, previous = self.index.update(state)
@@ -254,7 +273,7 @@ class LiveFeed:
         for vid in touched:
             if vid not in rows and vid in self.index.rows:
                 rows[vid] = self.index.rows[vid]
-        if not (rows or alerts or commands or overflow):
+        if not (rows or alerts or commands or overflow or removed):
             return
         self.seq += 1
         ordered = sorted(rows.values(), key=lambda r: r.vehicle_id)
@@ -262,7 +281,7 @@ class LiveFeed:
         for client in list(self.clients):
             key = (client.fleets, client.alerts, client.commands)
             if key not in shared:
-                shared[key] = self._batch(client, ordered, alerts, commands, overflow)
+                shared[key] = self._batch(client, ordered, alerts, commands, overflow, removed)
             batch = shared[key]
             if batch is None:
                 continue
@@ -285,15 +304,17 @@ class LiveFeed:
         alerts: list[dict[str, Any]],
         commands: list[dict[str, Any]],
         overflow: bool,
+        removed: dict[str, str | None],
     ) -> bytes | None:
         columns = columns_of(rows, client.fleets)
+        gone = sorted(vid for vid, fleet in removed.items() if client.sees(fleet))
         seen_alerts = [a for a in alerts if client.sees(a.get("fleet"))] if client.alerts else []
         seen_commands = (
             [c for c in commands if client.sees(self.index.fleet_of(str(c.get("vehicle_id"))))]
             if client.commands
             else []
         )
-        if not (len(columns) or seen_alerts or seen_commands or overflow):
+        if not (len(columns) or seen_alerts or seen_commands or overflow or gone):
             return None
         return _encode(
             {
@@ -304,6 +325,8 @@ class LiveFeed:
                 "commands": seen_commands,
                 # Events were left out: reload alerts and commands from the API.
                 "resync": overflow,
+                # Vehicles whose twin was deleted (worker mode): drop their rows.
+                "removed": gone,
             }
         )
 

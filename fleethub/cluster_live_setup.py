@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from cluster import ClusterWorker, EventAnnouncer, LiveRelay
+from cluster import ClusterWorker, EventAnnouncer, ListenMetrics, LiveRelay
 from commands import CommandService
 from console import Console
 from rules import RulesEngine
@@ -18,8 +18,11 @@ async def relay_live(
     console: Console | None,
     rules: RulesEngine | None,
     commands: CommandService | None,
-) -> None:
+    metrics: ListenMetrics | None = None,
+) -> LiveRelay | None:
     """Tee this node's alert and command events to the others; with a console, feed it what they change.
+
+    Returns the console's relay (None without a console), whose state `/healthz` reports.
 
     Twin changes are announced by a trigger in the database (`cluster.announce`), so only
     events need a tee here. Every node announces, with or without a console of its own.
@@ -32,7 +35,7 @@ async def relay_live(
     if commands is not None:
         commands.publisher = announcer.tee(commands.publisher)
     if console is None:
-        return
+        return None
     relay = LiveRelay(
         cluster.db,
         store,
@@ -42,5 +45,7 @@ async def relay_live(
         max_pending=s.live_max_pending,
         read_batch=s.live_read_batch,
         open_alerts=console.open_alerts,
+        metrics=metrics,
     )
     await stack.enter_async_context(relay)
+    return relay

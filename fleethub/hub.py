@@ -29,7 +29,7 @@ from broker import (
     WriterSettings,
     broker_store,
 )
-from cluster import ClusterWorker, Duties, ForwardedWrites
+from cluster import ClusterWorker, Duties, ForwardedWrites, ListenMetrics, LiveRelay
 from commands import CommandService
 from console import Console
 from fleethub.cluster_live_setup import relay_live
@@ -79,6 +79,9 @@ class Hub:
         self.cluster: ClusterWorker | None = None
         self.duties: Duties | None = None
         self.forwarding: ForwardedWrites | None = None
+        self.relay: LiveRelay | None = None
+        # Registered in every mode, so the metrics reference lists them; set only in worker mode.
+        self.listen_metrics = ListenMetrics(self.registry)
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
@@ -162,7 +165,9 @@ class Hub:
             await self._stack.enter_async_context(self.console)
         if self.cluster is not None:
             # Other nodes' consoles hear of this node's changes, and this node's of theirs.
-            await relay_live(self._stack, self.cluster, self.store, self.console, self.rules, self.commands)
+            self.relay = await relay_live(
+                self._stack, self.cluster, self.store, self.console, self.rules, self.commands, self.listen_metrics
+            )
         if s.notifications.enabled:
             self.notifications = NotificationService(
                 notification_store(self.database), s.notifications, metrics=NotificationMetrics(self.registry)
@@ -325,7 +330,9 @@ class Hub:
                 duties.meters(enricher)
         await self._stack.enter_async_context(self.cluster)
         # Twin writes of vehicles this node does not own are applied by their owner.
-        self.forwarding = ForwardedWrites(s.cluster, self.database, self.service, self.cluster)
+        self.forwarding = ForwardedWrites(
+            s.cluster, self.database, self.service, self.cluster, metrics=self.listen_metrics
+        )
         await self._stack.enter_async_context(self.forwarding)
         self.service.route = self.forwarding
         if s.cluster.role == "worker":
@@ -420,6 +427,12 @@ class Hub:
         if self.cluster is not None:
             worker = self.cluster.status()
             ok = worker["broker_connected"] is not False
+            # Reported, not failing: without its LISTEN connections the node polls forwarded writes
+            # and its console misses other nodes' changes until the relay reconnects and re-reads.
+            if self.forwarding is not None:
+                worker["forwarded_writes"] = self.forwarding.status()
+            if self.relay is not None:
+                worker["live_relay"] = self.relay.status()
             components["cluster"] = ComponentHealth("ok" if ok else "failing", worker)
             overall = "ok" if all(c.status == "ok" for c in components.values()) else "failing"
             return Health(status=overall, components=components)

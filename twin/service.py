@@ -30,7 +30,7 @@ import msgspec
 import structlog
 from msgspec import Meta
 
-from kernel import InvalidPayload, StoreError, StoreRejected, StoreUnavailable, isoformat
+from kernel import Fenced, InvalidPayload, StoreError, StoreRejected, StoreUnavailable, is_fenced, isoformat
 from twin.batch import AuditRecord, Batch, DeltaChanged, Item, Op, topic_of
 from twin.commit import Abandoned, Committer, Rejected
 from twin.decode import Decoded, decode
@@ -306,9 +306,9 @@ class TwinService:
         (its items are then isolated, quarantined or left unacknowledged)."""
         try:
             error = await committing.task
-        except Abandoned:
+        except Abandoned as abandoned:
             self.live.forget([*(i.vehicle_id for i in committing.items), *committing.batch.dirty])
-            self._abandon(committing.items)
+            self._abandon(committing.items, fenced=is_fenced(abandoned))
             return True
         except Exception:
             log.exception("ingest commit failed; its items are left unacknowledged", items=len(committing.items))
@@ -320,8 +320,8 @@ class TwinService:
         self.live.forget([*(i.vehicle_id for i in committing.items), *committing.batch.dirty])
         try:
             await self._isolate(committing.items, committing.batch.presence, error)
-        except Abandoned:
-            self._abandon(committing.items)
+        except Abandoned as abandoned:
+            self._abandon(committing.items, fenced=is_fenced(abandoned))
         return True
 
     async def _settled(self, committing: _Committing | None) -> None:
@@ -342,8 +342,8 @@ class TwinService:
         """Process one batch start to end; whatever goes wrong stays with its items."""
         try:
             await self._process(items, flush_presence=flush_presence)
-        except Abandoned:
-            self._abandon(items)
+        except Abandoned as abandoned:
+            self._abandon(items, fenced=is_fenced(abandoned))
         # A bug in a stage must not end the consumer: the batch's items are not acknowledged
         # (their senders resend them) and the next batch starts from what is committed.
         except Exception:
@@ -541,12 +541,22 @@ class TwinService:
 
     # Leaving items unacknowledged -------------------------------------------------------
 
-    def _abandon(self, items: list[Item]) -> None:
-        """Leave items unacknowledged: their senders send them again (MQTT resends on reconnect)."""
+    def _abandon(self, items: list[Item], *, fenced: bool = False) -> None:
+        """Leave items unacknowledged: their senders send them again (MQTT resends on reconnect).
+
+        `fenced`: the database refused the batch because this worker lost the partition's lease;
+        nothing of it was written, so an operator write may go to the new owner (`_routed`).
+        """
         for item in items:
             future = item.ack if isinstance(item, Inbound) else item.done
             if future is not None and not future.done():
-                future.set_exception(StoreUnavailable("not committed: the hub is stopping or the batch failed"))
+                # Only an operator write's caller acts on the fence; messages stay unacknowledged as ever.
+                error = (
+                    Fenced("not committed: this worker no longer owns the vehicle's partition")
+                    if fenced and isinstance(item, Op)
+                    else StoreUnavailable("not committed: the hub is stopping or the batch failed")
+                )
+                future.set_exception(error)
                 # Retrieved here: an unacknowledged message is expected, not an unhandled error.
                 future.exception()
         if items:
@@ -614,11 +624,20 @@ class TwinService:
 
     async def _routed(self, write: OperatorWrite, audit: AuditRecord | None) -> TwinDocument:
         """Apply here, or (a hub worker that does not own the vehicle) have its owner apply it."""
+        asked = time.monotonic()
         if self.route is not None and not self.route.here(write.vehicle_id):
             # Refused here as it would be at the owner, without a round trip.
             self._check(write)
-            return await self.route.forward(write, audit)
-        return await self.apply(write, audit=audit)
+            return await self.route.forward(write, audit, since=asked)
+        try:
+            return await self.apply(write, audit=audit)
+        except Fenced:
+            if self.route is None:
+                raise
+            # The partition moved between `here` and the commit. The fence refused the whole
+            # transaction, so nothing of this write was stored: the new owner applies it, once.
+            log.info("operator write fenced off here; forwarding it to the new owner", vehicle=write.vehicle_id)
+            return await self.route.forward(write, audit, since=asked)
 
     def _check(self, write: OperatorWrite) -> None:
         match write:

@@ -53,6 +53,11 @@ class WriteRoute(Protocol):
         """True when this node writes the vehicle's twin itself."""
         ...
 
-    async def forward(self, write: OperatorWrite, audit: AuditRecord | None) -> TwinDocument:
-        """Have the owner apply `write` (with its audit entry) and return its answer, or raise its error."""
+    async def forward(
+        self, write: OperatorWrite, audit: AuditRecord | None, *, since: float | None = None
+    ) -> TwinDocument:
+        """Have the owner apply `write` (with its audit entry) and return its answer, or raise its error.
+
+        `since` (`time.monotonic()`): when the write was asked for; the timeouts count from then.
+        """
         ...

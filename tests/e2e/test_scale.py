@@ -256,6 +256,12 @@ def test_forwarded_messages_reach_their_owner_on_notify_alone(
 
         # The positive control: messages did take the inbox hop (Mosquitto spread them over both workers).
         assert forwarded(http_a) + forwarded(http_b) > 0
+        # Both LISTEN connections of each node are in its health.
+        for port in (http_a, http_b):
+            cluster = httpx.get(f"http://127.0.0.1:{port}/healthz").json()["components"]["cluster"]["detail"]
+            assert cluster["forwarded_writes"]["listening"] is True
+            assert cluster["live_relay"]["listening"] is True
+            assert cluster["live_relay"]["reconnects"] == 0
     finally:
         for v in vehicles:
             v.close()
@@ -472,6 +478,18 @@ def test_console_live_streams_show_what_other_nodes_commit(
         )
         # The alert marks the vehicle's row on the other nodes too.
         _eventually(lambda: on_api.rows()[low]["alerts"] == 1, 30, "the alerting vehicle's row counts its alert")
+        # A twin deleted in the database (as an operator would, in psql) leaves every console.
+        gone = of_b[-1]
+        _rows(pg_url, "DELETE FROM twins WHERE vehicle_id = %s RETURNING vehicle_id", (gone,))
+        for stream in streams:
+            _eventually(
+                lambda s=stream: any(gone in batch.get("removed", []) for batch in list(s.batches)),
+                30,
+                "the deleted vehicle named in the stream",
+            )
+        fleet = httpx.get(f"http://127.0.0.1:{http_api}/api/v1/console/fleet").json()["vehicles"]["id"]
+        assert gone not in fleet
+        assert set(ids) - {gone} <= set(fleet)
     finally:
         for stream in streams:
             stream.close()

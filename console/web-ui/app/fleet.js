@@ -73,6 +73,15 @@ export const fleet = {
       this.emit('update', changed);
     }
   },
+
+  // Vehicles whose twin was deleted from the database.
+  remove(ids) {
+    const gone = new Set(ids.filter((id) => this.byId.delete(id)));
+    if (!gone.size) return;
+    this.rows = this.rows.filter((r) => !gone.has(r.id));
+    this.fleets = [...new Set(this.rows.map((r) => r.fleet))].sort();
+    this.emit('reset', this.rows);
+  },
 };
 
 // The live stream. EventSource reconnects by itself; every (re)connection after the first
@@ -99,6 +108,7 @@ export function startLive() {
   source.addEventListener('batch', (event) => {
     const batch = JSON.parse(event.data);
     if (batch.vehicles && batch.vehicles.id.length) fleet.apply(batch.vehicles);
+    if (batch.removed && batch.removed.length) fleet.remove(batch.removed);
     if (batch.alerts && batch.alerts.length) fleet.emit('alerts', batch.alerts);
     if (batch.commands && batch.commands.length) fleet.emit('commands', batch.commands);
     if (batch.resync) fleet.emit('resync');

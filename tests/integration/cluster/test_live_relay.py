@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import msgspec
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 from psycopg import sql
 
-from cluster import EventAnnouncer, Leases, LiveRelay, fence_of, install
+from cluster import EventAnnouncer, Leases, ListenMetrics, LiveRelay, fence_of, install
 from cluster.announce import IDS_PER_NOTICE, MAX_NOTICE_BYTES, Notice, channel_of
 from kernel import PostgresDatabase
 from twin import PostgresStore, TwinState, TwinUpdate
@@ -29,9 +30,20 @@ class Recorder:
         self.events: list[tuple[str, bytes]] = []
         self.resyncs = 0
         self.open_alerts: list[list[tuple[str, str, str]]] = []
+        self.removed: list[str] = []
+        # What the feed shows: every vehicle given, less those removed.
+        self.shown: set[str] = set()
 
     def twin_updated(self, updates: list[TwinUpdate]) -> None:
         self.updates.append(list(updates))
+        self.shown.update(u.vehicle_id for u in updates)
+
+    def twins_removed(self, vehicle_ids: Iterable[str]) -> None:
+        self.removed.extend(sorted(vehicle_ids))
+        self.shown.difference_update(self.removed)
+
+    def vehicle_ids(self) -> set[str]:
+        return set(self.shown)
 
     def hub_message(self, topic: str, payload: bytes) -> None:
         self.events.append((topic, payload))
@@ -180,13 +192,25 @@ async def test_after_losing_its_listen_connection_the_relay_rereads_what_it_miss
     async def open_alerts() -> list[tuple[str, str, str]]:
         return list(open_now)
 
+    metrics = ListenMetrics(CollectorRegistry())
     relay = LiveRelay(
-        db, store, sink, writer="api-1", interval_s=3600, max_pending=100, read_batch=100, open_alerts=open_alerts
+        db,
+        store,
+        sink,
+        writer="api-1",
+        interval_s=3600,
+        max_pending=100,
+        read_batch=100,
+        open_alerts=open_alerts,
+        metrics=metrics,
     )
     async with relay:
         await asyncio.wait_for(relay.connected.wait(), 10)
         await relay.tick()
         assert sink.open_alerts == [open_now]
+        status = relay.status()
+        assert (status["listening"], status["reconnects"], status["pending_vehicles"]) == (True, 0, 0)
+        assert status["since"] is not None
         async with db.connection() as conn:
             channel = await channel_of(conn)
             await conn.execute(
@@ -194,10 +218,18 @@ async def test_after_losing_its_listen_connection_the_relay_rereads_what_it_miss
                 (f'LISTEN "{channel}"',),
             )
         await _eventually(lambda: not relay.connected.is_set(), "the relay saw its connection go")
+        # What /healthz shows while it reconnects (as long as the first backoff lasts).
+        down = relay.status()
+        assert down["listening"] is False
+        assert down["last_error"]
         # Committed while nobody listened: no announcement reaches the relay.
         await store.write_batch([_twin("tram-1", 7)], [])
         await asyncio.wait_for(relay.connected.wait(), 10)
         assert relay.reload
+        assert relay.status()["reload_pending"] is True
+        assert (relay.status()["listening"], relay.status()["reconnects"]) == (True, 1)
+        assert metrics.listening.labels("live")._value.get() == 1
+        assert metrics.reconnects.labels("live")._value.get() == 1
         await relay.tick()
         assert "tram-1" in sink.vehicles()
         assert sink.open_alerts == [open_now, open_now]
@@ -269,3 +301,42 @@ async def test_the_relay_listens_again_after_a_postgresql_restart(pg_instance) -
             await _eventually(lambda: relay.pending == {"ferry-1"}, "the commit after the restart announced")
             await relay.tick()
             assert sink.vehicles()[-1] == "ferry-1"
+
+
+async def test_deleted_twins_leave_the_feed_whoever_deletes_them_and_when_missed_at_the_next_reread(
+    pg_url: str, worker: tuple[PostgresDatabase, PostgresStore]
+) -> None:
+    """A DELETE without a fence is announced and removed at once; one deleted while not listening, at the re-read."""
+    db, store = worker
+    sink = Recorder()
+    relay = LiveRelay(db, store, sink, writer="api-1", interval_s=3600, max_pending=100, read_batch=2)
+    async with relay:
+        await asyncio.wait_for(relay.connected.wait(), 10)
+        await relay.tick()  # the start's full read (nothing stored yet)
+        await store.write_batch([_twin(f"bus-{n}", 1) for n in range(5)], [])
+        await _eventually(lambda: len(relay.pending) == 5, "the twins announced")
+        await relay.tick()
+        assert sink.shown == {f"bus-{n}" for n in range(5)}
+        # As an operator would, in psql: no fence on this connection.
+        async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=1) as plain, plain.connection() as conn:
+            await conn.execute("DELETE FROM twins WHERE vehicle_id IN ('bus-1', 'bus-2')")
+        await _eventually(lambda: sink.removed == ["bus-1", "bus-2"], "the deletion heard")
+        # Deleted while the LISTEN connection is down: not heard, found missing by the re-read.
+        async with db.connection() as conn:
+            channel = await channel_of(conn)
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s", (f'LISTEN "{channel}"',)
+            )
+        await _eventually(lambda: not relay.connected.is_set(), "the relay saw its connection go")
+        async with db.connection() as conn:
+            await conn.execute("DELETE FROM twins WHERE vehicle_id = 'bus-4'")
+        await asyncio.wait_for(relay.connected.wait(), 10)
+        assert sink.removed == ["bus-1", "bus-2"]
+        await relay.tick()
+        assert sink.removed == ["bus-1", "bus-2", "bus-4"]
+        assert sink.shown == {"bus-0", "bus-3"}
+        # Announced as changed but gone by the time the tick reads it (its deletion notice not heard).
+        await relay.heard("t\nw9\nbus-0 bus-gone")
+        await relay.tick()
+        assert sink.removed == ["bus-1", "bus-2", "bus-4", "bus-gone"]
+        assert sink.shown == {"bus-0", "bus-3"}

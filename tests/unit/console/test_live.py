@@ -237,3 +237,25 @@ def test_reloading_alerts_replaces_the_open_set_and_resends_the_rows_it_changed(
     assert batch["vehicles"]["id"] == ["v1", "v2"]
     assert batch["vehicles"]["alerts"] == [0, 1]
     assert batch["vehicles"]["state"] == ["parked", "alarm"]
+
+
+def test_a_deleted_twin_leaves_the_index_and_the_next_batch_names_it_to_clients_of_its_fleet() -> None:
+    """Removed rows go to clients that saw the fleet; an unknown id is ignored; a pending update is dropped."""
+    live = feed()
+    live.twin_updated([update(twin("v1", speed=1.0)), update(twin("v2", "other", speed=1.0))])
+    live.refresh_index()
+    everyone = live.connect(None, alerts=True, commands=True)
+    acme = live.connect(frozenset({"acme"}), alerts=True, commands=True)
+    other = live.connect(frozenset({"other"}), alerts=True, commands=True)
+    # An update of v1 is still waiting for the tick when v1 is deleted: it must not bring v1 back.
+    live.twin_updated([update(twin("v1", speed=5.0)), update(twin("v3", speed=1.0))])
+    live.twins_removed(["v1", "never-seen"])
+    assert live.vehicle_ids() == {"v2", "v3"}
+    live.tick()
+    [batch] = batches(everyone)
+    assert batch["removed"] == ["v1"]
+    assert batch["vehicles"]["id"] == ["v3"]  # the positive control: the same tick sent rows
+    assert batches(acme)[0]["removed"] == ["v1"]
+    assert batches(other) == []
+    assert "v1" not in live.index.rows
+    assert sorted(live.index.columns(None).id) == ["v2", "v3"]

@@ -39,7 +39,7 @@ from cluster.settings import ClusterSettings
 from commands import CommandService
 from kernel import ConfigError, PostgresDatabase, VehicleIds, VehicleSet
 from rules import RulesEngine
-from twin import DisconnectReason, Inbound, MessageKind, TwinFilter, TwinService, Verdict
+from twin import DisconnectReason, Inbound, MessageKind, PendingDrop, TwinFilter, TwinService, Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -286,6 +286,8 @@ class ClusterWorker:
             online = await self._connected(chosen)
             # The twins of vehicles connected through another worker stay connected here.
             self.service.adopt_online(online)
+            # Drops the last owner was still debouncing are finished here.
+            self.service.adopt_pending(await self._pending_drops(chosen))
             if self.commands is not None:
                 await self.commands.adopt(chosen)
                 for vid in online:
@@ -323,6 +325,22 @@ class ClusterWorker:
             query = TwinFilter(connected=True, after=after, limit=1000, vehicles=vehicles)
             page = await self.service.store.list_twins(query)
             found |= {t.vehicle_id: t.connection.since or 0.0 for t in page}
+            if len(page) < 1000:
+                return found
+            after = page[-1].vehicle_id
+
+    async def _pending_drops(self, vehicles: VehicleSet) -> dict[str, PendingDrop]:
+        """Drops among `vehicles` whose offline event no owner has recorded yet.
+
+        The flag lives in the twin's stored state, so every disconnected twin of the
+        partitions is read: one pass per partition gained.
+        """
+        found: dict[str, PendingDrop] = {}
+        after: str | None = None
+        while True:
+            query = TwinFilter(connected=False, after=after, limit=1000, vehicles=vehicles)
+            page = await self.service.store.list_twins(query)
+            found |= {t.vehicle_id: p for t in page if (p := t.connection.pending_drop) is not None}
             if len(page) < 1000:
                 return found
             after = page[-1].vehicle_id

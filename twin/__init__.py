@@ -20,7 +20,7 @@ from twin.inbound import (
 from twin.limits import Limits, check_patch
 from twin.merge import apply_reported, merge_patch
 from twin.metrics import IngestMetrics
-from twin.model import PATH_SEP, HistoryRow, Json, PresenceEvent, ReportedEntry, TwinState
+from twin.model import PATH_SEP, HistoryRow, Json, PendingDrop, PresenceEvent, ReportedEntry, TwinState
 from twin.observe import TelemetryEnricher, TwinObserver, TwinUpdate, UpdateKind
 from twin.paths import flatten, prune_empty
 from twin.selector import VehicleSelector
@@ -98,6 +98,7 @@ __all__ = [
     "OperatorWrite",
     "Order",
     "OwnerUnavailable",
+    "PendingDrop",
     "PointQuery",
     "Position",
     "PostgresStore",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,7 +25,7 @@ from twin.limits import Limits
 from twin.live import LiveTwins
 from twin.merge import apply_reported, compute_delta, refresh_desired_status, reject_desired
 from twin.metrics import IngestMetrics
-from twin.model import Connection, HistoryRow, Json, PresenceEvent, TwinState
+from twin.model import Connection, HistoryRow, Json, PendingDrop, PresenceEvent, TwinState
 from twin.observe import TelemetryEnricher, TwinUpdate, UpdateKind
 from twin.paths import flatten
 from twin.telemetry import Envelope
@@ -246,20 +246,24 @@ class Handlers:
         if self.metrics:
             self.metrics.connected_vehicles.set(len(online))
         reason = item.extra.get("reason", DisconnectReason.CONNECTION_LOST.value)
+        debounce = self.presence_debounce_s
+        # A second drop without a connect in between says nothing new: the first one stays pending.
+        drop = self._offline.get(vid) if since is None else None
+        if drop is None:
+            drop = _Offline(item.received_at, reason, since, asyncio.get_running_loop().time() + debounce)
+            self._offline[vid] = drop
         state = await self.live.get(vid)
         if state is not None:
             # The document tells the truth at once; only the event and observers wait out a flap.
+            # The pending drop is written with it, so a new owner of the vehicle can finish it.
             state.connection = Connection(
                 connected=False,
                 since=item.received_at,
                 last_seen=state.connection.last_seen,
                 disconnect_reason=reason,
+                pending_drop=PendingDrop(drop.at, drop.reason, drop.since),
             )
             batch.dirty[vid] = state
-        debounce = self.presence_debounce_s
-        if since is None and vid in self._offline:
-            return  # a second drop without a connect in between says nothing new
-        self._offline[vid] = _Offline(item.received_at, reason, since, asyncio.get_running_loop().time() + debounce)
         if debounce <= 0:
             await self.report_offline(batch)
 
@@ -275,10 +279,34 @@ class Handlers:
             batch.presence.append(PresenceEvent(vid, drop.at, False, drop.reason))
             state = await self.live.get(vid)
             if state is not None:
+                if state.connection.pending_drop is not None:
+                    # Cleared in the same commit as the event: no owner records the drop twice.
+                    state.connection = msgspec.structs.replace(state.connection, pending_drop=None)
+                    batch.dirty[vid] = state
                 batch.updates.append(TwinUpdate(UpdateKind.DISCONNECTED, vid, state, drop.at))
         if self._offline and self._presence_timer is None:
             due = next(iter(self._offline.values())).due
             self._presence_timer = asyncio.get_running_loop().call_at(due, self._presence_due)
+
+    def adopt_pending(self, drops: Mapping[str, PendingDrop]) -> None:
+        """Finish drops another owner was debouncing (their partition moved here): each is
+        reported when its debounce runs out, counted from the drop, or at once if it has."""
+        if not drops:
+            return
+        loop = asyncio.get_running_loop()
+        now, wall = loop.time(), self.clock()
+        for vid, pending in drops.items():
+            if vid in self._offline or vid in self.live.online:
+                continue  # seen here since: what this node saw is newer
+            due = now + max(0.0, pending.at + self.presence_debounce_s - wall)
+            self._offline[vid] = _Offline(pending.at, pending.reason, pending.online_since, due)
+        # Insertion order must stay due order (`report_offline` stops at the first not due).
+        self._offline = dict(sorted(self._offline.items(), key=lambda kv: kv[1].due))
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        # The consumer reports what is due now and arms the timer for the rest.
+        self.wake()
 
     def _presence_due(self) -> None:
         self._presence_timer = None

@@ -46,11 +46,27 @@ class DesiredMeta(msgspec.Struct, omit_defaults=True):
     clear_on_apply: bool = False
 
 
+class PendingDrop(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A drop whose offline event waits out `ingest.presence_debounce_s`.
+
+    Stored with the twin so that whoever owns the vehicle next (a hub worker taking the
+    partition over) finishes the debounce instead of losing it.
+    """
+
+    # When the link dropped (wall clock): the event's time, and where the debounce counts from.
+    at: float
+    reason: str
+    # When the vehicle had come online; restored if it returns in time.
+    online_since: float | None = None
+
+
 class Connection(msgspec.Struct, omit_defaults=True):
     connected: bool = False
     since: float | None = None
     last_seen: float | None = None
     disconnect_reason: str | None = None
+    # Set while a drop is debounced; cleared when the vehicle returns or the event is recorded.
+    pending_drop: PendingDrop | None = None
 
 
 class TwinState(msgspec.Struct, omit_defaults=True):

@@ -42,7 +42,7 @@ from twin.limits import Limits, check_patch, check_ttl
 from twin.live import LiveTwins
 from twin.merge import apply_desired, merge_patch
 from twin.metrics import IngestMetrics
-from twin.model import HistoryRow, Json, PresenceEvent, TwinState
+from twin.model import HistoryRow, Json, PendingDrop, PresenceEvent, TwinState
 from twin.observe import TelemetryEnricher, TwinObserver
 from twin.paths import flatten, prune_empty
 from twin.reads import TwinReads
@@ -538,6 +538,10 @@ class TwinService:
     def adopt_online(self, online: Mapping[str, float]) -> None:
         """Vehicles another worker saw connect (vehicle -> since): their twins stay connected here."""
         self.live.online.update(online)
+
+    def adopt_pending(self, drops: Mapping[str, PendingDrop]) -> None:
+        """Drops another worker was debouncing (vehicle -> the twin's pending drop): finished here."""
+        self.handlers.adopt_pending(drops)
 
     # Leaving items unacknowledged -------------------------------------------------------
 

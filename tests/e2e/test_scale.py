@@ -499,3 +499,62 @@ def test_console_live_streams_show_what_other_nodes_commit(
     assert a.stop() == 0
     assert b.stop() == 0
     assert api.stop() == 0
+
+
+def test_a_drop_pending_when_its_partition_moves_is_finished_by_the_new_owner(
+    mosquitto: int, pg_url: str, run_hub, tmp_path: Path
+) -> None:
+    """Two vehicles drop while worker a owns every partition; b joins and takes partitions 8-15 over
+    before the debounce ends. b records the drop of the vehicle that stays away (stamped with the
+    time it dropped), and the one that returns within the debounce is a flap there: no event, `since` kept.
+    """
+    debounce = {"FLEETHUB_INGEST_PRESENCE_DEBOUNCE_S": "12"}
+    # Vehicles of partitions that move to b when it joins (a keeps the lowest, see cluster/leases.py).
+    names = (f"van-{n:03d}" for n in range(1000))
+    moving = [vid for vid in names if partition_of(vid, 16) >= 8][:2]
+    a, _ = _worker(run_hub, tmp_path, mosquitto, pg_url, "a", env=debounce)
+    _eventually(lambda: _owners(pg_url) == {"a": 16}, 20, "a holds every partition")
+    away, back = (Vehicle(mosquitto, vid) for vid in moving)
+
+    def twin(vid: str) -> tuple:
+        return _rows(
+            pg_url,
+            "SELECT connected, (state->'connection'->>'since')::float FROM twins WHERE vehicle_id = %s",
+            (vid,),
+        )[0]
+
+    def offline(vid: str) -> list[float]:
+        sql = "SELECT extract(epoch FROM ts)::float FROM presence WHERE vehicle_id = %s AND NOT connected"
+        return [r[0] for r in _rows(pg_url, sql, (vid,))]
+
+    b = None
+    try:
+        for v in (away, back):
+            v.send(1, 60.0, time.time())
+        _eventually(lambda: len(_stored(pg_url)) == 2, 20, "both vehicles have twins")
+        online_since = twin(back.vid)[1]
+        dropped = time.time()
+        for v in (away, back):
+            v.client.publish(f"vehicles/{v.vid}/status", b"offline", qos=1).wait_for_publish(10)
+        _eventually(lambda: not twin(away.vid)[0] and not twin(back.vid)[0], 10, "both twins show the drop")
+        b, _ = _worker(run_hub, tmp_path, mosquitto, pg_url, "b", env=debounce)
+        b.wait_for("partitions moved", 20)
+        assert _owners(pg_url) == {"a": 8, "b": 8}
+        moved_s = time.time() - dropped
+        assert moved_s < 10, "the partitions moved too late for this test to mean anything"
+        back.client.publish(f"vehicles/{back.vid}/status", b"online", qos=1).wait_for_publish(10)
+        # The drop that lasts: recorded by b once the rest of the debounce ran out, at the time it happened.
+        _eventually(lambda: len(offline(away.vid)) == 1, 20, "b records the drop")
+        assert abs(offline(away.vid)[0] - dropped) < 2
+        # By now the returning vehicle's debounce would have run out too: it was a flap.
+        assert offline(back.vid) == []
+        assert twin(back.vid) == (True, online_since)
+        # Nothing left pending in any twin.
+        assert _rows(pg_url, "SELECT count(*) FROM twins WHERE state->'connection' ? 'pending_drop'") == [(0,)]
+    finally:
+        away.close()
+        back.close()
+        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:] if b else "")
+    assert a.stop() == 0
+    if b is not None:
+        assert b.stop() == 0

@@ -143,4 +143,3 @@ async def test_a_drop_resolved_by_a_reconnect_leaves_nothing_pending() -> None:
         await _send(service, "veh-5", MessageKind.CONNECTED, at=t0 + 2)
         assert _pending(store, "veh-5") is None
         assert await _stored_pending(store) == {}
-

@@ -158,6 +158,7 @@ class ClusterWorker:
             self.commands.release(lambda _vid: True)
         loop = asyncio.get_running_loop()
         if self.settings.role == "worker":
+            self.service.handlers.implied_presence = True
             # Messages arrive before any lease is held: they wait in the inbox for their owners.
             self.edge = ExternalBroker(self.settings, f"fleethub-{self.worker_id}", self._received)
             await self.edge.__aenter__()

@@ -88,6 +88,10 @@ class Handlers:
         # Asks the consumer for a pass when debounced presence events fall due.
         self.wake = wake
         self.commands: CommandHooks | None = None
+        # Set by a hub worker (cluster/): presence comes from the vehicles' own status messages, and
+        # one published before any worker subscribed is never seen; a message received after the
+        # twin's last drop then says the vehicle is connected.
+        self.implied_presence = False
         # Derived values added to each telemetry message (odometer, engine hours), in order.
         self.enrichers: list[TelemetryEnricher] = []
         # Insertion order is due order: every entry waits the same debounce.
@@ -145,6 +149,8 @@ class Handlers:
         state = await self.live.get(item.vehicle_id, create=True)
         if state is None:  # pragma: no cover - create=True always yields a twin
             raise StoreError("twin could not be created")
+        if self.implied_presence and not state.connection.connected:
+            await self._implied_connect(item, state, batch)
         before = dict(state.reported)
         data = self._enrich(state, env.ts, env.data)
         change = apply_reported(state, flatten(data), env.ts)
@@ -236,6 +242,12 @@ class Handlers:
         if flap is None:
             batch.updates.append(TwinUpdate(UpdateKind.CONNECTED, vid, state, item.received_at))
         self.queue_delta(state, batch)
+
+    async def _implied_connect(self, item: Inbound, state: TwinState, batch: Batch) -> None:
+        # Received before the drop the twin records: a late message (through another worker) says nothing.
+        if state.connection.since is not None and item.received_at <= state.connection.since:
+            return
+        await self._connected(Inbound(item.vehicle_id, MessageKind.CONNECTED, b"", item.received_at), batch)
 
     async def _disconnected(self, item: Inbound, batch: Batch) -> None:
         vid = item.vehicle_id

@@ -12,6 +12,7 @@ from cluster.inbox import Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
 from cluster.listening import ListenMetrics, ListenState
 from cluster.live import LiveRelay
+from cluster.metrics import WorkerMetrics
 from cluster.partitions import PARTITION_SQL, Ownership, PartitionListener, partition_of
 from cluster.requests import ForwardedWrites
 from cluster.schema import install
@@ -35,6 +36,7 @@ __all__ = [
     "Ownership",
     "PartitionListener",
     "Received",
+    "WorkerMetrics",
     "default_worker_id",
     "fence_of",
     "inbound_of",

@@ -29,7 +29,7 @@ from broker import (
     WriterSettings,
     broker_store,
 )
-from cluster import ClusterWorker, Duties, ForwardedWrites, ListenMetrics, LiveRelay
+from cluster import ClusterWorker, Duties, ForwardedWrites, ListenMetrics, LiveRelay, WorkerMetrics
 from commands import CommandService
 from console import Console
 from fleethub.cluster_live_setup import relay_live
@@ -82,6 +82,7 @@ class Hub:
         self.relay: LiveRelay | None = None
         # Registered in every mode, so the metrics reference lists them; set only in worker mode.
         self.listen_metrics = ListenMetrics(self.registry)
+        self.worker_metrics = WorkerMetrics(self.registry)
         self.http: HttpServer | None = None
         self.rules: RulesEngine | None = None
         self.commands: CommandService | None = None
@@ -321,6 +322,7 @@ class Hub:
         if not isinstance(self.database, PostgresDatabase):
             raise ConfigError("worker mode needs PostgreSQL: set store.url to a postgresql:// URL")
         self.cluster = ClusterWorker(s.cluster, self.database, self.service, rules=self.rules, commands=commands)
+        self.worker_metrics.worker = self.cluster
         # Before the first leases: the listeners see every partition this worker gains.
         self.duties = duties = Duties(self.cluster)
         if self.maintenance is not None:

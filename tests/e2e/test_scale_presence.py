@@ -42,6 +42,15 @@ def test_a_vehicle_that_reports_is_connected_even_when_its_birth_went_unseen(
         _eventually(lambda: connected() is False, 30, "its goodbye marks it offline")
         vehicle.send(2, 51.0, now + 1)
         _eventually(lambda: connected() is True, 30, "its next message marks it connected again")
+        # Worker mode in /metrics: every partition here, the messages taken directly.
+        metrics = httpx.get(f"http://127.0.0.1:{http}/metrics").text
+        assert "fleethub_cluster_partitions_held 16.0" in metrics
+        assert "fleethub_cluster_broker_connected 1.0" in metrics
+        direct = [
+            line for line in metrics.splitlines() if line.startswith('fleethub_cluster_messages_total{path="direct"}')
+        ]
+        assert direct
+        assert float(direct[0].split()[-1]) == 3  # two readings and the goodbye (the birth went unseen)
     finally:
         vehicle.close()
         if worker is not None:

@@ -116,7 +116,7 @@ async def test_the_listener_reports_its_state_and_reconnects_after_its_connectio
                     pg_url,
                     # This session's database only: other test sessions may share the server.
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE query = 'LISTEN fleethub_requests' AND datname = current_database()",
+                    "WHERE query = 'LISTEN \"fleethub_requests\"' AND datname = current_database()",
                 )
                 assert killed == [(True,)]
                 await _until(lambda: forwarding.status()["reconnects"] == 1)

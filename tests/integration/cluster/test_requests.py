@@ -15,10 +15,12 @@ from cluster import (
     ForwardedWrites,
     Leases,
     ListenMetrics,
+    ListenState,
     fence_of,
     install,
     partition_of,
 )
+from cluster.listening import hold_listen
 from kernel import PostgresDatabase
 from twin import OwnerUnavailable, TwinCreate, TwinService, running, twin_store
 
@@ -187,3 +189,27 @@ async def test_a_local_write_fenced_off_by_a_partition_move_goes_to_the_new_owne
                 ({"charge_limit": 70},)
             ]
             assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
+
+
+async def test_a_notification_that_fails_does_not_end_the_listener(pg_url: str) -> None:
+    """The shared LISTEN loop logs a failing notification and serves the next on the same connection."""
+    state = ListenState("requests")
+    heard: list[str] = []
+
+    async def take(payload: str) -> None:
+        if payload == "bad":
+            raise ValueError("a notification this node cannot take")
+        heard.append(payload)
+
+    task = asyncio.create_task(hold_listen(pg_url, state, "fleethub_test_listen", take))
+    try:
+        await _until(lambda: state.listening)
+        await asyncio.to_thread(
+            _rows, pg_url, "SELECT pg_notify('fleethub_test_listen', p) FROM unnest(ARRAY['bad', 'good']) AS p"
+        )
+        await _until(lambda: heard == ["good"])
+        assert (state.listening, state.reconnects, state.last_error) == (True, 0, None)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

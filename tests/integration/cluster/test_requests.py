@@ -99,8 +99,16 @@ async def test_a_request_left_waiting_past_its_deadline_is_withdrawn_and_never_c
         with pytest.raises(OwnerUnavailable) as refused:
             await service.patch_desired("veh-2", {"a": 1})
         assert refused.value.retry_after_s == 8
+        # A row left waiting past its deadline is never claimed; one within it is (the control).
+        part = partition_of("veh-2", K)
+        _rows(
+            pg_url,
+            "INSERT INTO cluster_requests (id, part, vehicle_id, write, requester, deadline) VALUES "
+            f"('late', {part}, 'veh-2', '{{}}', 'w9', now() - interval '1 second'), "
+            f"('due', {part}, 'veh-2', '{{}}', 'w9', now() + interval '1 minute') RETURNING id",
+        )
         owner.ready = set(owner.ownership.tokens)
-        assert await forwarding._claim() == []
+        assert [c.id for c in await forwarding._claim()] == ["due"]
     assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]
 
 

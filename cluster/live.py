@@ -19,7 +19,6 @@ told to reload alerts and commands.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -30,7 +29,7 @@ import structlog
 from cluster.announce import DELETED, EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
 from cluster.listening import ListenMetrics, ListenState, hold_listen
 from console import LiveSink, OpenAlerts
-from kernel import PostgresDatabase
+from kernel import PostgresDatabase, cancel_and_wait
 from twin import Store, TwinFilter, TwinState, TwinUpdate, UpdateKind
 
 log = structlog.get_logger(__name__)
@@ -103,11 +102,7 @@ class LiveRelay:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     # -- hearing -----------------------------------------------------------------------

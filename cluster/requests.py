@@ -50,6 +50,7 @@ from kernel import (
     PostgresDatabase,
     StoreError,
     StoreRejected,
+    cancel_and_wait,
     is_fenced,
 )
 from security import TwinWriteAudit
@@ -233,11 +234,7 @@ class ForwardedWrites:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     @property

@@ -1,12 +1,16 @@
 """Partition leases and the fence on a real PostgreSQL: fair shares, takeover, and a stale owner refused."""
 
 import asyncio
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from cluster import PARTITION_SQL, Leases, fence_of, install, partition_of
+from cluster.settings import ClusterSettings
+from cluster.worker import ClusterWorker
 from kernel import Fenced, PostgresDatabase, is_fenced
+from twin import MemoryStore, TwinService
 
 pytestmark = pytest.mark.postgres
 
@@ -106,3 +110,36 @@ async def test_unfenced_connections_and_a_worker_without_the_partition(pg_url: s
         held = (await Leases(db, "w", partitions=K, lease_s=5).step({})).held
         db.set_fence(fence_of("w", K, held))
         await _twin_write(db, vehicle_in(1))
+
+
+class _FailsOnce:
+    """A part of the hub whose first rebuild fails, as a store read that raises would."""
+
+    def __init__(self) -> None:
+        self.adopted = 0
+
+    async def adopt(self, vehicle: Callable[[str], bool]) -> None:
+        self.adopted += 1
+        if self.adopted == 1:
+            raise RuntimeError("store read failed")
+
+    def release(self, vehicle: Callable[[str], bool]) -> None:
+        pass
+
+
+async def test_a_takeover_that_failed_is_done_again_at_the_next_heartbeat(pg_url: str) -> None:
+    """Partitions whose takeover raised are held but not ready; the next heartbeat takes them over again."""
+    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=2) as db:
+        async with db.connection() as conn:
+            await install(conn, K)
+        worker = ClusterWorker(ClusterSettings(worker_id="w", partitions=K), db, TwinService(MemoryStore()))
+        listener = _FailsOnce()
+        worker.listeners.append(listener)
+        with pytest.raises(RuntimeError):
+            await worker._heartbeat_once()
+        assert set(worker.ownership.tokens) == set(range(K))
+        assert worker.ready == set()
+        await worker._heartbeat_once()  # renews the same leases: nothing newly gained
+        assert worker.ready == set(range(K))
+        assert listener.adopted == 2
+        await worker.leases.leave(worker.ownership.tokens)

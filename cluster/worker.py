@@ -561,6 +561,13 @@ class ClusterWorker:
                     await self.commands.reload_jobs()
             except Exception:
                 log.exception("rebuilding vehicles changed elsewhere failed")
+                # Taken again after a pause (rebuilding is idempotent): dropped, these vehicles would
+                # stay stale here until their next change elsewhere, or until their partition moves.
+                self._notified["commands"] |= commands
+                self._notified["alerts"] |= alerts
+                self._notified["jobs"] |= jobs
+                await asyncio.sleep(1.0)
+                self._notice.set()
 
     # -- health ------------------------------------------------------------------------
 

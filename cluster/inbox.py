@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from kernel import PostgresDatabase
+from kernel import PostgresDatabase, copy_text
 from twin import Inbound, MessageKind
 
 _encode = msgspec.json.Encoder().encode
@@ -50,20 +50,11 @@ class Forwarded:
     item: Inbound
 
 
-def _copy_text(value: str) -> str:
-    """A value for COPY's text format."""
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
 def copy_rows(items: Sequence[tuple[int, Inbound]]) -> bytes:
     """The COPY text of (partition, message) pairs; bytea travels as hex (its backslash doubled)."""
     return "".join(
-        f"{p}\t{_copy_text(i.vehicle_id)}\t{i.kind.value}\t{_copy_text(i.subtopic)}\t\\\\x{i.payload.hex()}\t"
-        f"{i.received_at!r}\t{_copy_text(_encode(i.extra).decode())}\n"
+        f"{p}\t{copy_text(i.vehicle_id)}\t{i.kind.value}\t{copy_text(i.subtopic)}\t\\\\x{i.payload.hex()}\t"
+        f"{i.received_at!r}\t{copy_text(_encode(i.extra).decode())}\n"
         for p, i in items
     ).encode()
 

@@ -26,7 +26,7 @@ from kernel.info import DatabaseInfo
 from kernel.jsondepth import deeper_than, json_depth
 from kernel.migrate import Migration, TimeseriesMode, load_migrations, load_pg_migrations, split_statements
 from kernel.partitions import PARTITION_SQL, VehicleIds, VehiclePartitions, VehicleSet, partition_of, vehicles_where
-from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
+from kernel.postgres import PostgresDatabase, Timeseries, copy_text, redact, schema_lock
 from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
 from kernel.tasks import cancel_and_wait
@@ -66,6 +66,7 @@ __all__ = [
     "VehiclePartitions",
     "VehicleSet",
     "cancel_and_wait",
+    "copy_text",
     "deeper_than",
     "fetch_all",
     "in_connection_thread",

@@ -329,3 +329,12 @@ async def _create_extension(conn: psycopg.AsyncConnection[Any]) -> None:
             "the timescaledb extension needs creating by the database's owner or a superuser: run "
             "'CREATE EXTENSION timescaledb;' in this database, or set store.pg_timeseries = 'native'"
         ) from None
+
+
+def copy_text(value: str) -> str:
+    """A value for COPY's text format (backslash, tab and line breaks escaped)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value

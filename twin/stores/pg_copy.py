@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from kernel import copy_text
 from twin.model import HistoryRow, TwinState
 
 _encode = msgspec.json.Encoder().encode
@@ -63,19 +64,10 @@ def json_text(value: object) -> str:
 _NULL = "\\N"
 
 
-def _copy_text(value: str) -> str:
-    """A value for COPY's text format; JSON from msgspec only ever needs its backslashes doubled."""
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
 def history_copy(history: Sequence[HistoryRow]) -> bytes:
     lines = [
-        f"{i}\t{_copy_text(h.vehicle_id)}\t{h.ts!r}\t{h.received_at!r}\t"
-        f"{_NULL if h.seq is None else h.seq}\t{_copy_text(json_text(h.data))}\n"
+        f"{i}\t{copy_text(h.vehicle_id)}\t{h.ts!r}\t{h.received_at!r}\t"
+        f"{_NULL if h.seq is None else h.seq}\t{copy_text(json_text(h.data))}\n"
         for i, h in enumerate(history)
     ]
     return "".join(lines).encode()
@@ -86,8 +78,8 @@ def twins_copy(twins: Sequence[TwinState]) -> bytes:
     for i, t in enumerate(twins):
         seen = t.connection.last_seen
         lines.append(
-            f"{i}\t{_copy_text(t.vehicle_id)}\t{_copy_text(t.fleet)}\t{t.version}\t"
+            f"{i}\t{copy_text(t.vehicle_id)}\t{copy_text(t.fleet)}\t{t.version}\t"
             f"{'t' if t.connection.connected else 'f'}\t{_NULL if seen is None else repr(seen)}\t"
-            f"{t.created_at!r}\t{t.updated_at!r}\t{_copy_text(json_text(t.tags))}\t{_copy_text(json_text(t))}\n"
+            f"{t.created_at!r}\t{t.updated_at!r}\t{copy_text(json_text(t.tags))}\t{copy_text(json_text(t))}\n"
         )
     return "".join(lines).encode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -95,11 +95,13 @@ async def hold_listen(
     channel: str | Callable[[psycopg.AsyncConnection[Any]], Awaitable[str]],
     heard: Callable[[str], Awaitable[None]],
     *,
+    also: Mapping[str, Callable[[str], Awaitable[None]]] | None = None,
     opened: Callable[[], None] = lambda: None,
     lost: Callable[[], None] = lambda: None,
 ) -> None:
     """Hold one LISTEN connection until cancelled, handing each payload to `heard`.
 
+    `also`: more channels on the same connection, each with its own handler.
     `opened` runs once the LISTEN is in place (what was announced before it was not heard),
     `lost` whenever the connection ends. Whatever ends it, the node reconnects with backoff;
     one notification that fails is logged and the others are still served.
@@ -110,13 +112,15 @@ async def hold_listen(
             connect = psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
             async with await connect as conn:
                 name = channel if isinstance(channel, str) else await channel(conn)
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+                handlers = {name: heard, **(also or {})}
+                for listened in handlers:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(listened)))
                 state.opened()
                 opened()
                 delay = BACKOFF_FIRST_S
                 async for note in conn.notifies():
                     try:
-                        await heard(note.payload)
+                        await handlers.get(note.channel, heard)(note.payload)
                     except Exception:
                         log.exception("a notification failed", listener=state.name, payload=note.payload[:200])
         except Exception as exc:

@@ -40,8 +40,8 @@ class WorkerMetrics(Collector):
         )
         messages = CounterMetricFamily(
             "fleethub_cluster_messages",
-            "Vehicle messages this worker received, by label path: direct (it owns the vehicle) or "
-            "forwarded (stored in the inbox for the owner)",
+            "Vehicle message items this worker routed (a birth message is two: connect and subscribe), "
+            "by label path: direct (it owns the vehicle) or forwarded (stored in the inbox for the owner)",
             labels=["path"],
         )
         moves = CounterMetricFamily(

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
-import psycopg
 import structlog
 
 from cluster.edge import ExternalBroker, Received
 from cluster.inbox import INBOX_CHANNEL, Inbox
 from cluster.leases import LeaseChange, Leases, fence_of
+from cluster.listening import ListenState, hold_listen
 from cluster.partitions import Ownership, PartitionListener, partition_of
 from cluster.presence import emqx_event, is_event
 from cluster.schema import CHANNEL, JOB_PARTITION, install
@@ -112,6 +112,8 @@ class ClusterWorker:
             db, self.worker_id, partitions=settings.partitions, lease_s=settings.lease_s, role=settings.role
         )
         self.inbox = Inbox(db)
+        # The LISTEN connection for notices from other nodes (`_listen`), for /healthz.
+        self.listen = ListenState("cluster")
         # Messages for other workers' partitions, waiting for the forwarder's next inbox write.
         # Bounded by the broker: none of them is acknowledged before it is written.
         self._forwarding: list[tuple[int, Inbound, Received | None]] = []
@@ -507,22 +509,22 @@ class ClusterWorker:
     # -- what other nodes changed ------------------------------------------------------
 
     async def _listen(self) -> None:
-        """LISTEN for commands queued and alerts changed elsewhere for vehicles this worker owns."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.db.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    await conn.execute(f"LISTEN {INBOX_CHANNEL}")
-                    # Rows may have come while the connection was away.
-                    self._inbox_wake.set()
-                    async for note in conn.notifies():
-                        if note.channel == INBOX_CHANNEL:
-                            self._inbox_noted(note.payload)
-                        else:
-                            self._noted(note.payload)
-            except psycopg.Error as exc:
-                log.warning("cluster LISTEN connection lost", error=str(exc))
-                await asyncio.sleep(1.0)
+        """LISTEN for commands queued and alerts changed elsewhere for vehicles this worker owns,
+        and for rows other workers put in the inbox; rows may have come while it was away."""
+        await hold_listen(
+            self.db.url,
+            self.listen,
+            CHANNEL,
+            self._heard,
+            also={INBOX_CHANNEL: self._heard_inbox},
+            opened=self._inbox_wake.set,
+        )
+
+    async def _heard(self, payload: str) -> None:
+        self._noted(payload)
+
+    async def _heard_inbox(self, payload: str) -> None:
+        self._inbox_noted(payload)
 
     def _inbox_noted(self, payload: str) -> None:
         if any(p.isdigit() and int(p) in self.ready for p in payload.split()):
@@ -581,4 +583,5 @@ class ClusterWorker:
             "partitions_ready": len(self.ready),
             "forwarded": self.forwarded,
             "direct": self.direct,
+            "cluster_listener": self.listen.status(),
         }

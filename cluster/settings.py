@@ -107,6 +107,16 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "to the inbox table (fewer, larger transactions for a little latency).",
         ),
     ] = 0.005
+    inbox_settle_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "How long an owner waits for a batch taken from the inbox to commit; rows not committed "
+                "by then stay in the inbox for a later pass."
+            ),
+        ),
+    ] = 30.0
     inbox_poll_s: Annotated[
         float,
         Meta(

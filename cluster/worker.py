@@ -497,7 +497,7 @@ class ClusterWorker:
         """Wait for a taken batch's verdicts; what committed is deleted by the next take."""
         try:
             # A row whose verdict does not come in time stays in the inbox for a later pass.
-            await asyncio.wait([f for _, f in waiting], timeout=30)
+            await asyncio.wait([f for _, f in waiting], timeout=self.settings.inbox_settle_s)
         finally:
             self._inbox_in_flight -= 1
             for row_id, f in waiting:

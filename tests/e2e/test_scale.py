@@ -313,7 +313,6 @@ def test_kill_9_loses_nothing_acknowledged_and_partitions_move(
         b.wait_for("emptied the broker session of a dead worker", 60)
         stored = _stored(pg_url)
         assert len(stored) == len(set(stored))  # none twice
-        twins = dict(_rows(pg_url, "SELECT vehicle_id, (state->'reported'->'soc'->>0)::float FROM twins"))
         _eventually(
             lambda: all(len(v.acked) == sent[v.vid] for v in vehicles), 30, "every message acknowledged in the end"
         )

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cluster import partition_of
+from tests.e2e.conftest import HubProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -159,6 +160,21 @@ def _worker(
     return hub, hub.started()["http_port"]
 
 
+def _wind_down(vehicles: Iterable[Vehicle], **hubs: HubProcess | None) -> None:
+    """Disconnect the vehicles and print each hub's log tail (pytest shows it only when the test fails)."""
+    for v in vehicles:
+        v.close()
+    for name, hub in hubs.items():
+        if hub is not None:
+            print(f"{name}:\n", hub.text[-8000:])
+
+
+def _stop(*hubs: HubProcess) -> None:
+    """Stop each hub; every one must exit cleanly."""
+    for hub in hubs:
+        assert hub.stop() == 0
+
+
 def _owners(url: str) -> dict[str, int]:
     rows = _rows(url, "SELECT owner, count(*) FROM cluster_leases WHERE expires_at > now() GROUP BY owner")
     return {str(o): int(n) for o, n in rows}
@@ -228,13 +244,8 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
         assert forwarded.json()["desired"] == patch
         assert forwarded.json()["version"] == doc["version"] + 1
     finally:
-        for v in vehicles:
-            v.close()
-        # Shown only when the test fails.
-        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
-    assert api.stop() == 0
+        _wind_down(vehicles, a=a, b=b)
+    _stop(a, b, api)
 
 
 def test_forwarded_messages_reach_their_owner_on_notify_alone(
@@ -266,11 +277,8 @@ def test_forwarded_messages_reach_their_owner_on_notify_alone(
             assert cluster["live_relay"]["listening"] is True
             assert cluster["live_relay"]["reconnects"] == 0
     finally:
-        for v in vehicles:
-            v.close()
-        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
+        _wind_down(vehicles, a=a, b=b)
+    _stop(a, b)
 
 
 def test_kill_9_loses_nothing_acknowledged_and_partitions_move(
@@ -324,9 +332,8 @@ def test_kill_9_loses_nothing_acknowledged_and_partitions_move(
     finally:
         stop.set()
         publisher.join(10)
-        for v in vehicles:
-            v.close()
-    assert b.stop() == 0
+        _wind_down(vehicles)
+    _stop(b)
 
 
 def test_a_worker_paused_past_its_lease_writes_nothing_stale(
@@ -384,11 +391,8 @@ def test_a_worker_paused_past_its_lease_writes_nothing_stale(
     finally:
         stop.set()
         publisher.join(10)
-        for v in vehicles:
-            v.close()
-        print("worker a:\n", a.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
+        _wind_down(vehicles, a=a)
+    _stop(a, b)
 
 
 class LiveStream:
@@ -495,12 +499,8 @@ def test_console_live_streams_show_what_other_nodes_commit(
     finally:
         for stream in streams:
             stream.close()
-        for v in vehicles:
-            v.close()
-        print("worker a:\n", a.text[-8000:], "\napi:\n", api.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
-    assert api.stop() == 0
+        _wind_down(vehicles, a=a, api=api)
+    _stop(a, b, api)
 
 
 def test_a_drop_pending_when_its_partition_moves_is_finished_by_the_new_owner(
@@ -554,9 +554,6 @@ def test_a_drop_pending_when_its_partition_moves_is_finished_by_the_new_owner(
         # Nothing left pending in any twin.
         assert _rows(pg_url, "SELECT count(*) FROM twins WHERE state->'connection' ? 'pending_drop'") == [(0,)]
     finally:
-        away.close()
-        back.close()
-        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:] if b else "")
-    assert a.stop() == 0
-    if b is not None:
-        assert b.stop() == 0
+        _wind_down((away, back), a=a, b=b)
+    assert b is not None  # started in the try, which ended without an error
+    _stop(a, b)

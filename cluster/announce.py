@@ -36,7 +36,7 @@ import psycopg
 import structlog
 
 from console import ALERT_PREFIX, COMMAND_PREFIX, Publisher
-from kernel import PostgresDatabase
+from kernel import PostgresDatabase, cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -196,9 +196,7 @@ class EventAnnouncer:
             with contextlib.suppress(Exception):
                 if self._queue:
                     await asyncio.wait_for(self.send_once(), 1.0)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def _run(self) -> None:

@@ -8,12 +8,19 @@ re-reads everything once it is back), so a down listener is reported, not fatal.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from psycopg import sql
 
 from kernel import isoformat
+
+log = structlog.get_logger(__name__)
 
 # Reconnect backoff of both listeners: from the first delay, doubling, up to the last.
 BACKOFF_FIRST_S = 0.5
@@ -80,3 +87,41 @@ class ListenState:
 
 def next_delay(delay: float) -> float:
     return min(delay * 2, BACKOFF_MAX_S)
+
+
+async def hold_listen(
+    url: str,
+    state: ListenState,
+    channel: str | Callable[[psycopg.AsyncConnection[Any]], Awaitable[str]],
+    heard: Callable[[str], Awaitable[None]],
+    *,
+    opened: Callable[[], None] = lambda: None,
+    lost: Callable[[], None] = lambda: None,
+) -> None:
+    """Hold one LISTEN connection until cancelled, handing each payload to `heard`.
+
+    `opened` runs once the LISTEN is in place (what was announced before it was not heard),
+    `lost` whenever the connection ends. Whatever ends it, the node reconnects with backoff;
+    one notification that fails is logged and the others are still served.
+    """
+    delay = BACKOFF_FIRST_S
+    while True:
+        try:
+            connect = psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+            async with await connect as conn:
+                name = channel if isinstance(channel, str) else await channel(conn)
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+                state.opened()
+                opened()
+                delay = BACKOFF_FIRST_S
+                async for note in conn.notifies():
+                    try:
+                        await heard(note.payload)
+                    except Exception:
+                        log.exception("a notification failed", listener=state.name, payload=note.payload[:200])
+        except Exception as exc:
+            lost()
+            state.lost(exc)
+            log.warning("LISTEN connection lost, reconnecting", listener=state.name, error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = next_delay(delay)

@@ -19,20 +19,17 @@ told to reload alerts and commands.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-import psycopg
 import structlog
-from psycopg import sql
 
 from cluster.announce import DELETED, EVENT, EVENT_REF, EVENTS_LOST, TWINS, Notice, channel_of
-from cluster.listening import BACKOFF_FIRST_S, ListenMetrics, ListenState, next_delay
+from cluster.listening import ListenMetrics, ListenState, hold_listen
 from console import LiveSink, OpenAlerts
-from kernel import PostgresDatabase
+from kernel import PostgresDatabase, cancel_and_wait
 from twin import Store, TwinFilter, TwinState, TwinUpdate, UpdateKind
 
 log = structlog.get_logger(__name__)
@@ -105,42 +102,21 @@ class LiveRelay:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     # -- hearing -----------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        delay = BACKOFF_FIRST_S
-        while True:
-            try:
-                connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
-                async with await connect as conn:
-                    channel = await channel_of(conn)
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                    # Whatever was announced before this LISTEN (at start, or while the connection
-                    # was down) was not heard: read every twin once.
-                    self.reload = True
-                    self.connected.set()
-                    self.listen.opened()
-                    delay = BACKOFF_FIRST_S
-                    async for note in conn.notifies():
-                        try:
-                            await self.heard(note.payload)
-                        # One odd notification must not end live updates from the other nodes.
-                        except Exception:
-                            log.exception("console live: a notification failed", payload=note.payload[:200])
-            # Whatever ends the connection, the node keeps trying: live updates are worth a reconnect.
-            except Exception as exc:
-                self.connected.clear()
-                self.listen.lost(exc)
-                log.warning("console live LISTEN connection lost, reconnecting", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = next_delay(delay)
+        await hold_listen(
+            self.db.url, self.listen, channel_of, self.heard, opened=self._opened, lost=self.connected.clear
+        )
+
+    def _opened(self) -> None:
+        # Whatever was announced before this LISTEN (at start, or while the connection was
+        # down) was not heard: read every twin once.
+        self.reload = True
+        self.connected.set()
 
     def status(self) -> dict[str, Any]:
         """For `/healthz`: the LISTEN connection, and what waits for the next tick."""

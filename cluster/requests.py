@@ -36,10 +36,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
-import psycopg
 import structlog
 
-from cluster.listening import BACKOFF_FIRST_S, ListenMetrics, ListenState, next_delay
+from cluster.listening import ListenMetrics, ListenState, hold_listen
 from cluster.partitions import partition_of
 from cluster.settings import ClusterSettings
 from kernel import (
@@ -51,6 +50,7 @@ from kernel import (
     PostgresDatabase,
     StoreError,
     StoreRejected,
+    cancel_and_wait,
     is_fenced,
 )
 from security import TwinWriteAudit
@@ -234,11 +234,7 @@ class ForwardedWrites:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     @property
@@ -413,24 +409,9 @@ class ForwardedWrites:
     # -- notifications ------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        delay = BACKOFF_FIRST_S
-        while True:
-            try:
-                connect = psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=10)
-                async with await connect as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listen.opened()
-                    delay = BACKOFF_FIRST_S
-                    # Whatever was announced while not listening is looked for now.
-                    self._wake_all()
-                    async for note in conn.notifies():
-                        self._noted(note.payload)
-            # Meanwhile both sides poll every forward_poll_s: slower, still correct.
-            except (psycopg.Error, OSError) as exc:
-                self.listen.lost(exc)
-                log.warning("forwarded writes: LISTEN connection lost", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = next_delay(delay)
+        # While it is down both sides poll every forward_poll_s: slower, still correct. Once it is
+        # back, whatever was announced meanwhile is looked for.
+        await hold_listen(self.db.url, self.listen, CHANNEL, self._noted, opened=self._wake_all)
 
     def status(self) -> dict[str, Any]:
         """For `/healthz`: the LISTEN connection and the requests this node waits on."""
@@ -441,7 +422,7 @@ class ForwardedWrites:
             "applied": self.applied,
         }
 
-    def _noted(self, payload: str) -> None:
+    async def _noted(self, payload: str) -> None:
         kind, _, what = payload.partition(" ")
         if kind == "done":
             woken = self._waiting.get(what)

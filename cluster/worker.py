@@ -264,13 +264,18 @@ class ClusterWorker:
 
     async def _apply(self, change: LeaseChange) -> None:
         lost = set(change.lost) - set(change.gained)
-        if not lost and not change.gained:
+        # A partition held but not ready is one whose takeover failed part-way (a store read
+        # raised): the lease step renews it without reporting it gained, so it is taken over again
+        # here, or its messages would wait in the inbox for as long as this worker holds it.
+        gained = set(change.gained) | (set(change.held) - self.ready)
+        if not lost and not gained:
             return
-        self.moves += 1
-        self.ready -= lost | set(change.gained)
+        if lost or change.gained:
+            self.moves += 1
+        self.ready -= lost | gained
         self.ownership.tokens = dict(change.held)
         self.db.set_fence(fence_of(self.worker_id, self.settings.partitions, change.held))
-        everything = lost | set(change.gained)
+        everything = lost | gained
         moved = self.ownership.selects(everything)
         self.service.forget(moved)
         if lost:
@@ -280,8 +285,8 @@ class ClusterWorker:
             if self.commands is not None:
                 self.commands.release(chosen)
             self._release_listeners(chosen)
-        if change.gained:
-            chosen = self.ownership.selects(set(change.gained))
+        if gained:
+            chosen = self.ownership.selects(gained)
             if self.rules is not None:
                 await self.rules.adopt(chosen)
             online = await self._connected(chosen)
@@ -294,18 +299,18 @@ class ClusterWorker:
                 for vid in online:
                     self.commands.vehicle_connected(vid)
             await self._adopt_listeners(chosen)
-            self.ready |= set(change.gained)
+            self.ready |= gained
             # What other workers forwarded for these partitions waits in the inbox.
             self._inbox_wake.set()
         if self.commands is not None:
             leads = JOB_PARTITION in self.ownership.tokens
-            if leads and (JOB_PARTITION in change.gained or not self.commands.dispatches_jobs):
+            if leads and (JOB_PARTITION in gained or not self.commands.dispatches_jobs):
                 await self.commands.reload_jobs()
             self.commands.dispatches_jobs = leads
         log.info(
             "partitions moved",
             worker=self.worker_id,
-            gained=sorted(change.gained),
+            gained=sorted(gained),
             lost=sorted(lost),
             held=len(self.ownership.tokens),
         )
@@ -556,6 +561,13 @@ class ClusterWorker:
                     await self.commands.reload_jobs()
             except Exception:
                 log.exception("rebuilding vehicles changed elsewhere failed")
+                # Taken again after a pause (rebuilding is idempotent): dropped, these vehicles would
+                # stay stale here until their next change elsewhere, or until their partition moves.
+                self._notified["commands"] |= commands
+                self._notified["alerts"] |= alerts
+                self._notified["jobs"] |= jobs
+                await asyncio.sleep(1.0)
+                self._notice.set()
 
     # -- health ------------------------------------------------------------------------
 

@@ -290,13 +290,19 @@ class CommandEngine:
             if job.dispatched < len(job.targets) or self._job_checked.get(job.id, 0.0) > now:
                 continue
             self._job_checked[job.id] = now + self.settings.job_check_s
-            stored = await self.store.get_job(job.id)
+            try:
+                stored = await self.store.get_job(job.id)
+                counts = await self.store.count_states(job.id)
+            # The pass has taken results off their queue already: a failed read must not end it before
+            # they are stored. The job is asked again after job_check_s.
+            except Exception:
+                log.exception("reading a job's progress failed", job=job.id)
+                continue
             if stored is None or stored.state not in (JobState.RUNNING, JobState.PAUSED):
                 # Cancelled on another node: NOTIFY reloads the jobs, but this pass may come first.
                 del self._jobs[job.id]
                 self._buckets.pop(job.id, None)
                 continue
-            counts = await self.store.count_states(job.id)
             if not any(counts.get(state, 0) for state in OPEN_STATES):
                 finished.add(job.id)
         return finished

@@ -40,7 +40,7 @@ from fleethub.maintenance_setup import maintenance_service
 from fleethub.rules_setup import rules_engine, start_rules
 from fleethub.settings import Settings
 from fleethub.stores import database, history_options
-from kernel import ConfigError, Database, PostgresDatabase
+from kernel import ConfigError, Database, PostgresDatabase, cancel_and_wait
 from maintenance import MaintenanceService, MeterDeriver
 from notifications import NotificationMetrics, NotificationService, notification_store
 from reports import ReportService, report_store
@@ -49,12 +49,6 @@ from security import SecurityService, SecurityStore, security_store
 from twin import IngestMetrics, Store, TwinService, dead_letter_store, run_maintenance, twin_store
 
 log = structlog.get_logger(__name__)
-
-
-async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 class Hub:
@@ -143,7 +137,7 @@ class Hub:
         maintenance = asyncio.get_running_loop().create_task(
             run_maintenance(self.store, s.store.maintenance_interval_s), name="store-maintenance"
         )
-        self._stack.push_async_callback(_cancel_and_wait, maintenance)
+        self._stack.push_async_callback(cancel_and_wait, [maintenance])
         # Registered before the broker starts so no committed update is missed; evaluated once started.
         self.rules = rules_engine(s, self.database, self.store)
         if self.rules is not None:
@@ -373,7 +367,7 @@ class Hub:
             await asyncio.wait_for(asyncio.shield(consumer), grace)
         except TimeoutError:
             log.error("ingest did not stop in time; leaving the rest unacknowledged", waited_s=grace)
-            await _cancel_and_wait(consumer)
+            await cancel_and_wait([consumer])
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -29,6 +29,7 @@ from kernel.partitions import PARTITION_SQL, VehicleIds, VehiclePartitions, Vehi
 from kernel.postgres import PostgresDatabase, Timeseries, redact, schema_lock
 from kernel.sql import POSTGRES, SQLITE, Dialect, Duplicate, Sql, SqlStore, Statement
 from kernel.sqlite import SqliteDatabase, fetch_all, in_connection_thread, rollback, sqlite_path
+from kernel.tasks import cancel_and_wait
 
 __all__ = [
     "FENCED_SQLSTATE",
@@ -64,6 +65,7 @@ __all__ = [
     "VehicleIds",
     "VehiclePartitions",
     "VehicleSet",
+    "cancel_and_wait",
     "deeper_than",
     "fetch_all",
     "in_connection_thread",

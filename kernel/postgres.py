@@ -26,6 +26,7 @@ from kernel.errors import StoreError, StoreUnavailable
 from kernel.info import DatabaseInfo
 from kernel.migrate import TimeseriesMode, load_pg_migrations
 from kernel.postgres_errors import MAPPED, store_error
+from kernel.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -126,11 +127,7 @@ class PostgresDatabase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         pool, self._pool = self._pool, None
-        for task in [self._recovery, *self._retired]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait([self._recovery, *self._retired])
         if pool is not None:
             await pool.close(timeout=2)
 

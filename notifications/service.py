@@ -319,9 +319,14 @@ class NotificationService:
         async def attempt(delivery: Delivery) -> None:
             async with gate:
                 now = self.clock()
-                # Claimed when its turn comes, so a claim never waits behind other sends.
-                if await self.store.claim_delivery(delivery.id, now, now + self.settings.claim_s):
-                    await self._attempt(delivery)
+                try:
+                    # Claimed when its turn comes, so a claim never waits behind other sends.
+                    if await self.store.claim_delivery(delivery.id, now, now + self.settings.claim_s):
+                        await self._attempt(delivery)
+                # One delivery's store error ends neither the others' attempts nor the round before
+                # they finish (and record what they sent); claimed, it is due again after claim_s.
+                except Exception:
+                    log.exception("notification delivery attempt failed", delivery=delivery.id)
 
         await asyncio.gather(*(attempt(d) for d in due))
 

@@ -10,12 +10,14 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
+from fleethub import Settings, load_settings
 
 
 class MqttClient:
@@ -120,3 +122,18 @@ def need_program(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def local_settings(store_url: str, overrides: Mapping[str, object] | None = None, *, dev: bool = True) -> Settings:
+    """A hub on free local ports over `store_url`; `dev`: development mode, explicitly (anonymous MQTT
+    clients, no API tokens), else the hub's own secure defaults. `overrides` win."""
+    base: dict[str, object] = {
+        "mqtt.host": "127.0.0.1",
+        "mqtt.port": 0,
+        "http.host": "127.0.0.1",
+        "http.port": 0,
+        "store.url": store_url,
+    }
+    if dev:
+        base |= {"mqtt.allow_anonymous": True, "auth.enabled": False}
+    return load_settings(environ={}, overrides={**base, **(overrides or {})})

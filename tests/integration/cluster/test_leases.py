@@ -1,12 +1,21 @@
-"""Partition leases and the fence on a real PostgreSQL: fair shares, takeover, and a stale owner refused."""
+"""Partition leases and the fence on a real PostgreSQL: fair shares, takeover, a stale owner refused;
+a worker's takeover and rebuilds done again after a failure."""
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from cluster import PARTITION_SQL, Leases, fence_of, install, partition_of
-from kernel import Fenced, PostgresDatabase, is_fenced
+from cluster.settings import ClusterSettings
+from cluster.worker import ClusterWorker
+from commands import Command, CommandService, CommandsSettings, MemoryCommandStore
+from kernel import Fenced, PostgresDatabase, VehicleSet, is_fenced
+from tests.helpers import eventually
+from tests.unit.commands.test_service import Twins
+from twin import MemoryStore, TwinService
 
 pytestmark = pytest.mark.postgres
 
@@ -106,3 +115,84 @@ async def test_unfenced_connections_and_a_worker_without_the_partition(pg_url: s
         held = (await Leases(db, "w", partitions=K, lease_s=5).step({})).held
         db.set_fence(fence_of("w", K, held))
         await _twin_write(db, vehicle_in(1))
+
+
+class _FailsOnce:
+    """A part of the hub whose first rebuild fails, as a store read that raises would."""
+
+    def __init__(self) -> None:
+        self.adopted = 0
+
+    async def adopt(self, vehicle: Callable[[str], bool]) -> None:
+        self.adopted += 1
+        if self.adopted == 1:
+            raise RuntimeError("store read failed")
+
+    def release(self, vehicle: Callable[[str], bool]) -> None:
+        pass
+
+
+async def test_a_takeover_that_failed_is_done_again_at_the_next_heartbeat(pg_url: str) -> None:
+    """Partitions whose takeover raised are held but not ready; the next heartbeat takes them over again."""
+    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=2) as db:
+        async with db.connection() as conn:
+            await install(conn, K)
+        worker = ClusterWorker(ClusterSettings(worker_id="w", partitions=K), db, TwinService(MemoryStore()))
+        listener = _FailsOnce()
+        worker.listeners.append(listener)
+        with pytest.raises(RuntimeError):
+            await worker._heartbeat_once()
+        assert set(worker.ownership.tokens) == set(range(K))
+        assert worker.ready == set()
+        await worker._heartbeat_once()  # renews the same leases: nothing newly gained
+        assert worker.ready == set(range(K))
+        assert listener.adopted == 2
+        await worker.leases.leave(worker.ownership.tokens)
+
+
+class _OpenCommandsFailOnce(MemoryCommandStore):
+    """A command store whose next read of open commands, once armed, fails (the database went away)."""
+
+    armed = False
+    failures = 0
+
+    async def open_commands(self, vehicles: VehicleSet | None = None) -> list[Command]:
+        if self.armed:
+            self.armed = False
+            self.failures += 1
+            raise ConnectionError("store connection lost")
+        return await super().open_commands(vehicles)
+
+
+async def test_a_command_queued_elsewhere_is_taken_up_after_a_failed_rebuild(pg_url: str) -> None:
+    """The owner's rebuild after NOTIFY fails once; it is done again, so the command is held here."""
+    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=2) as db:
+        async with db.connection() as conn:
+            await install(conn, K)
+        store = _OpenCommandsFailOnce()
+        commands = CommandService(store, Twins("v1"), settings=CommandsSettings())
+        elsewhere = CommandService(store, Twins("v1"), settings=CommandsSettings())
+        elsewhere.owns = set[str]().__contains__
+        for service in (commands, elsewhere):
+            await service.load()
+        worker = ClusterWorker(ClusterSettings(worker_id="w", partitions=K), db, TwinService(MemoryStore()))
+        worker.commands = commands
+        commands.owns = worker.ownership.owns
+        await worker._heartbeat_once()
+        command, _ = await elsewhere.create("v1", "unlock")
+        assert commands._open.of_vehicle("v1") == []  # not told yet
+        store.armed = True
+        task = asyncio.get_running_loop().create_task(worker._adopt_notified())
+
+        async def held() -> bool:
+            return [c.id for c in commands._open.of_vehicle("v1")] == [command.id]
+
+        try:
+            worker._noted("commands other-worker v1")  # what NOTIFY fleethub_cluster brings
+            await eventually(held, wait_s=10)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await worker.leases.leave(worker.ownership.tokens)
+        assert store.failures == 1

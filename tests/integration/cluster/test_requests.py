@@ -1,15 +1,26 @@
 """Forwarded twin writes on a real PostgreSQL: the answer commits with the change, and only under a live claim."""
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from cluster import ClusterSettings, ForwardedWrites, Leases, ListenMetrics, fence_of, install, partition_of
+from cluster import (
+    ClusterSettings,
+    ForwardedWrites,
+    Leases,
+    ListenMetrics,
+    ListenState,
+    fence_of,
+    install,
+    partition_of,
+)
+from cluster.listening import hold_listen
 from kernel import PostgresDatabase
 from twin import OwnerUnavailable, TwinCreate, TwinService, running, twin_store
 
@@ -36,65 +47,69 @@ async def _claim_once_asked(forwarding: ForwardedWrites, owner: SimpleNamespace,
         owner.ready = set()
 
 
-async def test_a_withdrawn_request_is_not_applied_and_a_claimed_one_is_applied_once(pg_url: str) -> None:
-    """The owner's commit of a request withdrawn after its claim rolls back; the next one commits with its answer."""
+@contextlib.asynccontextmanager
+async def _asking_node(
+    pg_url: str, vehicle: str, forward_timeout_s: float
+) -> AsyncIterator[tuple[ForwardedWrites, SimpleNamespace, TwinService]]:
+    """A node holding every lease, none of them ready, so it forwards even its own vehicles; `vehicle` exists."""
     async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=4) as db:
         async with db.connection() as conn:
             await install(conn, K)
         held = (await Leases(db, "w1", partitions=K, lease_s=30).step({})).held
         db.set_fence(fence_of("w1", K, held))
-        # The owner's view of its leases; `ready` is empty, so this node forwards even its own vehicles.
         owner = SimpleNamespace(worker_id="w1", ready=set(), ownership=SimpleNamespace(tokens=held))
-        settings = ClusterSettings(role="api", partitions=K, forward_timeout_s=1.0, forward_poll_s=0.05)
+        settings = ClusterSettings(role="api", partitions=K, forward_timeout_s=forward_timeout_s, forward_poll_s=0.05)
         store = twin_store(db)
         async with store, running(TwinService(store)) as service:
             await asyncio.sleep(0.01)  # the consumer starts
-            await service.apply(TwinCreate("veh-1", "default"))
+            await service.apply(TwinCreate(vehicle, "default"))
             async with ForwardedWrites(settings, db, service, owner) as forwarding:  # type: ignore[arg-type]
                 service.route = forwarding
-                asking = asyncio.create_task(service.patch_desired("veh-1", {"charge_limit": 50}))
-                claimed = await _claim_once_asked(forwarding, owner, pg_url)
-                # The asking node gives up between the claim and the owner's commit.
-                await asyncio.to_thread(_rows, pg_url, "UPDATE cluster_requests SET state = 'withdrawn' RETURNING id")
-                await forwarding._apply(claimed[0])
-                with pytest.raises(OwnerUnavailable):
-                    await asyncio.wait_for(asking, 5)
-                assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]
+                yield forwarding, owner, service
 
-                asking = asyncio.create_task(service.patch_desired("veh-1", {"charge_limit": 60}))
-                claimed = await _claim_once_asked(forwarding, owner, pg_url)
-                await forwarding._apply(claimed[0])
-                doc = await asyncio.wait_for(asking, 5)
-                assert (doc.version, doc.desired) == (2, {"charge_limit": 60})
-                assert doc == await service.get_twin("veh-1")
-                # A later pass finds nothing to take: it is done.
-                owner.ready = set(held)
-                assert await forwarding._claim() == []
-            assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
-            assert _rows(pg_url, "SELECT version FROM twins") == [(2,)]
+
+async def test_a_withdrawn_request_is_not_applied_and_a_claimed_one_is_applied_once(pg_url: str) -> None:
+    """The owner's commit of a request withdrawn after its claim rolls back; the next one commits with its answer."""
+    async with _asking_node(pg_url, "veh-1", forward_timeout_s=1.0) as (forwarding, owner, service):
+        asking = asyncio.create_task(service.patch_desired("veh-1", {"charge_limit": 50}))
+        claimed = await _claim_once_asked(forwarding, owner, pg_url)
+        # The asking node gives up between the claim and the owner's commit.
+        await asyncio.to_thread(_rows, pg_url, "UPDATE cluster_requests SET state = 'withdrawn' RETURNING id")
+        await forwarding._apply(claimed[0])
+        with pytest.raises(OwnerUnavailable):
+            await asyncio.wait_for(asking, 5)
+        assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]
+
+        asking = asyncio.create_task(service.patch_desired("veh-1", {"charge_limit": 60}))
+        claimed = await _claim_once_asked(forwarding, owner, pg_url)
+        await forwarding._apply(claimed[0])
+        doc = await asyncio.wait_for(asking, 5)
+        assert (doc.version, doc.desired) == (2, {"charge_limit": 60})
+        assert doc == await service.get_twin("veh-1")
+        # A later pass finds nothing to take: it is done.
+        owner.ready = set(owner.ownership.tokens)
+        assert await forwarding._claim() == []
+    assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
+    assert _rows(pg_url, "SELECT version FROM twins") == [(2,)]
 
 
 async def test_a_request_left_waiting_past_its_deadline_is_withdrawn_and_never_claimed(pg_url: str) -> None:
     """No owner takes it in time: the caller gets OwnerUnavailable and a late owner finds nothing to apply."""
-    async with PostgresDatabase(pg_url, pool_min_size=1, pool_max_size=4) as db:
-        async with db.connection() as conn:
-            await install(conn, K)
-        held = (await Leases(db, "w1", partitions=K, lease_s=30).step({})).held
-        db.set_fence(fence_of("w1", K, held))
-        owner = SimpleNamespace(worker_id="w1", ready=set(), ownership=SimpleNamespace(tokens=held))
-        settings = ClusterSettings(role="api", partitions=K, forward_timeout_s=0.3, forward_poll_s=0.05)
-        store = twin_store(db)
-        async with store, running(TwinService(store)) as service:
-            await asyncio.sleep(0.01)  # the consumer starts
-            await service.apply(TwinCreate("veh-2", "default"))
-            async with ForwardedWrites(settings, db, service, owner) as forwarding:  # type: ignore[arg-type]
-                service.route = forwarding
-                with pytest.raises(OwnerUnavailable) as refused:
-                    await service.patch_desired("veh-2", {"a": 1})
-                assert refused.value.retry_after_s == 8
-                owner.ready = set(held)
-                assert await forwarding._claim() == []
-        assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]
+    async with _asking_node(pg_url, "veh-2", forward_timeout_s=0.3) as (forwarding, owner, service):
+        with pytest.raises(OwnerUnavailable) as refused:
+            await service.patch_desired("veh-2", {"a": 1})
+        assert refused.value.retry_after_s == 8
+        # A row left waiting past its deadline is never claimed; one within it is (the control).
+        part = partition_of("veh-2", K)
+        _rows(
+            pg_url,
+            "INSERT INTO cluster_requests (id, part, vehicle_id, write, requester, deadline) VALUES "
+            f"('late', {part}, 'veh-2', '{{}}', 'w9', now() - interval '1 second'), "
+            f"('due', {part}, 'veh-2', '{{}}', 'w9', now() + interval '1 minute') RETURNING id",
+        )
+        owner.ready = set(owner.ownership.tokens)
+        assert [c.id for c in await forwarding._claim()] == ["due"]
+    assert _rows(pg_url, "SELECT version, coalesce(state->'desired', '{}') FROM twins") == [(1, {})]
 
 
 async def test_the_listener_reports_its_state_and_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
@@ -116,7 +131,7 @@ async def test_the_listener_reports_its_state_and_reconnects_after_its_connectio
                     pg_url,
                     # This session's database only: other test sessions may share the server.
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE query = 'LISTEN fleethub_requests' AND datname = current_database()",
+                    "WHERE query = 'LISTEN \"fleethub_requests\"' AND datname = current_database()",
                 )
                 assert killed == [(True,)]
                 await _until(lambda: forwarding.status()["reconnects"] == 1)
@@ -182,3 +197,27 @@ async def test_a_local_write_fenced_off_by_a_partition_move_goes_to_the_new_owne
                 ({"charge_limit": 70},)
             ]
             assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
+
+
+async def test_a_notification_that_fails_does_not_end_the_listener(pg_url: str) -> None:
+    """The shared LISTEN loop logs a failing notification and serves the next on the same connection."""
+    state = ListenState("requests")
+    heard: list[str] = []
+
+    async def take(payload: str) -> None:
+        if payload == "bad":
+            raise ValueError("a notification this node cannot take")
+        heard.append(payload)
+
+    task = asyncio.create_task(hold_listen(pg_url, state, "fleethub_test_listen", take))
+    try:
+        await _until(lambda: state.listening)
+        await asyncio.to_thread(
+            _rows, pg_url, "SELECT pg_notify('fleethub_test_listen', p) FROM unnest(ARRAY['bad', 'good']) AS p"
+        )
+        await _until(lambda: heard == ["good"])
+        assert (state.listening, state.reconnects, state.last_error) == (True, 0, None)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -5,24 +5,16 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from fleethub import Settings, load_settings
+from fleethub import Settings
 from fleethub.hub import Hub
-from tests.helpers import MqttClient, eventually
+from tests.helpers import MqttClient, eventually, local_settings
 
 
 def hub_settings(db: str, **overrides: object) -> Settings:
-    return load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": f"sqlite:///{db}",
+    return local_settings(
+        f"sqlite:///{db}",
+        {
             "commands.resend_interval_s": 0.5,
-            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
             **overrides,
         },
     )

@@ -3,26 +3,13 @@ import contextlib
 import httpx
 import pytest
 
-from fleethub import load_settings
 from fleethub.hub import Hub
-from tests.helpers import MqttClient
+from tests.helpers import MqttClient, local_settings
 
 
 @pytest.fixture
 async def hub(tmp_path):
-    settings = load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": f"sqlite:///{tmp_path}/hub.db",
-            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
-        },
-    )
+    settings = local_settings(f"sqlite:///{tmp_path}/hub.db")
     async with Hub(settings) as running:
         yield running
 

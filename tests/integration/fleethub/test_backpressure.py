@@ -18,9 +18,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import BACKLOG_LIMIT
-from fleethub import load_settings
 from fleethub.hub import Hub
 from kernel import DatabaseInfo
+from tests.helpers import local_settings
 from twin import (
     AggregatePage,
     AggregateQuery,
@@ -136,17 +136,9 @@ class Publisher:
 
 @pytest.fixture
 async def slow_hub(tmp_path) -> AsyncIterator[tuple[Hub, SlowStore]]:
-    settings = load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": f"sqlite:///{tmp_path}/slow.db",
-            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
+    settings = local_settings(
+        f"sqlite:///{tmp_path}/slow.db",
+        {
             "ingest.queue_max": QUEUE_MAX,
             "ingest.batch_max": BATCH_MAX,
         },

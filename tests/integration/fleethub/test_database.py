@@ -6,9 +6,8 @@ import httpx
 import psycopg
 import pytest
 
-from fleethub import load_settings
 from fleethub.hub import Hub
-from tests.helpers import MqttClient, eventually
+from tests.helpers import MqttClient, eventually, local_settings
 
 
 @pytest.mark.postgres
@@ -16,19 +15,12 @@ async def test_a_postgresql_hub_holds_one_pool_for_every_store(pg_url: str) -> N
     """Twins, rules, commands and security all work while the hub holds exactly store.pg_pool_max_size connections."""
     app = f"fleethub-one-pool-{uuid.uuid4().hex[:8]}"
     vid = f"veh-{uuid.uuid4().hex[:8]}"
-    settings = load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": f"{pg_url}&application_name={app}",
+    settings = local_settings(
+        f"{pg_url}&application_name={app}",
+        {
             # Four stores used to open four pools, at least one connection each.
             "store.pg_pool_min_size": 2,
             "store.pg_pool_max_size": 2,
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
         },
     )
     async with Hub(settings) as hub:

@@ -6,27 +6,18 @@ import uuid
 import httpx
 import pytest
 
-from fleethub import load_settings
 from fleethub.hub import Hub
-from tests.helpers import MqttClient, eventually
+from tests.helpers import MqttClient, eventually, local_settings
 
 DEBOUNCE_S = 0.5
 
 
 @pytest.fixture
 async def hub(tmp_path):
-    settings = load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": f"sqlite:///{tmp_path}/hub.db",
+    settings = local_settings(
+        f"sqlite:///{tmp_path}/hub.db",
+        {
             "ingest.presence_debounce_s": DEBOUNCE_S,
-            # Development mode, explicitly: anonymous MQTT clients and no API tokens.
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
         },
     )
     async with Hub(settings) as running:

@@ -213,3 +213,37 @@ async def test_a_channel_out_of_rate_does_not_hold_up_another(db):
     assert "veh-0099" in json.loads(fast.accepted[0].body)["text"]
     assert len(slow.accepted) == 1
     assert len(waiting) == 49
+
+
+class _FirstClaimFails(SqlNotificationStore):
+    """A store whose first delivery claim raises, as a lost connection would."""
+
+    failed = False
+
+    async def claim_delivery(self, delivery_id: str, now: float, until: float) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("store connection lost")
+        return await super().claim_delivery(delivery_id, now, until)
+
+
+async def test_one_delivery_failing_to_claim_does_not_end_the_round_of_the_others(db):
+    """The round attempts (and records) every other due delivery and ends normally."""
+    one, two = Receiver().start(), Receiver().start()
+    store = _FirstClaimFails(db)
+    service = NotificationService(store, settings())
+    try:
+        await service.put_channel("one", ChannelBody(kind=ChannelKind.CHAT, url=one.url, fleet="north"))
+        await service.put_channel("two", ChannelBody(kind=ChannelKind.CHAT, url=two.url, fleet="south"))
+        await service.alert_event(alert(1, fleet="north"))
+        await service.alert_event(alert(2, fleet="south"))
+        await service.run_once()
+        delivered = await service.store.list_deliveries(DeliveryQuery(state=DeliveryState.DELIVERED))
+    finally:
+        for transport in {id(t): t for t in service.transports.values()}.values():
+            await transport.aclose()
+        one.stop()
+        two.stop()
+    assert store.failed
+    assert len(one.accepted) + len(two.accepted) == 1
+    assert len(delivered) == 1

@@ -5,27 +5,18 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from fleethub import load_settings
 from fleethub.hub import Hub
-from tests.helpers import MqttClient
+from tests.helpers import MqttClient, local_settings
 
 
 def hub_settings(store_url: str, **overrides: object):
-    return load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": store_url,
+    return local_settings(
+        store_url,
+        {
             "store.pg_pool_min_size": 1,
             "store.pg_pool_max_size": 4,
             # Rules see presence after the debounce; a short one keeps connected() tests quick.
             "ingest.presence_debounce_s": 0.3,
-            # Development mode, explicitly: these tests use anonymous MQTT clients and no API tokens.
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
             **overrides,
         },
     )

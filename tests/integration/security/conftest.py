@@ -8,25 +8,15 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fleethub import load_settings
 from fleethub.hub import Hub
 from security import CLI, Role
+from tests.helpers import local_settings
 from tests.integration.security.client import Client
 
 
 def secure_settings(db: str, **overrides: Any):
     """The hub's own defaults (anonymous refused, tokens required) on free local ports."""
-    return load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": f"sqlite:///{db}",
-            **overrides,
-        },
-    )
+    return local_settings(f"sqlite:///{db}", overrides, dev=False)
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from fleethub import load_settings
 from fleethub.hub import Hub
-from tests.helpers import eventually
+from tests.helpers import eventually, local_settings
 
 pytestmark = pytest.mark.postgres
 
@@ -81,18 +80,7 @@ def _stored(url: str, prefix: str) -> set[tuple[str, int]]:
 async def test_an_outage_mid_ingest_loses_nothing_acknowledged_and_recovers_without_a_restart(
     pg_instance, tmp_path, outage
 ):
-    settings = load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": pg_instance.url,
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
-        },
-    )
+    settings = local_settings(pg_instance.url)
     prefix = f"pgo-{uuid.uuid4().hex[:6]}-"
     async with Hub(settings) as hub:
         publishers = [Publisher(f"{prefix}{n}", hub.mqtt_port) for n in range(VEHICLES)]

@@ -11,25 +11,17 @@ from collections import Counter
 
 import httpx
 
-from fleethub import load_settings
 from fleethub.hub import Hub
-from tests.helpers import MqttClient, eventually
+from tests.helpers import MqttClient, eventually, local_settings
 from tests.integration.fleethub.test_backpressure import SlowStore
 
 SHUTDOWN_S = 2.0
 
 
 def _settings(tmp_path, **extra):
-    return load_settings(
-        environ={},
-        overrides={
-            "mqtt.host": "127.0.0.1",
-            "mqtt.port": 0,
-            "http.host": "127.0.0.1",
-            "http.port": 0,
-            "store.url": f"sqlite:///{tmp_path}/hub.db",
-            "mqtt.allow_anonymous": True,
-            "auth.enabled": False,
+    return local_settings(
+        f"sqlite:///{tmp_path}/hub.db",
+        {
             "ingest.shutdown_timeout_s": SHUTDOWN_S,
             **extra,
         },

@@ -1,6 +1,6 @@
 """A command service that holds and sends only the commands of the vehicles its hub worker owns."""
 
-from commands import CommandQuery, CommandService, CommandsSettings, JobSelector, JobState, MemoryCommandStore
+from commands import CommandQuery, CommandService, CommandsSettings, Job, JobSelector, JobState, MemoryCommandStore
 from tests.unit.commands.test_service import Clock, RecordingChannel, Twins, result
 
 
@@ -108,3 +108,41 @@ async def test_cancelling_a_job_cancels_the_commands_other_workers_hold() -> Non
     clock.now += 5.0
     await lead.run_once()  # its copy of the job is stale until NOTIFY reloads it: it must not complete it
     assert (await store.get_job(job.id)).state is JobState.CANCELLED  # type: ignore[union-attr]
+
+
+class _JobReadsFail(MemoryCommandStore):
+    """A store whose reads of a job's progress fail (the database went away for a moment)."""
+
+    failing = False
+    failures = 0
+
+    async def get_job(self, job_id: str) -> Job | None:
+        if self.failing:
+            self.failures += 1
+            raise ConnectionError("store connection lost")
+        return await super().get_job(job_id)
+
+
+async def test_a_failed_read_of_job_progress_does_not_lose_the_results_of_the_pass() -> None:
+    """Results taken in a pass whose job check fails are still stored and acknowledged."""
+    store, clock = _JobReadsFail(), Clock()
+    lead = CommandService(store, Twins("v1", "v2"), settings=CommandsSettings(job_check_s=1.0), clock=clock)
+    lead.channel = RecordingChannel()
+    lead.owns = {"v1"}.__contains__
+    await lead.load()
+    job = await lead.create_job(JobSelector(vehicle_ids=("v1", "v2")), "unlock", rate=10.0)
+    await lead.run_once()
+    lead.vehicle_connected("v1")
+    await lead.run_once()
+    [(command_id, _)] = lead.channel.commands()  # type: ignore[union-attr]
+    store.failing = True
+    clock.now += 2.0
+    answer = result("v1", command_id, {"status": "succeeded"})
+    await lead.result_received(answer)
+    await lead.run_once()
+    assert store.failures > 0
+    assert answer.ack is not None
+    assert answer.ack.done()
+    assert (await store.get(command_id)).state.value == "succeeded"  # type: ignore[union-attr]
+    store.failing = False
+    assert (await lead.job(job.id)).state is JobState.RUNNING  # v2 has not answered

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cluster import partition_of
+from tests.e2e.conftest import HubProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -159,6 +160,21 @@ def _worker(
     return hub, hub.started()["http_port"]
 
 
+def _wind_down(vehicles: Iterable[Vehicle], **hubs: HubProcess | None) -> None:
+    """Disconnect the vehicles and print each hub's log tail (pytest shows it only when the test fails)."""
+    for v in vehicles:
+        v.close()
+    for name, hub in hubs.items():
+        if hub is not None:
+            print(f"{name}:\n", hub.text[-8000:])
+
+
+def _stop(*hubs: HubProcess) -> None:
+    """Stop each hub; every one must exit cleanly."""
+    for hub in hubs:
+        assert hub.stop() == 0
+
+
 def _owners(url: str) -> dict[str, int]:
     rows = _rows(url, "SELECT owner, count(*) FROM cluster_leases WHERE expires_at > now() GROUP BY owner")
     return {str(o): int(n) for o, n in rows}
@@ -168,12 +184,31 @@ def _stored(url: str) -> list[tuple]:
     return _rows(url, "SELECT vehicle_id, seq FROM history")
 
 
+def _socs(url: str) -> dict[str, float]:
+    """Each twin's reported state of charge."""
+    return dict(_rows(url, "SELECT vehicle_id, (state->'reported'->'soc'->>0)::float FROM twins"))
+
+
+def _one_alert_each(url: str, vids: list[str]) -> None:
+    """Every vehicle in `vids`, and no other, has exactly one alert."""
+    _eventually(lambda: _rows(url, "SELECT count(*) FROM alerts")[0][0] >= len(vids), 30, "an alert for each vehicle")
+    time.sleep(1.0)  # a second alert for the same episode would be written by now
+    alerts = _rows(url, "SELECT vehicle_id, count(*) FROM alerts GROUP BY vehicle_id ORDER BY 1")
+    assert alerts == [(vid, 1) for vid in sorted(vids)]
+
+
+def _forwarded(http_port: int) -> int:
+    """How many messages the node wrote to the inbox for another partition's owner (from its health)."""
+    health = httpx.get(f"http://127.0.0.1:{http_port}/healthz").json()
+    return int(health["components"]["cluster"]["detail"]["forwarded"])
+
+
 def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
     mosquitto: int, pg_url: str, run_hub, tmp_path: Path
 ) -> None:
     """Two workers split the partitions; each message is stored once, twins are right, alerts and commands once."""
     a, http_a = _worker(run_hub, tmp_path, mosquitto, pg_url, "a")
-    b, _ = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
+    b, http_b = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
     api, http_api = _worker(run_hub, tmp_path, mosquitto, pg_url, "api", role="api")
     _eventually(lambda: _owners(pg_url) == {"a": 8, "b": 8}, 20, "the partitions split 8/8")
     vehicles = [Vehicle(mosquitto, f"veh-{n:02d}") for n in range(12)]
@@ -191,15 +226,11 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
         _eventually(lambda: set(_stored(pg_url)) == expected, 60, "every message stored")
         stored = _stored(pg_url)
         assert len(stored) == len(expected)  # exactly once: no duplicates
-        twins = dict(_rows(pg_url, "SELECT vehicle_id, (state->'reported'->'soc'->>0)::float FROM twins"))
-        assert twins == {v.vid: 10.0 if n < 4 else 70.0 for n, v in enumerate(vehicles)}
-        _eventually(
-            lambda: _rows(pg_url, "SELECT count(*) FROM alerts")[0][0] >= 4, 30, "an alert for each dipping vehicle"
-        )
-        time.sleep(1.0)  # a second alert for the same episode would be written by now
-        alerts = _rows(pg_url, "SELECT vehicle_id, count(*) FROM alerts GROUP BY vehicle_id ORDER BY 1")
-        assert alerts == [(f"veh-{n:02d}", 1) for n in range(4)]
-        # Both workers ingested: messages for partitions owned elsewhere went through the inbox.
+        assert _socs(pg_url) == {v.vid: 10.0 if n < 4 else 70.0 for n, v in enumerate(vehicles)}
+        _one_alert_each(pg_url, [v.vid for v in vehicles[:4]])
+        # Both workers ingested: messages for partitions owned elsewhere went through the inbox,
+        # and the owners took everything forwarded.
+        assert _forwarded(http_a) + _forwarded(http_b) > 0
         assert _rows(pg_url, "SELECT count(*) FROM cluster_inbox") == [(0,)]
         # A command queued through worker a for every vehicle: sent once each, by its owner only.
         for v in vehicles:
@@ -220,13 +251,8 @@ def test_two_workers_store_everything_once_with_one_alert_and_one_command_send(
         assert forwarded.json()["desired"] == patch
         assert forwarded.json()["version"] == doc["version"] + 1
     finally:
-        for v in vehicles:
-            v.close()
-        # Shown only when the test fails.
-        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
-    assert api.stop() == 0
+        _wind_down(vehicles, a=a, b=b)
+    _stop(a, b, api)
 
 
 def test_forwarded_messages_reach_their_owner_on_notify_alone(
@@ -249,13 +275,8 @@ def test_forwarded_messages_reach_their_owner_on_notify_alone(
         assert len(_stored(pg_url)) == len(expected)
         # Committed rows are deleted by the owner's next take, which a settled batch triggers.
         _eventually(lambda: _rows(pg_url, "SELECT count(*) FROM cluster_inbox") == [(0,)], 30, "the inbox emptied")
-
-        def forwarded(port: int) -> int:
-            health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
-            return int(health["components"]["cluster"]["detail"]["forwarded"])
-
         # The positive control: messages did take the inbox hop (Mosquitto spread them over both workers).
-        assert forwarded(http_a) + forwarded(http_b) > 0
+        assert _forwarded(http_a) + _forwarded(http_b) > 0
         # Both LISTEN connections of each node are in its health.
         for port in (http_a, http_b):
             cluster = httpx.get(f"http://127.0.0.1:{port}/healthz").json()["components"]["cluster"]["detail"]
@@ -263,11 +284,8 @@ def test_forwarded_messages_reach_their_owner_on_notify_alone(
             assert cluster["live_relay"]["listening"] is True
             assert cluster["live_relay"]["reconnects"] == 0
     finally:
-        for v in vehicles:
-            v.close()
-        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
+        _wind_down(vehicles, a=a, b=b)
+    _stop(a, b)
 
 
 def test_kill_9_loses_nothing_acknowledged_and_partitions_move(
@@ -313,18 +331,15 @@ def test_kill_9_loses_nothing_acknowledged_and_partitions_move(
         b.wait_for("emptied the broker session of a dead worker", 60)
         stored = _stored(pg_url)
         assert len(stored) == len(set(stored))  # none twice
-        twins = dict(_rows(pg_url, "SELECT vehicle_id, (state->'reported'->'soc'->>0)::float FROM twins"))
         _eventually(
             lambda: all(len(v.acked) == sent[v.vid] for v in vehicles), 30, "every message acknowledged in the end"
         )
-        twins = dict(_rows(pg_url, "SELECT vehicle_id, (state->'reported'->'soc'->>0)::float FROM twins"))
-        assert twins == {v.vid: 30.0 + sent[v.vid] % 40 for v in vehicles}
+        assert _socs(pg_url) == {v.vid: 30.0 + sent[v.vid] % 40 for v in vehicles}
     finally:
         stop.set()
         publisher.join(10)
-        for v in vehicles:
-            v.close()
-    assert b.stop() == 0
+        _wind_down(vehicles)
+    _stop(b)
 
 
 def test_a_worker_paused_past_its_lease_writes_nothing_stale(
@@ -373,20 +388,13 @@ def test_a_worker_paused_past_its_lease_writes_nothing_stale(
         _eventually(lambda: acked <= set(_stored(pg_url)), 90, "every acknowledged message stored")
         stored = _stored(pg_url)
         assert len(stored) == len(set(stored))
-        twins = dict(_rows(pg_url, "SELECT vehicle_id, (state->'reported'->'soc'->>0)::float FROM twins"))
-        assert twins == {v.vid: 10.0 for v in vehicles}
-        _eventually(lambda: _rows(pg_url, "SELECT count(*) FROM alerts")[0][0] >= 8, 30, "an alert per vehicle")
-        time.sleep(1.0)
-        alerts = _rows(pg_url, "SELECT vehicle_id, count(*) FROM alerts GROUP BY vehicle_id ORDER BY 1")
-        assert alerts == [(v.vid, 1) for v in vehicles]
+        assert _socs(pg_url) == {v.vid: 10.0 for v in vehicles}
+        _one_alert_each(pg_url, [v.vid for v in vehicles])
     finally:
         stop.set()
         publisher.join(10)
-        for v in vehicles:
-            v.close()
-        print("worker a:\n", a.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
+        _wind_down(vehicles, a=a)
+    _stop(a, b)
 
 
 class LiveStream:
@@ -493,12 +501,8 @@ def test_console_live_streams_show_what_other_nodes_commit(
     finally:
         for stream in streams:
             stream.close()
-        for v in vehicles:
-            v.close()
-        print("worker a:\n", a.text[-8000:], "\napi:\n", api.text[-8000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
-    assert api.stop() == 0
+        _wind_down(vehicles, a=a, api=api)
+    _stop(a, b, api)
 
 
 def test_a_drop_pending_when_its_partition_moves_is_finished_by_the_new_owner(
@@ -552,9 +556,6 @@ def test_a_drop_pending_when_its_partition_moves_is_finished_by_the_new_owner(
         # Nothing left pending in any twin.
         assert _rows(pg_url, "SELECT count(*) FROM twins WHERE state->'connection' ? 'pending_drop'") == [(0,)]
     finally:
-        away.close()
-        back.close()
-        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:] if b else "")
-    assert a.stop() == 0
-    if b is not None:
-        assert b.stop() == 0
+        _wind_down((away, back), a=a, b=b)
+    assert b is not None  # started in the try, which ended without an error
+    _stop(a, b)

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from cluster import partition_of
-from tests.e2e.test_scale import DEV, LEASES, RULES, Vehicle, _eventually, _owners, _rows, mosquitto
+from tests.e2e.test_scale import Vehicle, _eventually, _owners, _rows, _stop, _wind_down, _worker, mosquitto
 from tests.integration.notifications.servers import Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -53,13 +53,9 @@ class HoldingVehicle(Vehicle):
             super()._message(self.client, None, msg)
 
 
-def _worker(run_hub, tmp_path: Path, port: int, url: str, name: str):
-    rules = tmp_path / "rules.toml"
-    rules.write_text(RULES)
-    env = {**DEV, **LEASES, **FAST, "FLEETHUB_RULES_FILE": str(rules)}
-    args = ["serve", "--broker", f"mqtt://127.0.0.1:{port}", "--database", url, "--http-port", "0"]
-    hub = run_hub(*args, "--host", "127.0.0.1", "--worker-id", name, "--log-format", "json", env=env)
-    return hub, f"http://127.0.0.1:{hub.started()['http_port']}"
+def _fast_worker(run_hub, tmp_path: Path, port: int, url: str, name: str):
+    hub, http_port = _worker(run_hub, tmp_path, port, url, name, env=FAST)
+    return hub, f"http://127.0.0.1:{http_port}"
 
 
 def _raised_in(text: str, rule: str) -> set[str]:
@@ -83,7 +79,7 @@ def test_due_alerts_notifications_reports_and_jobs_happen_once_across_two_worker
     """Each due alert is raised once, by its owner; each is notified once, the report sent once; a job
     spanning both workers completes only when every vehicle answered."""
     receiver = Receiver().start()
-    a, http_a = _worker(run_hub, tmp_path, mosquitto, pg_url, "a")
+    a, http_a = _fast_worker(run_hub, tmp_path, mosquitto, pg_url, "a")
     vehicles: list[HoldingVehicle] = []
     b = None
     try:
@@ -92,7 +88,7 @@ def test_due_alerts_notifications_reports_and_jobs_happen_once_across_two_worker
         for v in vehicles:
             v.send(1, 50.0, time.time())
         _eventually(lambda: _rows(pg_url, "SELECT count(*) FROM twins")[0][0] == 12, 30, "every twin stored")
-        b, http_b = _worker(run_hub, tmp_path, mosquitto, pg_url, "b")
+        b, http_b = _fast_worker(run_hub, tmp_path, mosquitto, pg_url, "b")
         _eventually(lambda: _owners(pg_url) == {"a": 8, "b": 8}, 20, "the partitions split 8/8")
         owner_of = {
             int(p): str(o) for p, o in _rows(pg_url, "SELECT part, owner FROM cluster_leases WHERE expires_at > now()")
@@ -159,10 +155,7 @@ def test_due_alerts_notifications_reports_and_jobs_happen_once_across_two_worker
         _eventually(lambda: state() == "completed", 30, "the job completed")
         assert _rows(pg_url, done, (job_id,))[0][0] == 12
     finally:
-        for v in vehicles:
-            v.close()
         receiver.stop()
-        # Shown only when the test fails.
-        print("worker a:\n", a.text[-8000:], "\nworker b:\n", b.text[-8000:] if b else "")
-    assert a.stop() == 0
-    assert b.stop() == 0
+        _wind_down(vehicles, a=a, b=b)
+    assert b is not None  # started in the try, which ended without an error
+    _stop(a, b)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_scale import Vehicle, _eventually, _owners, _rows, _worker, mosquitto
+from tests.e2e.test_scale import Vehicle, _eventually, _owners, _rows, _stop, _wind_down, _worker, mosquitto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -63,7 +63,5 @@ def test_the_due_list_of_an_api_node_has_the_meters_the_owner_committed(
         due_only = httpx.get(f"{at_api}/maintenance/due", params={"status": "due", "vehicle": "mt-1"}, timeout=30)
         assert [d["remaining_km"] for d in due_only.json()["items"]] == [50.0]
     finally:
-        vehicle.close()
-        print("worker a:\n", owner.text[-6000:], "\napi:\n", api.text[-4000:])
-    assert owner.stop() == 0
-    assert api.stop() == 0
+        _wind_down([vehicle], a=owner, api=api)
+    _stop(owner, api)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_scale import Vehicle, _eventually, _owners, _rows, _worker, mosquitto
+from tests.e2e.test_scale import Vehicle, _eventually, _owners, _rows, _stop, _wind_down, _worker, mosquitto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -104,7 +104,5 @@ def test_alerts_and_commands_changed_on_an_api_node_are_followed_by_the_owner(
         assert waited.status_code == 200, waited.text
         assert waited.json()["state"] == "succeeded"
     finally:
-        vehicle.close()
-        print("worker a:\n", owner.text[-8000:], "\napi:\n", api.text[-4000:])
-    assert owner.stop() == 0
-    assert api.stop() == 0
+        _wind_down([vehicle], a=owner, api=api)
+    _stop(owner, api)

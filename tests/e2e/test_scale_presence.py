@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_scale import Vehicle, _eventually, _owners, _worker, mosquitto
+from tests.e2e.test_scale import Vehicle, _eventually, _owners, _stop, _wind_down, _worker, mosquitto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -52,7 +52,6 @@ def test_a_vehicle_that_reports_is_connected_even_when_its_birth_went_unseen(
         assert direct
         assert float(direct[0].split()[-1]) == 3  # two readings and the goodbye (the birth went unseen)
     finally:
-        vehicle.close()
-        if worker is not None:
-            print("worker a:\n", worker.text[-6000:])
-    assert worker.stop() == 0
+        _wind_down([vehicle], a=worker)
+    assert worker is not None  # started in the try, which ended without an error
+    _stop(worker)

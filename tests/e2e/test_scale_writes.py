@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cluster import partition_of
-from tests.e2e.test_scale import _eventually, _owners, _rows, _worker, mosquitto
+from tests.e2e.test_scale import _eventually, _owners, _rows, _stop, _wind_down, _worker, mosquitto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -113,11 +113,8 @@ def test_writes_on_an_api_node_and_a_non_owner_are_applied_once_by_the_owner(
         assert httpx.get(f"http://127.0.0.1:{http_api}/api/v1/vehicles/{vid}/twin").json()["version"] == 5
         assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
     finally:
-        vehicle.close()
-        print("worker a:\n", a.text[-6000:], "\nworker b:\n", b.text[-6000:], "\napi:\n", api.text[-4000:])
-    assert a.stop() == 0
-    assert b.stop() == 0
-    assert api.stop() == 0
+        _wind_down([vehicle], a=a, b=b, api=api)
+    _stop(a, b, api)
 
 
 def test_a_write_nobody_can_apply_answers_503_and_is_never_applied_later(
@@ -150,7 +147,5 @@ def test_a_write_nobody_can_apply_answers_503_and_is_never_applied_later(
         assert twin == [(2, {"charge_limit": 70})]
         assert _rows(pg_url, "SELECT count(*) FROM cluster_requests") == [(0,)]
     finally:
-        vehicle.close()
-        print("worker a:\n", a.text[-6000:], "\napi:\n", api.text[-4000:])
-    assert a.stop() == 0
-    assert api.stop() == 0
+        _wind_down([vehicle], a=a, api=api)
+    _stop(a, api)

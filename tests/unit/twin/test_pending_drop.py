@@ -46,6 +46,15 @@ def _events(store: MemoryStore, vid: str) -> list[tuple[bool, float]]:
     return [(p.connected, p.ts) for p in store.presence if p.vehicle_id == vid]
 
 
+async def _after_drop(store: MemoryStore, vid: str, wait_s: float) -> list[tuple[bool, float]]:
+    """The vehicle's presence events once a second one (the drop) is stored, or when wait_s ran out."""
+    for _ in range(round(wait_s / 0.05)):
+        if len(_events(store, vid)) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    return _events(store, vid)
+
+
 def _pending(store: MemoryStore, vid: str) -> PendingDrop | None:
     return store.twins[vid].connection.pending_drop
 
@@ -81,12 +90,8 @@ async def test_the_new_owner_reports_a_moved_drop_when_its_debounce_runs_out() -
         new.adopt_pending(await _stored_pending(store))
         await asyncio.sleep(0.1)
         assert _events(store, "veh-1") == [(True, dropped - 60)]  # not yet: the rest of the debounce
-        for _ in range(50):
-            if len(_events(store, "veh-1")) == 2:
-                break
-            await asyncio.sleep(0.1)
         # Stamped with the time the link dropped; the flag cleared in the same commit.
-        assert _events(store, "veh-1") == [(True, dropped - 60), (False, dropped)]
+        assert await _after_drop(store, "veh-1", 5) == [(True, dropped - 60), (False, dropped)]
         assert _pending(store, "veh-1") is None
         assert drops.seen == ["veh-1"]
 
@@ -98,11 +103,7 @@ async def test_a_moved_drop_whose_debounce_ran_out_is_reported_at_once() -> None
     new, drops = _service(store)
     async with running(new):
         new.adopt_pending(await _stored_pending(store))
-        for _ in range(20):
-            if len(_events(store, "veh-2")) == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert _events(store, "veh-2") == [(True, dropped - 60), (False, dropped)]
+        assert await _after_drop(store, "veh-2", 1) == [(True, dropped - 60), (False, dropped)]
         assert _pending(store, "veh-2") is None
         assert drops.seen == ["veh-2"]
 
@@ -121,11 +122,7 @@ async def test_a_vehicle_back_in_time_at_the_new_owner_is_a_flap() -> None:
         conn = (await new.get_twin("veh-3")).connection
         assert (conn.connected, conn.since) == (True, isoformat(online))
         assert _pending(store, "veh-3") is None
-        for _ in range(40):
-            if len(_events(store, "veh-4")) == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert len(_events(store, "veh-4")) == 2
+        assert len(await _after_drop(store, "veh-4", 2)) == 2
     # The flap left no events and told observers nothing.
     assert _events(store, "veh-3") == [(True, online)]
     assert drops.seen == ["veh-4"]

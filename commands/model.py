@@ -63,6 +63,16 @@ class CommandsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_wait_s: Annotated[
         float, Meta(gt=0, description="The longest `?wait=` an HTTP caller may hold a request open.")
     ] = 60.0
+    wait_poll_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "Hub workers: how often a `?wait=` on a node that does not hold the command reads the owner's "
+                "answer from the database."
+            ),
+        ),
+    ] = 0.25
     max_job_rate: Annotated[
         float, Meta(gt=0, description="A fleet job sends to at most this many vehicles per second.")
     ] = 1000.0

@@ -41,9 +41,6 @@ from twin import check_patch
 
 log = structlog.get_logger(__name__)
 
-# How often a request waiting for a command another hub worker holds looks at the database.
-_POLL_S = 0.25
-
 _encode = msgspec.json.Encoder().encode
 
 
@@ -212,9 +209,9 @@ class CommandService(CommandEngine):
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             left = deadline - asyncio.get_running_loop().time()
-            await asyncio.sleep(max(0.0, min(_POLL_S, left)))
+            await asyncio.sleep(max(0.0, min(self.settings.wait_poll_s, left)))
             command = await self.get(command_id)
-            if not command.open or left <= _POLL_S:
+            if not command.open or left <= self.settings.wait_poll_s:
                 return command
 
     async def cancel(
